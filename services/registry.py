@@ -1,0 +1,56 @@
+"""The four services as the runtime sees them: info, settings class, provisioning hook, WSGI target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from services.ca.provision import provision as provision_ca
+from services.ca.settings import CaSettings
+from services.idp.provision import provision as provision_idp
+from services.idp.settings import IdpSettings
+from services.portal.provision import provision as provision_portal
+from services.portal.settings import PortalSettings
+from services.signer.provision import provision as provision_signer
+from services.signer.settings import SignerSettings
+from shared.flow import ServiceInfo, service
+from shared.settings import ServiceSettings
+
+__all__ = ["REGISTRY", "ServiceEntry", "entry"]
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    """What the runtime needs to provision and start one service.
+
+    :ivar info: the service and its role.
+    :ivar settings_class: its settings model (read from the environment in the service process).
+    :ivar provision: the idempotent first-start hook; returns lines describing what it did.
+    """
+
+    info: ServiceInfo
+    settings_class: type[ServiceSettings]
+    provision: Callable[[Any], list[str]]
+
+    @property
+    def wsgi_target(self) -> str:
+        """The gunicorn application spec of the service's factory."""
+        return f"services.{self.info.name}:create_app()"
+
+
+REGISTRY: tuple[ServiceEntry, ...] = (
+    ServiceEntry(service("idp"), IdpSettings, provision_idp),
+    ServiceEntry(service("ca"), CaSettings, provision_ca),
+    ServiceEntry(service("signer"), SignerSettings, provision_signer),
+    ServiceEntry(service("portal"), PortalSettings, provision_portal),
+)
+"""In start order: the IdP and CA first, the signer (which calls both), the portal last."""
+
+
+def entry(name: str) -> ServiceEntry:
+    """The registry entry of service ``name``."""
+    for item in REGISTRY:
+        if item.info.name == name:
+            return item
+    raise KeyError(f"unknown service {name!r}; known: {', '.join(e.info.name for e in REGISTRY)}")

@@ -1,0 +1,192 @@
+"""The Flask frame every service shares: errors, request ids, health, role page, security headers.
+
+Each service's ``create_app`` calls :func:`create_service_app` and then registers its own
+blueprints. This module is the single place where :class:`~shared.errors.SignLabError` and
+werkzeug's HTTP exceptions become ``{"error", "error_description"}`` responses (or an HTML error
+page for a browser that asks for HTML), so views never build error bodies by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
+from jinja2 import ChoiceLoader, FileSystemLoader
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import SignLabError
+from shared.flow import SERVICES, ServiceInfo
+from shared.logs import configure_logging, request_id_var
+from shared.settings import ServiceSettings
+
+__all__ = ["HealthCheck", "create_service_app", "signlab_version", "wants_html"]
+
+log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], str]
+"""A readiness check: returns a short detail when healthy, raises when not."""
+
+_SHARED_DIR = Path(__file__).parent
+_REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def signlab_version() -> str:
+    """The installed SignLab version."""
+    try:
+        return version("signlab")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def create_service_app(
+    import_name: str,
+    info: ServiceInfo,
+    settings: ServiceSettings,
+    *,
+    health_checks: Mapping[str, HealthCheck] | None = None,
+    role_page_at: str = "/",
+) -> Flask:
+    """Build the Flask app frame for one service.
+
+    :param import_name: the service package (its ``templates/`` and ``static/`` are used).
+    :param info: the service's entry in :data:`shared.flow.SERVICES`.
+    :param settings: the service's settings (stored as ``app.extensions["signlab.settings"]``).
+    :param health_checks: readiness checks shown by ``GET /healthz``; any failure answers 503.
+    :param role_page_at: URL of the page explaining the service's eIDAS role (also at ``/role``).
+    """
+    configure_logging(info.name, settings.log_level)
+    app = Flask(import_name)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["signlab.settings"] = settings
+    app.extensions["signlab.service"] = info
+    # Service templates first, then the shared ones (base layout, error page, role page).
+    app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(_SHARED_DIR / "templates")])  # type: ignore[list-item]
+    app.register_blueprint(
+        Blueprint("signlab_shared", __name__, static_folder="static", static_url_path="/static/signlab")
+    )
+    app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version())
+
+    _install_request_hooks(app)
+    _register_error_handlers(app)
+    _register_health(app, info, dict(health_checks or {}))
+    _register_role_page(app, info, role_page_at)
+    return app
+
+
+def wants_html() -> bool:
+    """True when the client (a browser) prefers an HTML page over JSON."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html" and request.accept_mimetypes[best] > request.accept_mimetypes["application/json"]
+
+
+def _install_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get(_REQUEST_ID_HEADER, "")
+        # Accept a caller's id only if it is short and plain, so it cannot inject into logs.
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.replace("-", "").isalnum() else secrets.token_hex(8)
+        g.signlab_request_token = request_id_var.set(request_id)
+        g.signlab_request_id = request_id
+        g.signlab_started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers[_REQUEST_ID_HEADER] = g.get("signlab_request_id", "")
+        # Pages of a signing service must never be framed (clickjacking on login and consent).
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.path != "/healthz":
+            log.info(
+                "%s %s %s", request.method, request.path, response.status_code,
+                extra={"http_status": response.status_code,
+                       "duration_ms": round((time.perf_counter() - g.get("signlab_started", time.perf_counter())) * 1000, 2)},
+            )
+        return response
+
+    @app.teardown_request
+    def _reset(_exc: BaseException | None) -> None:
+        token = g.pop("signlab_request_token", None)
+        if token is not None:
+            request_id_var.reset(token)
+
+
+def _error_response(error: str, description: str, status: int) -> Response | tuple[Any, int]:
+    if wants_html():
+        return render_template("signlab_error.html", error=error, description=description, status=status), status
+    response = jsonify({"error": error, "error_description": description})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(SignLabError)
+    def _signlab_error(exc: SignLabError) -> Response | tuple[Any, int]:
+        level = logging.ERROR if exc.status >= 500 else logging.INFO
+        log.log(level, "refused: %s %s", exc.error, exc.error_description,
+                extra={"error": exc.error, "step": exc.step.number if exc.step else None})
+        return _error_response(exc.error, exc.error_description, exc.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response | tuple[Any, int]:
+        status = exc.code or 500
+        code = "invalid_request" if status in (400, 413, 415) else (exc.name or "error").lower().replace(" ", "_")
+        return _error_response(code, exc.description or exc.name, status)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response | tuple[Any, int]:
+        log.exception("unexpected error")
+        return _error_response(
+            "server_error", f"unexpected error; the service log has the details under request id {g.get('signlab_request_id')}", 500
+        )
+
+
+def _register_health(app: Flask, info: ServiceInfo, checks: dict[str, HealthCheck]) -> None:
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        results: dict[str, dict[str, str]] = {}
+        healthy = True
+        for name, check in checks.items():
+            try:
+                results[name] = {"status": "ok", "detail": check()}
+            except Exception as exc:  # a failing check must report, never crash the endpoint
+                healthy = False
+                results[name] = {"status": "failing", "detail": str(exc)}
+        body = {
+            "status": "ok" if healthy else "failing",
+            "service": info.name,
+            "role": str(info.role),
+            "version": signlab_version(),
+            "checks": results,
+        }
+        return jsonify(body), 200 if healthy else 503
+
+
+def _register_role_page(app: Flask, info: ServiceInfo, at: str) -> None:
+    def role_page() -> str:
+        return render_template("signlab_role.html", info=info, endpoints=_public_endpoints(app))
+
+    app.add_url_rule("/role", "signlab_role", role_page)
+    if at != "/role":
+        app.add_url_rule(at, "signlab_role_home", role_page)
+
+
+def _public_endpoints(app: Flask) -> list[tuple[str, str]]:
+    """The service's own routes, for the role page (the frame's routes are left out)."""
+    hidden = {"static", "signlab_shared.static", "signlab_role", "signlab_role_home"}
+    rows = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in hidden:
+            continue
+        methods = ", ".join(sorted(m for m in rule.methods or () if m not in ("HEAD", "OPTIONS")))
+        rows.append((rule.rule, methods))
+    return sorted(rows)
