@@ -1,0 +1,95 @@
+"""JWT client assertions (RFC 7523) for service-to-service authentication.
+
+The SSASP authenticates to the TSP's issuance API (step 7) with a short-lived JWT signed by its
+private key; the TSP verifies it against the SSASP's published JWKS, checks issuer, subject,
+audience, lifetime and refuses a replayed ``jti``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet
+
+from shared.errors import InvalidClient
+
+__all__ = ["CLIENT_ASSERTION_TYPE", "ReplayCache", "create_client_assertion", "verify_client_assertion"]
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+"""The ``client_assertion_type`` value of RFC 7523 section 2.2."""
+
+
+def create_client_assertion(
+    key: ECKey, *, client_id: str, audience: str, lifetime: int = 60, now: float | None = None
+) -> str:
+    """Sign a client assertion: ``iss`` = ``sub`` = ``client_id``, ``aud`` = the called endpoint."""
+    issued = int(now if now is not None else time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": audience, "iat": issued, "exp": issued + lifetime,
+              "jti": secrets.token_urlsafe(16)}
+    return jwt.encode({"alg": "ES256", "kid": key.kid, "typ": "JWT"}, claims, key)
+
+
+class ReplayCache:
+    """Remembers assertion ids (``jti``) until they expire, to refuse replays. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def check_and_remember(self, jti: str, expires_at: float, now: float) -> bool:
+        """True the first time ``jti`` is seen; False for a replay."""
+        with self._lock:
+            for old, expiry in list(self._seen.items()):
+                if expiry < now:
+                    del self._seen[old]
+            if jti in self._seen:
+                return False
+            self._seen[jti] = expires_at
+            return True
+
+
+def verify_client_assertion(
+    assertion: str,
+    keys: KeySet,
+    *,
+    client_id: str,
+    audience: str,
+    replay_cache: ReplayCache,
+    leeway: int = 30,
+    max_lifetime: int = 300,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Verify a client assertion and return its claims.
+
+    :raises InvalidClient: bad signature or key, wrong issuer/subject/audience, expired, too long
+        lived, or replayed; the description says which check failed.
+    """
+    current = now if now is not None else time.time()
+    try:
+        token = jwt.decode(assertion, keys, algorithms=["ES256", "RS256", "PS256"])
+    except (JoseError, ValueError) as exc:
+        raise InvalidClient(f"client assertion rejected: {exc}") from None
+    claims = token.claims
+    for name, wanted in (("iss", client_id), ("sub", client_id)):
+        if claims.get(name) != wanted:
+            raise InvalidClient(f"client assertion rejected: {name} is {claims.get(name)!r}, expected {wanted!r}")
+    audiences = claims.get("aud")
+    if audience not in (audiences if isinstance(audiences, list) else [audiences]):
+        raise InvalidClient(f"client assertion rejected: audience {audiences!r} does not name {audience!r}")
+    exp, iat, jti = claims.get("exp"), claims.get("iat"), claims.get("jti")
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float) or not isinstance(jti, str) or not jti:
+        raise InvalidClient("client assertion rejected: exp, iat and jti are required")
+    if exp < current - leeway:
+        raise InvalidClient(f"client assertion rejected: expired {int(current - exp)} s ago (leeway {leeway} s)")
+    if iat > current + leeway:
+        raise InvalidClient(f"client assertion rejected: issued {int(iat - current)} s in the future (leeway {leeway} s)")
+    if exp - iat > max_lifetime:
+        raise InvalidClient(f"client assertion rejected: lifetime {int(exp - iat)} s exceeds {max_lifetime} s")
+    if not replay_cache.check_and_remember(jti, float(exp) + leeway, current):
+        raise InvalidClient("client assertion rejected: this assertion (jti) was already used")
+    return dict(claims)

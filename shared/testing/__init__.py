@@ -1,0 +1,65 @@
+"""Test helpers importable by every test package (real servers on loopback, free ports).
+
+Limits: for tests only. :class:`LiveServer` runs a real WSGI app on a real loopback socket in a
+thread (werkzeug's threaded server), so clients that need a socket (requests, aiohttp, pyHanko's
+CSC client, a browser) talk real HTTP to it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import TracebackType
+
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+__all__ = ["LiveServer", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """Serve ``app`` on 127.0.0.1 in a background thread; use as a context manager.
+
+    :param app: the WSGI app.
+    :param port: a port to bind (0: any free port). Bind first, build the app's settings later if
+        the app needs to know its own URL: use :meth:`reserve`.
+    """
+
+    def __init__(self, app: Flask, port: int = 0) -> None:
+        self.app = app
+        self._server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"live-{app.name}", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        """Start serving."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
