@@ -17,7 +17,7 @@ from services.signer.settings import SignerSettings
 from shared.flow import ServiceInfo, service
 from shared.settings import ServiceSettings
 
-__all__ = ["REGISTRY", "ServiceEntry", "entry"]
+__all__ = ["LINKED_SECRETS", "REGISTRY", "URL_LINKS", "ServiceEntry", "entry"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,27 @@ def entry(name: str) -> ServiceEntry:
         if item.info.name == name:
             return item
     raise KeyError(f"unknown service {name!r}; known: {', '.join(e.info.name for e in REGISTRY)}")
+
+
+URL_LINKS: dict[str, str] = {
+    "SIGNLAB_IDP_SIGNER_REDIRECT_URIS": '["{signer}/oauth2/idp-callback"]',
+    "SIGNLAB_CA_IDP_URL": "{idp}",
+    "SIGNLAB_CA_SIGNER_JWKS_URL": "{signer}/.well-known/jwks.json",
+    "SIGNLAB_SIGNER_IDP_URL": "{idp}",
+    "SIGNLAB_SIGNER_CA_URL": "{ca}",
+    "SIGNLAB_SIGNER_PORTAL_REDIRECT_URIS": '["{portal}/sign/callback"]',
+    "SIGNLAB_PORTAL_SIGNER_URL": "{signer}",
+    "SIGNLAB_PORTAL_CA_URL": "{ca}",
+    "SIGNLAB_PORTAL_IDP_URL": "{idp}",
+}
+"""How the services find each other: settings whose value is built from the other services'
+base URLs (``{idp}``, ``{ca}``, ``{signer}``, ``{portal}``). The runtime fills in each one whose
+field exists in the service's settings class, unless the environment already sets it; compose
+sets the same variables with the container host names."""
+
+LINKED_SECRETS: tuple[tuple[str, ...], ...] = (
+    ("SIGNLAB_IDP_SIGNER_CLIENT_SECRET", "SIGNLAB_SIGNER_IDP_CLIENT_SECRET"),
+    ("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET", "SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET"),
+)
+"""Secrets two services must share (a client secret known to the client and its server): each
+group gets one generated value."""

@@ -76,6 +76,8 @@ def create_service_app(
     _register_error_handlers(app)
     _register_health(app, info, dict(health_checks or {}))
     _register_role_page(app, info, role_page_at)
+    log.info("%s (%s) ready at %s", info.name, info.role, settings.base_url,
+             extra={"steps": [s.number for s in info.steps]})
     return app
 
 

@@ -16,6 +16,7 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     """Build the signer app; settings default to the ``SIGNLAB_SIGNER_*`` environment."""
     settings = settings or SignerSettings.from_env()
     hsm = Hsm(settings)
+    hsm.session()  # fail at start-up, naming the cause, when the token cannot be opened
     app = create_service_app(__name__, service("signer"), settings, health_checks={"hsm": hsm.health})
     app.extensions["signlab.hsm"] = hsm
     return app

@@ -1,0 +1,406 @@
+"""The embedded runtime: the four services as supervised local processes on 127.0.0.1.
+
+:class:`LocalRuntime` provisions each service (its idempotent first-start hook), starts it under
+gunicorn (a production WSGI server: one worker process with threads, because the signer's one-time
+keys are PKCS#11 session objects that live in one process), waits until every ``/healthz`` answers,
+and stops exactly the processes it started, by the pids it recorded.
+
+Layout under the data directory (default ``./var``)::
+
+    secrets.env        generated PINs, client secrets and admin tokens (mode 0600)
+    run/<service>.pid  JSON: pid, port, command of each running service
+    logs/<service>.log each service's JSON log (stdout and stderr)
+    <service>/         each service's own state (HSM token, CA keys, databases, audit logs)
+
+Limits: one ecosystem per data directory; processes are found again only through the pid files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
+from shared.settings import secret_fields
+
+__all__ = ["LocalRuntime", "RuntimeError_", "ServiceState"]
+
+HEALTH_POLL_SECONDS = 0.2
+
+
+class RuntimeError_(Exception):  # noqa: N801 - a trailing underscore avoids shadowing the builtin
+    """The runtime cannot do what was asked; the message says why and what to do."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What ``signlab status`` reports for one service."""
+
+    name: str
+    role: str
+    url: str
+    port: int
+    pid: int | None
+    state: str
+    """``healthy``, ``failing`` (running, health check fails), ``not responding``, or ``stopped``."""
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {"service": self.name, "role": self.role, "url": self.url, "port": self.port, "pid": self.pid,
+                "state": self.state, "detail": self.detail}
+
+
+class LocalRuntime:
+    """Starts, watches and stops the four services as local processes.
+
+    :param data_dir: the data directory (made absolute).
+    :param ports: port overrides by service name; others come from ``SIGNLAB_<SERVICE>_PORT`` or
+        the defaults.
+    :param environ: the base environment of the services (default: this process's).
+    """
+
+    def __init__(self, data_dir: Path, ports: Mapping[str, int] | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.ports = {e.info.name: self._port_of(e, dict(ports or {})) for e in REGISTRY}
+
+    # -- layout -------------------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        """Directory of the pid files."""
+        return self.data_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Directory of the service logs."""
+        return self.data_dir / "logs"
+
+    @property
+    def secrets_file(self) -> Path:
+        """The generated secrets (mode 0600)."""
+        return self.data_dir / "secrets.env"
+
+    def pid_file(self, name: str) -> Path:
+        """The pid file of service ``name``."""
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        """The log file of service ``name``."""
+        return self.logs_dir / f"{name}.log"
+
+    def url(self, name: str) -> str:
+        """The loopback base URL of service ``name``."""
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    # -- environment --------------------------------------------------------------------------
+
+    def _port_of(self, entry: ServiceEntry, overrides: dict[str, int]) -> int:
+        if entry.info.name in overrides:
+            return overrides[entry.info.name]
+        raw = self.environ.get(entry.settings_class.env_name("port"))
+        if raw is None:
+            return entry.info.default_port
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            raise RuntimeError_(f"{entry.settings_class.env_name('port')}: expected a port number 1-65535, got {raw!r}")
+        return int(raw)
+
+    def load_or_create_secrets(self) -> dict[str, str]:
+        """The services' secrets: from the environment when set there, else from ``secrets.env``
+        (generated once, mode 0600). Linked secrets (:data:`~services.registry.LINKED_SECRETS`)
+        share one value."""
+        stored: dict[str, str] = {}
+        if self.secrets_file.exists():
+            for line in self.secrets_file.read_text().splitlines():
+                if "=" in line and not line.lstrip().startswith("#"):
+                    key, value = line.split("=", 1)
+                    stored[key.strip()] = value.strip()
+        wanted = [
+            entry.settings_class.env_name(name)
+            for entry in REGISTRY for name in sorted(secret_fields(entry.settings_class))
+        ]
+        changed = False
+        for name in wanted:
+            if name in stored:
+                continue
+            group = next((g for g in LINKED_SECRETS if name in g), (name,))
+            known = next((stored[other] for other in group if other in stored), None)
+            value = known or secrets.token_urlsafe(24)
+            for member in group:
+                if member in wanted and member not in stored:
+                    stored[member] = value
+            changed = True
+        if changed:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            body = "# Generated by signlab up: the secrets of this SignLab installation. Keep private.\n"
+            body += "".join(f"{key}={stored[key]}\n" for key in sorted(stored))
+            fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(body)
+        # The environment wins over the file, so an operator can pin a value.
+        return {key: self.environ.get(key, value) for key, value in stored.items()}
+
+    def service_environment(self, entry: ServiceEntry) -> dict[str, str]:
+        """The complete environment of one service process."""
+        env = dict(self.environ)
+        for key, value in self.load_or_create_secrets().items():
+            env.setdefault(key, value)
+        cls = entry.settings_class
+        env[cls.env_name("host")] = "127.0.0.1"
+        env[cls.env_name("port")] = str(self.ports[entry.info.name])
+        env.setdefault(cls.env_name("data_dir"), str(self.data_dir / entry.info.name))
+        urls = {name: self.url(name) for name in self.ports}
+        for variable, template in URL_LINKS.items():
+            field = variable.removeprefix(cls.env_prefix).lower()
+            if variable.startswith(cls.env_prefix) and field in cls.model_fields:
+                env.setdefault(variable, template.format(**urls))
+        return env
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def _read_pid(self, name: str) -> dict[str, object] | None:
+        try:
+            record = json.loads(self.pid_file(name).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else None
+
+    def _alive(self, name: str) -> int | None:
+        """The pid of service ``name`` if the recorded process is still ours and running."""
+        record = self._read_pid(name)
+        if record is None:
+            return None
+        pid = int(record["pid"])  # type: ignore[arg-type]
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except FileNotFoundError:
+            return None
+        # A recycled pid belongs to someone else: only a process running our target is ours.
+        target = next(e.wsgi_target for e in REGISTRY if e.info.name == name)
+        if target not in cmdline:
+            return None
+        try:
+            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            return None
+        return None if status == "Z" else pid
+
+    def running(self) -> dict[str, int]:
+        """Services whose recorded process is alive, with their pids."""
+        found = {}
+        for entry in REGISTRY:
+            pid = self._alive(entry.info.name)
+            if pid is not None:
+                found[entry.info.name] = pid
+        return found
+
+    def up(self, *, timeout: float = 60.0, progress: Callable[[str], None] = print) -> list[ServiceState]:
+        """Provision and start the four services, wait until healthy; all or nothing.
+
+        :raises RuntimeError_: already running, a port taken, invalid settings, a service that dies
+            or stays unhealthy; whatever was started is stopped again.
+        """
+        already = self.running()
+        if already:
+            listing = ", ".join(f"{name} (pid {pid})" for name, pid in already.items())
+            raise RuntimeError_(f"SignLab is already running from {self.data_dir}: {listing}. "
+                                "Use 'signlab status' to see it or 'signlab down' to stop it.")
+        for entry in REGISTRY:
+            port = self.ports[entry.info.name]
+            if not _port_free(port):
+                raise RuntimeError_(
+                    f"port {port} for {entry.info.name} ({entry.info.role}) is already in use on 127.0.0.1; "
+                    f"stop what uses it or choose another port with --port {entry.info.name}=PORT", exit_code=2)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        from shared.errors import ConfigurationError  # local: keeps the CLI's import light
+
+        environments = {}
+        for entry in REGISTRY:
+            env = self.service_environment(entry)
+            try:
+                settings = entry.settings_class.from_env(env)
+                for line in entry.provision(settings):
+                    progress(f"  provision {entry.info.name}: {line}")
+            except ConfigurationError as exc:
+                raise RuntimeError_(f"{entry.info.name} ({entry.info.role}): {exc}") from None
+            environments[entry.info.name] = env
+        started: list[str] = []
+        try:
+            for entry in REGISTRY:
+                self._spawn(entry, environments[entry.info.name])
+                started.append(entry.info.name)
+            self._wait_healthy(started, timeout)
+        except BaseException:
+            self._stop(started)
+            raise
+        return self.status()
+
+    def _spawn(self, entry: ServiceEntry, env: dict[str, str]) -> None:
+        name = entry.info.name
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"127.0.0.1:{self.ports[name]}",
+            "--workers", "1", "--worker-class", "gthread", "--threads", "8",
+            "--timeout", "120", "--graceful-timeout", "5",
+            "--error-logfile", "-", "--log-level", "warning",
+            "--name", f"signlab-{name}",
+            entry.wsgi_target,
+        ]
+        log = self.log_file(name).open("ab")
+        try:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True, cwd=self.data_dir)
+        finally:
+            log.close()
+        self.pid_file(name).write_text(json.dumps({"pid": process.pid, "port": self.ports[name], "started": time.time()}))
+
+    def _wait_healthy(self, names: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        while pending:
+            for name in list(pending):
+                if self._alive(name) is None:
+                    raise RuntimeError_(f"{name} ({_role(name)}) exited during start-up. Last lines of "
+                                        f"{self.log_file(name)}:\n{self.tail(name, 15)}")
+                if _health(self.url(name))[0] == "healthy":
+                    pending.remove(name)
+            if pending and time.monotonic() > deadline:
+                states = {name: _health(self.url(name)) for name in pending}
+                detail = "; ".join(f"{name}: {state} {info}".strip() for name, (state, info) in states.items())
+                raise RuntimeError_(f"not healthy after {timeout:g} s: {detail}. See 'signlab logs'.")
+            if pending:
+                time.sleep(HEALTH_POLL_SECONDS)
+
+    def down(self) -> list[str]:
+        """Stop the services this runtime started; return what was done, one line per service."""
+        return self._stop([e.info.name for e in REGISTRY])
+
+    def _stop(self, names: list[str]) -> list[str]:
+        done = []
+        for name in reversed(names):
+            pid = self._alive(name)
+            if pid is None:
+                if self.pid_file(name).exists():
+                    self.pid_file(name).unlink()
+                    done.append(f"{name}: was not running (removed a stale pid file)")
+                continue
+            _terminate_group(pid)
+            self.pid_file(name).unlink(missing_ok=True)
+            done.append(f"{name}: stopped (pid {pid})")
+        return done
+
+    def status(self) -> list[ServiceState]:
+        """The state of each service."""
+        result = []
+        for entry in REGISTRY:
+            name = entry.info.name
+            pid = self._alive(name)
+            if pid is None:
+                state, detail = "stopped", ""
+            else:
+                state, detail = _health(self.url(name))
+            result.append(ServiceState(name, str(entry.info.role), self.url(name), self.ports[name], pid, state, detail))
+        return result
+
+    def tail(self, name: str, lines: int) -> str:
+        """The last ``lines`` lines of a service's log."""
+        path = self.log_file(name)
+        if not path.exists():
+            return "(no log yet)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def follow(self, names: list[str], lines: int) -> Iterator[str]:
+        """Yield the last ``lines`` lines of each log, then new lines as they are written (forever)."""
+        handles = {}
+        for name in names:
+            for line in self.tail(name, lines).splitlines():
+                yield f"{name:>6} | {line}"
+            path = self.log_file(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            handle = path.open(errors="replace")
+            handle.seek(0, os.SEEK_END)
+            handles[name] = handle
+        while True:
+            quiet = True
+            for name, handle in handles.items():
+                line = handle.readline()
+                if line:
+                    quiet = False
+                    yield f"{name:>6} | {line.rstrip()}"
+            if quiet:
+                time.sleep(0.2)
+
+
+def _role(name: str) -> str:
+    return str(next(e.info.role for e in REGISTRY if e.info.name == name))
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _health(url: str) -> tuple[str, str]:
+    try:
+        response = requests.get(f"{url}/healthz", timeout=2)
+    except requests.RequestException:
+        return "not responding", ""
+    try:
+        checks = response.json().get("checks", {})
+    except ValueError:
+        checks = {}
+    detail = "; ".join(f"{k}: {v.get('detail', '')}" for k, v in checks.items() if isinstance(v, dict))
+    return ("healthy" if response.status_code == 200 else "failing"), detail
+
+
+def _terminate_group(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the process group led by ``pid`` (gunicorn master and workers), SIGKILL after ``grace``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        _reap(pid)
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if ``pid`` is our own child (a test or the same CLI process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
