@@ -68,7 +68,7 @@ def create_service_app(
     # Service templates first, then the shared ones (base layout, error page, role page).
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(_SHARED_DIR / "templates")])  # type: ignore[list-item]
     app.register_blueprint(
-        Blueprint("signlab_shared", __name__, static_folder="static", static_url_path="/static/signlab")
+        Blueprint("signlab_shared", __name__, static_folder="static", static_url_path="/signlab-static")
     )
     app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version())
 

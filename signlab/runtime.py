@@ -239,8 +239,8 @@ class LocalRuntime:
                 settings = entry.settings_class.from_env(env)
                 for line in entry.provision(settings):
                     progress(f"  provision {entry.info.name}: {line}")
-            except ConfigurationError as exc:
-                raise RuntimeError_(f"{entry.info.name} ({entry.info.role}): {exc}") from None
+            except (ConfigurationError, OSError) as exc:
+                raise RuntimeError_(f"{entry.info.name} ({entry.info.role}) cannot start: {exc}") from None
             environments[entry.info.name] = env
         started: list[str] = []
         try:

@@ -1,0 +1,118 @@
+"""The shared Flask frame: health, role page, error rendering, request ids, security headers."""
+
+import json
+import logging
+
+import pytest
+from flask import Flask, request
+
+from shared.settings import ServiceSettings
+from shared.errors import InvalidRequest, SignLabError
+from shared.flow import service, step
+from shared.web import create_service_app
+
+
+def _app(checks=None) -> Flask:  # type: ignore[no-untyped-def]
+    app = create_service_app("services.idp", service("idp"), ServiceSettings(port=8001, max_body_bytes=2048), health_checks=checks)
+
+    @app.post("/refuse")
+    def refuse() -> str:
+        raise InvalidRequest("the digest is 31 bytes, SHA-256 needs 32", step=step(6))
+
+    @app.post("/echo")
+    def echo() -> bytes:
+        return request.get_data()
+
+    @app.get("/crash")
+    def crash() -> str:
+        raise KeyError("secret-internal-detail")
+
+    @app.get("/teapot")
+    def teapot() -> str:
+        raise SignLabError("busy", error="temporarily_unavailable", status=503)
+
+    return app
+
+
+def test_health_reports_role_and_version() -> None:
+    response = _app().test_client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json["status"] == "ok" and response.json["role"] == "IPSP" and response.json["service"] == "idp"
+    assert response.json["version"]
+
+
+def test_failing_health_check_answers_503() -> None:
+    def broken() -> str:
+        raise RuntimeError("token missing")
+
+    response = _app({"hsm": broken, "db": lambda: "fine"}).test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["checks"] == {"hsm": {"status": "failing", "detail": "token missing"},
+                                       "db": {"status": "ok", "detail": "fine"}}
+
+
+def test_role_page_explains_the_role_and_steps() -> None:
+    client = _app().test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert "IPSP" in page and "level of assurance" in page
+    for number in (3, 4, 5):
+        assert f'<td class="step">{number}</td>' in page
+    assert client.get("/role").status_code == 200
+    with client.get("/signlab-static/signlab.css") as stylesheet:
+        assert stylesheet.status_code == 200
+
+
+def test_signlab_error_is_rendered_once_as_json() -> None:
+    response = _app().test_client().post("/refuse")
+    assert response.status_code == 400
+    assert response.json == {"error": "invalid_request",
+                             "error_description": "step 6 (SSASP → HSM): the digest is 31 bytes, SHA-256 needs 32"}
+    other = _app().test_client().get("/teapot")
+    assert (other.status_code, other.json["error"]) == (503, "temporarily_unavailable")
+
+
+def test_browsers_get_an_html_error_page() -> None:
+    response = _app().test_client().post("/refuse", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "the digest is 31 bytes" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("method", "path", "status", "code"), [
+    ("get", "/nowhere", 404, "not_found"),
+    ("delete", "/healthz", 405, "method_not_allowed"),
+])
+def test_http_errors_become_protocol_errors(method: str, path: str, status: int, code: str) -> None:
+    response = getattr(_app().test_client(), method)(path)
+    assert response.status_code == status and response.json["error"] == code and response.json["error_description"]
+
+
+def test_oversized_body_is_refused_with_413() -> None:
+    response = _app().test_client().post("/echo", data=b"x" * 4096, content_type="application/octet-stream")
+    assert response.status_code == 413 and response.json["error"] == "invalid_request"
+
+
+def test_unexpected_exception_is_500_without_internals(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = _app().test_client().get("/crash")
+    assert response.status_code == 500 and response.json["error"] == "server_error"
+    assert "secret-internal-detail" not in response.get_data(as_text=True)
+    assert response.headers["X-Request-ID"] in response.json["error_description"]
+
+
+def test_request_id_and_security_headers() -> None:
+    client = _app().test_client()
+    echoed = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["X-Request-ID"] == "abc-123"
+    for forged_id in ("evil injected", "x" * 100, '"}{"level": "ERROR'):
+        forged = client.get("/healthz", headers={"X-Request-ID": forged_id})
+        assert forged.headers["X-Request-ID"] != forged_id and len(forged.headers["X-Request-ID"]) == 16
+    assert echoed.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in echoed.headers["Content-Security-Policy"]
+
+
+def test_request_log_lines_are_json_with_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    client = _app().test_client()
+    client.get("/nowhere", headers={"X-Request-ID": "req-42"})
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    entry = next(line for line in lines if line["message"] == "GET /nowhere 404")
+    assert entry["request_id"] == "req-42" and entry["service"] == "idp" and entry["http_status"] == 404
