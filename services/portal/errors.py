@@ -1,0 +1,75 @@
+"""Errors of the SCASP, each with its protocol error code, HTTP status and flow step.
+
+Descriptions are shown to the person at the portal (page or JSON): they say what happened, at which
+step, and what to do next. They never carry document content, tokens or secrets.
+"""
+
+from __future__ import annotations
+
+from shared.errors import AccessDenied, Conflict, InvalidRequest, NotFound, SignLabError
+from shared.flow import step
+
+__all__ = [
+    "DocumentRejected",
+    "PackagingFailed",
+    "SigningRefused",
+    "TransactionExpired",
+    "TransactionNotFound",
+    "TransactionStateError",
+    "UnsupportedOption",
+]
+
+
+class DocumentRejected(InvalidRequest):
+    """An uploaded document cannot be signed or validated (step 1): wrong type, damaged, encrypted, empty, too large."""
+
+    def __init__(self, label: str, reason: str, *, status: int | None = None) -> None:
+        self.label = label
+        self.reason = reason
+        super().__init__(f"document {label!r} rejected: {reason}", step=step(1), status=status)
+
+
+class UnsupportedOption(InvalidRequest):
+    """A signing option (format, level, qualifier, flow) is unknown or not available for the document."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, step=step(1))
+
+
+class TransactionNotFound(NotFound):
+    """No transaction with this id (or it was never created here)."""
+
+    def __init__(self, transaction_id: str) -> None:
+        super().__init__(f"no signing transaction {transaction_id!r} at this portal")
+
+
+class TransactionExpired(SignLabError):
+    """The transaction waited longer than its lifetime for the signer's return; nothing was signed."""
+
+    error = "expired_transaction"
+    status = 410
+
+    def __init__(self, transaction_id: str, seconds: int) -> None:
+        super().__init__(
+            f"transaction {transaction_id} expired: the signer did not come back within {seconds} s; "
+            "nothing was signed, start again",
+            step=step(10),
+        )
+
+
+class TransactionStateError(Conflict):
+    """The transaction is not in a state that allows the operation (e.g. a second callback)."""
+
+
+class SigningRefused(AccessDenied):
+    """The signer or the signing service refused (cancelled login, LoA too low for QES, consent refused)."""
+
+
+class PackagingFailed(SignLabError):
+    """Embedding the signature or adding time-stamps/validation data failed at step 10; nothing was kept as signed."""
+
+    error = "packaging_failed"
+    status = 502
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, step=step(10))

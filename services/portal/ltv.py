@@ -1,0 +1,112 @@
+"""Time-stamps and validation data shared by the three formats (levels B-T, B-LT, B-LTA).
+
+:class:`ValidationMaterial` is what the portal gathers at step 10 to make a signature long-term
+verifiable: certificates (from the signDoc ``validationInfo`` and the TSP), CRLs and OCSP
+responses. :func:`validation_context` turns it into a pyHanko/certvalidator context that trusts
+only the configured SignLab root and never fetches (the material is complete or the level fails).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asn1crypto import cms, crl, ocsp, x509
+from pyhanko.sign.attributes import TSTProvider
+from pyhanko.sign.timestamps import TimeStamper
+from pyhanko_certvalidator import ValidationContext
+
+__all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "validation_context"]
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """An asn1crypto certificate from DER or PEM bytes."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        from asn1crypto import pem
+
+        _, _, data = pem.unarmor(data)
+    return x509.Certificate.load(data)
+
+
+@dataclass
+class ValidationMaterial:
+    """Certificates and revocation data (DER) for the B-LT level and for validation.
+
+    :ivar certificates: signer chain, TSA chain (any order, duplicates removed on use).
+    :ivar crls: DER CRLs.
+    :ivar ocsps: DER OCSP responses.
+    """
+
+    certificates: list[bytes] = field(default_factory=list)
+    crls: list[bytes] = field(default_factory=list)
+    ocsps: list[bytes] = field(default_factory=list)
+
+    def extend(self, other: ValidationMaterial) -> None:
+        """Add everything from ``other`` that is not there yet."""
+        for mine, theirs in ((self.certificates, other.certificates), (self.crls, other.crls), (self.ocsps, other.ocsps)):
+            for item in theirs:
+                if item not in mine:
+                    mine.append(item)
+
+    def asn1_certificates(self) -> list[x509.Certificate]:
+        """The certificates as asn1crypto objects."""
+        return [load_certificate(c) for c in _unique(self.certificates)]
+
+    def asn1_crls(self) -> list[crl.CertificateList]:
+        """The CRLs as asn1crypto objects."""
+        return [crl.CertificateList.load(c) for c in _unique(self.crls)]
+
+    def asn1_ocsps(self) -> list[ocsp.OCSPResponse]:
+        """The OCSP responses as asn1crypto objects."""
+        return [ocsp.OCSPResponse.load(o) for o in _unique(self.ocsps)]
+
+
+def _unique(items: Iterable[bytes]) -> list[bytes]:
+    seen: dict[bytes, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def validation_context(
+    root: x509.Certificate,
+    material: ValidationMaterial | None = None,
+    *,
+    moment: datetime | None = None,
+    revocation_mode: str = "hard-fail",
+    retroactive_revinfo: bool = False,
+) -> ValidationContext:
+    """A context that trusts exactly ``root`` and uses only ``material`` (no network fetching).
+
+    :param revocation_mode: pyhanko-certvalidator mode: ``soft-fail``, ``hard-fail`` or ``require``.
+    :param moment: validate as of this time (POE of a time-stamp) instead of now.
+    """
+    material = material or ValidationMaterial()
+    return ValidationContext(
+        trust_roots=[root],
+        other_certs=material.asn1_certificates(),
+        crls=material.asn1_crls(),
+        ocsps=material.asn1_ocsps(),
+        allow_fetching=False,
+        revocation_mode=revocation_mode,
+        moment=moment,
+        retroactive_revinfo=retroactive_revinfo,
+    )
+
+
+async def add_signature_timestamp(content_info: cms.ContentInfo, timestamper: TimeStamper) -> cms.ContentInfo:
+    """Return a copy of a CMS ``SignedData`` whose first SignerInfo carries a signature time-stamp.
+
+    The time-stamp (RFC 3161, from the TSA) covers the signature value, as CAdES/PAdES B-T
+    require, and goes into the unsigned attributes (``signature_time_stamp_token``) — pyHanko's own
+    :class:`~pyhanko.sign.attributes.TSTProvider` builds it. The signed attributes are untouched,
+    so the signature stays valid.
+    """
+    copy = cms.ContentInfo.load(content_info.dump())
+    signer_info = copy["content"]["signer_infos"][0]
+    signature_value = signer_info["signature"].native
+    attribute = await TSTProvider("sha256", signature_value, timestamper).get_attribute()
+    existing = list(signer_info["unsigned_attrs"]) if signer_info["unsigned_attrs"].native else []
+    signer_info["unsigned_attrs"] = cms.CMSAttributes([*existing, attribute])
+    return cms.ContentInfo.load(copy.dump(force=True))
