@@ -79,7 +79,13 @@ class LocalRuntime:
                  environ: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {e.info.name: self._port_of(e, dict(ports or {})) for e in REGISTRY}
+        # A running ecosystem keeps the ports it was started with (status, down, logs use them).
+        for name in self.ports:
+            record = self._read_pid(name)
+            if record is not None and isinstance(record.get("port"), int) and name not in (ports or {}):
+                self.ports[name] = int(record["port"])  # type: ignore[arg-type]
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -270,6 +276,7 @@ class LocalRuntime:
                                        start_new_session=True, cwd=self.data_dir)
         finally:
             log.close()
+        self._children[name] = process
         self.pid_file(name).write_text(json.dumps({"pid": process.pid, "port": self.ports[name], "started": time.time()}))
 
     def _wait_healthy(self, names: list[str], timeout: float) -> None:
@@ -297,12 +304,17 @@ class LocalRuntime:
         done = []
         for name in reversed(names):
             pid = self._alive(name)
+            child = self._children.pop(name, None)
+            if child is not None and pid is None:
+                child.poll()  # collect a child that already died
             if pid is None:
                 if self.pid_file(name).exists():
                     self.pid_file(name).unlink()
                     done.append(f"{name}: was not running (removed a stale pid file)")
                 continue
             _terminate_group(pid)
+            if child is not None:
+                child.wait(timeout=5)
             self.pid_file(name).unlink(missing_ok=True)
             done.append(f"{name}: stopped (pid {pid})")
         return done

@@ -7,16 +7,15 @@ subprocess.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from services.signer.hsm import provision_token
 from services.signer.settings import SignerSettings
+from shared.testing import random_secrets
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +24,6 @@ def signer_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer
     if shutil.which("softhsm2-util") is None:
         pytest.fail("softhsm2-util is missing: run the tests through 'make test', which installs softhsm2")
     data_dir: Path = tmp_path_factory.mktemp("signer")
-    settings = SignerSettings(
-        data_dir=data_dir,
-        hsm_user_pin=SecretStr(secrets.token_hex(8)),
-        hsm_so_pin=SecretStr(secrets.token_hex(8)),
-    )
+    settings = SignerSettings(data_dir=data_dir, **random_secrets(SignerSettings))
     provision_token(settings)
     yield settings

@@ -7,14 +7,27 @@ CSC client, a browser) talk real HTTP to it.
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 from types import TracebackType
 
 from flask import Flask
+from pydantic import SecretStr
 from werkzeug.serving import BaseWSGIServer, make_server
 
-__all__ = ["LiveServer", "free_port"]
+from shared.settings import ServiceSettings, secret_fields
+
+__all__ = ["LiveServer", "free_port", "random_secrets"]
+
+
+def random_secrets(cls: type[ServiceSettings]) -> dict[str, SecretStr]:
+    """A fresh random value for every secret field of ``cls``, as ``signlab up`` generates them.
+
+    Tests build settings with ``cls(**random_secrets(cls), ...)`` so that a secret added to a
+    service later does not break them.
+    """
+    return {name: SecretStr(secrets.token_urlsafe(12)) for name in secret_fields(cls)}
 
 
 def free_port() -> int:

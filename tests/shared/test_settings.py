@@ -4,9 +4,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from services.signer.settings import SignerSettings
 from shared.errors import ConfigurationError
 from shared.settings import ServiceSettings, secret_fields
 
@@ -18,6 +17,15 @@ class IdpSettings(ServiceSettings):
     port: int = Field(8001, ge=1, le=65535, description="port")
     data_dir: Path = Field(Path("var/idp"), description="data")
     clients: list[str] = Field(default_factory=list, description="a structured value")
+
+
+class VaultSettings(ServiceSettings):
+    """A service with secrets, which have no default."""
+
+    env_prefix: ClassVar[str] = "SIGNLAB_SIGNER_"
+    hsm_user_pin: SecretStr = Field(description="a secret")
+    hsm_so_pin: SecretStr = Field(description="another secret")
+    hsm_token_label: str = Field("t", max_length=32, description="a label")
 
 
 class CaSettings(ServiceSettings):
@@ -55,7 +63,7 @@ def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> 
 
 def test_missing_secret_fails_without_echoing_values() -> None:
     with pytest.raises(ConfigurationError) as caught:
-        SignerSettings.from_env({"SIGNLAB_SIGNER_HSM_SO_PIN": "s3cret-so-pin"})
+        VaultSettings.from_env({"SIGNLAB_SIGNER_HSM_SO_PIN": "s3cret-so-pin"})
     text = str(caught.value)
     assert "SIGNLAB_SIGNER_HSM_USER_PIN: Field required" in text
     assert "s3cret-so-pin" not in text
@@ -63,16 +71,16 @@ def test_missing_secret_fails_without_echoing_values() -> None:
 
 def test_invalid_secret_value_is_never_echoed() -> None:
     with pytest.raises(ConfigurationError) as caught:
-        SignerSettings.from_env({"SIGNLAB_SIGNER_HSM_USER_PIN": "1", "SIGNLAB_SIGNER_HSM_SO_PIN": "2",
+        VaultSettings.from_env({"SIGNLAB_SIGNER_HSM_USER_PIN": "1", "SIGNLAB_SIGNER_HSM_SO_PIN": "2",
                                  "SIGNLAB_SIGNER_HSM_TOKEN_LABEL": "x" * 40})
     assert "SIGNLAB_SIGNER_HSM_TOKEN_LABEL" in str(caught.value)
 
 
 def test_secrets_are_masked_in_repr() -> None:
-    settings = SignerSettings.from_env({"SIGNLAB_SIGNER_HSM_USER_PIN": "user-pin-123", "SIGNLAB_SIGNER_HSM_SO_PIN": "so-pin-456"})
+    settings = VaultSettings.from_env({"SIGNLAB_SIGNER_HSM_USER_PIN": "user-pin-123", "SIGNLAB_SIGNER_HSM_SO_PIN": "so-pin-456"})
     assert settings.hsm_user_pin.get_secret_value() == "user-pin-123"
     assert "user-pin-123" not in repr(settings)
-    assert {"hsm_user_pin", "hsm_so_pin"} <= secret_fields(SignerSettings)
+    assert {"hsm_user_pin", "hsm_so_pin"} <= secret_fields(VaultSettings)
 
 
 def test_settings_are_frozen() -> None:
