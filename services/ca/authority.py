@@ -1,0 +1,184 @@
+"""The certification authority core: issue, look up, revoke, and publish CRLs. No Flask.
+
+:class:`CertificateAuthority` works on already-validated input (a CSR whose proof of possession
+was checked, a verified identity, an allowed profile); the checks and refusals live in
+:mod:`services.ca.issuance`. CRLs are rebuilt when a revocation happened or when half their
+validity has passed, each with a new CRL number, so a fetched CRL is always fresh.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+
+from services.ca.issuance_log import IssuanceLog
+from services.ca.pki import Hierarchy, KeyedCert
+from services.ca.profiles import CertificateUrls, Profile, SubjectIdentity, build_end_entity
+from services.ca.settings import CaSettings
+from services.ca.store import CertificateRecord, CertificateStore
+
+__all__ = ["CRL_NAMES", "REVOCATION_REASONS", "CertificateAuthority", "IssuedCertificate"]
+
+CRL_NAMES = ("root", "issuing")
+"""The CRLs the TSP publishes: ``/crl/root.crl`` (root CA) and ``/crl/issuing.crl`` (issuing CA)."""
+
+REVOCATION_REASONS: dict[str, x509.ReasonFlags] = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+}
+"""Revocation reasons the revoke API accepts (RFC 5280 names)."""
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate the CA issued (step 7), with what the signing service needs."""
+
+    serial: str
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    profile: Profile
+    policy_oid: str
+    ocsp_url: str
+    crl_urls: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """The issuance API's JSON answer (base64 DER, ISO 8601 Z times)."""
+        def b64(cert: x509.Certificate) -> str:
+            return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+        return {
+            "serial": self.serial,
+            "certificate": b64(self.certificate),
+            "chain": [b64(c) for c in self.chain],
+            "profile": str(self.profile),
+            "policy_oid": self.policy_oid,
+            "not_before": _iso(self.certificate.not_valid_before_utc),
+            "not_after": _iso(self.certificate.not_valid_after_utc),
+            "ocsp_url": self.ocsp_url,
+            "crl_urls": list(self.crl_urls),
+        }
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _CachedCrl:
+    der: bytes
+    this_update: dt.datetime
+    revoked_count: int
+
+
+@dataclass
+class CertificateAuthority:
+    """The CA of the TSP: hierarchy, store, log and settings together."""
+
+    settings: CaSettings
+    hierarchy: Hierarchy
+    store: CertificateStore
+    log: IssuanceLog
+    _crl_cache: dict[str, _CachedCrl] = field(default_factory=dict)
+    _crl_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- issuance -----------------------------------------------------------------------------
+
+    @property
+    def urls(self) -> CertificateUrls:
+        """The public URLs written into end-entity certificates."""
+        s = self.settings
+        return CertificateUrls(ca_issuers=s.public_url_for("/certs/issuing.crt"), ocsp=s.public_url_for("/ocsp"),
+                               crl=s.public_url_for("/crl/issuing.crl"))
+
+    def issue(self, *, public_key: CertificateIssuerPublicKeyTypes, subject: SubjectIdentity, profile: Profile,
+              subject_id: str, loa: str, requester: str, transaction_id: str,
+              now: dt.datetime | None = None) -> IssuedCertificate:
+        """Issue a short-term certificate for an already-checked request, store and log it."""
+        now = now or dt.datetime.now(dt.UTC)
+        now = now.replace(microsecond=0)
+        not_before = now - dt.timedelta(seconds=self.settings.backdate_seconds)
+        not_after = now + dt.timedelta(minutes=self.settings.cert_validity_minutes)
+        serial = x509.random_serial_number()
+        cert = build_end_entity(issuer=self.hierarchy.issuing, public_key=public_key, subject=subject,
+                                profile=profile, serial=serial, not_before=not_before, not_after=not_after,
+                                urls=self.urls, pds_url=self.settings.pds_url)
+        serial_hex = format(serial, "x")
+        self.store.add(serial=serial, issuer="issuing", profile=str(profile), subject=cert.subject.rfc4514_string(),
+                       subject_id_hash=subject_id, loa=loa, requester=requester, transaction_id=transaction_id,
+                       not_before=not_before, not_after=not_after, issued_at=now,
+                       der=cert.public_bytes(serialization.Encoding.DER))
+        self.log.issued(serial=serial_hex, subject_id=subject_id, profile=str(profile), loa=loa, requester=requester,
+                        transaction_id=transaction_id, policy_oid=profile.policy_oid, not_before=_iso(not_before),
+                        not_after=_iso(not_after))
+        return IssuedCertificate(serial=serial_hex, certificate=cert,
+                                 chain=(self.hierarchy.issuing.cert, self.hierarchy.root.cert), profile=profile,
+                                 policy_oid=profile.policy_oid, ocsp_url=self.urls.ocsp, crl_urls=(self.urls.crl,))
+
+    def lookup(self, serial: int) -> CertificateRecord | None:
+        """The stored end-entity certificate with ``serial``, if this CA issued it."""
+        return self.store.get(serial)
+
+    def revoke(self, serial: int, reason: str, requester: str, now: dt.datetime | None = None) -> CertificateRecord:
+        """Revoke ``serial``; idempotent (a second revocation keeps the first time and reason).
+
+        :raises KeyError: no such certificate.
+        :raises ValueError: unknown reason.
+        """
+        if reason not in REVOCATION_REASONS:
+            raise ValueError(f"unknown revocation reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}")
+        record = self.store.get(serial)
+        if record is None:
+            raise KeyError(format(serial, "x"))
+        moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+        if self.store.revoke(serial, reason, moment):
+            self.log.revoked(serial=record.serial, reason=reason, requester=requester)
+            with self._crl_lock:
+                self._crl_cache.pop(record.issuer, None)
+        updated = self.store.get(serial)
+        assert updated is not None
+        return updated
+
+    # --- CRLs ---------------------------------------------------------------------------------
+
+    def crl(self, name: str, now: dt.datetime | None = None) -> bytes:
+        """The current DER CRL of ``name`` (``root`` or ``issuing``), rebuilt when stale or outdated."""
+        if name not in CRL_NAMES:
+            raise KeyError(name)
+        now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+        validity = dt.timedelta(minutes=self.settings.crl_validity_minutes)
+        with self._crl_lock:
+            revoked = self.store.revoked(name)
+            cached = self._crl_cache.get(name)
+            if cached and cached.revoked_count == len(revoked) and now - cached.this_update < validity / 2:
+                return cached.der
+            issuer: KeyedCert = self.hierarchy.root if name == "root" else self.hierarchy.issuing
+            builder = (
+                x509.CertificateRevocationListBuilder()
+                .issuer_name(issuer.cert.subject)
+                .last_update(now - dt.timedelta(seconds=self.settings.backdate_seconds))
+                .next_update(now + validity)
+                .add_extension(x509.CRLNumber(self.store.next_crl_number(name)), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+                               critical=False)
+            )
+            for record in revoked:
+                assert record.revoked_at is not None
+                entry = (x509.RevokedCertificateBuilder().serial_number(record.serial_int)
+                         .revocation_date(record.revoked_at))
+                if record.revocation_reason and record.revocation_reason != "unspecified":
+                    entry = entry.add_extension(x509.CRLReason(REVOCATION_REASONS[record.revocation_reason]),
+                                                critical=False)
+                builder = builder.add_revoked_certificate(entry.build())
+            der = builder.sign(issuer.key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
+            self._crl_cache[name] = _CachedCrl(der, now, len(revoked))
+            return der

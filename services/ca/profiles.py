@@ -1,0 +1,208 @@
+"""The two end-entity certificate profiles (DESIGN §4): QES (QCP-n-qscd) and AdES (NCP).
+
+Both: subject C, SN, GN, serialNumber (EN 319 412-1 semantics, e.g. ``PNONO-01017012345``), CN;
+basicConstraints cA=FALSE (critical); keyUsage nonRepudiation only (critical); AKI/SKI; AIA
+caIssuers + OCSP; CRL DP; noRevAvail (RFC 9608) and ext-etsi-valassured-ST-certs (EN 319 412-1)
+because the certificates live minutes — and CRL/OCSP are still served, since validators that
+require revocation data (pyHanko ``require``, B-LT) ignore both marks.
+
+QES adds QCStatements QcCompliance, QcSSCD, QcType esign and QcPDS next to pkixQCSyntax-v2 with
+the natural-person semantics identifier; AdES carries only the semantics identifier.
+Policy OIDs: only the ETSI ones. (A TSP-specific policy OID is usual but SignLab has no registered
+arc, and pkilint rejects the unregistered forms — 2.999.x and 2.25.<uuid> — as undecodable.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from asn1crypto import core
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from services.ca.pki import KeyedCert
+
+__all__ = [
+    "NCP",
+    "NO_REV_AVAIL",
+    "QCP_N_QSCD",
+    "SEMANTICS_NATURAL_PERSON",
+    "VALASSURED_ST_CERTS",
+    "CertificateUrls",
+    "Profile",
+    "SubjectIdentity",
+    "build_end_entity",
+    "qc_statements_der",
+]
+
+QCP_N_QSCD = "0.4.0.194112.1.2"
+"""EN 319 411-2 QCP-n-qscd: qualified certificate for a natural person, key in a QSCD."""
+NCP = "0.4.0.2042.1.1"
+"""EN 319 411-1 NCP: normalized certificate policy."""
+SEMANTICS_NATURAL_PERSON = "0.4.0.194121.1.1"
+"""EN 319 412-1 id-etsi-qcs-semanticsId-Natural: serialNumber is ``TTTCC-value``."""
+NO_REV_AVAIL = ObjectIdentifier("2.5.29.56")
+"""RFC 9608 noRevAvail."""
+VALASSURED_ST_CERTS = ObjectIdentifier("0.4.0.194121.2.1")
+"""EN 319 412-1 ext-etsi-valassured-ST-certs: validity-assured short-term certificate."""
+QC_STATEMENTS = ObjectIdentifier("1.3.6.1.5.5.7.1.3")
+_PKIX_QC_SYNTAX_V2 = "1.3.6.1.5.5.7.11.2"
+_QC_COMPLIANCE = "0.4.0.1862.1.1"
+_QC_SSCD = "0.4.0.1862.1.4"
+_QC_PDS = "0.4.0.1862.1.5"
+_QC_TYPE = "0.4.0.1862.1.6"
+_QCT_ESIGN = "0.4.0.1862.1.6.1"
+_ASN1_NULL = b"\x05\x00"
+
+
+class Profile(StrEnum):
+    """A certificate profile a signing service may request."""
+
+    QES = "qes"
+    """Qualified certificate for qualified electronic signatures (QCP-n-qscd)."""
+    ADES = "ades"
+    """Non-qualified certificate for advanced electronic signatures (NCP)."""
+
+    @property
+    def policy_oid(self) -> str:
+        """The ETSI policy OID of the profile."""
+        return QCP_N_QSCD if self is Profile.QES else NCP
+
+
+# --- ASN.1 of EN 319 412-5 / RFC 3739 (definitions only; asn1crypto does the encoding) -------------
+
+class _SemanticsInformation(core.Sequence):
+    _fields: ClassVar[list] = [("semantics_identifier", core.ObjectIdentifier, {"optional": True})]
+
+
+class _PdsLocation(core.Sequence):
+    _fields: ClassVar[list] = [("url", core.IA5String), ("language", core.PrintableString)]
+
+
+class _PdsLocations(core.SequenceOf):
+    _child_spec = _PdsLocation
+
+
+class _QcTypes(core.SequenceOf):
+    _child_spec = core.ObjectIdentifier
+
+
+class _QcStatement(core.Sequence):
+    _fields: ClassVar[list] = [("statement_id", core.ObjectIdentifier),
+                               ("statement_info", core.Any, {"optional": True})]
+
+
+class _QcStatements(core.SequenceOf):
+    _child_spec = _QcStatement
+
+
+def _statement(oid: str, info: core.Asn1Value | None = None) -> _QcStatement:
+    value: dict[str, object] = {"statement_id": oid}
+    if info is not None:
+        value["statement_info"] = core.Any.load(info.dump())
+    return _QcStatement(value)
+
+
+def qc_statements_der(profile: Profile, pds_url: str) -> bytes:
+    """The DER value of the QCStatements extension of ``profile``."""
+    statements = [_statement(_PKIX_QC_SYNTAX_V2, _SemanticsInformation({"semantics_identifier": SEMANTICS_NATURAL_PERSON}))]
+    if profile is Profile.QES:
+        statements += [
+            _statement(_QC_COMPLIANCE),
+            _statement(_QC_SSCD),
+            _statement(_QC_TYPE, _QcTypes([_QCT_ESIGN])),
+            _statement(_QC_PDS, _PdsLocations([_PdsLocation({"url": pds_url, "language": "en"})])),
+        ]
+    return bytes(_QcStatements(statements).dump())
+
+
+@dataclass(frozen=True)
+class SubjectIdentity:
+    """The subject fields taken from the verified identity evidence.
+
+    :ivar country: ISO 3166 alpha-2 country (C).
+    :ivar given_name: GN.
+    :ivar family_name: SN.
+    :ivar serial_number: EN 319 412-1 semantics serial number, e.g. ``PNONO-01017012345``.
+    """
+
+    country: str
+    given_name: str
+    family_name: str
+    serial_number: str
+
+    @property
+    def common_name(self) -> str:
+        """CN: the given name(s) and family name."""
+        return f"{self.given_name} {self.family_name}"
+
+    def to_name(self) -> x509.Name:
+        """The subject distinguished name."""
+        return x509.Name([
+            x509.NameAttribute(NameOID.COUNTRY_NAME, self.country),
+            x509.NameAttribute(NameOID.SURNAME, self.family_name),
+            x509.NameAttribute(NameOID.GIVEN_NAME, self.given_name),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, self.serial_number),
+            x509.NameAttribute(NameOID.COMMON_NAME, self.common_name),
+        ])
+
+
+@dataclass(frozen=True)
+class CertificateUrls:
+    """The public URLs written into an end-entity certificate."""
+
+    ca_issuers: str
+    ocsp: str
+    crl: str
+
+
+def build_end_entity(
+    *,
+    issuer: KeyedCert,
+    public_key: CertificateIssuerPublicKeyTypes,
+    subject: SubjectIdentity,
+    profile: Profile,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    urls: CertificateUrls,
+    pds_url: str,
+) -> x509.Certificate:
+    """Build and sign one short-term natural-person signing certificate with ``profile``."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject.to_name())
+        .issuer_name(issuer.cert.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=True, key_encipherment=False, data_encipherment=False,
+            key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+        ), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.CertificatePolicies([
+            x509.PolicyInformation(ObjectIdentifier(profile.policy_oid), None),
+        ]), critical=False)
+        .add_extension(x509.UnrecognizedExtension(QC_STATEMENTS, qc_statements_der(profile, pds_url)), critical=False)
+        .add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+                                   x509.UniformResourceIdentifier(urls.ca_issuers)),
+            x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(urls.ocsp)),
+        ]), critical=False)
+        .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(urls.crl)], relative_name=None, reasons=None, crl_issuer=None,
+        )]), critical=False)
+        .add_extension(x509.UnrecognizedExtension(NO_REV_AVAIL, _ASN1_NULL), critical=False)
+        .add_extension(x509.UnrecognizedExtension(VALASSURED_ST_CERTS, _ASN1_NULL), critical=False)
+    )
+    return builder.sign(issuer.key, hashes.SHA384())

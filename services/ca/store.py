@@ -1,0 +1,145 @@
+"""SQLite store of issued certificates, revocations and CRL numbers (``<data_dir>/ca.sqlite3``).
+
+Flask-free. One connection per call (SQLite handles the locking); the CA's threads share nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CertificateRecord", "CertificateStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS certificates (
+    serial TEXT PRIMARY KEY,          -- lower-case hex, no leading zeros
+    issuer TEXT NOT NULL,             -- 'issuing' (end entities) or 'root'
+    profile TEXT NOT NULL,            -- 'qes' | 'ades' | 'infrastructure'
+    subject TEXT NOT NULL,            -- RFC 4514 subject (personal data: shown to trainers only)
+    subject_id_hash TEXT NOT NULL,    -- SHA-256 of the serialNumber attribute (pseudonymised)
+    loa TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    transaction_id TEXT NOT NULL,
+    not_before TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    der BLOB NOT NULL,
+    revoked_at TEXT,
+    revocation_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS certificates_issued_at ON certificates(issued_at);
+CREATE TABLE IF NOT EXISTS crl_numbers (name TEXT PRIMARY KEY, number INTEGER NOT NULL);
+"""
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str | None) -> dt.datetime | None:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) if text else None
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """One issued certificate as stored."""
+
+    serial: str
+    issuer: str
+    profile: str
+    subject: str
+    subject_id_hash: str
+    loa: str
+    requester: str
+    transaction_id: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    issued_at: dt.datetime
+    der: bytes
+    revoked_at: dt.datetime | None
+    revocation_reason: str | None
+
+    @property
+    def serial_int(self) -> int:
+        """The serial as an integer."""
+        return int(self.serial, 16)
+
+
+class CertificateStore:
+    """Issued certificates and revocations of the CA."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            with db:  # commit on success, roll back on error
+                yield db
+        finally:
+            db.close()
+
+    def add(self, *, serial: int, issuer: str, profile: str, subject: str, subject_id_hash: str, loa: str,
+            requester: str, transaction_id: str, not_before: dt.datetime, not_after: dt.datetime,
+            issued_at: dt.datetime, der: bytes) -> None:
+        """Store a newly issued certificate."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO certificates (serial, issuer, profile, subject, subject_id_hash, loa, requester,"
+                " transaction_id, not_before, not_after, issued_at, der) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (format(serial, "x"), issuer, profile, subject, subject_id_hash, loa, requester, transaction_id,
+                 _iso(not_before), _iso(not_after), _iso(issued_at), der),
+            )
+
+    @staticmethod
+    def _record(row: tuple) -> CertificateRecord:  # type: ignore[type-arg]
+        (serial, issuer, profile, subject, sid, loa, requester, txn, nb, na, issued, der, revoked, reason) = row
+        return CertificateRecord(serial, issuer, profile, subject, sid, loa, requester, txn,
+                                 _parse(nb), _parse(na), _parse(issued), bytes(der), _parse(revoked), reason)  # type: ignore[arg-type]
+
+    _COLUMNS = ("serial, issuer, profile, subject, subject_id_hash, loa, requester, transaction_id, not_before,"
+                " not_after, issued_at, der, revoked_at, revocation_reason")
+
+    def get(self, serial: int) -> CertificateRecord | None:
+        """The certificate with ``serial``, or ``None``."""
+        with self._connect() as db:
+            row = db.execute(f"SELECT {self._COLUMNS} FROM certificates WHERE serial = ?",
+                             (format(serial, "x"),)).fetchone()
+        return self._record(row) if row else None
+
+    def recent(self, limit: int = 100) -> list[CertificateRecord]:
+        """The most recently issued certificates, newest first."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {self._COLUMNS} FROM certificates ORDER BY issued_at DESC, rowid DESC LIMIT ?",
+                              (limit,)).fetchall()
+        return [self._record(row) for row in rows]
+
+    def revoked(self, issuer: str) -> list[CertificateRecord]:
+        """Every revoked certificate of ``issuer``."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {self._COLUMNS} FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL"
+                              " ORDER BY revoked_at", (issuer,)).fetchall()
+        return [self._record(row) for row in rows]
+
+    def revoke(self, serial: int, reason: str, at: dt.datetime) -> bool:
+        """Mark ``serial`` revoked; False when it was already revoked (the first revocation stays)."""
+        with self._connect() as db:
+            cursor = db.execute(
+                "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL",
+                (_iso(at), reason, format(serial, "x")))
+            return cursor.rowcount == 1
+
+    def next_crl_number(self, name: str) -> int:
+        """Increment and return the CRL number of CRL ``name`` (monotonic, persisted)."""
+        with self._connect() as db:
+            db.execute("INSERT INTO crl_numbers (name, number) VALUES (?, 1)"
+                       " ON CONFLICT(name) DO UPDATE SET number = number + 1", (name,))
+            (number,) = db.execute("SELECT number FROM crl_numbers WHERE name = ?", (name,)).fetchone()
+        return int(number)
