@@ -9,25 +9,57 @@ Two parts:
   load with another path fails in PKCS#11), logs in once and hands out the shared session. Session
   objects (the one-time keys) live only in the process that created them.
 
+One-time keys (steps 6 and 9): :meth:`Hsm.create_one_time_key` makes a fresh key pair as PKCS#11
+*session* objects (``CKA_TOKEN`` false: never written to the token directory), private half
+``CKA_SENSITIVE`` and not extractable, with a random 16-byte ``CKA_ID``; :meth:`Hsm.sign_digest`
+signs a digest exactly as given (never hashed again: raw ``CKM_ECDSA`` with r||s converted to DER,
+or ``CKM_RSA_PKCS`` over a DigestInfo); :meth:`Hsm.destroy_key` destroys both halves by id.
+
 Limits: SoftHSM reads ``SOFTHSM2_CONF`` when the library is first initialised in a process, so one
-process can use one SoftHSM configuration only.
+process can use one SoftHSM configuration only. Session objects live in the process (and session)
+that created them, so a one-time key's life (create, sign, destroy) stays in one process.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pkcs11
-from pkcs11 import Attribute, ObjectClass
+from asn1crypto import keys as asn1_keys
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.rsa import encode_rsa_public_key
 
 from shared.errors import ConfigurationError, SignLabError
 from services.signer.settings import SignerSettings
 
-__all__ = ["Hsm", "HsmUnavailable", "provision_token", "softhsm_config_path"]
+__all__ = [
+    "DIGEST_INFO_PREFIX",
+    "DIGEST_SIZES",
+    "Hsm",
+    "HsmError",
+    "HsmUnavailable",
+    "OneTimeKey",
+    "provision_token",
+    "softhsm_config_path",
+]
+
+DIGEST_SIZES: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
+"""Digest length in bytes per hash algorithm (asn1crypto names)."""
+
+DIGEST_INFO_PREFIX: dict[str, bytes] = {
+    # DER of DigestInfo{AlgorithmIdentifier{oid, NULL}, OCTET STRING(len)} without the digest (RFC 8017 §9.2).
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+"""DigestInfo prefixes for RSA PKCS#1 v1.5 signatures over a given digest."""
 
 
 class HsmUnavailable(SignLabError):
@@ -36,6 +68,38 @@ class HsmUnavailable(SignLabError):
     error = "temporarily_unavailable"
     status = 503
     default_description = "the HSM is unavailable"
+
+
+class HsmError(SignLabError):
+    """A PKCS#11 operation failed (key generation, signing); the PKCS#11 error class is named."""
+
+    error = "server_error"
+    status = 500
+    default_description = "the HSM operation failed"
+
+
+@dataclass(frozen=True)
+class OneTimeKey:
+    """Handle on a one-time key pair in the HSM (no key material, only its id and public key).
+
+    :ivar key_id: the random ``CKA_ID`` (hex) shared by both halves.
+    :ivar algorithm: ``ec-p256`` or ``rsa-3072``.
+    :ivar public_key_info: the public key as an asn1crypto ``PublicKeyInfo`` (for the CSR).
+    """
+
+    key_id: str
+    algorithm: str
+    public_key_info: asn1_keys.PublicKeyInfo
+
+    @property
+    def key_size(self) -> int:
+        """Key length in bits."""
+        return int(self.public_key_info.bit_size)
+
+    @property
+    def is_ec(self) -> bool:
+        """True for an ECDSA key."""
+        return self.algorithm.startswith("ec-")
 
 
 def softhsm_config_path(settings: SignerSettings) -> Path:
@@ -96,6 +160,13 @@ def _load_library(module: Path, config: Path) -> pkcs11.lib:
         return _LIBRARY[1]
 
 
+_SESSIONS_LOCK = threading.Lock()
+_SESSIONS: dict[str, pkcs11.Session] = {}
+# One logged-in session per token label per process (a second C_Login would fail).
+# The sign/keygen lock is process-wide for the same reason.
+_OPERATION_LOCK = threading.RLock()
+
+
 class Hsm:
     """The service's handle on its HSM token: one logged-in session shared by the threads.
 
@@ -104,21 +175,22 @@ class Hsm:
 
     def __init__(self, settings: SignerSettings) -> None:
         self.settings = settings
-        self._session: pkcs11.Session | None = None
-        self._lock = threading.Lock()
+        # python-pkcs11 serialises calls per session; this lock also keeps find-then-use atomic.
+        self._lock = _OPERATION_LOCK
 
     def session(self) -> pkcs11.Session:
         """The shared logged-in session, opened on first use.
 
         python-pkcs11 serialises operations per session, and SoftHSM allows one login per token
-        per process, so every thread uses this one session.
+        per process, so every thread (and every app object of the process) uses this one session.
         """
-        with self._lock:
-            if self._session is None:
+        with _SESSIONS_LOCK:
+            session = _SESSIONS.get(self.settings.hsm_token_label)
+            if session is None:
                 library = _load_library(self.settings.hsm_module, softhsm_config_path(self.settings))
                 try:
                     token = library.get_token(token_label=self.settings.hsm_token_label)
-                    self._session = token.open(rw=True, user_pin=self.settings.hsm_user_pin.get_secret_value())
+                    session = token.open(rw=True, user_pin=self.settings.hsm_user_pin.get_secret_value())
                 except pkcs11.NoSuchToken:
                     raise HsmUnavailable(
                         f"no HSM token labelled {self.settings.hsm_token_label!r}; run signlab up to provision it"
@@ -127,24 +199,138 @@ class Hsm:
                     raise HsmUnavailable("the HSM refused the configured user PIN") from None
                 except pkcs11.PKCS11Error as exc:
                     raise HsmUnavailable(f"the HSM could not be opened ({exc.__class__.__name__})") from None
-            return self._session
+                _SESSIONS[self.settings.hsm_token_label] = session
+            return session
 
     def count_key_objects(self) -> int:
         """Number of private and public key objects visible on the token (token and session objects)."""
-        session = self.session()
-        total = 0
-        for object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
-            total += sum(1 for _ in session.get_objects({Attribute.CLASS: object_class}))
-        return total
+        return len(self.key_objects())
 
     def health(self) -> str:
         """Readiness detail for ``/healthz``: the token answers and how many key objects it holds."""
         token = self.session().token
         return f"token {token.label!r} ready, {self.count_key_objects()} key objects"
 
+    def create_one_time_key(self, algorithm: str, *, label: str) -> OneTimeKey:
+        """Generate a one-time key pair as session objects; return its handle (step 6).
+
+        Private half: ``CKA_SENSITIVE`` true, ``CKA_EXTRACTABLE`` false, sign only. Both halves share
+        a fresh random 16-byte ``CKA_ID``.
+
+        :param algorithm: ``ec-p256`` (default of the service) or ``rsa-3072``.
+        :param label: ``CKA_LABEL`` (the transaction id, so leftovers can be traced).
+        :raises HsmError: the HSM refused.
+        """
+        key_id = secrets.token_bytes(16)
+        private_template = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.TOKEN: False}
+        public_template = {Attribute.TOKEN: False}
+        session = self.session()
+        try:
+            with self._lock:
+                if algorithm == "ec-p256":
+                    params = session.create_domain_parameters(
+                        KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
+                    )
+                    public, _private = params.generate_keypair(
+                        id=key_id, label=label, store=False,
+                        capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                        public_template=public_template, private_template=private_template,
+                    )
+                    info = asn1_keys.PublicKeyInfo.load(encode_ec_public_key(public))
+                elif algorithm == "rsa-3072":
+                    public, _private = session.generate_keypair(
+                        KeyType.RSA, 3072, id=key_id, label=label, store=False,
+                        capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                        public_template=public_template, private_template=private_template,
+                    )
+                    info = asn1_keys.PublicKeyInfo({
+                        "algorithm": {"algorithm": "rsa"},
+                        "public_key": asn1_keys.RSAPublicKey.load(encode_rsa_public_key(public)),
+                    })
+                else:
+                    raise HsmError(f"unsupported one-time key algorithm {algorithm!r} (ec-p256 or rsa-3072)")
+        except pkcs11.PKCS11Error as exc:
+            # Nothing may survive a half-finished generation.
+            self.destroy_key(key_id.hex())
+            raise HsmError(f"the HSM could not generate the key ({exc.__class__.__name__})") from None
+        return OneTimeKey(key_id.hex(), algorithm, info)
+
+    def sign_digest(self, key: OneTimeKey, digest: bytes, hash_algorithm: str) -> bytes:
+        """Sign ``digest`` (already hashed with ``hash_algorithm``) with the one-time key (step 9).
+
+        ECDSA: ``CKM_ECDSA`` over the digest; the raw r||s is returned DER-encoded
+        (ECDSA-Sig-Value), ready for a CMS SignerInfo. RSA: ``CKM_RSA_PKCS`` over the DigestInfo.
+
+        :raises HsmError: unknown key (destroyed or never made), wrong digest length, HSM failure.
+        """
+        if len(digest) != DIGEST_SIZES.get(hash_algorithm, -1):
+            raise HsmError(f"a {hash_algorithm} digest has {DIGEST_SIZES.get(hash_algorithm)} bytes, got {len(digest)}")
+        raw = self.sign_raw(key, DIGEST_INFO_PREFIX[hash_algorithm] + digest if not key.is_ec else digest)
+        return encode_ecdsa_signature(raw) if key.is_ec else raw
+
+    def sign_raw(self, key: OneTimeKey, data: bytes) -> bytes:
+        """The raw mechanism output over ``data`` (r||s for ECDSA; for RSA ``data`` is the DigestInfo)."""
+        session = self.session()
+        with self._lock:
+            try:
+                found = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                                                  Attribute.ID: bytes.fromhex(key.key_id)}))
+                if len(found) != 1:
+                    raise HsmError(f"one-time key {key.key_id} is not in the HSM (destroyed or never created)")
+                mechanism = Mechanism.ECDSA if key.is_ec else Mechanism.RSA_PKCS
+                return bytes(found[0].sign(data, mechanism=mechanism))
+            except pkcs11.PKCS11Error as exc:
+                raise HsmError(f"the HSM could not sign ({exc.__class__.__name__})") from None
+
+    def destroy_key(self, key_id: str) -> int:
+        """Destroy every object with ``CKA_ID`` = ``key_id`` (both halves); return how many were destroyed.
+
+        Never raises for a key that is already gone, so it is safe in ``finally`` blocks.
+        """
+        session = self.session()
+        destroyed = 0
+        with self._lock:
+            objects = list(session.get_objects({Attribute.ID: bytes.fromhex(key_id)}))
+            for obj in objects:
+                try:
+                    obj.destroy()
+                    destroyed += 1
+                except pkcs11.PKCS11Error:
+                    pass  # already gone: the goal is reached
+        return destroyed
+
+    def key_objects(self) -> list[dict[str, object]]:
+        """Every key object on the token: class, ``CKA_ID`` (hex), label, token/session object."""
+        session = self.session()
+        rows: list[dict[str, object]] = []
+        with self._lock:
+            for object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+                for obj in session.get_objects({Attribute.CLASS: object_class}):
+                    rows.append({
+                        "class": object_class.name.lower(),
+                        "id": bytes(obj[Attribute.ID] or b"").hex(),
+                        "label": obj[Attribute.LABEL],
+                        "token_object": bool(obj[Attribute.TOKEN]),
+                    })
+        return rows
+
+    def destroy_all_keys(self) -> list[dict[str, object]]:
+        """Destroy every key object on the token (start-up sweep); return what was destroyed."""
+        rows = self.key_objects()
+        for key_id in sorted({str(row["id"]) for row in rows}):
+            if key_id:
+                self.destroy_key(key_id)
+        # Objects without an id cannot be found by id: destroy them directly.
+        session = self.session()
+        with self._lock:
+            for object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+                for obj in list(session.get_objects({Attribute.CLASS: object_class})):
+                    obj.destroy()
+        return rows
+
     def close(self) -> None:
         """Close the shared session (which also destroys any session objects left in it)."""
-        with self._lock:
-            if self._session is not None:
-                self._session.close()
-                self._session = None
+        with _SESSIONS_LOCK:
+            session = _SESSIONS.pop(self.settings.hsm_token_label, None)
+            if session is not None:
+                session.close()

@@ -1,0 +1,162 @@
+"""Signature objects made with a one-time HSM key: CSR (step 7), CMS and JAdES (steps 8-9).
+
+* :func:`build_csr` — a PKCS#10 request built with asn1crypto and signed in the HSM (cryptography
+  cannot sign with a key it does not hold); it is the proof of possession the CA checks.
+* :class:`HsmCmsSigner` — a pyHanko :class:`~pyhanko.sign.signers.pdf_cms.Signer` whose raw
+  signature comes from the HSM. pyHanko builds the signed attributes (content-type,
+  message-digest = the document digest, ESS signing-certificate-v2) and the SignedData.
+* :func:`build_cms` — PAdES (``P``: no signing-time, the PDF's /M carries the time) or CAdES
+  detached (``C``: with signing-time), both CAdES-B-B shaped.
+* :func:`build_jades` — a detached JAdES-B-B JWS in compact serialization
+  ``<b64url(protected header)>..<b64url(signature)>``: the payload is empty and the documents are
+  referenced by digest in ``sigD`` (mechanism ``http://uri.etsi.org/19182/ObjectIdByURIHash``).
+
+Limits: every object is B-B; time-stamps and long-term validation data (B-T, B-LT, B-LTA) are
+added by the portal (step 10), which holds the document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from asn1crypto import algos, csr, x509
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from services.signer.hsm import Hsm, OneTimeKey
+
+__all__ = [
+    "HASH_OIDS",
+    "JADES_HASH_METHODS",
+    "HsmCmsSigner",
+    "b64url",
+    "build_cms",
+    "build_csr",
+    "build_jades",
+    "signature_algorithm",
+]
+
+HASH_OIDS: dict[str, str] = {
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
+"""Accepted hash algorithm OIDs (CSC ``hashAlgo`` / ``hashAlgorithmOID``) and their names."""
+
+JADES_HASH_METHODS = {"sha256": "S256", "sha384": "S384", "sha512": "S512"}
+"""``sigD.hashM`` values (ETSI TS 119 182-1) per hash algorithm."""
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (JOSE)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def signature_algorithm(key: OneTimeKey, hash_algorithm: str) -> str:
+    """The asn1crypto name of the combined signature algorithm (``sha256_ecdsa``, ``sha256_rsa`` …)."""
+    return f"{hash_algorithm}_{'ecdsa' if key.is_ec else 'rsa'}"
+
+
+def build_csr(hsm: Hsm, key: OneTimeKey, *, common_name: str) -> bytes:
+    """A DER PKCS#10 request for ``key``, signed in the HSM (step 7 proof of possession).
+
+    The subject only names the transaction: the CA takes the person's name from the identity
+    evidence, never from the CSR.
+    """
+    info = csr.CertificationRequestInfo({
+        "version": "v1",
+        "subject": x509.Name.build({"common_name": common_name}),
+        "subject_pk_info": key.public_key_info,
+        "attributes": [],
+    })
+    digest = hashlib.sha256(info.dump()).digest()
+    request = csr.CertificationRequest({
+        "certification_request_info": info,
+        "signature_algorithm": {"algorithm": signature_algorithm(key, "sha256")},
+        "signature": hsm.sign_digest(key, digest, "sha256"),
+    })
+    return bytes(request.dump())
+
+
+class HsmCmsSigner(Signer):
+    """pyHanko signer whose private key is a one-time key in the HSM (option (b) of the notes).
+
+    :param hsm: the HSM handle.
+    :param key: the one-time key.
+    :param certificate: its certificate (asn1crypto).
+    :param chain: the issuing CA certificates (embedded in the CMS, leaf first is automatic).
+    :param hash_algorithm: the digest algorithm of the document digest.
+    """
+
+    def __init__(self, hsm: Hsm, key: OneTimeKey, certificate: x509.Certificate,
+                 chain: list[x509.Certificate], hash_algorithm: str) -> None:
+        super().__init__(
+            signing_cert=certificate,
+            cert_registry=SimpleCertificateStore.from_certs(chain),
+            signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": signature_algorithm(key, hash_algorithm)}),
+        )
+        self._hsm = hsm
+        self._key = key
+
+    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
+        """Hash the DER signed attributes in software and sign the digest in the HSM."""
+        if dry_run:
+            return bytes(72 if self._key.is_ec else self._key.key_size // 8)
+        digest = hashlib.new(digest_algorithm, data).digest()
+        return self._hsm.sign_digest(self._key, digest, digest_algorithm)
+
+
+def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str, signature_format: str) -> bytes:
+    """A detached CMS SignedData over ``document_digest`` (steps 8-9), DER.
+
+    :param signature_format: ``P`` (PAdES: no signing-time) or ``C`` (CAdES: signing-time now).
+    """
+    if signature_format == "P":
+        coro = signer.async_sign(document_digest, hash_algorithm, use_pades=True)
+    else:
+        coro = signer.async_sign(
+            document_digest, hash_algorithm, use_pades=True, is_pdf_sig=False,
+            signed_attr_settings=PdfCMSSignedAttributes(signing_time=datetime.now(UTC)),
+        )
+    # Flask views run in worker threads without an event loop; one short-lived loop per call.
+    return bytes(asyncio.run(coro).dump())
+
+
+def jades_header(key: OneTimeKey, certificate: x509.Certificate, chain: list[x509.Certificate],
+                 document_digest: bytes, hash_algorithm: str, label: str, signing_time: datetime) -> dict[str, object]:
+    """The JAdES-B-B protected header for one detached document."""
+    return {
+        "alg": "ES256" if key.is_ec else "RS256",
+        "x5t#S256": b64url(hashlib.sha256(certificate.dump()).digest()),
+        "x5c": [base64.b64encode(c.dump()).decode("ascii") for c in (certificate, *chain)],
+        "sigT": signing_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sigD": {
+            "mId": "http://uri.etsi.org/19182/ObjectIdByURIHash",
+            "pars": [quote(label or "document", safe="")],
+            "hashM": JADES_HASH_METHODS[hash_algorithm],
+            "hashV": [b64url(document_digest)],
+        },
+        "crit": ["sigT", "sigD"],
+    }
+
+
+def build_jades(hsm: Hsm, key: OneTimeKey, certificate: x509.Certificate, chain: list[x509.Certificate],
+                document_digest: bytes, hash_algorithm: str, label: str) -> str:
+    """A detached JAdES-B-B JWS, compact serialization with an empty payload (steps 8-9).
+
+    The JWS signing input is ``b64url(header) + "."``; the signature is ES256 (raw r||s, as JWS
+    wants it) or RS256.
+    """
+    header = jades_header(key, certificate, chain, document_digest, hash_algorithm, label, datetime.now(UTC))
+    protected = b64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+    digest = hashlib.sha256(f"{protected}.".encode("ascii")).digest()
+    if key.is_ec:
+        raw = hsm.sign_raw(key, digest)  # JWS ES256 uses the raw r||s form (RFC 7518 §3.4)
+    else:
+        raw = hsm.sign_digest(key, digest, "sha256")
+    return f"{protected}..{b64url(raw)}"

@@ -1,0 +1,99 @@
+"""Fixtures of the signer tests: settings with every secret, a provisioned SoftHSM2 token, the HSM.
+
+This ``signer_settings`` overrides the suite-wide one because the signer's settings also need the
+IdP and portal client secrets. SoftHSM reads its configuration once per process, so every signer
+app of the test process shares this one data directory; each app gets its own ``state_dir``
+(database and audit log) through :func:`fresh_settings`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pydantic import SecretStr
+
+from services.signer.hsm import Hsm, OneTimeKey, provision_token
+from services.signer.settings import SignerSettings
+
+
+@pytest.fixture(scope="session")
+def signer_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignerSettings]:
+    """Signer settings with a freshly provisioned SoftHSM2 token and every secret set."""
+    if shutil.which("softhsm2-util") is None:
+        pytest.fail("softhsm2-util is missing: run the tests through 'make test', which installs softhsm2")
+    data_dir: Path = tmp_path_factory.mktemp("signer")
+    settings = SignerSettings(
+        data_dir=data_dir,
+        hsm_user_pin=SecretStr(secrets.token_hex(8)),
+        hsm_so_pin=SecretStr(secrets.token_hex(8)),
+        idp_client_secret=SecretStr(secrets.token_urlsafe(24)),
+        portal_client_secret=SecretStr(secrets.token_urlsafe(24)),
+        sweep_interval_seconds=0,
+    )
+    provision_token(settings)
+    yield settings
+
+
+@pytest.fixture
+def fresh_settings(signer_settings: SignerSettings, tmp_path: Path) -> SignerSettings:
+    """The session's HSM settings with a fresh state directory (own database and audit log)."""
+    return signer_settings.model_copy(update={"state_dir": tmp_path / "state"})
+
+
+@pytest.fixture(scope="session")
+def hsm(signer_settings: SignerSettings) -> Hsm:
+    """The process's HSM handle on the session token."""
+    return Hsm(signer_settings)
+
+
+class LocalTestCa:
+    """A throw-away root for unit tests of the CMS/JAdES builders (not the TSP service).
+
+    The TSP's real issuance API is exercised by the integration tests; these unit tests need only
+    *a* certificate over the HSM's public key to check that the signature objects are correct.
+    """
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SignLab unit-test root")])
+        now = datetime.now(UTC)
+        self.cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.asn1 = asn1_x509.Certificate.load(self.cert.public_bytes(serialization.Encoding.DER))
+
+    def issue(self, key: OneTimeKey) -> asn1_x509.Certificate:
+        """A leaf certificate (nonRepudiation) for the one-time key."""
+        public = serialization.load_der_public_key(key.public_key_info.dump())
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Unit Test Signer")]))
+            .issuer_name(self.cert.subject).public_key(public)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(minutes=15))
+            .add_extension(x509.KeyUsage(False, True, False, False, False, False, False, False, False), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+@pytest.fixture(scope="session")
+def local_ca() -> LocalTestCa:
+    """A throw-away root for unit tests of the signature builders."""
+    return LocalTestCa()
