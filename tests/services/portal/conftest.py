@@ -257,6 +257,7 @@ def one_time_sign(pki: TestPki, digest: bytes, *, qualifier: str, fmt: str, labe
     if fmt == "jades":
         from joserfc import jws
         from joserfc.jwk import ECKey
+        from joserfc.registry import HeaderParameter
 
         header = {
             "alg": "ES256",
@@ -271,7 +272,14 @@ def one_time_sign(pki: TestPki, digest: bytes, *, qualifier: str, fmt: str, labe
             },
         }
         jwk = ECKey.import_key(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        token = jws.serialize_compact(header, b"", jwk, algorithms=["ES256"])
+        registry = jws.JWSRegistry(
+            header_registry={
+                "sigT": HeaderParameter("JAdES claimed signing time", "str"),
+                "sigD": HeaderParameter("JAdES signed data object references", lambda v: isinstance(v, dict)),
+            },
+            algorithms=["ES256"],
+        )
+        token = jws.serialize_compact(header, b"", jwk, registry=registry)
         return OneTimeSignature(token.encode(), leaf, material)
     signer = signers.SimpleSigner(
         signing_cert=_asn1(leaf),
