@@ -1,0 +1,88 @@
+"""``signlab up | down | status | logs``: the embedded runtime (local processes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from services.registry import REGISTRY
+from signlab.runtime import LocalRuntime, ServiceState
+
+__all__ = ["register"]
+
+SERVICE_NAMES = [e.info.name for e in REGISTRY]
+
+
+def _port_override(text: str) -> tuple[str, int]:
+    name, _, port = text.partition("=")
+    if name not in SERVICE_NAMES or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected SERVICE=PORT with SERVICE one of {', '.join(SERVICE_NAMES)}, got {text!r}")
+    return name, int(port)
+
+
+def register(commands: Any) -> None:
+    """Add ``up``, ``down``, ``status`` and ``logs``."""
+    up = commands.add_parser("up", help="provision and start the four services on 127.0.0.1, wait until healthy")
+    up.add_argument("--port", type=_port_override, action="append", default=[], metavar="SERVICE=PORT",
+                    help="listen on another port (repeatable), e.g. --port portal=9000")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (default 60)")
+    up.set_defaults(handler=_up)
+
+    down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids)")
+    down.set_defaults(handler=_down)
+
+    status = commands.add_parser("status", help="show each service's role, URL and state; exit 1 unless all are healthy")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+    logs = commands.add_parser("logs", help="print the services' JSON logs")
+    logs.add_argument("service", nargs="?", choices=SERVICE_NAMES, help="one service (default: all)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines from the end of each log (default 50)")
+    logs.set_defaults(handler=_logs)
+
+
+def runtime_from(args: argparse.Namespace) -> LocalRuntime:
+    """The local runtime for the global ``--data-dir`` (and ``--port`` overrides, if given)."""
+    return LocalRuntime(args.data_dir, dict(getattr(args, "port", None) or []))
+
+
+def table(states: list[ServiceState]) -> str:
+    """The status table: role, service, URL, state, pid."""
+    rows = [("ROLE", "SERVICE", "URL", "STATE", "PID")]
+    rows += [(s.role, s.name, s.url, s.state, str(s.pid or "-")) for s in states]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _up(args: argparse.Namespace) -> int:
+    runtime = runtime_from(args)
+    print(f"Starting SignLab from {runtime.data_dir} ...", flush=True)
+    states = runtime.up(timeout=args.timeout, progress=lambda line: print(line, flush=True))
+    print(table(states))
+    print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    lines = runtime_from(args).down()
+    print("\n".join(lines) if lines else "SignLab is not running.")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    states = runtime_from(args).status()
+    print(json.dumps([s.as_dict() for s in states], indent=2) if args.json else table(states))
+    return 0 if all(s.state == "healthy" for s in states) else 1
+
+
+def _logs(args: argparse.Namespace) -> int:
+    runtime = runtime_from(args)
+    names = [args.service] if args.service else SERVICE_NAMES
+    if args.follow:
+        for line in runtime.follow(names, args.lines):
+            print(line, flush=True)
+    for name in names:
+        print(f"==> {runtime.log_file(name)} <==\n{runtime.tail(name, args.lines)}")
+    return 0
