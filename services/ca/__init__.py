@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from services.ca.core import build_tsp
 from services.ca.settings import CaSettings
 from shared.flow import service
 from shared.web import create_service_app
@@ -12,6 +13,23 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: CaSettings | None = None) -> Flask:
-    """Build the ca app; settings default to the ``SIGNLAB_CA_*`` environment."""
+    """Build the ca app; settings default to the ``SIGNLAB_CA_*`` environment.
+
+    Needs the provisioned state (``services.ca.provision.provision``) in the data directory.
+    """
     settings = settings or CaSettings.from_env()
-    return create_service_app(__name__, service("ca"), settings)
+    provider = build_tsp(settings)
+
+    def hierarchy_check() -> str:
+        root = provider.hierarchy.root.cert
+        return f"{root.subject.rfc4514_string()} and issuing CA loaded"
+
+    app = create_service_app(__name__, service("ca"), settings, health_checks={"hierarchy": hierarchy_check},
+                             role_page_at="/role")
+    app.extensions["signlab.ca"] = provider
+    from services.ca.http import api, pages, pki
+
+    app.register_blueprint(api)
+    app.register_blueprint(pki)
+    app.register_blueprint(pages)
+    return app

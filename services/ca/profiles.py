@@ -38,6 +38,13 @@ __all__ = [
     "SubjectIdentity",
     "build_end_entity",
     "qc_statements_der",
+    "PdsLocation",
+    "PdsLocations",
+    "QC_STATEMENTS",
+    "QcStatement",
+    "QcStatements",
+    "QcTypes",
+    "SemanticsInformation",
 ]
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
@@ -76,49 +83,49 @@ class Profile(StrEnum):
 
 # --- ASN.1 of EN 319 412-5 / RFC 3739 (definitions only; asn1crypto does the encoding) -------------
 
-class _SemanticsInformation(core.Sequence):
+class SemanticsInformation(core.Sequence):
     _fields: ClassVar[list] = [("semantics_identifier", core.ObjectIdentifier, {"optional": True})]
 
 
-class _PdsLocation(core.Sequence):
+class PdsLocation(core.Sequence):
     _fields: ClassVar[list] = [("url", core.IA5String), ("language", core.PrintableString)]
 
 
-class _PdsLocations(core.SequenceOf):
-    _child_spec = _PdsLocation
+class PdsLocations(core.SequenceOf):
+    _child_spec = PdsLocation
 
 
-class _QcTypes(core.SequenceOf):
+class QcTypes(core.SequenceOf):
     _child_spec = core.ObjectIdentifier
 
 
-class _QcStatement(core.Sequence):
+class QcStatement(core.Sequence):
     _fields: ClassVar[list] = [("statement_id", core.ObjectIdentifier),
                                ("statement_info", core.Any, {"optional": True})]
 
 
-class _QcStatements(core.SequenceOf):
-    _child_spec = _QcStatement
+class QcStatements(core.SequenceOf):
+    _child_spec = QcStatement
 
 
-def _statement(oid: str, info: core.Asn1Value | None = None) -> _QcStatement:
+def _statement(oid: str, info: core.Asn1Value | None = None) -> QcStatement:
     value: dict[str, object] = {"statement_id": oid}
     if info is not None:
         value["statement_info"] = core.Any.load(info.dump())
-    return _QcStatement(value)
+    return QcStatement(value)
 
 
 def qc_statements_der(profile: Profile, pds_url: str) -> bytes:
     """The DER value of the QCStatements extension of ``profile``."""
-    statements = [_statement(_PKIX_QC_SYNTAX_V2, _SemanticsInformation({"semantics_identifier": SEMANTICS_NATURAL_PERSON}))]
+    statements = [_statement(_PKIX_QC_SYNTAX_V2, SemanticsInformation({"semantics_identifier": SEMANTICS_NATURAL_PERSON}))]
     if profile is Profile.QES:
         statements += [
             _statement(_QC_COMPLIANCE),
             _statement(_QC_SSCD),
-            _statement(_QC_TYPE, _QcTypes([_QCT_ESIGN])),
-            _statement(_QC_PDS, _PdsLocations([_PdsLocation({"url": pds_url, "language": "en"})])),
+            _statement(_QC_TYPE, QcTypes([_QCT_ESIGN])),
+            _statement(_QC_PDS, PdsLocations([PdsLocation({"url": pds_url, "language": "en"})])),
         ]
-    return bytes(_QcStatements(statements).dump())
+    return bytes(QcStatements(statements).dump())
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,251 @@
+"""The TSP's HTTP layer: parse, call the core, serialize. No protocol logic here.
+
+Blueprints: ``api`` (issuance at step 7, lookup, revoke), ``pki`` (certificates, CRLs, OCSP, TSA,
+trusted list) and ``pages`` (trainer pages).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hmac
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from services.ca.authority import CRL_NAMES, REVOCATION_REASONS
+from services.ca.core import PUBLISHED_CERTIFICATES, TrustServiceProvider
+from services.ca.describe import describe_certificate, status_of
+from services.ca.errors import AdminAuthFailed, BodyTooLarge, CertificateNotFound, RequestRejected
+from services.ca.store import CertificateRecord
+
+__all__ = ["api", "pages", "pki"]
+
+api = Blueprint("ca_api", __name__, url_prefix="/api/v1")
+pki = Blueprint("ca_pki", __name__)
+pages = Blueprint("ca_pages", __name__)
+
+_DER_TYPES = {"crt": "application/pkix-cert", "crl": "application/pkix-crl"}
+
+
+def tsp() -> TrustServiceProvider:
+    """The app's TSP."""
+    return current_app.extensions["signlab.ca"]  # type: ignore[no-any-return]
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _limited_body() -> bytes:
+    """The raw body, refused (413) above the endpoint limit without reading more."""
+    limit = tsp().settings.issuance_max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge("body_too_large", f"the body ({request.content_length} bytes) exceeds {limit} bytes", step=None)
+    request.max_content_length = limit
+    try:
+        return request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise BodyTooLarge("body_too_large", f"the body exceeds {limit} bytes", step=None) from None
+
+
+def _serial(text: str) -> int:
+    try:
+        value = int(text, 16)
+    except ValueError:
+        raise RequestRejected("serial_invalid", f"serial {text[:40]!r} is not hexadecimal", step=None) from None
+    if value <= 0 or len(text) > 40:
+        raise RequestRejected("serial_invalid", "serial must be a positive hex number of at most 40 digits", step=None)
+    return value
+
+
+def record_json(record: CertificateRecord) -> dict[str, Any]:
+    """The JSON view of a stored certificate."""
+    return {
+        "serial": record.serial,
+        "profile": record.profile,
+        "status": status_of(record),
+        "subject": record.subject,
+        "loa": record.loa,
+        "requester": record.requester,
+        "transaction_id": record.transaction_id,
+        "not_before": _iso(record.not_before),
+        "not_after": _iso(record.not_after),
+        "issued_at": _iso(record.issued_at),
+        "revoked_at": _iso(record.revoked_at),
+        "revocation_reason": record.revocation_reason,
+        "certificate": base64.b64encode(record.der).decode("ascii"),
+    }
+
+
+# --- API ------------------------------------------------------------------------------------------
+
+@api.post("/certificates")
+def issue_certificate() -> tuple[Response, int]:
+    """Step 7: issue a short-term certificate (JSON in, 201 JSON out)."""
+    issuance = tsp().issuance
+    limit = tsp().settings.issuance_max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise issuance.refuse_oversized(request.content_length)
+    request.max_content_length = limit
+    try:
+        body = request.get_json(silent=True)
+    except RequestEntityTooLarge:
+        raise issuance.refuse_oversized(None) from None
+    issued = issuance.issue(body)
+    return jsonify(issued.to_json()), 201
+
+
+@api.get("/certificates/<serial>")
+def get_certificate(serial: str) -> Response:
+    """Look up an issued certificate and its status."""
+    record = tsp().authority.lookup(_serial(serial))
+    if record is None:
+        raise CertificateNotFound("certificate_not_found", f"no certificate with serial {serial} was issued here",
+                                  step=None)
+    return jsonify(record_json(record))
+
+
+@api.post("/certificates/<serial>/revoke")
+def revoke_certificate(serial: str) -> Response:
+    """Revoke a certificate (admin bearer token; body ``{"reason": "keyCompromise"}``, optional)."""
+    token = tsp().settings.admin_token.get_secret_value()
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else ""
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        raise AdminAuthFailed("admin_token_invalid", "the revoke API needs 'Authorization: Bearer <admin token>'",
+                              step=None)
+    value = _serial(serial)
+    body = request.get_json(silent=True) if request.content_length else {}
+    if body is None or not isinstance(body, dict):
+        raise RequestRejected("body_not_json_object", "the body must be a JSON object", step=None)
+    reason = body.get("reason", "unspecified")
+    if reason not in REVOCATION_REASONS:
+        raise RequestRejected("reason_invalid", f"reason must be one of {', '.join(REVOCATION_REASONS)}", step=None)
+    try:
+        record = tsp().authority.revoke(value, str(reason), requester="admin")
+    except KeyError:
+        raise CertificateNotFound("certificate_not_found", f"no certificate with serial {serial} was issued here",
+                                  step=None) from None
+    return jsonify(record_json(record))
+
+
+@api.get("/issuance-log/verify")
+def verify_issuance_log() -> Response:
+    """Recompute the issuance log's hash chain."""
+    result = tsp().authority.log.verify()
+    return jsonify({"ok": result.ok, "entries": result.entries, "first_broken": result.first_broken,
+                    "reason": result.reason, "head": result.head})
+
+
+# --- PKI publication ------------------------------------------------------------------------------
+
+@pki.get("/certs/<name>.crt")
+def certificate(name: str) -> Response:
+    """A CA/TSA/OCSP/trusted-list-signer certificate, DER."""
+    if name not in PUBLISHED_CERTIFICATES:
+        raise CertificateNotFound("certificate_not_found", f"no certificate {name!r}; published: "
+                                  + ", ".join(PUBLISHED_CERTIFICATES), step=None)
+    return Response(tsp().hierarchy.by_name(name).der, mimetype=_DER_TYPES["crt"],
+                    headers={"Content-Disposition": f'attachment; filename="signlab-{name}.crt"'})
+
+
+@pki.get("/certs/chain.pem")
+def chain_pem() -> Response:
+    """Issuing CA and root, PEM."""
+    h = tsp().hierarchy
+    pem = b"".join(c.cert.public_bytes(serialization.Encoding.PEM) for c in (h.issuing, h.root))
+    return Response(pem, mimetype="application/x-pem-file",
+                    headers={"Content-Disposition": 'attachment; filename="signlab-chain.pem"'})
+
+
+@pki.get("/crl/<name>.crl")
+def crl(name: str) -> Response:
+    """The current CRL of the root or issuing CA, DER."""
+    if name not in CRL_NAMES:
+        raise CertificateNotFound("crl_not_found", f"no CRL {name!r}; published: root, issuing", step=None)
+    return Response(tsp().authority.crl(name), mimetype=_DER_TYPES["crl"])
+
+
+@pki.post("/ocsp")
+def ocsp_post() -> Response:
+    """RFC 6960 OCSP over POST (``application/ocsp-request``)."""
+    return Response(tsp().ocsp.respond(_limited_body()), mimetype="application/ocsp-response")
+
+
+@pki.get("/ocsp/<path:encoded>")
+def ocsp_get(encoded: str) -> Response:
+    """RFC 6960 OCSP over GET (base64 of the DER request, URL-encoded, in the path)."""
+    try:
+        der = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        der = b""  # answered as malformedRequest, like any other unparsable request
+    return Response(tsp().ocsp.respond(der), mimetype="application/ocsp-response")
+
+
+@pki.post("/tsa")
+def time_stamp() -> Response:
+    """RFC 3161 time-stamping over HTTP (``application/timestamp-query`` → ``-reply``)."""
+    if request.mimetype != "application/timestamp-query":
+        raise RequestRejected("content_type_invalid", "send the TimeStampReq as application/timestamp-query",
+                              step=None)
+    return Response(tsp().tsa.respond(_limited_body()), mimetype="application/timestamp-reply")
+
+
+@pki.get("/tl/trusted-list.xml")
+def trusted_list() -> Response:
+    """The XAdES-signed ETSI TS 119 612 trusted list."""
+    return Response(tsp().trusted_list(), mimetype="application/vnd.etsi.tsl+xml")
+
+
+# --- trainer pages --------------------------------------------------------------------------------
+
+@pages.get("/")
+def overview() -> str:
+    """The hierarchy, downloads and the latest certificates."""
+    h = tsp().hierarchy
+    chain = [(name, describe_certificate(h.by_name(name).der)) for name in PUBLISHED_CERTIFICATES]
+    return render_template("ca/overview.html", chain=chain, settings=tsp().settings,
+                           recent=tsp().authority.store.recent(10), status_of=status_of)
+
+
+@pages.get("/certificates")
+def certificates_page() -> str:
+    """The issued certificates with status and validity countdown."""
+    return render_template("ca/certificates.html", records=tsp().authority.store.recent(200), status_of=status_of,
+                           now=dt.datetime.now(dt.UTC))
+
+
+@pages.get("/certificates/<serial>")
+def certificate_page(serial: str) -> str:
+    """One issued certificate, decoded."""
+    record = tsp().authority.lookup(_serial(serial))
+    if record is None:
+        raise CertificateNotFound("certificate_not_found", f"no certificate with serial {serial}", step=None)
+    return render_template("ca/certificate.html", record=record, cert=describe_certificate(record.der),
+                           status=status_of(record))
+
+
+@pages.get("/trusted-list")
+def trusted_list_page() -> str:
+    """What the trusted list says, and why it tells QES from AdES."""
+    return render_template("ca/trusted_list.html", settings=tsp().settings,
+                           issuing=describe_certificate(tsp().hierarchy.issuing.der),
+                           tsa=describe_certificate(tsp().hierarchy.tsa.der))
+
+
+@pages.get("/trust")
+def trust_page() -> str:
+    """How to trust the SignLab root in Adobe Acrobat (and elsewhere)."""
+    return render_template("ca/trust.html", root=describe_certificate(tsp().hierarchy.root.der))
+
+
+@pages.get("/issuance-log")
+def issuance_log_page() -> str:
+    """The issuance log (pseudonymised) and its verification."""
+    log = tsp().authority.log
+    return render_template("ca/issuance_log.html", entries=list(reversed(log.entries()))[:200],
+                           verification=log.verify())

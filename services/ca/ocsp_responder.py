@@ -1,0 +1,96 @@
+"""RFC 6960 OCSP responder built on cryptography's OCSP builder. No Flask.
+
+* Certificates of the issuing CA (the short-term signing certificates) are answered by the
+  delegated responder (EKU OCSPSigning + ocsp-nocheck, certificate included in the response):
+  ``good``, ``revoked`` (time + reason) or ``unknown`` for a serial this CA never issued.
+* Certificates of the root (issuing CA, TSA, trusted-list signer) are answered by the root itself.
+* Any other issuer: ``unauthorized``; an unparsable request: ``malformedRequest``.
+The request nonce (RFC 8954) is echoed. Status stays available after a certificate expires.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from services.ca.authority import REVOCATION_REASONS, CertificateAuthority
+from services.ca.pki import KeyedCert
+
+__all__ = ["OcspResponder"]
+
+
+def _key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    # RFC 6960 issuerKeyHash: hash of the BIT STRING value of subjectPublicKey (no tag/length).
+    spki = cert.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    digest = hashes.Hash(algorithm)
+    digest.update(spki)
+    return digest.finalize()
+
+
+def _name_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    digest = hashes.Hash(algorithm)
+    digest.update(cert.subject.public_bytes())
+    return digest.finalize()
+
+
+class OcspResponder:
+    """Answers OCSP requests for the certificates of one :class:`CertificateAuthority`."""
+
+    def __init__(self, authority: CertificateAuthority) -> None:
+        self.authority = authority
+
+    def respond(self, request_der: bytes, now: dt.datetime | None = None) -> bytes:
+        """The DER OCSPResponse for ``request_der`` (always a response, never an exception)."""
+        try:
+            request = ocsp.load_der_ocsp_request(request_der)
+            algorithm = request.hash_algorithm
+            issuer_key_hash, issuer_name_hash, serial = (request.issuer_key_hash, request.issuer_name_hash,
+                                                         request.serial_number)
+        except (ValueError, TypeError):
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
+                serialization.Encoding.DER)
+        now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+        hierarchy = self.authority.hierarchy
+        signer: KeyedCert
+        revoked_at: dt.datetime | None = None
+        reason: x509.ReasonFlags | None = None
+        if self._matches(hierarchy.issuing.cert, algorithm, issuer_key_hash, issuer_name_hash):
+            signer, include_cert = hierarchy.ocsp, True
+            record = self.authority.lookup(serial)
+            if record is None or record.issuer != "issuing":
+                status = ocsp.OCSPCertStatus.UNKNOWN
+            elif record.revoked_at is not None:
+                status, revoked_at = ocsp.OCSPCertStatus.REVOKED, record.revoked_at
+                reason = REVOCATION_REASONS.get(record.revocation_reason or "unspecified")
+            else:
+                status = ocsp.OCSPCertStatus.GOOD
+        elif self._matches(hierarchy.root.cert, algorithm, issuer_key_hash, issuer_name_hash):
+            signer, include_cert = hierarchy.root, False
+            children = {hierarchy.issuing.cert.serial_number, hierarchy.tsa.cert.serial_number,
+                        hierarchy.tl_signer.cert.serial_number}
+            status = ocsp.OCSPCertStatus.GOOD if serial in children else ocsp.OCSPCertStatus.UNKNOWN
+        else:
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED).public_bytes(
+                serialization.Encoding.DER)
+        builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+            issuer_name_hash=issuer_name_hash, issuer_key_hash=issuer_key_hash, serial_number=serial,
+            algorithm=algorithm, cert_status=status, this_update=now,
+            next_update=now + dt.timedelta(minutes=self.authority.settings.ocsp_validity_minutes),
+            revocation_time=revoked_at, revocation_reason=reason,
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, signer.cert)
+        if include_cert:
+            builder = builder.certificates([signer.cert])
+        try:
+            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value
+            builder = builder.add_extension(nonce, critical=False)
+        except x509.ExtensionNotFound:
+            pass
+        response = builder.sign(signer.key, hashes.SHA256())
+        return response.public_bytes(serialization.Encoding.DER)
+
+    @staticmethod
+    def _matches(cert: x509.Certificate, algorithm: hashes.HashAlgorithm, key_hash: bytes, name_hash: bytes) -> bool:
+        return _key_hash(cert, algorithm) == key_hash and _name_hash(cert, algorithm) == name_hash
