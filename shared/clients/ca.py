@@ -1,0 +1,217 @@
+"""Typed client of the TSP (CA, OCSP, CRL, TSA, trusted list) and URL mapping for validators.
+
+:class:`CaClient` has one method per TSP endpoint. :class:`CaFetcherBackend` is a
+pyhanko-certvalidator fetcher backend that fetches the CRL, OCSP and caIssuers URLs written in
+SignLab certificates (under the public base, e.g. ``http://ca.signlab.example.com``) from the real
+CA URL (e.g. ``http://127.0.0.1:8002``); any other URL is fetched as written.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers, FetchLimits
+from pyhanko_certvalidator.fetchers.common_utils import FetchBudget
+from pyhanko_certvalidator.fetchers.requests_fetchers.cert_fetch_client import RequestsCertificateFetcher
+from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import RequestsCRLFetcher
+from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
+
+from shared.client_assertion import CLIENT_ASSERTION_TYPE
+from shared.flow import Role, step
+from shared.http_client import ServiceClient
+
+__all__ = ["CaClient", "CaFetcherBackend", "CertificateStatus", "IssuedCertificate", "UrlMapper"]
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """The answer of the issuance API (step 7); certificates are DER bytes."""
+
+    serial: str
+    certificate: bytes
+    chain: tuple[bytes, ...]
+    """Issuing CA, then root."""
+    profile: str
+    policy_oid: str
+    not_before: str
+    not_after: str
+    ocsp_url: str
+    crl_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CertificateStatus:
+    """The lookup/revoke answer for one issued certificate."""
+
+    serial: str
+    profile: str
+    status: str
+    """``valid``, ``expired``, ``revoked`` or ``not yet valid``."""
+    subject: str
+    loa: str
+    not_before: str
+    not_after: str
+    revoked_at: str | None
+    revocation_reason: str | None
+    certificate: bytes
+    transaction_id: str
+
+
+def _status(body: dict[str, Any]) -> CertificateStatus:
+    return CertificateStatus(
+        serial=body["serial"], profile=body["profile"], status=body["status"], subject=body["subject"],
+        loa=body["loa"], not_before=body["not_before"], not_after=body["not_after"], revoked_at=body.get("revoked_at"),
+        revocation_reason=body.get("revocation_reason"), certificate=base64.b64decode(body["certificate"]),
+        transaction_id=body.get("transaction_id") or "",
+    )
+
+
+class CaClient(ServiceClient):
+    """Calls the TSP.
+
+    :param base_url: the CA's real base URL (``SIGNLAB_*_CA_URL``).
+    :param public_cert_base: the base written into its certificates (for :meth:`map_url`).
+    """
+
+    role = Role.TSP
+
+    def __init__(self, base_url: str, *, public_cert_base: str = "http://ca.signlab.example.com",
+                 timeout: float = 10.0, session: requests.Session | None = None) -> None:
+        super().__init__(base_url, timeout=timeout, session=session)
+        self.mapper = UrlMapper(public_cert_base, self.base_url)
+
+    @property
+    def issuance_url(self) -> str:
+        """The issuance endpoint: also the ``aud`` a client assertion must carry."""
+        return f"{self.base_url}/api/v1/certificates"
+
+    def issue_certificate(self, *, csr_der: bytes, profile: str, id_token: str, client_assertion: str,
+                          transaction_id: str | None = None) -> IssuedCertificate:
+        """Step 7: request a short-term certificate (``profile`` ``qes`` or ``ades``).
+
+        ``client_assertion`` is an RFC 7523 JWT (:func:`shared.client_assertion.create_client_assertion`
+        with ``audience=self.issuance_url``).
+        """
+        body: dict[str, Any] = {"csr": base64.b64encode(csr_der).decode("ascii"), "profile": profile,
+                                "id_token": id_token, "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                                "client_assertion": client_assertion}
+        if transaction_id is not None:
+            body["transaction_id"] = transaction_id
+        answer = self.request("POST", "/api/v1/certificates", step=step(7), json=body, expected=(201,)).json()
+        return IssuedCertificate(
+            serial=answer["serial"], certificate=base64.b64decode(answer["certificate"]),
+            chain=tuple(base64.b64decode(c) for c in answer["chain"]), profile=answer["profile"],
+            policy_oid=answer["policy_oid"], not_before=answer["not_before"], not_after=answer["not_after"],
+            ocsp_url=answer["ocsp_url"], crl_urls=tuple(answer["crl_urls"]),
+        )
+
+    def certificate_status(self, serial: str) -> CertificateStatus:
+        """Look up an issued certificate."""
+        return _status(self.request("GET", f"/api/v1/certificates/{serial}").json())
+
+    def revoke(self, serial: str, reason: str, admin_token: str) -> CertificateStatus:
+        """Revoke ``serial`` (reason: ``keyCompromise``, ``unspecified`` …) with the CA's admin token."""
+        return _status(self.request("POST", f"/api/v1/certificates/{serial}/revoke", json={"reason": reason},
+                                    headers={"Authorization": f"Bearer {admin_token}"}).json())
+
+    def timestamp(self, query_der: bytes) -> bytes:
+        """RFC 3161: send a DER TimeStampReq, return the DER TimeStampResp."""
+        return self.request("POST", "/tsa", data=query_der,
+                            headers={"Content-Type": "application/timestamp-query"}).content
+
+    def certificate(self, name: str) -> bytes:
+        """A published certificate, DER: ``root``, ``issuing``, ``tsa``, ``ocsp``, ``tl-signer``."""
+        return self.request("GET", f"/certs/{name}.crt").content
+
+    def crl(self, name: str) -> bytes:
+        """The current CRL, DER: ``root`` or ``issuing``."""
+        return self.request("GET", f"/crl/{name}.crl").content
+
+    def ocsp(self, request_der: bytes) -> bytes:
+        """RFC 6960: send a DER OCSPRequest, return the DER OCSPResponse."""
+        return self.request("POST", "/ocsp", data=request_der,
+                            headers={"Content-Type": "application/ocsp-request"}).content
+
+    def trusted_list(self) -> bytes:
+        """The XAdES-signed ETSI TS 119 612 trusted list (XML bytes)."""
+        return self.request("GET", "/tl/trusted-list.xml").content
+
+    def map_url(self, url: str) -> str:
+        """``url`` with the public certificate base replaced by the CA's real base URL."""
+        return self.mapper(url)
+
+    def fetcher_backend(self, per_request_timeout: float | None = None) -> CaFetcherBackend:
+        """A pyhanko-certvalidator fetcher backend that reaches this CA for SignLab URLs."""
+        return CaFetcherBackend(self.mapper, per_request_timeout=per_request_timeout or self.timeout)
+
+
+@dataclass(frozen=True)
+class UrlMapper:
+    """Maps URLs under ``public_base`` to the same path under ``real_base``."""
+
+    public_base: str
+    real_base: str
+
+    def __call__(self, url: str) -> str:
+        """The mapped URL (unchanged when it is not under the public base)."""
+        public = self.public_base.rstrip("/")
+        if url == public or url.startswith(public + "/"):
+            return self.real_base.rstrip("/") + url[len(public):]
+        return url
+
+
+class _MappedFetching:
+    """Mixin for pyhanko-certvalidator's requests fetchers: rewrite the URL before each fetch."""
+
+    mapper: UrlMapper
+
+    def _get(self, url: str, *, acceptable_content_types: Any) -> Awaitable[requests.Response]:
+        return super()._get(self.mapper(url), acceptable_content_types=acceptable_content_types)  # type: ignore[misc, no-any-return]
+
+    def _post(self, url: str, data: Any, *, content_type: str,
+              acceptable_content_types: Any) -> Awaitable[requests.Response]:
+        return super()._post(self.mapper(url), data, content_type=content_type,  # type: ignore[misc, no-any-return]
+                             acceptable_content_types=acceptable_content_types)
+
+
+class _MappedOcspFetcher(_MappedFetching, RequestsOCSPFetcher):
+    pass
+
+
+class _MappedCrlFetcher(_MappedFetching, RequestsCRLFetcher):
+    pass
+
+
+class _MappedCertFetcher(_MappedFetching, RequestsCertificateFetcher):
+    pass
+
+
+class CaFetcherBackend(FetcherBackend):
+    """Fetchers (OCSP, CRL, caIssuers) for ``ValidationContext(fetcher_backend=...)`` that map
+    SignLab's public certificate base to the real CA URL.
+
+    :param mapper: the URL mapping (see :meth:`CaClient.fetcher_backend`).
+    """
+
+    def __init__(self, mapper: UrlMapper, *, per_request_timeout: float = 10.0,
+                 limits: FetchLimits = FetchLimits()) -> None:  # noqa: B008
+        self.mapper = mapper
+        self.per_request_timeout = per_request_timeout
+        self.limits = limits
+
+    def get_fetchers(self) -> Fetchers:
+        """Fresh fetchers sharing one fetch budget."""
+        budget = FetchBudget(self.limits)
+        fetchers = []
+        for cls in (_MappedOcspFetcher, _MappedCrlFetcher, _MappedCertFetcher):
+            fetcher = cls(per_request_timeout=self.per_request_timeout, budget=budget)
+            fetcher.mapper = self.mapper
+            fetchers.append(fetcher)
+        return Fetchers(ocsp_fetcher=fetchers[0], crl_fetcher=fetchers[1], cert_fetcher=fetchers[2])
+
+    async def close(self) -> None:
+        """Nothing to release (requests opens a connection per call)."""
