@@ -5,13 +5,66 @@ from __future__ import annotations
 from flask import Flask
 
 from services.portal.settings import PortalSettings
+from services.portal.signing import PortalCore, SigningService
+from services.portal.store import TransactionStore
+from services.portal.trust import TrustStore, TspSource
 from shared.flow import service
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: PortalSettings | None = None) -> Flask:
-    """Build the portal app; settings default to the ``SIGNLAB_PORTAL_*`` environment."""
+def _signer_client(settings: PortalSettings) -> SigningService | None:
+    """The SSASP client from ``shared.clients.signer`` (None while that module is not installed)."""
+    try:
+        from shared.clients.signer import SignerClient  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return SignerClient(  # type: ignore[no-any-return]
+        settings.signer_url, client_id=settings.signer_client_id,
+        client_secret=settings.signer_client_secret.get_secret_value(), timeout=settings.http_timeout_seconds,
+    )
+
+
+def _ca_client(settings: PortalSettings) -> TspSource | None:
+    """The TSP client from ``shared.clients.ca`` (None while that module is not installed)."""
+    try:
+        from shared.clients.ca import CaClient  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return CaClient(settings.ca_url, timeout=settings.http_timeout_seconds)  # type: ignore[no-any-return]
+
+
+def create_app(
+    settings: PortalSettings | None = None,
+    *,
+    signer: SigningService | None = None,
+    tsp: TspSource | None = None,
+    trust: TrustStore | None = None,
+) -> Flask:
+    """Build the portal app; settings default to the ``SIGNLAB_PORTAL_*`` environment.
+
+    :param signer: the SSASP client (default: ``shared.clients.signer.SignerClient`` from settings).
+    :param tsp: the TSP client (default: ``shared.clients.ca.CaClient`` from settings).
+    :param trust: a ready trust store (tests); default: built from settings and ``tsp``.
+    """
     settings = settings or PortalSettings.from_env()
-    return create_service_app(__name__, service("portal"), settings)
+    from services.portal import http
+
+    store = TransactionStore(settings.service_dir() / "portal.sqlite3")
+    if trust is None:
+        trust = TrustStore(
+            settings.trust_root_path(), settings.trusted_list_path(), tsp if tsp is not None else _ca_client(settings),
+            settings.tsa_url,
+        )
+    core = PortalCore(
+        store, trust, signer if signer is not None else _signer_client(settings), callback_url=settings.callback_url,
+        bytes_reserved=settings.pdf_bytes_reserved, ttl_seconds=settings.transaction_ttl_seconds,
+    )
+    app = create_service_app(__name__, service("portal"), settings, health_checks={"store": store.health},
+                             role_page_at="/role")
+    app.secret_key = settings.session_secret.get_secret_value()
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.extensions["signlab.portal"] = core
+    http.register(app)
+    return app

@@ -306,3 +306,13 @@ def sha256(data: bytes) -> bytes:
 
 def random_id() -> str:
     return secrets.token_hex(4)
+
+
+@pytest.fixture
+def other_sign_digest(other_pki: TestPki) -> Callable[..., OneTimeSignature]:
+    """Like :func:`sign_digest`, with a certificate from an unrelated PKI (wrong trust root)."""
+
+    def _sign(digest: bytes, qualifier: str = "qes", fmt: str = "pades") -> OneTimeSignature:
+        return one_time_sign(other_pki, digest, qualifier=qualifier, fmt=fmt)
+
+    return _sign

@@ -1,0 +1,224 @@
+"""The portal's transaction store (SQLite in WAL mode).
+
+One row per signing transaction and one per document. Documents never leave this store except as
+digests (step 2) and as the signed result the signer downloads. The signed outputs and the
+``completed`` state are written in ONE SQL transaction, so a failure while packaging never leaves
+half-written output that looks signed: a failed transaction keeps its error and no signed bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["StoredDocument", "Transaction", "TransactionStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    options TEXT NOT NULL,
+    oauth_state TEXT UNIQUE,
+    code_verifier TEXT,
+    authorize_url TEXT,
+    error TEXT,
+    error_description TEXT,
+    meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS documents (
+    transaction_id TEXT NOT NULL REFERENCES transactions(id),
+    idx INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    original BLOB NOT NULL,
+    prepared BLOB,
+    digest BLOB NOT NULL,
+    reserved_start INTEGER,
+    reserved_end INTEGER,
+    field_name TEXT,
+    signed BLOB,
+    signed_name TEXT,
+    report TEXT,
+    PRIMARY KEY (transaction_id, idx)
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+PENDING = "pending"
+COMPLETED = "completed"
+FAILED = "failed"
+EXPIRED = "expired"
+
+
+@dataclass
+class StoredDocument:
+    """One document of a transaction (see the ``documents`` table)."""
+
+    idx: int
+    label: str
+    media_type: str
+    original: bytes
+    digest: bytes
+    prepared: bytes | None = None
+    reserved_start: int | None = None
+    reserved_end: int | None = None
+    field_name: str | None = None
+    signed: bytes | None = None
+    signed_name: str | None = None
+    report: dict[str, Any] | None = None
+
+
+@dataclass
+class Transaction:
+    """One signing transaction."""
+
+    id: str
+    created_at: float
+    expires_at: float
+    state: str
+    options: dict[str, Any]
+    oauth_state: str | None
+    code_verifier: str | None
+    authorize_url: str | None
+    error: str | None
+    error_description: str | None
+    meta: dict[str, Any]
+    documents: list[StoredDocument] = field(default_factory=list)
+
+    @property
+    def expired(self) -> bool:
+        """True when a pending transaction has outlived its lifetime."""
+        return self.state == PENDING and time.time() > self.expires_at
+
+
+class TransactionStore:
+    """SQLite store; one connection per thread, WAL so readers never block the writer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)  # executescript manages its own transaction
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def health(self) -> str:
+        """A cheap readiness check."""
+        count = self._conn().execute("SELECT COUNT(*) FROM transactions").fetchone()[0]
+        return f"{count} transactions"
+
+    def create(self, tx: Transaction) -> None:
+        """Insert a new transaction with its prepared documents (atomically)."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO transactions (id, created_at, expires_at, state, options, oauth_state, code_verifier,"
+                " authorize_url, meta) VALUES (?,?,?,?,?,?,?,?,?)",
+                (tx.id, tx.created_at, tx.expires_at, tx.state, json.dumps(tx.options), tx.oauth_state,
+                 tx.code_verifier, tx.authorize_url, json.dumps(tx.meta)),
+            )
+            for doc in tx.documents:
+                conn.execute(
+                    "INSERT INTO documents (transaction_id, idx, label, media_type, original, prepared, digest,"
+                    " reserved_start, reserved_end, field_name) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (tx.id, doc.idx, doc.label, doc.media_type, doc.original, doc.prepared, doc.digest,
+                     doc.reserved_start, doc.reserved_end, doc.field_name),
+                )
+
+    def set_authorization(self, tx_id: str, authorize_url: str, meta: dict[str, Any]) -> None:
+        """Record the authorize URL after a successful PAR."""
+        with self._connect() as conn:
+            conn.execute("UPDATE transactions SET authorize_url=?, meta=? WHERE id=?", (authorize_url, json.dumps(meta), tx_id))
+
+    def get(self, tx_id: str) -> Transaction | None:
+        """The transaction with its documents, or ``None``."""
+        row = self._conn().execute("SELECT * FROM transactions WHERE id=?", (tx_id,)).fetchone()
+        return self._load(row) if row else None
+
+    def by_oauth_state(self, state: str) -> Transaction | None:
+        """The transaction a callback's ``state`` belongs to."""
+        row = self._conn().execute("SELECT * FROM transactions WHERE oauth_state=?", (state,)).fetchone()
+        return self._load(row) if row else None
+
+    def _load(self, row: sqlite3.Row) -> Transaction:
+        docs = [
+            StoredDocument(
+                idx=d["idx"], label=d["label"], media_type=d["media_type"], original=d["original"], digest=d["digest"],
+                prepared=d["prepared"], reserved_start=d["reserved_start"], reserved_end=d["reserved_end"],
+                field_name=d["field_name"], signed=d["signed"], signed_name=d["signed_name"],
+                report=json.loads(d["report"]) if d["report"] else None,
+            )
+            for d in self._conn().execute("SELECT * FROM documents WHERE transaction_id=? ORDER BY idx", (row["id"],))
+        ]
+        return Transaction(
+            id=row["id"], created_at=row["created_at"], expires_at=row["expires_at"], state=row["state"],
+            options=json.loads(row["options"]), oauth_state=row["oauth_state"], code_verifier=row["code_verifier"],
+            authorize_url=row["authorize_url"], error=row["error"], error_description=row["error_description"],
+            meta=json.loads(row["meta"]), documents=docs,
+        )
+
+    def claim(self, tx_id: str) -> bool:
+        """Move a pending transaction to ``processing`` (only once: a replayed callback gets False)."""
+        with self._connect() as conn:
+            cur = conn.execute("UPDATE transactions SET state='processing', code_verifier=NULL WHERE id=? AND state=?", (tx_id, PENDING))
+            return cur.rowcount == 1
+
+    def complete(self, tx_id: str, outputs: list[tuple[int, bytes, str, dict[str, Any]]], meta: dict[str, Any]) -> None:
+        """Store every signed output and mark the transaction completed — all or nothing."""
+        with self._connect() as conn:
+            for idx, signed, name, report in outputs:
+                conn.execute(
+                    "UPDATE documents SET signed=?, signed_name=?, report=? WHERE transaction_id=? AND idx=?",
+                    (signed, name, json.dumps(report), tx_id, idx),
+                )
+            conn.execute("UPDATE transactions SET state=?, meta=? WHERE id=?", (COMPLETED, json.dumps(meta), tx_id))
+
+    def fail(self, tx_id: str, error: str, description: str, *, state: str = FAILED) -> None:
+        """Mark the transaction failed (or expired); signed outputs are cleared."""
+        with self._connect() as conn:
+            conn.execute("UPDATE documents SET signed=NULL, signed_name=NULL WHERE transaction_id=?", (tx_id,))
+            conn.execute(
+                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL WHERE id=?",
+                (state, error, description, tx_id),
+            )
+
+    def save_report(self, report_id: str, body: dict[str, Any]) -> None:
+        """Keep a validation report for download."""
+        with self._connect() as conn:
+            conn.execute("INSERT INTO reports (id, created_at, body) VALUES (?,?,?)", (report_id, time.time(), json.dumps(body)))
+
+    def report(self, report_id: str) -> dict[str, Any] | None:
+        """A stored validation report."""
+        row = self._conn().execute("SELECT body FROM reports WHERE id=?", (report_id,)).fetchone()
+        return json.loads(row["body"]) if row else None

@@ -1,0 +1,161 @@
+"""The portal's pages and JSON API that need no signing service: upload checks, CSRF, validation, trust page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from pydantic import SecretStr
+
+from services.portal import create_app, pades
+from services.portal.documents import Level, Qualifier
+from services.portal.settings import PortalSettings
+from services.portal.trust import TrustStore
+
+SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
+
+
+@pytest.fixture
+def app(tmp_path: Path, pki) -> Iterator[Flask]:
+    trust_dir = tmp_path / "trust"
+    trust_dir.mkdir()
+    (trust_dir / "root.der").write_bytes(pki.der(pki.root))
+    (trust_dir / "tl.xml").write_text(pki.trusted_list())
+    settings = PortalSettings(
+        data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32),
+        trust_root_file=trust_dir / "root.der", trusted_list_file=trust_dir / "tl.xml", max_document_bytes=200_000,
+    )
+    trust = TrustStore(settings.trust_root_path(), settings.trusted_list_path(), None, None, timestamper=pki.timestamper())
+    yield create_app(settings, trust=trust)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _csrf(client: FlaskClient, path: str = "/") -> str:
+    page = client.get(path, headers={"Accept": "text/html"}).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
+def test_index_lists_samples_and_options(client: FlaskClient) -> None:
+    page = client.get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "employment-contract.pdf" in page and "B-LTA" in page and "certificate-first" in page
+    assert "http://" not in page.split("<main>")[0].replace("http://www.w3.org", "")  # no CDN in the head
+
+
+def test_sign_form_without_csrf_is_refused(client: FlaskClient) -> None:
+    response = client.post("/sign", data={"samples": "employment-contract.pdf"}, headers={"Accept": "application/json"})
+    assert response.status_code == 403
+    assert "CSRF" in response.get_json()["error_description"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fmt", "status", "needle"),
+    [
+        ("empty.pdf", b"", "pades", 400, "empty"),
+        ("notes.pdf", b"hello, I am text", "pades", 400, "not a PDF"),
+        ("broken.pdf", b"%PDF-1.7\n1 0 obj <<", "pades", 400, "damaged"),
+        ("big.pdf", b"%PDF-1.7\n" + b"0" * 300_000, "pades", 413, "limit"),
+        ("data.json", b"{not json", "jades", 400, "JSON"),
+    ],
+)
+def test_bad_uploads_are_refused_at_step_1(client: FlaskClient, name: str, content: bytes, fmt: str, status: int, needle: str) -> None:
+    body = {"format": fmt, "documents": [{"name": name, "content": base64.b64encode(content).decode()}]}
+    response = client.post("/api/v1/sign-requests", json=body)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert needle in response.get_json()["error_description"]
+    assert response.get_json()["error_description"].startswith("step 1")
+
+
+def test_encrypted_pdf_is_refused(client: FlaskClient) -> None:
+    from io import BytesIO
+
+    from pyhanko.pdf_utils.crypt import StandardSecurityHandler
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.pdf_utils.writer import copy_into_new_writer
+
+    writer = copy_into_new_writer(PdfFileReader(BytesIO((SAMPLES / "employment-contract.pdf").read_bytes())))
+    writer.encrypt = None
+    handler = StandardSecurityHandler.build_from_pw("secret", "secret")
+    writer._assign_security_handler(handler)
+    out = BytesIO()
+    writer.write(out)
+    body = {"format": "pades", "documents": [{"name": "locked.pdf", "content": base64.b64encode(out.getvalue()).decode()}]}
+    response = client.post("/api/v1/sign-requests", json=body)
+    assert response.status_code == 400
+    assert "encrypted" in response.get_json()["error_description"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("format", "xades"), ("level", "B-LTAA"), ("qualifier", "qualified")])
+def test_unknown_options_are_refused(client: FlaskClient, field: str, value: str) -> None:
+    body = {field: value, "documents": [{"sample": "employment-contract.pdf"}]}
+    response = client.post("/api/v1/sign-requests", json=body)
+    assert response.status_code == 400
+    assert value in response.get_json()["error_description"]
+
+
+def test_cades_lta_is_refused_before_anything_is_sent(client: FlaskClient) -> None:
+    body = {"format": "cades", "level": "B-LTA", "documents": [{"sample": "meeting-minutes.txt"}]}
+    response = client.post("/api/v1/sign-requests", json=body)
+    assert response.status_code == 400
+    assert "not supported" in response.get_json()["error_description"]
+
+
+def test_validate_api_reports_valid_and_tampered_pdf(client: FlaskClient, pki, sign_digest) -> None:
+    pdf = (SAMPLES / "employment-contract.pdf").read_bytes()
+    prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="K", bytes_reserved=32768))
+    sig = sign_digest(prep.digest, "qes", "pades")
+    signed = asyncio.run(pades.augment_pdf(prep, sig.signature, level=Level.B_T, timestamper=pki.timestamper(), root=pki.root_asn1, material=sig.material))
+    ok = client.post("/api/v1/validate", json={"name": "c.pdf", "signed": base64.b64encode(signed).decode()}).get_json()
+    assert ok["indication"] == "TOTAL_PASSED"
+    assert ok["signatures"][0]["qualification"] == "QES"
+    assert ok["signatures"][0]["level"] == "B-T"
+    assert client.get(ok["download_url"].replace("http://localhost", "")).get_json()["indication"] == "TOTAL_PASSED"
+    tampered = bytearray(signed)
+    tampered[tampered.find(b"Salary") + 1] ^= 1
+    bad = client.post("/api/v1/validate", json={"signed": base64.b64encode(bytes(tampered)).decode()}).get_json()
+    assert bad["indication"] == "TOTAL_FAILED" and bad["sub_indication"] == "HASH_FAILURE"
+    assert "changed after it was signed" in " ".join(bad["explanations"])
+
+
+def test_validate_page_renders_report_escaped(client: FlaskClient) -> None:
+    token = _csrf(client, "/validate")
+    from io import BytesIO
+
+    response = client.post(
+        "/validate", headers={"Accept": "text/html"},
+        data={"csrf_token": token, "signed": (BytesIO(b"<script>alert(1)</script>"), "<b>x</b>.p7s")},
+        content_type="multipart/form-data",
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "TOTAL_FAILED" in page and "<script>alert(1)</script>" not in page and "<b>x</b>" not in page
+
+
+def test_trust_page_and_root_download(client: FlaskClient, pki) -> None:
+    page = client.get("/trust", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "Trusted Certificates" in page and "SHA-256" in page
+    der = client.get("/trust/signlab-root.cer").data
+    assert der == pki.der(pki.root)
+
+
+def test_unknown_transaction_is_404(client: FlaskClient) -> None:
+    response = client.get("/api/v1/transactions/tx-nope")
+    assert response.status_code == 404
+    assert client.get("/sign/callback?state=nope&code=x").status_code == 400
+
+
+def test_no_signing_service_configured_is_a_clear_error(client: FlaskClient) -> None:
+    response = client.post("/api/v1/sign-requests", json={"documents": [{"sample": "employment-contract.pdf"}]})
+    assert response.status_code == 500
+    assert "step 2" in response.get_json()["error_description"]
