@@ -1,9 +1,16 @@
-"""The IPSP: the mock eID OpenID Connect provider (flow steps 3-5)."""
+"""The IPSP: the mock eID OpenID Connect provider (flow steps 3-5).
+
+``create_app`` builds the Flask app: the shared frame (errors, health, role page), the domain core
+(:class:`services.idp.provider.Provider`: catalogue, key ring, SQLite state), authlib's
+authorization server (:mod:`services.idp.oauth2`) and the views (:mod:`services.idp.http`).
+"""
 
 from __future__ import annotations
 
 from flask import Flask
 
+from services.idp.oauth2 import build_server
+from services.idp.provider import Provider, load_or_create_session_secret
 from services.idp.settings import IdpSettings
 from shared.flow import service
 from shared.web import create_service_app
@@ -14,4 +21,21 @@ __all__ = ["create_app"]
 def create_app(settings: IdpSettings | None = None) -> Flask:
     """Build the idp app; settings default to the ``SIGNLAB_IDP_*`` environment."""
     settings = settings or IdpSettings.from_env()
-    return create_service_app(__name__, service("idp"), settings)
+    provider = Provider(settings)
+    app = create_service_app(
+        __name__, service("idp"), settings,
+        health_checks={
+            "signing key": lambda: f"ES256 kid {provider.keys.active().kid}",
+            "catalogue": lambda: f"{len(provider.catalogue.persons)} test persons, {len(provider.catalogue.means)} eID means",
+        },
+    )
+    app.secret_key = load_or_create_session_secret(settings.service_dir() / "session-secret")
+    # All SignLab services share the host 127.0.0.1 and cookies ignore ports: give ours its own name.
+    app.config.update(SESSION_COOKIE_NAME="signlab_idp_session", SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_HTTPONLY=True)
+    app.extensions["signlab.idp"] = provider
+    app.extensions["signlab.idp.server"] = build_server(app, provider)
+    from services.idp.http import bp  # the views need the app's extensions, registered just above
+
+    app.register_blueprint(bp)
+    return app
