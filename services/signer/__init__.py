@@ -2,21 +2,66 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from flask import Flask
 
 from services.signer.hsm import Hsm
+from services.signer.provision import pseudonym_key
 from services.signer.settings import SignerSettings
+from shared.audit import AuditLog
 from shared.flow import service
+from shared.jose_keys import load_or_create_ec_key
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: SignerSettings | None = None) -> Flask:
-    """Build the signer app; settings default to the ``SIGNLAB_SIGNER_*`` environment."""
+    """Build the signer app; settings default to the ``SIGNLAB_SIGNER_*`` environment.
+
+    At start-up the HSM is opened (failing fast with the cause), leftover key objects are
+    destroyed and every transaction still in flight ends as expired (both recorded in the audit
+    log); a daemon thread then sweeps expired transactions every ``SWEEP_INTERVAL_SECONDS``.
+    """
+    # Imported here: the HTTP layer pulls in the typed clients of the other roles.
+    from services.signer.http import csc_blueprint, oauth_blueprint
+    from services.signer.service import SigningService
+    from services.signer.store import Store
+    from services.signer.upstream import CertificateGateway, IdentityGateway
+
     settings = settings or SignerSettings.from_env()
     hsm = Hsm(settings)
     hsm.session()  # fail at start-up, naming the cause, when the token cannot be opened
     app = create_service_app(__name__, service("signer"), settings, health_checks={"hsm": hsm.health})
+    assertion_key = load_or_create_ec_key(settings.client_assertion_key_path)
+    core = SigningService(
+        settings, hsm, Store(settings.database_path), AuditLog(settings.audit_path),
+        IdentityGateway(settings, f"{settings.base_url}/oauth2/idp-callback"),
+        CertificateGateway(settings, assertion_key), pseudonym_key(settings),
+    )
+    core.startup()
     app.extensions["signlab.hsm"] = hsm
+    app.extensions["signlab.signer"] = core
+    app.extensions["signlab.signer_assertion_key"] = assertion_key
+    app.register_blueprint(oauth_blueprint)
+    app.register_blueprint(csc_blueprint)
+    if settings.sweep_interval_seconds > 0:
+        _start_sweeper(core, settings.sweep_interval_seconds)
     return app
+
+
+def _start_sweeper(core: object, interval: float) -> None:
+    """Run ``core.sweep()`` every ``interval`` seconds in a daemon thread (dies with the process)."""
+    def loop() -> None:
+        stop = threading.Event()
+        while not stop.wait(interval):
+            try:
+                core.sweep()  # type: ignore[attr-defined]
+            except Exception:  # the sweeper must survive a transient failure and try again
+                log.exception("sweep of expired transactions failed")
+
+    threading.Thread(target=loop, name="signer-sweeper", daemon=True).start()

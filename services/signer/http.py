@@ -1,0 +1,262 @@
+"""HTTP layer of the SSASP: OAuth2 authorization server, IdP callback, consent page, CSC v1/v2.
+
+Views only parse, call :class:`~services.signer.service.SigningService` and serialize; errors are
+raised and rendered by :mod:`shared.web` (``{"error", "error_description"}``), except
+authorization errors after the redirect URI is trusted, which go back to the client by redirect.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+
+from services.signer.openapi import openapi_document
+from services.signer.service import RedirectError, SigningService
+from shared.errors import InvalidRequest
+from shared.jose_keys import public_jwks
+
+__all__ = ["csc_blueprint", "oauth_blueprint"]
+
+oauth_blueprint = Blueprint("signer_oauth", __name__)
+csc_blueprint = Blueprint("signer_csc", __name__)
+
+_COOKIE_PREFIX = "signlab_tx_"
+
+
+def _service() -> SigningService:
+    return current_app.extensions["signlab.signer"]  # type: ignore[no-any-return]
+
+
+def _form() -> dict[str, str]:
+    return {k: v for k, v in request.form.items()}
+
+
+def _client_credentials() -> tuple[str | None, str | None]:
+    """Client id and secret from HTTP Basic (RFC 6749 §2.3.1, form-url-encoded parts) or the form."""
+    header = request.headers.get("Authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidRequest("malformed HTTP Basic client credentials", error="invalid_client", status=401) from None
+        client_id, _, secret = decoded.partition(":")
+        return unquote(client_id), unquote(secret)
+    return request.form.get("client_id"), request.form.get("client_secret")
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
+
+
+def _json_body(*, optional: bool = False) -> dict[str, Any]:
+    if not request.get_data(cache=True) and optional:
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# ---------------------------------------------------------------------------- OAuth2 / OIDC
+
+
+@oauth_blueprint.post("/oauth2/par")
+def par() -> tuple[Response, int]:
+    """RFC 9126 pushed authorization request (step 2); client_secret_basic or client_secret_post."""
+    client_id, secret = _client_credentials()
+    client = _service().authenticate_client(client_id, secret)
+    return _no_store(jsonify(_service().push_authorization_request(client, _form()))), 201
+
+
+@oauth_blueprint.get("/oauth2/authorize")
+def authorize() -> Response:
+    """Authorization endpoint: resolve the (pushed) request and send the browser to the IdP (step 3)."""
+    try:
+        url, record, browser = _service().start_authorization(dict(request.args.items()))
+    except RedirectError as exc:
+        return redirect(exc.location, 302)
+    response = redirect(url, 302)
+    response.set_cookie(_COOKIE_PREFIX + record.id, browser, max_age=_service().settings.login_timeout_seconds,
+                        path="/oauth2", httponly=True, samesite="Lax", secure=request.is_secure)
+    return response
+
+
+@oauth_blueprint.get("/oauth2/idp-callback")
+def idp_callback() -> Response:
+    """The IdP's redirect back (step 5): verify the identity, then show the consent page."""
+    service = _service()
+    record = service.store.transaction_by("idp_state", request.args.get("state") or "\0")
+    browser = request.cookies.get(_COOKIE_PREFIX + record.id) if record else None
+    try:
+        record = service.idp_callback(dict(request.args.items()), browser)
+    except RedirectError as exc:
+        return redirect(exc.location, 302)
+    return redirect(f"/oauth2/consent/{record.id}", 303)
+
+
+@oauth_blueprint.route("/oauth2/consent/<transaction_id>", methods=["GET", "POST"])
+def consent(transaction_id: str) -> Any:
+    """Consent page (GET) and the signer's decision (POST, CSRF-protected)."""
+    service = _service()
+    browser = request.cookies.get(_COOKIE_PREFIX + transaction_id)
+    if request.method == "GET":
+        view = service.consent_view(transaction_id, browser)
+        response = Response(render_template("signer_consent.html", view=view))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    decision = request.form.get("decision")
+    if decision not in ("approve", "decline"):
+        raise InvalidRequest("decision must be approve or decline")
+    try:
+        location = service.consent_decision(transaction_id, browser, request.form.get("csrf_token"),
+                                            decision == "approve")
+    except RedirectError as exc:
+        location = exc.location
+    response = redirect(location, 303)
+    response.delete_cookie(_COOKIE_PREFIX + transaction_id, path="/oauth2")
+    return response
+
+
+@oauth_blueprint.post("/oauth2/token")
+def token() -> Response:
+    """Token endpoint: authorization_code + PKCE, client authentication required."""
+    client_id, secret = _client_credentials()
+    client = _service().authenticate_client(client_id, secret)
+    return _no_store(jsonify(_service().exchange_code(client, _form())))
+
+
+@oauth_blueprint.post("/oauth2/revoke")
+def revoke() -> Response:
+    """RFC 7009 token revocation (200, also for unknown tokens)."""
+    client_id, secret = _client_credentials()
+    client = _service().authenticate_client(client_id, secret)
+    _service().revoke(client, request.form.get("token"))
+    return Response(status=200)
+
+
+@oauth_blueprint.get("/.well-known/oauth-authorization-server")
+def metadata() -> Response:
+    """RFC 8414 metadata of the authorization server."""
+    base = _service().settings.base_url
+    return jsonify({
+        "issuer": base,
+        "pushed_authorization_request_endpoint": f"{base}/oauth2/par",
+        "authorization_endpoint": f"{base}/oauth2/authorize",
+        "token_endpoint": f"{base}/oauth2/token",
+        "revocation_endpoint": f"{base}/oauth2/revoke",
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ["service", "credential"],
+        "authorization_details_types_supported": ["credential", "https://cloudsignatureconsortium.org/2025/credential"],
+        "require_pushed_authorization_requests": False,
+    })
+
+
+@oauth_blueprint.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    """The signer's public key for RFC 7523 client assertions to the TSP (step 7)."""
+    return jsonify(public_jwks(current_app.extensions["signlab.signer_assertion_key"]))
+
+
+# ---------------------------------------------------------------------------- CSC API
+
+
+def _info(version: int) -> dict[str, Any]:
+    settings = _service().settings
+    base = settings.base_url
+    info: dict[str, Any] = {
+        "specs": "1.0.4.0" if version == 1 else "2.0.0.2",
+        "name": "SignLab SSASP",
+        "logo": f"{base}/static/signlab/signlab.css",
+        "region": "EU",
+        "lang": "en-GB",
+        "description": "SignLab remote signing service (simulation): one-time keys in SoftHSM2, short-term certificates.",
+        "authType": ["oauth2code"],
+        "oauth2": base,
+        "methods": (["credentials/list", "credentials/info", "credentials/authorize",
+                     "credentials/extendTransaction", "signatures/signHash", "signatures/timestamp"] if version == 1 else
+                    ["credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash",
+                     "signatures/signDoc", "signatures/timestamp"]),
+    }
+    if version == 2:
+        info.update(
+            oauth2Issuer=base,
+            asynchronousOperationMode=False,
+            validationInfo=True,
+            signAlgorithms={"algos": ["1.2.840.10045.4.3.2", "1.2.840.113549.1.1.11"]},
+            signature_formats={"formats": ["C", "P", "J"],
+                               "envelope_properties": [["Detached"], ["Certification", "Revision"], ["Detached"]]},
+            conformance_levels=["Ades-B-B", "Ades-B-T", "Ades-B-LT", "Ades-B-LTA"],
+            supportsRar=True,
+            supportedHashTypes=["SDR", "DTBSR"],
+            signatureQualifiers=list(settings.portal_qualifiers),
+        )
+    return info
+
+
+def _register_csc(version: int) -> None:
+    prefix = f"/csc/v{version}"
+
+    def info() -> Response:
+        return jsonify(_info(version))
+
+    def credentials_list() -> Response:
+        return jsonify(_service().credentials_list(_bearer(), _json_body(optional=True), version))
+
+    def credentials_info() -> Response:
+        return jsonify(_service().credentials_info(_bearer(), _json_body(), version))
+
+    def credentials_authorize() -> Response:
+        return _no_store(jsonify(_service().credentials_authorize(_bearer(), _json_body())))
+
+    def sign_hash() -> Response:
+        return jsonify(_service().sign_hash(_bearer(), _json_body(), version))
+
+    def timestamp() -> Response:
+        return jsonify(_service().timestamp(_bearer(), _json_body()))
+
+    csc_blueprint.add_url_rule(f"{prefix}/info", f"v{version}_info", info, methods=["GET", "POST"])
+    csc_blueprint.add_url_rule(f"{prefix}/credentials/list", f"v{version}_credentials_list", credentials_list,
+                               methods=["POST"])
+    csc_blueprint.add_url_rule(f"{prefix}/credentials/info", f"v{version}_credentials_info", credentials_info,
+                               methods=["POST"])
+    csc_blueprint.add_url_rule(f"{prefix}/credentials/authorize", f"v{version}_credentials_authorize",
+                               credentials_authorize, methods=["POST"])
+    csc_blueprint.add_url_rule(f"{prefix}/signatures/signHash", f"v{version}_signatures_sign_hash", sign_hash,
+                               methods=["POST"])
+    csc_blueprint.add_url_rule(f"{prefix}/signatures/timestamp", f"v{version}_signatures_timestamp", timestamp,
+                               methods=["POST"])
+
+
+_register_csc(1)
+_register_csc(2)
+
+
+@csc_blueprint.post("/csc/v1/credentials/extendTransaction")
+def credentials_extend_transaction() -> Response:
+    """CSC v1 ``credentials/extendTransaction``."""
+    return _no_store(jsonify(_service().extend_transaction(_bearer(), _json_body())))
+
+
+@csc_blueprint.post("/csc/v2/signatures/signDoc")
+def signatures_sign_doc() -> Response:
+    """CSC v2 ``signatures/signDoc`` with a one-time key (steps 6-10)."""
+    return _no_store(jsonify(_service().sign_doc(_bearer(), _json_body())))
+
+
+@csc_blueprint.get("/csc/openapi.json")
+def openapi() -> Response:
+    """OpenAPI 3 description of the CSC API and the OAuth2 endpoints of this service."""
+    return jsonify(openapi_document(_service().settings.base_url))

@@ -1,0 +1,120 @@
+"""OpenAPI 3 description of the SSASP's CSC API (v1 and v2) and OAuth2 endpoints.
+
+Served at ``/csc/openapi.json``; the fuzzing work (schemathesis) reads it. It describes what the
+service accepts (both v1 and v2 spellings) and the error shape every refusal uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_B64 = {"type": "string", "description": "standard base64 (base64url accepted)", "maxLength": 200}
+_ERROR = {
+    "type": "object",
+    "required": ["error", "error_description"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            for c in codes}
+
+
+def _op(summary: str, schema: dict[str, Any] | None, ok: dict[str, Any], *, auth: bool = True,
+        errors: tuple[int, ...] = (400, 401)) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "success", "content": {"application/json": {"schema": ok}}},
+                      **_errors(*errors)},
+    }
+    if schema is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    if auth:
+        operation["security"] = [{"bearer": []}]
+    return operation
+
+
+def openapi_document(base_url: str) -> dict[str, Any]:
+    """The OpenAPI 3.0 document, with ``base_url`` as server."""
+    hashes = {"type": "array", "items": _B64, "minItems": 1, "maxItems": 100}
+    cred_info = {"type": "object", "properties": {
+        "credentialID": {"type": "string"}, "certificates": {"type": "string", "enum": ["none", "single", "chain"]},
+        "certInfo": {"type": "boolean"}, "authInfo": {"type": "boolean"}, "lang": {"type": "string"},
+        "clientData": {"type": "string"}}, "required": ["credentialID"]}
+    cred_list = {"type": "object", "properties": {
+        "maxResults": {"type": "integer"}, "pageToken": {"type": "string"}, "credentialInfo": {"type": "boolean"},
+        "certificates": {"type": "string"}, "certInfo": {"type": "boolean"}, "onlyValid": {"type": "boolean"},
+        "clientData": {"type": "string"}}}
+    authorize = {"type": "object", "required": ["credentialID", "numSignatures"], "properties": {
+        "credentialID": {"type": "string"}, "numSignatures": {"type": "integer", "minimum": 1},
+        "hash": hashes, "hashes": hashes, "hashAlgo": {"type": "string"}, "hashAlgorithmOID": {"type": "string"},
+        "description": {"type": "string"}, "clientData": {"type": "string"}}}
+    extend = {"type": "object", "required": ["credentialID", "SAD"], "properties": {
+        "credentialID": {"type": "string"}, "SAD": {"type": "string"}, "hash": hashes, "clientData": {"type": "string"}}}
+    sign_hash = {"type": "object", "required": ["credentialID", "signAlgo"], "properties": {
+        "credentialID": {"type": "string"}, "SAD": {"type": "string"}, "hash": hashes, "hashes": hashes,
+        "hashAlgo": {"type": "string"}, "hashAlgorithmOID": {"type": "string"}, "signAlgo": {"type": "string"},
+        "signAlgoParams": {"type": "string"}, "operationMode": {"type": "string", "enum": ["S"]},
+        "clientData": {"type": "string"}}}
+    sign_doc = {"type": "object", "required": ["documentDigests"], "properties": {
+        "signatureQualifier": {"type": "string", "enum": ["eu_eidas_qes", "eu_eidas_aes"]},
+        "documentDigests": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["hashes", "hashAlgorithmOID", "signature_format"], "properties": {
+                "hashes": hashes, "hashAlgorithmOID": {"type": "string"},
+                "signature_format": {"type": "string", "enum": ["C", "P", "J"]},
+                "conformance_level": {"type": "string"}, "signAlgo": {"type": "string"},
+                "signed_envelope_property": {"type": "string"}}}},
+        "returnValidationInfo": {"type": "boolean"}, "clientData": {"type": "string"}},
+        "description": "Whole documents (`documents`) are refused: digests only."}
+    sign_doc_ok = {"type": "object", "properties": {
+        "SignatureObject": {"type": "array", "items": _B64}, "signatureObject": {"type": "array", "items": _B64},
+        "validationInfo": {"type": "object", "properties": {
+            "certificates": {"type": "array", "items": _B64}, "crl": {"type": "array", "items": _B64},
+            "ocsp": {"type": "array", "items": _B64}}},
+        "transactionID": {"type": "string"}, "signatureQualifier": {"type": "string"}, "loa": {"type": "string"},
+        "certificateSerial": {"type": "string"}}}
+    timestamp = {"type": "object", "required": ["hash"], "properties": {
+        "hash": _B64, "hashAlgo": {"type": "string"}, "hashAlgorithmOID": {"type": "string"},
+        "nonce": {"type": "string"}, "clientData": {"type": "string"}}}
+    paths: dict[str, Any] = {}
+    for version in (1, 2):
+        prefix = f"/csc/v{version}"
+        paths[f"{prefix}/info"] = {"post": _op("Service information", None, {"type": "object"}, auth=False, errors=())}
+        paths[f"{prefix}/credentials/list"] = {"post": _op("List the one-time credentials", cred_list, {"type": "object"})}
+        paths[f"{prefix}/credentials/info"] = {"post": _op("Credential details", cred_info, {"type": "object"})}
+        paths[f"{prefix}/credentials/authorize"] = {"post": _op("SAD bound to hashes (SCAL 2)", authorize, {
+            "type": "object", "properties": {"SAD": {"type": "string"}, "expiresIn": {"type": "integer"}}})}
+        paths[f"{prefix}/signatures/signHash"] = {"post": _op("Sign authorized DTBS/R hashes", sign_hash, {
+            "type": "object", "properties": {"signatures": {"type": "array", "items": _B64}}})}
+        paths[f"{prefix}/signatures/timestamp"] = {"post": _op("RFC 3161 time-stamp from the TSA", timestamp, {
+            "type": "object", "properties": {"timestamp": _B64}}, errors=(400, 401, 502, 503))}
+    paths["/csc/v1/credentials/extendTransaction"] = {"post": _op("Extend a SAD to new hashes", extend, {"type": "object"})}
+    paths["/csc/v2/signatures/signDoc"] = {"post": _op(
+        "Sign document digests with a one-time key (steps 6-10)", sign_doc, sign_doc_ok, errors=(400, 401, 403, 500, 502, 503))}
+    form = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
+    paths["/oauth2/par"] = {"post": {"summary": "Pushed authorization request (RFC 9126)", "requestBody": {
+        "required": True, "content": form}, "security": [{"basic": []}], "responses": {
+        "201": {"description": "created", "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "request_uri": {"type": "string"}, "expires_in": {"type": "integer"}}}}}}, **_errors(400, 401, 403)}}}
+    paths["/oauth2/token"] = {"post": {"summary": "Token endpoint (authorization_code + PKCE)", "requestBody": {
+        "required": True, "content": form}, "security": [{"basic": []}], "responses": {
+        "200": {"description": "token", "content": {"application/json": {"schema": {"type": "object"}}}},
+        **_errors(400, 401)}}}
+    paths["/oauth2/revoke"] = {"post": {"summary": "Token revocation (RFC 7009)", "requestBody": {
+        "required": True, "content": form}, "security": [{"basic": []}], "responses": {
+        "200": {"description": "revoked"}, **_errors(400, 401)}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "SignLab SSASP — CSC API", "version": "1.0.4.0 / 2.0.0.2",
+                 "description": "CSC API of the SignLab remote signing service (one-time keys, SoftHSM2)."},
+        "servers": [{"url": base_url}],
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": _ERROR},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "basic": {"type": "http", "scheme": "basic"}},
+        },
+    }

@@ -1,0 +1,181 @@
+"""The SSASP's calls to the other roles: the IPSP (OIDC, steps 3 and 5) and the TSP (steps 7 and 10).
+
+* :class:`IdentityGateway` — the signer as OpenID Connect client (authlib ``OAuth2Session``):
+  builds the authentication request (``acr_values`` from the qualifier, ``nonce``, PKCE S256,
+  ``prompt=login``, ``login_hint`` passed through unchanged), exchanges the code with
+  ``client_secret_basic`` and verifies the ID token completely with
+  :func:`shared.identity.verify_id_token` against the IdP's JWKS.
+* :class:`CertificateGateway` — certificate issuance with an RFC 7523 client assertion, the TSA
+  proxy, and best-effort validation data (CRL, OCSP) for the signDoc response.
+
+Both are thin: protocol checks live in the shared modules and the typed clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from asn1crypto import ocsp, x509
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.common.errors import AuthlibBaseError
+from joserfc.jwk import ECKey
+
+from services.signer.settings import SignerSettings
+from shared.client_assertion import create_client_assertion
+from shared.clients.ca import CaClient
+from shared.clients.idp import IdpClient
+from shared.errors import UpstreamError, UpstreamUnavailable
+from shared.flow import Role, step
+from shared.identity import IdentityEvidenceError, VerifiedIdentity, verify_id_token
+
+__all__ = ["CertificateGateway", "IdentityGateway", "IssuedCertificate"]
+
+log = logging.getLogger(__name__)
+
+
+class IdentityGateway:
+    """OIDC relying party towards the IPSP.
+
+    :param settings: the signer's settings (IdP URL, client id and secret, leeway, timeout).
+    :param callback_url: the signer's registered redirect URI at the IdP.
+    """
+
+    def __init__(self, settings: SignerSettings, callback_url: str) -> None:
+        self.settings = settings
+        self.callback_url = callback_url
+        self.client = IdpClient(settings.idp_url, timeout=settings.http_timeout_seconds)
+
+    def _metadata(self) -> Any:
+        return self.client.discovery()
+
+    def _session(self) -> OAuth2Session:
+        return OAuth2Session(
+            client_id=self.settings.idp_client_id,
+            client_secret=self.settings.idp_client_secret.get_secret_value(),
+            redirect_uri=self.callback_url,
+            scope=self.settings.idp_scope,
+            code_challenge_method="S256",
+            token_endpoint_auth_method="client_secret_basic",
+        )
+
+    def authentication_request(self, *, state: str, nonce: str, code_verifier: str, acr: str,
+                               login_hint: str | None) -> str:
+        """The URL of the OIDC authentication request (step 3)."""
+        extra: dict[str, str] = {"nonce": nonce, "acr_values": acr, "prompt": "login"}
+        if login_hint:
+            extra["login_hint"] = login_hint
+        with self._session() as session:
+            url, _ = session.create_authorization_url(
+                self._metadata().authorization_endpoint, state=state, code_verifier=code_verifier, **extra)
+        return str(url)
+
+    def exchange_code(self, code: str, code_verifier: str) -> str:
+        """Exchange the IdP's code for the ID token (step 5); the token is returned unverified.
+
+        :raises UpstreamError: the IdP refused (its error and description are kept).
+        :raises UpstreamUnavailable: the IdP did not answer.
+        """
+        endpoint = self._metadata().token_endpoint
+        with self._session() as session:
+            try:
+                token = session.fetch_token(endpoint, code=code, code_verifier=code_verifier,
+                                            timeout=self.settings.http_timeout_seconds)
+            except AuthlibBaseError as exc:
+                raise UpstreamError(Role.IPSP, exc.error or "invalid_grant", exc.description or "",
+                                    400, step=step(5), error="access_denied", status=403) from None
+            except requests.RequestException as exc:
+                raise UpstreamUnavailable(Role.IPSP, f"token endpoint: {exc.__class__.__name__}", step=step(5)) from None
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str):
+            raise UpstreamError(Role.IPSP, "invalid_response", "the token response has no id_token", 200,
+                                step=step(5), error="access_denied", status=403)
+        return id_token
+
+    def verify(self, id_token: str, *, nonce: str, min_loa: str) -> VerifiedIdentity:
+        """Verify the ID token completely (step 5): signature (JWKS, refetched once on an unknown
+        ``kid``), ``iss`` = the configured IdP, ``aud``, ``exp``/``iat``/``auth_time`` with the
+        configured leeway, ``nonce``, ``acr`` ≥ ``min_loa``.
+        """
+        issuer = self._metadata().issuer
+        if issuer.rstrip("/") != self.settings.idp_url.rstrip("/"):
+            raise IdentityEvidenceError("iss", f"the IdP at {self.settings.idp_url} calls itself {issuer!r}",
+                                        step=step(5))
+        return self.client.verify_id_token(
+            id_token, audience=self.settings.idp_client_id, nonce=nonce, leeway=self.settings.clock_leeway_seconds,
+            max_age=self.settings.login_timeout_seconds, min_loa=min_loa,
+        )
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate the TSP issued for a one-time key (step 7)."""
+
+    serial: str
+    certificate: x509.Certificate
+    chain: list[x509.Certificate]
+    profile: str
+    policy_oid: str
+
+
+class CertificateGateway:
+    """Client of the TSP for the SSASP.
+
+    :param settings: the signer's settings (CA URL, client id, timeout).
+    :param assertion_key: the key that signs RFC 7523 client assertions (JWKS at
+        ``/.well-known/jwks.json``).
+    """
+
+    def __init__(self, settings: SignerSettings, assertion_key: ECKey) -> None:
+        self.settings = settings
+        self.assertion_key = assertion_key
+        self.client = CaClient(settings.ca_url, timeout=settings.http_timeout_seconds)
+
+    def issue(self, *, csr_der: bytes, profile: str, id_token: str, transaction_id: str) -> IssuedCertificate:
+        """Ask the TSP for a short-term certificate (step 7) with identity evidence and a client assertion."""
+        assertion = create_client_assertion(self.assertion_key, client_id=self.settings.ca_client_id,
+                                            audience=self.client.issuance_url)
+        issued = self.client.issue_certificate(csr_der=csr_der, profile=profile, id_token=id_token,
+                                               client_assertion=assertion, transaction_id=transaction_id)
+        return IssuedCertificate(
+            serial=str(issued.serial),
+            certificate=x509.Certificate.load(_der(issued.certificate)),
+            chain=[x509.Certificate.load(_der(c)) for c in issued.chain],
+            profile=str(issued.profile),
+            policy_oid=str(issued.policy_oid),
+        )
+
+    def timestamp(self, query_der: bytes) -> bytes:
+        """Forward an RFC 3161 TimeStampReq to the TSA; the DER TimeStampResp."""
+        return bytes(self.client.timestamp(query_der))
+
+    def validation_info(self, certificate: x509.Certificate, issuer: x509.Certificate) -> dict[str, list[str]]:
+        """CRL of the issuing CA and an OCSP response for ``certificate`` (best effort, standard base64).
+
+        Validation data is a convenience for the portal's B-LT packaging; a failure here must not
+        lose a signature that already exists, so it is logged and the list stays empty.
+        """
+        info: dict[str, list[str]] = {"crl": [], "ocsp": []}
+        try:
+            info["crl"].append(base64.b64encode(self.client.crl("issuing")).decode("ascii"))
+        except (UpstreamError, UpstreamUnavailable) as exc:
+            log.warning("step 10: no CRL for validationInfo: %s", exc)
+        try:
+            request = ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "issuer_name_hash": getattr(certificate.issuer, "sha256"),
+                "issuer_key_hash": getattr(issuer.public_key, "sha256"),
+                "serial_number": certificate.serial_number,
+            }}]}})
+            info["ocsp"].append(base64.b64encode(self.client.ocsp(request.dump())).decode("ascii"))
+        except (UpstreamError, UpstreamUnavailable) as exc:
+            log.warning("step 10: no OCSP response for validationInfo: %s", exc)
+        return info
+
+
+def _der(value: Any) -> bytes:
+    """DER bytes from bytes or standard base64 text."""
+    return value if isinstance(value, bytes | bytearray) else base64.b64decode(value)

@@ -1,0 +1,233 @@
+"""Typed client of the SSASP (CSC signing service) for partner portals and tests.
+
+One method per endpoint; results are frozen dataclasses. Client authentication at the
+authorization server is ``client_secret_basic``. Binary values in results are raw bytes (the wire
+uses standard base64).
+
+Typical person-signing use (DESIGN §2, steps 2, 5, 10)::
+
+    signer = SignerClient(url, client_id="signlab-portal", client_secret=secret)
+    par = signer.push_authorization_request(redirect_uri=..., state=..., code_challenge=...,
+                                            qualifier="eu_eidas_qes", documents=[(digest, "contract.pdf")])
+    # the browser opens par.authorize_url … and comes back to redirect_uri with code and state
+    token = signer.exchange_code(code, redirect_uri, code_verifier)
+    result = signer.sign_doc(token.access_token, digests=[digest], signature_format="P")
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from shared.flow import Role, step
+from shared.http_client import ServiceClient
+
+__all__ = [
+    "HASH_OIDS",
+    "CredentialInfo",
+    "CredentialToken",
+    "PushedAuthorization",
+    "SignDocResult",
+    "SignerClient",
+]
+
+HASH_OIDS = {"sha256": "2.16.840.1.101.3.4.2.1", "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
+"""Hash algorithm OIDs by name."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class PushedAuthorization:
+    """Answer of ``oauth2/par`` (step 2)."""
+
+    request_uri: str
+    expires_in: int
+    authorize_url: str
+    """The URL the signer's browser opens (``/oauth2/authorize?client_id=…&request_uri=…``)."""
+
+
+@dataclass(frozen=True)
+class CredentialToken:
+    """Answer of ``oauth2/token``: for person signing the access token is the SAD (single use, ≤ 5 min)."""
+
+    access_token: str
+    expires_in: int
+    authorization_details: list[dict[str, Any]] | None
+    token_type: str = "Bearer"
+    scope: str | None = None
+    credential_id: str | None = None
+    """Set for ``scope=service`` (the certificate-first one-time credential) and credential scope."""
+
+
+@dataclass(frozen=True)
+class SignDocResult:
+    """Answer of ``signatures/signDoc`` (step 10)."""
+
+    signature_objects: list[bytes]
+    """One per digest, in request order: DER CMS for ``P``/``C``; ASCII compact JWS for ``J``."""
+    certificates: list[bytes]
+    """DER, signer's certificate first, then the issuing CA and the root."""
+    validation_info: dict[str, list[bytes]]
+    """``certificates``, ``crl``, ``ocsp`` (DER)."""
+    transaction_id: str
+    qualifier: str
+    loa: str | None
+    certificate_serial: str
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    """Answer of ``credentials/info`` (certificate-first one-time credential)."""
+
+    key_status: str
+    key_algorithms: list[str]
+    key_length: int
+    certificates: list[bytes]
+    scal: str
+    multisign: int
+    qualifier: str | None
+    raw: dict[str, Any]
+
+
+class SignerClient(ServiceClient):
+    """Calls the SSASP.
+
+    :param base_url: the signer's base URL (``SIGNLAB_PORTAL_SIGNER_URL``).
+    :param client_id: the portal's client id at the signer.
+    :param client_secret: its client secret (``SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET``).
+    """
+
+    role = Role.SSASP
+
+    def __init__(self, base_url: str, *, client_id: str, client_secret: str, timeout: float = 30.0,
+                 session: requests.Session | None = None) -> None:
+        super().__init__(base_url, timeout=timeout, session=session)
+        self.client_id = client_id
+        self._auth = (client_id, client_secret)
+
+    # -- OAuth2 ------------------------------------------------------------------------------
+
+    def push_authorization_request(
+        self, *, redirect_uri: str, state: str, code_challenge: str, qualifier: str | None = None,
+        documents: Sequence[tuple[bytes, str]] = (), hash_algorithm: str = "sha256", login_hint: str | None = None,
+        scope: str | None = None, num_signatures: int | None = None, extra: dict[str, str] | None = None,
+    ) -> PushedAuthorization:
+        """RFC 9126 PAR (step 2). With ``documents`` (digest, label): RAR ``credential`` for signDoc;
+        with ``scope="service"``: the certificate-first service authorization (``num_signatures``).
+        """
+        form: dict[str, str] = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
+                                "state": state, "code_challenge": code_challenge, "code_challenge_method": "S256"}
+        if documents:
+            form["authorization_details"] = json.dumps([{
+                "type": "credential", "signatureQualifier": qualifier,
+                "documentDigests": [{"hash": _b64(d), "label": label} for d, label in documents],
+                "hashAlgorithmOID": HASH_OIDS[hash_algorithm],
+            }])
+        if scope:
+            form["scope"] = scope
+        if scope == "service":
+            if qualifier:
+                form["signatureQualifier"] = qualifier
+            form["numSignatures"] = str(num_signatures or 1)
+        if login_hint:
+            form["login_hint"] = login_hint
+        form.update(extra or {})
+        answer = self.request("POST", "/oauth2/par", step=step(2), data=form, auth=self._auth, expected=(201,)).json()
+        url = f"{self.base_url}/oauth2/authorize?{urlencode({'client_id': self.client_id, 'request_uri': answer['request_uri']})}"
+        return PushedAuthorization(answer["request_uri"], int(answer["expires_in"]), url)
+
+    def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> CredentialToken:
+        """Token endpoint: authorization code + PKCE verifier (step 5)."""
+        answer = self.request("POST", "/oauth2/token", step=step(5), auth=self._auth, data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier}).json()
+        return CredentialToken(answer["access_token"], int(answer["expires_in"]), answer.get("authorization_details"),
+                               answer.get("token_type", "Bearer"), answer.get("scope"), answer.get("credentialID"))
+
+    def revoke(self, token: str) -> None:
+        """RFC 7009 revocation."""
+        self.request("POST", "/oauth2/revoke", auth=self._auth, data={"token": token})
+
+    # -- CSC v2 ------------------------------------------------------------------------------
+
+    def info(self, version: int = 2) -> dict[str, Any]:
+        """``info``."""
+        return dict(self.request("POST", f"/csc/v{version}/info", json={}).json())
+
+    def sign_doc(self, access_token: str, *, digests: Sequence[bytes], signature_format: str = "P",
+                 hash_algorithm: str = "sha256", conformance_level: str = "AdES-B-B",
+                 qualifier: str | None = None, formats: Sequence[str] | None = None) -> SignDocResult:
+        """``signatures/signDoc`` (steps 6-10). ``formats`` gives one format per digest (default: all the same)."""
+        entries = []
+        for index, digest in enumerate(digests):
+            entries.append({"hashes": [_b64(digest)], "hashAlgorithmOID": HASH_OIDS[hash_algorithm],
+                            "signature_format": formats[index] if formats else signature_format,
+                            "conformance_level": conformance_level})
+        body: dict[str, Any] = {"documentDigests": entries}
+        if qualifier:
+            body["signatureQualifier"] = qualifier
+        answer = self.request("POST", "/csc/v2/signatures/signDoc", step=step(6), json=body,
+                              headers={"Authorization": f"Bearer {access_token}"}).json()
+        info = answer.get("validationInfo") or {}
+        decoded = {k: [base64.b64decode(v) for v in info.get(k, [])] for k in ("certificates", "crl", "ocsp")}
+        return SignDocResult(
+            signature_objects=[base64.b64decode(o) for o in answer["SignatureObject"]],
+            certificates=decoded["certificates"], validation_info=decoded,
+            transaction_id=answer["transactionID"], qualifier=answer["signatureQualifier"], loa=answer.get("loa"),
+            certificate_serial=answer["certificateSerial"],
+        )
+
+    def timestamp(self, access_token: str, digest: bytes, hash_algorithm: str = "sha256",
+                  nonce: str | None = None) -> bytes:
+        """``signatures/timestamp``: a DER TimeStampToken from the TSA, through the signer."""
+        body: dict[str, Any] = {"hash": _b64(digest), "hashAlgorithmOID": HASH_OIDS[hash_algorithm]}
+        if nonce:
+            body["nonce"] = nonce
+        answer = self.request("POST", "/csc/v2/signatures/timestamp", json=body,
+                              headers={"Authorization": f"Bearer {access_token}"}).json()
+        return base64.b64decode(answer["timestamp"])
+
+    # -- CSC v1/v2 certificate-first -------------------------------------------------------------
+
+    def credentials_list(self, access_token: str, version: int = 1) -> list[str]:
+        """``credentials/list``: the one-time credential ids of the service token."""
+        answer = self.request("POST", f"/csc/v{version}/credentials/list", json={},
+                              headers={"Authorization": f"Bearer {access_token}"}).json()
+        return list(answer["credentialIDs"])
+
+    def credentials_info(self, access_token: str, credential_id: str, version: int = 1) -> CredentialInfo:
+        """``credentials/info`` with the chain."""
+        answer = self.request("POST", f"/csc/v{version}/credentials/info",
+                              json={"credentialID": credential_id, "certificates": "chain", "certInfo": True},
+                              headers={"Authorization": f"Bearer {access_token}"}).json()
+        return CredentialInfo(answer["key"]["status"], list(answer["key"]["algo"]), int(answer["key"]["len"]),
+                              [base64.b64decode(c) for c in answer["cert"]["certificates"]], str(answer["SCAL"]),
+                              int(answer["multisign"]), answer.get("signatureQualifier"), answer)
+
+    def credentials_authorize(self, access_token: str, credential_id: str, hashes: Sequence[bytes],
+                              version: int = 1) -> tuple[str, int]:
+        """``credentials/authorize``: a SAD for exactly ``hashes`` (SCAL 2); ``(SAD, expiresIn)``."""
+        name = "hash" if version == 1 else "hashes"
+        answer = self.request("POST", f"/csc/v{version}/credentials/authorize", step=step(2), json={
+            "credentialID": credential_id, "numSignatures": len(hashes), name: [_b64(h) for h in hashes]},
+            headers={"Authorization": f"Bearer {access_token}"}).json()
+        return answer["SAD"], int(answer.get("expiresIn", 3600))
+
+    def sign_hash(self, access_token: str, credential_id: str, sad: str, hashes: Sequence[bytes],
+                  sign_algo: str, hash_algorithm: str = "sha256", version: int = 1) -> list[bytes]:
+        """``signatures/signHash``: signatures in the order of ``hashes``."""
+        names = ("hash", "hashAlgo") if version == 1 else ("hashes", "hashAlgorithmOID")
+        answer = self.request("POST", f"/csc/v{version}/signatures/signHash", step=step(9), json={
+            "credentialID": credential_id, "SAD": sad, names[0]: [_b64(h) for h in hashes],
+            names[1]: HASH_OIDS[hash_algorithm], "signAlgo": sign_algo},
+            headers={"Authorization": f"Bearer {access_token}"}).json()
+        return [base64.b64decode(s) for s in answer["signatures"]]
