@@ -11,7 +11,7 @@ from services.signer.hsm import Hsm
 from services.signer.provision import pseudonym_key
 from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
-from shared.flow import service
+from shared.flow import service as service_info
 from shared.jose_keys import load_or_create_ec_key
 from shared.web import create_service_app
 
@@ -36,7 +36,7 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     settings = settings or SignerSettings.from_env()
     hsm = Hsm(settings)
     hsm.session()  # fail at start-up, naming the cause, when the token cannot be opened
-    app = create_service_app(__name__, service("signer"), settings, health_checks={"hsm": hsm.health})
+    app = create_service_app(__name__, service_info("signer"), settings, health_checks={"hsm": hsm.health})
     assertion_key = load_or_create_ec_key(settings.client_assertion_key_path)
     core = SigningService(
         settings, hsm, Store(settings.database_path), AuditLog(settings.audit_path),

@@ -1,0 +1,311 @@
+"""The SSASP over real HTTP with the real IdP and CA apps and SoftHSM: person signing and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import secrets
+from io import BytesIO
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlparse
+
+import pytest
+import requests
+from asn1crypto import cms, x509
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
+from pyhanko.sign import fields, signers
+from pyhanko.sign.signers.pdf_cms import ExternalSigner
+from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
+from pyhanko.sign.validation import async_validate_detached_cms, async_validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
+
+from shared.clients.signer import SignerClient
+from shared.errors import UpstreamError
+
+pytestmark = pytest.mark.hsm
+
+PORTAL_REDIRECT = "http://127.0.0.1:9/sign/callback"
+
+
+def make_pdf() -> bytes:
+    """A one-page PDF."""
+    writer = PdfFileWriter()
+    stream = writer.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 72 720 Td (Contract) Tj ET"))
+    writer.insert_page(PageObject(contents=stream, media_box=(0, 0, 595, 842)))
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+class Portal:
+    """The partner side of the tests: PAR, a headless browser through IdP and consent, token."""
+
+    def __init__(self, eco: Any) -> None:
+        self.eco = eco
+        self.client = SignerClient(eco.signer_url, client_id="signlab-portal",
+                                   client_secret=eco.settings.portal_client_secret.get_secret_value())
+
+    def authorize(self, *, documents: list[tuple[bytes, str]] = (), qualifier: str = "eu_eidas_qes",  # type: ignore[assignment]
+                  login_hint: str = "kari-nordmann@no-bankid", approve: bool = True, scope: str | None = None,
+                  num_signatures: int | None = None) -> tuple[dict[str, list[str]], str, str]:
+        """PAR + browser; returns (query of the final redirect to the portal, code_verifier, state)."""
+        verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(8)
+        par = self.client.push_authorization_request(
+            redirect_uri=PORTAL_REDIRECT, state=state, code_challenge=create_s256_code_challenge(verifier),
+            qualifier=qualifier, documents=documents, login_hint=login_hint, scope=scope,
+            num_signatures=num_signatures)
+        return browse(par.authorize_url, approve=approve), verifier, state
+
+    def token(self, **kwargs: Any) -> Any:
+        query, verifier, state = self.authorize(**kwargs)
+        assert query.get("state") == [state]
+        assert "code" in query, query
+        return self.client.exchange_code(query["code"][0], PORTAL_REDIRECT, verifier)
+
+
+def browse(url: str, *, approve: bool = True, session: requests.Session | None = None) -> dict[str, list[str]]:
+    """Follow redirects like a browser, submit the consent form; the query of the redirect to the portal."""
+    session = session or requests.Session()
+    for _ in range(12):
+        if url.startswith(PORTAL_REDIRECT):
+            return parse_qs(urlparse(url).query)
+        answer = session.get(url, allow_redirects=False, timeout=30)
+        if answer.status_code in (302, 303):
+            url = urljoin(url, answer.headers["Location"])
+            continue
+        assert answer.status_code == 200, (answer.status_code, answer.text[:500])
+        match = re.search(r'name="csrf_token" value="([^"]+)"', answer.text)
+        assert match, answer.text[:1000]
+        action = re.search(r'<form method="post" action="([^"]+)"', answer.text)
+        assert action
+        posted = session.post(urljoin(url, action.group(1)), allow_redirects=False, timeout=30,
+                              data={"csrf_token": match.group(1), "decision": "approve" if approve else "decline"})
+        assert posted.status_code == 303, posted.text[:500]
+        url = urljoin(url, posted.headers["Location"])
+    raise AssertionError("too many redirects")
+
+
+@pytest.fixture(scope="module")
+def portal(ecosystem: Any) -> Portal:
+    return Portal(ecosystem)
+
+
+@pytest.fixture(scope="module")
+def root(ecosystem: Any) -> x509.Certificate:
+    return x509.Certificate.load(requests.get(f"{ecosystem.ca_url}/certs/root.crt", timeout=10).content)
+
+
+def audit_events(eco: Any, transaction_id: str) -> list[str]:
+    return [e.event for e in eco.service.audit.entries() if e.data.get("transaction_id") == transaction_id]
+
+
+def no_keys(eco: Any) -> None:
+    assert eco.service.hsm.key_objects() == []
+
+
+def test_qes_pades_flow_validates_with_pyhanko(portal: Portal, ecosystem: Any, root: x509.Certificate) -> None:
+    pdf = make_pdf()
+    meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256",
+                                        subfilter=fields.SigSeedSubFilter.PADES, name="Kari Nordmann")
+    pdf_signer = signers.PdfSigner(meta, signer=ExternalSigner(None, None, signature_value=bytes(256)))
+    prep, _tbs, output = asyncio.run(pdf_signer.async_digest_doc_for_signing(
+        IncrementalPdfFileWriter(BytesIO(pdf)), bytes_reserved=16384))
+    token = portal.token(documents=[(prep.document_digest, "contract.pdf")])
+    assert token.expires_in <= 300
+    assert token.authorization_details[0]["signatureQualifier"] == "eu_eidas_qes"
+    result = portal.client.sign_doc(token.access_token, digests=[prep.document_digest], signature_format="P")
+    assert result.qualifier == "eu_eidas_qes" and result.loa == "high"
+    assert len(result.certificates) == 3
+    signed = cms.ContentInfo.load(result.signature_objects[0])
+    attrs = {a["type"].native for a in signed["content"]["signer_infos"][0]["signed_attrs"]}
+    assert "signing_time" not in attrs and "signing_certificate_v2" in attrs
+    asyncio.run(PdfTBSDocument.async_finish_signing(output, prep, result.signature_objects[0]))
+    embedded = PdfFileReader(BytesIO(output.getvalue())).embedded_signatures[0]
+    status = asyncio.run(async_validate_pdf_signature(
+        embedded, ValidationContext(trust_roots=[root], allow_fetching=False)))
+    assert status.intact and status.valid and status.trusted, status.summary()
+    leaf = status.signing_cert
+    assert "0.4.0.194112.1.2" in {p["policy_identifier"].dotted for p in leaf.certificate_policies_value}
+    assert leaf.subject.native["serial_number"] == "PNONO-14838540105"
+    assert int(result.certificate_serial, 16) == leaf.serial_number
+    no_keys(ecosystem)
+    events = audit_events(ecosystem, result.transaction_id)
+    for event in ("par.accepted", "authentication.verified", "consent.given", "token.issued", "sad.accepted",
+                  "key.created", "csr.sent", "certificate.issued", "signature.created", "key.destroyed",
+                  "transaction.completed"):
+        assert event in events
+    assert ecosystem.service.store.transaction(result.transaction_id).state == "completed"
+    assert ecosystem.service.store.transaction(result.transaction_id).id_token is None
+    assert ecosystem.service.audit.verify().ok
+
+
+def test_ades_cades_and_jades_flow(portal: Portal, ecosystem: Any, root: x509.Certificate) -> None:
+    doc_c, doc_j = b"CAdES document body", b'{"payment": 100}'
+    digests = [hashlib.sha256(doc_c).digest(), hashlib.sha256(doc_j).digest()]
+    token = portal.token(documents=[(digests[0], "order.txt"), (digests[1], "payment.json")],
+                         qualifier="eu_eidas_aes", login_hint="kari-nordmann@no-minid")
+    result = portal.client.sign_doc(token.access_token, digests=digests, formats=["C", "J"])
+    assert result.qualifier == "eu_eidas_aes" and result.loa == "substantial"
+    signed = cms.ContentInfo.load(result.signature_objects[0])["content"]
+    status = asyncio.run(async_validate_detached_cms(
+        doc_c, signed, signer_validation_context=ValidationContext(trust_roots=[root], allow_fetching=False)))
+    assert status.intact and status.valid and status.trusted
+    assert "0.4.0.2042.1.1" in {p["policy_identifier"].dotted for p in status.signing_cert.certificate_policies_value}
+    jws = result.signature_objects[1].decode("ascii")
+    header, payload, _ = jws.split(".")
+    assert payload == ""
+    import json
+    decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    assert decoded["sigD"]["hashV"] == [base64.urlsafe_b64encode(digests[1]).rstrip(b"=").decode()]
+    assert decoded["sigD"]["pars"] == ["payment.json"]
+    no_keys(ecosystem)
+
+
+def _sad_refusal(portal: Portal, **sign_kwargs: Any) -> Any:
+    digest = hashlib.sha256(secrets.token_bytes(8)).digest()
+    token = portal.token(documents=[(digest, "a.pdf")])
+    with pytest.raises(UpstreamError) as caught:
+        portal.client.sign_doc(token.access_token, **{"digests": [digest], **sign_kwargs})
+    return caught.value
+
+
+def test_replayed_sad_is_refused_and_nothing_signed(portal: Portal, ecosystem: Any) -> None:
+    digest = hashlib.sha256(b"replay").digest()
+    token = portal.token(documents=[(digest, "a.pdf")])
+    first = portal.client.sign_doc(token.access_token, digests=[digest])
+    with pytest.raises(UpstreamError) as caught:
+        portal.client.sign_doc(token.access_token, digests=[digest])
+    assert caught.value.upstream_status == 400 and caught.value.upstream_error == "invalid_request"
+    assert "replay" in caught.value.upstream_description
+    events = audit_events(ecosystem, first.transaction_id)
+    assert events.count("signature.created") == 1 and events.count("key.created") == 1
+    assert "sad.refused" in events
+    no_keys(ecosystem)
+
+
+def test_substituted_digest_is_refused(portal: Portal, ecosystem: Any) -> None:
+    error = _sad_refusal(portal, digests=[hashlib.sha256(b"other document").digest()])
+    assert error.upstream_error == "invalid_request" and "not authorized" in error.upstream_description
+    no_keys(ecosystem)
+
+
+def test_expired_sad_is_refused(portal: Portal, ecosystem: Any) -> None:
+    digest = hashlib.sha256(b"late").digest()
+    token = portal.token(documents=[(digest, "a.pdf")])
+    service = ecosystem.service
+    real = service.clock
+    service.clock = lambda: real() + 301
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            portal.client.sign_doc(token.access_token, digests=[digest])
+    finally:
+        service.clock = real
+    assert caught.value.upstream_status == 401 and "expired" in caught.value.upstream_description
+    no_keys(ecosystem)
+
+
+@pytest.mark.parametrize(("body", "status", "fragment"), [
+    ({"documentDigests": [{"hashes": ["!!!"], "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1", "signature_format": "P"}]},
+     400, "base64"),
+    ({"documentDigests": [{"hashes": [base64.b64encode(bytes(31)).decode()],
+                           "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1", "signature_format": "P"}]}, 400, "length"),
+    ({"documentDigests": [{"hashes": [base64.b64encode(bytes(20)).decode()], "hashAlgorithmOID": "1.3.14.3.2.26",
+                           "signature_format": "P"}]}, 400, "unsupported hash"),
+    ({"documents": [{"document": base64.b64encode(b"%PDF-1.7").decode(), "signature_format": "P"}]}, 400,
+     "whole documents"),
+    ({"documentDigests": [{"hashes": ["{d}"], "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+                           "signature_format": "X"}]}, 400, "signature_format"),
+    ({"documentDigests": [{"hashes": ["{d}", "{o}"], "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+                           "signature_format": "P"}]}, 400, "not authorized"),
+], ids=["base64-garbage", "digest-length", "sha1", "whole-document", "xades", "more-than-authorized"])
+def test_bad_sign_doc_requests(portal: Portal, ecosystem: Any, body: dict[str, Any], status: int, fragment: str) -> None:
+    digest = hashlib.sha256(secrets.token_bytes(8)).digest()
+    token = portal.token(documents=[(digest, "a.pdf")])
+    text = str(body).replace("'", '"').replace("{d}", base64.b64encode(digest).decode()).replace(
+        "{o}", base64.b64encode(hashlib.sha256(b"o").digest()).decode())
+    import json
+    answer = requests.post(f"{ecosystem.signer_url}/csc/v2/signatures/signDoc", json=json.loads(text),
+                           headers={"Authorization": f"Bearer {token.access_token}"}, timeout=30)
+    assert answer.status_code == status, answer.text
+    assert fragment in answer.json()["error_description"]
+    no_keys(ecosystem)
+    # The refused request did not consume the SAD: the right request still signs once.
+    assert portal.client.sign_doc(token.access_token, digests=[digest]).signature_objects
+    no_keys(ecosystem)
+
+
+def test_oauth_refusals(portal: Portal, ecosystem: Any) -> None:
+    base = ecosystem.signer_url
+    digest = hashlib.sha256(b"oauth").digest()
+    # Unknown client / wrong secret at PAR.
+    bad = SignerClient(base, client_id="signlab-portal", client_secret="wrong")
+    with pytest.raises(UpstreamError) as caught:
+        bad.push_authorization_request(redirect_uri=PORTAL_REDIRECT, state="s", code_challenge="x" * 43,
+                                       qualifier="eu_eidas_qes", documents=[(digest, "a")])
+    assert caught.value.upstream_status == 401 and caught.value.upstream_error == "invalid_client"
+    # PKCE plain is refused.
+    with pytest.raises(UpstreamError) as caught:
+        portal.client.push_authorization_request(redirect_uri=PORTAL_REDIRECT, state="s", code_challenge="x" * 43,
+                                                 qualifier="eu_eidas_qes", documents=[(digest, "a")],
+                                                 extra={"code_challenge_method": "plain"})
+    assert "S256" in caught.value.upstream_description
+    # Unregistered redirect URI.
+    with pytest.raises(UpstreamError) as caught:
+        portal.client.push_authorization_request(redirect_uri="http://evil.example/cb", state="s",
+                                                 code_challenge="x" * 43, qualifier="eu_eidas_qes",
+                                                 documents=[(digest, "a")])
+    assert "redirect_uri" in caught.value.upstream_description
+    # Bad PKCE verifier, then the replayed code.
+    query, verifier, _ = portal.authorize(documents=[(digest, "a.pdf")])
+    with pytest.raises(UpstreamError) as caught:
+        portal.client.exchange_code(query["code"][0], PORTAL_REDIRECT, verifier + "x")
+    assert caught.value.upstream_error == "invalid_grant" and "PKCE" in caught.value.upstream_description
+    with pytest.raises(UpstreamError) as caught:
+        portal.client.exchange_code(query["code"][0], PORTAL_REDIRECT, verifier)
+    assert caught.value.upstream_error == "invalid_grant" and "already used" in caught.value.upstream_description
+    no_keys(ecosystem)
+
+
+def test_declined_consent_and_low_loa_return_errors_to_the_portal(portal: Portal, ecosystem: Any) -> None:
+    digest = hashlib.sha256(b"decline").digest()
+    query, _, state = portal.authorize(documents=[(digest, "a.pdf")], approve=False)
+    assert query["error"] == ["access_denied"] and query["state"] == [state]
+    assert "declined" in query["error_description"][0]
+    # QES with an eID means at LoA low: the IdP or the signer refuses; the reason is kept.
+    query, _, _ = portal.authorize(documents=[(digest, "a.pdf")], login_hint="kari-nordmann@no-minid")
+    assert query["error"] == ["access_denied"], query
+    no_keys(ecosystem)
+
+
+def test_ca_failure_mid_flow_destroys_the_key(portal: Portal, ecosystem: Any) -> None:
+    digest = hashlib.sha256(b"ca down").digest()
+    token = portal.token(documents=[(digest, "a.pdf")])
+    ecosystem.ca.stop()
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            portal.client.sign_doc(token.access_token, digests=[digest])
+    finally:
+        from shared.testing import LiveServer
+
+        ecosystem.ca = LiveServer(ecosystem.ca.app, ecosystem.ca.port).start()
+    assert caught.value.upstream_status == 503
+    tx = [e for e in ecosystem.service.audit.entries() if e.event == "signing.failed"][-1].data["transaction_id"]
+    events = audit_events(ecosystem, tx)
+    assert "key.created" in events and "key.destroyed" in events and "signature.created" not in events
+    assert ecosystem.service.store.transaction(tx).state == "failed"
+    no_keys(ecosystem)
+
+
+def test_openapi_and_jwks_and_info(ecosystem: Any) -> None:
+    doc = requests.get(f"{ecosystem.signer_url}/csc/openapi.json", timeout=10).json()
+    assert doc["openapi"].startswith("3.") and "/csc/v2/signatures/signDoc" in doc["paths"]
+    jwks = requests.get(f"{ecosystem.signer_url}/.well-known/jwks.json", timeout=10).json()
+    assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
+    info = requests.post(f"{ecosystem.signer_url}/csc/v1/info", json={}, timeout=10).json()
+    assert info["specs"] == "1.0.4.0" and "signatures/signHash" in info["methods"]
