@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from services.registry import REGISTRY
@@ -26,7 +27,9 @@ def register(commands: Any) -> None:
     up = commands.add_parser("up", help="provision and start the four services on 127.0.0.1, wait until healthy")
     up.add_argument("--port", type=_port_override, action="append", default=[], metavar="SERVICE=PORT",
                     help="listen on another port (repeatable), e.g. --port portal=9000")
-    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (default 60)")
+    up.add_argument("--timeout", type=float, default=None,
+                    help="seconds to wait for health (default 60; 300 per container with --engine docker)")
+    up.add_argument("--no-build", action="store_true", help="--engine docker: use the existing signlab image")
     up.set_defaults(handler=_up)
 
     down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids)")
@@ -42,6 +45,10 @@ def register(commands: Any) -> None:
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines from the end of each log (default 50)")
     logs.set_defaults(handler=_logs)
 
+    for parser in (up, down, status, logs):
+        parser.add_argument("--engine", choices=["local", "docker"], default=os.environ.get("SIGNLAB_ENGINE", "local"),
+                            help="local processes (default) or Docker containers (compose/; default: $SIGNLAB_ENGINE)")
+
 
 def runtime_from(args: argparse.Namespace) -> LocalRuntime:
     """The local runtime for the global ``--data-dir`` (and ``--port`` overrides, if given)."""
@@ -56,33 +63,55 @@ def table(states: list[ServiceState]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
+def _docker(args: argparse.Namespace) -> Any:
+    """The Docker engine backend (``--engine docker``), or None for the local runtime."""
+    if getattr(args, "engine", "local") != "docker":
+        return None
+    from signlab.docker_engine import DockerEngine
+
+    return DockerEngine(args.data_dir, dict(getattr(args, "port", None) or []))
+
+
 def _up(args: argparse.Namespace) -> int:
+    engine = _docker(args)
+    if engine is not None:
+        print("Starting SignLab in Docker containers ...", flush=True)
+        states = engine.up(timeout=args.timeout or 300.0, build=not args.no_build,
+                           progress=lambda line: print(line, flush=True))
+        print(table(states))
+        print(f"\nOpen the portal at {engine.url('portal')}/ . Logs: signlab logs --engine docker -f . "
+              "Stop: signlab down --engine docker")
+        return 0
     runtime = runtime_from(args)
     print(f"Starting SignLab from {runtime.data_dir} ...", flush=True)
-    states = runtime.up(timeout=args.timeout, progress=lambda line: print(line, flush=True))
+    states = runtime.up(timeout=args.timeout or 60.0, progress=lambda line: print(line, flush=True))
     print(table(states))
     print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    lines = runtime_from(args).down()
+    engine = _docker(args)
+    lines = engine.down() if engine is not None else runtime_from(args).down()
     print("\n".join(lines) if lines else "SignLab is not running.")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    states = runtime_from(args).status()
+    engine = _docker(args)
+    states = engine.status() if engine is not None else runtime_from(args).status()
     print(json.dumps([s.as_dict() for s in states], indent=2) if args.json else table(states))
     return 0 if all(s.state == "healthy" for s in states) else 1
 
 
 def _logs(args: argparse.Namespace) -> int:
-    runtime = runtime_from(args)
+    engine = _docker(args)
+    runtime = engine if engine is not None else runtime_from(args)
     names = [args.service] if args.service else SERVICE_NAMES
     if args.follow:
         for line in runtime.follow(names, args.lines):
             print(line, flush=True)
     for name in names:
-        print(f"==> {runtime.log_file(name)} <==\n{runtime.tail(name, args.lines)}")
+        source = f"container of {name}" if engine is not None else runtime.log_file(name)
+        print(f"==> {source} <==\n{runtime.tail(name, args.lines)}")
     return 0
