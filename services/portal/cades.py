@@ -19,7 +19,7 @@ from pyhanko.sign.timestamps import TimeStamper
 
 from services.portal.documents import Level
 from services.portal.errors import PackagingFailed
-from services.portal.ltv import ValidationMaterial, add_signature_timestamp
+from services.portal.ltv import ValidationMaterial, add_signature_timestamp, replace_fields
 
 __all__ = ["SUPPORTED_LEVELS", "augment_cades", "digest"]
 
@@ -65,8 +65,7 @@ async def augment_cades(
 def _with_validation_data(content_info: cms.ContentInfo, material: ValidationMaterial) -> cms.ContentInfo:
     if not material.crls and not material.ocsps:
         raise PackagingFailed("B-LT needs revocation data (CRL or OCSP) for the signer's certificate, and none was available")
-    copy = cms.ContentInfo.load(content_info.dump())
-    signed_data = copy["content"]
+    signed_data = content_info["content"]
     present = {c.chosen.dump() for c in signed_data["certificates"]} if signed_data["certificates"].native else set()
     certificates = list(signed_data["certificates"]) if signed_data["certificates"].native else []
     for cert in material.asn1_certificates():
@@ -85,6 +84,7 @@ def _with_validation_data(content_info: cms.ContentInfo, material: ValidationMat
                 ),
             )
         )
-    signed_data["certificates"] = cms.CertificateSet(certificates)
-    signed_data["crls"] = cms.RevocationInfoChoices(revocation)
-    return cms.ContentInfo.load(copy.dump(force=True))
+    new_signed_data = replace_fields(
+        signed_data, certificates=cms.CertificateSet(certificates), crls=cms.RevocationInfoChoices(revocation)
+    )
+    return cms.ContentInfo.load(cms.ContentInfo({"content_type": "signed_data", "content": new_signed_data}).dump())

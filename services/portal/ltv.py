@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from asn1crypto import cms, crl, ocsp, x509
+from asn1crypto import cms, core, crl, ocsp, x509
 from pyhanko.sign.attributes import TSTProvider
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
 
-__all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "validation_context"]
+__all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "replace_fields", "validation_context"]
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
@@ -103,10 +104,26 @@ async def add_signature_timestamp(content_info: cms.ContentInfo, timestamper: Ti
     :class:`~pyhanko.sign.attributes.TSTProvider` builds it. The signed attributes are untouched,
     so the signature stays valid.
     """
-    copy = cms.ContentInfo.load(content_info.dump())
-    signer_info = copy["content"]["signer_infos"][0]
-    signature_value = signer_info["signature"].native
-    attribute = await TSTProvider("sha256", signature_value, timestamper).get_attribute()
+    signed_data = content_info["content"]
+    signer_infos = list(signed_data["signer_infos"])
+    signer_info = signer_infos[0]
+    attribute = await TSTProvider("sha256", signer_info["signature"].native, timestamper).get_attribute()
     existing = list(signer_info["unsigned_attrs"]) if signer_info["unsigned_attrs"].native else []
-    signer_info["unsigned_attrs"] = cms.CMSAttributes([*existing, attribute])
-    return cms.ContentInfo.load(copy.dump(force=True))
+    new_signer_info = replace_fields(signer_info, unsigned_attrs=cms.CMSAttributes([*existing, attribute]))
+    new_signed_data = replace_fields(signed_data, signer_infos=cms.SignerInfos([new_signer_info, *signer_infos[1:]]))
+    return cms.ContentInfo.load(cms.ContentInfo({"content_type": "signed_data", "content": new_signed_data}).dump())
+
+
+def replace_fields(value: Any, **changes: Any) -> Any:
+    """A new asn1crypto Sequence of the same type with some fields replaced.
+
+    Untouched fields keep their original encoding (re-encoding a whole CMS with
+    ``dump(force=True)`` is slow and could change the signed attributes' bytes).
+    """
+    fields = {}
+    for name, _spec, *_rest in value._fields:
+        if name in changes:
+            fields[name] = changes[name]
+        elif not isinstance(value[name], core.Void):
+            fields[name] = value[name]
+    return type(value)(fields)

@@ -80,12 +80,12 @@ class TrustStore:
         material = ValidationMaterial()
         if self.tsp is None:
             return material
-        for name in ("root.crt", "issuing.crt", "tsa.crt"):
+        for name in ("root", "issuing", "tsa"):
             try:
                 material.certificates.append(self.tsp.certificate(name))
             except SignLabError as exc:
                 log.warning("cannot fetch %s from the TSP: %s", name, exc)
-        for name in ("root.crl", "issuing.crl"):
+        for name in ("root", "issuing"):
             try:
                 material.crls.append(self.tsp.crl(name))
             except SignLabError as exc:
