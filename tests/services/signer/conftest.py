@@ -1,15 +1,13 @@
 """Fixtures of the signer tests: settings with every secret, a provisioned SoftHSM2 token, the HSM.
 
-This ``signer_settings`` overrides the suite-wide one because the signer's settings also need the
-IdP and portal client secrets. SoftHSM reads its configuration once per process, so every signer
-app of the test process shares this one data directory; each app gets its own ``state_dir``
-(database and audit log) through :func:`fresh_settings`.
+SoftHSM reads its configuration once per process, so every signer app of the test process shares
+the suite's one data directory; each app gets its own ``state_dir`` (database and audit log)
+through :func:`fresh_settings`.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,27 +20,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from services.signer.hsm import Hsm, OneTimeKey, provision_token
+from services.signer.hsm import Hsm, OneTimeKey
 from services.signer.settings import SignerSettings
 from shared.testing import LiveServer, free_port
 
 
 @pytest.fixture(scope="session")
-def signer_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignerSettings]:
-    """Signer settings with a freshly provisioned SoftHSM2 token and every secret set."""
-    if shutil.which("softhsm2-util") is None:
-        pytest.fail("softhsm2-util is missing: run the tests through 'make test', which installs softhsm2")
-    data_dir: Path = tmp_path_factory.mktemp("signer")
-    settings = SignerSettings(
-        data_dir=data_dir,
-        hsm_user_pin=SecretStr(secrets.token_hex(8)),
-        hsm_so_pin=SecretStr(secrets.token_hex(8)),
-        idp_client_secret=SecretStr(secrets.token_urlsafe(24)),
-        portal_client_secret=SecretStr(secrets.token_urlsafe(24)),
-        sweep_interval_seconds=0,
-    )
-    provision_token(settings)
-    yield settings
+def signer_settings(signer_settings: SignerSettings) -> SignerSettings:
+    """The suite's provisioned token (tests/conftest.py), without the background sweeper thread.
+
+    Built on the suite-wide fixture so the whole test process uses one SoftHSM configuration.
+    """
+    return signer_settings.model_copy(update={"sweep_interval_seconds": 0})
 
 
 @pytest.fixture
