@@ -17,10 +17,10 @@ __all__ = ["create_app"]
 def _signer_client(settings: PortalSettings) -> SigningService | None:
     """The SSASP client from ``shared.clients.signer`` (None while that module is not installed)."""
     try:
-        from shared.clients.signer import SignerClient  # type: ignore[import-not-found]
+        from shared.clients.signer import SignerClient
     except ImportError:
         return None
-    return SignerClient(  # type: ignore[no-any-return]
+    return SignerClient(
         settings.signer_url, client_id=settings.signer_client_id,
         client_secret=settings.signer_client_secret.get_secret_value(), timeout=settings.http_timeout_seconds,
     )
@@ -29,10 +29,10 @@ def _signer_client(settings: PortalSettings) -> SigningService | None:
 def _ca_client(settings: PortalSettings) -> TspSource | None:
     """The TSP client from ``shared.clients.ca`` (None while that module is not installed)."""
     try:
-        from shared.clients.ca import CaClient  # type: ignore[import-not-found]
+        from shared.clients.ca import CaClient
     except ImportError:
         return None
-    return CaClient(settings.ca_url, timeout=settings.http_timeout_seconds)  # type: ignore[no-any-return]
+    return CaClient(settings.ca_url, timeout=settings.http_timeout_seconds)
 
 
 def create_app(

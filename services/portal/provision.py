@@ -16,7 +16,7 @@ __all__ = ["provision"]
 
 def _fetch(settings: PortalSettings, path: str) -> bytes:
     try:
-        from shared.clients.ca import CaClient  # type: ignore[import-not-found]
+        from shared.clients.ca import CaClient
 
         client: ServiceClient = CaClient(settings.ca_url, timeout=settings.http_timeout_seconds)
     except ImportError:

@@ -55,15 +55,16 @@ class SigningService(Protocol):
     """The SSASP calls the portal makes (implemented by ``shared.clients.signer.SignerClient``)."""
 
     def push_authorization_request(self, *, redirect_uri: str, state: str, code_challenge: str,
-                                   authorization_details: list[dict[str, Any]], login_hint: str | None = None) -> Any:
-        """Step 2: PAR; the result has ``authorize_url``."""
+                                   qualifier: str | None = None, documents: Sequence[tuple[bytes, str]] = (),
+                                   hash_algorithm: str = "sha256", login_hint: str | None = None) -> Any:
+        """Step 2: PAR with RAR ``credential`` for ``documents`` (digest, label); the result has ``authorize_url``."""
 
     def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> Any:
         """Step 5 (portal side): code → credential token; the result has ``access_token``."""
 
-    def sign_doc(self, access_token: str, *, hashes: Sequence[bytes], hash_algorithm_oid: str, signature_format: str,
-                 conformance_level: str, signature_qualifier: str) -> Any:
-        """Steps 6-10: the result has ``signature_objects`` and ``validation_info``."""
+    def sign_doc(self, access_token: str, *, digests: Sequence[bytes], signature_format: str = "P",
+                 hash_algorithm: str = "sha256", conformance_level: str = "AdES-B-B", qualifier: str | None = None) -> Any:
+        """Steps 6-10: the result has ``signature_objects``, ``certificates`` and ``validation_info``."""
 
 
 @dataclass(frozen=True)
@@ -150,17 +151,12 @@ class PortalCore:
             meta={}, documents=stored,
         )
         self.store.create(tx)
-        details = [{
-            "type": "credential",
-            "signatureQualifier": options.qualifier.csc_qualifier,
-            "documentDigests": [{"hash": base64.b64encode(d.digest).decode("ascii"), "label": d.label} for d in stored],
-            "hashAlgorithmOID": SHA256_OID,
-        }]
         challenge = _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
         try:
             pushed = self.signer.push_authorization_request(
                 redirect_uri=self.callback_url, state=state, code_challenge=challenge,
-                authorization_details=details, login_hint=options.login_hint,
+                qualifier=options.qualifier.csc_qualifier, documents=[(d.digest, d.label) for d in stored],
+                hash_algorithm="sha256", login_hint=options.login_hint,
             )
         except SignLabError as exc:
             self.store.fail(tx_id, exc.error, exc.error_description)
@@ -238,9 +234,9 @@ class PortalCore:
         token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
         try:
             result = self.signer.sign_doc(
-                token.access_token, hashes=[d.digest for d in tx.documents], hash_algorithm_oid=SHA256_OID,
+                token.access_token, digests=[d.digest for d in tx.documents], hash_algorithm="sha256",
                 signature_format=options.format.csc_letter, conformance_level=Level.B_B.csc_conformance_level,
-                signature_qualifier=options.qualifier.csc_qualifier,
+                qualifier=options.qualifier.csc_qualifier,
             )
         except UpstreamError as exc:
             if exc.upstream_status == 403:

@@ -17,6 +17,7 @@ from services.portal import create_app, pades
 from services.portal.documents import Level, Qualifier
 from services.portal.settings import PortalSettings
 from services.portal.trust import TrustStore
+from shared.testing import free_port
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
 
@@ -30,6 +31,7 @@ def app(tmp_path: Path, pki) -> Iterator[Flask]:
     settings = PortalSettings(
         data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32),
         trust_root_file=trust_dir / "root.der", trusted_list_file=trust_dir / "tl.xml", max_document_bytes=200_000,
+        signer_url=f"http://127.0.0.1:{free_port()}", http_timeout_seconds=2,
     )
     trust = TrustStore(settings.trust_root_path(), settings.trusted_list_path(), None, None, timestamper=pki.timestamper())
     yield create_app(settings, trust=trust)
@@ -155,7 +157,8 @@ def test_unknown_transaction_is_404(client: FlaskClient) -> None:
     assert client.get("/sign/callback?state=nope&code=x").status_code == 400
 
 
-def test_no_signing_service_configured_is_a_clear_error(client: FlaskClient) -> None:
+def test_unreachable_signing_service_is_a_clear_error_and_nothing_is_pending(client: FlaskClient, app: Flask) -> None:
+    # The default signer URL points at a port nothing listens on in tests (the real one is 8003).
     response = client.post("/api/v1/sign-requests", json={"documents": [{"sample": "employment-contract.pdf"}]})
-    assert response.status_code == 500
+    assert response.status_code == 503, response.get_json()
     assert "step 2" in response.get_json()["error_description"]
