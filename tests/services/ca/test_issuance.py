@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +174,9 @@ def test_issuance_log_is_chained_and_detects_edits(ca_env: Any, issue: Any, tmp_
     assert all("Nordmann" not in str(e) and "01017012345" not in str(e) for e in entries)  # pseudonymised
     copy = tmp_path / "log.jsonl"
     lines = log.path.read_text().splitlines()
-    lines[0] = lines[0].replace('"profile":"qes"', '"profile":"ades"').replace('"loa":"high"', '"loa":"low"')
+    edited = json.loads(lines[0])
+    edited["data"]["requester"] = "someone-else"  # a quiet edit of the first entry
+    lines[0] = json.dumps(edited, sort_keys=True, separators=(",", ":"))
     copy.write_text("\n".join(lines) + "\n")
     result = verify_log(copy)
     assert not result.ok and result.first_broken == 1
