@@ -382,13 +382,11 @@ class DockerEngine:
         """The Docker client; a missing or unreachable engine is a clear error."""
         if self._client is None:
             import docker
-            from docker.errors import DockerException
 
-            try:
-                client = docker.from_env(timeout=30)
-                client.ping()
-            except DockerException as exc:
-                raise RuntimeError_(f"no Docker engine reachable ({exc}); start Docker or use --engine local") from None
+            problem = engine_problem()
+            if problem is not None:
+                raise RuntimeError_(f"no Docker engine reachable ({problem}); start Docker or use --engine local")
+            client = docker.from_env(timeout=30)
             self._client = client
         return self._client
 
@@ -639,6 +637,41 @@ class DockerEngine:
                 self.start_service(name)
             else:
                 self.unpause_service(name)
+
+
+def engine_problem(timeout: float = 5.0) -> str | None:
+    """Why no Docker engine answers (None when one does): a ping with a fixed API version.
+
+    ``docker.from_env()`` negotiates the API version in its constructor and, when the engine is
+    missing, raises there and leaks its socket; a fixed version defers the connection to the ping
+    (``/_ping`` is unversioned), so the client can always be closed.
+    """
+    import gc
+    import warnings
+
+    import docker
+    from docker.errors import DockerException
+
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        return f"no engine socket at {host.removeprefix('unix://')} (DOCKER_HOST)"
+    try:
+        client = docker.from_env(version="1.41", timeout=int(timeout))
+    except DockerException as exc:  # e.g. a malformed DOCKER_HOST
+        return f"{exc.__class__.__name__}: {exc}"
+    try:
+        client.ping()
+    except DockerException as exc:
+        return f"{exc.__class__.__name__}: {str(exc)[:200]}"
+    except Exception as exc:  # requests' ConnectionError for a missing socket
+        return f"{exc.__class__.__name__}: {str(exc)[:200]}"
+    finally:
+        client.close()
+        # docker-py leaves the socket of a failed connection open; collect it here, quietly.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+    return None
 
 
 def _sdk_healthcheck(plan: ContainerPlan) -> dict[str, Any]:
