@@ -1,0 +1,109 @@
+"""The sequence diagram of a scenario run, as inline SVG for the HTML report.
+
+Preferred source: the tracing work (``shared.tracing``) — when it offers a renderer for a
+transaction (a module ``shared.tracing.diagram`` with ``render_svg(...)``), its role-labelled
+diagram is embedded. Until then, or when it fails, the runner draws its own diagram from what it
+observed: every HTTP exchange of the user agent (browser or partner → service) and every audit
+entry the services wrote during the scenario (drawn between the roles of its flow step, from
+:data:`shared.flow.STEPS`), in time order, refusals in red. The note returned says which it is.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+from typing import Any
+
+from shared.flow import step
+from signlab.scenarios.environment import Ecosystem
+from signlab.scenarios.results import ScenarioResult
+
+__all__ = ["own_diagram", "sequence_diagram"]
+
+LANES = [("Signer", "Signer (browser)"), ("SCASP", "SCASP portal"), ("SSASP", "SSASP signer"),
+         ("HSM", "HSM"), ("IPSP", "IPSP eID"), ("TSP", "TSP CA/TSA")]
+SERVICE_ROLE = {"portal": "SCASP", "signer": "SSASP", "idp": "IPSP", "ca": "TSP"}
+
+
+def sequence_diagram(eco: Ecosystem, result: ScenarioResult) -> tuple[str | None, str]:
+    """``(svg, note)`` for the report."""
+    try:
+        tracing = importlib.import_module("shared.tracing.diagram")
+        render = getattr(tracing, "render_svg", None)
+    except ImportError:
+        render = None
+    if render is not None and result.transaction_id:
+        try:
+            svg = render(result.transaction_id)
+            if isinstance(svg, str) and "<svg" in svg:
+                return svg, "sequence diagram from the distributed trace (shared.tracing)"
+        except Exception as exc:  # noqa: BLE001 - fall back to the runner's own view
+            return own_diagram(result), f"trace diagram unavailable ({exc.__class__.__name__}); drawn from the runner's observations"
+    return own_diagram(result), ("drawn from the user agent's exchanges and the services' audit logs "
+                                 "(the distributed-trace diagram is not available in this build)")
+
+
+def own_diagram(result: ScenarioResult) -> str:
+    """An SVG sequence diagram of the observed exchanges and audit events."""
+    arrows: list[tuple[float, str, str, str, bool]] = []
+    actor = "SCASP" if result.scenario.driver == "partner" else "Signer"
+    for record in result.steps:
+        for ex in record.exchanges:
+            target = _role_of_url(ex.url, result) or "SCASP"
+            source = "Signer" if (actor == "Signer" or "/oauth2/authorize" in ex.url or "/idp" in ex.url
+                                  or "consent" in ex.url or target == "IPSP") else actor
+            failed = ex.status is None or ex.status >= 400 or "error" in str(ex.response.get("location", ""))
+            label = f"{'step ' + str(ex.step) + ': ' if ex.step else ''}{ex.method} {_path(ex.url)} → {ex.status or 'no answer'}"
+            arrows.append((ex.started, source, target, label, failed))
+    for event in result.trace:
+        if event.source == "agent":
+            continue
+        info = step(event.step)
+        source, target = str(info.source), str(info.target)
+        if source == target:
+            target = "HSM" if event.step in (6, 9) else source
+        failed = "refused" in event.name or "failed" in event.name
+        arrows.append((event.time, source, target, f"step {event.step}: {event.name} ({event.source})", failed))
+    arrows.sort(key=lambda a: a[0])
+    width, lane_gap, top, row = 1100, 180, 60, 26
+    x = {role: 90 + i * lane_gap for i, (role, _) in enumerate(LANES)}
+    height = top + 30 + row * max(len(arrows), 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+             '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+             '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker>'
+             '<marker id="r" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+             '<path d="M0,0 L8,4 L0,8 z" fill="#b00020"/></marker></defs>']
+    for role, title in LANES:
+        parts.append(f'<text x="{x[role]}" y="20" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>')
+        parts.append(f'<line x1="{x[role]}" y1="30" x2="{x[role]}" y2="{height - 10}" stroke="#bbb" stroke-dasharray="4,3"/>')
+    for i, (_t, source, target, label, failed) in enumerate(arrows):
+        y = top + i * row
+        color, marker = ("#b00020", "r") if failed else ("#333", "a")
+        x1, x2 = x.get(source, x["SCASP"]), x.get(target, x["SSASP"])
+        if x1 == x2:
+            parts.append(f'<path d="M{x1},{y} h30 v10 h-30" fill="none" stroke="{color}" marker-end="url(#{marker})"/>')
+        else:
+            parts.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{color}" marker-end="url(#{marker})"/>')
+        parts.append(f'<text x="{min(x1, x2) + 4}" y="{y - 4}" fill="{color}">{html.escape(label[:110])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path or url
+
+
+def _role_of_url(url: str, result: Any) -> str | None:
+    path = _path(url)
+    if path.startswith(("/oauth2", "/csc")):
+        return "SSASP"
+    if path.startswith(("/api/v1/sign-requests", "/api/v1/transactions", "/sign/", "/api/v1/validate", "/transactions")):
+        return "SCASP"
+    if path.startswith(("/authorize", "/login", "/token")):
+        return "IPSP"
+    if path.startswith(("/api/v1/certificates", "/tsa", "/ocsp", "/crl")):
+        return "TSP"
+    return None
+
