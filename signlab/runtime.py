@@ -238,22 +238,28 @@ class LocalRuntime:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         from shared.errors import ConfigurationError  # local: keeps the CLI's import light
 
-        environments = {}
+        # Every service's settings are checked before anything starts, so a typo stops nothing.
+        environments, settings_of = {}, {}
         for entry in REGISTRY:
             env = self.service_environment(entry)
             try:
-                settings = entry.settings_class.from_env(env)
-                for line in entry.provision(settings):
-                    progress(f"  provision {entry.info.name}: {line}")
-            except (ConfigurationError, OSError) as exc:
+                settings_of[entry.info.name] = entry.settings_class.from_env(env)
+            except ConfigurationError as exc:
                 raise RuntimeError_(f"{entry.info.name} ({entry.info.role}) cannot start: {exc}") from None
             environments[entry.info.name] = env
+        # Then one service at a time, in dependency order: a later service's provisioning may ask
+        # an earlier one (the portal fetches the CA's root and trusted list).
         started: list[str] = []
         try:
             for entry in REGISTRY:
+                try:
+                    for line in entry.provision(settings_of[entry.info.name]):
+                        progress(f"  provision {entry.info.name}: {line}")
+                except (ConfigurationError, OSError) as exc:
+                    raise RuntimeError_(f"{entry.info.name} ({entry.info.role}) cannot start: {exc}") from None
                 self._spawn(entry, environments[entry.info.name])
                 started.append(entry.info.name)
-            self._wait_healthy(started, timeout)
+                self._wait_healthy([entry.info.name], timeout)
         except BaseException:
             self._stop(started)
             raise
