@@ -407,10 +407,18 @@ def test_sso_session_prompt_login_and_max_age(client: FlaskClient, settings: Idp
     assert authorize(client, AuthRequest(extra={"prompt": "login"})).headers["Location"].startswith("/login/")
     time.sleep(1.1)
     assert authorize(client, AuthRequest(extra={"max_age": "0"})).headers["Location"].startswith("/login/")
-    # A higher level than the session's needs a new login.
-    assert authorize(client, AuthRequest(acr_values=LOA_HIGH)).headers["Location"].startswith("/login/") is False
-    substantial_session = AuthRequest(acr_values=LOA_HIGH)
-    assert "code" in query_of(authorize(client, substantial_session).headers["Location"])
+    # The session's level (high) satisfies a request for high: no new login.
+    assert "code" in query_of(authorize(client, AuthRequest(acr_values=LOA_HIGH)).headers["Location"])
+
+
+def test_sso_session_below_requested_level_forces_login(client: FlaskClient) -> None:
+    first = AuthRequest()
+    response = interactive_login(client, first, "kari-nordmann", "no-minid")
+    assert "code" in query_of(response.headers["Location"])
+    assert "code" in query_of(authorize(client, AuthRequest(acr_values=LOA_SUBSTANTIAL)).headers["Location"])
+    assert authorize(client, AuthRequest(acr_values=LOA_HIGH)).headers["Location"].startswith("/login/")
+    req = AuthRequest(acr_values=LOA_HIGH, extra={"prompt": "none"})
+    assert error_redirect(authorize(client, req), req)["error"] == "login_required"
 
 
 def test_end_session(client: FlaskClient) -> None:
