@@ -41,7 +41,6 @@ from flask import Flask, Response, request, session
 
 from services.idp.authn import LoginOutcome
 from services.idp.errors import AuthorizationRefused
-from services.idp.failures import Failure
 from services.idp.provider import SUPPORTED_SCOPES, Provider, RegisteredClient, mask
 from shared.errors import SignLabError
 from shared.flow import step
@@ -331,7 +330,3 @@ def build_server(app: Flask, provider: Provider) -> IdpAuthorizationServer:
     server.register_endpoint(logout)
     return server
 
-
-def failure_names(failures: tuple[Failure, ...]) -> list[str]:
-    """Failure names for logs and pages."""
-    return [str(f) for f in failures]
