@@ -285,12 +285,18 @@ class LocalRuntime:
         self._children[name] = process
         self.pid_file(name).write_text(json.dumps({"pid": process.pid, "port": self.ports[name], "started": time.time()}))
 
+    def _exited(self, name: str) -> bool:
+        child = self._children.get(name)
+        if child is not None:  # our own child: its handle is exact, even before exec completes
+            return child.poll() is not None
+        return self._alive(name) is None
+
     def _wait_healthy(self, names: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pending = list(names)
         while pending:
             for name in list(pending):
-                if self._alive(name) is None:
+                if self._exited(name):
                     raise RuntimeError_(f"{name} ({_role(name)}) exited during start-up. Last lines of "
                                         f"{self.log_file(name)}:\n{self.tail(name, 15)}")
                 if _health(self.url(name))[0] == "healthy":
@@ -309,10 +315,8 @@ class LocalRuntime:
     def _stop(self, names: list[str]) -> list[str]:
         done = []
         for name in reversed(names):
-            pid = self._alive(name)
             child = self._children.pop(name, None)
-            if child is not None and pid is None:
-                child.poll()  # collect a child that already died
+            pid = child.pid if child is not None and child.poll() is None else self._alive(name)
             if pid is None:
                 if self.pid_file(name).exists():
                     self.pid_file(name).unlink()
