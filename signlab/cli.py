@@ -21,6 +21,7 @@ __all__ = ["COMMAND_MODULES", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
     "signlab.commands.runtime",
+    "signlab.commands.audit",
     "signlab.commands.scenario",
 )
 """The command groups, in the order ``signlab --help`` lists them."""

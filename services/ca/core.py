@@ -64,7 +64,7 @@ def build_tsp(settings: CaSettings) -> TrustServiceProvider:
     hierarchy = load_hierarchy(data_dir)
     authority = CertificateAuthority(settings=settings, hierarchy=hierarchy,
                                      store=CertificateStore(data_dir / "ca.sqlite3"),
-                                     log=IssuanceLog(data_dir / "issuance-log.jsonl"))
+                                     log=IssuanceLog(settings.issuance_log_path))
     timeout = settings.http_timeout_seconds
     signer_keys = RemoteJwks(settings.signer_jwks_url, Role.SSASP, cache_seconds=settings.jwks_cache_seconds,
                              timeout=timeout)

@@ -40,7 +40,7 @@ def provision(settings: CaSettings) -> list[str]:
     hierarchy = create_hierarchy(data_dir, settings.public_cert_base)
     load_pseudonym_key(data_dir, create=True)
     CertificateStore(data_dir / "ca.sqlite3")
-    (data_dir / "issuance-log.jsonl").touch(mode=0o600, exist_ok=True)
+    settings.issuance_log_path.touch(mode=0o600, exist_ok=True)
     lines = []
     for name in CA_NAMES:
         cert = hierarchy.by_name(name).cert

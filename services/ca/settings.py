@@ -91,6 +91,11 @@ class CaSettings(ServiceSettings):
             raise ValueError("must be an https:// URL (EN 319 412-5 QcPDS)")
         return value
 
+    @property
+    def issuance_log_path(self) -> Path:
+        """The hash-chained issuance log (JSON lines); ``signlab audit verify`` checks it."""
+        return self.data_dir / "issuance-log.jsonl"
+
     def public_url_for(self, path: str) -> str:
         """The URL of ``path`` (e.g. ``/crl/issuing.crl``) under the public certificate base."""
         return f"{self.public_cert_base}/{path.lstrip('/')}"
