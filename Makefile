@@ -7,7 +7,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.signlab-installed
-DEB_PACKAGES := softhsm2 poppler-utils libnss3-tools
+DEB_PACKAGES := softhsm2 poppler-utils libnss3-tools chromium
 
 .PHONY: demo test system-packages venv down
 
