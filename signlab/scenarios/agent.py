@@ -47,6 +47,7 @@ __all__ = ["AgentError", "Document", "FlowOutcome", "Refused", "UserAgent", "mat
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
 _STEP_IN_TEXT = re.compile(r"\bstep (\d{1,2})\b")
+_INNER_ERROR = re.compile(r"answered (?:HTTP )?\d{3} ([a-z_]+)\b")
 
 
 class Refused(Exception):
@@ -261,15 +262,26 @@ class UserAgent:
 
     @staticmethod
     def _step_from(description: str, fallback: int | None) -> int | None:
-        found = _STEP_IN_TEXT.search(description or "")
-        return int(found.group(1)) if found else fallback
+        """The innermost step named in a description: errors that pass through several services
+        are prefixed by each (``"step 6 (…): the SSASP answered 503 …: step 7 (…): …"``), and the
+        last one is where it happened."""
+        found = _STEP_IN_TEXT.findall(description or "")
+        return int(found[-1]) if found else fallback
+
+    @staticmethod
+    def _error_from(error: str, description: str) -> str:
+        """The innermost protocol error: a relayed error (``"the SSASP answered 503
+        temporarily_unavailable: …"``) is reported by its origin's code."""
+        found = _INNER_ERROR.findall(description or "")
+        return found[-1] if found else error
 
     def _refusal_in_location(self, location: str, number: int | None, where: str) -> Refusal | None:
         params = parse_qs(urlsplit(location).query)
         if "error" not in params:
             return None
         description = params.get("error_description", [""])[0]
-        return Refusal(params["error"][0], description, self._step_from(description, number), where)
+        return Refusal(self._error_from(params["error"][0], description), description,
+                       self._step_from(description, number), where)
 
     def _refusal_in_response(self, response: requests.Response, number: int | None, where: str) -> Refusal:
         ctype = response.headers.get("Content-Type", "")
@@ -284,7 +296,7 @@ class UserAgent:
             page = error_page(response.text)
             if page:
                 error, description = page
-        return Refusal(error, description, self._step_from(description, number), where)
+        return Refusal(self._error_from(error, description), description, self._step_from(description, number), where)
 
     def _note_error(self, refusal: Refusal) -> None:
         if self.first_error is None:
@@ -388,7 +400,7 @@ class UserAgent:
                 if self.first_error is not None:
                     raise Refused(self.first_error)
                 description = str(tx.get("error_description") or "")
-                refusal = Refusal(str(tx.get("error") or f"state_{state}"), description,
+                refusal = Refusal(self._error_from(str(tx.get("error") or f"state_{state}"), description), description,
                                   self._step_from(description, None), "portal transaction")
                 raise Refused(refusal)
             meta = tx.get("signer") or {}

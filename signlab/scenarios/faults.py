@@ -47,9 +47,9 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
         if fault.kind == "outage" and eco.control is None:
             return f"fault '{fault.describe()}' needs control over the services (local runtime or docker engine)"
         if fault.kind == "idp" and fault.params.get("via") == "admin":
-            if not eco.setting("idp", "admin_api_enabled") and eco.engine == "local":
-                return ("fault via the IdP admin API, but it is disabled: start SignLab with "
-                        "SIGNLAB_IDP_ADMIN_API_ENABLED=true")
+            problem = _idp_admin_problem(eco)
+            if problem:
+                return problem
         if fault.kind == "revoke" and not eco.secret("SIGNLAB_CA_ADMIN_TOKEN"):
             return "the revoke fault needs the CA admin token (SIGNLAB_CA_ADMIN_TOKEN); run against a local runtime"
     if scenario.driver == "partner":
@@ -58,6 +58,22 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
         if not (eco.secret("SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET") or eco.secret("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET")):
             return "the partner driver needs the portal's client secret (run against a local runtime)"
     return None
+
+
+def _idp_admin_problem(eco: Ecosystem) -> str | None:
+    """Probe the IdP's admin API (``GET /admin/failures``); None when usable."""
+    token = eco.secret("SIGNLAB_IDP_ADMIN_TOKEN")
+    if not token:
+        return "a fault via the IdP admin API needs SIGNLAB_IDP_ADMIN_TOKEN (run against a local runtime)"
+    try:
+        response = requests.get(f"{eco.url('idp')}/admin/failures", headers={"Authorization": f"Bearer {token}"},
+                                timeout=5)
+    except requests.RequestException as exc:
+        return f"the IdP admin API does not answer ({exc.__class__.__name__})"
+    if response.status_code == 200:
+        return None
+    return (f"the IdP admin API is not usable (HTTP {response.status_code}); start SignLab with "
+            "SIGNLAB_IDP_ADMIN_API_ENABLED=true")
 
 
 @dataclass

@@ -52,6 +52,10 @@ __all__ = [
 
 Path_ = tuple[str | int, ...]
 
+PARTNER_TAMPERS = frozenset({"substitute-digest", "replay-sad", "reuse-code", "pkce-mismatch", "expire-sad",
+                             "change-document-after-hashing"})
+"""Tamper faults the partner driver does between protocol steps (the portal would not)."""
+
 
 def catalogue_dir() -> Path:
     """The scenario directory: ``$SIGNLAB_SCENARIOS_DIR`` or ``<project>/scenarios``."""
@@ -219,9 +223,9 @@ def _semantic_problems(data: dict[str, Any], marked: _Marked, base: Path) -> lis
             name = value if isinstance(value, str) else value.get("failure") if isinstance(value, dict) else None
             if isinstance(name, str) and name not in failures:
                 add(("faults", i, "idp"), f"unknown IdP failure {name!r}; known: {', '.join(failures)}")
-    has_tamper = any(isinstance(f, dict) and "tamper" in f for f in faults)
-    if has_tamper and data.get("driver") == "portal":
-        add(("driver",), "tamper faults act between protocol steps and need driver: partner")
+    for i, fault in enumerate(faults):
+        if isinstance(fault, dict) and fault.get("tamper") in PARTNER_TAMPERS and data.get("driver") == "portal":
+            add(("faults", i, "tamper"), f"tamper {fault['tamper']!r} acts between protocol steps and needs driver: partner")
     expect = data.get("expect", {})
     if isinstance(expect, dict) and expect.get("outcome") == "signed":
         for key in ("error", "step", "message_contains"):
@@ -311,8 +315,8 @@ def _build(data: dict[str, Any], marked: _Marked, *, name: str, path: Path, base
         trace=tuple(exp.get("trace", ())), trace_absent=tuple(exp.get("trace_absent", ())),
         validation=validation, invariants=tuple(exp.get("invariants", DEFAULT_INVARIANTS)),
     )
-    has_tamper = any(f.kind == "tamper" for f in faults)
-    driver = data.get("driver") or ("partner" if has_tamper else "portal")
+    needs_partner = any(f.kind == "tamper" and f.params["name"] in PARTNER_TAMPERS for f in faults)
+    driver = data.get("driver") or ("partner" if needs_partner else "portal")
     return Scenario(
         name=name, path=path, title=data["title"], description=data["description"].strip(),
         tags=tuple(data["tags"]), persona=persona, documents=tuple(documents), request=request,
