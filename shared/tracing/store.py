@@ -1,0 +1,247 @@
+"""The trace store: span files written by the services, read by the portal and the CLI.
+
+Layout of the store directory (``<SIGNLAB_DATA_DIR>/traces`` in a local run)::
+
+    20260321-signer-4711.jsonl   one JSON object per line, one finished span per line
+    20260321-portal-4712.jsonl   (file per day, service and process: one writer per file)
+
+Each process appends to its own file only, so concurrent writers never interleave; readers read
+every file incrementally (remembering how far they got) and tolerate a half-written last line.
+
+A *transaction* is a set of traces linked by correlation keys. The browser redirect chain of one
+signing cannot carry a ``traceparent`` (browsers do not send one), so every request that arrives
+without one starts a new trace. Each span therefore stores salted hashes of the values that
+identify the transaction as it travels (``request_uri``, ``state``, ``code``, transaction ids,
+login-request ids, taken from query and form fields, JSON bodies, URL path ids and redirect
+``Location`` headers); :meth:`TraceStore.transactions` joins all traces sharing a key into one
+transaction (union-find), so that the ten steps of one signing are one diagram.
+
+Limits: the reader keeps every span of the retained days in memory (a few kB per transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.tracing.redact import correlation_key
+
+__all__ = ["SpanWriter", "TraceStore"]
+
+_FILE = re.compile(r"^(\d{8})-([A-Za-z0-9_-]+)-(\d+)\.jsonl$")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class SpanWriter:
+    """Appends span records of one service process to the store (thread-safe).
+
+    :param directory: the store directory (created, mode 0700).
+    :param service: the service name, part of the file name.
+    :param retention_days: span files older than this are deleted when the writer starts a new day.
+    """
+
+    def __init__(self, directory: Path, service: str, retention_days: int = 7) -> None:
+        self.directory = Path(directory)
+        self.service = service
+        self.retention_days = retention_days
+        self._lock = threading.Lock()
+        self._day = ""
+
+    def path_for(self, day: str) -> Path:
+        """The file this process writes on ``day`` (``YYYYMMDD``)."""
+        return self.directory / f"{day}-{self.service}-{os.getpid()}.jsonl"
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one span record as one line."""
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+        day = time.strftime("%Y%m%d", time.gmtime())
+        with self._lock:
+            if day != self._day:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._day = day
+                self.prune()
+            # One write() per line in append mode: readers never see interleaved lines.
+            fd = os.open(self.path_for(day), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+
+    def prune(self) -> None:
+        """Delete span files older than the retention period (any service's)."""
+        cutoff = time.strftime("%Y%m%d", time.gmtime(time.time() - self.retention_days * 86400))
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return
+        for name in names:
+            match = _FILE.match(name)
+            if match and match.group(1) < cutoff:
+                (self.directory / name).unlink(missing_ok=True)
+
+
+@dataclass
+class _FileCursor:
+    offset: int = 0
+    partial: bytes = b""
+
+
+@dataclass
+class TraceGroup:
+    """The spans of one transaction, as stitched by the store (see :mod:`shared.tracing.model`)."""
+
+    trace_ids: list[str]
+    spans: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The transaction's id in the store: the trace id of its earliest span."""
+        return self.trace_ids[0]
+
+    @property
+    def start(self) -> int:
+        """Start of the earliest span (ns since the epoch)."""
+        return min(s["start"] for s in self.spans)
+
+    @property
+    def end(self) -> int:
+        """End of the latest span (ns)."""
+        return max(s["end"] for s in self.spans)
+
+
+class TraceStore:
+    """Reads the trace store and stitches traces into transactions.
+
+    :param directory: the store directory (it may not exist yet).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+        self._cursors: dict[str, _FileCursor] = {}
+        self._spans: list[dict[str, Any]] = []
+        self._groups: list[TraceGroup] | None = None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Read what was appended since the last call; True when new spans arrived."""
+        try:
+            names = sorted(n for n in os.listdir(self.directory) if _FILE.match(n))
+        except FileNotFoundError:
+            names = []
+        added = False
+        for gone in set(self._cursors) - set(names):  # pruned files
+            del self._cursors[gone]
+            self._spans = [s for s in self._spans if s.get("_file") != gone]
+            self._groups = None
+        for name in names:
+            cursor = self._cursors.setdefault(name, _FileCursor())
+            try:
+                with open(self.directory / name, "rb") as handle:
+                    handle.seek(cursor.offset)
+                    chunk = handle.read()
+            except FileNotFoundError:
+                continue
+            if not chunk:
+                continue
+            cursor.offset += len(chunk)
+            data = cursor.partial + chunk
+            lines = data.split(b"\n")
+            cursor.partial = lines.pop()  # an unfinished last line waits for the next refresh
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a damaged line never breaks the reader
+                if isinstance(record, dict) and isinstance(record.get("trace_id"), str):
+                    record["_file"] = name
+                    self._spans.append(record)
+                    added = True
+        if added:
+            self._groups = None
+        return added
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Every span in the store (after a refresh)."""
+        with self._lock:
+            self.refresh()
+            return list(self._spans)
+
+    def groups(self) -> list[TraceGroup]:
+        """All transactions, newest first."""
+        with self._lock:
+            self.refresh()
+            if self._groups is None:
+                self._groups = _stitch(self._spans)
+            return list(self._groups)
+
+    def find(self, key: str) -> TraceGroup | None:
+        """The transaction identified by ``key``.
+
+        ``key`` may be a trace id (or a unique prefix of at least 8 hex digits), any transaction id
+        a service reported (the portal's ``tx-…``, the signer's ``transactionID``), a correlation
+        value (``request_uri``, ``state``), or ``latest`` for the newest transaction.
+        """
+        groups = self.groups()
+        if not groups:
+            return None
+        if key in ("latest", "last"):
+            return groups[0]
+        lowered = key.lower()
+        if _TRACE_ID.match(lowered):
+            return next((g for g in groups if lowered in g.trace_ids), None)
+        hashed = correlation_key(key)
+        for group in groups:
+            if any(key in (s.get("attributes", {}).get("signlab.transaction_ids") or ()) or
+                   hashed in (s.get("attributes", {}).get("signlab.correlation") or ()) for s in group.spans):
+                return group
+        if len(lowered) >= 8 and all(c in "0123456789abcdef" for c in lowered):
+            matches = [g for g in groups if any(t.startswith(lowered) for t in g.trace_ids)]
+            if len(matches) == 1:
+                return matches[0]
+        return None
+
+
+def _stitch(spans: Iterable[dict[str, Any]]) -> list[TraceGroup]:
+    """Group spans by trace, join traces that share a correlation key; newest group first."""
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    first_trace_of_key: dict[str, str] = {}
+    for span in spans:
+        trace_id = span["trace_id"]
+        if trace_id not in parent:
+            parent[trace_id] = trace_id
+            by_trace[trace_id] = []
+        by_trace[trace_id].append(span)
+        for key in span.get("attributes", {}).get("signlab.correlation") or ():
+            other = first_trace_of_key.setdefault(key, trace_id)
+            a, b = root(other), root(trace_id)
+            if a != b:
+                parent[b] = a
+    members: dict[str, list[str]] = {}
+    for trace_id in by_trace:
+        members.setdefault(root(trace_id), []).append(trace_id)
+    groups = []
+    for trace_ids in members.values():
+        group_spans = sorted((s for t in trace_ids for s in by_trace[t]), key=lambda s: (s["start"], s["end"]))
+        first_start = {t: min(s["start"] for s in by_trace[t]) for t in trace_ids}
+        groups.append(TraceGroup(sorted(trace_ids, key=lambda t: first_start[t]), group_spans))
+    groups.sort(key=lambda g: g.start, reverse=True)
+    return groups
