@@ -77,6 +77,8 @@ IMAGE = "signlab:latest"
 """The one image all four services run."""
 LABEL = "org.signlab.service"
 """Container label carrying the service name: finds containers made by compose or by the SDK."""
+PROJECT_LABEL = "org.signlab.project"
+"""Label carrying the deployment's project name (several deployments on one engine, e.g. tests)."""
 DATA_ROOT = "/var/lib/signlab"
 """Parent of the volumes' mount points inside the containers (owned by the non-root user)."""
 UID = 10001
@@ -149,11 +151,6 @@ class ContainerPlan:
     command: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def container_name(self) -> str:
-        """The name the SDK gives the container."""
-        return f"{PROJECT}-{self.name}"
 
     @property
     def published(self) -> str:
@@ -279,7 +276,7 @@ def compose_document() -> dict[str, Any]:
             "networks": {NETWORK: {"aliases": list(plan.aliases)}} if plan.aliases else [NETWORK],
             "healthcheck": {"test": plan.healthcheck_command(), **HEALTHCHECK},
             "restart": "unless-stopped",
-            "labels": {LABEL: plan.name},
+            "labels": {LABEL: plan.name, PROJECT_LABEL: PROJECT},
             "security_opt": ["no-new-privileges:true"],
             "cap_drop": ["ALL"],
         }
@@ -364,10 +361,13 @@ class DockerEngine:
     :param ports: published host ports by service name (default: the services' default ports).
     :param environ: the variables compose would interpolate from (default: this process's).
     :param client: a ``docker.DockerClient`` (default: ``docker.from_env()``, created on first use).
+    :param project: names the network, the volumes (``<project>_<volume>``) and the containers
+        (``<project>-<service>``); the default is the compose file's, so both share the data.
     """
 
     def __init__(self, data_dir: Path, ports: Mapping[str, int] | None = None,
-                 environ: Mapping[str, str] | None = None, client: Any = None) -> None:
+                 environ: Mapping[str, str] | None = None, client: Any = None, project: str = PROJECT) -> None:
+        self.project = project
         self.data_dir = data_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
         self.ports = {e.info.name: e.info.default_port for e in REGISTRY}
@@ -413,7 +413,8 @@ class DockerEngine:
 
     def container(self, name: str) -> Any | None:
         """The container of service ``name`` (made by this engine or by docker compose), or None."""
-        found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={name}"})
+        found = self.client.containers.list(
+            all=True, filters={"label": [f"{LABEL}={name}", f"{PROJECT_LABEL}={self.project}"]})
         return found[0] if found else None
 
     def build_image(self, progress: Callable[[str], None] = print) -> None:
@@ -434,8 +435,6 @@ class DockerEngine:
         :raises RuntimeError_: no engine, already running, a host port taken, the image build
             failed, a container that exits or stays unhealthy (its last log lines are shown).
         """
-        import docker.types
-
         running = [e.info.name for e in REGISTRY if (c := self.container(e.info.name)) is not None
                    and c.status in ("running", "paused", "restarting")]
         if running:
@@ -459,21 +458,11 @@ class DockerEngine:
                 stale = self.container(plan.name)
                 if stale is not None:
                     stale.remove(force=True)
-                env = self.container_environment(plan, variables)
-                endpoint = docker.types.EndpointConfig(self.client.api._version, aliases=[plan.name, *plan.aliases])
                 container = self.client.containers.create(
-                    IMAGE, list(plan.command), name=plan.container_name, environment=env,
-                    ports={f"{plan.port}/tcp": ("127.0.0.1", self.ports[plan.name])},
-                    volumes={f"{PROJECT}_{volume}": {"bind": mount, "mode": "rw"}
-                             for volume, mount in plan.volumes.items()},
-                    network=network.name, networking_config={network.name: endpoint},
-                    healthcheck=_sdk_healthcheck(plan), restart_policy={"Name": "unless-stopped"},
-                    labels={LABEL: plan.name}, security_opt=["no-new-privileges:true"], cap_drop=["ALL"],
-                    sysctls=dict(plan.sysctls) or None,
-                )
+                    **self.create_arguments(plan, variables, network.name, self.client.api._version))
                 container.start()
                 started.append(plan.name)
-                progress(f"  started {plan.container_name}; waiting for /healthz ...")
+                progress(f"  started {self.project}-{plan.name}; waiting for /healthz ...")
                 self.wait_healthy([plan.name], timeout)
         except BaseException:
             for name in reversed(started):
@@ -483,20 +472,38 @@ class DockerEngine:
             raise
         return self.status()
 
+    def create_arguments(self, plan: ContainerPlan, variables: Mapping[str, str], network: str,
+                         api_version: str) -> dict[str, Any]:
+        """The ``containers.create`` arguments of one service (the compose file's settings)."""
+        import docker.types
+
+        endpoint = docker.types.EndpointConfig(api_version, aliases=[plan.name, *plan.aliases])
+        return {
+            "image": IMAGE, "command": list(plan.command), "name": f"{self.project}-{plan.name}",
+            "environment": self.container_environment(plan, variables),
+            "ports": {f"{plan.port}/tcp": ("127.0.0.1", self.ports[plan.name])},
+            "volumes": {f"{self.project}_{volume}": {"bind": mount, "mode": "rw"} for volume, mount in plan.volumes.items()},
+            "network": network, "networking_config": {network: endpoint},
+            "healthcheck": _sdk_healthcheck(plan), "restart_policy": {"Name": "unless-stopped"},
+            "labels": {LABEL: plan.name, PROJECT_LABEL: self.project},
+            "security_opt": ["no-new-privileges:true"], "cap_drop": ["ALL"],
+            "sysctls": dict(plan.sysctls) or None,
+        }
+
     def _network(self) -> Any:
-        found = self.client.networks.list(names=[NETWORK])
+        found = [n for n in self.client.networks.list(names=[self.project]) if n.name == self.project]
         if found:
             return found[0]
-        return self.client.networks.create(NETWORK, driver="bridge", labels={LABEL: "network"})
+        return self.client.networks.create(self.project, driver="bridge", labels={PROJECT_LABEL: self.project})
 
     def _volume(self, volume: str) -> Any:
         from docker.errors import NotFound
 
-        name = f"{PROJECT}_{volume}"
+        name = f"{self.project}_{volume}"
         try:
             return self.client.volumes.get(name)
         except NotFound:
-            return self.client.volumes.create(name, labels={LABEL: volume})
+            return self.client.volumes.create(name, labels={PROJECT_LABEL: self.project})
 
     def wait_healthy(self, names: list[str], timeout: float) -> None:
         """Wait until the containers of ``names`` report healthy.
@@ -522,8 +529,9 @@ class DockerEngine:
             if pending:
                 time.sleep(1.0)
 
-    def down(self) -> list[str]:
-        """Stop and remove the containers (reverse start order) and the network; volumes persist."""
+    def down(self, *, remove_volumes: bool = False) -> list[str]:
+        """Stop and remove the containers (reverse start order) and the network; the volumes persist
+        unless ``remove_volumes`` (then the deployment's data is gone)."""
         done = []
         for entry in reversed(REGISTRY):
             container = self.container(entry.info.name)
@@ -531,10 +539,14 @@ class DockerEngine:
                 continue
             container.remove(force=True)
             done.append(f"{entry.info.name}: container {container.name} removed")
-        for network in self.client.networks.list(names=[NETWORK]):
+        for network in self.client.networks.list(names=[self.project]):
             network.reload()
-            if not network.attrs.get("Containers"):
+            if network.name == self.project and not network.attrs.get("Containers"):
                 network.remove()
+        if remove_volumes:
+            for volume in self.client.volumes.list(filters={"label": f"{PROJECT_LABEL}={self.project}"}):
+                volume.remove(force=True)
+                done.append(f"volume {volume.name} removed")
         return done
 
     def status(self) -> list[ServiceState]:

@@ -30,6 +30,7 @@ from signlab.docker_engine import (
     COMPOSE_FILE,
     DATA_ROOT,
     LABEL,
+    PROJECT_LABEL,
     ca_public_host,
     interpolate,
     render_compose,
@@ -84,7 +85,7 @@ def test_every_registry_service_is_a_compose_service(compose: dict[str, Any]) ->
     for name in ENTRIES:
         spec = services[name]
         assert spec["command"][:2] == ["serve", name]
-        assert spec["labels"] == {LABEL: name}
+        assert spec["labels"] == {LABEL: name, PROJECT_LABEL: compose["name"]}
         assert spec["restart"] in ("unless-stopped", "always")
         assert "build" in spec and spec["build"]["dockerfile"] == "compose/Dockerfile"
         # Back-channel: the other containers reach it by its service name on the one network.

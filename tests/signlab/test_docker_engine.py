@@ -73,6 +73,40 @@ def test_the_engine_uses_the_local_runtime_secrets_and_ports(tmp_path: Path) -> 
         "SIGNLAB_SIGNER_PORTAL_REDIRECT_URIS"]
 
 
+def test_the_sdk_request_bodies_carry_the_compose_settings(tmp_path: Path) -> None:
+    """The exact JSON the SDK would POST to /containers/create, built by the SDK's own code (an API
+    client with a fixed version does not connect until a request is made)."""
+    import docker
+    from docker.models.containers import _create_container_args
+
+    engine = DockerEngine(tmp_path, ports={"ca": 9102}, environ={}, project="signlab-x")
+    variables = engine.variables()
+    api = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
+    try:
+        for plan in deployment():
+            arguments = engine.create_arguments(plan, variables, "signlab-x", "1.41")
+            create = _create_container_args({**arguments, "version": "1.41"})
+            assert create.pop("name") == f"signlab-x-{plan.name}"  # a query parameter, not in the body
+            body = api.create_container_config(**create)
+            host = body["HostConfig"]
+            assert host["PortBindings"] == {f"{plan.port}/tcp": [{"HostIp": "127.0.0.1",
+                                                                  "HostPort": str(engine.ports[plan.name])}]}
+            assert host["RestartPolicy"] == {"Name": "unless-stopped"} and host["CapDrop"] == ["ALL"]
+            assert sorted(host["Binds"]) == sorted(f"signlab-x_{v}:{m}:rw" for v, m in plan.volumes.items())
+            assert host["NetworkMode"] == "signlab-x"
+            aliases = body["NetworkingConfig"]["EndpointsConfig"]["signlab-x"]["Aliases"]
+            assert plan.name in aliases and set(plan.aliases) <= set(aliases)
+            assert body["Healthcheck"]["Test"] == plan.healthcheck_command()
+            assert body["Cmd"] == list(plan.command) and body["Image"] == "signlab:latest"
+            env = dict(item.split("=", 1) for item in body["Env"])
+            assert env == engine.container_environment(plan, variables)
+            if plan.name == "ca":
+                assert host["Sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "0"}
+                assert "ca.signlab.example.com" in aliases
+    finally:
+        api.close()
+
+
 @pytest.mark.skipif(NO_ENGINE is None, reason="a Docker engine is reachable here")
 def test_without_an_engine_the_cli_says_so(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError_, match="no Docker engine reachable"):
@@ -175,12 +209,14 @@ def test_entry_point_refuses_a_missing_secret_with_exit_78(tmp_path: Path) -> No
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
     data_dir = tmp_path_factory.mktemp("docker")
-    engine = DockerEngine(data_dir, ports={e.info.name: free_port() for e in REGISTRY})
+    # Its own project: never touches the user's signlab network, containers or data volumes.
+    engine = DockerEngine(data_dir, ports={e.info.name: free_port() for e in REGISTRY},
+                          project=f"signlab-test-{os.getpid()}")
     try:
         engine.up(timeout=300, progress=lambda line: None)
         yield engine
     finally:
-        engine.down()
+        engine.down(remove_volumes=True)
 
 
 @needs_engine
