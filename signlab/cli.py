@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "signlab.commands.runtime",
     "signlab.commands.audit",
     "signlab.commands.scenario",
+    "signlab.commands.load",
     "signlab.commands.trace",
 )
 """The command groups, in the order ``signlab --help`` lists them."""
