@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 PAR_URN = "urn:ietf:params:oauth:request_uri:"
 REQUIRED_LOA = {"eu_eidas_qes": LOA_HIGH, "eu_eidas_aes": LOA_SUBSTANTIAL}
 """The level of assurance each qualifier needs (step 3 ``acr_values``, step 5 check)."""
+
 PROFILE = {"eu_eidas_qes": "qes", "eu_eidas_aes": "ades"}
 """The TSP certificate profile of each qualifier (step 7)."""
 POLICY = {"eu_eidas_qes": "0.4.0.194112.1.2", "eu_eidas_aes": "0.4.0.2042.1.1"}
@@ -389,7 +390,8 @@ class SigningService:
         acr = REQUIRED_LOA[request["qualifier"]]
         try:
             url = self.identity.authentication_request(state=idp_state, nonce=nonce, code_verifier=verifier, acr=acr,
-                                                       login_hint=request.get("login_hint"))
+                                                       login_hint=request.get("login_hint"),
+                                                       binding_message=_binding_message(request, client))
         except SignLabError as exc:
             self._fail(record, exc.error_description)
             raise RedirectError(request["redirect_uri"], request.get("state"), "temporarily_unavailable",
@@ -1075,3 +1077,11 @@ def _signed_attrs_digest(cms_der: bytes, algorithm: str) -> str:
     attrs = bytearray(signer_info["signed_attrs"].dump())
     attrs[0] = 0x31  # the signature covers the SET OF encoding, not the [0] IMPLICIT tag (RFC 5652 §5.4)
     return hashlib.new(algorithm, bytes(attrs)).hexdigest()
+
+
+def _binding_message(request: dict[str, Any], client: Client) -> str:
+    """The sign message the eID provider shows at login (step 4): who asks for what."""
+    count = int(request.get("num_signatures") or len(request.get("documents") or ()) or 1)
+    kind = "QES" if request.get("qualifier") == "eu_eidas_qes" else "AdES"
+    noun = "document" if count == 1 else "documents"
+    return f"Sign {count} {noun} ({kind}) for {client.name}"

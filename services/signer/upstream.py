@@ -63,9 +63,15 @@ class IdentityGateway:
         )
 
     def authentication_request(self, *, state: str, nonce: str, code_verifier: str, acr: str,
-                               login_hint: str | None) -> str:
-        """The URL of the OIDC authentication request (step 3)."""
+                               login_hint: str | None, binding_message: str | None = None) -> str:
+        """The URL of the OIDC authentication request (step 3).
+
+        :param binding_message: what the signer is asked to do, shown by the eID provider at login
+            (step 4), e.g. "Sign 3 documents (QES) for SignLab Demo Partner".
+        """
         extra: dict[str, str] = {"nonce": nonce, "acr_values": acr, "prompt": "login"}
+        if binding_message:
+            extra["binding_message"] = binding_message
         if login_hint:
             extra["login_hint"] = login_hint
         with self._session() as session:

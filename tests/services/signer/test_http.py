@@ -309,3 +309,20 @@ def test_openapi_and_jwks_and_info(ecosystem: Any) -> None:
     assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
     info = requests.post(f"{ecosystem.signer_url}/csc/v1/info", json={}, timeout=10).json()
     assert info["specs"] == "1.0.4.0" and "signatures/signHash" in info["methods"]
+
+
+def test_idp_login_page_shows_what_is_signed_for_whom(portal: Portal) -> None:
+    """Step 3 carries a binding message, so the signer sees at the eID login (step 4) what is asked."""
+    verifier = secrets.token_urlsafe(48)
+    documents = [(hashlib.sha256(b"one").digest(), "one.pdf"), (hashlib.sha256(b"two").digest(), "two.pdf")]
+    par = portal.client.push_authorization_request(
+        redirect_uri=PORTAL_REDIRECT, state="s", code_challenge=create_s256_code_challenge(verifier),
+        qualifier="eu_eidas_qes", documents=documents, login_hint=None)
+    session, url = requests.Session(), par.authorize_url
+    for _ in range(5):
+        answer = session.get(url, allow_redirects=False, timeout=30)
+        if answer.status_code not in (302, 303):
+            break
+        url = urljoin(url, answer.headers["Location"])
+    assert answer.status_code == 200
+    assert "Sign 2 documents (QES) for SignLab Demo Partner" in answer.text
