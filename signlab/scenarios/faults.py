@@ -167,6 +167,7 @@ def _plan_outage(plan: FaultPlan, eco: Ecosystem, service: str, before_step: int
     def up() -> str:
         if not state["done"]:
             return f"{service} was never taken down"
+        # start() is a no-op for a running service, so this also repairs a half-done stop.
         return control.resume(service) if mode == "pause" else control.start(service)
 
     plan.hooks.setdefault(before_step, []).append((f"{mode} the {service} before step {before_step}", down))

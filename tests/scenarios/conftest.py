@@ -1,0 +1,33 @@
+"""The real ecosystem the scenario catalogue runs against: the four services as processes.
+
+One session-wide :class:`~signlab.runtime.LocalRuntime` on free loopback ports with a temporary data
+directory. Two settings differ from a default ``signlab up``, both to exercise more of the catalogue
+in CI time: the IdP admin API is on (for ``idp-failure-via-admin-api``) and a SAD lives 10 s (so
+``sad-expired`` waits 12 s instead of 5 minutes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.testing import free_port
+from signlab.runtime import LocalRuntime
+from signlab.scenarios.environment import Ecosystem, ecosystem_from_runtime
+
+
+@pytest.fixture(scope="session")
+def ecosystem(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ecosystem]:
+    """A running SignLab (all four services) and the runner's view of it; stopped at the end."""
+    data_dir: Path = tmp_path_factory.mktemp("scenario-ecosystem")
+    ports = {name: free_port() for name in ("portal", "idp", "ca", "signer")}
+    environ = {**os.environ, "SIGNLAB_IDP_ADMIN_API_ENABLED": "true", "SIGNLAB_SIGNER_SAD_LIFETIME_SECONDS": "10"}
+    runtime = LocalRuntime(data_dir, ports, environ)
+    runtime.up(timeout=120, progress=lambda _line: None)
+    try:
+        yield ecosystem_from_runtime(runtime)
+    finally:
+        runtime.down()
