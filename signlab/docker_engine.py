@@ -61,8 +61,10 @@ __all__ = [
     "BROWSER_URL_SETTINGS",
     "COMPOSE_FILE",
     "ContainerPlan",
+    "DockerControl",
     "DockerEngine",
     "compose_document",
+    "ecosystem",
     "deployment",
     "interpolate",
     "render_compose",
@@ -649,6 +651,47 @@ class DockerEngine:
                 self.start_service(name)
             else:
                 self.unpause_service(name)
+
+
+class DockerControl:
+    """The scenario runner's ``ServiceControl`` (``signlab.scenarios.environment``) on containers:
+    outages by stopping or pausing a service's container."""
+
+    def __init__(self, engine: DockerEngine) -> None:
+        self.engine = engine
+
+    def stop(self, name: str) -> str:
+        """Stop the container of ``name``."""
+        self.engine.stop_service(name)
+        return f"stopped container {self.engine.project}-{name}"
+
+    def start(self, name: str) -> str:
+        """Start it again and wait until healthy."""
+        self.engine.start_service(name)
+        return f"started container {self.engine.project}-{name} (healthy)"
+
+    def pause(self, name: str) -> str:
+        """Freeze it (docker pause): it keeps its address but answers nothing."""
+        self.engine.pause_service(name)
+        return f"paused container {self.engine.project}-{name}"
+
+    def resume(self, name: str) -> str:
+        """Unfreeze it."""
+        self.engine.unpause_service(name)
+        return f"unpaused container {self.engine.project}-{name}"
+
+
+def ecosystem(engine: DockerEngine) -> Any:
+    """The scenario runner's ``Ecosystem`` for a running Docker deployment: browser URLs on
+    127.0.0.1, the generated secrets, and :class:`DockerControl`. The services' data lives in
+    volumes, so no settings objects are given (white-box invariants report "not checkable")."""
+    from signlab.runtime import LocalRuntime
+    from signlab.scenarios.environment import Ecosystem
+
+    urls = {state.name: state.url for state in engine.status()}
+    secrets = LocalRuntime(engine.data_dir, environ=engine.environ).load_or_create_secrets()
+    return Ecosystem(urls=urls, secrets=secrets, settings={}, log_files={}, control=DockerControl(engine),
+                     engine="docker")
 
 
 def engine_problem(timeout: float = 5.0) -> str | None:
