@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 
 from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
 from shared.settings import secret_fields
+from shared.tracing.settings import TraceSettings
 from signlab.runtime import RuntimeError_, ServiceState
 
 __all__ = [
@@ -125,7 +126,9 @@ cannot reach; the portal builds the signer's ``authorize_url`` from ``SIGNLAB_PO
 (back-channel). Each is set — to ``http://127.0.0.1:<published port>`` of the named service —
 only once its settings class has the field."""
 
-OTEL_TRACES_DEFAULT = "none"
+TRACES_VOLUME = "traces"
+"""The trace store (``shared.tracing``): one volume shared by the four containers, because the
+portal's trainer pages draw the spans of all four services."""
 
 
 @dataclass(frozen=True)
@@ -245,9 +248,11 @@ def deployment() -> list[ContainerPlan]:
             variable = cls.env_name(field_name)
             source = secrets_of[variable]
             env[variable] = f"${{{source}:?is not set: put it in compose/.env (python -m signlab.docker_engine secrets)}}"
-        env["OTEL_SERVICE_NAME"] = f"signlab-{name}"
-        env["OTEL_TRACES_EXPORTER"] = f"${{SIGNLAB_OTEL_TRACES_EXPORTER:-{OTEL_TRACES_DEFAULT}}}"
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "${SIGNLAB_OTLP_ENDPOINT:-http://jaeger:4318}"
+        env[TraceSettings.env_name("dir")] = f"{DATA_ROOT}/{TRACES_VOLUME}"
+        volumes[TRACES_VOLUME] = f"{DATA_ROOT}/{TRACES_VOLUME}"
+        # Empty: no OTLP export; with the tracing profile: http://jaeger:4318/v1/traces.
+        otlp = TraceSettings.env_name("otlp_endpoint")
+        env[otlp] = f"${{{otlp}:-}}"
         command: tuple[str, ...] = ("serve", name)
         aliases: tuple[str, ...] = ()
         sysctls: dict[str, str] = {}
@@ -304,8 +309,8 @@ HEADER = """\
 # GENERATED from the code by `python -m signlab.docker_engine render` - do not edit by hand;
 # tests/compose checks that this file is what the code produces.
 # Secrets come from compose/.env (create it: python -m signlab.docker_engine secrets > compose/.env).
-# Run: docker compose -f compose/compose.yaml up -d --build    (traces: add --profile tracing and
-#      SIGNLAB_OTEL_TRACES_EXPORTER=otlp; Jaeger UI at http://127.0.0.1:16686)
+# Run: docker compose -f compose/compose.yaml up -d --build    (OTLP export to Jaeger: add --profile tracing
+#      and SIGNLAB_TRACE_OTLP_ENDPOINT=http://jaeger:4318/v1/traces; Jaeger UI at http://127.0.0.1:16686)
 """
 
 

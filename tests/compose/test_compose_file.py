@@ -22,6 +22,7 @@ import yaml
 
 from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS
 from shared.settings import secret_fields
+from shared.tracing.settings import TraceSettings
 from signlab.docker_engine import (
     BACK_CHANNEL_LINKS,
     BROWSER_FACING_LINKS,
@@ -96,9 +97,8 @@ def test_environment_names_are_settings_of_that_service(compose: dict[str, Any])
     for name, entry in ENTRIES.items():
         cls = entry.settings_class
         known = {cls.env_name(field) for field in cls.model_fields}
+        known |= {TraceSettings.env_name(field) for field in TraceSettings.model_fields}  # common to all four
         for key in compose["services"][name]["environment"]:
-            if key.startswith("OTEL_"):
-                continue
             assert key in known, f"{name}: {key} is not a setting of {cls.__name__} (renamed or removed in code?)"
 
 
@@ -113,6 +113,7 @@ def test_every_required_setting_is_provided_and_the_settings_load(compose: dict[
         for field_name in secret_fields(cls):
             assert cls.env_name(field_name) in env, f"{name}: secret {cls.env_name(field_name)} missing"
         settings = cls.from_env(env)  # types, JSON lists and URL validators of the real classes
+        TraceSettings.from_env(env)
         assert settings.host == "0.0.0.0"  # noqa: S104 - inside the container
         assert settings.port == entry.info.default_port
 
@@ -252,6 +253,17 @@ def test_each_service_keeps_its_data_in_named_volumes(compose: dict[str, Any], v
     assert used == declared
 
 
+def test_the_four_services_share_one_trace_store_volume(compose: dict[str, Any], variables: dict[str, str]) -> None:
+    stores = set()
+    for name, entry in ENTRIES.items():
+        env = resolved_environment(compose, name, variables)
+        store = TraceSettings.from_env(env).store_dir(entry.settings_class.from_env(env).data_dir)
+        mounts = {item.split(":")[1]: item.split(":")[0] for item in compose["services"][name]["volumes"]}
+        assert store.as_posix() in mounts, f"{name}: trace store {store} is not on a volume"
+        stores.add((store.as_posix(), mounts[store.as_posix()]))
+    assert len(stores) == 1, stores
+
+
 def test_the_ca_answers_to_its_public_certificate_host(compose: dict[str, Any]) -> None:
     host, port = ca_public_host()
     ca = compose["services"]["ca"]
@@ -268,5 +280,6 @@ def test_tracing_profile_is_optional_and_loopback_only(compose: dict[str, Any]) 
     assert tracing == ["jaeger"]
     for name in ENTRIES:
         env = compose["services"][name]["environment"]
-        assert interpolate(env["OTEL_TRACES_EXPORTER"], {}) == "none"  # off unless asked for
-        assert env["OTEL_SERVICE_NAME"] == f"signlab-{name}"
+        otlp = TraceSettings.env_name("otlp_endpoint")
+        assert interpolate(env[otlp], {}) == ""  # no OTLP export unless asked for
+        assert interpolate(env[otlp], {otlp: "http://jaeger:4318/v1/traces"}) == "http://jaeger:4318/v1/traces"
