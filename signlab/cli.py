@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "signlab.commands.scenario",
     "signlab.commands.load",
     "signlab.commands.trace",
+    "signlab.commands.tour",
 )
 """The command groups, in the order ``signlab --help`` lists them."""
 

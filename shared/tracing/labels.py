@@ -128,8 +128,9 @@ ROUTES: tuple[RouteLabel, ...] = (
                inherit_step=True),
     RouteLabel("idp", GET, "/.well-known/jwks.json", 5, SS, IP, "JWKS request (ID-token keys)", "JWKS",
                inherit_step=True),
+    # Its answer is step 4: the login page, or (headless login with login_hint) the code.
     RouteLabel("idp", GET, "/authorize", 3, SS, IP, "OIDC authentication request (acr_values, nonce, PKCE)",
-               "login page or authentication response", channel=FRONT),
+               "login page or authentication response", response_step=4, channel=FRONT),
     RouteLabel("idp", GET, "/login/<rid>", 4, S, IP, "eID login page request", "login page", channel=FRONT),
     RouteLabel("idp", POST, "/login/<rid>", 4, S, IP, "eID login step (person, means, one-time code)",
                "next login page or authentication response", channel=FRONT),

@@ -107,13 +107,15 @@ class Arrow:
     offset_ms: float
     duration_ms: float | None
     summary: dict[str, Any]
+    span_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (the live view draws from it)."""
         return {"index": self.index, "step": self.step, "source": self.source, "target": self.target,
                 "label": self.label, "kind": self.kind, "channel": self.channel, "failed": self.failed,
                 "origin": self.origin, "error": self.error, "exchange": self.exchange, "offset_ms": self.offset_ms,
-                "duration_ms": self.duration_ms, "summary": self.summary}
+                "duration_ms": self.duration_ms, "summary": self.summary,
+                "span_id": self.span_id}
 
 
 @dataclass
@@ -190,7 +192,7 @@ class Transaction:
                 label = f"✗ {error_text or 'failed'}"
             arrows.append(Arrow(index, moment, step_no, str(source), str(target), label, kind, exchange.channel,
                                 is_failure, origin, error_text, number, round((moment - self.start) / 1e6, 1),
-                                duration, summary))
+                                duration, summary, exchange.span_id))
         return arrows
 
     def step_timings(self) -> list[dict[str, Any]]:

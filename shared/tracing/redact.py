@@ -370,8 +370,25 @@ def summarize(value: Any, key: str | None = None) -> Any:
         jwt = decode_jwt(value)
         if jwt is not None:
             return jwt
+        if value.startswith(("http://", "https://")) and "?" in value:
+            return _url(value)
         return _short(value)
     return _short(str(value))
+
+
+def _url(url: str) -> str:
+    """A URL with its query values redacted by name (a ``request_uri`` or ``code`` inside a link)."""
+    from urllib.parse import parse_qsl
+
+    base, _, query = url.partition("?")
+    params = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        shown = summarize(value, name)
+        if isinstance(shown, dict):  # a JWT in a URL: its fingerprint stands for it
+            shown = f"{MASK} ({shown.get('jwt', 'jwt')})"
+        params.append((name, shown if isinstance(shown, str) else json.dumps(shown)))
+    # For reading, not for following: values are shown as they are (masks included).
+    return _short(f"{base}?{'&'.join(f'{n}={v}' for n, v in params)}") if params else base
 
 
 def _short(text: str) -> str:
