@@ -144,9 +144,12 @@ class _Marked:
             return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
         return self._constructor.construct_object(node, deep=True)
 
-    def mark(self, path: Path_) -> tuple[int, int]:
-        """The closest known mark for ``path`` (walking up to the parent when needed)."""
+    def mark(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
+        """The closest known mark for ``path``: its value's position (or its key's, with ``key``),
+        walking up to the parent when the path does not exist (a missing field)."""
         probe = tuple(path)
+        if not key and probe in self.marks:
+            return self.marks[probe]
         while probe:
             if probe in self.key_marks:
                 return self.key_marks[probe]
@@ -179,10 +182,12 @@ def _problem_of(error: ValidationError, marked: _Marked) -> Problem:
             path = (*path, extra[0])
             message = f"unknown field {extra[0]!r}; allowed here: {', '.join(allowed)}"
     elif error.validator == "required":
-        message = f"missing required field: {message.split(' is a required property')[0]}"
+        missing = message.split(" is a required property")[0].strip("'\"")
+        line, col = marked.mark(path)
+        return Problem(marked.file, line, col, field_name((*path, missing)), "missing required field")
     elif error.validator in ("minProperties", "maxProperties") and error.schema.get("maxProperties") == 1:
         message = "each fault is a mapping with exactly one key (idp, clock, network, outage, hsm, ca, tsa, tamper, revoke, user)"
-    line, col = marked.mark(path)
+    line, col = marked.mark(path, key=error.validator == "additionalProperties")
     return Problem(marked.file, line, col, field_name(path), message)
 
 

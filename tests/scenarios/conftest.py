@@ -20,14 +20,20 @@ from signlab.scenarios.environment import Ecosystem, ecosystem_from_runtime
 
 
 @pytest.fixture(scope="session")
-def ecosystem(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ecosystem]:
-    """A running SignLab (all four services) and the runner's view of it; stopped at the end."""
+def scenario_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
+    """A running SignLab (all four services); stopped at the end."""
     data_dir: Path = tmp_path_factory.mktemp("scenario-ecosystem")
     ports = {name: free_port() for name in ("portal", "idp", "ca", "signer")}
     environ = {**os.environ, "SIGNLAB_IDP_ADMIN_API_ENABLED": "true", "SIGNLAB_SIGNER_SAD_LIFETIME_SECONDS": "10"}
     runtime = LocalRuntime(data_dir, ports, environ)
     runtime.up(timeout=120, progress=lambda _line: None)
     try:
-        yield ecosystem_from_runtime(runtime)
+        yield runtime
     finally:
         runtime.down()
+
+
+@pytest.fixture(scope="session")
+def ecosystem(scenario_runtime: LocalRuntime) -> Ecosystem:
+    """The runner's view of :func:`scenario_runtime`."""
+    return ecosystem_from_runtime(scenario_runtime)
