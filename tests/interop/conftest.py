@@ -190,6 +190,22 @@ class Ecosystem:
         assert tokens.body["scope"] == "service" and tokens.credential_id, tokens.body
         return tokens
 
+    def portal_sign(self, documents: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+        """A signing request through the portal's JSON API, run by the headless agent; the transaction JSON.
+
+        The agent stops at the portal's OAuth redirect URI and then opens it (the portal's
+        callback does the token exchange, signDoc, packaging and validation).
+        """
+        created = requests.post(f"{self.portal_url}/api/v1/sign-requests", json={"documents": documents, **options},
+                                timeout=60)
+        assert created.status_code == 201, created.text
+        body = created.json()
+        session = requests.Session()
+        callback = browse_until(body["authorize_url"], f"{self.portal_url}/sign/callback", session=session)
+        landed = session.get(callback, timeout=120)
+        assert landed.status_code == 200, landed.text[:500]
+        return dict(requests.get(body["status_url"], timeout=30).json())
+
     def stop(self) -> None:
         """Stop the servers (portal first) and empty the HSM of any key a test left behind."""
         for live in reversed(self.servers):
@@ -209,10 +225,15 @@ def headless_browse(url: str, *, session: requests.Session | None = None, stop_a
 
     The IdP logs in without HTML when the ``login_hint`` names a person (see docs/readme/idp.md).
     """
+    return parse_qs(urlparse(browse_until(url, stop_at, session=session, approve=approve)).query)
+
+
+def browse_until(url: str, stop_at: str, *, session: requests.Session | None = None, approve: bool = True) -> str:
+    """Follow redirects and submit consent until the next URL starts with ``stop_at``; that URL."""
     session = session or requests.Session()
     for _ in range(15):
         if url.startswith(stop_at):
-            return parse_qs(urlparse(url).query)
+            return url
         answer = session.get(url, allow_redirects=False, timeout=60)
         if answer.status_code in (302, 303):
             url = urljoin(url, answer.headers["Location"])
