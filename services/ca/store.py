@@ -75,6 +75,9 @@ class CertificateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         with self._connect() as db:
+            # WAL (persistent in the file): a crash mid-write never loses a committed issuance, and
+            # OCSP/CRL readers do not block the issuing writer.
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextmanager

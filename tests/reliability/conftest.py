@@ -1,0 +1,27 @@
+"""Fixtures of the reliability suite (helpers in :mod:`reliability_lab` beside this file)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the lab helpers beside this file
+
+from reliability_lab import Lab, start_lab  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The shared ecosystem of the adversarial, load and secrets tests (nothing is killed in it).
+
+    The IdP's admin API is enabled (so its authentication can be tested); the CA's revoke API
+    is always authenticated.
+    """
+    started = start_lab(tmp_path_factory.mktemp("lab") / "var", {"SIGNLAB_IDP_ADMIN_API_ENABLED": "true"})
+    yield started
+    started.runtime.down()
+
+

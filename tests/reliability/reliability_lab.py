@@ -1,0 +1,275 @@
+"""Helpers of the reliability suite: real ecosystems (gunicorn processes started by
+:class:`~signlab.runtime.LocalRuntime` on free loopback ports in temporary data directories),
+hard kills and pauses of those processes, a network fault proxy, and audit-log readers.
+
+Seeded secrets: every secret setting of every service gets a known, unique, recognisable value
+(``seeded-…``) so that the secrets-hygiene tests can search every log, trace, audit file, page and
+error message for them afterwards.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import secrets
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from services.registry import LINKED_SECRETS, REGISTRY, entry
+from shared.audit import AuditEntry, AuditLog
+from shared.settings import secret_fields
+from shared.testing import free_port
+from signlab.load import Ecosystem
+from signlab.runtime import LocalRuntime
+
+
+def seeded_secrets() -> dict[str, str]:
+    """A known value for every secret variable; linked secrets share theirs."""
+    values: dict[str, str] = {}
+    for item in REGISTRY:
+        for name in sorted(secret_fields(item.settings_class)):
+            variable = item.settings_class.env_name(name)
+            if variable in values:
+                continue
+            value = f"seeded-{name.replace('_', '-')}-{secrets.token_hex(10)}"
+            for group in LINKED_SECRETS:
+                if variable in group:
+                    for member in group:
+                        values[member] = value
+            values.setdefault(variable, value)
+    return values
+
+
+@dataclass
+class Lab:
+    """A running ecosystem under test and the handles to break it."""
+
+    runtime: LocalRuntime
+    secrets: dict[str, str]
+    eco: Ecosystem
+    proxies: dict[str, FaultProxy] = field(default_factory=dict)
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Base URL by service."""
+        return self.eco.urls
+
+    def pid(self, name: str) -> int:
+        """The gunicorn master's pid (also its process group: the runtime starts a new session)."""
+        return self.runtime.running()[name]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the whole process group of a service (master and worker): a hard crash."""
+        pid = self.pid(name)
+        os.killpg(pid, signal.SIGKILL)
+        child = self.runtime._children.get(name)  # noqa: SLF001 - reap our own child
+        if child is not None:
+            child.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.05)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP a service: it accepts connections (kernel backlog) but never answers."""
+        os.killpg(self.pid(name), signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT a paused service."""
+        os.killpg(self.pid(name), signal.SIGCONT)
+
+    def restart(self, name: str) -> None:
+        """Start a (killed) service again with the same settings and wait until it is healthy.
+
+        Uses the runtime's own spawn and health wait (there is no public single-service restart).
+        """
+        item = entry(name)
+        self.runtime._spawn(item, self.runtime.service_environment(item))  # noqa: SLF001
+        self.runtime._wait_healthy([name], 60)  # noqa: SLF001
+
+    def audit(self, since: int = 0) -> list[AuditEntry]:
+        """Signer audit entries after the first ``since``."""
+        return list(AuditLog(self.eco.signer_audit).entries())[since:]
+
+    def audit_count(self) -> int:
+        """Number of signer audit entries."""
+        return len(list(AuditLog(self.eco.signer_audit).entries()))
+
+    def ca_log(self) -> list[AuditEntry]:
+        """CA issuance log entries."""
+        return list(AuditLog(self.eco.ca_issuance_log).entries())
+
+    def wait_audit(self, predicate: Callable[[AuditEntry], bool], since: int = 0, timeout: float = 20) -> AuditEntry:
+        """Wait until a signer audit entry matching ``predicate`` is written; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in self.audit(since):
+                if predicate(item):
+                    return item
+            time.sleep(0.02)
+        raise AssertionError("the awaited audit entry never came")
+
+    def signer_transaction(self, transaction_id: str) -> dict[str, Any]:
+        """The signer's row of a transaction, read from its SQLite database (WAL) by a second connection."""
+        path = self.eco.signer_audit.parent / "signer.sqlite3"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM transactions WHERE id = ?", (transaction_id,)).fetchone()
+        assert row is not None, f"no transaction {transaction_id} at the signer"
+        return dict(row)
+
+    def hsm_keys(self) -> int:
+        """Key objects the signer process sees in its HSM."""
+        from signlab.load import hsm_key_objects
+
+        return hsm_key_objects(self.eco)
+
+    def chains_intact(self) -> None:
+        """Both hash-chained logs verify."""
+        for path in (self.eco.signer_audit, self.eco.ca_issuance_log):
+            outcome = AuditLog(path).verify()
+            assert outcome.ok, f"{path}: {outcome.reason}"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # Zombies of the group do not count: they hold no socket and run no code.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+class FaultProxy:
+    """A forwarding HTTP proxy on loopback between two roles that can hold, delay or drop requests.
+
+    It stands for the network between two services (the only part that is "outside"): requests are
+    forwarded unchanged to ``target`` unless a rule for the path prefix says otherwise:
+
+    * ``("hold", seconds)`` — wait until :meth:`release` (or ``seconds``), then forward;
+    * ``("delay", seconds)`` — wait, then forward;
+    * ``("drop", 0)`` — close the connection without an answer.
+
+    :ivar arrived: set each time a held request arrives (tests wait on it).
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.rules: dict[str, tuple[str, float]] = {}
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        self.hits: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:  # quiet
+                pass
+
+            def _forward(self) -> None:
+                proxy.hits.append(f"{self.command} {self.path}")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                rule = next((r for p, r in proxy.rules.items() if self.path.startswith(p)), None)
+                if rule is not None:
+                    kind, seconds = rule
+                    if kind == "drop":
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    if kind == "hold":
+                        proxy.arrived.set()
+                        proxy.released.wait(seconds)
+                    elif kind == "delay":
+                        time.sleep(seconds)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                try:
+                    answer = requests.request(self.command, proxy.target + self.path, data=body, headers=headers,
+                                              timeout=30, allow_redirects=False)
+                except requests.RequestException:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = _forward  # noqa: N815
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The proxy's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def set(self, prefix: str, kind: str, seconds: float = 0) -> None:
+        """Add a rule for paths starting with ``prefix``."""
+        self.arrived.clear()
+        self.released.clear()
+        self.rules[prefix] = (kind, seconds)
+
+    def release(self) -> None:
+        """Let held requests through and forget every rule."""
+        self.rules.clear()
+        self.released.set()
+
+    def close(self) -> None:
+        """Stop the proxy."""
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_lab(data_dir: Path, extra_env: dict[str, str] | None = None,
+              proxies: dict[str, tuple[str, str]] | None = None) -> Lab:
+    """Start an ecosystem with seeded secrets.
+
+    :param proxies: ``name → (service to forward to, environment variable that points at the proxy)``.
+    """
+    ports = {item.info.name: free_port() for item in REGISTRY}
+    seeded = seeded_secrets()
+    environ = {**os.environ, **seeded, **(extra_env or {})}
+    environ.pop("SIGNLAB_DATA_DIR", None)
+    made: dict[str, FaultProxy] = {}
+    for name, (service_name, variable) in (proxies or {}).items():
+        made[name] = FaultProxy(f"http://127.0.0.1:{ports[service_name]}")
+        path = {"SIGNLAB_CA_SIGNER_JWKS_URL": "/.well-known/jwks.json"}.get(variable, "")
+        environ[variable] = made[name].url + path
+    runtime = LocalRuntime(data_dir, ports, environ=environ)
+    runtime.up(timeout=90, progress=lambda _line: None)
+    return Lab(runtime, seeded, Ecosystem.from_runtime(runtime), made)
+
+
+def json_or_text(response: requests.Response) -> Any:
+    """The JSON body, or the text when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+__all__ = ["FaultProxy", "Lab", "json_or_text", "seeded_secrets", "start_lab"]
