@@ -1,0 +1,163 @@
+"""The trainer dashboard and the live sequence diagram, as a blueprint the portal mounts.
+
+``app.register_blueprint(trainer_blueprint(service_urls={...}))`` adds, under ``/trainer``:
+
+| route | what |
+|---|---|
+| ``GET /trainer/`` | the four services with role and health, recent transactions with outcome, the live diagram of the latest |
+| ``GET /trainer/transactions/<id>`` | one transaction: live diagram, click an arrow for its decoded payload, step timings, exports |
+| ``GET /trainer/api/transactions`` | recent transactions (JSON) |
+| ``GET /trainer/api/transactions/<id>`` | the transaction (JSON, as ``signlab trace --format json``) |
+| ``GET /trainer/api/transactions/<id>.svg`` / ``.mmd`` | SVG / Mermaid export |
+| ``GET /trainer/api/status`` | the services' ``/healthz`` (JSON) |
+
+``<id>`` is anything ``signlab trace`` accepts (portal ``tx-…``, signer transaction id, trace id,
+``latest``). It also adds the template global ``signlab_trace_embed(id)``: the live diagram for a
+page of the app (the portal's result page: ``{{ signlab_trace_embed(tx.id) }}``).
+
+The pages poll the JSON endpoint and redraw while the transaction grows (static JS and CSS served
+from ``/signlab-static``; no CDN). ``/trainer`` is never traced itself (see
+:data:`shared.tracing.instrument.EXCLUDED_PATHS`).
+
+Limits: no authentication of its own — the trainer pages show redacted data only; mount them
+only where the portal's pages are reachable anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, url_for
+from markupsafe import Markup
+
+from shared.errors import NotFound
+from shared.flow import SERVICES, STEPS
+from shared.tracing.instrument import store_dir_of
+from shared.tracing.model import Transaction, build_transaction
+from shared.tracing.render import render_mermaid, render_svg
+from shared.tracing.store import TraceStore
+
+__all__ = ["trainer_blueprint"]
+
+
+def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+                      store_dir: Path | None = None, url_prefix: str = "/trainer") -> Blueprint:
+    """Build the trainer blueprint.
+
+    :param service_urls: base URL of each service by name (``portal``, ``idp``, ``ca``,
+        ``signer``), or a function returning them; default: the app's own ``base_url`` and its
+        settings' ``<name>_url`` fields (the portal has ``idp_url``, ``ca_url``, ``signer_url``).
+    :param store_dir: the trace store; default: the one the app writes to.
+    """
+    bp = Blueprint("signlab_trainer", __name__, url_prefix=url_prefix)
+
+    def store() -> TraceStore:
+        cached = current_app.extensions.get("signlab.trace_store")
+        if cached is None:
+            directory = store_dir or store_dir_of(current_app)
+            if directory is None:
+                raise NotFound("tracing is off in this service (SIGNLAB_TRACE_ENABLED=false)")
+            cached = current_app.extensions["signlab.trace_store"] = TraceStore(directory)
+        return cached  # type: ignore[no-any-return]
+
+    def transaction(key: str) -> Transaction:
+        group = store().find(key)
+        if group is None:
+            raise NotFound(f"no transaction {key!r} in the trace store (yet)")
+        return build_transaction(group)
+
+    def urls() -> dict[str, str]:
+        if callable(service_urls):
+            return dict(service_urls())
+        if service_urls is not None:
+            return dict(service_urls)
+        settings = current_app.extensions["signlab.settings"]
+        found = {current_app.extensions["signlab.service"].name: settings.base_url}
+        for info in SERVICES:
+            value = getattr(settings, f"{info.name}_url", None)
+            if isinstance(value, str) and value:
+                found.setdefault(info.name, value.rstrip("/"))
+        return found
+
+    @bp.record_once
+    def _globals(state: Any) -> None:
+        app: Flask = state.app
+
+        def embed(key: str) -> Markup:
+            try:
+                group = store().find(key)  # drawn server-side too: readable without JavaScript
+            except NotFound:
+                return Markup("")  # tracing is off: no diagram slot
+            svg = Markup(render_svg(build_transaction(group))) if group is not None else None  # noqa: S704 - escaped by render_svg
+            return Markup(render_template("signlab_trace_embed.html", key=key, svg=svg))  # noqa: S704 - a rendered template
+
+        app.jinja_env.globals["signlab_trace_embed"] = embed
+
+    @bp.get("/")
+    def dashboard() -> str:
+        groups = store().groups()[:25]
+        rows = [build_transaction(g).summary_row() for g in groups]
+        return render_template("signlab_trace_dashboard.html", statuses=_statuses(urls()), rows=rows,
+                               latest=rows[0]["id"] if rows else None, steps=STEPS)
+
+    @bp.get("/transactions/<key>")
+    def view(key: str) -> str:
+        tx = transaction(key)
+        return render_template("signlab_trace_view.html", tx=tx, key=key, steps=STEPS)
+
+    @bp.get("/api/status")
+    def status() -> Response:
+        return jsonify(_statuses(urls()))
+
+    @bp.get("/api/transactions")
+    def listing() -> Response:
+        return jsonify([build_transaction(g).summary_row() for g in store().groups()[:100]])
+
+    @bp.get("/api/transactions/<key>")
+    def as_json(key: str) -> Response:
+        if key.endswith(".svg"):
+            return Response(render_svg(transaction(key.removesuffix(".svg"))), mimetype="image/svg+xml")
+        if key.endswith(".mmd"):
+            return Response(render_mermaid(transaction(key.removesuffix(".mmd"))), mimetype="text/plain")
+        response = jsonify(transaction(key).as_dict())
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.app_template_global("signlab_trace_urls")
+    def trace_urls(key: str) -> dict[str, str]:
+        return {"json": url_for("signlab_trainer.as_json", key=key), "svg": url_for("signlab_trainer.as_json", key=key + ".svg"),
+                "mermaid": url_for("signlab_trainer.as_json", key=key + ".mmd"),
+                "page": url_for("signlab_trainer.view", key=key)}
+
+    return bp
+
+
+def _statuses(urls: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each service's role and ``/healthz`` answer (in parallel, 2 s each)."""
+
+    def probe(info: Any) -> dict[str, Any]:
+        base = urls.get(info.name)
+        row = {"service": info.name, "role": str(info.role), "title": info.title, "url": base, "status": "unknown",
+               "detail": ""}
+        if not base:
+            row["detail"] = "URL not configured"
+            return row
+        try:
+            answer = requests.get(f"{base}/healthz", timeout=2)
+            body = answer.json()
+            row["status"] = "healthy" if answer.status_code == 200 else "failing"
+            row["detail"] = "; ".join(f"{k}: {v.get('detail', '')}" for k, v in (body.get("checks") or {}).items()
+                                      if isinstance(v, dict))
+            row["version"] = body.get("version")
+        except requests.RequestException as exc:
+            row["status"], row["detail"] = "not responding", exc.__class__.__name__
+        except ValueError:
+            row["status"], row["detail"] = "failing", "no JSON health answer"
+        return row
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(probe, SERVICES))
