@@ -1,9 +1,10 @@
 """The sequence diagram of a scenario run, as inline SVG for the HTML report.
 
-Preferred source: the tracing work (``shared.tracing``) — when it offers a renderer for a
-transaction (a module ``shared.tracing.diagram`` with ``render_svg(...)``), its role-labelled
-diagram is embedded. Until then, or when it fails, the runner draws its own diagram from what it
-observed: every HTTP exchange of the user agent (browser or partner → service) and every audit
+Preferred source: the trace store of ``shared.tracing`` (``<data dir>/traces``, or
+``SIGNLAB_TRACE_DIR``): the run's transaction is found by its transaction id and drawn by
+``shared.tracing.render_svg`` (role lanes, decoded payloads as tooltips, failures in red, step
+timings). When there is no trace (tracing off, another engine), the runner draws its own diagram
+from what it observed: every HTTP exchange of the user agent (browser or partner → service) and every audit
 entry the services wrote during the scenario (drawn between the roles of its flow step, from
 :data:`shared.flow.STEPS`), in time order, refusals in red. The note returned says which it is.
 """
@@ -11,7 +12,7 @@ entry the services wrote during the scenario (drawn between the roles of its flo
 from __future__ import annotations
 
 import html
-import importlib
+import time
 from typing import Any
 
 from shared.flow import step
@@ -25,22 +26,40 @@ LANES = [("Signer", "Signer (browser)"), ("SCASP", "SCASP portal"), ("SSASP", "S
 SERVICE_ROLE = {"portal": "SCASP", "signer": "SSASP", "idp": "IPSP", "ca": "TSP"}
 
 
-def sequence_diagram(eco: Ecosystem, result: ScenarioResult) -> tuple[str | None, str]:
-    """``(svg, note)`` for the report."""
+def trace_of(eco: Ecosystem, result: ScenarioResult, *, wait: float = 1.5) -> Any:
+    """The transaction of this run in the trace store (``shared.tracing``), or None.
+
+    Spans are written when they end, so the store is re-read for up to ``wait`` seconds.
+    """
+    if eco.trace_dir is None or not result.transaction_id:
+        return None
     try:
-        tracing = importlib.import_module("shared.tracing.diagram")
-        render = getattr(tracing, "render_svg", None)
+        from shared.tracing import TraceStore, build_transaction
     except ImportError:
-        render = None
-    if render is not None and result.transaction_id:
+        return None
+    store = TraceStore(eco.trace_dir)
+    deadline = time.monotonic() + wait
+    while True:
+        store.refresh()
+        group = store.find(result.transaction_id)
+        if group is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return build_transaction(group) if group is not None else None
+
+
+def sequence_diagram(eco: Ecosystem, result: ScenarioResult, transaction: Any = None) -> tuple[str | None, str]:
+    """``(svg, note)`` for the report: the trace's diagram when the run has a trace, else the
+    runner's own drawing."""
+    if transaction is not None:
         try:
-            svg = render(result.transaction_id)
-            if isinstance(svg, str) and "<svg" in svg:
-                return svg, "sequence diagram from the distributed trace (shared.tracing)"
+            from shared.tracing import render_svg
+
+            return render_svg(transaction), f"from the distributed trace {transaction.id} (shared.tracing)"
         except Exception as exc:  # noqa: BLE001 - fall back to the runner's own view
-            return own_diagram(result), f"trace diagram unavailable ({exc.__class__.__name__}); drawn from the runner's observations"
+            return own_diagram(result), f"trace diagram failed ({exc.__class__.__name__}); drawn from the runner's observations"
     return own_diagram(result), ("drawn from the user agent's exchanges and the services' audit logs "
-                                 "(the distributed-trace diagram is not available in this build)")
+                                 "(no distributed trace found for this run)")
 
 
 def own_diagram(result: ScenarioResult) -> str:

@@ -55,6 +55,8 @@ class Ecosystem:
     log_files: dict[str, Path] = field(default_factory=dict)
     control: ServiceControl | None = None
     engine: str = "local"
+    trace_dir: Path | None = None
+    """The trace store of ``shared.tracing`` (spans of all four services), when readable."""
 
     def url(self, name: str) -> str:
         """Base URL of service ``name``."""
@@ -122,6 +124,8 @@ class Ecosystem:
     log_files: dict[str, Path] = field(default_factory=dict)
     control: ServiceControl | None = None
     engine: str = "local"
+    trace_dir: Path | None = None
+    """The trace store of ``shared.tracing`` (spans of all four services), when readable."""
 
     def url(self, name: str) -> str:
         """Base URL of service ``name``."""
@@ -206,4 +210,5 @@ def ecosystem_from_runtime(runtime: Any) -> Ecosystem:
         secrets=secrets, settings=settings,
         log_files={e.info.name: runtime.log_file(e.info.name) for e in REGISTRY},
         control=LocalControl(runtime), engine="local",
+        trace_dir=Path(runtime.environ.get("SIGNLAB_TRACE_DIR") or runtime.data_dir / "traces"),
     )

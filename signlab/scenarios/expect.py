@@ -94,10 +94,16 @@ def _epoch(iso: str) -> float:
         return 0.0
 
 
-def trace_from(result: ScenarioResult, baseline: Baseline) -> list[TraceEvent]:
+def trace_from(result: ScenarioResult, baseline: Baseline, transaction: Any = None) -> list[TraceEvent]:
     """The observed trace: agent exchanges that were answered without error (at their end time,
-    since the work they trigger happens before they return) plus audit entries of the window."""
+    since the work they trigger happens before they return), audit entries of the window, and —
+    when the run has a distributed trace (``shared.tracing``) — its arrows that did not fail."""
     events = []
+    if transaction is not None:
+        for arrow in transaction.arrows():
+            if not arrow.failed and arrow.kind != "response":
+                events.append(TraceEvent(arrow.time / 1e9, int(arrow.step), "trace",
+                                         f"{arrow.source} → {arrow.target}: {arrow.label}"))
     for record in result.steps:
         for exchange in record.exchanges:
             if exchange.step is None or exchange.status is None or exchange.status >= 400:

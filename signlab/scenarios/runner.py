@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from signlab.scenarios.agent import AgentError, Document, FlowOutcome, Refused, UserAgent, materialize
-from signlab.scenarios.diagram import sequence_diagram
+from signlab.scenarios.diagram import sequence_diagram, trace_of
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.expect import (
     Baseline,
@@ -127,7 +127,8 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
         flush()
     if result.transaction_id is None and outcome is not None:
         result.transaction_id = outcome.transaction_id
-    result.trace = trace_from(result, baseline)
+    transaction = trace_of(eco, result)
+    result.trace = trace_from(result, baseline, transaction)
     if result.status != "error":
         result.checks += check_outcome(scenario, result)
         result.checks += check_trace(scenario, result.trace)
@@ -143,7 +144,7 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
         where = f"step {first.step}: " if first.step else ""
         result.status, result.reason = "failed", f"{where}{first.name}: {first.detail}" + (
             f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")
-    result.diagram_svg, result.diagram_note = sequence_diagram(eco, result)
+    result.diagram_svg, result.diagram_note = sequence_diagram(eco, result, transaction)
     result.duration = time.monotonic() - start
     return result
 
@@ -192,13 +193,13 @@ def _run_partner(agent: UserAgent, scenario: Scenario, documents: list[Document]
         # the tampered call was not refused: the flow "signed"; fetch nothing more
         return FlowOutcome(originals=documents, format="cades")
     answer = agent.sign_doc(access_token, digests, label="steps 6-10: signDoc with the authorised digests")
+    agent.result.transaction_id = answer.get("transactionID")
     if "replay-sad" in tampers:
         _tampered(agent, lambda: agent.sign_doc(access_token, digests, label="steps 6-10: signDoc again with the same SAD (replay)"),
                   "replay-sad")
     objects = answer.get("signatureObject") or answer.get("SignatureObject") or []
     outcome = FlowOutcome(transaction_id=answer.get("transactionID"), originals=documents, format="cades",
                           certificate_serial=answer.get("certificateSerial"))
-    agent.result.transaction_id = outcome.transaction_id
     outcome.signed = [(f"{d.name}.p7s", base64.b64decode(o)) for d, o in zip(documents, objects, strict=False)]
     if "change-document-after-hashing" in tampers:
         outcome.originals = [Document(d.name, d.content + b"\n(changed after hashing)\n") for d in documents]

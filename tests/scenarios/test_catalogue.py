@@ -21,8 +21,6 @@ pytestmark = pytest.mark.processes
 SCENARIOS = {s.name: s for s in load_all()}
 
 KNOWN_GAPS: dict[str, str] = {
-    "certificate-first-pades": "portal: the certificate-first flow (CSC v1 signHash) is refused at step 1 "
-                               "('not available in this portal yet')",
     "certificate-revoked-after-signing": "portal validation: a certificate revoked after a B-B signature still "
                                          "validates TOTAL_PASSED (revocation not checked/shown)",
 }
