@@ -26,7 +26,7 @@ LANES = [("Signer", "Signer (browser)"), ("SCASP", "SCASP portal"), ("SSASP", "S
 SERVICE_ROLE = {"portal": "SCASP", "signer": "SSASP", "idp": "IPSP", "ca": "TSP"}
 
 
-def trace_of(eco: Ecosystem, result: ScenarioResult, *, wait: float = 1.5) -> Any:
+def trace_of(eco: Ecosystem, result: ScenarioResult, *, wait: float = 1.0) -> Any:
     """The transaction of this run in the trace store (``shared.tracing``), or None.
 
     Spans are written when they end, so the store is re-read for up to ``wait`` seconds.
