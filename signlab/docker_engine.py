@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
 from shared.settings import secret_fields
 from shared.tracing.settings import TraceSettings
-from signlab.runtime import RuntimeError_, ServiceState
+from signlab.runtime import RuntimeError_, ServiceState, gunicorn_argv
 
 __all__ = [
     "BACK_CHANNEL_LINKS",
@@ -782,20 +782,6 @@ def build_context(root: Path) -> io.BytesIO:
 
 
 # -- container entry point ---------------------------------------------------------------------
-
-
-def gunicorn_argv(entry: ServiceEntry, binds: list[str]) -> list[str]:
-    """The gunicorn command of a service: the local runtime's settings, logs to stdout."""
-    argv = [sys.executable, "-m", "gunicorn"]
-    for bind in binds:
-        argv += ["--bind", bind]
-    return argv + [
-        "--workers", "1", "--worker-class", "gthread", "--threads", "8",
-        "--timeout", "120", "--graceful-timeout", "5",
-        "--error-logfile", "-", "--log-level", "warning",
-        "--name", f"signlab-{entry.info.name}",
-        entry.wsgi_target,
-    ]
 
 
 def serve(name: str, also_bind: list[str]) -> int:

@@ -34,7 +34,7 @@ import requests
 from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
 from shared.settings import secret_fields
 
-__all__ = ["LocalRuntime", "RuntimeError_", "ServiceState"]
+__all__ = ["LocalRuntime", "RuntimeError_", "ServiceState", "gunicorn_argv"]
 
 HEALTH_POLL_SECONDS = 0.2
 
@@ -267,15 +267,7 @@ class LocalRuntime:
 
     def _spawn(self, entry: ServiceEntry, env: dict[str, str]) -> None:
         name = entry.info.name
-        command = [
-            sys.executable, "-m", "gunicorn",
-            "--bind", f"127.0.0.1:{self.ports[name]}",
-            "--workers", "1", "--worker-class", "gthread", "--threads", "8",
-            "--timeout", "120", "--graceful-timeout", "5",
-            "--error-logfile", "-", "--log-level", "warning",
-            "--name", f"signlab-{name}",
-            entry.wsgi_target,
-        ]
+        command = gunicorn_argv(entry, [f"127.0.0.1:{self.ports[name]}"])
         log = self.log_file(name).open("ab")
         try:
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -370,6 +362,24 @@ class LocalRuntime:
                     yield f"{name:>6} | {line.rstrip()}"
             if quiet:
                 time.sleep(0.2)
+
+
+def gunicorn_argv(entry: ServiceEntry, binds: list[str]) -> list[str]:
+    """The command that serves one service under gunicorn (the local runtime and the containers).
+
+    One worker process with threads: the signer's one-time keys are PKCS#11 session objects that
+    live only in the process that made them, and the other services keep in-process caches.
+    """
+    argv = [sys.executable, "-m", "gunicorn"]
+    for bind in binds:
+        argv += ["--bind", bind]
+    return argv + [
+        "--workers", "1", "--worker-class", "gthread", "--threads", "8",
+        "--timeout", "120", "--graceful-timeout", "5",
+        "--error-logfile", "-", "--log-level", "warning",
+        "--name", f"signlab-{entry.info.name}",
+        entry.wsgi_target,
+    ]
 
 
 def _role(name: str) -> str:

@@ -163,13 +163,14 @@ class Provider:
     def discovery(self) -> dict[str, Any]:
         """OpenID Provider metadata (OIDC Discovery 1.0, RFC 8414, OIDC IA, RP-initiated logout)."""
         base = self.issuer
+        browser = self.settings.browser_base_url  # browsers may reach the IdP under another name
         return {
             "issuer": base,
-            "authorization_endpoint": f"{base}/authorize",
+            "authorization_endpoint": f"{browser}/authorize",
             "token_endpoint": f"{base}/token",
             "userinfo_endpoint": f"{base}/userinfo",
             "jwks_uri": f"{base}/.well-known/jwks.json",
-            "end_session_endpoint": f"{base}/logout",
+            "end_session_endpoint": f"{browser}/logout",
             "scopes_supported": list(SUPPORTED_SCOPES),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],

@@ -31,6 +31,10 @@ class IdpSettings(ServiceSettings):
 
     port: int = Field(8001, ge=1, le=65535, description="TCP port the service listens on.")
     data_dir: Path = Field(Path("var/idp"), description="Directory for the IdP's keys and state.")
+    browser_url: str = Field(
+        "", description="Base URL browsers use for the login endpoints (authorize, logout) when it differs from "
+        "PUBLIC_URL, the issuer that services use (e.g. in docker compose); empty means PUBLIC_URL."
+    )
 
     signer_client_id: str = Field("signlab-signer", min_length=1, description="Client id of the signing service (SSASP).")
     signer_client_secret: SecretStr = Field(
@@ -74,3 +78,8 @@ class IdpSettings(ServiceSettings):
     )
     debugger_enabled: bool = Field(True, description="Serve the debugger page (/debugger) with recent requests and tokens.")
     debugger_events: int = Field(200, ge=10, le=5000, description="How many debugger events are kept.")
+
+    @property
+    def browser_base_url(self) -> str:
+        """The base URL of the endpoints a browser opens (no trailing slash)."""
+        return (self.browser_url or self.base_url).rstrip("/")

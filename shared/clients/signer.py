@@ -109,9 +109,11 @@ class SignerClient(ServiceClient):
     role = Role.SSASP
 
     def __init__(self, base_url: str, *, client_id: str, client_secret: str, timeout: float = 30.0,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, browser_url: str | None = None) -> None:
         super().__init__(base_url, timeout=timeout, session=session)
         self.client_id = client_id
+        # Browsers may reach the signer under another name than the back channel (docker compose).
+        self.browser_url = (browser_url or base_url).rstrip("/")
         self._auth = (client_id, client_secret)
 
     # -- OAuth2 ------------------------------------------------------------------------------
@@ -142,7 +144,7 @@ class SignerClient(ServiceClient):
             form["login_hint"] = login_hint
         form.update(extra or {})
         answer = self.request("POST", "/oauth2/par", step=step(2), data=form, auth=self._auth, expected=(201,)).json()
-        url = f"{self.base_url}/oauth2/authorize?{urlencode({'client_id': self.client_id, 'request_uri': answer['request_uri']})}"
+        url = f"{self.browser_url}/oauth2/authorize?{urlencode({'client_id': self.client_id, 'request_uri': answer['request_uri']})}"
         return PushedAuthorization(answer["request_uri"], int(answer["expires_in"]), url)
 
     def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> CredentialToken:

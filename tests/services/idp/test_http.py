@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,6 +69,25 @@ def test_discovery_is_valid_openid_provider_metadata(client: FlaskClient, settin
     assert body["acr_values_supported"] == [LOA_LOW, LOA_SUBSTANTIAL, LOA_HIGH]
     assert body["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
     assert body["trust_frameworks_supported"] == ["eidas"]
+
+
+def test_browser_endpoints_can_live_under_another_name(tmp_path: Path) -> None:
+    """In docker compose services call the issuer by container name; browsers use 127.0.0.1."""
+    from idp_testkit import make_settings  # type: ignore[import-not-found]
+    from services.idp import create_app
+    from services.idp.provision import provision
+
+    settings = make_settings(tmp_path / "idp").model_copy(update={"public_url": "http://idp:8001",
+                                                                  "browser_url": "http://127.0.0.1:8001"})
+    provision(settings)
+    application = create_app(settings)
+    try:
+        body = application.test_client().get("/.well-known/openid-configuration").get_json()
+    finally:
+        application.extensions["signlab.idp"].close()
+    assert body["issuer"] == "http://idp:8001" and body["token_endpoint"] == "http://idp:8001/token"
+    assert body["authorization_endpoint"] == "http://127.0.0.1:8001/authorize"
+    assert body["end_session_endpoint"] == "http://127.0.0.1:8001/logout"
 
 
 def test_jwks_has_kid_and_public_parts_only(client: FlaskClient) -> None:

@@ -65,3 +65,14 @@ def test_unreachable_signer() -> None:
     client = SignerClient(f"http://127.0.0.1:{free_port()}", client_id="x", client_secret="y", timeout=2)
     with pytest.raises(UpstreamUnavailable):
         client.info()
+
+
+def test_browser_facing_authorize_url() -> None:
+    """The back channel may use a container name; the browser gets the published address."""
+    seen: list[dict[str, Any]] = []
+    with LiveServer(_recorder(seen)) as server:
+        client = SignerClient(server.url, client_id="signlab-portal", client_secret="s3cret",
+                              browser_url="http://127.0.0.1:8003/")
+        par = client.push_authorization_request(redirect_uri="http://p/cb", state="st", code_challenge="c" * 43,
+                                                qualifier="eu_eidas_qes", documents=[(bytes(32), "a.pdf")])
+    assert par.authorize_url.startswith("http://127.0.0.1:8003/oauth2/authorize?client_id=signlab-portal&")
