@@ -10,6 +10,7 @@ from shared.errors import AccessDenied, Conflict, InvalidRequest, NotFound, Sign
 from shared.flow import step
 
 __all__ = [
+    "CredentialUnsuitable",
     "DocumentRejected",
     "PackagingFailed",
     "SigningRefused",
@@ -49,11 +50,12 @@ class TransactionExpired(SignLabError):
     error = "expired_transaction"
     status = 410
 
-    def __init__(self, transaction_id: str, seconds: int) -> None:
+    def __init__(self, transaction_id: str, seconds: int, *, at_step: int = 10) -> None:
         super().__init__(
-            f"transaction {transaction_id} expired: the signer did not come back within {seconds} s; "
-            "nothing was signed, start again",
-            step=step(10),
+            f"transaction {transaction_id} expired: the signer did not come back within {seconds} s "
+            "(SIGNLAB_PORTAL_TRANSACTION_TTL_SECONDS); the authorization was not redeemed, nothing was signed "
+            "and nothing is kept as signed — start again",
+            step=step(at_step),
         )
 
 
@@ -73,3 +75,14 @@ class PackagingFailed(SignLabError):
 
     def __init__(self, description: str) -> None:
         super().__init__(description, step=step(10))
+
+
+class CredentialUnsuitable(SignLabError):
+    """Certificate-first flow: the one-time credential ``credentials/info`` describes cannot be used
+    (no certificate, key disabled, not SCAL 2, too few signatures, unsupported key algorithm)."""
+
+    error = "invalid_credential"
+    status = 502
+
+    def __init__(self, description: str) -> None:
+        super().__init__(f"the signing service's one-time credential cannot be used: {description}", step=step(7))

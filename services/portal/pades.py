@@ -88,15 +88,23 @@ async def prepare_pdf(
     bytes_reserved: int,
     reason: str = "Signed through SignLab (simulation)",
     location: str = "SignLab Demo Partner",
+    external: signers.ExternalSigner | None = None,
 ) -> PreparedPdf:
-    """Prepare ``pdf`` for a signature whose certificate is not known yet; return what to keep.
+    """Prepare ``pdf`` for an external signature; return what to keep.
 
-    :param signer_name: shown in the visible stamp and written as the signature's ``/Name``.
+    Person signing: the certificate is not known yet (``external`` is ``None``), so pyHanko runs
+    with ``ExternalSigner(signing_cert=None)`` and the stamp shows ``signer_name``. Certificate
+    first: ``external`` carries the real one-time certificate (its signature value is a
+    placeholder), the stamp shows the certificate's name and the caller builds the signed
+    attributes over the returned digest (``reference/csc-api.md`` §7.1).
+
+    :param signer_name: shown in the visible stamp and written as the signature's ``/Name``
+        (person signing only; with a certificate its subject name is used).
     :param bytes_reserved: hex characters reserved for the CMS (even).
     """
     inspect_pdf(label, pdf)
     field_name = next_field_name(pdf)
-    name = signer_name or "the eID-authenticated signer"
+    name = None if external is not None else (signer_name or "the eID-authenticated signer")
     meta = signers.PdfSignatureMetadata(
         field_name=field_name,
         md_algorithm="sha256",
@@ -105,7 +113,8 @@ async def prepare_pdf(
         location=location,
         name=name,
     )
-    external = signers.ExternalSigner(signing_cert=None, cert_registry=None, signature_value=bytes(256))
+    if external is None:
+        external = signers.ExternalSigner(signing_cert=None, cert_registry=None, signature_value=bytes(256))
     if visible:
         index = int(field_name.removeprefix("Signature")) - 1
         pdf_signer = signers.PdfSigner(

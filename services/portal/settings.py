@@ -41,7 +41,8 @@ class PortalSettings(ServiceSettings):
         "must hold the certificate chain, the signature and a signature time-stamp.",
     )
     transaction_ttl_seconds: int = Field(
-        600, ge=30, description="How long a signing transaction may wait for the signer's return before it expires."
+        600, ge=1, description="How long a signing transaction may wait for the signer's return (eID login and "
+        "consent) before it expires; an expired transaction redeems nothing and keeps nothing as signed."
     )
     trust_root_file: Path | None = Field(
         None, description="DER or PEM file with the root certificate the validator trusts; "

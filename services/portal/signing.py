@@ -10,6 +10,16 @@
   exchanges the code for the credential token (the SAD), calls ``signDoc`` with the same digests,
   packages each signature at the chosen level, validates the result and stores it — all-or-nothing.
 
+Certificate-first flow (DESIGN §2, second flow; CSC v1 ``signHash``): :meth:`PortalCore.create`
+stores the documents and pushes a *service* authorization (``scope=service``,
+``signatureQualifier``, ``numSignatures`` = N) — still one browser round trip with the eID login
+and consent (steps 3-5). On return the token exchange makes the SSASP create the one-time key and
+certificate (6-7); the portal reads them with ``credentials/info``, computes each document's DTBS/R
+over the signed attributes with the real certificate (2, :mod:`services.portal.certificate_first`),
+gets ONE SAD bound to exactly these N hashes with ``credentials/authorize`` (SCAL 2), calls
+``signatures/signHash`` once (8-9; the SSASP destroys the key when the budget is spent), assembles
+the CMS / JWS and packages it like the person-signing flow (10).
+
 The SSASP is reached through :class:`SigningService` (``shared.clients.signer.SignerClient``
 implements it); the TSP through :class:`~services.portal.trust.TrustStore`.
 """
@@ -27,9 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from services.portal import cades, jades, pades
+from services.portal import cades, certificate_first, jades, pades
 from services.portal.documents import Document, Flow, Level, SignatureFormat, SigningOptions
 from services.portal.errors import (
+    CredentialUnsuitable,
     PackagingFailed,
     SigningRefused,
     TransactionExpired,
@@ -56,8 +67,10 @@ class SigningService(Protocol):
 
     def push_authorization_request(self, *, redirect_uri: str, state: str, code_challenge: str,
                                    qualifier: str | None = None, documents: Sequence[tuple[bytes, str]] = (),
-                                   hash_algorithm: str = "sha256", login_hint: str | None = None) -> Any:
-        """Step 2: PAR with RAR ``credential`` for ``documents`` (digest, label); the result has ``authorize_url``."""
+                                   hash_algorithm: str = "sha256", login_hint: str | None = None,
+                                   scope: str | None = None, num_signatures: int | None = None) -> Any:
+        """Step 2: PAR with RAR ``credential`` for ``documents`` (digest, label), or ``scope="service"``
+        with ``num_signatures`` (certificate first); the result has ``authorize_url``."""
 
     def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> Any:
         """Step 5 (portal side): code → credential token; the result has ``access_token``."""
@@ -65,6 +78,20 @@ class SigningService(Protocol):
     def sign_doc(self, access_token: str, *, digests: Sequence[bytes], signature_format: str = "P",
                  hash_algorithm: str = "sha256", conformance_level: str = "AdES-B-B", qualifier: str | None = None) -> Any:
         """Steps 6-10: the result has ``signature_objects``, ``certificates`` and ``validation_info``."""
+
+    def credentials_info(self, access_token: str, credential_id: str, version: int = 1) -> Any:
+        """Certificate first: the one-time credential (``certificates``, ``key_status``, ``scal``, ``multisign``…)."""
+
+    def credentials_authorize(self, access_token: str, credential_id: str, hashes: Sequence[bytes],
+                              version: int = 1) -> tuple[str, int]:
+        """Certificate first: a SAD bound to exactly ``hashes`` (SCAL 2); ``(SAD, expires_in)``."""
+
+    def sign_hash(self, access_token: str, credential_id: str, sad: str, hashes: Sequence[bytes],
+                  sign_algo: str, hash_algorithm: str = "sha256", version: int = 1) -> list[bytes]:
+        """Certificate first: raw signature values (DER for ECDSA) in the order of ``hashes``."""
+
+    def revoke(self, token: str) -> None:
+        """RFC 7009 token revocation."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +154,6 @@ class PortalCore:
         """Prepare the documents, store them and push one authorization request for all digests."""
         if not documents:
             raise InvalidRequest("choose at least one document to sign", step=step(1))
-        if options.flow is Flow.CERTIFICATE_FIRST:
-            raise UnsupportedOption("the certificate-first flow (CSC v1 signHash) is not available in this portal yet")
         if options.format is SignatureFormat.CADES and options.level not in cades.SUPPORTED_LEVELS:
             raise UnsupportedOption(f"CAdES {options.level} is not supported here; choose B-B, B-T or B-LT")
         if options.format is SignatureFormat.JADES and options.level not in jades.SUPPORTED_LEVELS:
@@ -138,7 +163,8 @@ class PortalCore:
             raise InvalidRequest("two documents have the same name; rename one", step=step(1))
         if self.signer is None:
             raise SignLabError("the portal has no signing service configured", step=step(2))
-        stored = [self._prepare(i, doc, options) for i, doc in enumerate(documents)]
+        certificate_first_flow = options.flow is Flow.CERTIFICATE_FIRST
+        stored = [self._prepare(i, doc, options, certificate_first_flow) for i, doc in enumerate(documents)]
         tx_id = "tx-" + secrets.token_hex(8)
         verifier = secrets.token_urlsafe(48)
         state = secrets.token_urlsafe(24)
@@ -153,19 +179,37 @@ class PortalCore:
         self.store.create(tx)
         challenge = _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
         try:
-            pushed = self.signer.push_authorization_request(
-                redirect_uri=self.callback_url, state=state, code_challenge=challenge,
-                qualifier=options.qualifier.csc_qualifier, documents=[(d.digest, d.label) for d in stored],
-                hash_algorithm="sha256", login_hint=options.login_hint,
-            )
+            if certificate_first_flow:
+                # Service authorization: no digests yet (the certificate does not exist), only the
+                # qualifier and how many signatures the one-time credential may make.
+                pushed = self.signer.push_authorization_request(
+                    redirect_uri=self.callback_url, state=state, code_challenge=challenge,
+                    qualifier=options.qualifier.csc_qualifier, scope="service", num_signatures=len(stored),
+                    login_hint=options.login_hint,
+                )
+            else:
+                pushed = self.signer.push_authorization_request(
+                    redirect_uri=self.callback_url, state=state, code_challenge=challenge,
+                    qualifier=options.qualifier.csc_qualifier, documents=[(d.digest, d.label) for d in stored],
+                    hash_algorithm="sha256", login_hint=options.login_hint,
+                )
         except SignLabError as exc:
             self.store.fail(tx_id, exc.error, exc.error_description)
             raise
         self.store.set_authorization(tx_id, pushed.authorize_url, {"documents": len(stored)})
-        log.info("step 2: pushed authorization request for %d digest(s)", len(stored), extra={"step": 2, "transaction_id": tx_id})
+        if certificate_first_flow:
+            log.info("step 2: pushed service authorization request for %d signature(s)", len(stored),
+                     extra={"step": 2, "transaction_id": tx_id})
+        else:
+            log.info("step 2: pushed authorization request for %d digest(s)", len(stored),
+                     extra={"step": 2, "transaction_id": tx_id})
         return Created(tx_id, pushed.authorize_url)
 
-    def _prepare(self, idx: int, doc: Document, options: SigningOptions) -> StoredDocument:
+    def _prepare(self, idx: int, doc: Document, options: SigningOptions, certificate_first_flow: bool) -> StoredDocument:
+        if certificate_first_flow:
+            # Nothing can be prepared before the certificate exists; the stored digest is the
+            # document's SHA-256 (shown to people), the DTBS/R comes at step 10.
+            return StoredDocument(idx, doc.label, doc.media_type, doc.content, hashlib.sha256(doc.content).digest())
         if options.format is SignatureFormat.PADES:
             prepared = asyncio.run(pades.prepare_pdf(
                 doc.content, label=doc.label, qualifier=options.qualifier, visible=options.visible,
@@ -184,10 +228,17 @@ class PortalCore:
         if tx is None:
             raise TransactionNotFound(tx_id)
         if tx.expired:
-            self.store.fail(tx.id, "expired_transaction", f"the signer did not come back within {self.ttl_seconds} s", state=EXPIRED)
+            expired = self._expired(tx)
+            self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
             tx = self.store.get(tx_id)
             assert tx is not None
         return tx
+
+    def _expired(self, tx: Transaction) -> TransactionExpired:
+        # The browser comes back after the service authorization (step 5) in the certificate-first
+        # flow; in person signing the next thing would be the signature delivery (step 10).
+        at_step = 5 if tx.options.get("flow") == Flow.CERTIFICATE_FIRST.value else 10
+        return TransactionExpired(tx.id, self.ttl_seconds, at_step=at_step)
 
     def complete(self, *, state: str | None, code: str | None, error: str | None = None,
                  error_description: str | None = None) -> Transaction:
@@ -204,8 +255,11 @@ class PortalCore:
         if tx is None:
             raise InvalidRequest("the redirect's state matches no signing transaction here", step=step(10))
         if tx.expired:
-            self.store.fail(tx.id, "expired_transaction", f"the signer did not come back within {self.ttl_seconds} s", state=EXPIRED)
-            raise TransactionExpired(tx.id, self.ttl_seconds)
+            # Refuse before redeeming the code: the SSASP makes no key or certificate for it
+            # (certificate first) and no signature exists (person signing).
+            expired = self._expired(tx)
+            self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
+            raise expired
         if tx.state != PENDING:
             raise TransactionStateError(f"transaction {tx.id} is already {tx.state}; each authorization can be used once",
                                         step=step(10))
@@ -220,6 +274,8 @@ class PortalCore:
         if not self.store.claim(tx.id):
             raise TransactionStateError(f"transaction {tx.id} is already being completed", step=step(10))
         try:
+            if tx.options.get("flow") == Flow.CERTIFICATE_FIRST.value:
+                return self._sign_certificate_first(tx, code)
             return self._sign_and_package(tx, code)
         except SignLabError as exc:
             self.store.fail(tx.id, exc.error, exc.error_description)
@@ -251,35 +307,112 @@ class PortalCore:
         material.certificates.extend(_decode_list(info.get("certificates")))
         material.crls.extend(_decode_list(info.get("crl") or info.get("crls")))
         material.ocsps.extend(_decode_list(info.get("ocsp") or info.get("ocsps")))
+        prepared = [self._stored_pdf(doc) if options.format is SignatureFormat.PADES else None for doc in tx.documents]
+        meta = {
+            "flow": Flow.PERSON_SIGNING.value,
+            "signer_transaction_id": getattr(result, "transaction_id", None),
+            "qualifier": getattr(result, "qualifier", None),
+            "loa": getattr(result, "loa", None),
+            "certificate_serial": getattr(result, "certificate_serial", None),
+        }
+        return self._package_all(tx, options, [bytes(o) for o in objects], prepared, material, meta)
+
+    def _sign_certificate_first(self, tx: Transaction, code: str) -> Transaction:
+        """Certificate first (CSC v1): service token → credential → DTBS/R → SAD → signHash → package."""
+        assert self.signer is not None and tx.code_verifier is not None
+        options = SigningOptions.parse(tx.options)
+        count = len(tx.documents)
+        # Steps 5-7: the token exchange makes the SSASP create the one-time key and certificate.
+        try:
+            token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
+        except UpstreamError as exc:
+            if exc.upstream_status == 403:
+                raise SigningRefused(exc.description, step=exc.step or step(7)) from None
+            raise
+        if not token.credential_id:
+            raise CredentialUnsuitable("the service token names no credentialID")
+        try:
+            info = self.signer.credentials_info(token.access_token, token.credential_id)
+            credential = certificate_first.OneTimeCredential.from_info(
+                token.credential_id, info, needed=count, qualifier=options.qualifier.csc_qualifier)
+            log.info("step 7: one-time credential %s, certificate %s", credential.credential_id, credential.serial_hex,
+                     extra={"step": 7, "transaction_id": tx.id})
+            # Step 2 of this flow: the DTBS/R over the signed attributes with the real certificate.
+            pending = [asyncio.run(certificate_first.compute_dtbsr(doc, options, credential,
+                                                                   bytes_reserved=self.bytes_reserved))
+                       for doc in tx.documents]
+            certificate_first.check_distinct(pending)
+            hashes = [p.dtbsr for p in pending]
+            # One SAD for the N hashes (SCAL 2: bound to exactly these, single use).
+            sad, _expires = self.signer.credentials_authorize(token.access_token, credential.credential_id, hashes)
+            log.info("step 2: SAD bound to %d DTBS/R hash(es)", count, extra={"step": 2, "transaction_id": tx.id})
+            signatures = self.signer.sign_hash(token.access_token, credential.credential_id, sad, hashes,
+                                               credential.sign_algo)
+            log.info("step 9: signHash returned %d signature value(s)", len(signatures),
+                     extra={"step": 9, "transaction_id": tx.id})
+        except UpstreamError as exc:
+            self._discard(token.access_token)
+            if exc.upstream_status == 403:
+                raise SigningRefused(exc.description, step=exc.step or step(9)) from None
+            raise
+        except SignLabError:
+            self._discard(token.access_token)
+            raise
+        except Exception as exc:  # pyHanko/asn1crypto while building the signed attributes
+            self._discard(token.access_token)
+            raise PackagingFailed(f"the DTBS/R could not be computed ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+        if len(signatures) != count:
+            raise PackagingFailed(f"signHash returned {len(signatures)} signature values for {count} documents")
+        objects = [asyncio.run(certificate_first.assemble(p, credential, s)) for p, s in zip(pending, signatures, strict=True)]
+        material = ValidationMaterial(certificates=credential.certificate_der)
+        meta = {
+            "flow": Flow.CERTIFICATE_FIRST.value,
+            "credential_id": credential.credential_id,
+            "qualifier": credential.qualifier or options.qualifier.csc_qualifier,
+            "certificate_serial": credential.serial_hex,
+            "dtbsr_sha256_b64": [base64.b64encode(h).decode("ascii") for h in hashes],
+        }
+        return self._package_all(tx, options, objects, [p.prepared for p in pending], material, meta)
+
+    def _discard(self, token: str) -> None:
+        """Best effort: revoke the service token so the credential cannot be used any more."""
+        assert self.signer is not None
+        try:
+            self.signer.revoke(token)
+        except SignLabError as exc:
+            log.warning("could not revoke the service token: %s", exc.description)
+
+    @staticmethod
+    def _stored_pdf(doc: StoredDocument) -> pades.PreparedPdf:
+        assert doc.prepared is not None and doc.reserved_start is not None and doc.reserved_end is not None
+        return pades.PreparedPdf(doc.prepared, doc.digest, doc.reserved_start, doc.reserved_end, doc.field_name or "Signature1")
+
+    def _package_all(self, tx: Transaction, options: SigningOptions, objects: list[bytes],
+                     prepared: Sequence[pades.PreparedPdf | None], material: ValidationMaterial,
+                     meta: dict[str, Any]) -> Transaction:
+        """Step 10 for both flows: raise each B-B object to the level, validate, store all or nothing."""
         trust = self.trust.settings()
         material.extend(trust.material)
         timestamper = self.trust.timestamper()
         outputs = []
-        for doc, signature in zip(tx.documents, objects, strict=True):
-            signed = asyncio.run(self._package(doc, bytes(signature), options, material, timestamper))
+        for doc, signature, pdf in zip(tx.documents, objects, prepared, strict=True):
+            signed = asyncio.run(self._package(doc, signature, pdf, options, material, timestamper))
             report = asyncio.run(validate_document(
                 _output_name(doc.label, options.format), signed, trust,
                 original=None if options.format is SignatureFormat.PADES else doc.original,
             ))
             outputs.append((doc.idx, signed, _output_name(doc.label, options.format), report.to_dict()))
-        meta = {
-            "signer_transaction_id": getattr(result, "transaction_id", None),
-            "qualifier": getattr(result, "qualifier", None),
-            "loa": getattr(result, "loa", None),
-            "certificate_serial": getattr(result, "certificate_serial", None),
-            "documents": len(outputs),
-        }
+        meta["documents"] = len(outputs)
         self.store.complete(tx.id, outputs, meta)
         log.info("step 10: packaged %d document(s) at %s", len(outputs), options.level, extra={"step": 10, "transaction_id": tx.id})
         done = self.store.get(tx.id)
         assert done is not None
         return done
 
-    async def _package(self, doc: StoredDocument, signature: bytes, options: SigningOptions,
-                       material: ValidationMaterial, timestamper: Any) -> bytes:
+    async def _package(self, doc: StoredDocument, signature: bytes, prepared: pades.PreparedPdf | None,
+                       options: SigningOptions, material: ValidationMaterial, timestamper: Any) -> bytes:
         if options.format is SignatureFormat.PADES:
-            assert doc.prepared is not None and doc.reserved_start is not None and doc.reserved_end is not None
-            prepared = pades.PreparedPdf(doc.prepared, doc.digest, doc.reserved_start, doc.reserved_end, doc.field_name or "Signature1")
+            assert prepared is not None
             return await pades.augment_pdf(prepared, signature, level=options.level, timestamper=timestamper,
                                            root=self.trust.root(), material=material)
         if options.format is SignatureFormat.CADES:

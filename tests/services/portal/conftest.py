@@ -1,9 +1,13 @@
-"""Test-only PKI, TSA, trusted list and one-time signer for the portal's core tests.
+"""Fixtures of the portal's tests: a test-only PKI for the core tests, and the real ecosystem.
 
-Everything here is a TEST FIXTURE built with the real libraries (cryptography for the CA,
-pyHanko's ``SimpleSigner`` for the CMS over a digest, pyHanko's ``DummyTimeStamper`` as an
-in-process RFC 3161 TSA, joserfc for JWS). It stands in for the SSASP and TSP only in the core
-tests, which must run before those services exist; the integration tests use the real services.
+* The test PKI, TSA, trusted list and one-time signer are TEST FIXTURES built with the real
+  libraries (cryptography for the CA, pyHanko's ``SimpleSigner`` for the CMS over a digest,
+  pyHanko's ``DummyTimeStamper`` as an in-process RFC 3161 TSA, joserfc for JWS). They stand in
+  for the SSASP and TSP only in the core tests (fast, no services).
+* ``stack`` is the real ecosystem — IdP, CA, signer (SoftHSM) and portal apps on loopback ports —
+  shared by every integration test of the session (one SoftHSM token per process, and starting
+  it once keeps the suite fast). It also runs a second portal with a 2-second transaction TTL for
+  the expiry tests.
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
 
 import pytest
+import requests
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -27,8 +36,10 @@ from pyhanko.sign import signers
 from pyhanko.sign.ades import qualified_asn1
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+from pydantic import SecretStr
 
 from services.portal.ltv import ValidationMaterial
+from shared.testing import LiveServer, free_port
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
 NCP = "0.4.0.2042.1.1"
@@ -316,3 +327,111 @@ def other_sign_digest(other_pki: TestPki) -> Callable[..., OneTimeSignature]:
         return one_time_sign(other_pki, digest, qualifier=qualifier, fmt=fmt)
 
     return _sign
+
+
+# ---------------------------------------------------------------- the real ecosystem (integration tests)
+
+
+class Stack:
+    """IdP, CA, signer and portal, each a real app on its own loopback port (+ a short-TTL portal)."""
+
+    def __init__(self, tmp: Path, signer_settings: Any) -> None:
+        from services.ca import create_app as create_ca
+        from services.ca.provision import provision as provision_ca
+        from services.ca.settings import CaSettings
+        from services.idp import create_app as create_idp
+        from services.idp.settings import IdpSettings
+        from services.portal import create_app as create_portal
+        from services.portal.provision import provision as provision_portal
+        from services.portal.settings import PortalSettings
+        from services.signer import create_app as create_signer
+        from services.signer.provision import provision as provision_signer
+
+        idp_port, ca_port, signer_port, portal_port, short_port = (free_port() for _ in range(5))
+        idp_url, self.ca_url = f"http://127.0.0.1:{idp_port}", f"http://127.0.0.1:{ca_port}"
+        self.signer_url, self.portal_url = f"http://127.0.0.1:{signer_port}", f"http://127.0.0.1:{portal_port}"
+        self.short_ttl_portal_url = f"http://127.0.0.1:{short_port}"
+        idp_secret, portal_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        idp_settings = IdpSettings(port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
+                                   signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
+                                   admin_token=SecretStr(secrets.token_urlsafe(16)), log_level="WARNING")
+        ca_settings = CaSettings(port=ca_port, data_dir=tmp / "ca", idp_url=idp_url,
+                                 signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
+                                 admin_token=SecretStr(secrets.token_urlsafe(16)), log_level="WARNING")
+        provision_ca(ca_settings)
+        self.signer_settings = signer_settings.model_copy(update={
+            "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": idp_url, "ca_url": self.ca_url,
+            "idp_client_secret": SecretStr(idp_secret), "portal_client_secret": SecretStr(portal_secret),
+            "portal_redirect_uris": [f"{self.portal_url}/sign/callback", f"{self.short_ttl_portal_url}/sign/callback"],
+            "log_level": "WARNING"})
+        provision_signer(self.signer_settings)
+        self.idp = LiveServer(create_idp(idp_settings), idp_port).start()
+        self.ca = LiveServer(create_ca(ca_settings), ca_port).start()
+        self.signer_app = create_signer(self.signer_settings)
+        self.signer = LiveServer(self.signer_app, signer_port).start()
+        portal_settings = PortalSettings(
+            port=portal_port, data_dir=tmp / "portal", signer_url=self.signer_url, ca_url=self.ca_url, idp_url=idp_url,
+            signer_client_secret=SecretStr(portal_secret), session_secret=SecretStr(secrets.token_urlsafe(32)),
+            log_level="WARNING", transaction_ttl_seconds=300,
+        )
+        provision_portal(portal_settings)
+        self.portal_app = create_portal(portal_settings)
+        self.portal = LiveServer(self.portal_app, portal_port).start()
+        # The same partner with SIGNLAB_PORTAL_TRANSACTION_TTL_SECONDS=2, for the expiry tests.
+        short_settings = portal_settings.model_copy(update={
+            "port": short_port, "data_dir": tmp / "portal-short-ttl", "transaction_ttl_seconds": 2})
+        provision_portal(short_settings)
+        self.short_ttl_portal = LiveServer(create_portal(short_settings), short_port).start()
+
+    def stop(self) -> None:
+        for live in (self.short_ttl_portal, self.portal, self.signer, self.ca, self.idp):
+            live.stop()
+
+    def hsm_key_objects(self) -> list[Any]:
+        """The key objects on the signer's SoftHSM token right now (one-time keys alive)."""
+        return list(self.signer_app.extensions["signlab.hsm"].key_objects())
+
+    def create(self, documents: list[dict[str, Any]], *, portal_url: str | None = None, **options: Any) -> dict[str, Any]:
+        """``POST /api/v1/sign-requests``; the 201 body."""
+        created = requests.post(f"{portal_url or self.portal_url}/api/v1/sign-requests",
+                                json={"documents": documents, **options}, timeout=60)
+        assert created.status_code == 201, created.text
+        return dict(created.json())
+
+    def sign(self, documents: list[dict[str, Any]], *, approve: bool = True, **options: Any) -> dict[str, Any]:
+        """Create a request through the API, run the browser, return the transaction JSON."""
+        body = self.create(documents, **options)
+        self.browse(body["authorize_url"], approve=approve)
+        return dict(requests.get(body["status_url"], timeout=30).json())
+
+    def browse(self, url: str, *, approve: bool = True, headers: dict[str, str] | None = None) -> requests.Response:
+        """Follow redirects like a browser and submit consent, until a portal answers."""
+        session = requests.Session()
+        session.headers.update(headers or {})
+        portals = (self.portal_url, self.short_ttl_portal_url)
+        for _ in range(15):
+            answer = session.get(url, allow_redirects=False, timeout=60)
+            if answer.status_code in (302, 303):
+                url = urljoin(url, answer.headers["Location"])
+                continue
+            if url.startswith(portals):
+                return answer
+            assert answer.status_code == 200, (url, answer.status_code, answer.text[:300])
+            token = re.search(r'name="csrf_token" value="([^"]+)"', answer.text)
+            action = re.search(r'<form method="post" action="([^"]+)"', answer.text)
+            assert token and action, answer.text[:500]
+            posted = session.post(urljoin(url, action.group(1)), allow_redirects=False, timeout=60,
+                                  data={"csrf_token": token.group(1), "decision": "approve" if approve else "decline"})
+            assert posted.status_code == 303, posted.text[:300]
+            url = urljoin(url, posted.headers["Location"])
+        raise AssertionError("too many redirects")
+
+
+@pytest.fixture(scope="session")
+def stack(signer_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real ecosystem, started once for all portal integration tests."""
+    env = Stack(tmp_path_factory.mktemp("stack"), signer_settings.model_copy(update={"sweep_interval_seconds": 0}))
+    try:
+        yield env
+    finally:
+        env.stop()
