@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import time
 from io import BytesIO
 from pathlib import Path
@@ -256,3 +257,24 @@ def test_expired_transaction_is_refused_and_nothing_is_signed(stack: Any, flow: 
     again = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", timeout=30,
                          headers={"Accept": "application/json"}).json()
     assert again["state"] == "expired" and "nothing was signed" in again["error_description"]
+
+
+@pytest.mark.hsm
+def test_ui_offers_and_starts_the_certificate_first_flow(stack: Any) -> None:
+    browser = requests.Session()
+    page = browser.get(f"{stack.portal_url}/", headers={"Accept": "text/html"}, timeout=30)
+    assert 'value="certificate-first"' in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    started = browser.post(f"{stack.portal_url}/sign", allow_redirects=False, timeout=60, data={
+        "csrf_token": token.group(1), "samples": "employment-contract.pdf", "qualifier": "qes", "format": "pades",
+        "level": "B-T", "flow": "certificate-first"})
+    # Step 2 done (service-scope PAR accepted by the real signer); the browser goes to the signer.
+    assert started.status_code == 303, started.text[:300]
+    assert started.headers["Location"].startswith(f"{stack.signer_url}/oauth2/authorize?client_id=signlab-portal&request_uri=")
+    # A finished certificate-first transaction's page names the credential and the authorized DTBS/R.
+    tx = stack.sign([{"sample": "loan-agreement.pdf"}], qualifier="ades", format="pades", level="B-B",
+                    flow="certificate-first", login_hint=ADES_HINT)
+    assert tx["state"] == "completed", tx
+    result = requests.get(tx["result_url"], headers={"Accept": "text/html"}, timeout=30).text
+    assert tx["signer"]["credential_id"] in result and tx["signer"]["dtbsr_sha256_b64"][0] in result
