@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.exceptions import HTTPException
 
@@ -62,6 +63,7 @@ def create_service_app(
     """
     configure_logging(info.name, settings.log_level)
     app = Flask(import_name)
+    app.json = _BoundedJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["signlab.settings"] = settings
     app.extensions["signlab.service"] = info
@@ -82,6 +84,17 @@ def create_service_app(
     log.info("%s (%s) ready at %s", info.name, info.role, settings.base_url,
              extra={"steps": [s.number for s in info.steps]})
     return app
+
+
+class _BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider, but JSON nested too deeply for the parser is malformed input (a clear
+    400 through ``get_json``), not a ``RecursionError`` that would surface as a 500."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
 
 
 def wants_html() -> bool:

@@ -375,7 +375,12 @@ class SigningService:
                 raise InvalidRequest("request_uri expired", step=step(3))
         else:
             # Direct authorization request (CSC v1 style, no PAR): validated here, no client auth.
-            request = self._parse_authorization_request(client, params, pushed=False)
+            try:
+                request = self._parse_authorization_request(client, params, pushed=False)
+            except SignLabError as exc:
+                self.audit.append("authorize.refused", step=2, client_id=client.client_id, error=exc.error,
+                                  reason=exc.description)
+                raise
             record = TransactionRecord(
                 id="tx-" + secrets.token_hex(12), kind=request["kind"], client_id=client.client_id,
                 state="requested", created=now, updated=now, expires_at=now + self.settings.login_timeout_seconds,
@@ -491,6 +496,8 @@ class SigningService:
     def _authenticated(self, transaction_id: str, browser: str | None) -> TransactionRecord:
         record = self.store.transaction(transaction_id)
         if record is None:
+            # Probing or enumerating transaction ids leaves a trace (the id is shown truncated).
+            self.audit.append("consent.refused", step=5, reason="unknown transaction", probed=transaction_id[:40])
             raise NotFound("unknown transaction", step=step(5))
         self._browser_check(record, browser)
         if record.state != "authenticated":
@@ -610,6 +617,8 @@ class SigningService:
             self.audit.append("token.refused", reason="unknown or revoked bearer token")
             raise InvalidToken("the access token is unknown or revoked")
         if record.kind not in kinds:
+            self.audit.append("token.refused", transaction_id=record.transaction_id,
+                              reason=f"{record.kind}-scope token used where {' or '.join(kinds)} is needed")
             raise InvalidToken(f"a {record.kind}-scope token cannot be used here (needs {' or '.join(kinds)})")
         late = self.clock() - record.expires_at
         if late > 0:
