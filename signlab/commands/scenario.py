@@ -9,6 +9,7 @@ are listed with the reason). ``--junit`` and ``--html`` write the reports.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ def register(commands: Any) -> None:
     run.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times (default 1)")
     run.add_argument("--dir", type=Path, default=None, help="scenario directory (default: ./scenarios)")
     run.add_argument("--quiet", action="store_true", help="print only one line per scenario and the summary")
+    run.add_argument("--engine", choices=["local", "docker"], default=os.environ.get("SIGNLAB_ENGINE", "local"),
+                     help="the ecosystem to run against: local processes (default) or Docker containers")
     run.set_defaults(handler=_run)
 
 
@@ -66,6 +69,18 @@ def _select(scenarios: list[Any], names: list[str], tags: list[str], everything:
     return chosen
 
 
+def _docker_ecosystem(args: argparse.Namespace) -> Any:
+    """The ecosystem of the Docker deployment (``signlab up --engine docker``), which must be healthy."""
+    from signlab.docker_engine import DockerEngine, ecosystem
+
+    engine = DockerEngine(args.data_dir)
+    unhealthy = [s.name for s in engine.status() if s.state != "healthy"]
+    if unhealthy:
+        raise CommandError(f"the Docker deployment is not healthy ({', '.join(unhealthy)}); "
+                           "start it with 'signlab up --engine docker'", exit_code=2)
+    return ecosystem(engine)
+
+
 def _list(args: argparse.Namespace) -> int:
     scenarios = _load(args.dir)
     shown = [s for s in scenarios if not args.tag or set(args.tag) & set(s.tags)]
@@ -85,14 +100,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise CommandError("--repeat must be at least 1", exit_code=2)
     scenarios = _select(_load(args.dir), args.names, args.tag, args.all)
-    runtime = runtime_from(args)
-    if not runtime.running():
-        print(f"SignLab is not running from {runtime.data_dir}: starting it ...", flush=True)
-        runtime.up(progress=lambda line: print(line, flush=True))
-    elif len(runtime.running()) < 4:
-        raise CommandError(f"SignLab is only partly running ({', '.join(runtime.running())}); "
-                           "run 'signlab down' and try again", exit_code=2)
-    eco = ecosystem_from_runtime(runtime)
+    eco = _docker_ecosystem(args) if args.engine == "docker" else None
+    if eco is None:
+        runtime = runtime_from(args)
+        if not runtime.running():
+            print(f"SignLab is not running from {runtime.data_dir}: starting it ...", flush=True)
+            runtime.up(progress=lambda line: print(line, flush=True))
+        elif len(runtime.running()) < 4:
+            raise CommandError(f"SignLab is only partly running ({', '.join(runtime.running())}); "
+                               "run 'signlab down' and try again", exit_code=2)
+        eco = ecosystem_from_runtime(runtime)
 
     def progress(line: str) -> None:
         if not args.quiet or not line.startswith("    "):

@@ -101,6 +101,10 @@ def trace_from(result: ScenarioResult, baseline: Baseline, transaction: Any = No
     events = []
     if transaction is not None:
         for arrow in transaction.arrows():
+            # The store may stitch an earlier run with the same correlation values (same document
+            # digest) into this transaction: keep only what happened during this run.
+            if arrow.time / 1e9 < result.started - 1.0:
+                continue
             if not arrow.failed and arrow.kind != "response":
                 events.append(TraceEvent(arrow.time / 1e9, int(arrow.step), "trace",
                                          f"{arrow.source} → {arrow.target}: {arrow.label}"))
