@@ -278,3 +278,17 @@ def test_ui_offers_and_starts_the_certificate_first_flow(stack: Any) -> None:
     assert tx["state"] == "completed", tx
     result = requests.get(tx["result_url"], headers={"Accept": "text/html"}, timeout=30).text
     assert tx["signer"]["credential_id"] in result and tx["signer"]["dtbsr_sha256_b64"][0] in result
+
+
+@pytest.mark.hsm
+@pytest.mark.parametrize(("hint", "approve"), [(QES_HINT, False), (ADES_HINT, True)], ids=["declined", "loa-too-low"])
+def test_certificate_first_refusals_make_no_key_and_keep_nothing(stack: Any, hint: str, approve: bool) -> None:
+    created = stack.create([{"sample": "employment-contract.pdf"}], qualifier="qes", format="pades", level="B-T",
+                           flow="certificate-first", login_hint=hint)
+    page = stack.browse(created["authorize_url"], approve=approve)
+    assert page.status_code == 403, page.text[:300]
+    assert page.json()["error"] == "access_denied" and "step 5" in page.json()["error_description"]
+    tx = requests.get(created["status_url"], timeout=30).json()
+    assert tx["state"] == "failed" and tx["error"] == "access_denied", tx
+    assert all("download_url" not in d for d in tx["documents"])
+    assert stack.hsm_key_objects() == []
