@@ -65,6 +65,10 @@ def create_service_app(
     app = Flask(import_name)
     app.json = _BoundedJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Browsers ignore ports when sending cookies: on 127.0.0.1 the four services share one cookie
+    # jar, so each service's session cookie needs its own name.
+    app.config.update(SESSION_COOKIE_NAME=f"signlab_{info.name}_session", SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_HTTPONLY=True)
     app.extensions["signlab.settings"] = settings
     app.extensions["signlab.service"] = info
     # Service templates first, then the shared ones (base layout, error page, role page).

@@ -172,6 +172,8 @@ class LocalRuntime:
         env[cls.env_name("host")] = "127.0.0.1"
         env[cls.env_name("port")] = str(self.ports[entry.info.name])
         env.setdefault(cls.env_name("data_dir"), str(self.data_dir / entry.info.name))
+        # One trace store for the four services, even if one service's data dir is moved.
+        env.setdefault("SIGNLAB_TRACE_DIR", str(self.data_dir / "traces"))
         urls = {name: self.url(name) for name in self.ports}
         for variable, template in URL_LINKS.items():
             field = variable.removeprefix(cls.env_prefix).lower()

@@ -8,7 +8,7 @@ from flask import Flask, request
 
 from shared.settings import ServiceSettings
 from shared.errors import InvalidRequest, SignLabError
-from shared.flow import service, step
+from shared.flow import SERVICES, service, step
 from shared.web import create_service_app
 
 
@@ -116,3 +116,10 @@ def test_request_log_lines_are_json_with_the_request_id(capsys: pytest.CaptureFi
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     entry = next(line for line in lines if line["message"] == "GET /nowhere 404")
     assert entry["request_id"] == "req-42" and entry["service"] == "idp" and entry["http_status"] == 404
+
+
+def test_each_service_has_its_own_session_cookie() -> None:
+    """Cookies ignore ports: on 127.0.0.1 two services with one cookie name would overwrite each other."""
+    names = {create_service_app(f"services.{info.name}", info, ServiceSettings()).config["SESSION_COOKIE_NAME"]
+             for info in SERVICES}
+    assert names == {"signlab_portal_session", "signlab_idp_session", "signlab_ca_session", "signlab_signer_session"}
