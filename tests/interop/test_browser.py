@@ -1,0 +1,179 @@
+"""A real browser through the whole flow: Playwright (sync API) driving Debian's Chromium.
+
+The user uploads a PDF at the portal, chooses QES PAdES B-T and signs; the browser goes to the
+signer, to the IdP's interactive login pages (person → eID means → one-time code; no login_hint),
+back to the signer's consent page, and to the portal's result page with the validation report.
+The signed PDF is downloaded through the browser and validated independently with pyHanko, then
+uploaded again on the portal's validation page. A screenshot of every step goes to
+``test-artifacts/browser/`` (gitignored).
+
+Chromium is ``/usr/bin/chromium`` (``make`` installs Debian's package; never ``playwright
+install``), launched headless with the flags that keep it off the network. The test skips, with
+the reason, only when Chromium cannot be launched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import async_validate_pdf_signature
+
+pytestmark = pytest.mark.hsm
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SAMPLE = Path(__file__).resolve().parents[2] / "services" / "portal" / "samples" / "employment-contract.pdf"
+QCP_N_QSCD = "0.4.0.194112.1.2"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright; skip (with the reason) only if it cannot be launched."""
+    from playwright.sync_api import Error, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (make installs Debian's chromium package)")
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        except Error as exc:
+            pytest.skip(f"Chromium cannot be launched: {str(exc).splitlines()[0]}")
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def shots(artifacts: Path) -> Iterator[Any]:
+    """``shot(page, name)`` saves ``test-artifacts/browser/NN-name.png`` (full page)."""
+    folder = artifacts / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    taken: list[Path] = []
+
+    def shot(page: Any, name: str, element: Any = None) -> Path:
+        path = folder / f"{len(taken) + 1:02d}-{name}.png"
+        if element is not None:
+            element.screenshot(path=str(path))
+        else:
+            page.screenshot(path=str(path), full_page=True)
+        taken.append(path)
+        return path
+
+    shot.taken = taken  # type: ignore[attr-defined]
+    yield shot
+
+
+def test_qes_pades_b_t_through_the_portal_ui(browser: Any, ecosystem: Any, shots: Any, artifacts: Path) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    outside: list[str] = []  # every request must stay on the loopback services
+    page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1:", "data:", "blob:"))
+            else outside.append(r.url))
+    try:
+        # Step 1: the portal's upload form.
+        page.goto(f"{ecosystem.portal_url}/")
+        expect(page.locator("h1")).to_contain_text("Sign documents")
+        page.set_input_files('input[name="documents"]', str(SAMPLE))
+        page.select_option('select[name="qualifier"]', "qes")
+        page.select_option('select[name="format"]', "pades")
+        page.select_option('select[name="level"]', "B-T")
+        page.select_option('select[name="flow"]', "person-signing")
+        shots(page, "portal-upload")
+        page.click('button[type="submit"]:has-text("Sign")')
+
+        # Steps 2-4: PAR → signer → the IdP's interactive login (no login_hint from the UI).
+        page.wait_for_url(re.compile(re.escape(ecosystem.idp_url) + r"/login/"))
+        expect(page.locator("#required-loa")).to_contain_text("high")
+        shots(page, "idp-person")
+        page.select_option("#person", "kari-nordmann")
+        page.click("#continue")
+        expect(page.locator("#means-form")).to_be_visible()
+        expect(page.locator("#means-no-minid")).to_be_disabled()  # substantial < high: cannot be chosen
+        page.check("#means-no-bankid")
+        shots(page, "idp-means")
+        page.click("#continue")
+        otp = page.locator("#test-otp").inner_text().strip()
+        assert re.fullmatch(r"\d{6}", otp), otp
+        page.fill("#otp", otp)
+        shots(page, "idp-otp")
+        page.click("#confirm")
+
+        # Step 5: consent at the signer.
+        page.wait_for_url(re.compile(re.escape(ecosystem.signer_url) + r"/oauth2/consent/"))
+        expect(page.locator("#signer-name")).to_contain_text("Kari Nordmann")
+        expect(page.locator("#qualifier")).to_contain_text("Qualified electronic signature (QES)")
+        expect(page.locator("table.documents .label")).to_contain_text("employment-contract.pdf")
+        shots(page, "signer-consent")
+        page.click('button[name="decision"][value="approve"]')
+
+        # Steps 6-10 happen behind the portal's callback; the result page with the report.
+        page.wait_for_url(re.compile(re.escape(ecosystem.portal_url) + r"/transactions/tx-"))
+        expect(page.locator("h1")).to_contain_text("completed")
+        verdict = page.locator(".verdict").first
+        expect(verdict).to_contain_text("TOTAL_PASSED")
+        signature = page.locator(".sig").first
+        expect(signature.locator(".pill-q")).to_have_text("QES")
+        expect(signature).to_contain_text("B-T")
+        expect(signature).to_contain_text("PNONO-14838540105")
+        shots(page, "portal-result-report")
+
+        # The flow diagram, when the tracing work has filled the slot (#flow-diagram).
+        diagram = page.locator("#flow-diagram")
+        expect(diagram).to_be_visible()
+        drawn = diagram.locator("svg, .mermaid, img, pre.mermaid")
+        if drawn.count():
+            expect(drawn.first).to_be_visible()
+            assert drawn.first.bounding_box()["height"] > 20
+        shots(page, "portal-flow-diagram", element=diagram)
+
+        # Download the signed PDF through the browser.
+        with page.expect_download() as info:
+            page.click("a.button:has-text('Download')")
+        download = info.value
+        target = artifacts / "browser" / download.suggested_filename
+        download.save_as(str(target))
+        assert download.suggested_filename == "employment-contract-signed.pdf"
+        signed = target.read_bytes()
+
+        # Open the report on the portal's validation page for the downloaded bytes.
+        page.goto(f"{ecosystem.portal_url}/validate")
+        page.set_input_files('input[name="signed"]', str(target))
+        shots(page, "portal-validate-upload")
+        page.click('form button[type="submit"]')
+        expect(page.locator(".verdict").first).to_contain_text("TOTAL_PASSED")
+        expect(page.locator(".sig .pill-q").first).to_have_text("QES")
+        shots(page, "portal-validation-report")
+    finally:
+        context.close()
+
+    assert outside == [], f"the browser left the loopback services: {outside}"
+    assert len(shots.taken) >= 9
+    assert all(p.stat().st_size > 2_000 for p in shots.taken)
+
+    # Independent validation of the downloaded file with pyHanko: SignLab root, revocation required.
+    [embedded, *rest] = PdfFileReader(BytesIO(signed)).embedded_signatures
+    assert rest == []
+    # Playwright's sync API keeps an event loop running in this thread: validate in another one.
+    with ThreadPoolExecutor(1) as pool:
+        status = pool.submit(lambda: asyncio.run(
+            async_validate_pdf_signature(embedded, ecosystem.validation_context()))).result()
+    assert status.intact and status.valid and status.trusted and status.bottom_line, status.pretty_print_details()
+    assert QCP_N_QSCD in {p["policy_identifier"].dotted for p in status.signing_cert.certificate_policies_value}
+    assert status.signing_cert.subject.native["serial_number"] == "PNONO-14838540105"
+    assert status.timestamp_validity is not None and status.timestamp_validity.valid  # B-T
+    assert status.timestamp_validity.trusted
