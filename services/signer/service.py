@@ -67,7 +67,8 @@ from shared.errors import (
     SignLabError,
     UpstreamError,
 )
-from shared.flow import step
+from shared.flow import Role, step
+from shared.tracing import flow_span
 from shared.identity import LOA_HIGH, LOA_SUBSTANTIAL, IdentityEvidenceError, VerifiedIdentity
 
 __all__ = ["Client", "ConsentView", "RedirectError", "SigningService"]
@@ -215,7 +216,10 @@ class SigningService:
             self._destroy_key(key_id, record.id)
 
     def _destroy_key(self, key_id: str, transaction_id: str) -> None:
-        destroyed = self.hsm.destroy_key(key_id)
+        with flow_span(step(9), "C_DestroyObject", response="key destroyed",
+                       summary={"key_id": key_id, "transaction_id": transaction_id}) as span:
+            destroyed = self.hsm.destroy_key(key_id)
+            span.response({"objects_destroyed": destroyed})
         with self._keys_lock:
             self._keys.pop(key_id, None)
         self.audit.append("key.destroyed", step=9, transaction_id=transaction_id, key_id=key_id, objects=destroyed)
@@ -600,8 +604,14 @@ class SigningService:
         """RFC 7009: revoke a token of this client (unknown tokens are ignored, as the RFC says)."""
         if not token:
             raise InvalidRequest("token is required")
+        record = self.store.token(secret_hash(token))
         if self.store.revoke_token(secret_hash(token), client.client_id):
             self.audit.append("token.revoked", client_id=client.client_id)
+            if record is not None and record.kind == "service":
+                # Nobody can use the one-time credential any more: destroy its key now, not at expiry.
+                transaction = self.store.transaction(record.transaction_id)
+                if transaction is not None:
+                    self._expire(transaction, "the partner revoked the service token")
 
     # ------------------------------------------------------------------ bearer tokens
 
@@ -703,7 +713,11 @@ class SigningService:
 
     def _new_key(self, transaction: TransactionRecord) -> OneTimeKey:
         try:
-            key = self.hsm.create_one_time_key(self.settings.key_algorithm, label=transaction.id)
+            with flow_span(step(6), "C_GenerateKeyPair", response="one-time key handle",
+                           summary={"algorithm": self.settings.key_algorithm, "transaction_id": transaction.id,
+                                    "sensitive": True, "extractable": False, "token_object": False}) as span:
+                key = self.hsm.create_one_time_key(self.settings.key_algorithm, label=transaction.id)
+                span.response({"key_id": key.key_id, "algorithm": key.algorithm})
         except HsmError as exc:
             self.audit.append("key.refused", step=6, transaction_id=transaction.id, reason=exc.description)
             raise
@@ -769,6 +783,8 @@ class SigningService:
                     der = build_cms(signer, digest, algorithm, fmt)
                     objects.append(_b64(der))
                     dtbs = _signed_attrs_digest(der, algorithm)
+                self.audit.append("dtbsr.built", step=8, transaction_id=transaction.id, document_digest=digest.hex(),
+                                  dtbsr_digest=dtbs, format=fmt)
                 self.audit.append("signature.created", step=9, transaction_id=transaction.id, key_id=key.key_id,
                                   document_digest=digest.hex(), dtbsr_digest=dtbs, format=fmt, level=level)
             self.store.advance(transaction.id, ["certificate_issued"], "signed")
@@ -787,7 +803,9 @@ class SigningService:
             if key is not None:
                 self._destroy_key(key.key_id, transaction.id)
         self.store.advance(transaction.id, ["signed"], "completed", id_token=None)
-        info = self.ca.validation_info(issued.certificate, issued.chain[0]) if issued.chain else {"crl": [], "ocsp": []}
+        with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
+                       summary={"certificate_serial": issued.serial}):
+            info = self.ca.validation_info(issued.certificate, issued.chain[0]) if issued.chain else {"crl": [], "ocsp": []}
         certificates = [_b64(c.dump()) for c in (issued.certificate, *issued.chain)]
         self.audit.append("transaction.completed", step=10, transaction_id=transaction.id, signatures=len(objects))
         return {

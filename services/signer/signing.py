@@ -29,6 +29,8 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.signer.hsm import Hsm, OneTimeKey
+from shared.flow import Role, step
+from shared.tracing import flow_span
 
 __all__ = [
     "HASH_OIDS",
@@ -75,10 +77,13 @@ def build_csr(hsm: Hsm, key: OneTimeKey, *, common_name: str) -> bytes:
         "attributes": [],
     })
     digest = hashlib.sha256(info.dump()).digest()
+    with flow_span(step(7), "C_Sign (CSR proof of possession)", target=Role.HSM,
+                   summary={"key_id": key.key_id, "digest": digest.hex()}):
+        signature = hsm.sign_digest(key, digest, "sha256")
     request = csr.CertificationRequest({
         "certification_request_info": info,
         "signature_algorithm": {"algorithm": signature_algorithm(key, "sha256")},
-        "signature": hsm.sign_digest(key, digest, "sha256"),
+        "signature": signature,
     })
     return bytes(request.dump())
 
@@ -108,7 +113,9 @@ class HsmCmsSigner(Signer):
         if dry_run:
             return bytes(72 if self._key.is_ec else self._key.key_size // 8)
         digest = hashlib.new(digest_algorithm, data).digest()
-        return self._hsm.sign_digest(self._key, digest, digest_algorithm)
+        with flow_span(step(9), "C_Sign", summary={"key_id": self._key.key_id, "digest": digest.hex(),
+                                                   "mechanism": "CKM_ECDSA" if self._key.is_ec else "CKM_RSA_PKCS"}):
+            return self._hsm.sign_digest(self._key, digest, digest_algorithm)
 
 
 def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str, signature_format: str) -> bytes:
@@ -123,8 +130,13 @@ def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str,
             document_digest, hash_algorithm, use_pades=True, is_pdf_sig=False,
             signed_attr_settings=PdfCMSSignedAttributes(signing_time=datetime.now(UTC)),
         )
-    # Flask views run in worker threads without an event loop; one short-lived loop per call.
-    return bytes(asyncio.run(coro).dump())
+    certificate = signer.signing_cert
+    with flow_span(step(8), "CMS signed attributes", response="DTBS/R signed", summary={
+            "message_digest": document_digest.hex(), "format": "PAdES" if signature_format == "P" else "CAdES",
+            "certificate_serial": format(certificate.serial_number, "x") if certificate else None,
+            "signing_certificate_v2": True}):
+        # Flask views run in worker threads without an event loop; one short-lived loop per call.
+        return bytes(asyncio.run(coro).dump())
 
 
 def jades_header(key: OneTimeKey, certificate: x509.Certificate, chain: list[x509.Certificate],
@@ -152,11 +164,14 @@ def build_jades(hsm: Hsm, key: OneTimeKey, certificate: x509.Certificate, chain:
     The JWS signing input is ``b64url(header) + "."``; the signature is ES256 (raw r||s, as JWS
     wants it) or RS256.
     """
-    header = jades_header(key, certificate, chain, document_digest, hash_algorithm, label, datetime.now(UTC))
-    protected = b64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
-    digest = hashlib.sha256(f"{protected}.".encode("ascii")).digest()
-    if key.is_ec:
-        raw = hsm.sign_raw(key, digest)  # JWS ES256 uses the raw r||s form (RFC 7518 §3.4)
-    else:
-        raw = hsm.sign_digest(key, digest, "sha256")
+    with flow_span(step(8), "JAdES protected header", response="JWS signing input",
+                   summary={"hashV": document_digest.hex(), "sigD": "ObjectIdByURIHash", "x5t#S256": True}):
+        header = jades_header(key, certificate, chain, document_digest, hash_algorithm, label, datetime.now(UTC))
+        protected = b64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+        digest = hashlib.sha256(f"{protected}.".encode("ascii")).digest()
+        with flow_span(step(9), "C_Sign", summary={"key_id": key.key_id, "digest": digest.hex()}):
+            if key.is_ec:
+                raw = hsm.sign_raw(key, digest)  # JWS ES256 uses the raw r||s form (RFC 7518 §3.4)
+            else:
+                raw = hsm.sign_digest(key, digest, "sha256")
     return f"{protected}..{b64url(raw)}"
