@@ -178,6 +178,11 @@ def test_service_scope_token_cannot_sign_documents(lab: Lab) -> None:
     since = lab.audit_count()
     _refused(_sign_doc(lab, service_token, hashlib.sha256(b"x").digest()), 401, "invalid_token")
     _audited(lab, since, "token.refused")
+    # Revoking the service token ends the one-time credential at once: its key is destroyed.
+    assert lab.hsm_keys() == 2
+    client.revoke(service_token)
+    assert lab.hsm_keys() == 0
+    _audited(lab, since, "key.destroyed")
 
 
 def test_transaction_ids_cannot_be_guessed_or_enumerated(lab: Lab) -> None:
