@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "signlab.commands.load",
     "signlab.commands.trace",
     "signlab.commands.tour",
+    "signlab.commands.docs",
 )
 """The command groups, in the order ``signlab --help`` lists them."""
 
