@@ -302,6 +302,27 @@ class LocalRuntime:
             if pending:
                 time.sleep(HEALTH_POLL_SECONDS)
 
+    def start_service(self, name: str, *, timeout: float = 60.0) -> int:
+        """Start one service again (after :meth:`stop_service`, a crash or a kill) with exactly the
+        environment ``up`` gave it, wait until healthy, and return its pid. Used by fault injection.
+
+        :raises RuntimeError_: it is already running, dies at start or stays unhealthy.
+        """
+        item = next(e for e in REGISTRY if e.info.name == name)
+        if self._alive(name) is not None:
+            raise RuntimeError_(f"{name} ({item.info.role}) is already running")
+        self._spawn(item, self.service_environment(item))
+        try:
+            self._wait_healthy([name], timeout)
+        except BaseException:
+            self._stop([name])
+            raise
+        return self._children[name].pid
+
+    def stop_service(self, name: str) -> list[str]:
+        """Stop one service (SIGTERM to its process group, SIGKILL after a grace period)."""
+        return self._stop([name])
+
     def down(self) -> list[str]:
         """Stop the services this runtime started; return what was done, one line per service."""
         return self._stop([e.info.name for e in REGISTRY])

@@ -8,8 +8,8 @@ the local implementation stops a service's process group and starts it again thr
 
 Limits: stopping a service restarts it with a new process, so any in-memory state of that service
 (the signer's HSM session objects, for instance) is lost — outages are meant for the CA and the
-IdP. Stops and restarts use the runtime's own stop, spawn and health wait (the runtime has no
-public single-service start/stop yet), so the restarted service gets exactly the same environment.
+IdP. Stops and restarts use the runtime's ``stop_service`` and ``start_service``, so the restarted
+service gets exactly the same environment.
 """
 
 from __future__ import annotations
@@ -98,89 +98,14 @@ class LocalControl:
         pid = self._pid(name)
         # The runtime's own stop: SIGTERM to the process group, SIGKILL after a grace period, and
         # it collects its own child handle (no zombie, no "still running" warning).
-        lines = self.runtime._stop([name])
+        lines = self.runtime.stop_service(name)
         return "; ".join(lines) or f"stopped {name} (pid {pid})"
 
     def start(self, name: str) -> str:
-        """Start service ``name`` again and wait until healthy; return what was done."""
-
-    def pause(self, name: str) -> str:
-        """Freeze service ``name`` (it keeps its socket but answers nothing)."""
-
-    def resume(self, name: str) -> str:
-        """Unfreeze service ``name``."""
-
-
-@dataclass
-class Ecosystem:
-    """Where the four services are and what the runner may know about them."""
-
-    urls: dict[str, str]
-    """Base URL by service name (``portal``, ``idp``, ``ca``, ``signer``)."""
-    secrets: dict[str, str] = field(default_factory=dict)
-    """Environment-style secrets (``SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET`` …) when known."""
-    settings: dict[str, Any] = field(default_factory=dict)
-    """Each service's settings object (local runtime only): data dirs, audit paths, lifetimes."""
-    log_files: dict[str, Path] = field(default_factory=dict)
-    control: ServiceControl | None = None
-    engine: str = "local"
-    trace_dir: Path | None = None
-    """The trace store of ``shared.tracing`` (spans of all four services), when readable."""
-
-    def url(self, name: str) -> str:
-        """Base URL of service ``name``."""
-        return self.urls[name].rstrip("/")
-
-    def secret(self, name: str) -> str | None:
-        """A secret by its environment name, or None when unknown."""
-        return self.secrets.get(name)
-
-    def setting(self, service: str, name: str) -> Any:
-        """A setting of a service, or None when unknown."""
-        settings = self.settings.get(service)
-        return getattr(settings, name, None) if settings is not None else None
-
-    def hsm_key_objects(self) -> int | None:
-        """Key objects the signer's HSM holds now, from its ``/healthz`` (None when not reported)."""
-        try:
-            body = requests.get(f"{self.url('signer')}/healthz", timeout=5).json()
-        except (requests.RequestException, ValueError):
-            return None
-        detail = str(body.get("checks", {}).get("hsm", {}).get("detail", ""))
-        found = re.search(r"(\d+) key objects?", detail)
-        return int(found.group(1)) if found else None
-
-
-class LocalControl:
-    """Outages for the embedded runtime: SIGTERM/SIGSTOP the service's process group by its pid."""
-
-    def __init__(self, runtime: Any) -> None:
-        self.runtime = runtime
-
-    def _pid(self, name: str) -> int:
-        pid = self.runtime.running().get(name)
-        if pid is None:
-            raise RuntimeError(f"{name} is not running (no live pid in {self.runtime.run_dir})")
-        return int(pid)
-
-    def stop(self, name: str) -> str:
-        pid = self._pid(name)
-        # The runtime's own stop: SIGTERM to the process group, SIGKILL after a grace period, and
-        # it collects its own child handle (no zombie, no "still running" warning).
-        lines = self.runtime._stop([name])
-        return "; ".join(lines) or f"stopped {name} (pid {pid})"
-
-    def start(self, name: str) -> str:
-        from services.registry import entry
-
         if self.runtime.running().get(name):
             return f"{name} already running"
-        service_entry = entry(name)
-        # The runtime has no public single-service start yet (reported to the lead); its own spawn
-        # and health wait are used so the restarted service gets exactly the same environment.
-        self.runtime._spawn(service_entry, self.runtime.service_environment(service_entry))
-        self.runtime._wait_healthy([name], 60.0)
-        return f"started {name} again (pid {self.runtime.running().get(name)})"
+        # The same environment as at 'signlab up'; waits until healthy.
+        return f"started {name} again (pid {self.runtime.start_service(name)})"
 
     def pause(self, name: str) -> str:
         pid = self._pid(name)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from services.registry import LINKED_SECRETS, REGISTRY, entry
+from services.registry import LINKED_SECRETS, REGISTRY
 from shared.audit import AuditEntry, AuditLog
 from shared.settings import secret_fields
 from shared.testing import free_port
@@ -89,11 +89,8 @@ class Lab:
     def restart(self, name: str) -> None:
         """Start a (killed) service again with the same settings and wait until it is healthy.
 
-        Uses the runtime's own spawn and health wait (there is no public single-service restart).
         """
-        item = entry(name)
-        self.runtime._spawn(item, self.runtime.service_environment(item))  # noqa: SLF001
-        self.runtime._wait_healthy([name], 60)  # noqa: SLF001
+        self.runtime.start_service(name)
 
     def audit(self, since: int = 0) -> list[AuditEntry]:
         """Signer audit entries after the first ``since``."""
