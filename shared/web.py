@@ -140,32 +140,38 @@ def _install_request_hooks(app: Flask) -> None:
             request_id_var.reset(token)
 
 
-def _error_response(error: str, description: str, status: int) -> Response | tuple[Any, int]:
+def _error_response(error: str, description: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
     if wants_html():
-        return render_template("signlab_error.html", error=error, description=description, status=status), status
-    response = jsonify({"error": error, "error_description": description})
-    response.status_code = status
-    if status == 401:
-        response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
+        response = Response(render_template("signlab_error.html", error=error, description=description,
+                                            status=status), status=status, mimetype="text/html")
+    else:
+        response = jsonify({"error": error, "error_description": description})
+        response.status_code = status
+        if status == 401:
+            response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
+    response.headers.update(headers or {})
     return response
 
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(SignLabError)
-    def _signlab_error(exc: SignLabError) -> Response | tuple[Any, int]:
+    def _signlab_error(exc: SignLabError) -> Response:
         level = logging.ERROR if exc.status >= 500 else logging.INFO
         log.log(level, "refused: %s %s", exc.error, exc.error_description,
                 extra={"error": exc.error, "step": exc.step.number if exc.step else None})
         return _error_response(exc.error, exc.error_description, exc.status)
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response | tuple[Any, int]:
+    def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         code = "invalid_request" if status in (400, 413, 415) else (exc.name or "error").lower().replace(" ", "_")
-        return _error_response(code, exc.description or exc.name, status)
+        # RFC 9110: a 405 names the methods the resource does allow.
+        allowed = getattr(exc, "valid_methods", None)
+        headers = {"Allow": ", ".join(sorted(allowed))} if status == 405 and allowed else None
+        return _error_response(code, exc.description or exc.name, status, headers)
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response | tuple[Any, int]:
+    def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error")
         return _error_response(
             "server_error", f"unexpected error; the service log has the details under request id {g.get('signlab_request_id')}", 500

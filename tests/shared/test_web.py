@@ -86,6 +86,11 @@ def test_http_errors_become_protocol_errors(method: str, path: str, status: int,
     assert response.status_code == status and response.json["error"] == code and response.json["error_description"]
 
 
+def test_method_not_allowed_names_the_allowed_methods() -> None:
+    response = _app().test_client().delete("/healthz")
+    assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
 def test_oversized_body_is_refused_with_413() -> None:
     response = _app().test_client().post("/echo", data=b"x" * 4096, content_type="application/octet-stream")
     assert response.status_code == 413 and response.json["error"] == "invalid_request"
