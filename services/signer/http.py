@@ -13,8 +13,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+from jsonschema import Draft4Validator
+from jsonschema.exceptions import best_match
 
-from services.signer.openapi import openapi_document
+from services.signer import csc
+from services.signer.openapi import openapi_document, request_schemas
 from services.signer.service import RedirectError, SigningService
 from shared.errors import InvalidRequest
 from shared.jose_keys import public_jwks
@@ -53,12 +56,26 @@ def _bearer() -> str | None:
     return header[7:].strip() if header[:7].lower() == "bearer " else None
 
 
-def _json_body(*, optional: bool = False) -> dict[str, Any]:
+_VALIDATORS = {method: Draft4Validator(schema) for method, schema in request_schemas().items()}
+"""One validator per CSC method, from the schemas the OpenAPI document publishes."""
+
+
+def _json_body(method: str, *, optional: bool = False) -> dict[str, Any]:
+    """The JSON object body of a CSC call, validated against the method's published schema."""
     if not request.get_data(cache=True) and optional:
         return {}
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object (Content-Type: application/json)")
+    csc.refuse_documents(body)  # digests only: this refusal says so, before any schema detail
+    error = best_match(_VALIDATORS[method].iter_errors(body))
+    if error is not None:
+        where = ".".join(str(part) for part in error.path)
+        if error.validator == "required":
+            missing = [name for name in error.validator_value if name not in error.instance]
+            raise InvalidRequest(f"Missing parameter {'.'.join(filter(None, [where, missing[0]]))}")
+        # Name the rule, never the value: a reflected SAD or token would leak into logs and pages.
+        raise InvalidRequest(f"Invalid parameter {where or 'body'}: must satisfy {error.validator} {error.validator_value!r}")
     return body
 
 
@@ -210,22 +227,24 @@ def _register_csc(version: int) -> None:
     prefix = f"/csc/v{version}"
 
     def info() -> Response:
+        if request.method == "POST":
+            _json_body("info", optional=True)  # CSC: POST with {} or {"lang"}; GET as pyHanko's dummy allows
         return jsonify(_info(version))
 
     def credentials_list() -> Response:
-        return jsonify(_service().credentials_list(_bearer(), _json_body(optional=True), version))
+        return jsonify(_service().credentials_list(_bearer(), _json_body("credentials/list", optional=True), version))
 
     def credentials_info() -> Response:
-        return jsonify(_service().credentials_info(_bearer(), _json_body(), version))
+        return jsonify(_service().credentials_info(_bearer(), _json_body("credentials/info"), version))
 
     def credentials_authorize() -> Response:
-        return _no_store(jsonify(_service().credentials_authorize(_bearer(), _json_body())))
+        return _no_store(jsonify(_service().credentials_authorize(_bearer(), _json_body("credentials/authorize"))))
 
     def sign_hash() -> Response:
-        return jsonify(_service().sign_hash(_bearer(), _json_body(), version))
+        return jsonify(_service().sign_hash(_bearer(), _json_body("signatures/signHash"), version))
 
     def timestamp() -> Response:
-        return jsonify(_service().timestamp(_bearer(), _json_body()))
+        return jsonify(_service().timestamp(_bearer(), _json_body("signatures/timestamp")))
 
     csc_blueprint.add_url_rule(f"{prefix}/info", f"v{version}_info", info, methods=["GET", "POST"])
     csc_blueprint.add_url_rule(f"{prefix}/credentials/list", f"v{version}_credentials_list", credentials_list,
@@ -247,13 +266,13 @@ _register_csc(2)
 @csc_blueprint.post("/csc/v1/credentials/extendTransaction")
 def credentials_extend_transaction() -> Response:
     """CSC v1 ``credentials/extendTransaction``."""
-    return _no_store(jsonify(_service().extend_transaction(_bearer(), _json_body())))
+    return _no_store(jsonify(_service().extend_transaction(_bearer(), _json_body("credentials/extendTransaction"))))
 
 
 @csc_blueprint.post("/csc/v2/signatures/signDoc")
 def signatures_sign_doc() -> Response:
     """CSC v2 ``signatures/signDoc`` with a one-time key (steps 6-10)."""
-    return _no_store(jsonify(_service().sign_doc(_bearer(), _json_body())))
+    return _no_store(jsonify(_service().sign_doc(_bearer(), _json_body("signatures/signDoc"))))
 
 
 @csc_blueprint.get("/csc/openapi.json")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["openapi_document"]
+__all__ = ["openapi_document", "request_schemas"]
 
 _B64 = {"type": "string", "description": "standard base64 (base64url accepted)", "maxLength": 200}
+_B64_OBJECT = {"type": "string", "description": "standard base64 of a DER object (CMS, certificate, CRL, OCSP, token)"}
 _ERROR = {
     "type": "object",
     "required": ["error", "error_description"],
@@ -24,21 +25,25 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def _op(summary: str, schema: dict[str, Any] | None, ok: dict[str, Any], *, auth: bool = True,
-        errors: tuple[int, ...] = (400, 401)) -> dict[str, Any]:
+        errors: tuple[int, ...] = (400, 401), body_required: bool = True) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {"200": {"description": "success", "content": {"application/json": {"schema": ok}}},
                       **_errors(*errors)},
     }
     if schema is not None:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        operation["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": schema}}}
     if auth:
         operation["security"] = [{"bearer": []}]
     return operation
 
 
-def openapi_document(base_url: str) -> dict[str, Any]:
-    """The OpenAPI 3.0 document, with ``base_url`` as server."""
+def request_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON schemas of the CSC request bodies, by method (``credentials/info`` …).
+
+    One definition for two uses: the OpenAPI document publishes them, and the HTTP layer validates
+    every request body against them, so what is documented is what is enforced.
+    """
     hashes = {"type": "array", "items": _B64, "minItems": 1, "maxItems": 100}
     cred_info = {"type": "object", "properties": {
         "credentialID": {"type": "string"}, "certificates": {"type": "string", "enum": ["none", "single", "chain"]},
@@ -69,28 +74,43 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                 "signed_envelope_property": {"type": "string"}}}},
         "returnValidationInfo": {"type": "boolean"}, "clientData": {"type": "string"}},
         "description": "Whole documents (`documents`) are refused: digests only."}
-    sign_doc_ok = {"type": "object", "properties": {
-        "SignatureObject": {"type": "array", "items": _B64}, "signatureObject": {"type": "array", "items": _B64},
-        "validationInfo": {"type": "object", "properties": {
-            "certificates": {"type": "array", "items": _B64}, "crl": {"type": "array", "items": _B64},
-            "ocsp": {"type": "array", "items": _B64}}},
-        "transactionID": {"type": "string"}, "signatureQualifier": {"type": "string"}, "loa": {"type": "string"},
-        "certificateSerial": {"type": "string"}}}
     timestamp = {"type": "object", "required": ["hash"], "properties": {
         "hash": _B64, "hashAlgo": {"type": "string"}, "hashAlgorithmOID": {"type": "string"},
         "nonce": {"type": "string"}, "clientData": {"type": "string"}}}
+    info = {"type": "object", "properties": {"lang": {"type": "string"}, "clientData": {"type": "string"}}}
+    return {"info": info, "credentials/list": cred_list, "credentials/info": cred_info,
+            "credentials/authorize": authorize, "credentials/extendTransaction": extend,
+            "signatures/signHash": sign_hash, "signatures/signDoc": sign_doc, "signatures/timestamp": timestamp}
+
+
+def openapi_document(base_url: str) -> dict[str, Any]:
+    """The OpenAPI 3.0 document, with ``base_url`` as server."""
+    schemas = request_schemas()
+    cred_list, cred_info, authorize = schemas["credentials/list"], schemas["credentials/info"], schemas["credentials/authorize"]
+    extend, sign_hash, sign_doc = schemas["credentials/extendTransaction"], schemas["signatures/signHash"], schemas["signatures/signDoc"]
+    timestamp = schemas["signatures/timestamp"]
+    sign_doc_ok = {"type": "object", "properties": {
+        "SignatureObject": {"type": "array", "items": _B64_OBJECT}, "signatureObject": {"type": "array", "items": _B64_OBJECT},
+        "validationInfo": {"type": "object", "properties": {
+            "certificates": {"type": "array", "items": _B64_OBJECT}, "crl": {"type": "array", "items": _B64_OBJECT},
+            "ocsp": {"type": "array", "items": _B64_OBJECT}}},
+        "transactionID": {"type": "string"}, "signatureQualifier": {"type": "string"}, "loa": {"type": "string"},
+        "certificateSerial": {"type": "string"}}}
     paths: dict[str, Any] = {}
     for version in (1, 2):
         prefix = f"/csc/v{version}"
-        paths[f"{prefix}/info"] = {"post": _op("Service information", None, {"type": "object"}, auth=False, errors=())}
-        paths[f"{prefix}/credentials/list"] = {"post": _op("List the one-time credentials", cred_list, {"type": "object"})}
+        info_op = _op("Service information", schemas["info"], {"type": "object"}, auth=False, errors=(400,),
+                      body_required=False)
+        paths[f"{prefix}/info"] = {"post": info_op, "get": {k: v for k, v in info_op.items() if k != "requestBody"}}
+        paths[f"{prefix}/credentials/list"] = {"post": _op("List the one-time credentials", cred_list, {"type": "object"},
+                                                           body_required=False)}
         paths[f"{prefix}/credentials/info"] = {"post": _op("Credential details", cred_info, {"type": "object"})}
         paths[f"{prefix}/credentials/authorize"] = {"post": _op("SAD bound to hashes (SCAL 2)", authorize, {
             "type": "object", "properties": {"SAD": {"type": "string"}, "expiresIn": {"type": "integer"}}})}
         paths[f"{prefix}/signatures/signHash"] = {"post": _op("Sign authorized DTBS/R hashes", sign_hash, {
             "type": "object", "properties": {"signatures": {"type": "array", "items": _B64}}})}
         paths[f"{prefix}/signatures/timestamp"] = {"post": _op("RFC 3161 time-stamp from the TSA", timestamp, {
-            "type": "object", "properties": {"timestamp": _B64}}, errors=(400, 401, 502, 503))}
+            "type": "object", "properties": {"timestamp": _B64_OBJECT}}, errors=(400, 401, 502, 503))}
     paths["/csc/v1/credentials/extendTransaction"] = {"post": _op("Extend a SAD to new hashes", extend, {"type": "object"})}
     paths["/csc/v2/signatures/signDoc"] = {"post": _op(
         "Sign document digests with a one-time key (steps 6-10)", sign_doc, sign_doc_ok, errors=(400, 401, 403, 500, 502, 503))}

@@ -326,3 +326,20 @@ def test_idp_login_page_shows_what_is_signed_for_whom(portal: Portal) -> None:
         url = urljoin(url, answer.headers["Location"])
     assert answer.status_code == 200
     assert "Sign 2 documents (QES) for SignLab Demo Partner" in answer.text
+
+
+@pytest.mark.parametrize(("path", "body", "fragment"), [
+    ("/csc/v2/info", {"lang": 5}, "Invalid parameter lang: must satisfy type 'string'"),
+    ("/csc/v1/credentials/info", {"lang": "en"}, "Missing parameter credentialID"),
+    ("/csc/v1/credentials/list", {"maxResults": "ten"}, "Invalid parameter maxResults"),
+    ("/csc/v1/credentials/authorize", {"credentialID": "c", "numSignatures": 1, "SAD": "secret-sad", "description": 5},
+     "Invalid parameter description"),
+])
+def test_bodies_are_checked_against_the_published_schema(ecosystem: Any, path: str, body: dict[str, Any],
+                                                         fragment: str) -> None:
+    """What the OpenAPI document says is what the service enforces; the refusal never echoes values."""
+    answer = requests.post(f"{ecosystem.signer_url}{path}", json=body, timeout=10,
+                           headers={"Authorization": "Bearer not-checked-before-the-body"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "invalid_request" and fragment in answer.json()["error_description"]
+    assert "secret-sad" not in answer.text and "\"ten\"" not in answer.text
