@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "signlab.commands.trace",
     "signlab.commands.tour",
     "signlab.commands.docs",
+    "signlab.commands.bench",
 )
 """The command groups, in the order ``signlab --help`` lists them."""
 
