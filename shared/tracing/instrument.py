@@ -377,6 +377,8 @@ def _note(name: str, values: Any, keys: list[str], ids: list[str]) -> None:
         return
     for value in values if isinstance(values, list) else [values]:
         if isinstance(value, str) and len(value) >= 8:
+            if lowered == "state" and value.isalpha() and value.islower():
+                continue  # a lifecycle word ("completed", "pending" in a status body), not an OAuth state
             keys.append(correlation_key(value))
             if lowered in TRANSACTION_ID_FIELDS:
                 ids.append(value)
