@@ -287,10 +287,9 @@ def _settled_transaction(trace_dir: Path, key: str, since_ns: int, *, quiet: flo
     """The transaction ``key`` once no new span has arrived for ``quiet`` seconds (spans are
     written when they end; the last responses land just after the user agent has its answer).
 
-    Only spans that started at or after ``since_ns`` (this run's start) are kept: the store's
-    correlation may join an earlier run's traces to this one (for instance through the portal's
-    status field ``"state": "completed"``, which looks like an OAuth ``state``), and a diagram
-    must show one run only.
+    Only spans that started at or after ``since_ns`` (this run's start) are kept, so a diagram
+    shows one run even if the store's correlation ever joins an earlier run's traces to it (it
+    once did, through the portal's status field ``"state": "completed"``).
     """
     from shared.tracing import TraceStore, build_transaction
     from shared.tracing.store import TraceGroup
