@@ -5,6 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from services.portal.settings import PortalSettings
+from shared.clients.ca import CaClient
+from shared.clients.signer import SignerClient
+from shared.tracing import trainer_blueprint
 from services.portal.signing import PortalCore, SigningService
 from services.portal.store import TransactionStore
 from services.portal.trust import TrustStore, TspSource
@@ -14,25 +17,13 @@ from shared.web import create_service_app
 __all__ = ["create_app"]
 
 
-def _signer_client(settings: PortalSettings) -> SigningService | None:
-    """The SSASP client from ``shared.clients.signer`` (None while that module is not installed)."""
-    try:
-        from shared.clients.signer import SignerClient
-    except ImportError:
-        return None
+def _signer_client(settings: PortalSettings) -> SigningService:
+    """The SSASP client: back channel to ``signer_url``; browsers are sent to ``signer_browser_base_url``."""
     return SignerClient(
         settings.signer_url, client_id=settings.signer_client_id,
         client_secret=settings.signer_client_secret.get_secret_value(), timeout=settings.http_timeout_seconds,
+        browser_url=settings.signer_browser_url or None,
     )
-
-
-def _ca_client(settings: PortalSettings) -> TspSource | None:
-    """The TSP client from ``shared.clients.ca`` (None while that module is not installed)."""
-    try:
-        from shared.clients.ca import CaClient
-    except ImportError:
-        return None
-    return CaClient(settings.ca_url, timeout=settings.http_timeout_seconds)
 
 
 def create_app(
@@ -54,7 +45,8 @@ def create_app(
     store = TransactionStore(settings.service_dir() / "portal.sqlite3")
     if trust is None:
         trust = TrustStore(
-            settings.trust_root_path(), settings.trusted_list_path(), tsp if tsp is not None else _ca_client(settings),
+            settings.trust_root_path(), settings.trusted_list_path(),
+            tsp if tsp is not None else CaClient(settings.ca_url, timeout=settings.http_timeout_seconds),
             settings.tsa_url,
         )
     core = PortalCore(
@@ -67,4 +59,6 @@ def create_app(
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["signlab.portal"] = core
     http.register(app)
+    # The trainer dashboard and the live sequence diagrams of the flows (step 10's result page too).
+    app.register_blueprint(trainer_blueprint())
     return app

@@ -145,7 +145,7 @@ def _transaction_json(tx_id: str) -> dict[str, Any]:
         "transaction_id": tx.id, "state": tx.state, "options": tx.options, "authorize_url": tx.authorize_url,
         "error": tx.error, "error_description": tx.error_description, "signer": tx.meta if tx.state == COMPLETED else None,
         "documents": docs, "result_url": url_for("portal.result", tx_id=tx.id, _external=True),
-        "trace_url": None,
+        "trace_url": url_for("signlab_trainer.view", key=tx.id, _external=True),
     }
 
 

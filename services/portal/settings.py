@@ -24,6 +24,10 @@ class PortalSettings(ServiceSettings):
         description="Largest request body accepted (all uploaded documents together), in bytes; larger bodies get HTTP 413.",
     )
     signer_url: str = Field("http://127.0.0.1:8003", description="Base URL of the SSASP (CSC API and OAuth2).")
+    signer_browser_url: str = Field(
+        "", description="Base URL browsers use for the SSASP's authorize endpoint when it differs from SIGNER_URL "
+        "(e.g. in docker compose); empty means SIGNER_URL."
+    )
     ca_url: str = Field("http://127.0.0.1:8002", description="Base URL of the TSP (TSA, CRL, OCSP, trusted list).")
     idp_url: str = Field("http://127.0.0.1:8001", description="Base URL of the IPSP (shown on pages; the portal never calls it).")
     signer_client_id: str = Field("signlab-portal", description="The portal's OAuth2 client id at the SSASP.")

@@ -1,0 +1,38 @@
+"""Issue 7's acceptance, end to end on real processes: after one QES signing in the portal, its
+result page draws the flow — steps 1-10 between the right roles, each arrow's payload redacted.
+
+Real processes matter here: each service records its spans under its own role, as in production.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from signlab.scenarios.environment import Ecosystem
+from signlab.scenarios.loader import load_all
+from signlab.scenarios.runner import run_scenario
+
+pytestmark = pytest.mark.processes
+
+ROLES_OF_STEP = {1: ("Signer", "SCASP"), 2: ("SCASP", "SSASP"), 6: ("SSASP", "HSM"), 7: ("SSASP", "TSP"),
+                 8: ("SSASP", "SSASP"), 9: ("SSASP", "HSM")}
+
+
+def test_result_page_draws_steps_1_to_10(ecosystem: Ecosystem) -> None:
+    scenario = next(s for s in load_all() if s.name == "qes-pades-b-b")
+    result = run_scenario(scenario, ecosystem, progress=lambda _line: None)
+    assert result.status == "passed", result.reason
+    portal = ecosystem.url("portal")
+    status = requests.get(f"{portal}/api/v1/transactions/{result.transaction_id}", timeout=30).json()
+    page = requests.get(status["result_url"], timeout=30).text
+    diagram = page[page.index('id="flow-diagram"'):]
+    assert "<svg" in diagram and "C_GenerateKeyPair" in diagram and "C_DestroyObject" in diagram
+
+    arrows = requests.get(f"{portal}/trainer/api/transactions/{result.transaction_id}", timeout=30).json()["arrows"]
+    assert {a["step"] for a in arrows} >= set(range(1, 11))
+    for number, (source, target) in ROLES_OF_STEP.items():
+        assert any(a["step"] == number and a["source"] == source and a["target"] == target for a in arrows), number
+    text = str(arrows)
+    for secret in (ecosystem.secret("SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET"), ecosystem.secret("SIGNLAB_SIGNER_HSM_USER_PIN")):
+        assert secret and secret not in text and secret not in page
