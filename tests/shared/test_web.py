@@ -12,6 +12,12 @@ from shared.flow import SERVICES, service, step
 from shared.web import create_service_app
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temp_dir(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The apps here use the default relative data dir: keep what they write (traces) out of the tree."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _app(checks=None) -> Flask:  # type: ignore[no-untyped-def]
     app = create_service_app("services.idp", service("idp"), ServiceSettings(port=8001, max_body_bytes=2048), health_checks=checks)
 
