@@ -1,5 +1,5 @@
 # SignLab: the two commands of the README.
-#   make demo  installs what is missing, starts the ecosystem and runs the main flow
+#   make demo  installs what is missing, starts the ecosystem and runs the main flow (QES, PAdES)
 #   make test  installs what is missing and runs the whole test suite
 # Both install Debian packages (apt-get, only when missing) and a virtual environment in .venv.
 
@@ -9,10 +9,15 @@ VENV := .venv
 STAMP := $(VENV)/.signlab-installed
 DEB_PACKAGES := softhsm2 poppler-utils libnss3-tools chromium
 
-.PHONY: demo test system-packages venv down
+.PHONY: demo test diagrams system-packages venv down
 
 demo: system-packages $(STAMP)
-	$(VENV)/bin/signlab up
+	@$(VENV)/bin/signlab status >/dev/null 2>&1 || $(VENV)/bin/signlab up
+	$(VENV)/bin/signlab scenario run qes-pades-b-b --html var/scenario-report.html
+
+# Regenerate the sequence diagrams of docs/flows.md from real runs (a temporary ecosystem).
+diagrams: $(STAMP)
+	$(VENV)/bin/signlab docs diagrams
 
 test: system-packages $(STAMP)
 	$(VENV)/bin/python -m pytest
