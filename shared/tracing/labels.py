@@ -103,7 +103,7 @@ ROUTES: tuple[RouteLabel, ...] = (
     RouteLabel("signer", POST, "/oauth2/consent/<id>", 5, S, SS, "consent decision",
                "redirect to the SCASP (authorization code)", channel=FRONT),
     RouteLabel("signer", POST, "/oauth2/token", 5, SC, SS, "token request (code + PKCE verifier)",
-               "credential token (SAD)"),
+               "access token (the SAD; a service token in the certificate-first flow)"),
     RouteLabel("signer", POST, "/oauth2/revoke", 10, SC, SS, "token revocation", "revoked"),
     RouteLabel("signer", GET, "/.well-known/oauth-authorization-server", 2, SC, SS, "authorization server metadata",
                "metadata", inherit_step=True, draw=False),
