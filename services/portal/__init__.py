@@ -43,6 +43,7 @@ def create_app(
     from services.portal import http
 
     store = TransactionStore(settings.service_dir() / "portal.sqlite3")
+    interrupted = store.fail_interrupted()
     if trust is None:
         trust = TrustStore(
             settings.trust_root_path(), settings.trusted_list_path(),
@@ -58,6 +59,8 @@ def create_app(
     app.secret_key = settings.session_secret.get_secret_value()
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.extensions["signlab.portal"] = core
+    if interrupted:
+        app.logger.warning("%d transaction(s) interrupted by a restart were marked failed", interrupted)
     http.register(app)
     # The trainer dashboard and the live sequence diagrams of the flows (step 10's result page too).
     app.register_blueprint(trainer_blueprint())

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS reports (
 """
 
 PENDING = "pending"
+PROCESSING = "processing"
 COMPLETED = "completed"
 FAILED = "failed"
 EXPIRED = "expired"
@@ -191,7 +192,7 @@ class TransactionStore:
     def claim(self, tx_id: str) -> bool:
         """Move a pending transaction to ``processing`` (only once: a replayed callback gets False)."""
         with self._connect() as conn:
-            cur = conn.execute("UPDATE transactions SET state='processing', code_verifier=NULL WHERE id=? AND state=?", (tx_id, PENDING))
+            cur = conn.execute("UPDATE transactions SET state=?, code_verifier=NULL WHERE id=? AND state=?", (PROCESSING, tx_id, PENDING))
             return cur.rowcount == 1
 
     def complete(self, tx_id: str, outputs: list[tuple[int, bytes, str, dict[str, Any]]], meta: dict[str, Any]) -> None:
@@ -203,6 +204,24 @@ class TransactionStore:
                     (signed, name, json.dumps(report), tx_id, idx),
                 )
             conn.execute("UPDATE transactions SET state=?, meta=? WHERE id=?", (COMPLETED, json.dumps(meta), tx_id))
+
+    def fail_interrupted(self) -> int:
+        """At start-up: end every transaction a crash left in ``processing`` as failed, with the
+        reason, and keep nothing of it as signed. Returns how many there were.
+
+        Its code was already redeemed (steps 5-10 were under way), so it cannot be resumed safely:
+        a signature is never requested twice.
+        """
+        with self._connect() as conn:
+            ids = [row["id"] for row in conn.execute("SELECT id FROM transactions WHERE state=?", (PROCESSING,))]
+            for tx_id in ids:
+                conn.execute("UPDATE documents SET signed=NULL, signed_name=NULL WHERE transaction_id=?", (tx_id,))
+            conn.execute(
+                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL WHERE state=?",
+                (FAILED, "server_error", "step 10: the portal restarted while completing this transaction; "
+                 "nothing was kept as signed — start a new signing", PROCESSING),
+            )
+        return len(ids)
 
     def fail(self, tx_id: str, error: str, description: str, *, state: str = FAILED) -> None:
         """Mark the transaction failed (or expired); signed outputs are cleared."""

@@ -279,12 +279,7 @@ def test_portal_killed_after_sending_digests_to_sign_doc(crash_lab: Lab) -> None
     assert download.status_code != 200
     assert crash_lab.hsm_keys() == 0
     crash_lab.chains_intact()
-    # Portal defect (reported to the lead): a transaction being completed when the portal dies stays
-    # "processing" forever; it must end as failed with a reason after a restart.
-    if status["state"] == "processing":
-        pytest.xfail("portal: a transaction interrupted by a crash stays 'processing' after restart "
-                     "(fix: fail 'processing' transactions at start-up with a reason)")
-    assert status["state"] in ("failed", "expired") and status["error_description"]
+    assert status["state"] == "failed" and "restarted while completing" in status["error_description"]
 
 
 def test_portal_restart_keeps_pending_transactions(crash_lab: Lab) -> None:
