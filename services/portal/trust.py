@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 import time
 from pathlib import Path
 from typing import Protocol
@@ -75,8 +76,8 @@ class TrustStore:
             return self._timestamper
         return HTTPTimeStamper(self.tsa_url, timeout=10) if self.tsa_url else None
 
-    def material(self) -> ValidationMaterial:
-        """Current CA/TSA certificates and CRLs from the TSP (empty when it cannot be reached)."""
+    def certificates(self) -> ValidationMaterial:
+        """The current CA and TSA certificates from the TSP (empty when it cannot be reached)."""
         material = ValidationMaterial()
         if self.tsp is None:
             return material
@@ -85,6 +86,13 @@ class TrustStore:
                 material.certificates.append(self.tsp.certificate(name))
             except SignLabError as exc:
                 log.warning("cannot fetch %s from the TSP: %s", name, exc)
+        return material
+
+    def revocation(self) -> ValidationMaterial:
+        """The TSP's CRLs as of now (never cached: a revocation must show in the next validation)."""
+        material = ValidationMaterial()
+        if self.tsp is None:
+            return material
         for name in ("root", "issuing"):
             try:
                 material.crls.append(self.tsp.crl(name))
@@ -107,13 +115,16 @@ class TrustStore:
             return None
 
     def settings(self) -> TrustSettings:
-        """Trust settings for a validation (cached for a minute)."""
+        """Trust settings for one validation: the root, trusted list and CA certificates (cached
+        for a minute, they change rarely) and the revocation data as of now."""
         with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < self._ttl:
-                return self._cached[1]
-            xml = self._trusted_list_xml()
-            registry = load_registry(xml) if xml else None
-            source = f"SignLab TSP trusted list ({self.tl_path.name})" if xml else "not available"
-            trust = TrustSettings(self.root(), registry, self.material(), source)
-            self._cached = (time.monotonic(), trust)
-            return trust
+            if not (self._cached and time.monotonic() - self._cached[0] < self._ttl):
+                xml = self._trusted_list_xml()
+                registry = load_registry(xml) if xml else None
+                source = f"SignLab TSP trusted list ({self.tl_path.name})" if xml else "not available"
+                self._cached = (time.monotonic(), TrustSettings(self.root(), registry, self.certificates(), source))
+            cached = self._cached[1]
+        material = ValidationMaterial()
+        material.extend(cached.material)
+        material.extend(self.revocation())
+        return replace(cached, material=material)
