@@ -119,17 +119,73 @@ class TraceGroup:
 class TraceStore:
     """Reads the trace store and stitches traces into transactions.
 
+    Reading is incremental: each refresh parses only what was appended, and the stitching
+    (union-find over trace ids joined by correlation keys) and the indexes that :meth:`find` uses
+    are updated span by span, so finding one transaction costs the size of that transaction, not
+    of the store (the portal's result page looks one up on every signing).
+
     :param directory: the store directory (it may not exist yet).
+    :param max_spans: keep at most about this many of the newest spans in memory (``None``: all of
+        the retained days). A long-running service reader sets it to bound its memory; the oldest
+        transactions then drop out of its view (the files keep them for ``signlab trace``).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, max_spans: int | None = None) -> None:
         self.directory = Path(directory)
+        self.max_spans = max_spans
         self._lock = threading.Lock()
         self._cursors: dict[str, _FileCursor] = {}
         self._spans: list[dict[str, Any]] = []
         self._groups: list[TraceGroup] | None = None
+        self._reset_index()
 
     # -- reading ------------------------------------------------------------------------------
+
+    def _reset_index(self) -> None:
+        self._parent: dict[str, str] = {}
+        self._by_trace: dict[str, list[dict[str, Any]]] = {}
+        self._members: dict[str, list[str]] = {}
+        self._first_trace_of_key: dict[str, str] = {}
+        self._trace_of_transaction: dict[str, str] = {}
+
+    def _root(self, node: str) -> str:
+        parent = self._parent
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    def _index(self, span: dict[str, Any]) -> None:
+        """Add one span to the union-find and the lookup indexes."""
+        trace_id = span["trace_id"]
+        if trace_id not in self._parent:
+            self._parent[trace_id] = trace_id
+            self._by_trace[trace_id] = []
+            self._members[trace_id] = [trace_id]
+        self._by_trace[trace_id].append(span)
+        attributes = span.get("attributes", {})
+        for tx_id in attributes.get("signlab.transaction_ids") or ():
+            self._trace_of_transaction.setdefault(tx_id, trace_id)
+        for key in attributes.get("signlab.correlation") or ():
+            other = self._first_trace_of_key.setdefault(key, trace_id)
+            a, b = self._root(other), self._root(trace_id)
+            if a != b:
+                if len(self._members[a]) < len(self._members[b]):
+                    a, b = b, a  # merge the smaller member list into the larger
+                self._parent[b] = a
+                self._members[a].extend(self._members.pop(b))
+
+    def _reindex(self) -> None:
+        self._reset_index()
+        for span in self._spans:
+            self._index(span)
+        self._groups = None
+
+    def _group_of(self, trace_id: str) -> TraceGroup:
+        trace_ids = self._members[self._root(trace_id)]
+        spans = sorted((s for t in trace_ids for s in self._by_trace[t]), key=lambda s: (s["start"], s["end"]))
+        first_start = {t: min(s["start"] for s in self._by_trace[t]) for t in trace_ids}
+        return TraceGroup(sorted(trace_ids, key=lambda t: first_start[t]), spans)
 
     def refresh(self) -> bool:
         """Read what was appended since the last call; True when new spans arrived."""
@@ -138,10 +194,12 @@ class TraceStore:
         except FileNotFoundError:
             names = []
         added = False
-        for gone in set(self._cursors) - set(names):  # pruned files
-            del self._cursors[gone]
-            self._spans = [s for s in self._spans if s.get("_file") != gone]
-            self._groups = None
+        gone = set(self._cursors) - set(names)
+        for name in gone:  # pruned files
+            del self._cursors[name]
+        if gone:
+            self._spans = [s for s in self._spans if s.get("_file") not in gone]
+            self._reindex()
         for name in names:
             cursor = self._cursors.setdefault(name, _FileCursor())
             try:
@@ -166,10 +224,20 @@ class TraceStore:
                 if isinstance(record, dict) and isinstance(record.get("trace_id"), str):
                     record["_file"] = name
                     self._spans.append(record)
+                    self._index(record)
                     added = True
+                    if self.max_spans is not None and len(self._spans) > self.max_spans * 5 // 4:
+                        self._trim(self.max_spans)  # while reading: a big store never sits in memory whole
         if added:
             self._groups = None
         return added
+
+    def _trim(self, keep: int) -> None:
+        """Keep the ``keep`` newest spans (by end time); the oldest quarter goes at once, so the
+        rebuild of the index is paid rarely."""
+        self._spans.sort(key=lambda s: s.get("end", 0))
+        self._spans = self._spans[-keep:]
+        self._reindex()
 
     def spans(self) -> list[dict[str, Any]]:
         """Every span in the store (after a refresh)."""
@@ -182,7 +250,8 @@ class TraceStore:
         with self._lock:
             self.refresh()
             if self._groups is None:
-                self._groups = _stitch(self._spans)
+                self._groups = sorted((self._group_of(root) for root in self._members),
+                                      key=lambda g: g.start, reverse=True)
             return list(self._groups)
 
     def find(self, key: str) -> TraceGroup | None:
@@ -192,21 +261,19 @@ class TraceStore:
         a service reported (the portal's ``tx-…``, the signer's ``transactionID``), a correlation
         value (``request_uri``, ``state``), or ``latest`` for the newest transaction.
         """
-        groups = self.groups()
-        if not groups:
-            return None
         if key in ("latest", "last"):
-            return groups[0]
+            groups = self.groups()
+            return groups[0] if groups else None
         lowered = key.lower()
-        if _TRACE_ID.match(lowered):
-            return next((g for g in groups if lowered in g.trace_ids), None)
-        hashed = correlation_key(key)
-        for group in groups:
-            if any(key in (s.get("attributes", {}).get("signlab.transaction_ids") or ()) or
-                   hashed in (s.get("attributes", {}).get("signlab.correlation") or ()) for s in group.spans):
-                return group
+        with self._lock:
+            self.refresh()
+            if _TRACE_ID.match(lowered):
+                return self._group_of(lowered) if lowered in self._parent else None
+            trace_id = self._trace_of_transaction.get(key) or self._first_trace_of_key.get(correlation_key(key))
+            if trace_id is not None:
+                return self._group_of(trace_id)
         if len(lowered) >= 8 and all(c in "0123456789abcdef" for c in lowered):
-            matches = [g for g in groups if any(t.startswith(lowered) for t in g.trace_ids)]
+            matches = [g for g in self.groups() if any(t.startswith(lowered) for t in g.trace_ids)]
             if len(matches) == 1:
                 return matches[0]
         return None

@@ -41,7 +41,10 @@ from shared.tracing.model import Transaction, build_transaction
 from shared.tracing.render import render_mermaid, render_svg
 from shared.tracing.store import TraceStore
 
-__all__ = ["trainer_blueprint"]
+__all__ = ["SERVICE_VIEW_SPANS", "trainer_blueprint"]
+
+SERVICE_VIEW_SPANS = 20_000
+"""Spans a service's trainer view keeps in memory (about 500 signings; older ones: ``signlab trace``)."""
 
 
 def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
@@ -61,7 +64,8 @@ def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[
             directory = store_dir or store_dir_of(current_app)
             if directory is None:
                 raise NotFound("tracing is off in this service (SIGNLAB_TRACE_ENABLED=false)")
-            cached = current_app.extensions["signlab.trace_store"] = TraceStore(directory)
+            # A service runs for days: its view keeps the newest spans only (bounded memory).
+            cached = current_app.extensions["signlab.trace_store"] = TraceStore(directory, max_spans=SERVICE_VIEW_SPANS)
         return cached  # type: ignore[no-any-return]
 
     def transaction(key: str) -> Transaction:
