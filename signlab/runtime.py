@@ -9,8 +9,14 @@ Layout under the data directory (default ``./var``)::
 
     secrets.env        generated PINs, client secrets and admin tokens (mode 0600)
     run/<service>.pid  JSON: pid, port, command of each running service
+    run/fault-injection present while the ecosystem runs with fault injection on
     logs/<service>.log each service's JSON log (stdout and stderr)
     <service>/         each service's own state (HSM token, CA keys, databases, audit logs)
+
+Fault injection (``signlab up --fault-injection`` or ``SIGNLAB_FAULT_INJECTION=1``) turns on the
+guarded admin APIs for that run only: the IdP's ``/admin/failures`` and the signer's and CA's
+``/admin/faults`` (:data:`FAULT_INJECTION_SETTINGS`; bearer tokens from ``secrets.env``). It is
+off by default and recorded in ``run/`` so a service restarted later (an outage fault) gets it too.
 
 Limits: one ecosystem per data directory; processes are found again only through the pid files.
 """
@@ -34,9 +40,22 @@ import requests
 from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
 from shared.settings import secret_fields
 
-__all__ = ["LocalRuntime", "RuntimeError_", "ServiceState", "gunicorn_argv"]
+__all__ = ["FAULT_INJECTION_SETTINGS", "LocalRuntime", "RuntimeError_", "ServiceState", "fault_injection_requested",
+           "gunicorn_argv"]
 
 HEALTH_POLL_SECONDS = 0.2
+
+FAULT_INJECTION_SETTINGS = {
+    "SIGNLAB_IDP_ADMIN_API_ENABLED": "true",
+    "SIGNLAB_SIGNER_FAULTS_ENABLED": "true",
+    "SIGNLAB_CA_FAULTS_ENABLED": "true",
+}
+"""What ``--fault-injection`` sets for the services of that run (lab use only, never a real deployment)."""
+
+
+def fault_injection_requested(environ: Mapping[str, str]) -> bool:
+    """True when ``SIGNLAB_FAULT_INJECTION`` asks for fault injection (1, true, yes, on)."""
+    return environ.get("SIGNLAB_FAULT_INJECTION", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class RuntimeError_(Exception):  # noqa: N801 - a trailing underscore avoids shadowing the builtin
@@ -73,12 +92,18 @@ class LocalRuntime:
     :param ports: port overrides by service name; others come from ``SIGNLAB_<SERVICE>_PORT`` or
         the defaults.
     :param environ: the base environment of the services (default: this process's).
+    :param fault_injection: turn the guarded fault-injection admin APIs on (True) or off (False)
+        for the services this runtime starts; None: ``SIGNLAB_FAULT_INJECTION`` in ``environ``,
+        else what the running ecosystem was started with.
     """
 
     def __init__(self, data_dir: Path, ports: Mapping[str, int] | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, *, fault_injection: bool | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
+        if fault_injection is None and fault_injection_requested(self.environ):
+            fault_injection = True
+        self._fault_injection = fault_injection
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {e.info.name: self._port_of(e, dict(ports or {})) for e in REGISTRY}
         # A running ecosystem keeps the ports it was started with (status, down, logs use them).
@@ -103,6 +128,18 @@ class LocalRuntime:
     def secrets_file(self) -> Path:
         """The generated secrets (mode 0600)."""
         return self.data_dir / "secrets.env"
+
+    @property
+    def fault_injection_marker(self) -> Path:
+        """Present while the ecosystem runs with fault injection on."""
+        return self.run_dir / "fault-injection"
+
+    @property
+    def fault_injection(self) -> bool:
+        """Whether the services get :data:`FAULT_INJECTION_SETTINGS` (asked for, or recorded by ``up``)."""
+        if self._fault_injection is not None:
+            return self._fault_injection
+        return self.fault_injection_marker.exists()
 
     def pid_file(self, name: str) -> Path:
         """The pid file of service ``name``."""
@@ -174,6 +211,8 @@ class LocalRuntime:
         env.setdefault(cls.env_name("data_dir"), str(self.data_dir / entry.info.name))
         # One trace store for the four services, even if one service's data dir is moved.
         env.setdefault("SIGNLAB_TRACE_DIR", str(self.data_dir / "traces"))
+        if self.fault_injection:  # the explicit flag wins over a stray SIGNLAB_*_ENABLED=false
+            env.update({k: v for k, v in FAULT_INJECTION_SETTINGS.items() if k.startswith(cls.env_prefix)})
         urls = {name: self.url(name) for name in self.ports}
         for variable, template in URL_LINKS.items():
             field = variable.removeprefix(cls.env_prefix).lower()
@@ -238,6 +277,8 @@ class LocalRuntime:
                     f"stop what uses it or choose another port with --port {entry.info.name}=PORT", exit_code=2)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        # Nothing runs: a marker left by a killed run says nothing about this one.
+        self._fault_injection = bool(self._fault_injection)
         from shared.errors import ConfigurationError  # local: keeps the CLI's import light
 
         # Every service's settings are checked before anything starts, so a typo stops nothing.
@@ -249,6 +290,11 @@ class LocalRuntime:
             except ConfigurationError as exc:
                 raise RuntimeError_(f"{entry.info.name} ({entry.info.role}) cannot start: {exc}") from None
             environments[entry.info.name] = env
+        # Recorded, so a runtime object made later (an outage fault restarting one service) keeps it.
+        if self._fault_injection:
+            self.fault_injection_marker.write_text("SIGNLAB_FAULT_INJECTION=1\n")
+        else:
+            self.fault_injection_marker.unlink(missing_ok=True)
         # Then one service at a time, in dependency order: a later service's provisioning may ask
         # an earlier one (the portal fetches the CA's root and trusted list).
         started: list[str] = []
@@ -264,6 +310,7 @@ class LocalRuntime:
                 self._wait_healthy([entry.info.name], timeout)
         except BaseException:
             self._stop(started)
+            self.fault_injection_marker.unlink(missing_ok=True)
             raise
         return self.status()
 
@@ -325,7 +372,9 @@ class LocalRuntime:
 
     def down(self) -> list[str]:
         """Stop the services this runtime started; return what was done, one line per service."""
-        return self._stop([e.info.name for e in REGISTRY])
+        done = self._stop([e.info.name for e in REGISTRY])
+        self.fault_injection_marker.unlink(missing_ok=True)
+        return done
 
     def _stop(self, names: list[str]) -> list[str]:
         done = []

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 from services.ca.authority import CertificateAuthority
+from services.ca.faults import build_fault_board
 from services.ca.issuance import IssuanceService
 from services.ca.issuance_log import IssuanceLog
 from services.ca.ocsp_responder import OcspResponder
@@ -22,6 +23,7 @@ from services.ca.store import CertificateStore
 from services.ca.trusted_list import build_trusted_list
 from services.ca.tsa import TimeStampAuthority
 from shared.client_assertion import ReplayCache
+from shared.faults import FaultBoard
 from shared.flow import Role
 
 __all__ = ["PUBLISHED_CERTIFICATES", "TrustServiceProvider", "build_tsp"]
@@ -40,6 +42,8 @@ class TrustServiceProvider:
     issuance: IssuanceService
     ocsp: OcspResponder
     tsa: TimeStampAuthority
+    faults: FaultBoard | None = None
+    """Lab fault injection (``services.ca.faults``); None unless ``FAULTS_ENABLED``."""
     _tl: tuple[bytes, dt.datetime] | None = None
     _tl_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,7 +75,10 @@ def build_tsp(settings: CaSettings) -> TrustServiceProvider:
     discovery_client = JsonClient(Role.IPSP, timeout)
     idp_keys = RemoteJwks(lambda: idp_jwks_url(settings.idp_url, discovery_client.get_json), Role.IPSP,
                           cache_seconds=settings.jwks_cache_seconds, timeout=timeout)
+    faults = build_fault_board(settings)
     issuance = IssuanceService(authority=authority, signer_keys=signer_keys, idp_keys=idp_keys,
-                               replay_cache=ReplayCache(), pseudonym_key=load_pseudonym_key(data_dir))
+                               replay_cache=ReplayCache(), pseudonym_key=load_pseudonym_key(data_dir), faults=faults)
     return TrustServiceProvider(settings=settings, hierarchy=hierarchy, authority=authority, issuance=issuance,
-                                ocsp=OcspResponder(authority), tsa=TimeStampAuthority(hierarchy.tsa, settings.tsa_policy_oid))
+                                ocsp=OcspResponder(authority),
+                                tsa=TimeStampAuthority(hierarchy.tsa, settings.tsa_policy_oid, faults=faults),
+                                faults=faults)

@@ -20,7 +20,9 @@ from services.ca.authority import CRL_NAMES, REVOCATION_REASONS
 from services.ca.core import PUBLISHED_CERTIFICATES, TrustServiceProvider
 from services.ca.describe import describe_certificate, status_of
 from services.ca.errors import AdminAuthFailed, BodyTooLarge, CertificateNotFound, RequestRejected
+from services.ca.faults import DISABLED_HINT
 from services.ca.store import CertificateRecord
+from shared.faults import add_fault_admin_routes
 
 __all__ = ["api", "pages", "pki"]
 
@@ -199,6 +201,10 @@ def time_stamp() -> Response:
 def trusted_list() -> Response:
     """The XAdES-signed ETSI TS 119 612 trusted list."""
     return Response(tsp().trusted_list(), mimetype="application/vnd.etsi.tsl+xml")
+
+
+# Lab fault injection (wrong-key, tsa-unavailable; services.ca.faults): 404 unless SIGNLAB_CA_FAULTS_ENABLED.
+add_fault_admin_routes(pki, lambda: tsp().faults, DISABLED_HINT)
 
 
 # --- trainer pages --------------------------------------------------------------------------------

@@ -29,10 +29,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from services.ca.authority import CertificateAuthority, IssuedCertificate
 from services.ca.errors import BodyTooLarge, CaError, CallerRejected, CsrRejected, EvidenceRejected, PolicyRefused, RequestRejected
+from services.ca.faults import WRONG_KEY, substitute_public_key
 from services.ca.profiles import Profile, SubjectIdentity
 from services.ca.remote_keys import RemoteJwks
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, ReplayCache, verify_client_assertion
 from shared.errors import InvalidClient, SignLabError
+from shared.faults import FaultBoard
 from shared.identity import IdentityEvidenceError, VerifiedIdentity, loa_rank, verify_id_token
 
 __all__ = ["ALLOWED_CURVES", "MIN_RSA_BITS", "IssuanceService", "parse_csr", "subject_from_identity"]
@@ -126,6 +128,8 @@ class IssuanceService:
     idp_keys: RemoteJwks
     replay_cache: ReplayCache
     pseudonym_key: bytes
+    faults: FaultBoard | None = None
+    """Lab fault injection (``wrong-key``); None unless ``SIGNLAB_CA_FAULTS_ENABLED``."""
 
     def subject_id(self, serial_number: str) -> str:
         """Pseudonymised subject id for logs: HMAC-SHA-256 of the serialNumber under the CA's key."""
@@ -213,6 +217,9 @@ class IssuanceService:
         subject = subject_from_identity(identity)
         context["subject_id"] = self.subject_id(subject.serial_number)
         check_policy(profile, identity)
-        return self.authority.issue(public_key=csr.public_key(), subject=subject, profile=profile,  # type: ignore[arg-type]
+        public_key = csr.public_key()
+        if self.faults is not None and self.faults.fire(WRONG_KEY, transaction_id=transaction_id):
+            public_key = substitute_public_key()  # lab fault: certify a key other than the CSR's
+        return self.authority.issue(public_key=public_key, subject=subject, profile=profile,  # type: ignore[arg-type]
                                     subject_id=context["subject_id"], loa=identity.loa,
                                     requester=context["requester"], transaction_id=transaction_id or "")

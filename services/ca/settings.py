@@ -76,6 +76,10 @@ class CaSettings(ServiceSettings):
     jwks_cache_seconds: int = Field(
         300, ge=0, le=86400, description="How long fetched JWKS (signer, IdP) are reused before being refetched."
     )
+    faults_enabled: bool = Field(
+        False, description="Enable the fault-injection admin API (/admin/faults: wrong-key issuance at step 7, "
+        "TSA down at step 10; bearer ADMIN_TOKEN); off by default ('signlab up --fault-injection' turns it on)."
+    )
 
     @field_validator("public_cert_base", "idp_url", "signer_jwks_url")
     @classmethod

@@ -20,7 +20,9 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from services.ca.faults import TSA_UNAVAILABLE, TsaUnavailable
 from services.ca.pki import KeyedCert
+from shared.faults import FaultBoard
 
 __all__ = ["ACCEPTED_DIGESTS", "TimeStampAuthority"]
 
@@ -37,9 +39,10 @@ class _StatusOnlyResp(core.Sequence):
 class TimeStampAuthority:
     """Issues RFC 3161 time-stamp tokens with one TSA certificate and policy."""
 
-    def __init__(self, tsa: KeyedCert, policy_oid: str) -> None:
+    def __init__(self, tsa: KeyedCert, policy_oid: str, faults: FaultBoard | None = None) -> None:
         self.tsa = tsa
         self.policy_oid = policy_oid
+        self.faults = faults  # lab fault injection (tsa-unavailable); None unless enabled
         self._cert = asn1_x509.Certificate.load(tsa.der)
 
     @staticmethod
@@ -48,7 +51,12 @@ class TimeStampAuthority:
         return bytes(_StatusOnlyResp({"status": status}).dump())
 
     def respond(self, query_der: bytes, now: dt.datetime | None = None) -> bytes:
-        """The DER ``TimeStampResp`` for the DER ``TimeStampReq`` ``query_der``."""
+        """The DER ``TimeStampResp`` for the DER ``TimeStampReq`` ``query_der``.
+
+        :raises TsaUnavailable: only when the lab fault ``tsa-unavailable`` is armed (HTTP 503).
+        """
+        if self.faults is not None and self.faults.fire(TSA_UNAVAILABLE):
+            raise TsaUnavailable()
         try:
             request = tsp.TimeStampReq.load(query_der, strict=True)  # strict: no trailing bytes
             request.native  # parse everything now: asn1crypto is lazy

@@ -15,6 +15,12 @@ One-time keys (steps 6 and 9): :meth:`Hsm.create_one_time_key` makes a fresh key
 signs a digest exactly as given (never hashed again: raw ``CKM_ECDSA`` with r||s converted to DER,
 or ``CKM_RSA_PKCS`` over a DigestInfo); :meth:`Hsm.destroy_key` destroys both halves by id.
 
+Fault injection (lab only): with ``SIGNLAB_SIGNER_FAULTS_ENABLED`` the service attaches a
+:class:`shared.faults.FaultBoard` as :attr:`Hsm.faults`; an armed ``hsm-keygen`` / ``hsm-sign``
+fault (:mod:`services.signer.faults`) raises ``CKR_DEVICE_ERROR`` inside the PKCS#11 call, so the
+ordinary failure path runs. Signatures count as step 9 unless made inside
+:func:`operation_step` (the CSR's proof of possession runs as step 7 and is never hit).
+
 Limits: SoftHSM reads ``SOFTHSM2_CONF`` when the library is first initialised in a process, so one
 process can use one SoftHSM configuration only. Session objects live in the process (and session)
 that created them, so a one-time key's life (create, sign, destroy) stays in one process.
@@ -27,8 +33,12 @@ import secrets
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pkcs11
 from asn1crypto import keys as asn1_keys
@@ -37,7 +47,11 @@ from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_
 from pkcs11.util.rsa import encode_rsa_public_key
 
 from shared.errors import ConfigurationError, SignLabError
+from shared.flow import step
 from services.signer.settings import SignerSettings
+
+if TYPE_CHECKING:
+    from shared.faults import FaultBoard
 
 __all__ = [
     "DIGEST_INFO_PREFIX",
@@ -46,6 +60,7 @@ __all__ = [
     "HsmError",
     "HsmUnavailable",
     "OneTimeKey",
+    "operation_step",
     "provision_token",
     "softhsm_config_path",
 ]
@@ -139,6 +154,23 @@ def provision_token(settings: SignerSettings) -> str:
     return f"HSM token {settings.hsm_token_label!r} initialised in {tokens}"
 
 
+_OPERATION_STEP: ContextVar[int] = ContextVar("signlab_hsm_operation_step", default=9)
+
+
+@contextmanager
+def operation_step(number: int) -> Iterator[None]:
+    """Mark the HSM signatures made in this block as flow step ``number`` (default: 9).
+
+    Used for errors (they name the step) and fault targeting (``hsm-sign`` hits step 9 only).
+    The value is a context variable, so it follows the code into ``asyncio.run`` (pyHanko).
+    """
+    token = _OPERATION_STEP.set(number)
+    try:
+        yield
+    finally:
+        _OPERATION_STEP.reset(token)
+
+
 _LIBRARY_LOCK = threading.Lock()
 _LIBRARY: tuple[Path, pkcs11.lib] | None = None
 
@@ -177,6 +209,13 @@ class Hsm:
         self.settings = settings
         # python-pkcs11 serialises calls per session; this lock also keeps find-then-use atomic.
         self._lock = _OPERATION_LOCK
+        self.faults: FaultBoard | None = None
+        """Armed lab faults (``services.signer.faults``); None unless fault injection is enabled."""
+
+    def _inject(self, name: str, **context: object) -> None:
+        """Raise the PKCS#11 error a failing device gives when fault ``name`` is armed (lab only)."""
+        if self.faults is not None and self.faults.fire(name, **context):
+            raise pkcs11.exceptions.DeviceError("injected fault")
 
     def session(self) -> pkcs11.Session:
         """The shared logged-in session, opened on first use.
@@ -227,6 +266,7 @@ class Hsm:
         session = self.session()
         try:
             with self._lock:
+                self._inject("hsm-keygen", label=label)
                 if algorithm == "ec-p256":
                     params = session.create_domain_parameters(
                         KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
@@ -252,7 +292,7 @@ class Hsm:
         except pkcs11.PKCS11Error as exc:
             # Nothing may survive a half-finished generation.
             self.destroy_key(key_id.hex())
-            raise HsmError(f"the HSM could not generate the key ({exc.__class__.__name__})") from None
+            raise HsmError(f"the HSM could not generate the key ({exc.__class__.__name__})", step=step(6)) from None
         return OneTimeKey(key_id.hex(), algorithm, info)
 
     def sign_digest(self, key: OneTimeKey, digest: bytes, hash_algorithm: str) -> bytes:
@@ -278,9 +318,12 @@ class Hsm:
                 if len(found) != 1:
                     raise HsmError(f"one-time key {key.key_id} is not in the HSM (destroyed or never created)")
                 mechanism = Mechanism.ECDSA if key.is_ec else Mechanism.RSA_PKCS
+                if _OPERATION_STEP.get() == 9:
+                    self._inject("hsm-sign", key_id=key.key_id)
                 return bytes(found[0].sign(data, mechanism=mechanism))
             except pkcs11.PKCS11Error as exc:
-                raise HsmError(f"the HSM could not sign ({exc.__class__.__name__})") from None
+                raise HsmError(f"the HSM could not sign ({exc.__class__.__name__})",
+                               step=step(_OPERATION_STEP.get())) from None
 
     def destroy_key(self, key_id: str) -> int:
         """Destroy every object with ``CKA_ID`` = ``key_id`` (both halves); return how many were destroyed.

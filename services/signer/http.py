@@ -17,9 +17,11 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
 
 from services.signer import csc
+from services.signer.faults import DISABLED_HINT
 from services.signer.openapi import openapi_document, request_schemas
 from services.signer.service import RedirectError, SigningService
 from shared.errors import InvalidRequest
+from shared.faults import add_fault_admin_routes
 from shared.jose_keys import public_jwks
 
 __all__ = ["csc_blueprint", "oauth_blueprint"]
@@ -185,6 +187,10 @@ def metadata() -> Response:
 def jwks() -> Response:
     """The signer's public key for RFC 7523 client assertions to the TSP (step 7)."""
     return jsonify(public_jwks(current_app.extensions["signlab.signer_assertion_key"]))
+
+
+# Lab fault injection (HSM failures, services.signer.faults): 404 unless SIGNLAB_SIGNER_FAULTS_ENABLED.
+add_fault_admin_routes(oauth_blueprint, lambda: _service().faults, DISABLED_HINT)
 
 
 # ---------------------------------------------------------------------------- CSC API

@@ -43,7 +43,8 @@ from services.signer.errors import (
     TooManySignatures,
     UnsupportedAlgorithm,
 )
-from services.signer.hsm import Hsm, HsmError, OneTimeKey
+from services.signer.faults import build_fault_board
+from services.signer.hsm import Hsm, HsmError, OneTimeKey, operation_step
 from services.signer.settings import SignerSettings
 from services.signer.signing import HsmCmsSigner, build_cms, build_csr, build_jades
 from services.signer.store import (
@@ -179,6 +180,9 @@ class SigningService:
         # One-time keys live in this process; the handle (public key) is kept beside the id.
         self._keys: dict[str, OneTimeKey] = {}
         self._keys_lock = threading.Lock()
+        # Lab fault injection (HSM failures at steps 6 and 9): None unless FAULTS_ENABLED.
+        self.faults = build_fault_board(settings, audit)
+        hsm.faults = self.faults
 
     # ------------------------------------------------------------------ start-up and sweeping
 
@@ -731,7 +735,8 @@ class SigningService:
         """Steps 7: CSR + identity evidence to the TSP; check the certificate against key and profile."""
         s7 = step(7)
         qualifier = transaction.request["qualifier"]
-        csr_der = build_csr(self.hsm, key, common_name=f"SignLab one-time key {transaction.id}")
+        with operation_step(7):  # the CSR's proof of possession, not a document signature
+            csr_der = build_csr(self.hsm, key, common_name=f"SignLab one-time key {transaction.id}")
         self.audit.append("csr.sent", step=7, transaction_id=transaction.id, key_id=key.key_id,
                           csr_sha256=hashlib.sha256(csr_der).hexdigest(), profile=PROFILE[qualifier])
         try:

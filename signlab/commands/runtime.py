@@ -8,7 +8,8 @@ import os
 from typing import Any
 
 from services.registry import REGISTRY
-from signlab.runtime import LocalRuntime, ServiceState
+from signlab.commands import CommandError
+from signlab.runtime import LocalRuntime, ServiceState, fault_injection_requested
 
 __all__ = ["register"]
 
@@ -30,6 +31,9 @@ def register(commands: Any) -> None:
     up.add_argument("--timeout", type=float, default=None,
                     help="seconds to wait for health (default 60; 300 per container with --engine docker)")
     up.add_argument("--no-build", action="store_true", help="--engine docker: use the existing signlab image")
+    up.add_argument("--fault-injection", action="store_true", default=fault_injection_requested(os.environ),
+                    help="lab only: enable the guarded fault-injection admin APIs for this run (IdP /admin/failures, "
+                         "signer and CA /admin/faults; bearer tokens in secrets.env); default: $SIGNLAB_FAULT_INJECTION")
     up.set_defaults(handler=_up)
 
     down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids)")
@@ -50,9 +54,12 @@ def register(commands: Any) -> None:
                             help="local processes (default) or Docker containers (compose/; default: $SIGNLAB_ENGINE)")
 
 
-def runtime_from(args: argparse.Namespace) -> LocalRuntime:
-    """The local runtime for the global ``--data-dir`` (and ``--port`` overrides, if given)."""
-    return LocalRuntime(args.data_dir, dict(getattr(args, "port", None) or []))
+def runtime_from(args: argparse.Namespace, *, fault_injection: bool | None = None) -> LocalRuntime:
+    """The local runtime for the global ``--data-dir`` (and ``--port`` overrides, if given).
+
+    :param fault_injection: see :class:`~signlab.runtime.LocalRuntime` (``up`` passes its flag).
+    """
+    return LocalRuntime(args.data_dir, dict(getattr(args, "port", None) or []), fault_injection=fault_injection)
 
 
 def table(states: list[ServiceState]) -> str:
@@ -74,6 +81,9 @@ def _docker(args: argparse.Namespace) -> Any:
 
 def _up(args: argparse.Namespace) -> int:
     engine = _docker(args)
+    if engine is not None and args.fault_injection:
+        raise CommandError("--fault-injection is available with the local engine only (the containers run "
+                           "without the fault-injection admin APIs)", exit_code=2)
     if engine is not None:
         print("Starting SignLab in Docker containers ...", flush=True)
         states = engine.up(timeout=args.timeout or 300.0, build=not args.no_build,
@@ -82,10 +92,13 @@ def _up(args: argparse.Namespace) -> int:
         print(f"\nOpen the portal at {engine.url('portal')}/ . Logs: signlab logs --engine docker -f . "
               "Stop: signlab down --engine docker")
         return 0
-    runtime = runtime_from(args)
+    runtime = runtime_from(args, fault_injection=args.fault_injection)
     print(f"Starting SignLab from {runtime.data_dir} ...", flush=True)
     states = runtime.up(timeout=args.timeout or 60.0, progress=lambda line: print(line, flush=True))
     print(table(states))
+    if runtime.fault_injection:
+        print("\nFault injection is ON for this run (lab only): IdP /admin/failures, signer and CA /admin/faults "
+              f"accept the admin tokens in {runtime.secrets_file}.")
     print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
     return 0
 

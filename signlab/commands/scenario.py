@@ -1,7 +1,7 @@
 """``signlab scenario list | run``: the scenario catalogue (``scenarios/*.yaml``) and its runner.
 
 ``run`` drives a headless user agent through the real HTTP flow of the running ecosystem (it
-starts the local runtime first when nothing is running), prints progress per scenario and step,
+starts the local runtime first when nothing is running, with ``--fault-injection``), prints progress per scenario and step,
 a summary table, and exits 1 when any scenario fails or errors (skips do not fail the run; they
 are listed with the reason). ``--junit`` and ``--html`` write the reports.
 """
@@ -104,7 +104,9 @@ def _run(args: argparse.Namespace) -> int:
     if eco is None:
         runtime = runtime_from(args)
         if not runtime.running():
-            print(f"SignLab is not running from {runtime.data_dir}: starting it ...", flush=True)
+            print(f"SignLab is not running from {runtime.data_dir}: starting it with fault injection ...", flush=True)
+            # Started for the scenarios: the guarded fault-injection admin APIs are on for this run.
+            runtime = runtime_from(args, fault_injection=True)
             runtime.up(progress=lambda line: print(line, flush=True))
         elif len(runtime.running()) < 4:
             raise CommandError(f"SignLab is only partly running ({', '.join(runtime.running())}); "

@@ -12,8 +12,13 @@ Every fault kind (``scenarios/README.md`` has the full table):
 * ``tamper`` — protocol-level tampering by the partner driver (see :mod:`signlab.scenarios.agent`).
 * ``revoke`` — the CA revokes the signer's certificate after signing (admin API), then validation.
 * ``user`` — the signer's own choices (``decline-consent``).
-* ``hsm``, ``ca: wrong-key``, ``tsa: unavailable`` — need hooks the services do not offer (yet);
-  :func:`unsupported` names what is missing and the runner reports the scenario as skipped.
+* ``hsm`` (step 6 or 9), ``ca: wrong-key`` (step 7), ``tsa: unavailable`` (step 10) — armed through
+  the signer's and the CA's guarded admin API (``POST /admin/faults``, bearer
+  ``SIGNLAB_SIGNER_ADMIN_TOKEN`` / ``SIGNLAB_CA_ADMIN_TOKEN``) before the flow and removed afterwards.
+
+The admin APIs exist only when the ecosystem runs with fault injection (``signlab up
+--fault-injection``); otherwise :func:`unsupported` names the flag and the runner reports the
+scenario as skipped.
 """
 
 from __future__ import annotations
@@ -29,21 +34,35 @@ from signlab.scenarios.model import Scenario
 
 __all__ = ["FaultPlan", "plan_faults", "unsupported"]
 
-MISSING_HOOKS = {
-    "hsm": "the signer offers no HSM failure hook (needed: a guarded admin/test hook that makes the next "
-           "PKCS#11 sign (step 9) or key generation (step 6) fail)",
-    "ca": "the CA offers no 'issue for the wrong key' hook (needed: a guarded admin fault that makes the next "
-          "issuance certify a different public key than the CSR's)",
-    "tsa": "the TSA cannot be stopped apart from the CA (needed: a guarded admin fault on the CA that makes "
-           "POST /tsa answer 503, or a separate TSA URL setting for the portal)",
+ENABLE_HINT = "start SignLab with 'signlab up --fault-injection' (or let 'signlab scenario run' start it)"
+
+SERVICE_FAULTS: dict[str, tuple[str, str]] = {
+    # fault kind → (service, admin-token variable)
+    "hsm": ("signer", "SIGNLAB_SIGNER_ADMIN_TOKEN"),
+    "ca": ("ca", "SIGNLAB_CA_ADMIN_TOKEN"),
+    "tsa": ("ca", "SIGNLAB_CA_ADMIN_TOKEN"),
 }
+"""Fault kinds armed through a service's ``/admin/faults`` (shared.faults)."""
+
+
+def service_fault(kind: str, params: dict[str, Any]) -> tuple[str, str, int | None]:
+    """``(service, fault name, count)`` of an ``hsm``/``ca``/``tsa`` fault (count None: until removed)."""
+    if kind == "hsm":
+        return "signer", "hsm-keygen" if int(params["fail_at_step"]) == 6 else "hsm-sign", 1
+    if kind == "ca":
+        return "ca", str(params["name"]), 1
+    # The TSA stays down for the whole scenario (every time-stamp of a batch fails), then comes back.
+    return "ca", "tsa-unavailable", None
 
 
 def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
     """Why this scenario cannot run against ``eco`` (None when it can)."""
     for fault in scenario.faults:
-        if fault.kind in MISSING_HOOKS:
-            return f"fault '{fault.describe()}' cannot be injected: {MISSING_HOOKS[fault.kind]}"
+        if fault.kind in SERVICE_FAULTS:
+            service, name, _ = service_fault(fault.kind, fault.params)
+            problem = _service_admin_problem(eco, service, name)
+            if problem:
+                return f"fault '{fault.describe()}' cannot be injected: {problem}"
         if fault.kind == "outage" and eco.control is None:
             return f"fault '{fault.describe()}' needs control over the services (local runtime or docker engine)"
         if fault.kind == "idp" and fault.params.get("via") == "admin":
@@ -72,8 +91,30 @@ def _idp_admin_problem(eco: Ecosystem) -> str | None:
         return f"the IdP admin API does not answer ({exc.__class__.__name__})"
     if response.status_code == 200:
         return None
-    return (f"the IdP admin API is not usable (HTTP {response.status_code}); start SignLab with "
-            "SIGNLAB_IDP_ADMIN_API_ENABLED=true")
+    if response.status_code == 404:
+        return f"the IdP admin API is off in the running ecosystem (HTTP 404): {ENABLE_HINT}"
+    return f"the IdP admin API is not usable (HTTP {response.status_code}): {ENABLE_HINT}"
+
+
+def _service_admin_problem(eco: Ecosystem, service: str, name: str) -> str | None:
+    """Probe a service's fault admin API (``GET /admin/faults``); None when ``name`` can be armed."""
+    variable = SERVICE_FAULTS["hsm" if service == "signer" else "ca"][1]
+    token = eco.secret(variable)
+    if not token:
+        return f"the {service}'s fault admin API needs {variable} (run against a local runtime)"
+    try:
+        response = requests.get(f"{eco.url(service)}/admin/faults", headers={"Authorization": f"Bearer {token}"},
+                                timeout=5)
+    except requests.RequestException as exc:
+        return f"the {service}'s fault admin API does not answer ({exc.__class__.__name__})"
+    if response.status_code == 404:
+        return f"fault injection is off in the running ecosystem (the {service} answers 404 at /admin/faults): {ENABLE_HINT}"
+    if response.status_code != 200:
+        return f"the {service}'s fault admin API is not usable (HTTP {response.status_code}; is {variable} right?)"
+    known = {str(k.get("name")) for k in response.json().get("known", [])}
+    if name not in known:
+        return f"the {service} does not know the fault {name!r} (known: {', '.join(sorted(known))})"
+    return None
 
 
 @dataclass
@@ -128,7 +169,39 @@ def plan_faults(scenario: Scenario, eco: Ecosystem) -> FaultPlan:
                 plan.decision = "decline"
         elif fault.kind == "revoke":
             plan.revoke_reason = p.get("reason", "keyCompromise")
+        elif fault.kind in SERVICE_FAULTS:
+            service, name, count = service_fault(fault.kind, p)
+            _plan_service_fault(plan, eco, service, name, count)
     return plan
+
+
+def _plan_service_fault(plan: FaultPlan, eco: Ecosystem, service: str, name: str, count: int | None) -> None:
+    """Arm ``name`` at ``service``'s ``/admin/faults`` before the flow; remove it afterwards."""
+    url = f"{eco.url(service)}/admin/faults"
+    variable = SERVICE_FAULTS["hsm" if service == "signer" else "ca"][1]
+    headers = {"Authorization": f"Bearer {eco.secret(variable) or ''}"}
+    armed: dict[str, Any] = {}
+
+    def arm() -> str:
+        response = requests.post(url, json={"name": name, "count": count}, headers=headers, timeout=10)
+        if response.status_code != 201:
+            raise RuntimeError(f"the {service} refused to arm {name!r}: HTTP {response.status_code} {response.text[:200]}")
+        armed.update(response.json())
+        shots = "until removed" if count is None else f"for {count} operation(s)"
+        return f"armed {service} fault {name!r} (step {armed.get('step')}, id {armed.get('id')}) {shots}"
+
+    def disarm() -> str:
+        if "id" not in armed:
+            return "nothing armed"
+        response = requests.delete(f"{url}/{armed['id']}", headers=headers, timeout=10)
+        if response.status_code == 404:
+            return f"{service} fault {name!r} already consumed"
+        if response.status_code != 200:
+            raise RuntimeError(f"the {service} did not remove fault {armed['id']}: HTTP {response.status_code}")
+        return f"removed {service} fault {name!r} (id {armed['id']})"
+
+    plan.hooks.setdefault(1, []).append((f"arm the {service} fault {name} (admin API)", arm))
+    plan.restores.append((f"disarm the {service} fault {name}", disarm))
 
 
 def _plan_idp_admin(plan: FaultPlan, eco: Ecosystem, name: str, value: Any) -> None:

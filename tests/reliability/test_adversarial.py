@@ -511,3 +511,51 @@ def test_idp_admin_api_is_absent_unless_enabled(tmp_path: Any) -> None:
         for method, path in (("GET", "/admin/failures"), ("POST", "/admin/failures"), ("POST", "/admin/keys/rotate")):
             answer = requests.request(method, server.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert answer.status_code == 404
+
+
+def test_signer_and_ca_fault_injection_is_absent_in_a_default_deployment(lab: Lab) -> None:
+    """The lab runs the signer and the CA with default settings: their ``/admin/faults`` do not
+    exist (404), even with the right admin token; nothing is armed, nothing is audited."""
+    since, ca_before = lab.audit_count(), len(lab.ca_log())
+    for service, variable in (("signer", "SIGNLAB_SIGNER_ADMIN_TOKEN"), ("ca", "SIGNLAB_CA_ADMIN_TOKEN")):
+        for token in (lab.secrets[variable], "wrong", None):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            for method, path in (("GET", "/admin/faults"), ("POST", "/admin/faults"), ("DELETE", "/admin/faults"),
+                                 ("DELETE", "/admin/faults/1")):
+                answer = requests.request(method, f"{lab.urls[service]}{path}", json={"name": "hsm-sign", "count": None},
+                                          headers=headers, timeout=10)
+                assert answer.status_code == 404, (service, method, path, answer.text[:200])
+                assert answer.json()["error"] == "not_found"
+    assert not [e for e in lab.audit(since) if e.event.startswith("fault.")]
+    assert not [e for e in lab.ca_log()[ca_before:] if e.event.startswith("fault.")]
+    # and the flow is untouched: a signature is made as usual
+    assert partner_flow(lab.eco, b"no faults here")[0].certificate_serial
+
+
+def test_signer_and_ca_fault_apis_need_the_admin_token_when_enabled(tmp_path: Any, signer_settings: Any) -> None:
+    """Enabled (as by ``signlab up --fault-injection``), every ``/admin/faults`` call without the
+    exact bearer token is a 401 ``invalid_token`` and arms nothing."""
+    from services.ca import create_app as create_ca
+    from services.ca.provision import provision as provision_ca
+    from services.ca.settings import CaSettings
+    from services.signer import create_app as create_signer
+    from shared.testing import random_secrets
+
+    ca_settings = CaSettings(data_dir=tmp_path / "ca", faults_enabled=True, **random_secrets(CaSettings))
+    provision_ca(ca_settings)
+    signer = signer_settings.model_copy(update={"state_dir": tmp_path / "signer", "faults_enabled": True,
+                                                "sweep_interval_seconds": 0})
+    apps = {"ca": (create_ca(ca_settings), ca_settings.admin_token.get_secret_value(), "wrong-key"),
+            "signer": (create_signer(signer), signer.admin_token.get_secret_value(), "hsm-sign")}
+    for service, (app, token, fault) in apps.items():
+        client = app.test_client()
+        for header in (None, "Bearer wrong", f"Bearer {token}x", f"Basic {token}", token, f"Bearer {token[:-1]}"):
+            headers = {"Authorization": header} if header else {}
+            for method, path in (("GET", "/admin/faults"), ("POST", "/admin/faults"), ("DELETE", "/admin/faults"),
+                                 ("DELETE", "/admin/faults/1")):
+                answer = client.open(path, method=method, json={"name": fault}, headers=headers)
+                assert answer.status_code == 401 and answer.get_json()["error"] == "invalid_token", (service, header)
+        good = {"Authorization": f"Bearer {token}"}
+        assert client.get("/admin/faults", headers=good).get_json()["armed"] == []  # the refused calls armed nothing
+        assert client.post("/admin/faults", json={"name": fault}, headers=good).status_code == 201
+        assert client.delete("/admin/faults", headers=good).get_json() == {"removed": 1}

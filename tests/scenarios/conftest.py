@@ -1,9 +1,10 @@
 """The real ecosystem the scenario catalogue runs against: the four services as processes.
 
 One session-wide :class:`~signlab.runtime.LocalRuntime` on free loopback ports with a temporary data
-directory. Two settings differ from a default ``signlab up``, both to exercise more of the catalogue
-in CI time: the IdP admin API is on (for ``idp-failure-via-admin-api``) and a SAD lives 10 s (so
-``sad-expired`` waits 12 s instead of 5 minutes).
+directory. Two things differ from a default ``signlab up``, both to exercise more of the catalogue
+in CI time: it runs with fault injection, as ``signlab up --fault-injection`` (the IdP admin API and
+the signer's and CA's ``/admin/faults``, for the HSM, wrong-key, TSA and admin-API scenarios), and a
+SAD lives 10 s (so ``sad-expired`` waits 12 s instead of 5 minutes).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def scenario_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local
     """A running SignLab (all four services); stopped at the end."""
     data_dir: Path = tmp_path_factory.mktemp("scenario-ecosystem")
     ports = {name: free_port() for name in ("portal", "idp", "ca", "signer")}
-    environ = {**os.environ, "SIGNLAB_IDP_ADMIN_API_ENABLED": "true", "SIGNLAB_SIGNER_SAD_LIFETIME_SECONDS": "10"}
-    runtime = LocalRuntime(data_dir, ports, environ)
+    environ = {**os.environ, "SIGNLAB_SIGNER_SAD_LIFETIME_SECONDS": "10"}
+    runtime = LocalRuntime(data_dir, ports, environ, fault_injection=True)
     runtime.up(timeout=120, progress=lambda _line: None)
     try:
         yield runtime

@@ -1,0 +1,68 @@
+"""The TSP's injectable faults (off unless ``SIGNLAB_CA_FAULTS_ENABLED=true``).
+
+Armed through the guarded admin API (``/admin/faults``, bearer ``SIGNLAB_CA_ADMIN_TOKEN``, see
+:mod:`shared.faults`); every armed, fired and removed fault is written to the issuance log.
+
+=================== ==== ========================================================================
+name                step what happens
+=================== ==== ========================================================================
+``wrong-key``        7   the next issued certificate certifies a freshly generated P-256 public
+                         key instead of the CSR's (all checks still run; the certificate is
+                         issued and logged as usual). The signing service must detect it.
+``tsa-unavailable`` 10   ``POST /tsa`` answers 503 ``temporarily_unavailable`` while the rest of
+                         the CA (issuance, OCSP, CRL, trusted list) keeps working.
+=================== ==== ========================================================================
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from services.ca.settings import CaSettings
+from shared.audit import AuditLog
+from shared.errors import SignLabError
+from shared.faults import FaultBoard, FaultSpec
+from shared.flow import step
+
+__all__ = ["CA_FAULTS", "DISABLED_HINT", "TSA_UNAVAILABLE", "WRONG_KEY", "TsaUnavailable", "build_fault_board",
+           "substitute_public_key"]
+
+WRONG_KEY = "wrong-key"
+TSA_UNAVAILABLE = "tsa-unavailable"
+
+CA_FAULTS = (
+    FaultSpec(WRONG_KEY, 7, "The next certificate certifies another public key than the CSR's (a fresh P-256 key); "
+                            "the signing service must refuse it at step 7."),
+    FaultSpec(TSA_UNAVAILABLE, 10, "POST /tsa answers 503 temporarily_unavailable (the TSA alone is down; "
+                                   "issuance, OCSP and CRLs keep working)."),
+)
+"""The faults of the TSP."""
+
+DISABLED_HINT = "set SIGNLAB_CA_FAULTS_ENABLED=true (or start SignLab with 'signlab up --fault-injection') to use it"
+
+
+class TsaUnavailable(SignLabError):
+    """The time-stamping authority is down (injected ``tsa-unavailable`` fault)."""
+
+    error = "temporarily_unavailable"
+    status = 503
+    default_description = "the time-stamping authority is temporarily unavailable (injected fault tsa-unavailable)"
+
+    def __init__(self) -> None:
+        super().__init__(step=step(10))
+
+
+def build_fault_board(settings: CaSettings) -> FaultBoard | None:
+    """The TSP's fault board, or None when fault injection is disabled (the default).
+
+    It writes to the issuance log (a second handle on the same hash-chained file; appends are
+    serialised by the log's file lock).
+    """
+    if not settings.faults_enabled:
+        return None
+    return FaultBoard(CA_FAULTS, settings.admin_token, AuditLog(settings.issuance_log_path))
+
+
+def substitute_public_key() -> ec.EllipticCurvePublicKey:
+    """A public key nobody holds the private half of (the private half is dropped at once)."""
+    return ec.generate_private_key(ec.SECP256R1()).public_key()

@@ -1,0 +1,153 @@
+"""The TSP's guarded fault injection: wrong-key issuance (step 7) and the TSA down (step 10).
+
+A second CA with ``faults_enabled`` is provisioned beside the suite's default one and served on
+loopback; it uses the same test IdP and test signer JWKS, so issuance runs every real check.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from asn1crypto import tsp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+
+from services.ca import create_app
+from services.ca.issuance_log import EVENT_ISSUED
+from services.ca.provision import provision
+from services.ca.settings import CaSettings
+from shared.clients.ca import CaClient
+from shared.testing import LiveServer, free_port
+
+
+@dataclass
+class FaultyCa:
+    settings: CaSettings
+    url: str
+    client: CaClient
+    app: Flask
+    token: str
+
+    def admin(self, method: str, path: str = "", token: str | None = None, **kwargs: Any) -> requests.Response:
+        return requests.request(method, f"{self.url}/admin/faults{path}", timeout=10,
+                                headers={"Authorization": f"Bearer {self.token if token is None else token}"}, **kwargs)
+
+    def log(self) -> list[dict[str, Any]]:
+        return self.app.extensions["signlab.ca"].authority.log.entries()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def faulty(ca_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyCa]:
+    port = free_port()
+    settings = ca_env.settings.model_copy(update={"port": port, "data_dir": tmp_path_factory.mktemp("ca-faults"),
+                                                  "faults_enabled": True})
+    provision(settings)
+    app = create_app(settings)
+    server = LiveServer(app, port).start()
+    client = CaClient(server.url, public_cert_base=settings.public_cert_base)
+    try:
+        yield FaultyCa(settings, server.url, client, app, settings.admin_token.get_secret_value())
+    finally:
+        client.close()
+        server.stop()
+
+
+def _issue(ca_env: Any, faulty: FaultyCa, csr_factory: Any, transaction_id: str) -> tuple[Any, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    issued = faulty.client.issue_certificate(
+        csr_der=csr_factory(key), profile="qes", id_token=ca_env.id_token("high"),
+        client_assertion=ca_env.assertion(audience=faulty.client.issuance_url), transaction_id=transaction_id)
+    return issued, key
+
+
+def _spki(public_key: Any) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _tsa_query() -> bytes:
+    return tsp.TimeStampReq({"version": "v1", "message_imprint": {
+        "hash_algorithm": {"algorithm": "sha256"}, "hashed_message": hashlib.sha256(b"x").digest()},
+        "cert_req": True}).dump()
+
+
+def _tsa(url: str) -> requests.Response:
+    return requests.post(f"{url}/tsa", data=_tsa_query(), timeout=10,
+                         headers={"Content-Type": "application/timestamp-query"})
+
+
+def test_wrong_key_certifies_another_key_once_and_is_logged(ca_env: Any, faulty: FaultyCa, csr_factory: Any) -> None:
+    armed = faulty.admin("POST", json={"name": "wrong-key"})
+    assert armed.status_code == 201 and armed.json()["step"] == 7 and armed.json()["remaining"] == 1
+    issued, key = _issue(ca_env, faulty, csr_factory, "txn-wrong-key")
+    cert = x509.load_der_x509_certificate(issued.certificate)
+    assert _spki(cert.public_key()) != _spki(key.public_key())  # not the CSR's key
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)[0].value == "PNONO-01017012345"
+    again, key2 = _issue(ca_env, faulty, csr_factory, "txn-after")  # one-shot
+    assert _spki(x509.load_der_x509_certificate(again.certificate).public_key()) == _spki(key2.public_key())
+    entries = faulty.log()
+    fired = [e for e in entries if e["event"] == "fault.fired"]
+    assert fired[-1]["name"] == "wrong-key" and fired[-1]["step"] == 7 and fired[-1]["transaction_id"] == "txn-wrong-key"
+    issued_entry = next(e for e in entries if e["event"] == EVENT_ISSUED and e["transaction_id"] == "txn-wrong-key")
+    assert issued_entry["serial"] == issued.serial and issued_entry["seq"] > fired[-1]["seq"]
+    assert any(e["event"] == "fault.armed" and e["name"] == "wrong-key" for e in entries)
+    assert faulty.app.extensions["signlab.ca"].authority.log.verify().ok
+
+
+def test_tsa_unavailable_answers_503_while_the_ca_works(ca_env: Any, faulty: FaultyCa, csr_factory: Any) -> None:
+    assert faulty.admin("POST", json={"name": "tsa-unavailable", "count": 2}).status_code == 201
+    for _ in range(2):
+        down = _tsa(faulty.url)
+        assert down.status_code == 503
+        assert down.json() == {"error": "temporarily_unavailable", "error_description":
+                               "step 10 (SSASP → SCASP): the time-stamping authority is temporarily unavailable "
+                               "(injected fault tsa-unavailable)"}
+    granted = tsp.TimeStampResp.load(_tsa(faulty.url).content)
+    assert granted["status"]["status"].native == "granted"
+    # until removed: the CA keeps issuing, publishing and answering OCSP meanwhile
+    forever = faulty.admin("POST", json={"name": "tsa-unavailable", "count": None}).json()
+    assert forever["remaining"] is None
+    assert _tsa(faulty.url).status_code == 503 and _tsa(faulty.url).status_code == 503
+    issued, _ = _issue(ca_env, faulty, csr_factory, "txn-tsa-down")
+    assert issued.serial
+    assert requests.get(f"{faulty.url}/crl/issuing.crl", timeout=10).status_code == 200
+    assert requests.get(f"{faulty.url}/certs/tsa.crt", timeout=10).status_code == 200
+    assert faulty.admin("DELETE", f"/{forever['id']}").json() == {"removed": 1}
+    assert faulty.admin("DELETE", f"/{forever['id']}").status_code == 404
+    assert _tsa(faulty.url).status_code == 200
+    fired = [e for e in faulty.log() if e["event"] == "fault.fired" and e["name"] == "tsa-unavailable"]
+    assert len(fired) >= 4 and all(e["step"] == 10 for e in fired)
+
+
+def test_admin_api_needs_the_admin_token(faulty: FaultyCa) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {base64.b64encode(b'a:b').decode()}"}):
+        for method in ("GET", "POST", "DELETE"):
+            answer = requests.request(method, f"{faulty.url}/admin/faults", json={"name": "wrong-key"},
+                                      headers=headers, timeout=10)
+            assert answer.status_code == 401 and answer.json()["error"] == "invalid_token", (method, headers)
+    listing = faulty.admin("GET").json()
+    assert listing["armed"] == []
+    assert {(k["name"], k["step"]) for k in listing["known"]} == {("wrong-key", 7), ("tsa-unavailable", 10)}
+    assert faulty.admin("POST", json={"name": "ocsp-down"}).status_code == 400
+    assert faulty.admin("POST", json={"name": "wrong-key", "count": 0}).status_code == 400
+    assert faulty.admin("POST", json={"name": "wrong-key", "count": 3}).status_code == 201
+    assert faulty.admin("DELETE").json() == {"removed": 1}
+
+
+def test_faults_are_absent_by_default(ca_env: Any) -> None:
+    """The suite's default CA: /admin/faults is 404 even with the admin token, and the TSA answers."""
+    assert ca_env.settings.faults_enabled is False
+    assert ca_env.app.extensions["signlab.ca"].faults is None
+    headers = {"Authorization": f"Bearer {ca_env.admin_token}"}
+    for method, path in (("GET", "/admin/faults"), ("POST", "/admin/faults"), ("DELETE", "/admin/faults"),
+                         ("DELETE", "/admin/faults/1")):
+        answer = requests.request(method, ca_env.url + path, json={"name": "tsa-unavailable"}, headers=headers, timeout=10)
+        assert answer.status_code == 404 and "SIGNLAB_CA_FAULTS_ENABLED" in answer.json()["error_description"]
+    assert _tsa(ca_env.url).status_code == 200
