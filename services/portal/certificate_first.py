@@ -25,14 +25,11 @@ Limits: SHA-256 only; EC (ES256 / ecdsa-with-SHA256) and RSA PKCS#1 v1.5 keys (n
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from asn1crypto import algos, cms, x509
 from cryptography.exceptions import InvalidSignature
@@ -47,6 +44,7 @@ from services.portal import cades, jades, pades
 from services.portal.documents import SignatureFormat, SigningOptions
 from services.portal.errors import CredentialUnsuitable, PackagingFailed
 from services.portal.store import StoredDocument
+from shared import jades as shared_jades
 
 __all__ = ["OneTimeCredential", "PendingSignature", "assemble", "compute_dtbsr"]
 
@@ -55,10 +53,6 @@ _SIGN_ALGOS = {
     "ec": ("1.2.840.10045.4.3.2", "sha256_ecdsa", "ES256"),
     "rsa": ("1.2.840.113549.1.1.11", "sha256_rsa", "RS256"),
 }
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -170,20 +164,10 @@ class PendingSignature:
 
 def jades_protected_header(credential: OneTimeCredential, payload_digest: bytes, label: str,
                            signing_time: datetime) -> dict[str, Any]:
-    """The JAdES-B-B protected header for one detached JSON payload (same shape as the SSASP's signDoc JWS)."""
-    return {
-        "alg": credential.jws_alg,
-        "x5t#S256": _b64url(hashlib.sha256(credential.certificate.dump()).digest()),
-        "x5c": [base64.b64encode(c).decode("ascii") for c in credential.certificate_der],
-        "sigT": signing_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "sigD": {
-            "mId": "http://uri.etsi.org/19182/ObjectIdByURIHash",
-            "pars": [quote(label or "document", safe="")],
-            "hashM": "S256",
-            "hashV": [_b64url(payload_digest)],
-        },
-        "crit": ["sigT", "sigD"],
-    }
+    """The JAdES-B-B protected header for one detached JSON payload (:mod:`shared.jades`, as the SSASP's)."""
+    return shared_jades.protected_header(alg=credential.jws_alg, certificates=credential.certificate_der,
+                                         document_digest=payload_digest, hash_algorithm="sha256", label=label,
+                                         signing_time=signing_time)
 
 
 async def compute_dtbsr(doc: StoredDocument, options: SigningOptions, credential: OneTimeCredential, *,
@@ -204,7 +188,7 @@ async def compute_dtbsr(doc: StoredDocument, options: SigningOptions, credential
         )
         return PendingSignature(doc, hashlib.sha256(attrs.dump()).digest(), signed_attrs=attrs)
     header = jades_protected_header(credential, jades.digest(doc.original), doc.label, datetime.now(UTC))
-    protected = _b64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+    protected = shared_jades.signing_input(header).removesuffix(".")
     return PendingSignature(doc, hashlib.sha256(f"{protected}.".encode("ascii")).digest(), protected=protected)
 
 
@@ -219,7 +203,7 @@ async def assemble(pending: PendingSignature, credential: OneTimeCredential, sig
             r, s = utils.decode_dss_signature(signature)
             size = (credential.certificate.public_key.bit_size + 7) // 8
             signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
-        return f"{pending.protected}..{_b64url(signature)}".encode("ascii")
+        return f"{pending.protected}..{shared_jades.b64url(signature)}".encode("ascii")
     assert pending.signed_attrs is not None
     content_info = await credential.external_signer(signature).async_sign_prescribed_attributes(
         "sha256", pending.signed_attrs)
