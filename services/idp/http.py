@@ -239,10 +239,15 @@ def login(rid: str) -> Any:
             data["message"] = "choose one of the eID means listed"
             provider.store.put_pending(rid, pending.expires, data)
             return _render_login(provider, rid, data, 400)
+        if _locked(provider, person.id):
+            return _finish_refused(provider, rid, data, _lockout_refusal(provider))
         data.update(stage="otp", means=means.id, otp=f"{secrets.randbelow(10**6):06d}", attempts=0)
     elif action == "otp" and data.get("means") and data.get("otp"):
         code = (request.form.get("otp") or "").strip()
         if not secrets.compare_digest(code.encode(), str(data["otp"]).encode()):
+            provider.store.record_failed_code(str(data["person"]))
+            if _locked(provider, str(data["person"])):
+                return _finish_refused(provider, rid, data, _lockout_refusal(provider))
             data["attempts"] = int(data.get("attempts", 0)) + 1
             if data["attempts"] >= _MAX_OTP_ATTEMPTS:
                 return _finish_refused(provider, rid, data, LoginRefused(
@@ -255,6 +260,18 @@ def login(rid: str) -> Any:
         raise InvalidRequest(f"unexpected form action {action!r} at this stage of the login", step=step(4))
     provider.store.put_pending(rid, pending.expires, data)
     return redirect(url_for("idp.login", rid=rid))
+
+
+def _locked(provider: Provider, person: str) -> bool:
+    """Brute-force protection: too many wrong codes for this person recently (any login, any browser)."""
+    window = provider.settings.lockout_seconds
+    return provider.store.failed_codes_since(person, time.time() - window) >= provider.settings.lockout_failures
+
+
+def _lockout_refusal(provider: Provider) -> LoginRefused:
+    settings = provider.settings
+    return LoginRefused(f"this eID login is locked for {settings.lockout_seconds // 60} minutes after "
+                        f"{settings.lockout_failures} wrong one-time codes", step=step(4))
 
 
 def _unknown_identifier_message(typed: str) -> str:

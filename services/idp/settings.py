@@ -31,6 +31,13 @@ class IdpSettings(ServiceSettings):
 
     port: int = Field(8001, ge=1, le=65535, description="TCP port the service listens on.")
     data_dir: Path = Field(Path("var/idp"), description="Directory for the IdP's keys and state.")
+    lockout_failures: int = Field(
+        5, ge=1, le=100, description="Wrong one-time codes for one person (across logins) that lock their eID login."
+    )
+    lockout_seconds: int = Field(
+        900, ge=1, le=86400, description="How long a person stays locked after LOCKOUT_FAILURES wrong codes (the "
+        "window that counts them, too)."
+    )
     browser_url: str = Field(
         "", description="Base URL browsers use for the login endpoints (authorize, logout) when it differs from "
         "PUBLIC_URL, the issuer that services use (e.g. in docker compose); empty means PUBLIC_URL."

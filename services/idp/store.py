@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS armed (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, value REAL, client_id TEXT,
     remaining INTEGER, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS failed_codes (
+    person TEXT NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS failed_codes_person ON failed_codes (person, time);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL);
 """
@@ -125,6 +128,20 @@ class IdpStore:
         if row is None or row[1] < time.time():
             return None
         return StoredPending(row[0], row[1], json.loads(row[2]))
+
+    # -- brute-force protection -------------------------------------------------------------
+    def record_failed_code(self, person: str, now: float | None = None) -> None:
+        """Remember one wrong one-time code entered for ``person`` (in any login, any browser)."""
+        with self._lock:
+            self._db.execute("INSERT INTO failed_codes VALUES (?, ?)", (person, now or time.time()))
+
+    def failed_codes_since(self, person: str, since: float) -> int:
+        """How many wrong one-time codes were entered for ``person`` since ``since``."""
+        with self._lock:
+            self._db.execute("DELETE FROM failed_codes WHERE time < ?", (since - 86400,))  # bounded table
+            row = self._db.execute("SELECT COUNT(*) FROM failed_codes WHERE person = ? AND time >= ?",
+                                   (person, since)).fetchone()
+        return int(row[0])
 
     # -- codes ------------------------------------------------------------------------------
     def put_code(self, code: str, client_id: str, expires: float, data: dict[str, Any]) -> None:

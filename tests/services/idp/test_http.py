@@ -587,3 +587,24 @@ def test_debugger_shows_decoded_tokens_with_secrets_masked(client: FlaskClient) 
     assert "id_token" in page and "Nordmann" in page and "PNO" in page
     assert tokens["access_token"] not in page and req.verifier not in page and CLIENT_SECRET not in page
     assert tokens["id_token"] not in page
+
+
+def test_repeated_wrong_codes_lock_the_person_across_logins(client: FlaskClient, settings: IdpSettings) -> None:
+    """Brute force: wrong codes count per person across logins; at the threshold the login is locked."""
+    refusals = []
+    for _ in range(settings.lockout_failures):  # several logins, each with a wrong code
+        req = AuthRequest()
+        url = _start(client, req)
+        _post(client, url, action="person", person="ola-nordmann")
+        _post(client, url, action="means", means="no-bankid")
+        answer = _post(client, url, action="otp", otp="000000x")
+        if answer.status_code == 302:
+            refusals.append(error_redirect(answer, req))
+    assert refusals and "locked" in refusals[-1]["error_description"]
+    req = AuthRequest()  # even the right code is no longer asked for
+    url = _start(client, req)
+    _post(client, url, action="person", person="ola-nordmann")
+    locked = error_redirect(_post(client, url, action="means", means="no-bankid"), req)
+    assert locked["error"] == "access_denied" and "locked for 15 minutes" in locked["error_description"]
+    other = AuthRequest()  # another person is not affected
+    assert query_of(interactive_login(client, other, "aase-aerlig", "no-buypass").headers["Location"]).get("code")
