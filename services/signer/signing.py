@@ -3,10 +3,11 @@
 * :func:`build_csr` — a PKCS#10 request built with asn1crypto and signed in the HSM (cryptography
   cannot sign with a key it does not hold); it is the proof of possession the CA checks.
 * :class:`HsmCmsSigner` — a pyHanko :class:`~pyhanko.sign.signers.pdf_cms.Signer` whose raw
-  signature comes from the HSM. pyHanko builds the signed attributes (content-type,
-  message-digest = the document digest, ESS signing-certificate-v2) and the SignedData.
+  signature comes from the HSM (usable with pyHanko's own signing API too).
 * :func:`build_cms` — PAdES (``P``: no signing-time, the PDF's /M carries the time) or CAdES
-  detached (``C``: with signing-time), both CAdES-B-B shaped.
+  detached (``C``: with signing-time), both CAdES-B-B shaped: the signed attributes pyHanko
+  makes (content-type, message-digest = the document digest, ESS signing-certificate-v2),
+  assembled with asn1crypto directly (a test checks it against pyHanko's own output).
 * :func:`build_jades` — a detached JAdES-B-B JWS in compact serialization
   ``<b64url(protected header)>..<b64url(signature)>``: the payload is empty and the documents are
   referenced by digest in ``sigD`` (mechanism ``http://uri.etsi.org/19182/ObjectIdByURIHash``).
@@ -112,23 +113,41 @@ class HsmCmsSigner(Signer):
         return self.sign_attributes(data, digest_algorithm)
 
 
+def _tlv(tag: int, content: bytes) -> bytes:
+    """One DER element: tag, definite length, content."""
+    size = len(content)
+    if size < 0x80:
+        return bytes((tag, size)) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + content
+
+
+_ATTRIBUTE_OIDS = {name: cms.CMSAttributeType(name).dump()
+                   for name in ("content_type", "message_digest", "signing_time", "signing_certificate_v2")}
+_DATA_OID = cms.ContentType("data").dump()
+
+
 def _signed_attributes(certificate: x509.Certificate, document_digest: bytes, signing_time: datetime | None) -> cms.CMSAttributes:
     """The CAdES-B-B signed attributes, exactly as pyHanko's ``CAdESSignedAttributeProviderSpec``
     makes them: content-type ``data``, message-digest, (signing-time,) ESS signing-certificate-v2
-    (SHA-256 of the certificate with its issuer and serial)."""
-    attributes = [
-        {"type": "content_type", "values": ["data"]},
-        {"type": "message_digest", "values": [document_digest]},
-    ]
-    if signing_time is not None:
-        attributes.append({"type": "signing_time", "values": [cms.Time({"utc_time": core.UTCTime(signing_time)})]})
-    attributes.append({"type": "signing_certificate_v2", "values": [tsp.SigningCertificateV2({"certs": [{
+    (SHA-256 of the certificate with its issuer and serial).
+
+    Each attribute is encoded once and the DER SET OF is assembled from the encodings (sorted, as
+    DER requires): asn1crypto's own assembly copies and re-serialises nested values several
+    times, which cost milliseconds per signature.
+    """
+    essv2 = tsp.SigningCertificateV2({"certs": [{
         "hash_algorithm": {"algorithm": "sha256"},
         "cert_hash": hashlib.sha256(certificate.dump()).digest(),
-        "issuer_serial": {"issuer": [x509.GeneralName({"directory_name": certificate.issuer})],
-                          "serial_number": certificate["tbs_certificate"]["serial_number"]},
-    }]})]})
-    return cms.CMSAttributes(attributes)
+        "issuer_serial": {"issuer": [x509.GeneralName({"directory_name": x509.Name.load(certificate.issuer.dump())})],
+                          "serial_number": certificate.serial_number},
+    }]})
+    values = {"content_type": _DATA_OID, "message_digest": core.OctetString(document_digest).dump(),
+              "signing_certificate_v2": essv2.dump()}
+    if signing_time is not None:
+        values["signing_time"] = cms.Time({"utc_time": core.UTCTime(signing_time)}).dump()
+    encoded = sorted(_tlv(0x30, _ATTRIBUTE_OIDS[name] + _tlv(0x31, value)) for name, value in values.items())
+    return cms.CMSAttributes.load(_tlv(0x31, b"".join(encoded)))
 
 
 def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str, signature_format: str) -> bytes:
@@ -153,9 +172,11 @@ def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str,
         signer_info = cms.SignerInfo({
             "version": "v1",
             "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
-                "issuer": certificate.issuer, "serial_number": certificate.serial_number})}),
+                "issuer": x509.Name.load(certificate.issuer.dump()), "serial_number": certificate.serial_number})}),
             "digest_algorithm": {"algorithm": hash_algorithm},
-            "signed_attrs": signed_attrs,
+            # Tagged values made from DER contents: asn1crypto would otherwise copy and
+            # re-serialise the whole value to retag it ([0] IMPLICIT).
+            "signed_attrs": cms.CMSAttributes(contents=signed_attrs.contents, implicit=0),
             "signature_algorithm": signer.signature_mechanism,
             "signature": signature,
         })
@@ -163,7 +184,8 @@ def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str,
             "version": "v1",
             "digest_algorithms": [{"algorithm": hash_algorithm}],
             "encap_content_info": {"content_type": "data"},
-            "certificates": [cms.CertificateChoices({"certificate": c}) for c in (certificate, *signer.chain)],
+            "certificates": cms.CertificateSet(contents=b"".join(c.dump() for c in (certificate, *signer.chain)),
+                                               implicit=0),
             "signer_infos": [signer_info],
         })
         return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
