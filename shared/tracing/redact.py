@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -206,6 +207,14 @@ def _pem_or_b64(value: str) -> bytes | None:
 
 def decode_certificate(der: bytes) -> dict[str, Any] | None:
     """Subject, issuer, serial, policies, validity, key and (for QES) QC statements of a DER certificate."""
+    decoded = _decode_certificate(bytes(der))
+    return None if decoded is None else {k: list(v) if isinstance(v, list) else v for k, v in decoded.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _decode_certificate(der: bytes) -> dict[str, Any] | None:
+    """:func:`decode_certificate`, cached: the same CA certificates travel in every issuance answer
+    and signDoc response, and decoding them for each span was a quarter of the TSP's CPU time."""
     from cryptography import x509
 
     try:
