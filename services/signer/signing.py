@@ -90,14 +90,26 @@ class HsmCmsSigner(Signer):
 
     def __init__(self, hsm: Hsm, key: OneTimeKey, certificate: x509.Certificate,
                  chain: list[x509.Certificate], hash_algorithm: str) -> None:
+        self.chain = list(chain)
+        self._registry: SimpleCertificateStore | None = None
         super().__init__(
             signing_cert=certificate,
-            cert_registry=SimpleCertificateStore.from_certs(chain),
+            cert_registry=None,  # built on first use: only pyHanko's own signing path needs it
             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": signature_algorithm(key, hash_algorithm)}),
         )
         self._hsm = hsm
         self._key = key
-        self.chain = list(chain)
+
+    @property  # type: ignore[override]
+    def cert_registry(self) -> SimpleCertificateStore:
+        """The chain as pyHanko's certificate store (pyHanko's ``async_sign`` embeds it)."""
+        if self._registry is None:
+            self._registry = SimpleCertificateStore.from_certs(self.chain)
+        return self._registry
+
+    @cert_registry.setter
+    def cert_registry(self, value: SimpleCertificateStore | None) -> None:
+        self._registry = value
 
     def sign_attributes(self, data: bytes, digest_algorithm: str) -> bytes:
         """Hash the DER signed attributes in software and sign the digest in the HSM (step 9)."""
