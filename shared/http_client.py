@@ -41,7 +41,12 @@ class ServiceClient:
     def __init__(self, base_url: str, *, timeout: float = 10.0, session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # Calls between the roles go to configured base URLs: no proxy or .netrc lookup from
+            # the environment (requests does both on every request otherwise).
+            session.trust_env = False
+        self.session = session
 
     def request(
         self,
