@@ -146,6 +146,17 @@ class RssSampler:
             self.peak[name] = max(self.peak.get(name, 0), total)
         return now
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far per service (master + workers) and by this bench process."""
+        out: dict[str, float] = {}
+        for name, master in self._masters().items():
+            try:
+                out[name] = sum(sum(p.cpu_times()[:2]) for p in (master, *master.children(recursive=True)))
+            except psutil.Error:
+                continue
+        out["bench"] = sum(psutil.Process().cpu_times()[:2])
+        return out
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.sample()
@@ -164,7 +175,7 @@ class RssSampler:
 # ------------------------------------------------------------------------------------ documents
 
 
-def bench_pdf(index: int = 0) -> bytes:
+def bench_pdf() -> bytes:
     """A small one-page PDF (the portal's bundled sample), about 1.2 kB."""
     from services.portal.samples import sample_path
 
@@ -318,6 +329,11 @@ def _pool_map(fn: Callable[[int], Any], count: int, concurrency: int) -> tuple[l
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         results = list(pool.map(fn, range(count)))
     return results, time.perf_counter() - started
+
+
+def _cpu_per_item(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    """Milliseconds of CPU per flow/signature, per service and for the bench process itself."""
+    return {name: round(1000 * (after[name] - before.get(name, 0.0)) / max(1, count), 2) for name in sorted(after)}
 
 
 # ------------------------------------------------------------------------------------ traces
@@ -496,6 +512,7 @@ class BenchReport:
                 row("flow latency alone (concurrency 1) p50", f"{e['sequential_latency_ms']['p50']:.1f} ms")
             row("local pyHanko PAdES B-B p50", f"{e['local_ms']['p50']:.2f} ms")
             row("ratio e2e median / local median", f"{e['ratio']:.1f}")
+            row("CPU per flow (ms)", ", ".join(f"{n} {v:.1f}" for n, v in e.get("cpu_ms_per_flow", {}).items()))
             if e.get("steps_ms"):
                 from shared.flow import step as flow_step
 
@@ -509,6 +526,7 @@ class BenchReport:
             row("throughput", f"{s['signatures_per_second']:.1f} signatures/s")
             lat = s["latency_ms"]
             row("latency p50 / p95 / p99", f"{lat.get('p50', 0):.1f} / {lat.get('p95', 0):.1f} / {lat.get('p99', 0):.1f} ms")
+            row("CPU per signature (ms)", ", ".join(f"{n} {v:.1f}" for n, v in s.get("cpu_ms_per_signature", {}).items()))
             floor = s.get("floor_ms", {})
             if floor:
                 row("floor in-process p50 (keygen/csr/cert/cms/destroy)",
@@ -552,7 +570,7 @@ def machine_info() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ the run
 
 
-def _run_e2e(eco: Ecosystem, data_dir: Path, report: BenchReport, *, flows: int, concurrency: int,
+def _run_e2e(eco: Ecosystem, data_dir: Path, report: BenchReport, rss: RssSampler, *, flows: int, concurrency: int,
              root: x509.Certificate, progress: Callable[[str], None]) -> None:
     pdf = bench_pdf()
     progress(f"e2e: local pyHanko baseline ({max(20, min(100, flows))} signatures)")
@@ -579,7 +597,9 @@ def _run_e2e(eco: Ecosystem, data_dir: Path, report: BenchReport, *, flows: int,
         return run
 
     progress(f"e2e: {flows} flows at concurrency {concurrency}")
+    cpu_before = rss.cpu_seconds()
     runs, seconds = _pool_map(one, flows, concurrency)
+    cpu = _cpu_per_item(cpu_before, rss.cpu_seconds(), flows)
     good = [r for r in runs if r.error is None]
     report.errors += [r.error for r in runs if r.error]
     progress(f"e2e: verifying {len(good)} signed PDFs against the SignLab root")
@@ -594,13 +614,13 @@ def _run_e2e(eco: Ecosystem, data_dir: Path, report: BenchReport, *, flows: int,
         "flows": flows, "concurrency": concurrency, "seconds": round(seconds, 3), "completed": len(good),
         "flows_per_second": round(len(good) / seconds, 2) if seconds else 0.0,
         "latency_ms": _ms(latency), "sequential_latency_ms": _ms(percentiles(alone)),
-        "local_ms": _ms(local_stats), "pdf_bytes": len(pdf),
+        "local_ms": _ms(local_stats), "pdf_bytes": len(pdf), "cpu_ms_per_flow": cpu,
         "ratio": round(latency["p50"] / local_stats["p50"], 2) if good else None,
         "steps_ms": {str(k): v for k, v in step_durations(data_dir, [r.transaction_id for r in good if r.transaction_id]).items()},
     }
 
 
-def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, *, signatures: int, concurrency: int,
+def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampler, *, signatures: int, concurrency: int,
                 root: x509.Certificate, progress: Callable[[str], None]) -> None:
     digests = [hashlib.sha256(f"SignLab bench signer {i} {secrets.token_hex(8)}".encode()).digest() for i in range(signatures)]
     progress(f"signer: obtaining {signatures} SADs through real flows (partner mode, untimed)")
@@ -620,7 +640,9 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, *, signatures
         return time.perf_counter() - started, result, None
 
     progress(f"signer: {signatures} timed signDoc calls at concurrency {concurrency}")
+    cpu_before = rss.cpu_seconds()
     results, seconds = _pool_map(one, signatures, concurrency)
+    cpu = _cpu_per_item(cpu_before, rss.cpu_seconds(), signatures)
     report.errors += [e for _, _, e in results if e]
     progress("signer: verifying every signature")
     for index, (_, result, error) in enumerate(results):
@@ -641,7 +663,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, *, signatures
     floor_per_second = 1000.0 / floor["total"]["p50"]
     report.signer = {"signatures": signatures, "concurrency": concurrency, "seconds": round(seconds, 3),
                      "completed": len(good), "signatures_per_second": round(per_second, 1),
-                     "latency_ms": _ms(percentiles(good)), "floor_ms": floor,
+                     "latency_ms": _ms(percentiles(good)), "cpu_ms_per_signature": cpu, "floor_ms": floor,
                      "floor_per_second": round(floor_per_second, 1), "ratio": round(per_second / floor_per_second, 3)}
 
 
@@ -650,14 +672,7 @@ def _run_batch(eco: Ecosystem, runtime: Any, report: BenchReport, *, documents: 
     from services.portal.documents import Qualifier
     from services.portal.pades import finish_pdf, prepare_pdf
     from services.portal.settings import PortalSettings
-    from services.registry import entry
-    from services.signer.settings import SignerSettings
 
-    allowed = SignerSettings.from_env(runtime.service_environment(entry("signer"))).max_documents
-    if allowed < documents:
-        report.errors.append(f"batch: the signer accepts at most {allowed} documents per authorization "
-                             f"(SIGNLAB_SIGNER_MAX_DOCUMENTS); restart it with {documents} or use --batch {allowed}")
-        return
     reserved = PortalSettings.model_fields["pdf_bytes_reserved"].default
     pdf = bench_pdf()
     progress(f"batch: one authorization for {documents} PDFs")
@@ -669,7 +684,12 @@ def _run_batch(eco: Ecosystem, runtime: Any, report: BenchReport, *, documents: 
 
     prepared = asyncio.run(prepare_all())
     t_prepared = time.perf_counter()
-    token = authorize_as_partner(eco, [p.digest for p in prepared])
+    try:
+        token = authorize_as_partner(eco, [p.digest for p in prepared])
+    except FlowFailed as exc:
+        # The signer's SIGNLAB_SIGNER_MAX_DOCUMENTS (default 20) bounds one authorization.
+        raise FlowFailed(f"{exc} (a batch of {documents} needs SIGNLAB_SIGNER_MAX_DOCUMENTS >= {documents} "
+                         "at the signer)") from None
     t_authorized = time.perf_counter()
     client = eco.signer_client(timeout=300)
     try:
@@ -711,9 +731,9 @@ def run_bench(runtime: Any, *, parts: Iterable[str] = PARTS, flows: int = 200, c
                 continue
             try:
                 if part == "e2e":
-                    _run_e2e(eco, runtime.data_dir, report, flows=flows, concurrency=concurrency, root=root, progress=progress)
+                    _run_e2e(eco, runtime.data_dir, report, rss, flows=flows, concurrency=concurrency, root=root, progress=progress)
                 elif part == "signer":
-                    _run_signer(eco, runtime, report, signatures=signatures, concurrency=concurrency, root=root,
+                    _run_signer(eco, runtime, report, rss, signatures=signatures, concurrency=concurrency, root=root,
                                 progress=progress)
                 else:
                     _run_batch(eco, runtime, report, documents=batch, root=root, progress=progress)
