@@ -93,7 +93,7 @@ def _no_store(response: Response) -> Response:
 def par() -> tuple[Response, int]:
     """RFC 9126 pushed authorization request (step 2); client_secret_basic or client_secret_post."""
     client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret)
+    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
     return _no_store(jsonify(_service().push_authorization_request(client, _form()))), 201
 
 
@@ -150,7 +150,7 @@ def consent(transaction_id: str) -> Any:
 def token() -> Response:
     """Token endpoint: authorization_code + PKCE, client authentication required."""
     client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret)
+    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
     return _no_store(jsonify(_service().exchange_code(client, _form())))
 
 
@@ -158,7 +158,7 @@ def token() -> Response:
 def revoke() -> Response:
     """RFC 7009 token revocation (200, also for unknown tokens)."""
     client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret)
+    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
     _service().revoke(client, request.form.get("token"))
     return Response(status=200)
 

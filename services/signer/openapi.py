@@ -118,14 +118,14 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     paths["/oauth2/par"] = {"post": {"summary": "Pushed authorization request (RFC 9126)", "requestBody": {
         "required": True, "content": form}, "security": [{"basic": []}], "responses": {
         "201": {"description": "created", "content": {"application/json": {"schema": {"type": "object", "properties": {
-            "request_uri": {"type": "string"}, "expires_in": {"type": "integer"}}}}}}, **_errors(400, 401, 403)}}}
+            "request_uri": {"type": "string"}, "expires_in": {"type": "integer"}}}}}}, **_errors(400, 401, 403, 429)}}}
     paths["/oauth2/token"] = {"post": {"summary": "Token endpoint (authorization_code + PKCE)", "requestBody": {
         "required": True, "content": form}, "security": [{"basic": []}], "responses": {
         "200": {"description": "token", "content": {"application/json": {"schema": {"type": "object"}}}},
-        **_errors(400, 401)}}}
+        **_errors(400, 401, 429)}}}
     paths["/oauth2/revoke"] = {"post": {"summary": "Token revocation (RFC 7009)", "requestBody": {
         "required": True, "content": form}, "security": [{"basic": []}], "responses": {
-        "200": {"description": "revoked"}, **_errors(400, 401)}}}
+        "200": {"description": "revoked"}, **_errors(400, 401, 429)}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "SignLab SSASP — CSC API", "version": "1.0.4.0 / 2.0.0.2",

@@ -69,8 +69,9 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.flow import Role, step
-from shared.tracing import flow_span
 from shared.identity import LOA_HIGH, LOA_SUBSTANTIAL, IdentityEvidenceError, VerifiedIdentity
+from shared.throttle import FailureThrottle
+from shared.tracing import flow_span
 
 __all__ = ["Client", "ConsentView", "RedirectError", "SigningService"]
 
@@ -177,6 +178,7 @@ class SigningService:
                 settings.portal_client_id, settings.portal_client_secret, tuple(settings.portal_redirect_uris),
                 settings.portal_name, tuple(settings.portal_qualifiers)),
         }
+        self.client_throttle = FailureThrottle(settings.client_lockout_failures, settings.client_lockout_seconds)
         # One-time keys live in this process; the handle (public key) is kept beside the id.
         self._keys: dict[str, OneTimeKey] = {}
         self._keys_lock = threading.Lock()
@@ -240,12 +242,24 @@ class SigningService:
             raise InvalidClient(f"unknown client_id {str(client_id)[:64]!r}")
         return client
 
-    def authenticate_client(self, client_id: str | None, secret: str | None) -> Client:
-        """Authenticate a client (Basic or POST credentials); audit and raise on failure."""
+    def authenticate_client(self, client_id: str | None, secret: str | None, peer: str = "") -> Client:
+        """Authenticate a client (Basic or POST credentials); audit and raise on failure.
+
+        Brute force: after ``client_lockout_failures`` failures of one client id from one address
+        within ``client_lockout_seconds``, that pair is refused (429) until the window has passed.
+        """
+        key = f"{str(client_id)[:64]}@{peer}"
+        locked = self.client_throttle.locked_for(key) if client_id else 0.0
+        if locked:
+            self.audit.append("client.locked", client_id=str(client_id)[:64], seconds=round(locked))
+            raise InvalidClient(f"client authentication is locked for {locked:.0f} s after "
+                                f"{self.client_throttle.limit} failed attempts", status=429)
         try:
             client = self.client(client_id)
             client.authenticate(secret)
         except InvalidClient as exc:
+            if client_id:
+                self.client_throttle.failed(key)
             self.audit.append("client.refused", client_id=str(client_id)[:64], reason=exc.description)
             raise
         return client

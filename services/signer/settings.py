@@ -64,6 +64,12 @@ class SignerSettings(ServiceSettings):
     )
     clock_leeway_seconds: int = Field(30, ge=0, le=300, description="Clock skew tolerated when checking ID tokens.")
     max_documents: int = Field(20, ge=1, le=100, description="Most documents (digests) one transaction may sign.")
+    client_lockout_failures: int = Field(
+        5, ge=1, le=1000, description="Failed client authentications (one client id, one address) that lock the pair."
+    )
+    client_lockout_seconds: int = Field(
+        60, ge=1, le=86400, description="Window that counts client-authentication failures, and how long the lock lasts."
+    )
     sweep_interval_seconds: float = Field(
         15.0, ge=0, description="How often expired transactions are swept (keys destroyed); 0 disables the timer."
     )

@@ -343,3 +343,21 @@ def test_bodies_are_checked_against_the_published_schema(ecosystem: Any, path: s
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "invalid_request" and fragment in answer.json()["error_description"]
     assert "secret-sad" not in answer.text and "\"ten\"" not in answer.text
+
+
+def test_client_secret_guessing_is_locked(portal: Portal, ecosystem: Any) -> None:
+    """Brute force of a client secret: one client id from one address is locked after the limit,
+    even for the right secret, until the window passes; other addresses are not affected."""
+    from shared.errors import InvalidClient
+
+    service, secret = ecosystem.service, ecosystem.settings.portal_client_secret.get_secret_value()
+    peer = "198.51.100.7"  # a documentation address: this test's lock never touches the other tests
+    for _ in range(service.client_throttle.limit):
+        with pytest.raises(InvalidClient) as refused:
+            service.authenticate_client("signlab-portal", "guess", peer)
+        assert refused.value.status == 401
+    with pytest.raises(InvalidClient) as locked:
+        service.authenticate_client("signlab-portal", secret, peer)
+    assert locked.value.status == 429 and "locked" in locked.value.description
+    assert service.authenticate_client("signlab-portal", secret, "198.51.100.8").client_id == "signlab-portal"
+    assert any(e.event == "client.locked" for e in service.audit.entries())
