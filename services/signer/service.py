@@ -1068,7 +1068,11 @@ class SigningService:
         try:
             if key is None:
                 raise HsmError("the one-time key is not in this process (destroyed or the service restarted)", step=s9)
-            signatures = [self.hsm.sign_digest(key, d, algorithm) for d in digests]
+            signatures = []
+            for digest in digests:
+                with flow_span(step(9), "C_Sign", summary={"key_id": key.key_id, "digest": digest.hex(),
+                                                           "credential_id": credential.id}):
+                    signatures.append(self.hsm.sign_digest(key, digest, algorithm))
             for d in digests:
                 self.audit.append("signature.created", step=9, transaction_id=credential.transaction_id,
                                   key_id=credential.key_id, dtbsr_digest=d.hex(), credential_id=credential.id)
