@@ -173,3 +173,51 @@ def test_expired_credential_is_swept(portal: Any, ecosystem: Any) -> None:
     assert service.store.credential(token.credential_id).status == "disabled"
     with pytest.raises(UpstreamError):
         portal.client.credentials_authorize(token.access_token, token.credential_id, [bytes(32)])
+
+
+def test_timestamp_is_proxied_to_the_tsa_with_the_nonce(portal: Any, ecosystem: Any) -> None:
+    """``signatures/timestamp``: an RFC 3161 token from the TSP's TSA over exactly the given hash."""
+    from asn1crypto import cms
+
+    token = _service_token(portal)
+    digest = hashlib.sha256(b"time-stamp me").digest()
+    der = portal.client.timestamp(token.access_token, digest, nonce="0a1b2c")
+    info = cms.ContentInfo.load(der)["content"]["encap_content_info"]["content"].parsed
+    assert info["message_imprint"]["hashed_message"].native == digest and info["nonce"].native == 0x0A1B2C
+    refused = requests.post(f"{portal.client.base_url}/csc/v1/signatures/timestamp", timeout=10,
+                            json={"hash": base64.b64encode(digest).decode(), "hashAlgo": "2.16.840.1.101.3.4.2.1"})
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+    no_algorithm = requests.post(f"{portal.client.base_url}/csc/v1/signatures/timestamp", timeout=10,
+                                 headers={"Authorization": f"Bearer {token.access_token}"},
+                                 json={"hash": base64.b64encode(digest).decode()})
+    assert no_algorithm.status_code == 400 and "hashAlgorithmOID" in no_algorithm.json()["error_description"]
+    portal.client.revoke(token.access_token)  # the unused one-time credential's key goes at once
+    helpers.no_keys(ecosystem)
+
+
+def test_extend_transaction_rebinds_the_sad_to_new_hashes(portal: Any, ecosystem: Any) -> None:
+    """v1 ``credentials/extendTransaction``: the old SAD is spent, the new one signs only the new hash."""
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    token = _service_token(portal)
+    info = portal.client.credentials_info(token.access_token, token.credential_id)
+    first, second = hashlib.sha256(b"first").digest(), hashlib.sha256(b"second").digest()
+    old_sad, _ = portal.client.credentials_authorize(token.access_token, token.credential_id, [first])
+    answer = requests.post(f"{portal.client.base_url}/csc/v1/credentials/extendTransaction", timeout=10,
+                           headers={"Authorization": f"Bearer {token.access_token}"},
+                           json={"credentialID": token.credential_id, "SAD": old_sad,
+                                 "hash": [base64.b64encode(second).decode()]})
+    assert answer.status_code == 200, answer.text
+    new_sad = answer.json()["SAD"]
+    with pytest.raises(UpstreamError, match="already used"):  # the old SAD cannot be replayed
+        portal.client.sign_hash(token.access_token, token.credential_id, old_sad, [first], "1.2.840.10045.4.3.2")
+    with pytest.raises(UpstreamError):  # the new SAD does not cover the old hash
+        portal.client.sign_hash(token.access_token, token.credential_id, new_sad, [first], "1.2.840.10045.4.3.2")
+    signature = portal.client.sign_hash(token.access_token, token.credential_id, new_sad, [second],
+                                        "1.2.840.10045.4.3.2")[0]
+    public_key = cx509.load_der_x509_certificate(info.certificates[0]).public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    public_key.verify(signature, second, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    helpers.no_keys(ecosystem)
