@@ -51,9 +51,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
+from shared.flow import service
 from shared.settings import secret_fields
 from shared.tracing.settings import TraceSettings
-from signlab.runtime import RuntimeError_, ServiceState, gunicorn_argv
+from signlab.runtime import RuntimeError_, ServiceState, gunicorn_argv, port_free
 
 __all__ = [
     "BACK_CHANNEL_LINKS",
@@ -448,7 +449,7 @@ class DockerEngine:
             raise RuntimeError_(f"SignLab containers are already running: {', '.join(running)}. "
                                 "Use 'signlab status --engine docker' or 'signlab down --engine docker'.")
         for name, port in self.ports.items():
-            if not _port_free(port):
+            if not port_free(port):
                 raise RuntimeError_(f"port {port} for {name} is already in use on 127.0.0.1; stop what uses it or "
                                     f"choose another port with --port {name}=PORT", exit_code=2)
         variables = self.variables()
@@ -526,7 +527,7 @@ class DockerEngine:
                     raise RuntimeError_(f"{name}: no container")
                 container.reload()
                 if container.status in ("exited", "dead"):
-                    raise RuntimeError_(f"{name} ({_role(name)}) exited during start-up. Last lines:\n"
+                    raise RuntimeError_(f"{name} ({service(name).role}) exited during start-up. Last lines:\n"
                                         f"{self.tail(name, 20)}")
                 if _health_of(container) == "healthy":
                     pending.remove(name)
@@ -746,20 +747,6 @@ def _sdk_healthcheck(plan: ContainerPlan) -> dict[str, Any]:
 def _health_of(container: Any) -> str:
     health = container.attrs.get("State", {}).get("Health")
     return str(health.get("Status")) if health else "no healthcheck"
-
-
-def _role(name: str) -> str:
-    return str(next(e.info.role for e in REGISTRY if e.info.name == name))
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def build_context(root: Path) -> io.BytesIO:

@@ -38,6 +38,7 @@ from pathlib import Path
 import requests
 
 from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
+from shared.flow import service
 from shared.settings import secret_fields
 
 __all__ = ["FAULT_INJECTION_SETTINGS", "LocalRuntime", "RuntimeError_", "ServiceState", "fault_injection_requested",
@@ -271,7 +272,7 @@ class LocalRuntime:
                                 "Use 'signlab status' to see it or 'signlab down' to stop it.")
         for entry in REGISTRY:
             port = self.ports[entry.info.name]
-            if not _port_free(port):
+            if not port_free(port):
                 raise RuntimeError_(
                     f"port {port} for {entry.info.name} ({entry.info.role}) is already in use on 127.0.0.1; "
                     f"stop what uses it or choose another port with --port {entry.info.name}=PORT", exit_code=2)
@@ -338,7 +339,7 @@ class LocalRuntime:
         while pending:
             for name in list(pending):
                 if self._exited(name):
-                    raise RuntimeError_(f"{name} ({_role(name)}) exited during start-up. Last lines of "
+                    raise RuntimeError_(f"{name} ({service(name).role}) exited during start-up. Last lines of "
                                         f"{self.log_file(name)}:\n{self.tail(name, 15)}")
                 if _health(self.url(name))[0] == "healthy":
                     pending.remove(name)
@@ -454,11 +455,8 @@ def gunicorn_argv(entry: ServiceEntry, binds: list[str]) -> list[str]:
     ]
 
 
-def _role(name: str) -> str:
-    return str(next(e.info.role for e in REGISTRY if e.info.name == name))
-
-
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:``port`` (a bind succeeds)."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
