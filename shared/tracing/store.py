@@ -37,6 +37,7 @@ __all__ = ["SpanWriter", "TraceStore"]
 
 _FILE = re.compile(r"^(\d{8})-([A-Za-z0-9_-]+)-(\d+)\.jsonl$")
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_CHUNK = 1 << 20
 
 
 class SpanWriter:
@@ -203,33 +204,37 @@ class TraceStore:
         for name in names:
             cursor = self._cursors.setdefault(name, _FileCursor())
             try:
-                with open(self.directory / name, "rb") as handle:
-                    handle.seek(cursor.offset)
-                    chunk = handle.read()
+                handle = open(self.directory / name, "rb")  # noqa: SIM115 - closed below
             except FileNotFoundError:
                 continue
-            if not chunk:
-                continue
-            cursor.offset += len(chunk)
-            data = cursor.partial + chunk
-            lines = data.split(b"\n")
-            cursor.partial = lines.pop()  # an unfinished last line waits for the next refresh
-            for line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a damaged line never breaks the reader
-                if isinstance(record, dict) and isinstance(record.get("trace_id"), str):
-                    record["_file"] = name
-                    self._spans.append(record)
-                    self._index(record)
-                    added = True
-                    if self.max_spans is not None and len(self._spans) > self.max_spans * 5 // 4:
-                        self._trim(self.max_spans)  # while reading: a big store never sits in memory whole
+            with handle:
+                handle.seek(cursor.offset)
+                # In bounded chunks: a reader started on a large store never holds it whole.
+                while chunk := handle.read(_CHUNK):
+                    cursor.offset += len(chunk)
+                    lines = (cursor.partial + chunk).split(b"\n")
+                    cursor.partial = lines.pop()  # an unfinished last line waits for the next read
+                    added = self._add_lines(name, lines) or added
         if added:
             self._groups = None
+        return added
+
+    def _add_lines(self, name: str, lines: list[bytes]) -> bool:
+        added = False
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a damaged line never breaks the reader
+            if isinstance(record, dict) and isinstance(record.get("trace_id"), str):
+                record["_file"] = name
+                self._spans.append(record)
+                self._index(record)
+                added = True
+                if self.max_spans is not None and len(self._spans) > self.max_spans * 5 // 4:
+                    self._trim(self.max_spans)
         return added
 
     def _trim(self, keep: int) -> None:
