@@ -277,6 +277,20 @@ def _trust_checks(status: Any, label: str) -> list[Check]:
     return checks
 
 
+def _timestamp_check(status: Any, rank: int, checks: list[Check]) -> tuple[dict[str, str] | None, int]:
+    """The signature time-stamp's check (appended to ``checks``), its summary, and the level rank
+    reached: a valid time-stamp lifts B-B (0) to B-T (1)."""
+    if status.timestamp_validity is None:
+        checks.append(Check("Signature time-stamp", "info", "none (level B-B)"))
+        return None, rank
+    ts = status.timestamp_validity
+    ok = ts.intact and ts.valid and ts.trusted
+    timestamp = {"time": _iso(ts.timestamp) or "", "tsa": ts.signing_cert.subject.human_friendly,
+                 "status": "valid" if ok else "not valid"}
+    checks.append(Check("Signature time-stamp", "passed" if ok else "failed", f"{timestamp['time']} by {timestamp['tsa']}"))
+    return timestamp, 1 if ok and rank == 0 else rank
+
+
 def _verdict(intact: bool, valid: bool, status: Any) -> tuple[Indication, str | None]:
     if not intact:
         return Indication.TOTAL_FAILED, "HASH_FAILURE"
@@ -374,16 +388,7 @@ async def _validate_pdf_signature(sig: Any, doc_timestamps: list[Any], has_dss_r
         checks.append(Check("Signing certificate reference (ESS signing-certificate-v2)", "passed", "present in the signed attributes"))
     else:
         checks.append(Check("Signing certificate reference (ESS signing-certificate-v2)", "failed", "missing: not a baseline signature"))
-    timestamp = None
-    if status.timestamp_validity is not None:
-        ts = status.timestamp_validity
-        ok = ts.intact and ts.valid and ts.trusted
-        timestamp = {"time": _iso(ts.timestamp) or "", "tsa": ts.signing_cert.subject.human_friendly, "status": "valid" if ok else "not valid"}
-        checks.append(Check("Signature time-stamp", "passed" if ok else "failed", f"{timestamp['time']} by {timestamp['tsa']}"))
-        if ok and rank == 0:
-            rank = 1
-    else:
-        checks.append(Check("Signature time-stamp", "info", "none (level B-B)"))
+    timestamp, rank = _timestamp_check(status, rank, checks)
     if rank >= 1 and has_dss_revinfo:
         rank = 2
         checks.append(Check("Long-term validation data (DSS)", "passed", "certificates and CRL/OCSP embedded in the document security store"))
@@ -453,16 +458,7 @@ async def _validate_cades(label: str, signature: bytes, original: bytes | None, 
     checks = _trust_checks(status, "SignLab root")
     rank = 0 if status.intact and status.valid and _has_signing_certificate_attr(signer_info) else -1
     checks.append(Check("Signing certificate reference (ESS signing-certificate-v2)", "passed" if rank == 0 else "failed", ""))
-    timestamp = None
-    if status.timestamp_validity is not None:
-        ts = status.timestamp_validity
-        ok = ts.intact and ts.valid and ts.trusted
-        timestamp = {"time": _iso(ts.timestamp) or "", "tsa": ts.signing_cert.subject.human_friendly, "status": "valid" if ok else "not valid"}
-        checks.append(Check("Signature time-stamp", "passed" if ok else "failed", f"{timestamp['time']} by {timestamp['tsa']}"))
-        if ok and rank == 0:
-            rank = 1
-    else:
-        checks.append(Check("Signature time-stamp", "info", "none (level B-B)"))
+    timestamp, rank = _timestamp_check(status, rank, checks)
     if rank >= 1 and has_revinfo:
         rank = 2
         checks.append(Check("Long-term validation data", "passed", "certificates and CRL/OCSP in SignedData"))
