@@ -30,6 +30,7 @@ def _process_gone(pid: int) -> bool:
 
 
 def _port_free(port: int) -> bool:
+    # Written here on purpose, not signlab.runtime.port_free: the oracle must not be the code under test.
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
