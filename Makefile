@@ -12,7 +12,7 @@ DEB_PACKAGES := softhsm2 poppler-utils libnss3-tools chromium
 .PHONY: demo test diagrams system-packages venv down
 
 demo: system-packages $(STAMP)
-	@$(VENV)/bin/signlab status >/dev/null 2>&1 || $(VENV)/bin/signlab up
+	@$(VENV)/bin/signlab status >/dev/null 2>&1 || $(VENV)/bin/signlab up --fault-injection
 	$(VENV)/bin/signlab scenario run qes-pades-b-b --html var/scenario-report.html
 
 # Regenerate the sequence diagrams of docs/flows.md from real runs (a temporary ecosystem).
