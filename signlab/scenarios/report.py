@@ -100,9 +100,10 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
-def _scenario_html(r: ScenarioResult) -> str:
+def _scenario_html(r: ScenarioResult, *, open_: bool = False) -> str:
     s = r.scenario
-    out = [f'<details class="scenario" id="{_e(r.id)}"{" open" if r.status in ("failed", "error") else ""}>',
+    expanded = open_ or r.status in ("failed", "error")
+    out = [f'<details class="scenario" id="{_e(r.id)}"{" open" if expanded else ""}>',
            f'<summary><span class="{r.status}">{r.status.upper()}</span> — {_e(r.id)}: {_e(s.title)} '
            f'({r.duration:.1f} s)</summary>',
            f"<p>{_e(s.description)}</p>",
@@ -161,6 +162,7 @@ def write_html(results: list[ScenarioResult], path: Path) -> None:
             f"<span class=\"passed\">{counts['passed']} passed</span>, <span class=\"failed\">{counts['failed']} failed</span>, "
             f"<span class=\"error\">{counts['error']} error(s)</span>, <span class=\"skipped\">{counts['skipped']} skipped</span></p>"
             f"<table><tr><th>scenario</th><th>tags</th><th>result</th><th>time</th><th>detail</th></tr>{rows}</table>"
-            + "".join(_scenario_html(r) for r in results) + "</body></html>")
+            # A report of one scenario (make demo's) opens it; otherwise failures open, the rest fold.
+            + "".join(_scenario_html(r, open_=len(results) == 1) for r in results) + "</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
