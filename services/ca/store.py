@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS certificates (
     revocation_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_issued_at ON certificates(issued_at);
+-- The CRL reads the revoked certificates on every request: without this (partial) index that was a
+-- scan of every certificate ever issued.
+CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates(issuer, revoked_at) WHERE revoked_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS crl_numbers (name TEXT PRIMARY KEY, number INTEGER NOT NULL);
 """
 
