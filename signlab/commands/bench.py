@@ -20,6 +20,8 @@ __all__ = ["register"]
 
 def register(commands: Any) -> None:
     """Add ``bench``."""
+    from signlab.commands.runtime import _port_override
+
     bench = commands.add_parser("bench", help="measure e2e flows, the signer alone and a batch against the targets")
     bench.add_argument("--parts", default="e2e,signer,batch", metavar="LIST",
                        help="comma-separated parts: e2e, signer, batch (default all)")
@@ -30,6 +32,8 @@ def register(commands: Any) -> None:
     bench.add_argument("--batch", type=int, default=100, metavar="N", help="documents in the batch (default 100)")
     bench.add_argument("--json", type=argparse.FileType("w"), default=None, metavar="FILE",
                        help="also write the result as JSON to FILE")
+    bench.add_argument("--port", type=_port_override, action="append", default=[], metavar="SERVICE=PORT",
+                       help="when the bench starts the ecosystem: listen on another port (repeatable)")
     bench.add_argument("--keep-running", action="store_true",
                        help="leave an ecosystem the bench started running afterwards")
     bench.set_defaults(handler=_bench)
