@@ -43,8 +43,8 @@ from shared.tracing.store import TraceStore
 
 __all__ = ["SERVICE_VIEW_SPANS", "trainer_blueprint"]
 
-SERVICE_VIEW_SPANS = 3_000
-"""Spans a service's trainer view keeps in memory (about 80 signings, a few kB each; older ones: ``signlab trace``)."""
+SERVICE_VIEW_SPANS = 1_500
+"""Spans a service's trainer view keeps in memory (about 40 signings, a few kB each; older ones: ``signlab trace``)."""
 
 
 def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
