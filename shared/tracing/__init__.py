@@ -5,7 +5,7 @@ Services get HTTP tracing from :func:`shared.web.create_service_app` (which call
 :func:`instrument_app`); they call :func:`flow_span` for steps inside a process (HSM, CMS),
 :func:`annotate` to add decoded facts, :func:`correlate` for an extra correlation value. The portal
 mounts :func:`trainer_blueprint`. ``signlab trace`` and ``signlab tour`` read :class:`TraceStore`.
-See ``docs/readme/tracing.md``.
+See the README section "Flow tracing, sequence diagrams and the trainer tour".
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from shared.tracing import trainer_blueprint
 from signlab.scenarios.loader import catalogue_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ["docs/roles.md", "docs/flows.md", "docs/architecture.md", "docs/readme/docs-index.md"]
+DOCS = ["docs/roles.md", "docs/flows.md", "docs/architecture.md", "README.md"]
 URL = re.compile(r"http://127\.0\.0\.1:(800\d)(/[^\s`)\"'>]*)?")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 BLUEPRINTS = {
@@ -55,7 +55,7 @@ def _urls() -> list[tuple[str, str, str]]:
         if not path.exists():
             continue
         for port, url_path in URL.findall(path.read_text()):
-            found.append((doc, port, (url_path or "/").rstrip(".,;:")))
+            found.append((doc, port, (url_path or "/").split("?")[0].rstrip(".,;:")))
     return sorted(set(found))
 
 
@@ -75,8 +75,7 @@ def test_url_is_a_route(doc: str, port: str, path: str) -> None:
 @pytest.mark.parametrize("doc", [d for d in DOCS if (ROOT / d).exists()])
 def test_relative_links_resolve(doc: str) -> None:
     path = ROOT / doc
-    # Sections under docs/readme/ are merged into README.md: their links are relative to the root.
-    base = ROOT if doc.startswith("docs/readme/") else path.parent
+    base = path.parent
     for target in LINK.findall(path.read_text()):
         if target.startswith(("http://", "https://", "mailto:")):
             continue
@@ -85,7 +84,7 @@ def test_relative_links_resolve(doc: str) -> None:
 
 def test_named_scenarios_exist() -> None:
     text = "".join((ROOT / d).read_text() for d in DOCS if (ROOT / d).exists())
-    names = set(re.findall(r"signlab scenario run ([a-z0-9-]+)", text)) | set(re.findall(r"scenarios? `([a-z0-9-]+)`", text))
+    names = set(re.findall(r"signlab scenario run ([a-z0-9][a-z0-9-]*)", text)) | set(re.findall(r"scenarios? `([a-z0-9-]+)`", text))
     names |= set(re.findall(r"`(sad-[a-z-]+|digest-substitution|idp-acr-lower|loa-too-low-for-qes)`", text))
     assert names, "no scenario named"
     for name in names:
