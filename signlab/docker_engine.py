@@ -61,6 +61,7 @@ __all__ = [
     "BROWSER_FACING_LINKS",
     "BROWSER_FACING_SERVICES",
     "BROWSER_URL_SETTINGS",
+    "PLAIN_HTTP_OAUTH_SERVICES",
     "COMPOSE_FILE",
     "ContainerPlan",
     "DockerControl",
@@ -126,6 +127,12 @@ BROWSER_URL_SETTINGS: dict[str, str] = {
 cannot reach; the portal builds the signer's ``authorize_url`` from ``SIGNLAB_PORTAL_SIGNER_URL``
 (back-channel). Each is set — to ``http://127.0.0.1:<published port>`` of the named service —
 only once its settings class has the field."""
+
+PLAIN_HTTP_OAUTH_SERVICES: frozenset[str] = frozenset({"idp", "signer"})
+"""Services whose authlib OAuth code talks plain http to a non-loopback host in compose (the IdP as
+issuer ``http://idp:8001``, the signer as its client). authlib allows that only with
+``AUTHLIB_INSECURE_TRANSPORT=1``; like the rest of the simulation, the compose network is plain
+http (on loopback, the local runtime needs no such switch)."""
 
 TRACES_VOLUME = "traces"
 """The trace store (``shared.tracing``): one volume shared by the four containers, because the
@@ -249,6 +256,8 @@ def deployment() -> list[ContainerPlan]:
             variable = cls.env_name(field_name)
             source = secrets_of[variable]
             env[variable] = f"${{{source}:?is not set: put it in compose/.env (python -m signlab.docker_engine secrets)}}"
+        if name in PLAIN_HTTP_OAUTH_SERVICES:
+            env["AUTHLIB_INSECURE_TRANSPORT"] = "1"
         env[TraceSettings.env_name("dir")] = f"{DATA_ROOT}/{TRACES_VOLUME}"
         volumes[TRACES_VOLUME] = f"{DATA_ROOT}/{TRACES_VOLUME}"
         # Empty: no OTLP export; with the tracing profile: http://jaeger:4318/v1/traces.

@@ -25,6 +25,7 @@ from shared.settings import secret_fields
 from shared.tracing.settings import TraceSettings
 from signlab.docker_engine import (
     BACK_CHANNEL_LINKS,
+    PLAIN_HTTP_OAUTH_SERVICES,
     BROWSER_FACING_LINKS,
     BROWSER_URL_SETTINGS,
     COMPOSE_DIR,
@@ -98,6 +99,8 @@ def test_environment_names_are_settings_of_that_service(compose: dict[str, Any])
         cls = entry.settings_class
         known = {cls.env_name(field) for field in cls.model_fields}
         known |= {TraceSettings.env_name(field) for field in TraceSettings.model_fields}  # common to all four
+        if name in PLAIN_HTTP_OAUTH_SERVICES:  # authlib's own switch for plain http between containers
+            known.add("AUTHLIB_INSECURE_TRANSPORT")
         for key in compose["services"][name]["environment"]:
             assert key in known, f"{name}: {key} is not a setting of {cls.__name__} (renamed or removed in code?)"
 
