@@ -7,18 +7,21 @@ CSC client, a browser) talk real HTTP to it.
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import threading
 from types import TracebackType
+from urllib.parse import urljoin
 
+import requests
 from flask import Flask
 from pydantic import SecretStr
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared.settings import ServiceSettings, secret_fields
 
-__all__ = ["LiveServer", "free_port", "random_secrets"]
+__all__ = ["LiveServer", "browse_until", "free_port", "random_secrets"]
 
 
 def random_secrets(cls: type[ServiceSettings]) -> dict[str, SecretStr]:
@@ -76,3 +79,30 @@ class LiveServer:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def browse_until(url: str, stop_at: str | tuple[str, ...], *, session: requests.Session | None = None,
+                 approve: bool = True) -> str:
+    """Act as the signer's browser: follow redirects (signer, IdP with a headless ``login_hint``)
+    and submit the consent form (its CSRF token, approve or decline) until the next URL starts with
+    ``stop_at`` (e.g. the portal's redirect URI); return that URL without opening it.
+
+    Fails the test on anything a browser would not get past (an error page, a redirect loop).
+    """
+    session = session or requests.Session()
+    for _ in range(15):
+        if url.startswith(stop_at):
+            return url
+        answer = session.get(url, allow_redirects=False, timeout=60)
+        if answer.status_code in (302, 303):
+            url = urljoin(url, answer.headers["Location"])
+            continue
+        assert answer.status_code == 200, (url, answer.status_code, answer.text[:500])
+        token = re.search(r'name="csrf_token" value="([^"]+)"', answer.text)
+        action = re.search(r'<form method="post" action="([^"]+)"', answer.text)
+        assert token and action, answer.text[:800]
+        posted = session.post(urljoin(url, action.group(1)), allow_redirects=False, timeout=60,
+                              data={"csrf_token": token.group(1), "decision": "approve" if approve else "decline"})
+        assert posted.status_code == 303, posted.text[:500]
+        url = urljoin(url, posted.headers["Location"])
+    raise AssertionError("too many redirects")

@@ -13,13 +13,12 @@ configuration once per process, so the signer uses the suite's single provisione
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
@@ -29,7 +28,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
 from services.signer.settings import SignerSettings
-from shared.testing import LiveServer, free_port
+from shared.testing import LiveServer, browse_until, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -226,27 +225,6 @@ def headless_browse(url: str, *, session: requests.Session | None = None, stop_a
     The IdP logs in without HTML when the ``login_hint`` names a person (see the README section "IPSP — mock eID OpenID Connect provider").
     """
     return parse_qs(urlparse(browse_until(url, stop_at, session=session, approve=approve)).query)
-
-
-def browse_until(url: str, stop_at: str, *, session: requests.Session | None = None, approve: bool = True) -> str:
-    """Follow redirects and submit consent until the next URL starts with ``stop_at``; that URL."""
-    session = session or requests.Session()
-    for _ in range(15):
-        if url.startswith(stop_at):
-            return url
-        answer = session.get(url, allow_redirects=False, timeout=60)
-        if answer.status_code in (302, 303):
-            url = urljoin(url, answer.headers["Location"])
-            continue
-        assert answer.status_code == 200, (url, answer.status_code, answer.text[:500])
-        token = re.search(r'name="csrf_token" value="([^"]+)"', answer.text)
-        action = re.search(r'<form method="post" action="([^"]+)"', answer.text)
-        assert token and action, answer.text[:800]
-        posted = session.post(urljoin(url, action.group(1)), allow_redirects=False, timeout=60,
-                              data={"csrf_token": token.group(1), "decision": "approve" if approve else "decline"})
-        assert posted.status_code == 303, posted.text[:500]
-        url = urljoin(url, posted.headers["Location"])
-    raise AssertionError("too many redirects")
 
 
 @pytest.fixture(scope="package")

@@ -15,14 +15,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -39,7 +37,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pydantic import SecretStr
 
 from services.portal.ltv import ValidationMaterial
-from shared.testing import LiveServer, free_port
+from shared.testing import LiveServer, browse_until, free_port
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
 NCP = "0.4.0.2042.1.1"
@@ -408,23 +406,8 @@ class Stack:
         """Follow redirects like a browser and submit consent, until a portal answers."""
         session = requests.Session()
         session.headers.update(headers or {})
-        portals = (self.portal_url, self.short_ttl_portal_url)
-        for _ in range(15):
-            answer = session.get(url, allow_redirects=False, timeout=60)
-            if answer.status_code in (302, 303):
-                url = urljoin(url, answer.headers["Location"])
-                continue
-            if url.startswith(portals):
-                return answer
-            assert answer.status_code == 200, (url, answer.status_code, answer.text[:300])
-            token = re.search(r'name="csrf_token" value="([^"]+)"', answer.text)
-            action = re.search(r'<form method="post" action="([^"]+)"', answer.text)
-            assert token and action, answer.text[:500]
-            posted = session.post(urljoin(url, action.group(1)), allow_redirects=False, timeout=60,
-                                  data={"csrf_token": token.group(1), "decision": "approve" if approve else "decline"})
-            assert posted.status_code == 303, posted.text[:300]
-            url = urljoin(url, posted.headers["Location"])
-        raise AssertionError("too many redirects")
+        back = browse_until(url, (self.portal_url, self.short_ttl_portal_url), session=session, approve=approve)
+        return session.get(back, allow_redirects=False, timeout=60)
 
 
 @pytest.fixture(scope="session")

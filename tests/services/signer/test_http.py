@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import re
 import secrets
 from io import BytesIO
 from typing import Any
@@ -27,6 +26,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from shared.clients.signer import SignerClient
 from shared.errors import UpstreamError
+from shared.testing import browse_until
 
 pytestmark = pytest.mark.hsm
 
@@ -70,25 +70,8 @@ class Portal:
 
 
 def browse(url: str, *, approve: bool = True, session: requests.Session | None = None) -> dict[str, list[str]]:
-    """Follow redirects like a browser, submit the consent form; the query of the redirect to the portal."""
-    session = session or requests.Session()
-    for _ in range(12):
-        if url.startswith(PORTAL_REDIRECT):
-            return parse_qs(urlparse(url).query)
-        answer = session.get(url, allow_redirects=False, timeout=30)
-        if answer.status_code in (302, 303):
-            url = urljoin(url, answer.headers["Location"])
-            continue
-        assert answer.status_code == 200, (answer.status_code, answer.text[:500])
-        match = re.search(r'name="csrf_token" value="([^"]+)"', answer.text)
-        assert match, answer.text[:1000]
-        action = re.search(r'<form method="post" action="([^"]+)"', answer.text)
-        assert action
-        posted = session.post(urljoin(url, action.group(1)), allow_redirects=False, timeout=30,
-                              data={"csrf_token": match.group(1), "decision": "approve" if approve else "decline"})
-        assert posted.status_code == 303, posted.text[:500]
-        url = urljoin(url, posted.headers["Location"])
-    raise AssertionError("too many redirects")
+    """Through the IdP and consent like a browser; the query of the redirect to the portal."""
+    return parse_qs(urlparse(browse_until(url, PORTAL_REDIRECT, session=session, approve=approve)).query)
 
 
 @pytest.fixture(scope="module")
