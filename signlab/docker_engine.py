@@ -38,7 +38,6 @@ import io
 import os
 import queue
 import re
-import socket
 import sys
 import tarfile
 import threading

@@ -201,7 +201,7 @@ def create_hierarchy(data_dir: Path, public_base: str, *, now: dt.datetime | Non
             .sign(root.key, hashes.SHA384())
         )
 
-    tsa = ensure("tsa", ec.SECP256R1(), build_tsa)
+    ensure("tsa", ec.SECP256R1(), build_tsa)
 
     def build_ocsp(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
         return (

@@ -29,7 +29,7 @@ from enum import StrEnum
 from io import BytesIO
 from typing import Any
 
-from asn1crypto import cms, tsp, x509
+from asn1crypto import cms, x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils

@@ -69,7 +69,7 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.flow import Role, step
-from shared.identity import LOA_HIGH, LOA_SUBSTANTIAL, IdentityEvidenceError, VerifiedIdentity
+from shared.identity import LOA_HIGH, LOA_SUBSTANTIAL, IdentityEvidenceError
 from shared.throttle import FailureThrottle
 from shared.tracing import flow_span
 

@@ -30,7 +30,7 @@ from shared.clients.ca import CaClient
 from shared.clients.idp import IdpClient
 from shared.errors import UpstreamError, UpstreamUnavailable
 from shared.flow import Role, step
-from shared.identity import IdentityEvidenceError, VerifiedIdentity, verify_id_token
+from shared.identity import IdentityEvidenceError, VerifiedIdentity
 
 __all__ = ["CertificateGateway", "IdentityGateway", "IssuedCertificate"]
 
