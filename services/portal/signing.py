@@ -76,7 +76,8 @@ class SigningService(Protocol):
         """Step 5 (portal side): code → credential token; the result has ``access_token``."""
 
     def sign_doc(self, access_token: str, *, digests: Sequence[bytes], signature_format: str = "P",
-                 hash_algorithm: str = "sha256", conformance_level: str = "AdES-B-B", qualifier: str | None = None) -> Any:
+                 hash_algorithm: str = "sha256", conformance_level: str = "AdES-B-B", qualifier: str | None = None,
+                 return_validation_info: bool = False) -> Any:
         """Steps 6-10: the result has ``signature_objects``, ``certificates`` and ``validation_info``."""
 
     def credentials_info(self, access_token: str, credential_id: str, version: int = 1) -> Any:
@@ -293,6 +294,8 @@ class PortalCore:
                 token.access_token, digests=[d.digest for d in tx.documents], hash_algorithm="sha256",
                 signature_format=options.format.csc_letter, conformance_level=Level.B_B.csc_conformance_level,
                 qualifier=options.qualifier.csc_qualifier,
+                # Revocation data only where it is embedded (B-LT, B-LTA); validation fetches its own.
+                return_validation_info=options.level in (Level.B_LT, Level.B_LTA),
             )
         except UpstreamError as exc:
             if exc.upstream_status == 403:

@@ -708,7 +708,8 @@ class SigningService:
             raise
         self.audit.append("sad.accepted", step=6, transaction_id=transaction.id, digests=record.digests)
         labels = {base64.b64decode(d["hash"]): d["label"] for d in transaction.request["documents"]}
-        return self._sign_one_time(transaction, wanted, labels)
+        return self._sign_one_time(transaction, wanted, labels,
+                                   with_revocation=bool(body.get("returnValidationInfo", False)))
 
     def _check_digests(self, record: TokenRecord, wanted: list[tuple[bytes, str]], *, step_: Any,
                        exact: bool = True) -> None:
@@ -781,8 +782,12 @@ class SigningService:
         return issued
 
     def _sign_one_time(self, transaction: TransactionRecord, wanted: list[tuple[bytes, str, str, str]],
-                       labels: dict[bytes, str]) -> dict[str, Any]:
-        """Steps 6-10 for signDoc; the key is destroyed in ``finally`` on every path."""
+                       labels: dict[bytes, str], *, with_revocation: bool = False) -> dict[str, Any]:
+        """Steps 6-10 for signDoc; the key is destroyed in ``finally`` on every path.
+
+        :param with_revocation: CSC ``returnValidationInfo``: also fetch the certificate's CRL and
+            OCSP response for the client (needed for B-LT/B-LTA); the chain is always returned.
+        """
         key: OneTimeKey | None = None
         try:
             key = self._new_key(transaction)
@@ -822,9 +827,11 @@ class SigningService:
             if key is not None:
                 self._destroy_key(key.key_id, transaction.id)
         self.store.advance(transaction.id, ["signed"], "completed", id_token=None)
-        with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
-                       summary={"certificate_serial": issued.serial}):
-            info = self.ca.validation_info(issued.certificate, issued.chain[0]) if issued.chain else {"crl": [], "ocsp": []}
+        info: dict[str, list[str]] = {"crl": [], "ocsp": []}
+        if with_revocation and issued.chain:
+            with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
+                           summary={"certificate_serial": issued.serial}):
+                info = self.ca.validation_info(issued.certificate, issued.chain[0])
         certificates = [_b64(c.dump()) for c in (issued.certificate, *issued.chain)]
         self.audit.append("transaction.completed", step=10, transaction_id=transaction.id, signatures=len(objects))
         return {

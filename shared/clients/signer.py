@@ -167,8 +167,13 @@ class SignerClient(ServiceClient):
 
     def sign_doc(self, access_token: str, *, digests: Sequence[bytes], signature_format: str = "P",
                  hash_algorithm: str = "sha256", conformance_level: str = "AdES-B-B",
-                 qualifier: str | None = None, formats: Sequence[str] | None = None) -> SignDocResult:
-        """``signatures/signDoc`` (steps 6-10). ``formats`` gives one format per digest (default: all the same)."""
+                 qualifier: str | None = None, formats: Sequence[str] | None = None,
+                 return_validation_info: bool = False) -> SignDocResult:
+        """``signatures/signDoc`` (steps 6-10). ``formats`` gives one format per digest (default: all the same).
+
+        :param return_validation_info: CSC ``returnValidationInfo``: ask for the CRL and OCSP
+            response of the one-time certificate too (B-LT/B-LTA need them); the chain always comes.
+        """
         entries = []
         for index, digest in enumerate(digests):
             entries.append({"hashes": [_b64(digest)], "hashAlgorithmOID": HASH_OIDS[hash_algorithm],
@@ -177,6 +182,8 @@ class SignerClient(ServiceClient):
         body: dict[str, Any] = {"documentDigests": entries}
         if qualifier:
             body["signatureQualifier"] = qualifier
+        if return_validation_info:
+            body["returnValidationInfo"] = True
         answer = self.request("POST", "/csc/v2/signatures/signDoc", step=step(6), json=body,
                               headers={"Authorization": f"Bearer {access_token}"}).json()
         info = answer.get("validationInfo") or {}

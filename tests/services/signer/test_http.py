@@ -344,3 +344,15 @@ def test_client_secret_guessing_is_locked(portal: Portal, ecosystem: Any) -> Non
     assert locked.value.status == 429 and "locked" in locked.value.description
     assert service.authenticate_client("signlab-portal", secret, "198.51.100.8").client_id == "signlab-portal"
     assert any(e.event == "client.locked" for e in service.audit.entries())
+
+
+def test_revocation_data_only_when_asked(portal: Portal, ecosystem: Any) -> None:
+    """CSC ``returnValidationInfo``: the chain always comes; CRL and OCSP only when the client asks."""
+    plain_digest, asked_digest = hashlib.sha256(b"plain").digest(), hashlib.sha256(b"asked").digest()
+    plain = portal.client.sign_doc(portal.token(documents=[(plain_digest, "a.txt")]).access_token,
+                                   digests=[plain_digest], signature_format="C")
+    assert len(plain.certificates) == 3 and plain.validation_info["crl"] == [] == plain.validation_info["ocsp"]
+    asked = portal.client.sign_doc(portal.token(documents=[(asked_digest, "b.txt")]).access_token,
+                                   digests=[asked_digest], signature_format="C", return_validation_info=True)
+    assert asked.validation_info["crl"] and asked.validation_info["ocsp"]
+    no_keys(ecosystem)
