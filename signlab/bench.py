@@ -669,11 +669,11 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
 
 def _run_batch(eco: Ecosystem, runtime: Any, report: BenchReport, *, documents: int, root: x509.Certificate,
                progress: Callable[[str], None]) -> None:
-    from services.portal.documents import Qualifier
-    from services.portal.pades import finish_pdf, prepare_pdf
+    from services.portal.documents import Level, Qualifier
+    from services.portal.pades import contents_reservation, finish_pdf, prepare_pdf
     from services.portal.settings import PortalSettings
 
-    reserved = PortalSettings.model_fields["pdf_bytes_reserved"].default
+    reserved = contents_reservation(Level.B_B, PortalSettings.model_fields["pdf_bytes_reserved"].default)
     pdf = bench_pdf()
     progress(f"batch: one authorization for {documents} PDFs")
     started = time.perf_counter()

@@ -78,6 +78,20 @@ def _stamp_box(pdf: bytes, index: int) -> tuple[int, int, int, int]:
     return (x1, y1, x1 + 260, y1 + 70)
 
 
+def contents_reservation(level: Level, configured: int) -> int:
+    """Hex characters to reserve in /Contents for a signature at ``level``.
+
+    B-B holds the certificate chain and the signature (about 3 kB DER here); from B-T on the CMS
+    also carries the signature time-stamp token, roughly doubling it. ``configured``
+    (``SIGNLAB_PORTAL_PDF_BYTES_RESERVED``) is the reservation for the time-stamped levels and B-B
+    gets half of it: every validator reads the reserved hex string character by character, so an
+    oversized reservation costs every later reader time (it was a third of the portal's CPU).
+    """
+    if level is Level.B_B:
+        return max(8192, (configured // 4) * 2)
+    return configured
+
+
 async def prepare_pdf(
     pdf: bytes,
     *,

@@ -40,9 +40,10 @@ class PortalSettings(ServiceSettings):
     )
     max_documents: int = Field(10, ge=1, le=50, description="Most documents in one signing request (one authorization).")
     pdf_bytes_reserved: int = Field(
-        32768, ge=8192, multiple_of=2,
-        description="Hex characters reserved in a PDF's /Contents for the CMS (DER capacity is half of it); "
-        "must hold the certificate chain, the signature and a signature time-stamp.",
+        20480, ge=16384, multiple_of=4,
+        description="Hex characters reserved in a PDF's /Contents for the CMS at B-T and above (DER capacity is "
+        "half of it); must hold the certificate chain, the signature and a signature time-stamp. B-B reserves "
+        "half as much (no time-stamp); validators read the whole reservation, so bigger is slower.",
     )
     transaction_ttl_seconds: int = Field(
         600, ge=1, description="How long a signing transaction may wait for the signer's return (eID login and "

@@ -136,7 +136,8 @@ class PortalCore:
     :param trust: trust anchor, trusted list, TSP data and TSA.
     :param signer: the SSASP client.
     :param callback_url: the redirect URI registered at the SSASP.
-    :param bytes_reserved: PDF /Contents reservation (hex characters).
+    :param bytes_reserved: PDF /Contents reservation for time-stamped levels (hex characters; B-B takes
+        half, :func:`services.portal.pades.contents_reservation`).
     :param ttl_seconds: lifetime of a pending transaction.
     """
 
@@ -214,7 +215,8 @@ class PortalCore:
         if options.format is SignatureFormat.PADES:
             prepared = asyncio.run(pades.prepare_pdf(
                 doc.content, label=doc.label, qualifier=options.qualifier, visible=options.visible,
-                signer_name=options.signer_name, bytes_reserved=self.bytes_reserved,
+                signer_name=options.signer_name,
+                bytes_reserved=pades.contents_reservation(options.level, self.bytes_reserved),
             ))
             return StoredDocument(idx, doc.label, doc.media_type, doc.content, prepared.digest, prepared.prepared,
                                   prepared.reserved_start, prepared.reserved_end, prepared.field_name)
@@ -341,8 +343,8 @@ class PortalCore:
             log.info("step 7: one-time credential %s, certificate %s", credential.credential_id, credential.serial_hex,
                      extra={"step": 7, "transaction_id": tx.id})
             # Step 2 of this flow: the DTBS/R over the signed attributes with the real certificate.
-            pending = [asyncio.run(certificate_first.compute_dtbsr(doc, options, credential,
-                                                                   bytes_reserved=self.bytes_reserved))
+            reserved = pades.contents_reservation(options.level, self.bytes_reserved)
+            pending = [asyncio.run(certificate_first.compute_dtbsr(doc, options, credential, bytes_reserved=reserved))
                        for doc in tx.documents]
             certificate_first.check_distinct(pending)
             hashes = [p.dtbsr for p in pending]

@@ -356,7 +356,7 @@ async def _validate_pdf_signature(sig: Any, doc_timestamps: list[Any], has_dss_r
     try:
         status = await async_validate_pdf_signature(sig, _context_for(trust, material), ts_validation_context=_context_for(trust, material))
     except Exception as exc:  # malformed CMS inside the PDF
-        return _failed_signature(sig.field_name, "PAdES", "FORMAT_FAILURE", f"the signature could not be parsed ({exc.__class__.__name__})")
+        return _failed_signature(str(sig.field_name), "PAdES", "FORMAT_FAILURE", f"the signature could not be parsed ({exc.__class__.__name__})")
     validation_time = now
     tst_time = status.timestamp_validity.timestamp if status.timestamp_validity is not None else None
     poe_note = ""
@@ -405,7 +405,7 @@ async def _validate_pdf_signature(sig: Any, doc_timestamps: list[Any], has_dss_r
     qualification, detail = _qualification(trust, status.validation_path, validation_time, indication is Indication.TOTAL_PASSED)
     checks.append(Check("Qualification (trusted list)", "passed" if qualification == "QES" else "info", detail))
     return SignatureReport(
-        id=sig.field_name, format="PAdES", indication=indication.value, sub_indication=sub,
+        id=str(sig.field_name), format="PAdES", indication=indication.value, sub_indication=sub,
         signer=_signer_info(status.signing_cert), signing_time=_iso(status.signer_reported_dt),
         timestamp=timestamp, level=_level_label(rank) if indication is Indication.TOTAL_PASSED else _level_label(min(rank, 0)),
         qualification=qualification, qualification_detail=detail, checks=checks,

@@ -18,6 +18,7 @@ from services.portal import cades, jades, pades
 from services.portal.documents import Level, Qualifier
 from services.portal.errors import PackagingFailed
 from services.portal.ltv import ValidationMaterial, validation_context
+from services.portal.settings import PortalSettings
 from services.portal.validation import TrustSettings, load_registry, validate_document
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
@@ -30,9 +31,14 @@ def trust(pki) -> TrustSettings:
     return TrustSettings(pki.root_asn1, load_registry(pki.trusted_list()), pki.material(), "test list")
 
 
+DEFAULT_RESERVATION = PortalSettings.model_fields["pdf_bytes_reserved"].default
+
+
 def _signed_pdf(pki, sign_digest, level: Level, qualifier: str = "qes", visible: bool = False, pdf: bytes = PDF) -> bytes:
+    """Signed at ``level`` with the portal's default /Contents reservation for that level."""
     prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier(qualifier), visible=visible,
-                                         signer_name="Kari Nordmann", bytes_reserved=32768))
+                                         signer_name="Kari Nordmann",
+                                         bytes_reserved=pades.contents_reservation(level, DEFAULT_RESERVATION)))
     sig = sign_digest(prep.digest, qualifier, "pades")
     return asyncio.run(pades.augment_pdf(prep, sig.signature, level=level, timestamper=pki.timestamper(),
                                          root=pki.root_asn1, material=sig.material))
@@ -55,6 +61,24 @@ def test_pades_every_level(pki, sign_digest, trust, level: Level, qualifier: str
     assert sig.signer["serial_number"] == "PNONO-01017012345"
     if level is Level.B_LTA:
         assert len(reader.embedded_timestamp_signatures) == 1
+    # The stored report is plain data (a pyHanko string object in it once made every copy deep-copy
+    # the whole parsed PDF).
+    assert _plain_types(report.to_dict()) <= {dict, list, str, int, bool, type(None)}
+
+
+def _plain_types(value) -> set[type]:
+    if isinstance(value, dict):
+        return {dict}.union(*(_plain_types(v) for v in value.values()))
+    if isinstance(value, list):
+        return {list}.union(*(_plain_types(v) for v in value))
+    return {type(value)}
+
+
+def test_b_b_reserves_half_of_the_time_stamped_levels() -> None:
+    assert pades.contents_reservation(Level.B_B, 20480) == 10240
+    assert {pades.contents_reservation(level, 20480) for level in (Level.B_T, Level.B_LT, Level.B_LTA)} == {20480}
+    # never below what the chain and the signature need (4 kB of DER)
+    assert pades.contents_reservation(Level.B_B, 16384) == 8192
 
 
 @pytest.mark.parametrize("qualifier", ["qes", "ades"])
