@@ -124,6 +124,9 @@ class BrowserAgent:
         self.eco = eco
         self.timeout = timeout
         self.session = requests.Session()
+        # The ecosystem is reached on configured URLs: no proxy or .netrc lookup in the environment
+        # (requests scans os.environ on every request otherwise: half of the agent's CPU).
+        self.session.trust_env = False
         self.session.headers.update({"Accept": BROWSER_ACCEPT, "User-Agent": "SignLab-load/1.0"})
 
     def walk(self, url: str, *, stop_at: str | None = None, decision: str = "approve",
