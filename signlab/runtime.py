@@ -46,6 +46,11 @@ __all__ = ["FAULT_INJECTION_SETTINGS", "LocalRuntime", "RuntimeError_", "Service
 
 HEALTH_POLL_SECONDS = 0.2
 
+MALLOC_ARENA_VARIABLE, MALLOC_ARENAS = "MALLOC_ARENA_MAX", "2"
+"""glibc's malloc arenas per service process (the environment wins). Its default, 8 per core,
+gives each of a worker's eight threads an arena that keeps its freed pages: 2 cut the portal's
+peak RSS under load by ~10 MiB (`signlab bench`) at no measurable CPU cost. The image sets the same."""
+
 FAULT_INJECTION_SETTINGS = {
     "SIGNLAB_IDP_ADMIN_API_ENABLED": "true",
     "SIGNLAB_SIGNER_FAULTS_ENABLED": "true",
@@ -212,6 +217,7 @@ class LocalRuntime:
         env.setdefault(cls.env_name("data_dir"), str(self.data_dir / entry.info.name))
         # One trace store for the four services, even if one service's data dir is moved.
         env.setdefault("SIGNLAB_TRACE_DIR", str(self.data_dir / "traces"))
+        env.setdefault(MALLOC_ARENA_VARIABLE, MALLOC_ARENAS)
         if self.fault_injection:  # the explicit flag wins over a stray SIGNLAB_*_ENABLED=false
             env.update({k: v for k, v in FAULT_INJECTION_SETTINGS.items() if k.startswith(cls.env_prefix)})
         urls = {name: self.url(name) for name in self.ports}

@@ -147,6 +147,12 @@ def test_the_image_installs_softhsm_at_the_signer_default_module_path() -> None:
     assert package == "softhsm2" or package in depends
 
 
+def test_the_image_limits_malloc_arenas_like_the_local_runtime() -> None:
+    from signlab.runtime import MALLOC_ARENA_VARIABLE, MALLOC_ARENAS
+
+    assert re.search(rf"^\s*{MALLOC_ARENA_VARIABLE}={MALLOC_ARENAS}\b", DOCKERFILE, re.MULTILINE)
+
+
 def test_the_image_runs_as_a_non_root_user() -> None:
     users = [args for keyword, args in _instructions() if keyword == "USER"]
     assert users and users[-1] not in ("root", "0")

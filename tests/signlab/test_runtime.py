@@ -91,6 +91,13 @@ def test_wiring_points_each_service_at_the_others(tmp_path: Path) -> None:
     assert signer_env["SIGNLAB_SIGNER_DATA_DIR"] == str(tmp_path.resolve() / "signer")
 
 
+def test_services_run_with_few_malloc_arenas_unless_the_operator_chose(tmp_path: Path) -> None:
+    portal = next(e for e in REGISTRY if e.info.name == "portal")
+    assert LocalRuntime(tmp_path, _ports(), environ={}).service_environment(portal)["MALLOC_ARENA_MAX"] == "2"
+    chosen = LocalRuntime(tmp_path, _ports(), environ={"MALLOC_ARENA_MAX": "8"})
+    assert chosen.service_environment(portal)["MALLOC_ARENA_MAX"] == "8"
+
+
 def test_taken_port_fails_naming_port_and_service(runtime: LocalRuntime) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", runtime.ports["ca"]))
