@@ -49,6 +49,7 @@ def test_a_small_bench_completes_with_sane_numbers(running: LocalRuntime) -> Non
     assert 0 < lat["min"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
     assert 0 < e2e["local_ms"]["p50"] < lat["p50"]  # a remote flow does strictly more than a local signature
     assert e2e["ratio"] == pytest.approx(lat["p50"] / e2e["local_ms"]["p50"], rel=0.01)
+    assert e2e["ratio_alone"] == pytest.approx(e2e["sequential_latency_ms"]["p50"] / e2e["local_ms"]["p50"], rel=0.01)
     # Per-step medians come from the trace store: the steps the wire shows, each positive.
     steps = {int(k): v for k, v in e2e["steps_ms"].items()}
     assert {1, 2, 3, 5, 6, 7, 10} <= set(steps), steps
