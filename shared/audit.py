@@ -92,7 +92,20 @@ class AuditLog:
     """Appends chained entries to ``path`` and verifies the chain.
 
     Thread-safe within a process (a lock) and across processes (an exclusive ``flock`` around
-    read-head-then-append), so several workers may share one file.
+    read-head-then-append), so several workers — or several :class:`AuditLog` objects on one file,
+    as in the CA — may share it.
+
+    Durability: every :meth:`append` writes its line before it returns, so the entry survives a
+    crash of the process (SIGKILL) and other readers see it at once. ``sync=True`` (the default)
+    also fsyncs the file, which makes that entry *and every entry written before it* durable
+    against a crash of the machine. A caller that records several steps of one operation may pass
+    ``sync=False`` for the intermediate ones and ``sync=True`` for the entry it must not return
+    without (the signer syncs once per signDoc, before the signature leaves the service); an OS
+    crash in between can lose only unsynced trailing entries, never break the chain.
+
+    The chain head (sequence number and hash of the last line) is kept between appends and reused
+    while the file is provably the one this object last wrote (same device, inode, size and
+    modification time, checked under the lock); otherwise it is read back from the file.
 
     :param path: the JSON-lines file (created with mode 0600 when missing).
     """
@@ -100,17 +113,22 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._head_cache: tuple[tuple[int, int, int, int], int, str] | None = None
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.close(fd)
 
-    def append(self, event: str, *, step: int | None = None, **data: Any) -> AuditEntry:
-        """Append one entry and return it. ``data`` must be JSON-serialisable."""
+    def append(self, event: str, *, step: int | None = None, sync: bool = True, **data: Any) -> AuditEntry:
+        """Append one entry and return it. ``data`` must be JSON-serialisable.
+
+        :param sync: ``fsync`` before returning (see the class notes); ``False`` only for entries
+            that a later synced entry of the same operation will make durable.
+        """
         with self._lock, open(self.path, "ab+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                seq, prev = self._head(handle)
+                seq, prev = self._current_head(handle)
                 entry: dict[str, Any] = {
                     "seq": seq + 1,
                     "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -119,14 +137,40 @@ class AuditLog:
                     "data": data,
                     "prev": prev,
                 }
-                entry["hash"] = entry_hash(entry)
+                canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                entry["hash"] = digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+                if canonical.isascii():
+                    # The line is the canonical text with the hash inserted in its sorted place
+                    # (between "event" and "prev"); the last ',"prev":"' is the top-level key,
+                    # since only hex, integers and the time follow it.
+                    cut = canonical.rindex(',"prev":"')
+                    line = f'{canonical[:cut]},"hash":"{digest}"{canonical[cut:]}\n'
+                else:
+                    line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
                 handle.seek(0, os.SEEK_END)
-                handle.write((json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii"))
+                handle.write(line.encode("ascii"))
                 handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    os.fsync(handle.fileno())
+                self._head_cache = (_identity(os.fstat(handle.fileno())), seq + 1, digest)
+            except BaseException:
+                self._head_cache = None
+                raise
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return AuditEntry(**entry)
+
+    def sync(self) -> None:
+        """``fsync`` the log: every entry written so far becomes durable."""
+        with self._lock, open(self.path, "ab") as handle:
+            os.fsync(handle.fileno())
+
+    def _current_head(self, handle: Any) -> tuple[int, str]:
+        """The head, from the cache when the file is unchanged since this object's last append."""
+        cached = self._head_cache
+        if cached is not None and cached[0] == _identity(os.fstat(handle.fileno())):
+            return cached[1], cached[2]
+        return self._head(handle)
 
     @staticmethod
     def _head(handle: Any) -> tuple[int, str]:
@@ -181,3 +225,8 @@ class AuditLog:
                                              f"entry {number} has sequence number {entry.get('seq')}", prev)
                 prev = entry["hash"]
         return AuditVerification(True, count, None, "intact", prev)
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells whether a file changed since it was last seen: device, inode, size, mtime."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns

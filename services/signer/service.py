@@ -221,14 +221,15 @@ class SigningService:
         for key_id in key_ids:
             self._destroy_key(key_id, record.id)
 
-    def _destroy_key(self, key_id: str, transaction_id: str) -> None:
+    def _destroy_key(self, key_id: str, transaction_id: str, *, sync: bool = True) -> None:
         with flow_span(step(9), "C_DestroyObject", response="key destroyed",
                        summary={"key_id": key_id, "transaction_id": transaction_id}) as span:
             destroyed = self.hsm.destroy_key(key_id)
             span.response({"objects_destroyed": destroyed})
         with self._keys_lock:
             self._keys.pop(key_id, None)
-        self.audit.append("key.destroyed", step=9, transaction_id=transaction_id, key_id=key_id, objects=destroyed)
+        self.audit.append("key.destroyed", step=9, transaction_id=transaction_id, key_id=key_id, objects=destroyed,
+                          sync=sync)
 
     # ------------------------------------------------------------------ clients
 
@@ -706,7 +707,9 @@ class SigningService:
             self.audit.append("sad.refused", step=6, transaction_id=record.transaction_id, error=exc.error,
                               reason=exc.description)
             raise
-        self.audit.append("sad.accepted", step=6, transaction_id=transaction.id, digests=record.digests)
+        # Intermediate signDoc entries are written at once (visible, crash-of-process safe) but
+        # fsynced together with transaction.completed, before the signature leaves the service.
+        self.audit.append("sad.accepted", step=6, transaction_id=transaction.id, digests=record.digests, sync=False)
         labels = {base64.b64decode(d["hash"]): d["label"] for d in transaction.request["documents"]}
         return self._sign_one_time(transaction, wanted, labels,
                                    with_revocation=bool(body.get("returnValidationInfo", False)))
@@ -730,7 +733,12 @@ class SigningService:
             raise InvalidRequest(f"the SAD authorizes exactly {record.num_signatures} digests; "
                                  f"{len(wanted)} were sent", step=step_)
 
-    def _new_key(self, transaction: TransactionRecord) -> OneTimeKey:
+    def _new_key(self, transaction: TransactionRecord, *, durable_later: bool = False) -> OneTimeKey:
+        """Step 6: a fresh one-time key in the HSM.
+
+        :param durable_later: the caller writes a synced audit entry before it answers (on every
+            path), so ``key.created`` need not be fsynced on its own.
+        """
         try:
             with flow_span(step(6), "C_GenerateKeyPair", response="one-time key handle",
                            summary={"algorithm": self.settings.key_algorithm, "transaction_id": transaction.id,
@@ -743,17 +751,22 @@ class SigningService:
         with self._keys_lock:
             self._keys[key.key_id] = key
         self.audit.append("key.created", step=6, transaction_id=transaction.id, key_id=key.key_id,
-                          algorithm=key.algorithm, sensitive=True, extractable=False, token_object=False)
+                          algorithm=key.algorithm, sensitive=True, extractable=False, token_object=False,
+                          sync=not durable_later)
         return key
 
-    def _certify(self, transaction: TransactionRecord, key: OneTimeKey) -> IssuedCertificate:
-        """Steps 7: CSR + identity evidence to the TSP; check the certificate against key and profile."""
+    def _certify(self, transaction: TransactionRecord, key: OneTimeKey, *, durable_later: bool = False) -> IssuedCertificate:
+        """Steps 7: CSR + identity evidence to the TSP; check the certificate against key and profile.
+
+        :param durable_later: as for :meth:`_new_key` (``csr.sent``, ``certificate.issued``).
+        """
         s7 = step(7)
         qualifier = transaction.request["qualifier"]
         with operation_step(7):  # the CSR's proof of possession, not a document signature
             csr_der = build_csr(self.hsm, key, common_name=f"SignLab one-time key {transaction.id}")
         self.audit.append("csr.sent", step=7, transaction_id=transaction.id, key_id=key.key_id,
-                          csr_sha256=hashlib.sha256(csr_der).hexdigest(), profile=PROFILE[qualifier])
+                          csr_sha256=hashlib.sha256(csr_der).hexdigest(), profile=PROFILE[qualifier],
+                          sync=not durable_later)
         try:
             issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=transaction.id_token or "",
                                    transaction_id=transaction.id)
@@ -778,7 +791,7 @@ class SigningService:
             raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), step=s7)
         self.audit.append("certificate.issued", step=7, transaction_id=transaction.id, serial=issued.serial,
                           profile=issued.profile, policy=issued.policy_oid,
-                          not_after=validity["not_after"].native.isoformat())
+                          not_after=validity["not_after"].native.isoformat(), sync=not durable_later)
         return issued
 
     def _sign_one_time(self, transaction: TransactionRecord, wanted: list[tuple[bytes, str, str, str]],
@@ -789,10 +802,14 @@ class SigningService:
             OCSP response for the client (needed for B-LT/B-LTA); the chain is always returned.
         """
         key: OneTimeKey | None = None
+        signed = False
         try:
-            key = self._new_key(transaction)
+            # Every path below ends with a synced audit entry (transaction.completed after the
+            # signatures, signing.failed / key.destroyed on a failure), so the entries on the
+            # way are written without their own fsync.
+            key = self._new_key(transaction, durable_later=True)
             self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id)
-            issued = self._certify(transaction, key)
+            issued = self._certify(transaction, key, durable_later=True)
             self.store.advance(transaction.id, ["key_created"], "certificate_issued",
                                certificate_serial=issued.serial)
             objects: list[str] = []
@@ -808,10 +825,12 @@ class SigningService:
                     objects.append(_b64(der))
                     dtbs = _signed_attrs_digest(der, algorithm)
                 self.audit.append("dtbsr.built", step=8, transaction_id=transaction.id, document_digest=digest.hex(),
-                                  dtbsr_digest=dtbs, format=fmt)
+                                  dtbsr_digest=dtbs, format=fmt, sync=False)
                 self.audit.append("signature.created", step=9, transaction_id=transaction.id, key_id=key.key_id,
-                                  document_digest=digest.hex(), dtbsr_digest=dtbs, format=fmt, level=level)
+                                  document_digest=digest.hex(), dtbsr_digest=dtbs, format=fmt, level=level,
+                                  sync=False)
             self.store.advance(transaction.id, ["certificate_issued"], "signed")
+            signed = True
         except SignLabError as exc:
             self._fail(transaction, exc.error_description)
             self.audit.append("signing.failed", step=exc.step.number if exc.step else None,
@@ -825,7 +844,7 @@ class SigningService:
             raise SigningFailed(step=step(9)) from None
         finally:
             if key is not None:
-                self._destroy_key(key.key_id, transaction.id)
+                self._destroy_key(key.key_id, transaction.id, sync=not signed)
         self.store.advance(transaction.id, ["signed"], "completed", id_token=None)
         info: dict[str, list[str]] = {"crl": [], "ocsp": []}
         if with_revocation and issued.chain:

@@ -91,3 +91,37 @@ def test_pseudonyms_are_stable_and_keyed() -> None:
     assert pseudonymise(b"k1", "alice") == pseudonymise(b"k1", "alice")
     assert pseudonymise(b"k1", "alice") != pseudonymise(b"k2", "alice")
     assert "alice" not in pseudonymise(b"k1", "alice")
+
+
+def test_lines_are_the_canonical_json_of_the_entry(tmp_path: Path) -> None:
+    """The line is assembled from the canonical text (hash spliced in): it must be exactly
+    ``json.dumps(entry, sort_keys=True)`` — also with nested keys named like the top-level ones."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append("a.b", step=7, prev="x", hash="y", nested={"prev": "z,\"prev\":\"", "seq": 1}, sync=False)
+    log.append("c.d", note="ålesund ✓")  # non-ASCII: escaped in the line, hashed unescaped
+    for line in (tmp_path / "audit.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        assert line == json.dumps(entry, sort_keys=True, separators=(",", ":"))
+        assert entry["hash"] == entry_hash(entry)
+    assert log.verify().ok
+
+
+def test_two_writers_on_one_file_keep_one_chain(tmp_path: Path) -> None:
+    """The cached head is not trusted after another writer (another object, or process) appended."""
+    first, second = AuditLog(tmp_path / "audit.jsonl"), AuditLog(tmp_path / "audit.jsonl")
+    for i in range(5):
+        (first if i % 2 else second).append("e", index=i, sync=i % 3 == 0)
+    first.append("last")
+    result = first.verify()
+    assert result.ok and result.entries == 6
+    assert [e.seq for e in first.entries()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_unsynced_entries_are_written_at_once(tmp_path: Path) -> None:
+    """sync=False skips only the fsync: the line is in the file (a reader, or a process killed
+    right after, sees it) and a later sync makes it durable."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append("csr.sent", step=7, sync=False)
+    assert [e.event for e in AuditLog(tmp_path / "audit.jsonl").entries()] == ["csr.sent"]
+    log.sync()
+    assert log.verify().ok
