@@ -7,6 +7,7 @@ audience, lifetime and refuses a replayed ``jti``.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 import threading
 import time
@@ -35,22 +36,35 @@ def create_client_assertion(
 
 
 class ReplayCache:
-    """Remembers assertion ids (``jti``) until they expire, to refuse replays. Thread-safe."""
+    """Remembers assertion ids (``jti``) until they expire, to refuse replays. Thread-safe.
+
+    Expired ids are dropped from a heap ordered by expiry, so a check costs O(log n) however
+    many assertions are remembered (scanning every remembered id on every check cost the TSP
+    more with each issuance per second: ~6,000 ids at 65 issuances/s).
+    """
 
     def __init__(self) -> None:
         self._seen: dict[str, float] = {}
+        self._expiries: list[tuple[float, str]] = []
         self._lock = threading.Lock()
 
     def check_and_remember(self, jti: str, expires_at: float, now: float) -> bool:
-        """True the first time ``jti`` is seen; False for a replay."""
+        """True the first time ``jti`` is seen; False for a replay (until it expires)."""
         with self._lock:
-            for old, expiry in list(self._seen.items()):
-                if expiry < now:
+            while self._expiries and self._expiries[0][0] < now:
+                expiry, old = heapq.heappop(self._expiries)
+                if self._seen.get(old) == expiry:
                     del self._seen[old]
             if jti in self._seen:
                 return False
             self._seen[jti] = expires_at
+            heapq.heappush(self._expiries, (expires_at, jti))
             return True
+
+    def remembered(self) -> int:
+        """How many ids are remembered (not ``__len__``: an empty cache must stay truthy)."""
+        with self._lock:
+            return len(self._seen)
 
 
 def verify_client_assertion(

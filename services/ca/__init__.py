@@ -27,6 +27,10 @@ def create_app(settings: CaSettings | None = None) -> Flask:
     app = create_service_app(__name__, service("ca"), settings, health_checks={"hierarchy": hierarchy_check},
                              role_page_at="/role")
     app.extensions["signlab.ca"] = provider
+    # Fetch the callers' JWKS ahead (retrying while they start): the first issuance must not wait
+    # for the signer's JWKS while the signer's own threads wait for the issuance.
+    provider.issuance.signer_keys.prefetch()
+    provider.issuance.idp_keys.prefetch()
     from services.ca.http import api, pages, pki
 
     app.register_blueprint(api)

@@ -23,7 +23,7 @@ from services.ca.profiles import CertificateUrls, Profile, SubjectIdentity, buil
 from services.ca.settings import CaSettings
 from services.ca.store import CertificateRecord, CertificateStore
 
-__all__ = ["CRL_NAMES", "REVOCATION_REASONS", "CertificateAuthority", "IssuedCertificate"]
+__all__ = ["CRL_NAMES", "REVOCATION_REASONS", "CertificateAuthority", "IssuedCertificate", "PublishedCrl"]
 
 CRL_NAMES = ("root", "issuing")
 """The CRLs the TSP publishes: ``/crl/root.crl`` (root CA) and ``/crl/issuing.crl`` (issuing CA)."""
@@ -73,11 +73,22 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class _CachedCrl:
+@dataclass(frozen=True)
+class PublishedCrl:
+    """A signed CRL as the CA serves it."""
+
     der: bytes
+    number: int
+    """Its CRLNumber (the HTTP ``ETag`` is this number, quoted)."""
     this_update: dt.datetime
+    """When it was built (its thisUpdate is backdated from this)."""
     revoked_count: int
+    """How many revoked certificates it lists (the cache's change check)."""
+
+    @property
+    def etag(self) -> str:
+        """The strong entity tag of this CRL: its number, quoted (``"17"``)."""
+        return f'"{self.number}"'
 
 
 @dataclass
@@ -88,7 +99,7 @@ class CertificateAuthority:
     hierarchy: Hierarchy
     store: CertificateStore
     log: IssuanceLog
-    _crl_cache: dict[str, _CachedCrl] = field(default_factory=dict)
+    _crl_cache: dict[str, PublishedCrl] = field(default_factory=dict)
     _crl_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- issuance -----------------------------------------------------------------------------
@@ -152,22 +163,35 @@ class CertificateAuthority:
 
     def crl(self, name: str, now: dt.datetime | None = None) -> bytes:
         """The current DER CRL of ``name`` (``root`` or ``issuing``), rebuilt when stale or outdated."""
+        return self.published_crl(name, now).der
+
+    def published_crl(self, name: str, now: dt.datetime | None = None) -> PublishedCrl:
+        """The current CRL of ``name`` with its number.
+
+        The signed CRL is kept and served again until the revocation set changes (a revocation
+        through :meth:`revoke` drops it at once; one made by another process changes the revoked
+        count, which is checked on every call through the partial index) or half its validity
+        has passed; each rebuild gets a new CRL number. So the very next fetch after a revocation
+        lists it, and an unchanged CRL keeps its number (and ``ETag``).
+        """
         if name not in CRL_NAMES:
             raise KeyError(name)
         now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
         validity = dt.timedelta(minutes=self.settings.crl_validity_minutes)
         with self._crl_lock:
-            revoked = self.store.revoked(name)
             cached = self._crl_cache.get(name)
-            if cached and cached.revoked_count == len(revoked) and now - cached.this_update < validity / 2:
-                return cached.der
+            if (cached and now - cached.this_update < validity / 2
+                    and cached.revoked_count == self.store.revoked_count(name)):
+                return cached
+            revoked = self.store.revoked(name)
+            number = self.store.next_crl_number(name)
             issuer: KeyedCert = self.hierarchy.root if name == "root" else self.hierarchy.issuing
             builder = (
                 x509.CertificateRevocationListBuilder()
                 .issuer_name(issuer.cert.subject)
                 .last_update(now - dt.timedelta(seconds=self.settings.backdate_seconds))
                 .next_update(now + validity)
-                .add_extension(x509.CRLNumber(self.store.next_crl_number(name)), critical=False)
+                .add_extension(x509.CRLNumber(number), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
                                critical=False)
             )
@@ -180,5 +204,6 @@ class CertificateAuthority:
                                                 critical=False)
                 builder = builder.add_revoked_certificate(entry.build())
             der = builder.sign(issuer.key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
-            self._crl_cache[name] = _CachedCrl(der, now, len(revoked))
-            return der
+            published = PublishedCrl(der, number, now, len(revoked))
+            self._crl_cache[name] = published
+            return published

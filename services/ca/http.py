@@ -166,10 +166,24 @@ def chain_pem() -> Response:
 
 @pki.get("/crl/<name>.crl")
 def crl(name: str) -> Response:
-    """The current CRL of the root or issuing CA, DER."""
+    """The current CRL of the root or issuing CA, DER.
+
+    ``ETag`` is the quoted CRL number; a request whose ``If-None-Match`` names it gets ``304 Not
+    Modified`` without a body (the CRL is rebuilt, with a new number, as soon as the revocation
+    set changes, so a 304 never hides a revocation). ``Cache-Control: no-cache``: a cache may
+    keep the CRL but must revalidate it on every use.
+    """
     if name not in CRL_NAMES:
         raise CertificateNotFound("crl_not_found", f"no CRL {name!r}; published: root, issuing", step=None)
-    return Response(tsp().authority.crl(name), mimetype=_DER_TYPES["crl"])
+    published = tsp().authority.published_crl(name)
+    tag = str(published.number)
+    if request.if_none_match.contains_weak(tag):
+        response = Response(status=304)
+    else:
+        response = Response(published.der, mimetype=_DER_TYPES["crl"])
+    response.set_etag(tag)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 @pki.post("/ocsp")

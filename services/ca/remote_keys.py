@@ -1,12 +1,14 @@
 """JWKS the TSP fetches from other roles: the signing service's (client assertions) and the IdP's.
 
-:class:`RemoteJwks` fetches a JWKS URL when first needed, reuses it for ``cache_seconds``, and
+:class:`RemoteJwks` fetches a JWKS URL when first needed (or ahead, :meth:`RemoteJwks.prefetch`),
+reuses it for ``cache_seconds`` (then refreshes it in the background while still using it), and
 refetches once when a token names a ``kid`` it does not know (key rotation), so a forged ``kid``
 costs at most one extra fetch per call. The IdP's JWKS URL comes from its OIDC discovery document.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,11 +17,13 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from shared.errors import UpstreamError
+from shared.errors import UpstreamError, UpstreamUnavailable
 from shared.flow import Role, step
 from shared.http_client import ServiceClient
 
 __all__ = ["JsonClient", "RemoteJwks", "idp_jwks_url"]
+
+log = logging.getLogger(__name__)
 
 
 class JsonClient(ServiceClient):
@@ -54,6 +58,15 @@ def idp_jwks_url(idp_url: str, client: Callable[[str], dict]) -> str:  # type: i
 class RemoteJwks:
     """A JWKS fetched over HTTP, cached, refetched on an unknown ``kid``.
 
+    Freshness: within ``cache_seconds`` of a fetch the keys are used as they are. After that, a
+    token whose ``kid`` is among the known keys is verified with them while one background
+    thread refetches (stale-while-revalidate), for at most another ``cache_seconds``; later, or
+    for an unknown ``kid``, or when nothing was fetched yet, the caller fetches and waits.
+    Why: the JWKS owner may be the very service waiting for this answer — the signing service
+    calls the TSP from its request threads, and a TSP that refetched the signer's JWKS
+    synchronously while all those threads waited on it stalled every issuance until the fetch
+    timed out. ``cache_seconds=0`` keeps the strict form: every call fetches.
+
     :param url: the JWKS URL, or a callable resolving it (e.g. through OIDC discovery).
     :param role: the role that publishes it (named in errors).
     """
@@ -65,8 +78,11 @@ class RemoteJwks:
         self.role = role
         self.cache_seconds = cache_seconds
         self._keys: KeySet | None = None
+        self._kids: frozenset[str | None] = frozenset()
         self._fetched_at = 0.0
         self._lock = threading.Lock()
+        self._refreshing = False
+        self._refresh_failed_at = -1e9
 
     def _fetch(self) -> KeySet:
         url = self._url() if callable(self._url) else self._url
@@ -76,7 +92,7 @@ class RemoteJwks:
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(self.role, "invalid_response", f"{url} is not a usable JWKS ({exc})", 200,
                                 step=step(7)) from None
-        self._keys, self._fetched_at = keys, time.monotonic()
+        self._keys, self._kids, self._fetched_at = keys, frozenset(k.kid for k in keys.keys), time.monotonic()
         return keys
 
     def key_set_for(self, token: str) -> KeySet:
@@ -87,7 +103,57 @@ class RemoteJwks:
             kid = None  # let the verifier report the malformed token
         with self._lock:
             keys = self._keys
-            fresh = keys is not None and time.monotonic() - self._fetched_at < self.cache_seconds
-            if keys is None or not fresh or (kid is not None and kid not in [k.kid for k in keys.keys]):
-                keys = self._fetch()
-            return keys
+            if keys is not None and (kid is None or kid in self._kids) and self.cache_seconds > 0:
+                age = time.monotonic() - self._fetched_at
+                if age < self.cache_seconds:
+                    return keys
+                if age < 2 * self.cache_seconds:
+                    self._refresh_in_background()
+                    return keys
+            return self._fetch()
+
+    def _refresh_in_background(self) -> None:
+        """Start one refetch thread (called with the lock held); after a failed one, wait 5 s."""
+        if self._refreshing or time.monotonic() - self._refresh_failed_at < 5:
+            return
+        self._refreshing = True
+        threading.Thread(target=self._refresh, name=f"jwks-refresh-{self.role.value}", daemon=True).start()
+
+    def _refresh(self) -> None:
+        try:
+            url = self._url() if callable(self._url) else self._url
+            body = self._client.get_json(url)
+            keys = KeySet.import_key_set(body)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the known keys for their grace period
+            log.warning("JWKS of the %s not refreshed: %s", self.role.value, exc)
+            with self._lock:
+                self._refreshing, self._refresh_failed_at = False, time.monotonic()
+            return
+        with self._lock:
+            self._keys, self._kids, self._fetched_at = keys, frozenset(k.kid for k in keys.keys), time.monotonic()
+            self._refreshing = False
+
+    def prefetch(self, *, within_seconds: float = 120.0, interval: float = 1.0) -> threading.Thread | None:
+        """Fetch the keys in a background thread, retrying until it works or ``within_seconds``
+        pass (the owner may start after this service), so the first token does not have to wait
+        for the fetch. Nothing happens with ``cache_seconds=0``. Returns the thread, if started.
+        """
+        if self.cache_seconds <= 0:
+            return None
+
+        def run() -> None:
+            deadline = time.monotonic() + within_seconds
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if self._keys is not None:
+                        return
+                    try:
+                        self._fetch()
+                        return
+                    except (UpstreamError, UpstreamUnavailable):
+                        pass
+                time.sleep(interval)
+
+        thread = threading.Thread(target=run, name=f"jwks-prefetch-{self.role.value}", daemon=True)
+        thread.start()
+        return thread

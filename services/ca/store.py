@@ -1,12 +1,13 @@
 """SQLite store of issued certificates, revocations and CRL numbers (``<data_dir>/ca.sqlite3``).
 
-Flask-free. One connection per call (SQLite handles the locking); the CA's threads share nothing else.
+Flask-free. One connection per thread (SQLite handles the locking); the CA's threads share nothing else.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class CertificateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
         with self._connect() as db:
             # WAL (persistent in the file): a crash mid-write never loses a committed issuance, and
             # OCSP/CRL readers do not block the issuing writer.
@@ -85,12 +87,20 @@ class CertificateStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:  # commit on success, roll back on error
-                yield db
-        finally:
-            db.close()
+        """This thread's connection, in a transaction: committed on success, rolled back on error.
+
+        One connection per thread, kept (opening one per call — file, WAL index, schema parse —
+        was a measurable share of an issuance). ``synchronous=NORMAL`` in WAL mode: a committed
+        issuance survives a crash of the process (the reliability tests SIGKILL the CA); only an
+        OS crash or power loss may lose the last commits, never corrupt the database.
+        """
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10)
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        with db:
+            yield db
 
     def add(self, *, serial: int, issuer: str, profile: str, subject: str, subject_id_hash: str, loa: str,
             requester: str, transaction_id: str, not_before: dt.datetime, not_after: dt.datetime,
@@ -133,6 +143,14 @@ class CertificateStore:
             rows = db.execute(f"SELECT {self._COLUMNS} FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL"
                               " ORDER BY revoked_at", (issuer,)).fetchall()
         return [self._record(row) for row in rows]
+
+    def revoked_count(self, issuer: str) -> int:
+        """How many certificates of ``issuer`` are revoked (from the partial index: cheap, for the
+        CRL cache's freshness check on every CRL request)."""
+        with self._connect() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL",
+                                  (issuer,)).fetchone()
+        return int(count)
 
     def revoke(self, serial: int, reason: str, at: dt.datetime) -> bool:
         """Mark ``serial`` revoked; False when it was already revoked (the first revocation stays)."""

@@ -9,6 +9,7 @@ CA URL (e.g. ``http://127.0.0.1:8002``); any other URL is fetched as written.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import Requests
 from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
 
 from shared.client_assertion import CLIENT_ASSERTION_TYPE
+from shared.errors import UpstreamError
 from shared.flow import Role, step
 from shared.http_client import ServiceClient
 
@@ -83,6 +85,8 @@ class CaClient(ServiceClient):
                  timeout: float = 10.0, session: requests.Session | None = None) -> None:
         super().__init__(base_url, timeout=timeout, session=session)
         self.mapper = UrlMapper(public_cert_base, self.base_url)
+        self._crls: dict[str, tuple[str, bytes]] = {}
+        self._crls_lock = threading.Lock()
 
     @property
     def issuance_url(self) -> str:
@@ -128,8 +132,29 @@ class CaClient(ServiceClient):
         return self.request("GET", f"/certs/{name}.crt").content
 
     def crl(self, name: str) -> bytes:
-        """The current CRL, DER: ``root`` or ``issuing``."""
-        return self.request("GET", f"/crl/{name}.crl").content
+        """The current CRL, DER: ``root`` or ``issuing``.
+
+        Every call asks the TSP (a conditional GET): the last CRL of each name is kept with its
+        ``ETag`` and sent back as ``If-None-Match``; on ``304 Not Modified`` the kept bytes are
+        returned, so an unchanged CRL costs neither its transfer nor its signing at the TSP, and a
+        revocation still shows in the very next call (the TSP's CRL number changes with it).
+        Thread-safe.
+        """
+        with self._crls_lock:
+            kept = self._crls.get(name)
+        headers = {"If-None-Match": kept[0]} if kept else None
+        response = self.request("GET", f"/crl/{name}.crl", headers=headers, expected=(200, 304))
+        if response.status_code == 304:
+            if kept is None:  # a 304 to an unconditional request: the TSP is broken
+                raise UpstreamError(self.role, "invalid_response", "304 Not Modified without If-None-Match", 304)
+            return kept[1]
+        etag = response.headers.get("ETag")
+        with self._crls_lock:
+            if etag:
+                self._crls[name] = (etag, response.content)
+            else:
+                self._crls.pop(name, None)
+        return response.content
 
     def ocsp(self, request_der: bytes) -> bytes:
         """RFC 6960: send a DER OCSPRequest, return the DER OCSPResponse."""

@@ -60,3 +60,15 @@ def test_replay_and_foreign_key_refused(keys, tmp_path: Path) -> None:  # type: 
     stranger = load_or_create_ec_key(tmp_path / "other.pem")
     with pytest.raises(InvalidClient, match="rejected"):
         _verify(create_client_assertion(stranger, client_id="signer", audience=AUD), keyset)
+
+
+def test_replay_cache_forgets_only_expired_ids() -> None:
+    cache = ReplayCache()
+    assert cache.check_and_remember("a", expires_at=100.0, now=0.0)
+    assert cache.check_and_remember("b", expires_at=200.0, now=0.0)
+    assert not cache.check_and_remember("a", expires_at=100.0, now=50.0)  # replay while valid
+    assert not cache.check_and_remember("b", expires_at=200.0, now=150.0)
+    assert cache.remembered() == 1  # "a" expired and was dropped
+    assert cache.check_and_remember("a", expires_at=300.0, now=150.0)  # a new assertion may reuse it
+    assert not cache.check_and_remember("a", expires_at=300.0, now=250.0)  # its old expiry must not drop it
+    assert cache.remembered() == 1

@@ -145,6 +145,60 @@ def test_crls_are_signed_numbered_and_fresh(ca_env: Any, issue: Any) -> None:
     assert requests.get(f"{ca_env.url}/crl/other.crl", timeout=10).status_code == 404
 
 
+def _crl_number(der: bytes) -> int:
+    return x509.load_der_x509_crl(der).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_crl_etag_and_not_modified(ca_env: Any) -> None:
+    """The CRL is kept signed: the same bytes and number until something changes; ``ETag`` is the
+    quoted CRL number and ``If-None-Match`` with it gets 304 without a body."""
+    for name in ("root", "issuing"):
+        first = requests.get(f"{ca_env.url}/crl/{name}.crl", timeout=10)
+        assert first.status_code == 200
+        assert first.headers["ETag"] == f'"{_crl_number(first.content)}"'
+        again = requests.get(f"{ca_env.url}/crl/{name}.crl", timeout=10)
+        assert again.content == first.content and again.headers["ETag"] == first.headers["ETag"]
+        unchanged = requests.get(f"{ca_env.url}/crl/{name}.crl", headers={"If-None-Match": first.headers["ETag"]},
+                                 timeout=10)
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert unchanged.headers["ETag"] == first.headers["ETag"]
+        for stale in ('"0"', "W/\"0\"", '"not-a-number"'):
+            changed = requests.get(f"{ca_env.url}/crl/{name}.crl", headers={"If-None-Match": stale}, timeout=10)
+            assert changed.status_code == 200 and changed.content == first.content
+
+
+def test_caching_client_sees_a_revocation_in_the_very_next_crl(ca_env: Any, issue: Any) -> None:
+    """CaClient.crl keeps the last CRL and revalidates it (If-None-Match): 304 gives the kept
+    bytes, and a revocation shows in the next call, with a higher CRL number."""
+    from shared.clients.ca import CaClient
+
+    client = CaClient(ca_env.url, public_cert_base=ca_env.settings.public_cert_base)
+    sent: list[str | None] = []
+    original = client.session.request
+
+    def spy(method: str, url: str, **kwargs: Any) -> Any:
+        sent.append((kwargs.get("headers") or {}).get("If-None-Match"))
+        response = original(method, url, **kwargs)
+        sent.append(str(response.status_code))
+        return response
+
+    client.session.request = spy  # type: ignore[method-assign]
+    try:
+        first = client.crl("issuing")
+        assert client.crl("issuing") == first
+        assert sent[:2] == [None, "200"] and sent[2] == f'"{_crl_number(first)}"' and sent[3] == "304"
+        issued, _ = issue("ades", "substantial")
+        ca_env.client.revoke(issued.serial, "keyCompromise", ca_env.admin_token)
+        after = client.crl("issuing")
+        assert sent[-1] == "200"
+        assert _crl_number(after) > _crl_number(first)
+        assert x509.load_der_x509_crl(after).get_revoked_certificate_by_serial_number(int(issued.serial, 16))
+        assert client.crl("issuing") == after and sent[-1] == "304"
+        assert client.crl("root") != after  # one kept CRL per name
+    finally:
+        client.close()
+
+
 def test_tsa_token_verifies_with_pyhanko(ca_env: Any) -> None:
     digest = hashlib.sha256(b"document").digest()
     nonce = secrets.randbits(64)
