@@ -58,9 +58,8 @@ class PreparedPdf:
     field_name: str
 
 
-def next_field_name(pdf: bytes) -> str:
+def next_field_name(reader: PdfFileReader) -> str:
     """``Signature<n>`` not yet used in the document (so earlier signatures stay untouched)."""
-    reader = PdfFileReader(BytesIO(pdf))
     used = {name for name, _, _ in fields.enumerate_sig_fields(reader)}
     n = 1
     while f"Signature{n}" in used:
@@ -68,9 +67,8 @@ def next_field_name(pdf: bytes) -> str:
     return f"Signature{n}"
 
 
-def _stamp_box(pdf: bytes, index: int) -> tuple[int, int, int, int]:
+def _stamp_box(reader: PdfFileReader, index: int) -> tuple[int, int, int, int]:
     """A box at the bottom of the first page, shifted up for each earlier signature."""
-    reader = PdfFileReader(BytesIO(pdf))
     page = reader.root["/Pages"]["/Kids"][0].get_object()
     media = [float(v) for v in page.get("/MediaBox", [0, 0, 595, 842])]
     x1 = int(media[0]) + 36
@@ -116,8 +114,8 @@ async def prepare_pdf(
         (person signing only; with a certificate its subject name is used).
     :param bytes_reserved: hex characters reserved for the CMS (even).
     """
-    inspect_pdf(label, pdf)
-    field_name = next_field_name(pdf)
+    reader = inspect_pdf(label, pdf)
+    field_name = next_field_name(reader)
     name = None if external is not None else (signer_name or "the eID-authenticated signer")
     meta = signers.PdfSignatureMetadata(
         field_name=field_name,
@@ -134,7 +132,7 @@ async def prepare_pdf(
         pdf_signer = signers.PdfSigner(
             meta,
             signer=external,
-            new_field_spec=SigFieldSpec(field_name, box=_stamp_box(pdf, index)),
+            new_field_spec=SigFieldSpec(field_name, box=_stamp_box(reader, index)),
             stamp_style=TextStampStyle(
                 stamp_text=f"Signed by: %(signer)s\nDate: %(ts)s\n{qualifier.title} · SignLab (simulation)",
                 border_width=1,
