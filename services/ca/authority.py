@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -50,16 +51,16 @@ class IssuedCertificate:
     policy_oid: str
     ocsp_url: str
     crl_urls: tuple[str, ...]
+    der: bytes = b""
+    """The certificate's DER, when the issuer already has it (saves encoding it again)."""
 
     def to_json(self) -> dict[str, object]:
         """The issuance API's JSON answer (base64 DER, ISO 8601 Z times)."""
-        def b64(cert: x509.Certificate) -> str:
-            return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
-
+        der = self.der or self.certificate.public_bytes(serialization.Encoding.DER)
         return {
             "serial": self.serial,
-            "certificate": b64(self.certificate),
-            "chain": [b64(c) for c in self.chain],
+            "certificate": base64.b64encode(der).decode("ascii"),
+            "chain": [_b64_certificate(c) for c in self.chain],
             "profile": str(self.profile),
             "policy_oid": self.policy_oid,
             "not_before": _iso(self.certificate.not_valid_before_utc),
@@ -67,6 +68,12 @@ class IssuedCertificate:
             "ocsp_url": self.ocsp_url,
             "crl_urls": list(self.crl_urls),
         }
+
+
+@functools.lru_cache(maxsize=8)
+def _b64_certificate(cert: x509.Certificate) -> str:
+    """Standard base64 of a CA certificate's DER (the chain is the same in every answer)."""
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -104,7 +111,7 @@ class CertificateAuthority:
 
     # --- issuance -----------------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def urls(self) -> CertificateUrls:
         """The public URLs written into end-entity certificates."""
         s = self.settings
@@ -124,16 +131,17 @@ class CertificateAuthority:
                                 profile=profile, serial=serial, not_before=not_before, not_after=not_after,
                                 urls=self.urls, pds_url=self.settings.pds_url)
         serial_hex = format(serial, "x")
+        der = cert.public_bytes(serialization.Encoding.DER)
         self.store.add(serial=serial, issuer="issuing", profile=str(profile), subject=cert.subject.rfc4514_string(),
                        subject_id_hash=subject_id, loa=loa, requester=requester, transaction_id=transaction_id,
-                       not_before=not_before, not_after=not_after, issued_at=now,
-                       der=cert.public_bytes(serialization.Encoding.DER))
+                       not_before=not_before, not_after=not_after, issued_at=now, der=der)
         self.log.issued(serial=serial_hex, subject_id=subject_id, profile=str(profile), loa=loa, requester=requester,
                         transaction_id=transaction_id, policy_oid=profile.policy_oid, not_before=_iso(not_before),
                         not_after=_iso(not_after))
         return IssuedCertificate(serial=serial_hex, certificate=cert,
                                  chain=(self.hierarchy.issuing.cert, self.hierarchy.root.cert), profile=profile,
-                                 policy_oid=profile.policy_oid, ocsp_url=self.urls.ocsp, crl_urls=(self.urls.crl,))
+                                 policy_oid=profile.policy_oid, ocsp_url=self.urls.ocsp, crl_urls=(self.urls.crl,),
+                                 der=der)
 
     def lookup(self, serial: int) -> CertificateRecord | None:
         """The stored end-entity certificate with ``serial``, if this CA issued it."""

@@ -9,6 +9,7 @@ Limits: synthetic data only; the "population register" facts (deceased) and the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
@@ -117,7 +118,7 @@ class Person:
     def subject(self) -> str:
         """The stable, pseudonymous ``sub`` of the person (the same in every SignLab installation,
         so scenarios can name it; it reveals neither the catalogue id nor the national number)."""
-        return "sl-" + hashlib.sha256(f"signlab-idp-subject:{self.id}".encode()).hexdigest()[:24]
+        return _subject_of(self.id)
 
     def age_on(self, day: date) -> int:
         """Age in whole years on ``day``."""
@@ -248,3 +249,9 @@ def load_catalogue(means_file: Path | None = None, persons_file: Path | None = N
     persons_text = persons_file.read_text("utf-8") if persons_file else (data / "persons.yaml").read_text("utf-8")
     means = _load_means(yaml.safe_load(means_text))
     return Catalogue(means=means, persons=_load_persons(yaml.safe_load(persons_text), means))
+
+
+@functools.lru_cache(maxsize=1024)
+def _subject_of(person_id: str) -> str:
+    """:attr:`Person.subject` of ``person_id`` (a pure function of the id, computed once)."""
+    return "sl-" + hashlib.sha256(f"signlab-idp-subject:{person_id}".encode()).hexdigest()[:24]

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from asn1crypto import tsp, x509
+from cryptography import x509 as cx509
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
@@ -777,21 +778,31 @@ class SigningService:
                                error=mapped, status=403 if mapped == "access_denied" else 502, step=s7) from None
         now = datetime.now(UTC)
         tbs = issued.certificate["tbs_certificate"]
-        policies = issued.certificate.certificate_policies_value
-        policy_oids = {p["policy_identifier"].dotted for p in policies} if policies else set()
         problems = []
+        try:
+            # Extensions and validity read with cryptography: asn1crypto's extension parsing
+            # (certificate_policies_value) was the costlier half of this check.
+            checked = cx509.load_der_x509_certificate(issued.certificate.dump())
+            try:
+                policies = checked.extensions.get_extension_for_class(cx509.CertificatePolicies).value
+                policy_oids = {p.policy_identifier.dotted_string for p in policies}
+            except cx509.ExtensionNotFound:
+                policy_oids = set()
+            not_before, not_after = checked.not_valid_before_utc, checked.not_valid_after_utc
+        except ValueError as exc:
+            raise SignLabError(f"the certificate from the TSP is unusable: it cannot be parsed ({exc})",
+                               step=s7) from None
         if tbs["subject_public_key_info"].dump() != key.public_key_info.dump():
             problems.append("its public key is not the one-time key")
         if POLICY[qualifier] not in policy_oids:
             problems.append(f"it lacks the {qualifier} policy {POLICY[qualifier]} (has {sorted(policy_oids)})")
-        validity = tbs["validity"]
-        if not validity["not_before"].native <= now <= validity["not_after"].native:
+        if not not_before <= now <= not_after:
             problems.append("it is not valid now")
         if problems:
             raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), step=s7)
         self.audit.append("certificate.issued", step=7, transaction_id=transaction.id, serial=issued.serial,
                           profile=issued.profile, policy=issued.policy_oid,
-                          not_after=validity["not_after"].native.isoformat(), sync=not durable_later)
+                          not_after=not_after.isoformat(), sync=not durable_later)
         return issued
 
     def _sign_one_time(self, transaction: TransactionRecord, wanted: list[tuple[bytes, str, str, str]],
