@@ -819,9 +819,9 @@ class SigningService:
             # signatures, signing.failed / key.destroyed on a failure), so the entries on the
             # way are written without their own fsync.
             key = self._new_key(transaction, durable_later=True)
-            self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id)
+            self.store.move(transaction.id, ["consented"], "key_created", key_id=key.key_id)
             issued = self._certify(transaction, key, durable_later=True)
-            self.store.advance(transaction.id, ["key_created"], "certificate_issued",
+            self.store.move(transaction.id, ["key_created"], "certificate_issued",
                                certificate_serial=issued.serial)
             objects: list[str] = []
             for digest, algorithm, fmt, level in wanted:
@@ -840,7 +840,7 @@ class SigningService:
                 self.audit.append("signature.created", step=9, transaction_id=transaction.id, key_id=key.key_id,
                                   document_digest=digest.hex(), dtbsr_digest=dtbs, format=fmt, level=level,
                                   sync=False)
-            self.store.advance(transaction.id, ["certificate_issued"], "signed")
+            self.store.move(transaction.id, ["certificate_issued"], "signed")
             signed = True
         except SignLabError as exc:
             self._fail(transaction, exc.error_description)
@@ -856,7 +856,7 @@ class SigningService:
         finally:
             if key is not None:
                 self._destroy_key(key.key_id, transaction.id, sync=not signed)
-        self.store.advance(transaction.id, ["signed"], "completed", id_token=None)
+        self.store.move(transaction.id, ["signed"], "completed", id_token=None)
         info: dict[str, list[str]] = {"crl": [], "ocsp": []}
         if with_revocation and issued.chain:
             with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
