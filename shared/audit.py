@@ -100,8 +100,10 @@ class AuditLog:
     also fsyncs the file, which makes that entry *and every entry written before it* durable
     against a crash of the machine. A caller that records several steps of one operation may pass
     ``sync=False`` for the intermediate ones and ``sync=True`` for the entry it must not return
-    without (the signer syncs once per signDoc, before the signature leaves the service); an OS
-    crash in between can lose only unsynced trailing entries, never break the chain.
+    without (the signer syncs once per signDoc, before the signature leaves the service). An OS
+    crash or power loss may lose the entries written since the last fsync (the log then ends
+    earlier and still verifies) or leave the last of them torn (:meth:`verify` names it, as it
+    did for a line torn mid-write before).
 
     The chain head (sequence number and hash of the last line) is kept between appends and reused
     while the file is provably the one this object last wrote (same device, inode, size and
@@ -125,39 +127,43 @@ class AuditLog:
         :param sync: ``fsync`` before returning (see the class notes); ``False`` only for entries
             that a later synced entry of the same operation will make durable.
         """
-        with self._lock, open(self.path, "ab+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                seq, prev = self._current_head(handle)
-                entry: dict[str, Any] = {
-                    "seq": seq + 1,
-                    "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                    "event": event,
-                    "step": step,
-                    "data": data,
-                    "prev": prev,
-                }
-                canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                entry["hash"] = digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-                if canonical.isascii():
-                    # The line is the canonical text with the hash inserted in its sorted place
-                    # (between "event" and "prev"); the last ',"prev":"' is the top-level key,
-                    # since only hex, integers and the time follow it.
-                    cut = canonical.rindex(',"prev":"')
-                    line = f'{canonical[:cut]},"hash":"{digest}"{canonical[cut:]}\n'
-                else:
-                    line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
-                handle.seek(0, os.SEEK_END)
-                handle.write(line.encode("ascii"))
-                handle.flush()
-                if sync:
-                    os.fsync(handle.fileno())
-                self._head_cache = (_identity(os.fstat(handle.fileno())), seq + 1, digest)
-            except BaseException:
-                self._head_cache = None
-                raise
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with open(self.path, "ab+") as handle:
+            with self._lock:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    seq, prev = self._current_head(handle)
+                    entry: dict[str, Any] = {
+                        "seq": seq + 1,
+                        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                        "event": event,
+                        "step": step,
+                        "data": data,
+                        "prev": prev,
+                    }
+                    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                    entry["hash"] = digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+                    if canonical.isascii():
+                        # The line is the canonical text with the hash inserted in its sorted place
+                        # (between "event" and "prev"); the last ',"prev":"' is the top-level key,
+                        # since only hex, integers and the time follow it.
+                        cut = canonical.rindex(',"prev":"')
+                        line = f'{canonical[:cut]},"hash":"{digest}"{canonical[cut:]}\n'
+                    else:
+                        line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+                    handle.seek(0, os.SEEK_END)
+                    handle.write(line.encode("ascii"))
+                    handle.flush()
+                    self._head_cache = (_identity(os.fstat(handle.fileno())), seq + 1, digest)
+                except BaseException:
+                    self._head_cache = None
+                    raise
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            if sync:
+                # Outside the locks: the chain order is fixed once the line is written, and
+                # fsync covers the whole file, so other appenders need not wait for this disk
+                # flush (they did, one fsync at a time, which queued the signer's threads).
+                os.fsync(handle.fileno())
         return AuditEntry(**entry)
 
     def sync(self) -> None:

@@ -79,34 +79,42 @@ class CertificateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        with self._connect() as db:
+        self._write_lock = threading.Lock()
+        with self._connect(write=True) as db:
             # WAL (persistent in the file): a crash mid-write never loses a committed issuance, and
             # OCSP/CRL readers do not block the issuing writer.
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
         """This thread's connection, in a transaction: committed on success, rolled back on error.
 
         One connection per thread, kept (opening one per call — file, WAL index, schema parse —
         was a measurable share of an issuance). ``synchronous=NORMAL`` in WAL mode: a committed
         issuance survives a crash of the process (the reliability tests SIGKILL the CA); only an
         OS crash or power loss may lose the last commits, never corrupt the database.
+
+        :param write: the transaction writes: the process's writers queue on a lock first, since
+            SQLite makes a writer that finds the database locked sleep and retry (1, 2, 5 … ms).
         """
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=10)
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
-        with db:
-            yield db
+        if write:
+            with self._write_lock, db:
+                yield db
+        else:
+            with db:
+                yield db
 
     def add(self, *, serial: int, issuer: str, profile: str, subject: str, subject_id_hash: str, loa: str,
             requester: str, transaction_id: str, not_before: dt.datetime, not_after: dt.datetime,
             issued_at: dt.datetime, der: bytes) -> None:
         """Store a newly issued certificate."""
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute(
                 "INSERT INTO certificates (serial, issuer, profile, subject, subject_id_hash, loa, requester,"
                 " transaction_id, not_before, not_after, issued_at, der) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -154,7 +162,7 @@ class CertificateStore:
 
     def revoke(self, serial: int, reason: str, at: dt.datetime) -> bool:
         """Mark ``serial`` revoked; False when it was already revoked (the first revocation stays)."""
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             cursor = db.execute(
                 "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL",
                 (_iso(at), reason, format(serial, "x")))
@@ -162,7 +170,7 @@ class CertificateStore:
 
     def next_crl_number(self, name: str) -> int:
         """Increment and return the CRL number of CRL ``name`` (monotonic, persisted)."""
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute("INSERT INTO crl_numbers (name, number) VALUES (?, 1)"
                        " ON CONFLICT(name) DO UPDATE SET number = number + 1", (name,))
             (number,) = db.execute("SELECT number FROM crl_numbers WHERE name = ?", (name,)).fetchone()
