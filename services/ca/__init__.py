@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask
 
 from services.ca.core import build_tsp
@@ -27,10 +29,20 @@ def create_app(settings: CaSettings | None = None) -> Flask:
     app = create_service_app(__name__, service("ca"), settings, health_checks={"hierarchy": hierarchy_check},
                              role_page_at="/role")
     app.extensions["signlab.ca"] = provider
-    # Fetch the callers' JWKS ahead (retrying while they start): the first issuance must not wait
-    # for the signer's JWKS while the signer's own threads wait for the issuance.
-    provider.issuance.signer_keys.prefetch()
-    provider.issuance.idp_keys.prefetch()
+    prefetch_started, prefetch_lock = threading.Event(), threading.Lock()
+
+    @app.before_request
+    def _prefetch_keys() -> None:
+        # From the first request on (the runtime's health check, right after start), fetch the
+        # callers' JWKS ahead, retrying while they start: the first issuance must not wait for
+        # the signer's JWKS while the signer's own threads wait for that issuance. An app that
+        # serves no request starts no thread.
+        if not prefetch_started.is_set():
+            with prefetch_lock:
+                if not prefetch_started.is_set():
+                    prefetch_started.set()
+                    provider.issuance.signer_keys.prefetch()
+                    provider.issuance.idp_keys.prefetch()
     from services.ca.http import api, pages, pki
 
     app.register_blueprint(api)

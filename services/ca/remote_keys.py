@@ -133,7 +133,7 @@ class RemoteJwks:
             self._keys, self._kids, self._fetched_at = keys, frozenset(k.kid for k in keys.keys), time.monotonic()
             self._refreshing = False
 
-    def prefetch(self, *, within_seconds: float = 120.0, interval: float = 1.0) -> threading.Thread | None:
+    def prefetch(self, *, within_seconds: float = 60.0, interval: float = 1.0) -> threading.Thread | None:
         """Fetch the keys in a background thread, retrying until it works or ``within_seconds``
         pass (the owner may start after this service), so the first token does not have to wait
         for the fetch. Nothing happens with ``cache_seconds=0``. Returns the thread, if started.

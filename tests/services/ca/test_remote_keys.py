@@ -127,3 +127,27 @@ def test_prefetch_retries_until_the_owner_answers(owner: Owner) -> None:
     assert fetched >= 1
     jwks.key_set_for(owner.token())
     assert owner.fetches == fetched  # the first token found the keys already there
+
+
+def test_the_ca_prefetches_the_signer_jwks_from_its_first_request(owner: Owner, tmp_path: Any) -> None:
+    """The cold-start stall: the first issuance must find the signer's keys already fetched (the
+    signer cannot answer a JWKS fetch while all its threads wait for issuances)."""
+    from pydantic import SecretStr
+
+    from services.ca import create_app
+    from services.ca.provision import provision
+    from services.ca.settings import CaSettings
+
+    settings = CaSettings(data_dir=tmp_path, signer_jwks_url=owner.url, admin_token=SecretStr("a" * 24),
+                          idp_url="http://127.0.0.1:9", log_level="WARNING")
+    provision(settings)
+    app = create_app(settings)
+    keys = app.extensions["signlab.ca"].issuance.signer_keys
+    assert owner.fetches == 0  # an app that serves nothing starts nothing
+    assert app.test_client().get("/healthz").status_code in (200, 503)
+    for thread in threading.enumerate():
+        if thread.name == f"jwks-prefetch-{Role.SSASP.value}":
+            thread.join(30)
+    assert owner.fetches == 1
+    keys.key_set_for(owner.token())
+    assert owner.fetches == 1
