@@ -117,6 +117,11 @@ class RssSampler:
     :param interval: seconds between samples.
     """
 
+    CHILDREN_REFRESH_SECONDS = 1.0
+    """How often the worker processes of each service are looked up again (a worker restarted by
+    gunicorn is seen within this time). Looking them up scans every process of the machine, which
+    at every sample cost the bench more CPU per flow than its user agent."""
+
     def __init__(self, run_dir: Path, interval: float = 0.05) -> None:
         self.run_dir = run_dir
         self.interval = interval
@@ -124,6 +129,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
         self._processes: dict[str, psutil.Process] = {}
+        self._children: dict[str, tuple[float, list[psutil.Process]]] = {}
 
     def _masters(self) -> dict[str, psutil.Process]:
         if not self._processes:
@@ -134,13 +140,22 @@ class RssSampler:
                     continue
         return self._processes
 
+    def _family(self, name: str, master: psutil.Process) -> list[psutil.Process]:
+        """The master and its workers (looked up again every :attr:`CHILDREN_REFRESH_SECONDS`)."""
+        found_at, children = self._children.get(name, (0.0, []))
+        if time.monotonic() - found_at > self.CHILDREN_REFRESH_SECONDS:
+            children = master.children(recursive=True)
+            self._children[name] = (time.monotonic(), children)
+        return [master, *children]
+
     def sample(self) -> dict[str, int]:
         """One sample: bytes per service; updates the peaks."""
         now: dict[str, int] = {}
         for name, master in self._masters().items():
             try:
-                total = master.memory_info().rss + sum(c.memory_info().rss for c in master.children(recursive=True))
+                total = sum(p.memory_info().rss for p in self._family(name, master))
             except psutil.Error:
+                self._children.pop(name, None)  # a worker went away: look again next time
                 continue
             now[name] = total
             self.peak[name] = max(self.peak.get(name, 0), total)
