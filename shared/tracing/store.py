@@ -16,7 +16,8 @@ login-request ids, taken from query and form fields, JSON bodies, URL path ids a
 ``Location`` headers); :meth:`TraceStore.transactions` joins all traces sharing a key into one
 transaction (union-find), so that the ten steps of one signing are one diagram.
 
-Limits: the reader keeps every span of the retained days in memory (a few kB per transaction).
+Limits: the reader keeps every span of the retained days in memory, as its JSON line plus the
+index fields (about 1 kB per span; parsed again when a transaction is viewed).
 """
 
 from __future__ import annotations
@@ -94,12 +95,49 @@ class _FileCursor:
     partial: bytes = b""
 
 
-@dataclass
-class TraceGroup:
-    """The spans of one transaction, as stitched by the store (see :mod:`shared.tracing.model`)."""
+@dataclass(slots=True)
+class _StoredSpan:
+    """One span as a reader keeps it: what the index needs, plus the line it came from.
 
-    trace_ids: list[str]
-    spans: list[dict[str, Any]] = field(default_factory=list)
+    The record itself is parsed again only when a view asks for it (:meth:`record`): a parsed span
+    takes about five times the memory of its line, and a service's view holds 1,500 of them.
+    """
+
+    trace_id: str
+    start: int
+    end: int
+    file: str
+    correlation: tuple[str, ...]
+    transaction_ids: tuple[str, ...]
+    line: bytes
+
+    def record(self) -> dict[str, Any]:
+        """The span record (as the service wrote it, plus ``_file``)."""
+        record = json.loads(self.line)
+        record["_file"] = self.file
+        return record
+
+
+class TraceGroup:
+    """The spans of one transaction, as stitched by the store (see :mod:`shared.tracing.model`).
+
+    :param trace_ids: the traces of the transaction, earliest first.
+    :param spans: the span records, by start time; a store passes ``stored`` instead and the
+        records are parsed the first time :attr:`spans` is read.
+    """
+
+    def __init__(self, trace_ids: list[str], spans: list[dict[str, Any]] | None = None, *,
+                 stored: list[_StoredSpan] | None = None) -> None:
+        self.trace_ids = trace_ids
+        self._stored = stored or []
+        self._spans: list[dict[str, Any]] | None = None if stored is not None else (spans or [])
+
+    @property
+    def spans(self) -> list[dict[str, Any]]:
+        """The span records, by start time."""
+        if self._spans is None:
+            self._spans = [span.record() for span in self._stored]
+        return self._spans
 
     @property
     def id(self) -> str:
@@ -109,12 +147,20 @@ class TraceGroup:
     @property
     def start(self) -> int:
         """Start of the earliest span (ns since the epoch)."""
-        return min(s["start"] for s in self.spans)
+        return min(s.start for s in self._stored) if self._stored else min(s["start"] for s in self.spans)
 
     @property
     def end(self) -> int:
         """End of the latest span (ns)."""
-        return max(s["end"] for s in self.spans)
+        return max(s.end for s in self._stored) if self._stored else max(s["end"] for s in self.spans)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TraceGroup) and (self.trace_ids, self.spans) == (other.trace_ids, other.spans)
+
+    __hash__ = None  # type: ignore[assignment] - mutable, compared by value
+
+    def __repr__(self) -> str:
+        return f"TraceGroup({self.trace_ids!r}, {len(self._stored) or len(self.spans)} spans)"
 
 
 class TraceStore:
@@ -136,7 +182,7 @@ class TraceStore:
         self.max_spans = max_spans
         self._lock = threading.Lock()
         self._cursors: dict[str, _FileCursor] = {}
-        self._spans: list[dict[str, Any]] = []
+        self._spans: list[_StoredSpan] = []
         self._groups: list[TraceGroup] | None = None
         self._reset_index()
 
@@ -144,7 +190,7 @@ class TraceStore:
 
     def _reset_index(self) -> None:
         self._parent: dict[str, str] = {}
-        self._by_trace: dict[str, list[dict[str, Any]]] = {}
+        self._by_trace: dict[str, list[_StoredSpan]] = {}
         self._members: dict[str, list[str]] = {}
         self._first_trace_of_key: dict[str, str] = {}
         self._trace_of_transaction: dict[str, str] = {}
@@ -156,18 +202,17 @@ class TraceStore:
             node = parent[node]
         return node
 
-    def _index(self, span: dict[str, Any]) -> None:
+    def _index(self, span: _StoredSpan) -> None:
         """Add one span to the union-find and the lookup indexes."""
-        trace_id = span["trace_id"]
+        trace_id = span.trace_id
         if trace_id not in self._parent:
             self._parent[trace_id] = trace_id
             self._by_trace[trace_id] = []
             self._members[trace_id] = [trace_id]
         self._by_trace[trace_id].append(span)
-        attributes = span.get("attributes", {})
-        for tx_id in attributes.get("signlab.transaction_ids") or ():
+        for tx_id in span.transaction_ids:
             self._trace_of_transaction.setdefault(tx_id, trace_id)
-        for key in attributes.get("signlab.correlation") or ():
+        for key in span.correlation:
             other = self._first_trace_of_key.setdefault(key, trace_id)
             a, b = self._root(other), self._root(trace_id)
             if a != b:
@@ -184,9 +229,9 @@ class TraceStore:
 
     def _group_of(self, trace_id: str) -> TraceGroup:
         trace_ids = self._members[self._root(trace_id)]
-        spans = sorted((s for t in trace_ids for s in self._by_trace[t]), key=lambda s: (s["start"], s["end"]))
-        first_start = {t: min(s["start"] for s in self._by_trace[t]) for t in trace_ids}
-        return TraceGroup(sorted(trace_ids, key=lambda t: first_start[t]), spans)
+        spans = sorted((s for t in trace_ids for s in self._by_trace[t]), key=lambda s: (s.start, s.end))
+        first_start = {t: min(s.start for s in self._by_trace[t]) for t in trace_ids}
+        return TraceGroup(sorted(trace_ids, key=lambda t: first_start[t]), stored=spans)
 
     def refresh(self) -> bool:
         """Read what was appended since the last call; True when new spans arrived."""
@@ -199,7 +244,7 @@ class TraceStore:
         for name in gone:  # pruned files
             del self._cursors[name]
         if gone:
-            self._spans = [s for s in self._spans if s.get("_file") not in gone]
+            self._spans = [s for s in self._spans if s.file not in gone]
             self._reindex()
         for name in names:
             cursor = self._cursors.setdefault(name, _FileCursor())
@@ -225,22 +270,20 @@ class TraceStore:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except ValueError:
+                span = _stored_span(name, line)
+            except (ValueError, TypeError, AttributeError, KeyError):
                 continue  # a damaged line never breaks the reader
-            if isinstance(record, dict) and isinstance(record.get("trace_id"), str):
-                record["_file"] = name
-                self._spans.append(record)
-                self._index(record)
-                added = True
-                if self.max_spans is not None and len(self._spans) > self.max_spans * 5 // 4:
-                    self._trim(self.max_spans)
+            self._spans.append(span)
+            self._index(span)
+            added = True
+            if self.max_spans is not None and len(self._spans) > self.max_spans * 5 // 4:
+                self._trim(self.max_spans)
         return added
 
     def _trim(self, keep: int) -> None:
         """Keep the ``keep`` newest spans (by end time); the oldest quarter goes at once, so the
         rebuild of the index is paid rarely."""
-        self._spans.sort(key=lambda s: s.get("end", 0))
+        self._spans.sort(key=lambda s: s.end)
         self._spans = self._spans[-keep:]
         self._reindex()
 
@@ -248,7 +291,7 @@ class TraceStore:
         """Every span in the store (after a refresh)."""
         with self._lock:
             self.refresh()
-            return list(self._spans)
+            return [span.record() for span in self._spans]
 
     def groups(self) -> list[TraceGroup]:
         """All transactions, newest first."""
@@ -282,6 +325,21 @@ class TraceStore:
             if len(matches) == 1:
                 return matches[0]
         return None
+
+
+def _stored_span(file: str, line: bytes) -> _StoredSpan:
+    """The reader's form of one line.
+
+    :raises ValueError, TypeError, AttributeError, KeyError: not a span record.
+    """
+    record = json.loads(line)
+    attributes = record.get("attributes") or {}
+    trace_id = record["trace_id"]
+    if not isinstance(trace_id, str):
+        raise TypeError("trace_id is not a string")
+    return _StoredSpan(trace_id, int(record.get("start") or 0), int(record.get("end") or 0), file,
+                       tuple(attributes.get("signlab.correlation") or ()),
+                       tuple(attributes.get("signlab.transaction_ids") or ()), bytes(line))
 
 
 def _stitch(spans: Iterable[dict[str, Any]]) -> list[TraceGroup]:

@@ -48,6 +48,11 @@ def test_incremental_reading_finds_the_same_transactions_as_a_full_stitch(tmp_pa
     assert store.find(f"{13:032x}") == group  # a trace id
     assert store.find("latest") == store.groups()[0]
     assert store.find("tx-unknown-000") is None
+    # The reader keeps lines and parses a transaction's records when it is viewed: the same records.
+    written = {(s["trace_id"], s["start"]): s for s in spans}
+    assert all({k: v for k, v in record.items() if k != "_file"} == written[(record["trace_id"], record["start"])]
+               for record in group.spans)
+    assert {record["_file"] for record in group.spans} <= {"20260101-signer-1.jsonl", "20260101-portal-2.jsonl"}
 
 
 def test_a_capped_reader_keeps_the_newest_spans(tmp_path: Path) -> None:
