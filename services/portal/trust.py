@@ -89,7 +89,8 @@ class TrustStore:
         return material
 
     def revocation(self) -> ValidationMaterial:
-        """The TSP's CRLs as of now (never cached: a revocation must show in the next validation)."""
+        """The TSP's CRLs as of now: asked for on every validation, so a revocation shows in the next
+        one (``CaClient.crl`` revalidates its copy with ``If-None-Match``: an unchanged CRL is a 304)."""
         material = ValidationMaterial()
         if self.tsp is None:
             return material
