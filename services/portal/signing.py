@@ -399,14 +399,20 @@ class PortalCore:
         trust = self.trust.settings()
         material.extend(trust.material)
         timestamper = self.trust.timestamper()
-        outputs = []
-        for doc, signature, pdf in zip(tx.documents, objects, prepared, strict=True):
-            signed = asyncio.run(self._package(doc, signature, pdf, options, material, timestamper))
-            report = asyncio.run(validate_document(
-                _output_name(doc.label, options.format), signed, trust,
-                original=None if options.format is SignatureFormat.PADES else doc.original,
-            ))
-            outputs.append((doc.idx, signed, _output_name(doc.label, options.format), report.to_dict()))
+
+        async def package_and_validate() -> list[tuple[int, bytes, str, dict[str, Any]]]:
+            # One event loop for all documents (pyHanko's API is async; a loop per call costs).
+            done = []
+            for doc, signature, pdf in zip(tx.documents, objects, prepared, strict=True):
+                signed = await self._package(doc, signature, pdf, options, material, timestamper)
+                report = await validate_document(
+                    _output_name(doc.label, options.format), signed, trust,
+                    original=None if options.format is SignatureFormat.PADES else doc.original,
+                )
+                done.append((doc.idx, signed, _output_name(doc.label, options.format), report.to_dict()))
+            return done
+
+        outputs = asyncio.run(package_and_validate())
         meta["documents"] = len(outputs)
         self.store.complete(tx.id, outputs, meta)
         log.info("step 10: packaged %d document(s) at %s", len(outputs), options.level, extra={"step": 10, "transaction_id": tx.id})
