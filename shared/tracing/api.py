@@ -48,6 +48,20 @@ def _scrub() -> Scrubber:
     return _State.scrub
 
 
+_TRACER: tuple[object, trace.Tracer] | None = None
+
+
+def _tracer() -> trace.Tracer:
+    """The SignLab tracer of the current global provider (looked up once per provider: creating
+    one per flow span cost more than the span)."""
+    global _TRACER
+    provider = trace.get_tracer_provider()
+    cached = _TRACER
+    if cached is None or cached[0] is not provider:
+        cached = _TRACER = (provider, trace.get_tracer("signlab", tracer_provider=provider))
+    return cached[1]
+
+
 def _merge(span: trace.Span, attribute: str, fields: Mapping[str, Any]) -> None:
     current = getattr(span, "attributes", None) or {}
     try:
@@ -101,7 +115,7 @@ def flow_span(step: FlowStep, message: str, *, summary: Mapping[str, Any] | None
     An exception leaving the block marks the span failed (protocol error and step for a
     :class:`~shared.errors.SignLabError`) and propagates unchanged.
     """
-    tracer = trace.get_tracer("signlab")
+    tracer = _tracer()
     with tracer.start_as_current_span(f"{step.span_name}: {message}", kind=SpanKind.INTERNAL,
                                       record_exception=False, set_status_on_exception=False) as span:
         handle = FlowSpan(span)

@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, urlsplit
 from flask import Flask, Response, current_app, g, has_app_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -83,6 +84,7 @@ _DER_TYPES = ("application/pkix-cert", "application/pkix-crl", "application/time
 _KEPT_ATTRIBUTES = ("http.method", "http.request.method", "http.route", "http.status_code",
                     "http.response.status_code", "http.host", "server.address", "server.port", "net.peer.name",
                     "net.peer.port")
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _URL_ATTRIBUTES = ("http.target", "http.url", "url.full", "url.path", "url.query")
 
 
@@ -136,7 +138,10 @@ def instrument_app(app: Flask, info: ServiceInfo, settings: ServiceSettings,
         _add_otlp(provider, trace_settings.otlp_endpoint)
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider, excluded_urls=",".join(EXCLUDED_PATHS))
+    # No metrics (SignLab reads none; the default proxy meter still cost a call per request) and no
+    # SQL commenter context (no database instrumentation reads it).
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider, excluded_urls=",".join(EXCLUDED_PATHS),
+                                       enable_commenter=False, meter_provider=NoOpMeterProvider())
     _instrument_requests(provider)
     _install_hooks(app, state)
 
@@ -187,7 +192,7 @@ def _instrument_requests(provider: TracerProvider) -> None:
         instrumentor = RequestsInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=provider, excluded_urls=r"/healthz(\?|$)",
-                                    request_hook=_client_request_hook)
+                                    request_hook=_client_request_hook, meter_provider=NoOpMeterProvider())
         _State.requests_instrumented = True
 
 
@@ -259,31 +264,38 @@ def _record_response(state: AppTracing, response: Response) -> None:
     span = trace.get_current_span()
     if not span.is_recording():
         return
+    # The request itself, not its context-local proxy: every proxy attribute access is a lookup.
+    req = request._get_current_object()  # type: ignore[attr-defined]
     keys: list[str] = []
     ids: list[str] = []
     request_summary: dict[str, Any] = {}
-    if request.args:
-        request_summary["query"] = _fields(request.args, keys, ids)
-    if request.view_args:
-        for name, value in request.view_args.items():
+    if req.args:
+        request_summary["query"] = _fields(req.args, keys, ids)
+    if req.view_args:
+        for name, value in req.view_args.items():
             if isinstance(value, str) and len(value) >= 8:  # path ids: transaction, login request, serial
                 keys.append(correlation_key(value))
                 if name.lower() in TRANSACTION_ID_FIELDS:
                     ids.append(value)
-    if request.form:
-        request_summary["form"] = _fields(request.form, keys, ids)
-    if request.files:
+    # Only these bodies fill request.form and request.files; asking another request for them
+    # built (empty) form data for nothing.
+    has_form = req.mimetype in _FORM_TYPES
+    if has_form and req.form:
+        request_summary["form"] = _fields(req.form, keys, ids)
+    if has_form and req.files:
         request_summary["files"] = [{"field": name, "filename": f.filename, "content_type": f.content_type}
-                                    for name, f in request.files.items(multi=True)][:10]
-    if request.is_json:
-        body = request.get_json(silent=True)
+                                    for name, f in req.files.items(multi=True)][:10]
+    if req.is_json:
+        body = req.get_json(silent=True)
         if body is not None:
             request_summary["json"] = summarize(body)
             _json_keys(body, keys, ids)
-    elif request.mimetype in _DER_TYPES and (request.content_length or 0) <= _MAX_BODY:
-        request_summary["body"] = summarize_der(request.mimetype, request.get_data(cache=True))
-    if request.authorization is not None or request.headers.get("Authorization"):
-        request_summary["authorization"] = summarize_authorization_header(request.headers.get("Authorization", ""))
+    elif req.mimetype in _DER_TYPES and (req.content_length or 0) <= _MAX_BODY:
+        request_summary["body"] = summarize_der(req.mimetype, req.get_data(cache=True))
+    # Werkzeug's parsed authorization comes from this header only: without it there is none.
+    authorization = req.headers.get("Authorization")
+    if authorization:
+        request_summary["authorization"] = summarize_authorization_header(authorization)
 
     response_summary: dict[str, Any] = {"status": response.status_code}
     outcome, error, description, error_step = "ok", None, None, None
@@ -323,9 +335,9 @@ def _record_response(state: AppTracing, response: Response) -> None:
             error, description = body_json["error"], str(body_json.get("error_description") or "")
         else:
             error = f"http_{response.status_code}"
-    elif "error" in request.args and outcome == "ok":
+    elif "error" in req.args and outcome == "ok":
         # An OAuth2/OIDC error response arriving at a redirect URI: this hop carries the failure on.
-        outcome, error, description = "error", request.args["error"], request.args.get("error_description", "")
+        outcome, error, description = "error", req.args["error"], req.args.get("error_description", "")
         span.set_attribute("signlab.received_error", True)
 
     attributes: dict[str, Any] = {"signlab.outcome": outcome}
@@ -428,13 +440,26 @@ def sanitize_url(url: str) -> str:
 # ---------------------------------------------------------------------------- span processing
 
 
+_ATTRIBUTE_KIND: dict[str, str] = {}
+"""Attribute name → ``url`` (kept masked), ``keep`` or ``""`` (dropped): the names are few and
+fixed, and testing each against the lists for every span was a visible cost."""
+
+
 def sanitized_attributes(attributes: Mapping[str, Any] | None, scrub: Scrubber) -> dict[str, Any]:
     """The attributes kept in the store and exported: ``signlab.*``, HTTP basics, URLs masked."""
     kept: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
-        if key in _URL_ATTRIBUTES and isinstance(value, str):
+        kind = _ATTRIBUTE_KIND.get(key)
+        if kind is None:
+            kind = ("url" if key in _URL_ATTRIBUTES else
+                    "keep" if key.startswith("signlab.") or key in _KEPT_ATTRIBUTES else "")
+            if len(_ATTRIBUTE_KIND) < 1000:
+                _ATTRIBUTE_KIND[key] = kind
+        if not kind:
+            continue
+        if kind == "url" and isinstance(value, str):
             kept[key] = scrub(sanitize_url(value))
-        elif key.startswith("signlab.") or key in _KEPT_ATTRIBUTES:
+        elif kind == "keep":
             if isinstance(value, str):
                 value = scrub(value)
             elif isinstance(value, tuple | list):

@@ -28,6 +28,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -162,16 +163,27 @@ def _digest(value: Any) -> Any:
     return f"{names.get(len(raw), f'{len(raw)}-byte')} digest {raw[:6].hex()}…{raw[-2:].hex()}"
 
 
+_MAX_CACHED_BLOB = 64 * 1024
+
+
 def _blob(value: Any) -> Any:
     if isinstance(value, list):
         return _cut([_blob(v) for v in value])
     if isinstance(value, str):
-        raw = _b64(value)
-        size = len(raw) if raw is not None else len(value)
-        return f"{size} bytes ({fingerprint(raw if raw is not None else value)})"
+        # Small blobs repeat (signDoc answers carry each signature object under both CSC spellings;
+        # CRLs and chains travel again and again); large ones (documents) are not kept in memory.
+        return _blob_text(value) if len(value) <= _MAX_CACHED_BLOB else _blob_text.__wrapped__(value)
     if isinstance(value, dict):
         return summarize(value)
     return _short(str(value))
+
+
+@functools.lru_cache(maxsize=256)
+def _blob_text(value: str) -> str:
+    """Size and fingerprint of a base64 (or any text) blob."""
+    raw = _b64(value)
+    size = len(raw) if raw is not None else len(value)
+    return f"{size} bytes ({fingerprint(raw if raw is not None else value)})"
 
 
 def _certificates(value: Any) -> Any:
@@ -275,9 +287,28 @@ def _key_type(key: Any) -> str:
     return type(key).__name__
 
 
+_IMMUTABLE_DER = frozenset({"application/pkix-cert", "application/x-x509-ca-cert", "application/pkix-crl"})
+
+
 def summarize_der(content_type: str, der: bytes) -> dict[str, Any]:
-    """A summary of a binary body by media type: certificates, CRLs, OCSP and RFC 3161 messages."""
+    """A summary of a binary body by media type: certificates, CRLs, OCSP and RFC 3161 messages.
+
+    Certificates and CRLs are summarized once per distinct body (the same CA certificate and CRL
+    are fetched again and again); OCSP and time-stamp messages are unique and decoded every time.
+    """
     kind = content_type.split(";")[0].strip().lower()
+    if kind in _IMMUTABLE_DER:
+        return {k: list(v) if isinstance(v, list) else v for k, v in _summarize_der_cached(kind, bytes(der)).items()}
+    return _summarize_der(kind, der)
+
+
+@functools.lru_cache(maxsize=64)
+def _summarize_der_cached(kind: str, der: bytes) -> dict[str, Any]:
+    """:func:`_summarize_der` of an immutable body, by its bytes (callers copy the result)."""
+    return _summarize_der(kind, der)
+
+
+def _summarize_der(kind: str, der: bytes) -> dict[str, Any]:
     summary: dict[str, Any] = {"body": f"{kind}, {len(der)} bytes ({fingerprint(der)})"}
     try:
         if kind in ("application/pkix-cert", "application/x-x509-ca-cert"):
@@ -345,35 +376,65 @@ def summarize_authorization_header(value: str) -> dict[str, Any]:
     return {"scheme": scheme or "?", "credentials": mask(credentials)}
 
 
-def summarize(value: Any, key: str | None = None) -> Any:
-    """The redacted summary of ``value`` (found under field name ``key``, when known)."""
+@functools.lru_cache(maxsize=2048)
+def _kind(key: str | None) -> str:
+    """What a field name says about its value (cached: the same few dozen names recur in every
+    message, and classifying them again for every value was most of :func:`summarize`)."""
     name = (key or "").lower().replace("-", "_")
     if name in SECRET_KEYS or name.endswith(("_secret", "_pin", "password")):
-        return mask(value if isinstance(value, str) else json.dumps(value, default=str))
-    if value is None or isinstance(value, bool | int | float):
-        return value
+        return "secret"
     if name in TOKEN_KEYS or name.endswith(("_token", "_assertion")):
-        if isinstance(value, str):
-            return _bearer(value)
-        return mask(json.dumps(value, default=str))
+        return "token"
     if name in DIGEST_KEYS:
-        return _digest(value)
+        return "digest"
     if name in CERT_KEYS:
-        return _certificates(value)
+        return "cert"
     if name in CSR_KEYS:
-        return _csr(value)
+        return "csr"
     if name in BLOB_KEYS:
-        return _blob(value)
-    if name == "authorization_details" and isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return _short(value)
-    if name in ("hashalgorithmoid", "hashalgo", "signalgo", "hash_algorithm_oid") and isinstance(value, str):
-        return f"{value} ({HASH_ALGORITHMS.get(value, 'unknown')})"
-    if isinstance(value, Mapping):
-        return {str(k): summarize(v, str(k)) for k, v in list(value.items())[:40]}
-    if isinstance(value, list | tuple):
+        return "blob"
+    if name == "authorization_details":
+        return "authorization_details"
+    if name in ("hashalgorithmoid", "hashalgo", "signalgo", "hash_algorithm_oid"):
+        return "algorithm"
+    return ""
+
+
+_PLAIN = (type(None), bool, int, float)
+
+
+def summarize(value: Any, key: str | None = None) -> Any:
+    """The redacted summary of ``value`` (found under field name ``key``, when known)."""
+    kind = _kind(key) if key else ""
+    if kind == "secret":
+        return mask(value if isinstance(value, str) else json.dumps(value, default=str))
+    if type(value) in _PLAIN or value is None or isinstance(value, bool | int | float):
+        return value
+    if kind:
+        if kind == "token":
+            if isinstance(value, str):
+                return _bearer(value)
+            return mask(json.dumps(value, default=str))
+        if kind == "digest":
+            return _digest(value)
+        if kind == "cert":
+            return _certificates(value)
+        if kind == "csr":
+            return _csr(value)
+        if kind == "blob":
+            return _blob(value)
+        if kind == "authorization_details" and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return _short(value)
+        elif kind == "algorithm" and isinstance(value, str):
+            return f"{value} ({HASH_ALGORITHMS.get(value, 'unknown')})"
+    # type() first: the ABC isinstance checks were a visible cost for the common dict/list/str.
+    kind_of = type(value)
+    if kind_of is dict or (kind_of is not str and kind_of is not list and isinstance(value, Mapping)):
+        return {str(k): summarize(v, str(k)) for k, v in itertools.islice(value.items(), 40)}
+    if kind_of is list or isinstance(value, list | tuple):
         return _cut([summarize(v, key) for v in value])
     if isinstance(value, str):
         jwt = decode_jwt(value)
