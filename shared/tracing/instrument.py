@@ -76,6 +76,7 @@ SAFE_QUERY = frozenset({
     "error_description", "response_mode", "max_age", "ui_locales", "claims_locales",
 })
 """Query parameters whose values are kept in stored URLs; every other value is masked."""
+_TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 _ID_LIKE = re.compile(r"^[A-Za-z0-9._~:-]{12,512}$")
 _MAX_BODY = 512 * 1024
 _DER_TYPES = ("application/pkix-cert", "application/pkix-crl", "application/timestamp-query",
@@ -317,7 +318,9 @@ def _record_response(state: AppTracing, response: Response) -> None:
         elif response.mimetype in _DER_TYPES:
             response_summary["body"] = summarize_der(response.mimetype, response.get_data())
         elif response.mimetype == "text/html":
-            title = re.search(r"<title>(.*?)</title>", response.get_data(as_text=True)[:4096], re.S)
+            # The title is near the top: decode no more than the first 4,096 characters can take
+            # (result pages are large).
+            title = _TITLE.search(response.get_data()[:4 * 4096].decode("utf-8", "ignore")[:4096])
             if title:
                 response_summary["page"] = " ".join(title.group(1).split())
     exc = g.pop("signlab_trace_exception", None)

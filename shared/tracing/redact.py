@@ -502,6 +502,10 @@ class Scrubber:
         """``text`` with every known secret replaced by a mask."""
         if self._pattern is None or not text:
             return text
+        # On long texts (summaries, span names with URLs) a plain substring search per secret is
+        # several times faster than the alternation, and nearly always finds nothing.
+        if len(text) > 256 and not any(secret in text for secret in self._secrets):
+            return text
         return self._pattern.sub(f"{MASK} (masked secret)", text)
 
 

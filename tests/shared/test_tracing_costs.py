@@ -179,3 +179,28 @@ def test_form_json_and_authorization_summaries(tmp_path: Path) -> None:
     assert other == {"authorization": {"scheme": "Basic", "client_id": "portal", "client_secret": redact.mask(secret)}}
     stored = "".join(f.read_text() for f in (tmp_path / "traces").iterdir())
     assert secret not in stored and basic not in stored
+
+
+def test_the_scrubber_finds_secrets_in_long_texts_too() -> None:
+    secret = "Kq7-" + secrets.token_urlsafe(24)
+    scrub = Scrubber([secret])
+    from urllib.parse import quote_plus
+
+    for text in ("x" * 1000 + secret + "y" * 1000, "ø" * 300 + quote_plus(secret), secret + "z" * 400):
+        assert secret not in scrub(text) and quote_plus(secret) not in scrub(text)
+        assert "•••• (masked secret)" in scrub(text)
+    clean = "a" * 5000
+    assert scrub(clean) is clean
+
+
+def test_the_page_title_of_a_large_html_answer(tmp_path: Path) -> None:
+    app = _traced_app(tmp_path)
+
+    @app.get("/page")
+    def page() -> object:
+        return f"<html><head><title>Signert – {'æøå'}\n dokument</title></head><body>{'ø' * 50000}</body></html>"
+
+    app.test_client().get("/page")
+    records = [json.loads(line) for f in (tmp_path / "traces").iterdir() for line in f.read_text().splitlines()]
+    summary = json.loads(records[-1]["attributes"]["signlab.response_summary"])
+    assert summary == {"status": 200, "page": "Signert – æøå dokument"}
