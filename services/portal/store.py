@@ -119,6 +119,9 @@ class TransactionStore:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
+            # As at the other services: in WAL mode NORMAL keeps every commit across a crash of the
+            # process (the reliability tests kill it); only a power loss may take the last ones.
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
