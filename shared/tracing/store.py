@@ -129,7 +129,8 @@ class SpanWriter:
 
     def __del__(self) -> None:
         # Apps made and dropped by tests must not leak a descriptor each.
-        self._close()
+        if getattr(self, "_fd", None) is not None:
+            self._close()
 
     def prune(self) -> None:
         """Delete span files older than the retention period (any service's)."""
