@@ -54,13 +54,20 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import psutil
 import requests
 from asn1crypto import x509
 
-from signlab.load import BrowserAgent, Ecosystem, FlowFailed, fetch_root, verify_cms_signature
+from signlab.load import (
+    BrowserAgent,
+    Ecosystem,
+    FlowFailed,
+    authorize_as_partner,
+    fetch_root,
+    partner_client,
+    verify_cms_signature,
+)
 
 __all__ = [
     "TARGETS",
@@ -307,35 +314,16 @@ def pades_portal_flow(eco: Ecosystem, pdf: bytes, *, label: str, login_hint: str
     return FlowRun(time.perf_counter() - started, tx_id, signed.content)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def authorize_as_partner(eco: Ecosystem, digests: list[bytes], *, login_hint: str = LOGIN_HINT,
-                         qualifier: str = "eu_eidas_qes") -> str:
+def sad_as_partner(eco: Ecosystem, digests: list[bytes], *, login_hint: str = LOGIN_HINT,
+                   qualifier: str = "eu_eidas_qes") -> str:
     """Steps 2-5 with the agent as partner for ``digests``; return the credential token (the SAD).
 
     :raises FlowFailed: any refusal.
     """
-    client = eco.signer_client()
-    try:
-        verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
-        pushed = client.push_authorization_request(
-            redirect_uri=eco.redirect_uri, state=state, code_challenge=_b64url(hashlib.sha256(verifier.encode()).digest()),
-            qualifier=qualifier, documents=[(d, f"bench-{i}.pdf") for i, d in enumerate(digests)], login_hint=login_hint)
-        back = BrowserAgent(eco).walk(pushed.authorize_url, stop_at=eco.redirect_uri)
-        if not isinstance(back, str):
-            raise FlowFailed(f"steps 3-5: no redirect back to the partner (HTTP {back.status_code}: {back.text[:200]})")
-        params = parse_qs(urlsplit(back).query)
-        if "code" not in params or params.get("state") != [state]:
-            raise FlowFailed(f"step 5: {params.get('error', ['no code or wrong state'])[0]}")
-        return client.exchange_code(params["code"][0], eco.redirect_uri, verifier).access_token
-    except FlowFailed:
-        raise
-    except Exception as exc:  # a refusal of any role: keep its words
-        raise FlowFailed(f"{exc.__class__.__name__}: {exc}") from None
-    finally:
-        client.close()
+    with partner_client(eco) as client:
+        token = authorize_as_partner(eco, client, [(d, f"bench-{i}.pdf") for i, d in enumerate(digests)],
+                                     login_hint=login_hint, qualifier=qualifier)
+        return token.access_token
 
 
 def _pool_map(fn: Callable[[int], Any], count: int, concurrency: int) -> tuple[list[Any], float]:
@@ -640,7 +628,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
                 root: x509.Certificate, progress: Callable[[str], None]) -> None:
     digests = [hashlib.sha256(f"SignLab bench signer {i} {secrets.token_hex(8)}".encode()).digest() for i in range(signatures)]
     progress(f"signer: obtaining {signatures} SADs through real flows (partner mode, untimed)")
-    tokens, _ = _pool_map(lambda i: authorize_as_partner(eco, [digests[i]]), signatures, concurrency)
+    tokens, _ = _pool_map(lambda i: sad_as_partner(eco, [digests[i]]), signatures, concurrency)
     client_local = threading.local()
 
     def one(index: int) -> tuple[float, Any, str | None]:
@@ -701,7 +689,7 @@ def _run_batch(eco: Ecosystem, runtime: Any, report: BenchReport, *, documents: 
     prepared = asyncio.run(prepare_all())
     t_prepared = time.perf_counter()
     try:
-        token = authorize_as_partner(eco, [p.digest for p in prepared])
+        token = sad_as_partner(eco, [p.digest for p in prepared])
     except FlowFailed as exc:
         # The signer's SIGNLAB_SIGNER_MAX_DOCUMENTS (default 20) bounds one authorization.
         raise FlowFailed(f"{exc} (a batch of {documents} needs SIGNLAB_SIGNER_MAX_DOCUMENTS >= {documents} "

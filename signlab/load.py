@@ -34,7 +34,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,9 @@ __all__ = [
     "FlowFailed",
     "FlowResult",
     "LoadReport",
+    "authorize_as_partner",
     "hsm_key_objects",
+    "partner_client",
     "partner_flow",
     "portal_flow",
     "run_load",
@@ -172,6 +175,44 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+@contextmanager
+def partner_client(eco: Ecosystem) -> Iterator[SignerClient]:
+    """The agent's client as partner at the SSASP; any refusal inside becomes :class:`FlowFailed`."""
+    client = eco.signer_client()
+    try:
+        yield client
+    except FlowFailed:
+        raise
+    except Exception as exc:  # a refusal of any role: keep its words
+        raise FlowFailed(f"{exc.__class__.__name__}: {exc}") from None
+    finally:
+        client.close()
+
+
+def authorize_as_partner(eco: Ecosystem, client: SignerClient, documents: list[tuple[bytes, str]], *,
+                         login_hint: str, qualifier: str) -> Any:
+    """Steps 2-5 with the agent as partner: PAR for ``documents`` (digest, label) → browser (eID login
+    by ``login_hint``, consent) → code → token. Returns the token response (the SAD is its
+    ``access_token``).
+
+    :raises FlowFailed: the browser did not come back, or came back with an error or another state.
+    """
+    verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
+    pushed = client.push_authorization_request(
+        redirect_uri=eco.redirect_uri, state=state, code_challenge=_b64url(hashlib.sha256(verifier.encode()).digest()),
+        qualifier=qualifier, documents=documents, login_hint=login_hint)
+    back = BrowserAgent(eco).walk(pushed.authorize_url, stop_at=eco.redirect_uri)
+    if not isinstance(back, str):
+        raise FlowFailed(f"steps 3-5: the browser did not come back to the partner (HTTP {back.status_code}: "
+                         f"{back.text[:200]})")
+    params = parse_qs(urlsplit(back).query)
+    if "code" not in params:
+        raise FlowFailed(f"step 5: {params.get('error', ['?'])[0]}: {params.get('error_description', [''])[0]}")
+    if params.get("state") != [state]:
+        raise FlowFailed("step 5: the state came back changed")
+    return client.exchange_code(params["code"][0], eco.redirect_uri, verifier)
+
+
 def partner_flow(eco: Ecosystem, document: bytes, *, login_hint: str = "kari-nordmann@no-bankid",
                  qualifier: str = "eu_eidas_qes", fmt: str = "C", label: str = "load.txt",
                  root: x509.Certificate | None = None) -> tuple[FlowResult, Any]:
@@ -181,31 +222,10 @@ def partner_flow(eco: Ecosystem, document: bytes, *, login_hint: str = "kari-nor
     :raises FlowFailed: any refusal or an invalid signature.
     """
     started = time.monotonic()
-    client = eco.signer_client()
-    browser = BrowserAgent(eco)
     digest = hashlib.sha256(document).digest()
-    verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
-    try:
-        pushed = client.push_authorization_request(
-            redirect_uri=eco.redirect_uri, state=state, code_challenge=_b64url(hashlib.sha256(verifier.encode()).digest()),
-            qualifier=qualifier, documents=[(digest, label)], login_hint=login_hint)
-        back = browser.walk(pushed.authorize_url, stop_at=eco.redirect_uri)
-        if not isinstance(back, str):
-            raise FlowFailed(f"steps 3-5: the browser did not come back to the partner (HTTP {back.status_code}: "
-                             f"{back.text[:200]})")
-        params = parse_qs(urlsplit(back).query)
-        if "code" not in params:
-            raise FlowFailed(f"step 5: {params.get('error', ['?'])[0]}: {params.get('error_description', [''])[0]}")
-        if params.get("state") != [state]:
-            raise FlowFailed("step 5: the state came back changed")
-        token = client.exchange_code(params["code"][0], eco.redirect_uri, verifier)
+    with partner_client(eco) as client:
+        token = authorize_as_partner(eco, client, [(digest, label)], login_hint=login_hint, qualifier=qualifier)
         result = client.sign_doc(token.access_token, digests=[digest], signature_format=fmt, qualifier=qualifier)
-    except FlowFailed:
-        raise
-    except Exception as exc:  # a refusal of any role: keep its words
-        raise FlowFailed(f"{exc.__class__.__name__}: {exc}") from None
-    finally:
-        client.close()
     if fmt in ("C", "P"):
         chain = [x509.Certificate.load(c) for c in result.certificates]
         verify_cms_signature(result.signature_objects[0], digest, chain, root)
