@@ -89,6 +89,23 @@ def test_sad_of_one_transaction_cannot_sign_another_document(lab: Lab) -> None:
     _audited(lab, since, "sad.refused")
 
 
+class _AtConsent(Exception):
+    """Stops a browser walk at the consent page (the form is not submitted)."""
+
+
+def _consent_url(browser: BrowserAgent, url: str) -> str:
+    """Walk ``url`` up to the consent page and return its URL, leaving the form unsubmitted."""
+    seen: list[str] = []
+
+    def stop(consent: str) -> None:
+        seen.append(consent)
+        raise _AtConsent
+
+    with pytest.raises(_AtConsent):
+        browser.walk(url, on_consent=stop)
+    return seen[0]
+
+
 def test_consent_page_of_another_browser_is_refused(lab: Lab) -> None:
     """Signer B's browser opening signer A's consent page (transaction id leaked): no cookie, refused."""
     _, _, url = _push(lab, hashlib.sha256(b"consent theft").digest())
@@ -97,22 +114,12 @@ def test_consent_page_of_another_browser_is_refused(lab: Lab) -> None:
     victim.walk(url, stop_at=lab.eco.redirect_uri, on_consent=seen.append, decision="decline")
     # Replay the victim's consent URL from another browser: the transaction is bound to the first.
     _, _, url2 = _push(lab, hashlib.sha256(b"consent theft 2").digest())
-    consent: list[str] = []
-
-    class Stop(Exception):
-        pass
-
-    def grab(u: str) -> None:
-        consent.append(u)
-        raise Stop
-
-    with pytest.raises(Stop):
-        BrowserAgent(lab.eco).walk(url2, on_consent=grab)
+    consent_url = _consent_url(BrowserAgent(lab.eco), url2)
     since = lab.audit_count()
     attacker = requests.Session()
-    page = attacker.get(consent[0], timeout=10, headers={"Accept": "application/json"})
+    page = attacker.get(consent_url, timeout=10, headers={"Accept": "application/json"})
     _refused(page, 403, "access_denied")
-    posted = attacker.post(consent[0], data={"decision": "approve", "csrf_token": "x"}, timeout=10,
+    posted = attacker.post(consent_url, data={"decision": "approve", "csrf_token": "x"}, timeout=10,
                            headers={"Accept": "application/json"}, allow_redirects=False)
     _refused(posted, 403, "access_denied")
     _audited(lab, since, "browser.refused")
@@ -122,20 +129,10 @@ def test_consent_form_csrf(lab: Lab) -> None:
     """The right browser but a forged form (no or a wrong CSRF token): refused, audited."""
     _, _, url = _push(lab, hashlib.sha256(b"csrf").digest())
     browser = BrowserAgent(lab.eco)
-    consent: list[str] = []
-
-    class Stop(Exception):
-        pass
-
-    def grab(u: str) -> None:
-        consent.append(u)
-        raise Stop
-
-    with pytest.raises(Stop):
-        browser.walk(url, on_consent=grab)
+    consent_url = _consent_url(browser, url)
     since = lab.audit_count()
     for forged in ({"decision": "approve"}, {"decision": "approve", "csrf_token": "forged"}):
-        answer = browser.session.post(consent[0], data=forged, timeout=10, allow_redirects=False,
+        answer = browser.session.post(consent_url, data=forged, timeout=10, allow_redirects=False,
                                       headers={"Accept": "application/json"})
         _refused(answer, 403, "access_denied")
     _audited(lab, since, "consent.refused")
