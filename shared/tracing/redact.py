@@ -31,7 +31,7 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = [
@@ -186,28 +186,26 @@ def _blob_text(value: str) -> str:
     return f"{size} bytes ({fingerprint(raw if raw is not None else value)})"
 
 
+def _decoded(value: Any, decode: Callable[[bytes], Any]) -> Any:
+    """A PEM/base64 string decoded by ``decode``; a blob summary when it does not decode."""
+    if isinstance(value, str):
+        raw = _pem_or_b64(value)
+        if raw is not None:
+            decoded = decode(raw)
+            if decoded is not None:
+                return decoded
+        return _blob(value)
+    return summarize(value)
+
+
 def _certificates(value: Any) -> Any:
     if isinstance(value, list):
         return _cut([_certificates(v) for v in value])
-    if isinstance(value, str):
-        raw = _pem_or_b64(value)
-        if raw is not None:
-            decoded = decode_certificate(raw)
-            if decoded is not None:
-                return decoded
-        return _blob(value)
-    return summarize(value)
+    return _decoded(value, decode_certificate)
 
 
 def _csr(value: Any) -> Any:
-    if isinstance(value, str):
-        raw = _pem_or_b64(value)
-        if raw is not None:
-            decoded = decode_csr(raw)
-            if decoded is not None:
-                return decoded
-        return _blob(value)
-    return summarize(value)
+    return _decoded(value, decode_csr)
 
 
 def _pem_or_b64(value: str) -> bytes | None:
