@@ -17,12 +17,17 @@ Three parts, each against the running ecosystem (real processes, real HTTP on lo
   process without HTTP (SoftHSM key generation and signing, CSR, certificate by the TSP's own
   :class:`~services.ca.authority.CertificateAuthority`, CMS by the signer's own
   :func:`~services.signer.signing.build_cms`, key destruction) measured in a child process with a
-  temporary SoftHSM token (one SoftHSM configuration per process) — and the ratio.
+  temporary SoftHSM token (one SoftHSM configuration per process) — and the ratio. Then the cost
+  of one exchange without crypto: N CSC ``info`` calls, CPU per call of the signer and the bench.
 * **batch** — one authorization for B documents (default 100): the agent plays the partner and
   packages like the portal (:func:`services.portal.pades.prepare_pdf` / ``finish_pdf``): total
   time from preparing the first PDF to the last signed PDF. The portal itself accepts at most
   ``SIGNLAB_PORTAL_MAX_DOCUMENTS`` (≤ 50) per request, hence the partner path; the signer needs
   ``SIGNLAB_SIGNER_MAX_DOCUMENTS`` ≥ B (the bench sets 100 when it starts the ecosystem itself).
+
+The report ends with the targets and the *CPU budget*: what each throughput the targets need
+leaves per flow or signature on this machine's CPUs, next to the CPU measured per item
+(:meth:`BenchReport.budget`) — why a target is or is not within reach.
 
 Peak resident memory per service (gunicorn master + workers, psutil, sampled every 50 ms) is
 recorded over the whole run. Every signature is checked after the timed part, independently of
@@ -485,6 +490,40 @@ class BenchReport:
             rows.append({"target": key, "what": what, "limit": limit, "value": value, "met": met})
         return rows
 
+    def budget(self) -> list[dict[str, Any]]:
+        """What each throughput the targets need leaves per item on this machine's CPUs, next to the
+        CPU the run measured per item (every service and the bench's own client together).
+
+        ``T`` items/s on ``N`` CPUs leave ``N / T`` s of CPU per item. The ratio target becomes a
+        throughput by Little's law: ``C`` flows in progress at a latency ``L`` complete ``C / L``
+        flows/s, so a median of 1.5 × the local signature at concurrency ``C`` needs about
+        ``C / (1.5 × local)`` flows/s (the mean stands in for the median). The signer's one-time
+        keys are PKCS#11 session objects of its one process, whose Python runs on one core at a
+        time: its own share is ``1 / T`` s per signature.
+        """
+        cpus = float(self.machine.get("cpus") or 1)
+        rows = []
+
+        def add(what: str, per_second: float, unit: str, measured: dict[str, float] | None,
+                only: str | None = None, cores: float = cpus) -> None:
+            if not measured:
+                return
+            value = measured.get(only, 0.0) if only else sum(measured.values())
+            rows.append({"what": what, "needs_per_second": round(per_second, 1), "unit": unit,
+                         "allowed_cpu_ms": round(1000 * cores / per_second, 2), "measured_cpu_ms": round(value, 2)})
+
+        e2e_cpu, signer_cpu = self.e2e.get("cpu_ms_per_flow"), self.signer.get("cpu_ms_per_signature")
+        add("e2e ≥ 20 flows/s", TARGETS["e2e_throughput"][1], "flow", e2e_cpu)
+        local_ms = self.e2e.get("local_ms", {}).get("p50")
+        if local_ms:
+            concurrency = self.e2e["concurrency"]
+            add(f"e2e median ≤ 1.5 × local at concurrency {concurrency} (Little's law)",
+                concurrency / (TARGETS["e2e_ratio"][1] * local_ms / 1000), "flow", e2e_cpu)
+        add("signer ≥ 300 signatures/s", TARGETS["signer_throughput"][1], "signature", signer_cpu)
+        add("signer ≥ 300/s: the signer's own process", TARGETS["signer_throughput"][1], "signature", signer_cpu,
+            only="signer", cores=1.0)
+        return rows
+
     @property
     def ok(self) -> bool:
         """Every part completed and every signature verified (targets are reported, not enforced)."""
@@ -493,7 +532,8 @@ class BenchReport:
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (``--json FILE``)."""
         return {"ok": self.ok, "machine": self.machine, "e2e": self.e2e, "signer": self.signer, "batch": self.batch,
-                "rss_peak_mib": self.rss_peak_mib, "targets": self.targets(), "errors": self.errors}
+                "rss_peak_mib": self.rss_peak_mib, "targets": self.targets(), "budget": self.budget(),
+                "errors": self.errors}
 
     def table(self) -> str:
         """The human-readable table."""
@@ -535,6 +575,10 @@ class BenchReport:
                     " / ".join(f"{floor[k]['p50']:.2f}" for k in ("keygen", "csr", "certificate", "cms", "destroy")) + " ms")
                 row("floor per signature p50 → signatures/s", f"{floor['total']['p50']:.2f} ms → {s['floor_per_second']:.0f}/s")
                 row("ratio signer / floor throughput", f"{s['ratio']:.2f}")
+            exchange = s.get("exchange_cpu_ms")
+            if exchange:
+                row("one info call (HTTP + tracing, no crypto)",
+                    f"CPU {sum(exchange.values()):.2f} ms (" + ", ".join(f"{n} {v:.2f}" for n, v in exchange.items()) + ")")
         if self.batch:
             b = self.batch
             lines.append(f"batch: one authorization for {b['documents']} PDFs (partner path)")
@@ -549,6 +593,13 @@ class BenchReport:
             verdict = "not measured" if t["met"] is None else ("MET" if t["met"] else "NOT MET")
             value = "-" if t["value"] is None else f"{t['value']:.2f}"
             lines.append(f"  {t['what']:<44} limit {t['limit']:<6g} measured {value:<10} {verdict}")
+        budget = self.budget()
+        if budget:
+            lines.append(f"CPU budget on {self.machine.get('cpus')} CPUs (what a throughput leaves per item, all "
+                         "processes together, against the CPU measured per item):")
+            for b in budget:
+                lines.append(f"  {b['what']:<58} needs {b['needs_per_second']:>6g}/s → "
+                             f"≤ {b['allowed_cpu_ms']:.2f} ms per {b['unit']}, measured {b['measured_cpu_ms']:.2f}")
         for error in self.errors[:20]:
             lines.append(f"ERROR {error}")
         lines.append("OK" if self.ok else "FAILED")
@@ -624,6 +675,14 @@ def _run_e2e(eco: Ecosystem, data_dir: Path, report: BenchReport, rss: RssSample
     }
 
 
+def _thread_client(local: threading.local, eco: Ecosystem) -> Any:
+    """This thread's signer client (one keep-alive connection per bench thread, as a partner has)."""
+    client = getattr(local, "client", None)
+    if client is None:
+        client = local.client = eco.signer_client()
+    return client
+
+
 def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampler, *, signatures: int, concurrency: int,
                 root: x509.Certificate, progress: Callable[[str], None]) -> None:
     digests = [hashlib.sha256(f"SignLab bench signer {i} {secrets.token_hex(8)}".encode()).digest() for i in range(signatures)]
@@ -632,9 +691,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
     client_local = threading.local()
 
     def one(index: int) -> tuple[float, Any, str | None]:
-        client = getattr(client_local, "client", None)
-        if client is None:
-            client = client_local.client = eco.signer_client()
+        client = _thread_client(client_local, eco)
         started = time.perf_counter()
         try:
             result = client.sign_doc(tokens[index], digests=[digests[index]], signature_format="P",
@@ -657,6 +714,12 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
             except Exception as exc:  # noqa: BLE001 - reported
                 report.errors.append(f"signDoc {index}: {exc}")
     good = [s for s, _, e in results if e is None]
+    calls = max(300, signatures)
+    progress(f"signer: {calls} CSC info calls at concurrency {concurrency} (the cost of one exchange without crypto)")
+    cpu_before = rss.cpu_seconds()
+    _pool_map(lambda _i: _thread_client(client_local, eco).info(), calls, concurrency)
+    exchange = {name: ms for name, ms in _cpu_per_item(cpu_before, rss.cpu_seconds(), calls).items()
+                if name in ("bench", "signer")}
     from services.ca.settings import CaSettings
     from services.registry import entry
 
@@ -667,7 +730,8 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
     floor_per_second = 1000.0 / floor["total"]["p50"]
     report.signer = {"signatures": signatures, "concurrency": concurrency, "seconds": round(seconds, 3),
                      "completed": len(good), "signatures_per_second": round(per_second, 1),
-                     "latency_ms": _ms(percentiles(good)), "cpu_ms_per_signature": cpu, "floor_ms": floor,
+                     "latency_ms": _ms(percentiles(good)), "cpu_ms_per_signature": cpu, "exchange_cpu_ms": exchange,
+                     "floor_ms": floor,
                      "floor_per_second": round(floor_per_second, 1), "ratio": round(per_second / floor_per_second, 3)}
 
 

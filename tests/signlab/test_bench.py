@@ -60,6 +60,8 @@ def test_a_small_bench_completes_with_sane_numbers(running: LocalRuntime) -> Non
     assert set(signer["floor_ms"]) == {"keygen", "csr", "certificate", "cms", "destroy", "total"}
     assert all(signer["floor_ms"][k]["p50"] > 0 for k in signer["floor_ms"])
     assert signer["ratio"] > 0
+    # one exchange without crypto (CSC info): the signer's and the bench's CPU per call.
+    assert set(signer["exchange_cpu_ms"]) == {"bench", "signer"} and sum(signer["exchange_cpu_ms"].values()) > 0
     # batch: one authorization, ten signed PDFs, phases add up to the total.
     assert batch["documents"] == 10 and batch["seconds"] > 0
     assert sum(batch["phases_s"].values()) == pytest.approx(batch["seconds"], abs=0.01)
@@ -70,6 +72,20 @@ def test_a_small_bench_completes_with_sane_numbers(running: LocalRuntime) -> Non
     assert set(targets) == set(TARGETS)
     assert targets["batch_seconds"]["met"] is None  # a batch of 10 is not the target's 100
     assert targets["e2e_throughput"]["met"] is None  # concurrency 4 is not the target's 8
+    # The CPU budget: what each needed throughput leaves per item on these CPUs, against the measured CPU.
+    cpus = report.machine["cpus"]
+    budget = {b["what"]: b for b in report.budget()}
+    e2e_cpu, signer_cpu = sum(e2e["cpu_ms_per_flow"].values()), signer["cpu_ms_per_signature"]
+    little = budget["e2e median ≤ 1.5 × local at concurrency 4 (Little's law)"]
+    assert little["needs_per_second"] == pytest.approx(4 / (1.5 * e2e["local_ms"]["p50"] / 1000), rel=0.01)
+    assert little["allowed_cpu_ms"] == pytest.approx(1000 * cpus / little["needs_per_second"], rel=0.01)
+    assert little["measured_cpu_ms"] == pytest.approx(e2e_cpu, abs=0.01)
+    assert budget["e2e ≥ 20 flows/s"]["allowed_cpu_ms"] == pytest.approx(1000 * cpus / 20)
+    assert budget["signer ≥ 300 signatures/s"]["measured_cpu_ms"] == pytest.approx(sum(signer_cpu.values()), abs=0.01)
+    own = budget["signer ≥ 300/s: the signer's own process"]
+    assert own["allowed_cpu_ms"] == pytest.approx(1000 / 300, abs=0.01)
+    assert own["measured_cpu_ms"] == signer_cpu["signer"]
+    assert "CPU budget on" in report.table() and report.as_dict()["budget"] == report.budget()
     assert any(line.startswith("e2e: ") for line in lines) and any(line.startswith("signer: ") for line in lines)
 
 
