@@ -84,16 +84,23 @@ class RemoteJwks:
         self._refreshing = False
         self._refresh_failed_at = -1e9
 
-    def _fetch(self) -> KeySet:
+    def _download(self) -> KeySet:
+        """Fetch and import the key set (no lock needed; nothing is kept)."""
         url = self._url() if callable(self._url) else self._url
         body = self._client.get_json(url)
         try:
-            keys = KeySet.import_key_set(body)  # type: ignore[arg-type]
+            return KeySet.import_key_set(body)  # type: ignore[arg-type]
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(self.role, "invalid_response", f"{url} is not a usable JWKS ({exc})", 200,
                                 step=step(7)) from None
+
+    def _keep(self, keys: KeySet) -> KeySet:
+        """Make ``keys`` the cached key set, fetched now (called with the lock held)."""
         self._keys, self._kids, self._fetched_at = keys, frozenset(k.kid for k in keys.keys), time.monotonic()
         return keys
+
+    def _fetch(self) -> KeySet:
+        return self._keep(self._download())
 
     def key_set_for(self, token: str) -> KeySet:
         """The key set to verify ``token`` with: cached, or refetched when stale or the kid is unknown."""
@@ -121,16 +128,14 @@ class RemoteJwks:
 
     def _refresh(self) -> None:
         try:
-            url = self._url() if callable(self._url) else self._url
-            body = self._client.get_json(url)
-            keys = KeySet.import_key_set(body)  # type: ignore[arg-type]
+            keys = self._download()
         except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the known keys for their grace period
             log.warning("JWKS of the %s not refreshed: %s", self.role.value, exc)
             with self._lock:
                 self._refreshing, self._refresh_failed_at = False, time.monotonic()
             return
         with self._lock:
-            self._keys, self._kids, self._fetched_at = keys, frozenset(k.kid for k in keys.keys), time.monotonic()
+            self._keep(keys)
             self._refreshing = False
 
     def prefetch(self, *, within_seconds: float = 60.0, interval: float = 1.0) -> threading.Thread | None:
