@@ -577,7 +577,7 @@ class BenchReport:
                 row("ratio signer / floor throughput", f"{s['ratio']:.2f}")
             exchange = s.get("exchange_cpu_ms")
             if exchange:
-                row("one info call (HTTP + tracing, no crypto)",
+                row("one info call (an exchange without crypto)",
                     f"CPU {sum(exchange.values()):.2f} ms (" + ", ".join(f"{n} {v:.2f}" for n, v in exchange.items()) + ")")
         if self.batch:
             b = self.batch
