@@ -79,36 +79,38 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
     return None
 
 
+def _admin_get(eco: Ecosystem, service: str, path: str, variable: str,
+               api: str) -> tuple[requests.Response | None, str | None]:
+    """``GET path`` on ``service``'s admin API with the bearer token ``variable`` from the secrets.
+
+    Returns ``(response, None)`` for an answer other than 404, else ``(None, why it cannot be used)``.
+    """
+    token = eco.secret(variable)
+    if not token:
+        return None, f"{api} needs {variable} (run against a local runtime)"
+    try:
+        response = requests.get(f"{eco.url(service)}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    except requests.RequestException as exc:
+        return None, f"{api} does not answer ({exc.__class__.__name__})"
+    if response.status_code == 404:
+        return None, f"fault injection is off in the running ecosystem (the {service} answers 404 at {path}): {ENABLE_HINT}"
+    return response, None
+
+
 def _idp_admin_problem(eco: Ecosystem) -> str | None:
     """Probe the IdP's admin API (``GET /admin/failures``); None when usable."""
-    token = eco.secret("SIGNLAB_IDP_ADMIN_TOKEN")
-    if not token:
-        return "a fault via the IdP admin API needs SIGNLAB_IDP_ADMIN_TOKEN (run against a local runtime)"
-    try:
-        response = requests.get(f"{eco.url('idp')}/admin/failures", headers={"Authorization": f"Bearer {token}"},
-                                timeout=5)
-    except requests.RequestException as exc:
-        return f"the IdP admin API does not answer ({exc.__class__.__name__})"
-    if response.status_code == 200:
-        return None
-    if response.status_code == 404:
-        return f"the IdP admin API is off in the running ecosystem (HTTP 404): {ENABLE_HINT}"
+    response, problem = _admin_get(eco, "idp", "/admin/failures", "SIGNLAB_IDP_ADMIN_TOKEN", "the IdP admin API")
+    if response is None or response.status_code == 200:
+        return problem
     return f"the IdP admin API is not usable (HTTP {response.status_code}): {ENABLE_HINT}"
 
 
 def _service_admin_problem(eco: Ecosystem, service: str, name: str) -> str | None:
     """Probe a service's fault admin API (``GET /admin/faults``); None when ``name`` can be armed."""
     variable = SERVICE_FAULTS["hsm" if service == "signer" else "ca"][1]
-    token = eco.secret(variable)
-    if not token:
-        return f"the {service}'s fault admin API needs {variable} (run against a local runtime)"
-    try:
-        response = requests.get(f"{eco.url(service)}/admin/faults", headers={"Authorization": f"Bearer {token}"},
-                                timeout=5)
-    except requests.RequestException as exc:
-        return f"the {service}'s fault admin API does not answer ({exc.__class__.__name__})"
-    if response.status_code == 404:
-        return f"fault injection is off in the running ecosystem (the {service} answers 404 at /admin/faults): {ENABLE_HINT}"
+    response, problem = _admin_get(eco, service, "/admin/faults", variable, f"the {service}'s fault admin API")
+    if response is None:
+        return problem
     if response.status_code != 200:
         return f"the {service}'s fault admin API is not usable (HTTP {response.status_code}; is {variable} right?)"
     known = {str(k.get("name")) for k in response.json().get("known", [])}
