@@ -22,7 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["BIRTHDATE_MASK", "mask_birthdate", "mask_identifier", "mask_personal_data", "mask_text"]
+__all__ = ["BIRTHDATE_MASK", "PERSONAL_KEYS", "mask_birthdate", "mask_field", "mask_identifier", "mask_personal_data",
+           "mask_text"]
 
 MASK_CHAR = "•"
 BIRTHDATE_MASK = "••••-••-••"
@@ -38,6 +39,8 @@ IDENTIFIER_KEYS = frozenset({"eidas_person_identifier", "person_identifier", "na
                              "etsi_serial_number", "serial_number_attribute"})
 PERSON_ID_KEYS = frozenset({"signlab_person_id", "person_id"})
 HINT_KEYS = frozenset({"login_hint"})
+PERSONAL_KEYS = BIRTHDATE_KEYS | IDENTIFIER_KEYS | PERSON_ID_KEYS | HINT_KEYS
+"""Field names whose value is personal data (or may carry it)."""
 
 
 def mask_identifier(value: str) -> str:
@@ -72,7 +75,8 @@ def _mask_person_id(value: Any) -> Any:
     return mask_personal_data(value)
 
 
-def _mask_field(key: str, value: Any) -> Any:
+def mask_field(key: str, value: Any) -> Any:
+    """``value`` as shown under the field name ``key`` (personal fields masked, others searched)."""
     lowered = key.lower()
     if lowered in BIRTHDATE_KEYS and isinstance(value, str):
         return mask_birthdate(value)
@@ -99,7 +103,7 @@ def mask_personal_data(value: Any, *, show: bool = False) -> Any:
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, Mapping):
-        return {k: _mask_field(str(k), v) for k, v in value.items()}
+        return {k: mask_field(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_personal_data(v) for v in value]
     return value

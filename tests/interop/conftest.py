@@ -84,11 +84,11 @@ class Ecosystem:
         self.idp_settings = IdpSettings(
             port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
             signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-            admin_token=SecretStr(secrets.token_urlsafe(16)), log_level="WARNING")
+            admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         self.ca_settings = CaSettings(
             port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url,
             signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
-            admin_token=SecretStr(self.ca_admin), log_level="WARNING")
+            admin_token=SecretStr(self.ca_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         provision_ca(self.ca_settings)
         self.signer_settings = signer_settings.model_copy(update={
             "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": self.idp_url, "ca_url": self.ca_url,
@@ -99,7 +99,8 @@ class Ecosystem:
         self.portal_settings = PortalSettings(
             port=portal_port, data_dir=tmp / "portal", signer_url=self.signer_url, ca_url=self.ca_url,
             idp_url=self.idp_url, signer_client_secret=SecretStr(self.portal_secret),
-            session_secret=SecretStr(secrets.token_urlsafe(32)), log_level="WARNING", transaction_ttl_seconds=300)
+            session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            api_client_secret=SecretStr("api-secret-of-the-tests"), log_level="WARNING", transaction_ttl_seconds=300)
         self.servers: list[LiveServer] = []
         self.idp = self._serve(create_idp(self.idp_settings), idp_port)
         self.ca = self._serve(create_ca(self.ca_settings), ca_port)

@@ -142,7 +142,7 @@ def ca_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaEnv]:
     admin = secrets.token_urlsafe(16)
     data_dir: Path = tmp_path_factory.mktemp("ca")
     settings = CaSettings(port=port, data_dir=data_dir, idp_url=idp_url, signer_jwks_url=f"{signer.url}/jwks.json",
-                          admin_token=SecretStr(admin), log_level="WARNING")
+                          admin_token=SecretStr(admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
     provision(settings)
     app = create_app(settings)
     server = LiveServer(app, port).start()

@@ -29,7 +29,8 @@ def app(tmp_path: Path, pki) -> Iterator[Flask]:
     (trust_dir / "root.der").write_bytes(pki.der(pki.root))
     (trust_dir / "tl.xml").write_text(pki.trusted_list())
     settings = PortalSettings(
-        data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32),
+        data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            api_client_secret=SecretStr("api-secret-of-the-tests"),
         trust_root_file=trust_dir / "root.der", trusted_list_file=trust_dir / "tl.xml", max_document_bytes=200_000,
         signer_url=f"http://127.0.0.1:{free_port()}", http_timeout_seconds=2,
     )
@@ -37,9 +38,15 @@ def app(tmp_path: Path, pki) -> Iterator[Flask]:
     yield create_app(settings, trust=trust)
 
 
+PARTNER_BASIC = "Basic " + base64.b64encode(b"signlab-lab:api-secret-of-the-tests").decode()
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    """A client that is both a browser and the lab's partner application (HTTP Basic on every call)."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = PARTNER_BASIC
+    return test_client
 
 
 def _csrf(client: FlaskClient, path: str = "/") -> str:
@@ -122,7 +129,7 @@ def test_validate_api_reports_valid_and_tampered_pdf(client: FlaskClient, pki, s
     assert ok["indication"] == "TOTAL_PASSED"
     assert ok["signatures"][0]["qualification"] == "QES"
     assert ok["signatures"][0]["level"] == "B-T"
-    assert client.get(ok["download_url"].replace("http://localhost", "")).get_json()["indication"] == "TOTAL_PASSED"
+    assert client.get(ok["download_url"].replace("http://127.0.0.1:8000", "")).get_json()["indication"] == "TOTAL_PASSED"
     tampered = bytearray(signed)
     tampered[tampered.find(b"Salary") + 1] ^= 1
     bad = client.post("/api/v1/validate", json={"signed": base64.b64encode(bytes(tampered)).decode()}).get_json()
@@ -159,6 +166,12 @@ def test_unknown_transaction_is_404(client: FlaskClient) -> None:
 
 def test_unreachable_signing_service_is_a_clear_error_and_nothing_is_pending(client: FlaskClient, app: Flask) -> None:
     # The default signer URL points at a port nothing listens on in tests (the real one is 8003).
-    response = client.post("/api/v1/sign-requests", json={"documents": [{"sample": "employment-contract.pdf"}]})
+    created = client.post("/api/v1/sign-requests", json={"documents": [{"sample": "employment-contract.pdf"}]})
+    assert created.status_code == 201, created.get_json()  # step 1 only: nothing sent before the review
+    review = created.get_json()["review_url"].replace("http://127.0.0.1:8000", "")
+    response = client.post(review, data={"csrf_token": _csrf(client, review), "decision": "confirm"},
+                           headers={"Accept": "application/json"})
     assert response.status_code == 503, response.get_json()
     assert "step 2" in response.get_json()["error_description"]
+    status = client.get(created.get_json()["status_url"].replace("http://127.0.0.1:8000", "")).get_json()
+    assert status["state"] == "failed" and status["error"] == "temporarily_unavailable", status
