@@ -16,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -390,9 +391,12 @@ class Stack:
         """The key objects on the signer's SoftHSM token right now (one-time keys alive)."""
         return list(self.signer_app.extensions["signlab.hsm"].key_objects())
 
+    partner = ("signlab-lab", "api-secret-of-the-tests")
+    """The lab's partner application at the test portals (HTTP Basic)."""
+
     def create(self, documents: list[dict[str, Any]], *, portal_url: str | None = None, **options: Any) -> dict[str, Any]:
         """``POST /api/v1/sign-requests`` as the lab's partner application; the 201 body."""
-        created = requests.post(f"{portal_url or self.portal_url}/api/v1/sign-requests", auth=PARTNER,
+        created = requests.post(f"{portal_url or self.portal_url}/api/v1/sign-requests", auth=self.partner,
                                 json={"documents": documents, **options}, timeout=60)
         assert created.status_code == 201, created.text
         return dict(created.json())
@@ -401,20 +405,18 @@ class Stack:
         """Create a request through the API, run the browser, return the transaction JSON."""
         body = self.create(documents, **options)
         self.browse(body["review_url"], approve=approve)
-        return dict(requests.get(body["status_url"], auth=PARTNER, timeout=30).json())
+        return dict(requests.get(body["status_url"], auth=self.partner, timeout=30).json())
 
-    def browse(self, review_url: str, *, approve: bool = True, headers: dict[str, str] | None = None) -> requests.Response:
-        """The signer's browser: confirm at the portal's review page, follow redirects, submit
-        consent, until a portal answers."""
+    def browse(self, review_url: str, *, approve: bool = True, headers: dict[str, str] | None = None,
+               pause: float = 0.0) -> requests.Response:
+        """The signer's browser: confirm at the portal's review page, (wait ``pause`` seconds,)
+        follow redirects, submit consent, until a portal answers."""
         session = requests.Session()
         session.headers.update(headers or {})
         authorize_url = confirm_review(review_url, session)
+        time.sleep(pause)
         back = browse_until(authorize_url, (self.portal_url, self.short_ttl_portal_url), session=session, approve=approve)
         return session.get(back, allow_redirects=False, timeout=60)
-
-
-PARTNER = ("signlab-lab", "api-secret-of-the-tests")
-"""The lab's partner application at the test portals (HTTP Basic)."""
 
 
 @pytest.fixture(scope="session")
