@@ -28,7 +28,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
 from services.signer.settings import SignerSettings
-from shared.testing import LiveServer, browse_until, free_port
+from shared.testing import LiveServer, browse_until, confirm_review, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -190,6 +190,9 @@ class Ecosystem:
         assert tokens.body["scope"] == "service" and tokens.credential_id, tokens.body
         return tokens
 
+    partner = ("signlab-lab", "api-secret-of-the-tests")
+    """The lab's partner application at the portal (HTTP Basic)."""
+
     def portal_sign(self, documents: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
         """A signing request through the portal's JSON API, run by the headless agent; the transaction JSON.
 
@@ -197,14 +200,15 @@ class Ecosystem:
         callback does the token exchange, signDoc, packaging and validation).
         """
         created = requests.post(f"{self.portal_url}/api/v1/sign-requests", json={"documents": documents, **options},
-                                timeout=60)
+                                auth=self.partner, timeout=60)
         assert created.status_code == 201, created.text
         body = created.json()
         session = requests.Session()
-        callback = browse_until(body["authorize_url"], f"{self.portal_url}/sign/callback", session=session)
+        authorize_url = confirm_review(body["review_url"], session)
+        callback = browse_until(authorize_url, f"{self.portal_url}/sign/callback", session=session)
         landed = session.get(callback, timeout=120)
         assert landed.status_code == 200, landed.text[:500]
-        return dict(requests.get(body["status_url"], timeout=30).json())
+        return dict(requests.get(body["status_url"], auth=self.partner, timeout=30).json())
 
     def stop(self) -> None:
         """Stop the servers (portal first) and empty the HSM of any key a test left behind."""
