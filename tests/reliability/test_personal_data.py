@@ -12,6 +12,7 @@ the published test-data sheet and is the one page not searched.
 from __future__ import annotations
 
 import re
+from urllib.parse import urljoin
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,7 +77,7 @@ def _run(lab: Lab) -> list[tuple[str, str]]:
     started = browser.post(f"{portal}/sign", allow_redirects=False, timeout=60, data={
         "csrf_token": csrf, "samples": "employment-contract.pdf", "qualifier": "qes", "format": "pades",
         "level": "B-T", "visible": "on", "login_hint": SIGNERS[0]})
-    review_url = portal + started.headers["Location"]
+    review_url = urljoin(portal, started.headers["Location"])
     seen.append(("review page", browser.get(review_url, timeout=10).text))
     final = agent.walk(confirm_review(review_url, browser))
     assert isinstance(final, requests.Response) and final.status_code == 200, final
