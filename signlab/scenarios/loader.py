@@ -27,6 +27,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from jsonschema.exceptions import ValidationError, best_match
 
+from signlab.errors import EXIT_USAGE, CliError
 from signlab.scenarios.model import (
     DEFAULT_INVARIANTS,
     DocumentSpec,
@@ -95,8 +96,10 @@ class Problem:
         return f"{where}: {self.field or '(document)'}: {self.message}"
 
 
-class ScenarioFormatError(Exception):
+class ScenarioFormatError(CliError):
     """A scenario file is not valid; :attr:`problems` lists every problem found."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
