@@ -56,6 +56,7 @@ from services.registry import entry
 from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
 from shared.clients.signer import SignerClient
+from signlab.errors import CliError
 
 __all__ = [
     "BrowserAgent",
@@ -78,7 +79,7 @@ _CSRF = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
 _KEY_OBJECTS = re.compile(r"(\d+) key objects")
 
 
-class FlowFailed(Exception):
+class FlowFailed(CliError):
     """A flow did not end with a valid signature; the message names the step and the reason."""
 
 
