@@ -63,9 +63,11 @@ __all__ = ["EXCLUDED_PATHS", "AppTracing", "instrument_app", "sanitize_url", "tr
 
 log = logging.getLogger(__name__)
 
-EXCLUDED_PATHS = (r"/healthz(\?|$)", r"/signlab-static/", r"/static/", r"/favicon\.ico", r"/trainer(/|\?|$)")
-"""Requests that are never traced: health polling, static files and the trainer pages (which
-poll the store: tracing them would grow the store by looking at it)."""
+EXCLUDED_PATHS = (r"/healthz(\?|$)", r"/signlab-static/", r"/static/", r"/favicon\.ico", r"/trainer(/|\?|$)",
+                  r"/transactions/[^/]+/trace(\.|$)")
+"""Requests that are never traced: health polling, static files, the trainer pages and a
+transaction owner's trace routes (which poll the store: tracing them would grow the store by
+looking at it)."""
 
 CORRELATION_FIELDS = frozenset({
     "request_uri", "state", "code", "transaction_id", "transactionid", "tx_id", "rid", "credentialid", "sad",
