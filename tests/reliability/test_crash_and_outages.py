@@ -49,7 +49,9 @@ HINT = "kari-nordmann@no-bankid"
 def crash_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = start_lab(
         tmp_path_factory.mktemp("crash") / "var",
-        {"SIGNLAB_SIGNER_HTTP_TIMEOUT_SECONDS": "2", "SIGNLAB_CA_JWKS_CACHE_SECONDS": "0"},
+        # The IdP's fault injection is on: the slow-IdP test uses a login_hint directive (!slow).
+        {"SIGNLAB_SIGNER_HTTP_TIMEOUT_SECONDS": "2", "SIGNLAB_CA_JWKS_CACHE_SECONDS": "0",
+         "SIGNLAB_IDP_ADMIN_API_ENABLED": "true"},
         proxies={"ca_jwks": ("signer", "SIGNLAB_CA_SIGNER_JWKS_URL"), "portal_ca": ("ca", "SIGNLAB_PORTAL_CA_URL")},
     )
     yield lab
