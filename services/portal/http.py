@@ -32,7 +32,7 @@ from services.portal.preview import PreviewUnavailable, preview_of, render_pdf_p
 from services.portal.samples import SAMPLES, sample, sample_path
 from services.portal.settings import PortalSettings
 from services.portal.signing import PortalCore
-from services.portal.store import COMPLETED, PENDING, REVIEW, StoredDocument, Transaction
+from services.portal.store import COMPLETED, REVIEW, StoredDocument, Transaction
 from services.portal.validation import validate_document
 from shared.digests import digest_fingerprint
 from shared.errors import InvalidRequest
