@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import SecretStr
 
 from shared.errors import InvalidToken
 from shared.guard import SecretGuard, bearer_token
+from shared.web import wants_html
 
 __all__ = ["SESSION_SECONDS", "TrainerAccess", "TrainerRequired", "install_trainer_access", "is_trainer", "require_trainer"]
 
@@ -110,7 +111,11 @@ def require_trainer() -> None:
     access = _access()
     if not access.allowed(request.headers.get("Authorization"), request.cookies.get(access.cookie_name),
                           request.remote_addr):
-        raise TrainerRequired(False, access.env_name)
+        refusal = TrainerRequired(False, access.env_name)
+        if wants_html():  # a browser gets the sign-in form, still with the 401 and its challenge
+            abort(Response(render_template("signlab_trainer_sign_in.html", next=request.full_path.rstrip("?"),
+                                           failed=False), 401, refusal.headers))
+        raise refusal
 
 
 def _safe_next(target: str | None, default: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from services.portal.documents import Level, Qualifier
 from services.portal.settings import PortalSettings
 from services.portal.trust import TrustStore
 from shared.testing import free_port
+from shared.digests import digest_fingerprint
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
 
@@ -175,3 +177,28 @@ def test_unreachable_signing_service_is_a_clear_error_and_nothing_is_pending(cli
     assert "step 2" in response.get_json()["error_description"]
     status = client.get(created.get_json()["status_url"].replace("http://127.0.0.1:8000", "")).get_json()
     assert status["state"] == "failed" and status["error"] == "temporarily_unavailable", status
+
+
+def test_the_review_page_shows_each_document_and_its_digest_to_its_session_only(client: FlaskClient, app: Flask) -> None:
+    token = _csrf(client)
+    started = client.post("/sign", data={"csrf_token": token, "samples": ["employment-contract.pdf", "meeting-minutes.txt"],
+                                         "format": "cades", "level": "B-B"})
+    assert started.status_code == 303 and "/review/" in started.headers["Location"]
+    review = started.headers["Location"].replace("http://127.0.0.1:8000", "")
+    page = client.get(review, headers={"Accept": "text/html"}).get_data(as_text=True)
+    store = app.extensions["signlab.portal"].store
+    tx = store.by_review_key(hashlib.sha256(review.rsplit("/", 1)[1].encode()).hexdigest())
+    for doc in tx.documents:  # the digests that the PAR will carry, in the one shared format
+        assert digest_fingerprint(doc.digest, "sha256") in page
+    assert 'class="page"' in page and 'class="document-text"' in page  # the PDF rendered, the text as text
+    image = client.get(f"{review}/documents/0/pages/1.png")
+    assert image.status_code == 200 and image.data.startswith(b"\x89PNG")
+    assert client.get(f"{review}/documents/0/pages/2.png").status_code == 404
+    # Another browser session: the same 404 as for a link that never existed.
+    stranger = app.test_client()
+    assert stranger.get(review, headers={"Accept": "application/json"}).status_code == 404
+    assert stranger.get(f"/transactions/{tx.id}", headers={"Accept": "application/json"}).status_code == 404
+    # Declining ends it; nothing was sent to the signing service.
+    declined = client.post(review, data={"csrf_token": token, "decision": "decline"})
+    assert declined.status_code == 303
+    assert store.get(tx.id).state == "failed" and "declined" in store.get(tx.id).error_description
