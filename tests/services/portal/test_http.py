@@ -18,8 +18,8 @@ from services.portal import create_app, pades
 from services.portal.documents import Level, Qualifier
 from services.portal.settings import PortalSettings
 from services.portal.trust import TrustStore
-from shared.testing import free_port
 from shared.digests import digest_fingerprint
+from shared.testing import free_port
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
 
