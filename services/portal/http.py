@@ -35,7 +35,7 @@ from services.portal.signing import PortalCore
 from services.portal.store import COMPLETED, REVIEW, StoredDocument, Transaction
 from services.portal.validation import validate_document
 from shared.digests import digest_fingerprint
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, SignLabError
 from shared.flow import STEPS, step
 from shared.personal_data import mask_personal_data
 from shared.tracing.web import trace_response
@@ -287,7 +287,8 @@ def review_page_image(review_token: str, idx: int, page: int) -> Response:
     try:
         image = render_pdf_page(content, page)
     except PreviewUnavailable as exc:
-        raise InvalidRequest(f"the preview of page {page} is not available: {exc}", status=503) from None
+        raise SignLabError(f"the preview of page {page} is not available: {exc}", error="temporarily_unavailable",
+                           status=503) from None
     response = Response(image, mimetype="image/png")
     response.headers["Cache-Control"] = "private, no-store"
     return response
