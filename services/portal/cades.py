@@ -20,6 +20,7 @@ from pyhanko.sign.timestamps import TimeStamper
 from services.portal.documents import Level
 from services.portal.errors import PackagingFailed
 from services.portal.ltv import ValidationMaterial, add_signature_timestamp, replace_fields
+from shared.cms_version import signed_data_version
 
 __all__ = ["SUPPORTED_LEVELS", "augment_cades", "digest"]
 
@@ -87,4 +88,6 @@ def _with_validation_data(content_info: cms.ContentInfo, material: ValidationMat
     new_signed_data = replace_fields(
         signed_data, certificates=cms.CertificateSet(certificates), crls=cms.RevocationInfoChoices(revocation)
     )
+    # An OCSP response in ``crls`` (``other``) makes the SignedData version 5 (RFC 5652 §5.1).
+    new_signed_data["version"] = signed_data_version(new_signed_data)
     return cms.ContentInfo.load(cms.ContentInfo({"content_type": "signed_data", "content": new_signed_data}).dump())

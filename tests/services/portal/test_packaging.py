@@ -11,6 +11,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 
@@ -20,6 +21,7 @@ from services.portal.errors import PackagingFailed
 from services.portal.ltv import ValidationMaterial, validation_context
 from services.portal.settings import PortalSettings
 from services.portal.validation import TrustSettings, load_registry, validate_document
+from shared.cms_version import version_problems
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
 PDF = (SAMPLES / "employment-contract.pdf").read_bytes()
@@ -187,3 +189,18 @@ def test_not_a_cms_from_the_signer_fails_clearly(pki) -> None:
     prep = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="", bytes_reserved=32768))
     with pytest.raises(PackagingFailed, match="not a CMS"):
         asyncio.run(pades.augment_pdf(prep, b"nonsense", level=Level.B_B, timestamper=None, root=pki.root_asn1, material=ValidationMaterial()))
+
+
+@pytest.mark.parametrize("level", cades.SUPPORTED_LEVELS)
+def test_cades_signed_data_versions_follow_rfc_5652(pki, sign_digest, level: Level) -> None:
+    """RFC 5652 §5.1: with the OCSP response in ``crls`` as ``otherRevocationInfoFormat`` (B-LT and
+    up) the SignedData is version 5; below, version 1 (id-data, signer by issuer and serial)."""
+    sig = sign_digest(cades.digest(JSON), "qes", "cades")
+    assert sig.material.ocsps, "the test SSASP hands out an OCSP response for the leaf"
+    p7s = cms.ContentInfo.load(asyncio.run(cades.augment_cades(sig.signature, level=level, timestamper=pki.timestamper(),
+                                                               material=sig.material)))
+    signed_data = p7s["content"]
+    others = [c for c in signed_data["crls"] if c.name == "other"] if signed_data["crls"].native else []
+    assert bool(others) == (level.rank >= Level.B_LT.rank)
+    assert signed_data["version"].native == ("v5" if others else "v1")
+    assert version_problems(p7s) == []
