@@ -7,11 +7,15 @@ keys); the integration tests run the same paths against the real services.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography.x509.oid import NameOID
+from pyhanko.sign import signers
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 
@@ -204,3 +208,44 @@ def test_cades_signed_data_versions_follow_rfc_5652(pki, sign_digest, level: Lev
     assert bool(others) == (level.rank >= Level.B_LT.rank)
     assert signed_data["version"].native == ("v5" if others else "v1")
     assert version_problems(p7s) == []
+
+
+@pytest.mark.parametrize("level", [Level.B_LT, Level.B_LTA])
+def test_dss_vri_key_is_upper_case_sha1_of_the_signature_bytes(pki, sign_digest, level: Level) -> None:
+    """ISO 32000-2 §12.8.4.4: the /VRI key of a signature is the upper-case hex SHA-1 of its bytes —
+    the /Contents string decoded from the gap of the /ByteRange, read here straight from the file."""
+    signed = _signed_pdf(pki, sign_digest, level)
+    reader = PdfFileReader(BytesIO(signed))
+    keys = {str(k)[1:] for k in reader.root["/DSS"]["/VRI"]}
+    signature = reader.embedded_regular_signatures[0]
+    start, gap_start, gap_end, _ = (int(v) for v in signature.sig_object["/ByteRange"])
+    assert signed[gap_start:gap_start + 1] == b"<" and signed[gap_end - 1:gap_end] == b">"
+    contents = bytes.fromhex(signed[gap_start + 1:gap_end - 1].decode("ascii"))
+    expected = hashlib.sha1(contents).hexdigest().upper()
+    assert expected in keys, (expected, keys)
+    assert all(k == k.upper() for k in keys)
+    lower_hex_text_key = hashlib.sha1(contents.hex().encode("ascii")).hexdigest().upper()
+    assert lower_hex_text_key not in keys
+
+
+def test_signature_name_is_never_the_placeholder(pki, sign_digest) -> None:
+    """ISO 32000-2 Table 255 /Name: the signer's name from the certificate (certificate first), or
+    absent while the certificate does not exist yet (person signing) — never a placeholder text."""
+    person_signing = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=True,
+                                                   signer_name="", bytes_reserved=32768))
+    sig_object = _signature_dictionary(person_signing.prepared)
+    assert "/Name" not in sig_object, sig_object.get("/Name")
+    _key, leaf = pki.issue_leaf("qes")
+    external = signers.ExternalSigner(signing_cert=asn1_x509.Certificate.load(pki.der(leaf)), cert_registry=None,
+                                      signature_value=512)
+    certificate_first = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=True,
+                                                      signer_name="Someone Typed This", bytes_reserved=32768,
+                                                      external=external))
+    common_name = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert str(_signature_dictionary(certificate_first.prepared)["/Name"]) == common_name == "Kari Nordmann"
+
+
+def _signature_dictionary(pdf: bytes):
+    reader = PdfFileReader(BytesIO(pdf))
+    field = next(f for f in reader.root["/AcroForm"]["/Fields"] if f.get_object().get("/FT") == "/Sig")
+    return field.get_object()["/V"].get_object()
