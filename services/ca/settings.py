@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
+from services.ca.profiles import RevocationProfile
 from shared.settings import ServiceSettings
 
 __all__ = ["CaSettings"]
@@ -45,6 +46,12 @@ class CaSettings(ServiceSettings):
     )
     cert_validity_minutes: int = Field(
         15, ge=1, le=24 * 60, description="Validity of an issued signing certificate, in minutes."
+    )
+    revocation_profile: RevocationProfile = Field(
+        RevocationProfile.CRL_OCSP,
+        description="Revocation profile of issued certificates: 'crl-ocsp' (CRL DP + AIA OCSP, the CA publishes CRLs "
+        "and answers OCSP) or 'short-term-no-revocation' (noRevAvail + valassured-ST, no CRL DP / OCSP pointer, "
+        "never revoked: validators rely on the short validity).",
     )
     backdate_seconds: int = Field(
         60, ge=0, le=60, description="How far notBefore is set in the past against clock skew (at most 60 s)."

@@ -296,6 +296,6 @@ def test_pages_render(ca_env: Any, path: str) -> None:
 def test_certificate_page_shows_the_decoded_profile(ca_env: Any, issue: Any) -> None:
     issued, _ = issue("qes", "high")
     page = requests.get(f"{ca_env.url}/certificates/{issued.serial}", timeout=10).text
-    for text in ("QCP-n-qscd", "QcCompliance", "QcSSCD", "QcType: esign", "noRevAvail", "PNONO-01017012345",
+    for text in ("QCP-n-qscd", "QcCompliance", "QcSSCD", "QcType: esign", "cRLDistributionPoints", "PNONO-01017012345",
                  "countdown"):
         assert text in page
