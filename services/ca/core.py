@@ -54,7 +54,8 @@ class TrustServiceProvider:
             if self._tl is None or now - self._tl[1] > dt.timedelta(hours=12):
                 sequence = int(now.timestamp()) // 3600  # grows with every re-signing
                 xml = build_trusted_list(self.hierarchy, sequence_number=sequence,
-                                         distribution_url=self.settings.public_url_for("/tl/trusted-list.xml"), now=now)
+                                         public_base=self.settings.public_cert_base,
+                                         version=self.settings.trusted_list_version, now=now)
                 self._tl = (xml, now)
             return self._tl[0]
 

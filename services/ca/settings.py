@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -68,6 +68,10 @@ class CaSettings(ServiceSettings):
     )
     clock_leeway_seconds: int = Field(
         30, ge=0, le=300, description="Clock skew tolerated when checking ID tokens and client assertions."
+    )
+    trusted_list_version: Literal[5, 6] = Field(
+        6, description="TSLVersionIdentifier of the published trusted list: 6 (TS 119 612 V2.3.1 and later, what EU "
+        "member states publish) or 5 (TS 119 612 V2.1.1); each is checked against its official XSD before publishing.",
     )
     tsa_policy_oid: str = Field(
         "0.4.0.2023.1.1", description="TSA policy OID written into every time-stamp token (RFC 3161 TSTInfo.policy); default: ETSI EN 319 421 best-practices-ts-policy."
