@@ -88,15 +88,17 @@ def test_b_b_reserves_half_of_the_time_stamped_levels() -> None:
 
 
 @pytest.mark.parametrize("qualifier", ["qes", "ades"])
-@pytest.mark.parametrize("level", cades.SUPPORTED_LEVELS)
+@pytest.mark.parametrize("level", list(Level))
 def test_cades_and_jades_levels(pki, sign_digest, trust, level: Level, qualifier: str) -> None:
     sig = sign_digest(cades.digest(JSON), qualifier, "cades")
-    p7s = asyncio.run(cades.augment_cades(sig.signature, level=level, timestamper=pki.timestamper(), material=sig.material))
+    p7s = asyncio.run(cades.augment_cades(sig.signature, level=level, timestamper=pki.timestamper(), material=sig.material,
+                                          document_digest=cades.digest(JSON)))
     report = asyncio.run(validate_document("p.json.p7s", p7s, trust, original=JSON))
     assert (report.indication, report.signatures[0].level) == ("TOTAL_PASSED", level.value)
     assert report.signatures[0].qualification == ("QES" if qualifier == "qes" else "AdES")
     jsig = sign_digest(jades.digest(JSON), qualifier, "jades")
-    jws = asyncio.run(jades.augment_jades(jsig.signature, level=level, timestamper=pki.timestamper(), material=jsig.material))
+    jws = asyncio.run(jades.augment_jades(jsig.signature, level=level, timestamper=pki.timestamper(), material=jsig.material,
+                                          payload=JSON))
     jreport = asyncio.run(validate_document("p.jades.json", jws, trust, original=JSON))
     assert (jreport.indication, jreport.signatures[0].level) == ("TOTAL_PASSED", level.value), jreport.to_dict()
     assert jreport.signatures[0].qualification == ("QES" if qualifier == "qes" else "AdES")
@@ -195,14 +197,14 @@ def test_not_a_cms_from_the_signer_fails_clearly(pki) -> None:
         asyncio.run(pades.augment_pdf(prep, b"nonsense", level=Level.B_B, timestamper=None, root=pki.root_asn1, material=ValidationMaterial()))
 
 
-@pytest.mark.parametrize("level", cades.SUPPORTED_LEVELS)
+@pytest.mark.parametrize("level", list(Level))
 def test_cades_signed_data_versions_follow_rfc_5652(pki, sign_digest, level: Level) -> None:
     """RFC 5652 §5.1: with the OCSP response in ``crls`` as ``otherRevocationInfoFormat`` (B-LT and
     up) the SignedData is version 5; below, version 1 (id-data, signer by issuer and serial)."""
     sig = sign_digest(cades.digest(JSON), "qes", "cades")
     assert sig.material.ocsps, "the test SSASP hands out an OCSP response for the leaf"
     p7s = cms.ContentInfo.load(asyncio.run(cades.augment_cades(sig.signature, level=level, timestamper=pki.timestamper(),
-                                                               material=sig.material)))
+                                                               material=sig.material, document_digest=cades.digest(JSON))))
     signed_data = p7s["content"]
     others = [c for c in signed_data["crls"] if c.name == "other"] if signed_data["crls"].native else []
     assert bool(others) == (level.rank >= Level.B_LT.rank)
