@@ -144,7 +144,7 @@ class CertificateAuthority:
         ``short-term-no-revocation`` is armed (it is consumed then)."""
         if self.faults is not None and self.faults.fire(SHORT_TERM_NO_REVOCATION, transaction_id=transaction_id):
             return RevocationProfile.SHORT_TERM_NO_REVOCATION
-        return self.settings.revocation_profile
+        return RevocationProfile(self.settings.revocation_profile)
 
     def issue(self, *, public_key: CertificateIssuerPublicKeyTypes, subject: SubjectIdentity, profile: Profile,
               subject_id: str, loa: str, requester: str, transaction_id: str,

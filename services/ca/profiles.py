@@ -81,7 +81,8 @@ _ASN1_NULL = b"\x05\x00"
 
 
 class RevocationProfile(StrEnum):
-    """How the revocation status of end-entity certificates is made known (DESIGN §4)."""
+    """How the revocation status of end-entity certificates is made known (the CA setting
+    ``SIGNLAB_CA_REVOCATION_PROFILE`` names the values)."""
 
     CRL_OCSP = "crl-ocsp"
     """CRL DP + AIA OCSP; the CA publishes CRLs and answers OCSP (default)."""

@@ -7,7 +7,6 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from services.ca.profiles import RevocationProfile
 from shared.settings import ServiceSettings
 
 __all__ = ["CaSettings"]
@@ -47,8 +46,8 @@ class CaSettings(ServiceSettings):
     cert_validity_minutes: int = Field(
         15, ge=1, le=24 * 60, description="Validity of an issued signing certificate, in minutes."
     )
-    revocation_profile: RevocationProfile = Field(
-        RevocationProfile.CRL_OCSP,
+    revocation_profile: Literal["crl-ocsp", "short-term-no-revocation"] = Field(
+        "crl-ocsp",
         description="Revocation profile of issued certificates: 'crl-ocsp' (CRL DP + AIA OCSP, the CA publishes CRLs "
         "and answers OCSP) or 'short-term-no-revocation' (noRevAvail + valassured-ST, no CRL DP / OCSP pointer, "
         "never revoked: validators rely on the short validity).",
