@@ -593,7 +593,7 @@ async def _archive_level(find: Callable[[], list[ArchiveCheck]], name: str, rank
     title = f"Archive time-stamp ({name})"
     try:
         found = find()
-    except (ValueError, KeyError, IndexError, TypeError) as exc:  # an untrusted upload
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:  # an untrusted upload
         checks.append(Check(title, "failed", f"could not be read ({exc.__class__.__name__}: {exc})"))
         return rank
     if not found:
