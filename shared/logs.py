@@ -5,7 +5,9 @@ HTTP request being served (when there is one) and any ``extra`` fields the calle
 request id comes from the ``X-Request-ID`` header of the incoming request or is generated, and is
 returned in the response (see :mod:`shared.web`).
 
-Limits: never log secrets, PINs, tokens or document content; callers pass summaries.
+Limits: never log secrets, PINs, tokens or document content; callers pass summaries. National
+identifiers in the text of a record (``PNONO-…`` in a certificate subject) are masked here as a last
+line of defence (:func:`shared.personal_data.mask_text`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 import time
 from contextvars import ContextVar
 from typing import Any
+
+from shared.personal_data import mask_text
 
 __all__ = ["JsonFormatter", "configure_logging", "current_request_id", "request_id_var"]
 
@@ -45,7 +49,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": mask_text(record.getMessage()),
         }
         request_id = current_request_id()
         if request_id:
@@ -54,8 +58,8 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+            entry["exception"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(entry, default=lambda value: mask_text(str(value)), ensure_ascii=False)
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

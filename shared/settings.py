@@ -102,6 +102,10 @@ class ServiceSettings(EnvSettings):
     http_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Timeout of every outbound HTTP call to another role, in seconds."
     )
+    show_personal_data: bool = Field(
+        False, description="Lab setting: show national identifiers and birth dates unmasked in this service's "
+        "trainer and debugger views and reports (masked by default; traces never keep them)."
+    )
 
     @property
     def base_url(self) -> str:

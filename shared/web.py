@@ -147,8 +147,8 @@ def _error_response(error: str, description: str, status: int, headers: Mapping[
     else:
         response = jsonify({"error": error, "error_description": description})
         response.status_code = status
-        if status == 401:
-            response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
+    if status == 401:  # RFC 9110 §15.5.2: every 401 names the scheme (an error may name another)
+        response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
     response.headers.update(headers or {})
     return response
 
@@ -159,7 +159,7 @@ def _register_error_handlers(app: Flask) -> None:
         level = logging.ERROR if exc.status >= 500 else logging.INFO
         log.log(level, "refused: %s %s", exc.error, exc.error_description,
                 extra={"error": exc.error, "step": exc.step.number if exc.step else None})
-        return _error_response(exc.error, exc.error_description, exc.status)
+        return _error_response(exc.error, exc.error_description, exc.status, exc.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

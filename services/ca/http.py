@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hmac
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +22,9 @@ from services.ca.errors import AdminAuthFailed, BodyTooLarge, CertificateNotFoun
 from services.ca.faults import DISABLED_HINT
 from services.ca.store import CertificateRecord
 from shared.faults import add_fault_admin_routes
+from shared.guard import SecretGuard, bearer_token
+from shared.personal_data import mask_personal_data
+from shared.trainer_access import is_trainer, require_trainer
 
 __all__ = ["api", "pages", "pki"]
 
@@ -64,13 +66,18 @@ def _serial(text: str) -> int:
     return value
 
 
+def _show_personal_data() -> bool:
+    """Signers' identifiers unmasked: for trainers in a lab that shows personal data."""
+    return bool(tsp().settings.show_personal_data) and is_trainer()
+
+
 def record_json(record: CertificateRecord) -> dict[str, Any]:
-    """The JSON view of a stored certificate."""
+    """The JSON view of a stored certificate (the subject's identifier masked, DESIGN §6)."""
     return {
         "serial": record.serial,
         "profile": record.profile,
         "status": status_of(record),
-        "subject": record.subject,
+        "subject": mask_personal_data(record.subject, show=_show_personal_data()),
         "loa": record.loa,
         "requester": record.requester,
         "transaction_id": record.transaction_id,
@@ -114,10 +121,8 @@ def get_certificate(serial: str) -> Response:
 @api.post("/certificates/<serial>/revoke")
 def revoke_certificate(serial: str) -> Response:
     """Revoke a certificate (admin bearer token; body ``{"reason": "keyCompromise"}``, optional)."""
-    token = tsp().settings.admin_token.get_secret_value()
-    header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else ""
-    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+    guard: SecretGuard = current_app.extensions["signlab.ca.admin_guard"]
+    if not guard.matches(bearer_token(request.headers.get("Authorization")), request.remote_addr):
         raise AdminAuthFailed("admin_token_invalid", "the revoke API needs 'Authorization: Bearer <admin token>'",
                               step=None)
     value = _serial(serial)
@@ -232,21 +237,28 @@ def overview() -> str:
                            recent=tsp().authority.store.recent(10), status_of=status_of)
 
 
+def _mask(value: Any) -> Any:
+    """Template filter: personal data masked unless the lab shows it."""
+    return mask_personal_data(value, show=_show_personal_data())
+
+
 @pages.get("/certificates")
 def certificates_page() -> str:
-    """The issued certificates with status and validity countdown."""
+    """The issued certificates with status and validity countdown (trainer token)."""
+    require_trainer()
     return render_template("ca/certificates.html", records=tsp().authority.store.recent(200), status_of=status_of,
-                           now=dt.datetime.now(dt.UTC))
+                           now=dt.datetime.now(dt.UTC), mask=_mask)
 
 
 @pages.get("/certificates/<serial>")
 def certificate_page(serial: str) -> str:
-    """One issued certificate, decoded."""
+    """One issued certificate, decoded (trainer token)."""
+    require_trainer()
     record = tsp().authority.lookup(_serial(serial))
     if record is None:
         raise CertificateNotFound("certificate_not_found", f"no certificate with serial {serial}", step=None)
     return render_template("ca/certificate.html", record=record, cert=describe_certificate(record.der),
-                           status=status_of(record))
+                           status=status_of(record), mask=_mask)
 
 
 @pages.get("/trusted-list")

@@ -21,7 +21,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared.settings import ServiceSettings, secret_fields
 
-__all__ = ["LiveServer", "browse_until", "free_port", "random_secrets"]
+__all__ = ["LiveServer", "browse_until", "confirm_review", "free_port", "random_secrets"]
 
 
 def random_secrets(cls: type[ServiceSettings]) -> dict[str, SecretStr]:
@@ -79,6 +79,20 @@ class LiveServer:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def confirm_review(review_url: str, session: requests.Session, *, decision: str = "confirm") -> str:
+    """Act as the signer at the portal's review page: open it (the documents and their digests),
+    submit ``decision`` with the page's CSRF token; return where the portal sends the browser (the
+    SSASP's authorize URL after ``confirm``)."""
+    page = session.get(review_url, allow_redirects=False, timeout=60)
+    assert page.status_code == 200 and 'class="fingerprint"' in page.text, (review_url, page.status_code, page.text[:500])
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text[:800]
+    posted = session.post(review_url, data={"csrf_token": token.group(1), "decision": decision}, allow_redirects=False,
+                          timeout=60)
+    assert posted.status_code == 303, (posted.status_code, posted.text[:500])
+    return urljoin(review_url, posted.headers["Location"])
 
 
 def browse_until(url: str, stop_at: str | tuple[str, ...], *, session: requests.Session | None = None,

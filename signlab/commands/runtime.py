@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 from typing import Any
+from urllib.parse import urlencode
 
 from services.registry import REGISTRY
 from signlab.commands import CommandError
@@ -100,7 +101,15 @@ def _up(args: argparse.Namespace) -> int:
         print("\nFault injection is ON for this run (lab only): IdP /admin/failures, signer and CA /admin/faults "
               f"accept the admin tokens in {runtime.secrets_file}.")
     print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
+    print(trainer_sign_in_line(runtime.url("portal"), runtime.load_or_create_secrets()))
     return 0
+
+
+def trainer_sign_in_line(portal_url: str, secrets: dict[str, str]) -> str:
+    """The trainer's sign-in link (it carries the trainer token: for the lab machine's own browser)."""
+    token = secrets.get("SIGNLAB_PORTAL_TRAINER_TOKEN", "")
+    return (f"Trainer views (dashboard, IdP debugger, CA certificates) need the trainer token; sign in on this "
+            f"machine with:\n  {portal_url}/trainer/sign-in?{urlencode({'token': token})}")
 
 
 def _down(args: argparse.Namespace) -> int:

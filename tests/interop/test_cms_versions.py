@@ -27,7 +27,7 @@ pytestmark = pytest.mark.hsm
 def _signed(ecosystem: Any, document: str, **options: Any) -> bytes:
     tx = ecosystem.portal_sign([{"sample": document}], **options)
     assert tx["state"] == "completed", tx
-    return requests.get(tx["documents"][0]["download_url"], timeout=30).content
+    return requests.get(tx["documents"][0]["download_url"], auth=ecosystem.partner, timeout=30).content
 
 
 def _tokens(content_info: cms.ContentInfo) -> list[cms.ContentInfo]:

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from shared.testing import confirm_review
 from signlab.load import BrowserAgent, FlowFailed, partner_flow
 from reliability_lab import Lab, start_lab
 
@@ -48,7 +49,9 @@ HINT = "kari-nordmann@no-bankid"
 def crash_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = start_lab(
         tmp_path_factory.mktemp("crash") / "var",
-        {"SIGNLAB_SIGNER_HTTP_TIMEOUT_SECONDS": "2", "SIGNLAB_CA_JWKS_CACHE_SECONDS": "0"},
+        # The IdP's fault injection is on: the slow-IdP test uses a login_hint directive (!slow).
+        {"SIGNLAB_SIGNER_HTTP_TIMEOUT_SECONDS": "2", "SIGNLAB_CA_JWKS_CACHE_SECONDS": "0",
+         "SIGNLAB_IDP_ADMIN_API_ENABLED": "true"},
         proxies={"ca_jwks": ("signer", "SIGNLAB_CA_SIGNER_JWKS_URL"), "portal_ca": ("ca", "SIGNLAB_PORTAL_CA_URL")},
     )
     yield lab
@@ -249,12 +252,12 @@ def test_ca_killed_during_issuance(crash_lab: Lab) -> None:
 
 def test_portal_killed_after_sending_digests_to_sign_doc(crash_lab: Lab) -> None:
     portal = crash_lab.urls["portal"]
-    created = requests.post(f"{portal}/api/v1/sign-requests", timeout=30, json={
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=crash_lab.eco.partner_api, timeout=30, json={
         "documents": [{"name": "crash.txt", "content": base64.b64encode(b"portal crash").decode()}],
         "qualifier": "qes", "format": "cades", "level": "B-B", "login_hint": HINT}).json()
     since = crash_lab.audit_count()
     browser = BrowserAgent(crash_lab.eco)
-    back = browser.walk(created["authorize_url"], stop_at=portal)
+    back = browser.walk(created["review_url"], stop_at=portal)
     assert isinstance(back, str) and "code=" in back
     outcome: dict[str, Any] = {}
 
@@ -274,8 +277,8 @@ def test_portal_killed_after_sending_digests_to_sign_doc(crash_lab: Lab) -> None
     assert "response" not in outcome  # the browser got no page, certainly no signed document
     crash_lab.restart("portal")
 
-    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", timeout=10).json()
-    download = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", timeout=10)
+    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=crash_lab.eco.partner_api, timeout=10).json()
+    download = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", auth=crash_lab.eco.partner_api, timeout=10)
     assert download.status_code != 200
     assert crash_lab.hsm_keys() == 0
     crash_lab.chains_intact()
@@ -287,13 +290,15 @@ def test_portal_restart_keeps_pending_transactions(crash_lab: Lab) -> None:
     transaction (with its PKCE verifier) is durable, so the flow completes after the restart."""
     portal = crash_lab.urls["portal"]
     content = b"pending across a portal crash"
-    created = requests.post(f"{portal}/api/v1/sign-requests", timeout=30, json={
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=crash_lab.eco.partner_api, timeout=30, json={
         "documents": [{"name": "pending.txt", "content": base64.b64encode(content).decode()}],
         "qualifier": "qes", "format": "cades", "level": "B-B", "login_hint": HINT}).json()
+    browser = BrowserAgent(crash_lab.eco)
+    authorize_url = confirm_review(created["review_url"], browser.session)  # the signer confirms: PAR pushed
     crash_lab.kill("portal")
     crash_lab.restart("portal")
-    BrowserAgent(crash_lab.eco).walk(created["authorize_url"])
-    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", timeout=10).json()
+    browser.walk(authorize_url)
+    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=crash_lab.eco.partner_api, timeout=10).json()
     assert status["state"] == "completed", status
 
 
@@ -387,14 +392,14 @@ def test_tsa_down_or_slow_for_b_t(crash_lab: Lab, fault: str) -> None:
     proxy.set("/tsa", fault, 12)
     since = crash_lab.audit_count()
     portal = crash_lab.urls["portal"]
-    created = requests.post(f"{portal}/api/v1/sign-requests", timeout=30, json={
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=crash_lab.eco.partner_api, timeout=30, json={
         "documents": [{"name": "tsa.txt", "content": base64.b64encode(b"needs a time-stamp").decode()}],
         "qualifier": "qes", "format": "cades", "level": "B-T", "login_hint": HINT}).json()
     started = time.monotonic()
-    BrowserAgent(crash_lab.eco, timeout=60).walk(created["authorize_url"])
+    BrowserAgent(crash_lab.eco, timeout=60).walk(created["review_url"])
     elapsed = time.monotonic() - started
     proxy.release()
-    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", timeout=10).json()
+    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=crash_lab.eco.partner_api, timeout=10).json()
     assert status["state"] == "failed", status
     assert "time-stamp" in status["error_description"]
     assert elapsed < 30

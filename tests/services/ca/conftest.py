@@ -143,7 +143,8 @@ def _running_ca(data_dir: Path, **overrides: Any) -> Iterator[CaEnv]:
     port = free_port()
     admin = secrets.token_urlsafe(16)
     settings = CaSettings(port=port, data_dir=data_dir, idp_url=idp_url, signer_jwks_url=f"{signer.url}/jwks.json",
-                          admin_token=SecretStr(admin), log_level="WARNING", **overrides)
+                          admin_token=SecretStr(admin), trainer_token=SecretStr("trainer-token-of-the-tests"),
+                          log_level="WARNING", **overrides)
     provision(settings)
     app = create_app(settings)
     server = LiveServer(app, port).start()

@@ -29,6 +29,8 @@ from pyhanko_certvalidator.errors import PathValidationError
 
 from services.ca.tsa import _StatusOnlyResp
 
+TRAINER = {"Authorization": "Bearer trainer-token-of-the-tests"}
+
 
 def _validation_context(ca_env: Any) -> ValidationContext:
     # Only what the CA serves: the root from /certs/root.crt; intermediates, CRLs and OCSP fetched
@@ -289,13 +291,16 @@ def test_trusted_list_is_signed_and_tells_qes_from_ades(ca_env: Any, issue: Any)
 @pytest.mark.parametrize("path", ["/", "/certificates", "/trusted-list", "/trust", "/issuance-log", "/role",
                                   "/certs/chain.pem", "/healthz"])
 def test_pages_render(ca_env: Any, path: str) -> None:
-    response = requests.get(ca_env.url + path, timeout=10, headers={"Accept": "text/html"})
+    response = requests.get(ca_env.url + path, timeout=10, headers={"Accept": "text/html", **TRAINER})
     assert response.status_code == 200
 
 
 def test_certificate_page_shows_the_decoded_profile(ca_env: Any, issue: Any) -> None:
     issued, _ = issue("qes", "high")
-    page = requests.get(f"{ca_env.url}/certificates/{issued.serial}", timeout=10).text
-    for text in ("QCP-n-qscd", "QcCompliance", "QcSSCD", "QcType: esign", "cRLDistributionPoints", "PNONO-01017012345",
+    assert requests.get(f"{ca_env.url}/certificates/{issued.serial}", timeout=10).status_code == 401
+    page = requests.get(f"{ca_env.url}/certificates/{issued.serial}", headers=TRAINER, timeout=10).text
+    # The subject's national identifier is masked (type and country kept).
+    for text in ("QCP-n-qscd", "QcCompliance", "QcSSCD", "QcType: esign", "cRLDistributionPoints", "PNONO-•••••••••45",
                  "countdown"):
         assert text in page
+    assert "01017012345" not in page

@@ -40,7 +40,7 @@ SUBJECT = SubjectIdentity(country="NO", given_name="Åse Marit", family_name="Æ
 @pytest.fixture(scope="module")
 def issuing(tmp_path_factory: pytest.TempPathFactory) -> KeyedCert:
     data_dir: Path = tmp_path_factory.mktemp("ca-profiles")
-    settings = CaSettings(data_dir=data_dir, admin_token=SecretStr("t" * 24), log_level="WARNING")
+    settings = CaSettings(data_dir=data_dir, admin_token=SecretStr("t" * 24), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
     provision(settings)
     return load_hierarchy(settings.service_dir()).issuing
 
