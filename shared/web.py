@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, g, jsonify, render_template, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.exceptions import HTTPException
@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from shared.errors import SignLabError
 from shared.flow import SERVICES, ServiceInfo
 from shared.logs import configure_logging, request_id_var
+from shared.navigation import nav_links
 from shared.settings import ServiceSettings
 
 __all__ = ["HealthCheck", "create_service_app", "signlab_version", "wants_html"]
@@ -76,7 +77,11 @@ def create_service_app(
     app.register_blueprint(
         Blueprint("signlab_shared", __name__, static_folder="static", static_url_path="/signlab-static")
     )
-    app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version())
+    app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version(),
+                                 signlab_nav=nav_links(info))
+    # Browsers ask every service for /favicon.ico; one icon for the lab (never traced).
+    app.add_url_rule("/favicon.ico", "signlab_favicon", lambda: send_from_directory(
+        _SHARED_DIR / "static", "favicon.ico", mimetype="image/vnd.microsoft.icon", max_age=86400))
 
     _install_request_hooks(app)
     _register_error_handlers(app)
@@ -210,7 +215,7 @@ def _register_role_page(app: Flask, info: ServiceInfo, at: str) -> None:
 
 def _public_endpoints(app: Flask) -> list[tuple[str, str]]:
     """The service's own routes, for the role page (the frame's routes are left out)."""
-    hidden = {"static", "signlab_shared.static", "signlab_role", "signlab_role_home"}
+    hidden = {"static", "signlab_shared.static", "signlab_role", "signlab_role_home", "signlab_favicon"}
     rows = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint in hidden:

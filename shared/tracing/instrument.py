@@ -259,6 +259,7 @@ def _label_request(state: AppTracing) -> None:
         "signlab.message": label.message, "signlab.response": label.response,
         "signlab.response_step": label.response_step or label.step, "signlab.channel": label.channel,
         "signlab.inherit_step": label.inherit_step, "signlab.draw": label.draw,
+        "signlab.activity": label.activity, "signlab.completes": label.completes,
     })
     span.update_name(f"step-{label.step:02d} {label.message}")
 
@@ -344,9 +345,11 @@ def _record_response(state: AppTracing, response: Response) -> None:
             error, description = body_json["error"], str(body_json.get("error_description") or "")
         else:
             error = f"http_{response.status_code}"
-    elif "error" in req.args and outcome == "ok":
-        # An OAuth2/OIDC error response arriving at a redirect URI: this hop carries the failure on.
-        outcome, error, description = "error", req.args["error"], req.args.get("error_description", "")
+    if "error" in req.args:
+        # An OAuth2/OIDC error response arriving at a redirect URI: this hop carries an earlier
+        # failure on (whatever it answers: a page, or the error passed on to the next redirect URI).
+        if outcome == "ok":
+            outcome, error, description = "error", req.args["error"], req.args.get("error_description", "")
         span.set_attribute("signlab.received_error", True)
 
     attributes: dict[str, Any] = {"signlab.outcome": outcome}

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from shared.flow import step
+from shared.tracing.labels import guess_label
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.results import ScenarioResult
 
@@ -23,7 +24,6 @@ __all__ = ["own_diagram", "sequence_diagram"]
 
 LANES = [("Signer", "Signer (browser)"), ("SCASP", "SCASP portal"), ("SSASP", "SSASP signer"),
          ("HSM", "HSM"), ("IPSP", "IPSP eID"), ("TSP", "TSP CA/TSA")]
-SERVICE_ROLE = {"portal": "SCASP", "signer": "SSASP", "idp": "IPSP", "ca": "TSP"}
 
 
 def trace_of(eco: Ecosystem, result: ScenarioResult, *, wait: float = 1.0) -> Any:
@@ -65,15 +65,14 @@ def sequence_diagram(eco: Ecosystem, result: ScenarioResult, transaction: Any = 
 def own_diagram(result: ScenarioResult) -> str:
     """An SVG sequence diagram of the observed exchanges and audit events."""
     arrows: list[tuple[float, str, str, str, bool]] = []
-    actor = "SCASP" if result.scenario.driver == "partner" else "Signer"
     for record in result.steps:
         for ex in record.exchanges:
-            target = _role_of_url(ex.url, result) or "SCASP"
-            source = "Signer" if (actor == "Signer" or "/oauth2/authorize" in ex.url or "/idp" in ex.url
-                                  or "consent" in ex.url or target == "IPSP") else actor
+            # The roles come from the one table of routes, like the traces' (the logical sender).
+            label = guess_label(ex.method, _path(ex.url))
+            source, target = (str(label.source), str(label.target)) if label else ("Signer", "SCASP")
             failed = ex.status is None or ex.status >= 400 or "error" in str(ex.response.get("location", ""))
-            label = f"{'step ' + str(ex.step) + ': ' if ex.step else ''}{ex.method} {_path(ex.url)} → {ex.status or 'no answer'}"
-            arrows.append((ex.started, source, target, label, failed))
+            text = f"{'step ' + str(ex.step) + ': ' if ex.step else ''}{ex.method} {_path(ex.url)} → {ex.status or 'no answer'}"
+            arrows.append((ex.started, source, target, text, failed))
     for event in result.trace:
         if event.source == "agent":
             continue
@@ -112,18 +111,4 @@ def _path(url: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).path or url
-
-
-def _role_of_url(url: str, result: Any) -> str | None:
-    path = _path(url)
-    if path.startswith(("/oauth2", "/csc")):
-        return "SSASP"
-    if path.startswith(("/api/v1/sign-requests", "/api/v1/transactions", "/sign/", "/api/v1/validate", "/transactions",
-                        "/review/")):
-        return "SCASP"
-    if path.startswith(("/authorize", "/login", "/token")):
-        return "IPSP"
-    if path.startswith(("/api/v1/certificates", "/tsa", "/ocsp", "/crl")):
-        return "TSP"
-    return None
 

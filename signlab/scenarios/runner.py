@@ -35,6 +35,7 @@ from signlab.scenarios.expect import (
     check_invariants,
     check_outcome,
     check_trace,
+    check_trace_agrees,
     check_validation,
     trace_from,
 )
@@ -132,6 +133,7 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
     if result.status != "error":
         result.checks += check_outcome(scenario, result)
         result.checks += check_trace(scenario, result.trace)
+        result.checks += check_trace_agrees(result, transaction)
         if scenario.expect.outcome == "signed" and result.refusal is None:
             result.checks += check_validation(scenario, result.validation)
     result.checks += check_invariants(scenario, eco, baseline, documents)
