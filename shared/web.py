@@ -8,6 +8,7 @@ page for a browser that asks for HTML), so views never build error bodies by han
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -79,6 +80,7 @@ def create_service_app(
     )
     app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version(),
                                  signlab_nav=nav_links(info))
+    app.jinja_env.filters.update(utc_time=utc_time, pretty_json=pretty_json, json_digest=json_digest, sentence=sentence)
     # Browsers ask every service for /favicon.ico; one icon for the lab (never traced).
     app.add_url_rule("/favicon.ico", "signlab_favicon", lambda: send_from_directory(
         _SHARED_DIR / "static", "favicon.ico", mimetype="image/vnd.microsoft.icon", max_age=86400))
@@ -93,6 +95,39 @@ def create_service_app(
     log.info("%s (%s) ready at %s", info.name, info.role, settings.base_url,
              extra={"steps": [s.number for s in info.steps]})
     return app
+
+
+# ---------------------------------------------------------------- template filters every service has
+
+
+def utc_time(epoch: float | int | None) -> str:
+    """``2026-03-21 14:05:09`` (UTC) for a Unix time: people do not read epochs."""
+    if epoch is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(epoch)))
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON with its characters as they are (``…``, ``ø``, ``•``), not ``\\u2026`` escapes."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def json_digest(value: Any, limit: int = 140) -> str:
+    """One line of a JSON object's first fields (``client_id: signlab-signer · acr: high …``)."""
+    if not isinstance(value, dict):
+        return str(value)[:limit]
+    parts = []
+    for key, item in value.items():
+        shown = item if isinstance(item, str | int | float | bool) or item is None else "…"
+        parts.append(f"{key}: {shown}")
+    text = " · ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def sentence(text: str) -> str:
+    """The first letter upper-case, the rest as written (Jinja's ``capitalize`` lower-cases the
+    rest: "Buypass ID" would become "buypass id")."""
+    return text[:1].upper() + text[1:] if text else text
 
 
 class _BoundedJSONProvider(DefaultJSONProvider):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import requests
 
-from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
+from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry, entry
 from shared.flow import service
 from shared.settings import secret_fields
 from signlab.errors import CliError
@@ -109,11 +109,17 @@ class LocalRuntime:
         self._fault_injection = fault_injection
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {e.info.name: self._port_of(e, dict(ports or {})) for e in REGISTRY}
-        # A running ecosystem keeps the ports it was started with (status, down, logs use them).
+        # A running ecosystem keeps the ports it was started with (status, down, logs use them); a
+        # stopped one, the ports of its last start (status after down shows where it was).
+        last = self._last_ports()
         for name in self.ports:
             record = self._read_pid(name)
-            if record is not None and isinstance(record.get("port"), int) and name not in (ports or {}):
+            if name in (ports or {}):
+                continue
+            if record is not None and isinstance(record.get("port"), int):
                 self.ports[name] = int(record["port"])  # type: ignore[arg-type]
+            elif isinstance(last.get(name), int) and not self.environ.get(entry(name).settings_class.env_name("port")):
+                self.ports[name] = int(last[name])
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -143,6 +149,18 @@ class LocalRuntime:
         if self._fault_injection is not None:
             return self._fault_injection
         return self.fault_injection_marker.exists()
+
+    @property
+    def ports_file(self) -> Path:
+        """The ports of the last ``up`` (kept after ``down``)."""
+        return self.run_dir / "ports.json"
+
+    def _last_ports(self) -> dict[str, object]:
+        try:
+            recorded = json.loads(self.ports_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return recorded if isinstance(recorded, dict) else {}
 
     def pid_file(self, name: str) -> Path:
         """The pid file of service ``name``."""
@@ -218,6 +236,7 @@ class LocalRuntime:
         if self.fault_injection:  # the explicit flag wins over a stray SIGNLAB_*_ENABLED=false
             env.update({k: v for k, v in FAULT_INJECTION_SETTINGS.items() if k.startswith(cls.env_prefix)})
         urls = {name: self.url(name) for name in self.ports}
+        env.setdefault("SIGNLAB_LAB_URLS", json.dumps(urls))  # the navigation bar of every page (shared/navigation.py)
         for variable, template in URL_LINKS.items():
             field = variable.removeprefix(cls.env_prefix).lower()
             if variable.startswith(cls.env_prefix) and field in cls.model_fields:
@@ -329,6 +348,7 @@ class LocalRuntime:
             log.close()
         self._children[name] = process
         self.pid_file(name).write_text(json.dumps({"pid": process.pid, "port": self.ports[name], "started": time.time()}))
+        self.ports_file.write_text(json.dumps(self.ports))
 
     def _exited(self, name: str) -> bool:
         child = self._children.get(name)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import Flask, Response, current_app, g, has_app_context, request
+from flask import Flask, Response, current_app, g, has_app_context, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
@@ -59,7 +59,7 @@ from shared.tracing.redact import (
 from shared.tracing.settings import TraceSettings
 from shared.tracing.store import SpanWriter
 
-__all__ = ["EXCLUDED_PATHS", "AppTracing", "instrument_app", "sanitize_url", "tracer"]
+__all__ = ["EXCLUDED_PATHS", "AppTracing", "instrument_app", "refused", "sanitize_url", "tracer"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ looking at it)."""
 
 CORRELATION_FIELDS = frozenset({
     "request_uri", "state", "code", "transaction_id", "transactionid", "tx_id", "rid", "credentialid", "sad",
+    "access_token",
 })
 """Field names whose values identify a transaction as it travels between roles."""
 TRANSACTION_ID_FIELDS = frozenset({"transaction_id", "transactionid", "tx_id"})
@@ -304,6 +305,13 @@ def _record_response(state: AppTracing, response: Response) -> None:
     authorization = req.headers.get("Authorization")
     if authorization:
         request_summary["authorization"] = summarize_authorization_header(authorization)
+        scheme, _, token = authorization.partition(" ")
+        attributes_now = getattr(span, "attributes", None) or {}
+        if (scheme.lower() == "bearer" and len(token) >= 8 and "signlab.step" in attributes_now
+                and not attributes_now.get("signlab.activity") and not attributes_now.get("signlab.inherit_step")):
+            # The SAD (or service token) a partner presents at signDoc / signHash joins the call to
+            # the transaction that issued it, also when the partner is not traced (a replayed SAD).
+            keys.append(correlation_key(token.strip()))
 
     response_summary: dict[str, Any] = {"status": response.status_code}
     outcome, error, description, error_step = "ok", None, None, None
@@ -572,6 +580,14 @@ class SanitizingExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the wrapped exporter."""
         return self.inner.force_flush(timeout_millis)
+
+
+def refused(error: SignLabError) -> None:
+    """Mark the HTTP exchange being served as failed with ``error`` (its protocol error and step)
+    although the view answers it normally (an OpenID4VP response endpoint answers 200 to a
+    presentation it rejected): the same record an exception raised by the view makes."""
+    if has_request_context():
+        g.signlab_trace_exception = error
 
 
 def store_dir_of(app: Flask) -> Path | None:

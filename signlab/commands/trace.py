@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from signlab.commands import CommandError
+from signlab.commands import CommandError, hint
 
 __all__ = ["register", "store_dir", "text_report"]
 
@@ -89,9 +89,9 @@ def _trace(args: argparse.Namespace) -> int:
         return 0
     group = store.find(args.transaction)
     if group is None:
-        hint = "" if directory.exists() else " (it does not exist: run 'signlab up' and sign something first)"
-        raise CommandError(f"no transaction {args.transaction!r} in the trace store {directory}{hint}; "
-                           "'signlab trace --list' shows the recent ones")
+        missing = "" if directory.exists() else f" (it does not exist: run '{hint(args, 'up')}' and sign something first)"
+        raise CommandError(f"no transaction {args.transaction!r} in the trace store {directory}{missing}; "
+                           f"'{hint(args, 'trace --list')}' shows the recent ones")
     transaction = build_transaction(group)
     renderers = {"text": text_report, "svg": render_svg, "mermaid": render_mermaid, "json": render_json}
     output = renderers[args.format](transaction)
