@@ -39,6 +39,7 @@ from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, InvalidRequest, SignLabError
 from shared.flow import STEPS, step
 from shared.personal_data import mask_personal_data
+from shared.tracing import annotate
 from shared.tracing.instrument import refused
 from shared.tracing.web import trace_response
 from shared.web import wants_html
@@ -209,6 +210,7 @@ def _create_and_review(docs: list[Document], options: SigningOptions, owner: str
     """Create the transaction; return its id and the review URL the signer opens."""
     _check_count(docs)
     created = _core().create(docs, options, owner=owner)
+    annotate(transaction_id=created.transaction_id)  # the trace finds the signing by its portal id
     return created.transaction_id, _public_url("portal.review", review_token=created.review_token)
 
 
@@ -264,6 +266,7 @@ def review_decision(review_token: str) -> Response:
     """Step 2 on confirmation: push the authorization request, send the browser to the SSASP."""
     _check_csrf()
     tx = _review_tx(review_token)
+    annotate(transaction_id=tx.id)
     decision = request.form.get("decision")
     if decision == "decline":
         _core().cancel(tx)
@@ -321,10 +324,13 @@ def callback() -> Response | tuple[str, int]:
         )
     except SignLabError as exc:
         failed = _core().store.by_oauth_state(state) if state else None
+        if failed is not None:
+            annotate(transaction_id=failed.id)  # a refusal names its transaction, in the trace too
         if failed is None or failed.state not in (FAILED, EXPIRED) or not wants_html():
             raise
         refused(exc)  # the trace records the refusal, as if the frame had rendered it
         return _refusal_page(failed), exc.status
+    annotate(transaction_id=tx.id)
     return _after_callback(tx)
 
 
@@ -344,6 +350,7 @@ def sign_again() -> Response:
     owner = _browser_owner() or ""
     previous = _owned(str(request.form.get("previous") or ""), owner)
     created = _core().restart(previous, owner=owner)
+    annotate(transaction_id=created.transaction_id)
     return redirect(url_for("portal.review", review_token=created.review_token), code=303)  # type: ignore[return-value]
 
 

@@ -28,7 +28,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
 from services.signer.settings import SignerSettings
-from shared.testing import LiveServer, browse_until, confirm_review, free_port
+from shared.testing import LiveServer, browse_until, chromium, confirm_review, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -235,7 +235,12 @@ def headless_browse(url: str, *, session: requests.Session | None = None, stop_a
 @pytest.fixture(scope="package")
 def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ecosystem]:
     """The four real services on loopback, shared by the whole interop suite."""
-    env = Ecosystem(tmp_path_factory.mktemp("interop"), signer_settings)
+    tmp = tmp_path_factory.mktemp("interop")
+    # One trace store for the four apps, as `signlab up` gives them (the signer's data directory is
+    # the suite's provisioned token's, elsewhere): the traces of one signing are one transaction.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIGNLAB_TRACE_DIR", str(tmp / "traces"))
+        env = Ecosystem(tmp, signer_settings)
     try:
         yield env
     finally:
@@ -248,3 +253,11 @@ def artifacts() -> Path:
     """``test-artifacts/`` at the repository root (gitignored)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (one for the suite); skip, with the reason, only if it
+    cannot be launched."""
+    with chromium() as launched:
+        yield launched
