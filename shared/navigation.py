@@ -29,7 +29,7 @@ class LabSettings(EnvSettings):
     urls: dict[str, str] = Field(
         default_factory=dict,
         description="The browser URL of each service by name (portal, idp, ca, signer) for the navigation bar of "
-        "every page; signlab up sets it; a service not named is linked at http://127.0.0.1:<its default port>.",
+        "every page; a service not named is linked at http://127.0.0.1:<its default port>.",
     )
 
 
