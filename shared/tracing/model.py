@@ -585,7 +585,7 @@ def _facts(exchanges: list[Exchange]) -> dict[str, Any]:
         if exchange.step == 1 and exchange.flow and isinstance(body, dict):
             for name in ("qualifier", "format", "level", "flow"):
                 if isinstance(body.get(name), str) and name not in facts:
-                    facts[name] = body[name]
+                    facts[name] = body[name].strip().lower() if name != "level" else body[name]
             documents = body.get("documents")
             if isinstance(documents, list) and "documents" not in facts:
                 facts["documents"] = len(documents)
@@ -596,11 +596,13 @@ def _facts(exchanges: list[Exchange]) -> dict[str, Any]:
         if isinstance(body, dict) and "qualifier" not in facts:
             for detail in body.get("authorization_details") or ():
                 if isinstance(detail, dict) and isinstance(detail.get("signatureQualifier"), str):
-                    facts["qualifier"] = "qes" if detail["signatureQualifier"].endswith("qes") else "ades"
+                    facts["qualifier"] = detail["signatureQualifier"]
         if "person" not in facts:
             claims = _id_token_claims(exchange.response_summary)
             if claims:
                 facts.update(_person(claims))
+    if isinstance(facts.get("qualifier"), str):  # the CSC spelling (eu_eidas_qes) or the portal's (qes)
+        facts["qualifier"] = "qes" if facts["qualifier"].endswith("qes") else "ades"
     return facts
 
 

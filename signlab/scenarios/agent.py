@@ -207,7 +207,7 @@ class UserAgent:
             self._record(number, method, url, None, kwargs, None, started)
             svc = self.service_of(url) or url
             raise Refused(Refusal("unreachable", f"no answer from the {svc} ({exc.__class__.__name__})",
-                                  number, f"{method} {url}")) from None
+                                  number, f"{method} {summarize_url(url)['url']}")) from None
         self._record(reached, method, url, response, kwargs, response, started)
         return response
 

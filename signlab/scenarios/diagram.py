@@ -55,7 +55,15 @@ def sequence_diagram(eco: Ecosystem, result: ScenarioResult, transaction: Any = 
         try:
             from shared.tracing import render_svg
 
-            return render_svg(transaction), f"from the distributed trace {transaction.id} (shared.tracing)"
+            title = None
+            refusal = result.refusal
+            if refusal is not None and transaction.failure is None:
+                # The refusing service left no span (it did not answer: an outage): say so, with the
+                # step where the trace stops, instead of the trace's own "pending".
+                title = (f"SignLab transaction {', '.join(transaction.transaction_ids) or transaction.id}: refused at "
+                         f"step {refusal.step} ({refusal.error}: {refusal.description}); the trace stops at step "
+                         f"{transaction.current_step}")
+            return render_svg(transaction, title=title), f"from the distributed trace {transaction.id} (shared.tracing)"
         except Exception as exc:  # noqa: BLE001 - fall back to the runner's own view
             return own_diagram(result), f"trace diagram failed ({exc.__class__.__name__}); drawn from the runner's observations"
     return own_diagram(result), ("drawn from the user agent's exchanges and the services' audit logs "

@@ -141,6 +141,10 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
         mark = "skip" if check.skipped else ("ok" if check.ok else "FAIL")
         progress(f"    {mark:<7} {'expect':<8} {check.name}: {check.detail}")
     failed = result.failed_checks
+    if result.status == "passed" and not failed:
+        # A passed row says what passed: the expected refusal, or what was signed.
+        result.reason = (f"refused as expected: {result.refusal.error} at step {result.refusal.step}"
+                         if result.refusal is not None else f"signed {result.signed_documents} document(s)")
     if result.status == "passed" and failed:
         first = failed[0]
         where = f"step {first.step}: " if first.step else ""
