@@ -21,6 +21,7 @@ __all__ = [
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
+    "InsufficientStorage",
     "InvalidToken",
     "NotFound",
     "SignLabError",
@@ -125,6 +126,19 @@ class Conflict(SignLabError):
     error = "invalid_request"
     status = 409
     default_description = "the object is in a state that does not allow this operation"
+
+
+class InsufficientStorage(SignLabError):
+    """The service cannot write its state: its disk is (nearly) full, or a write failed.
+
+    507 Insufficient Storage (RFC 4918) for a full disk; a service passes ``status=503`` for other
+    write failures (an I/O error, a read-only filesystem). The operation was not performed, so the
+    caller may try again later; the service recovers by itself when it can write again.
+    """
+
+    error = "temporarily_unavailable"
+    status = 507
+    default_description = "the service cannot store anything right now (its disk is full); try again later"
 
 
 class UpstreamError(SignLabError):
