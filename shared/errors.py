@@ -25,6 +25,7 @@ __all__ = [
     "InvalidToken",
     "NotFound",
     "SignLabError",
+    "UpstreamAnswerBroken",
     "UpstreamError",
     "UpstreamUnavailable",
 ]
@@ -193,6 +194,22 @@ class UpstreamUnavailable(SignLabError):
     def __init__(self, role: Role, detail: str, *, step: FlowStep | None = None) -> None:
         self.role = role
         super().__init__(f"the {role} is unavailable: {detail}", step=step)
+
+
+class UpstreamAnswerBroken(UpstreamUnavailable):
+    """Another role's answer broke off or could not be read (the connection closed mid-body, a body
+    that is not what the status promised): 502, since the other role did answer something.
+
+    A subclass of :class:`UpstreamUnavailable`, so callers that handle an outage handle it too.
+    """
+
+    error = "server_error"
+    status = 502
+    default_description = "another service's answer broke off"
+
+    def __init__(self, role: Role, detail: str, *, step: FlowStep | None = None) -> None:
+        self.role = role
+        SignLabError.__init__(self, f"the answer of the {role} broke off or is unreadable: {detail}", step=step)
 
 
 class ConfigurationError(Exception):

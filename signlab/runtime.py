@@ -447,14 +447,19 @@ def gunicorn_argv(entry: ServiceEntry, binds: list[str]) -> list[str]:
     """The command that serves one service under gunicorn (the local runtime and the containers).
 
     One worker process with threads: the signer's one-time keys are PKCS#11 session objects that
-    live only in the process that made them, and the other services keep in-process caches.
+    live only in the process that made them, and the other services keep in-process caches. Idle
+    keep-alive connections stay open for :data:`~shared.http_client.SERVER_KEEPALIVE_SECONDS`
+    (gunicorn's default is 2 s), longer than the shared HTTP client reuses one, so a reuse never
+    races the server's idle close.
     """
+    from shared.http_client import SERVER_KEEPALIVE_SECONDS  # local: keeps the CLI's import light
+
     argv = [sys.executable, "-m", "gunicorn"]
     for bind in binds:
         argv += ["--bind", bind]
     return argv + [
         "--workers", "1", "--worker-class", "gthread", "--threads", "8",
-        "--timeout", "120", "--graceful-timeout", "5",
+        "--timeout", "120", "--graceful-timeout", "5", "--keep-alive", str(SERVER_KEEPALIVE_SECONDS),
         "--error-logfile", "-", "--log-level", "warning",
         "--name", f"signlab-{entry.info.name}",
         entry.wsgi_target,
