@@ -134,7 +134,8 @@ def test_admin_api_needs_the_admin_token(faulty: FaultyCa) -> None:
             assert answer.status_code == 401 and answer.json()["error"] == "invalid_token", (method, headers)
     listing = faulty.admin("GET").json()
     assert listing["armed"] == []
-    assert {(k["name"], k["step"]) for k in listing["known"]} == {("wrong-key", 7), ("tsa-unavailable", 10)}
+    assert {(k["name"], k["step"]) for k in listing["known"]} == {("wrong-key", 7), ("tsa-unavailable", 10),
+                                                                        ("hold-after-log", 7)}
     assert faulty.admin("POST", json={"name": "ocsp-down"}).status_code == 400
     assert faulty.admin("POST", json={"name": "wrong-key", "count": 0}).status_code == 400
     assert faulty.admin("POST", json={"name": "wrong-key", "count": 3}).status_code == 201
