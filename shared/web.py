@@ -65,6 +65,7 @@ def create_service_app(
     *,
     health_checks: Mapping[str, HealthCheck] | None = None,
     role_page_at: str = "/",
+    state_dir: Path | None = None,
 ) -> Flask:
     """Build the Flask app frame for one service.
 
@@ -73,8 +74,10 @@ def create_service_app(
     :param settings: the service's settings (stored as ``app.extensions["signlab.settings"]``).
     :param health_checks: readiness checks shown by ``GET /healthz``; any failure answers 503.
     :param role_page_at: URL of the page explaining the service's eIDAS role (also at ``/role``).
+    :param state_dir: where the service writes its state, when not ``settings.data_dir``: the disk
+        guard (:mod:`shared.disk`) measures its filesystem.
     """
-    disk = DiskGuard(settings.data_dir, settings.disk_min_free_mb * MIB)
+    disk = DiskGuard(state_dir or settings.data_dir, settings.disk_min_free_mb * MIB)
     configure_logging(info.name, settings.log_level, disk=disk)
     app = Flask(import_name)
     app.json = _BoundedJSONProvider(app)
