@@ -358,6 +358,10 @@ class AuditLog:
         prev = GENESIS
         count = 0
         recoveries: list[AuditEntry] = []
+
+        def broken(number: int, reason: str) -> AuditVerification:
+            return AuditVerification(False, number, number, reason, prev, tuple(recoveries))
+
         with open(self.path, "rb") as handle:
             fcntl.flock(handle, fcntl.LOCK_SH)  # never read a line while it is being written
             for number, raw in enumerate(handle, start=1):
@@ -367,22 +371,16 @@ class AuditLog:
                 try:
                     entry = json.loads(raw)
                 except ValueError as exc:
-                    return AuditVerification(False, number, number, f"line {number} is not JSON ({exc})", prev,
-                                             tuple(recoveries))
+                    return broken(number, f"line {number} is not JSON ({exc})")
                 if not isinstance(entry, dict) or "hash" not in entry:
-                    return AuditVerification(False, number, number, f"line {number} is not an audit entry", prev,
-                                             tuple(recoveries))
+                    return broken(number, f"line {number} is not an audit entry")
                 if entry_hash(entry) != entry.get("hash"):
-                    return AuditVerification(False, number, number, f"entry {number} was altered (hash mismatch)",
-                                             prev, tuple(recoveries))
+                    return broken(number, f"entry {number} was altered (hash mismatch)")
                 if entry.get("prev") != prev:
-                    return AuditVerification(
-                        False, number, number, f"entry {number} does not chain to entry {number - 1} "
-                        "(an entry was removed, inserted or reordered)", prev, tuple(recoveries))
+                    return broken(number, f"entry {number} does not chain to entry {number - 1} "
+                                          "(an entry was removed, inserted or reordered)")
                 if entry.get("seq") != number:
-                    return AuditVerification(False, number, number,
-                                             f"entry {number} has sequence number {entry.get('seq')}", prev,
-                                             tuple(recoveries))
+                    return broken(number, f"entry {number} has sequence number {entry.get('seq')}")
                 if entry.get("event") == RECOVERY_EVENT:
                     recoveries.append(AuditEntry(**entry))
                 prev = entry["hash"]
