@@ -555,10 +555,12 @@ def _health(url: str) -> tuple[str, str]:
         checks = body.get("checks", {})
     except (ValueError, AttributeError):
         body, checks = {}, {}
-    detail = "; ".join(f"{k}: {v.get('detail', '')}" for k, v in checks.items() if isinstance(v, dict))
-    if response.status_code != 200:
-        return "failing", detail
-    return ("degraded" if body.get("status") == "degraded" else "healthy"), detail
+    checks = {k: v for k, v in checks.items() if isinstance(v, dict)}
+    if response.status_code == 200 and body.get("status") != "degraded":
+        return "healthy", "; ".join(f"{k}: {v.get('detail', '')}" for k, v in checks.items())
+    # Degraded or failing: the detail is why (the checks that are not ok).
+    why = "; ".join(f"{k}: {v.get('detail', '')}" for k, v in checks.items() if v.get("status") != "ok")
+    return ("failing" if response.status_code != 200 else "degraded"), why
 
 
 def _terminate_group(pid: int, grace: float = 10.0) -> None:
