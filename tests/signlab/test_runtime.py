@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,10 @@ def test_up_starts_the_one_service_that_died_and_restart_restarts_one(runtime: L
     os.killpg(before["idp"], signal.SIGKILL)
     runtime._children.pop("idp").wait(timeout=10)  # noqa: SLF001 - reap our own child
     assert "idp" not in runtime.running()
+    for _ in range(100):  # the killed worker (the master's child) lets go of the port a moment later
+        if _port_free(runtime.ports["idp"]):
+            break
+        time.sleep(0.1)
 
     after = {s.name: (s.pid, s.state) for s in runtime.up(timeout=90, progress=lambda _l: None)}
     assert after["idp"][0] not in (None, before["idp"]) and after["idp"][1] == "healthy"
