@@ -192,7 +192,7 @@ def test_the_verify_endpoint_cross_checks_database_and_log(ca_env: Any) -> None:
 
 @pytest.fixture
 def fresh_ca(tmp_path: Path) -> CaSettings:
-    settings = CaSettings(data_dir=tmp_path / "ca", admin_token=SecretStr("admin"), log_level="WARNING",
+    settings = CaSettings(data_dir=tmp_path / "ca", admin_token=SecretStr("admin"), trainer_token=SecretStr("trainer"), log_level="WARNING",
                           signer_jwks_url="http://127.0.0.1:9/jwks.json", idp_url="http://127.0.0.1:9")
     provision(settings)
     return settings
