@@ -10,7 +10,7 @@ See the README section "Flow tracing, sequence diagrams and the trainer tour".
 
 from __future__ import annotations
 
-from shared.tracing.api import FlowSpan, annotate, correlate, flow_span
+from shared.tracing.api import FlowSpan, annotate, correlate, flow_span, refused
 from shared.tracing.instrument import instrument_app, store_dir_of
 from shared.tracing.labels import ROUTES, RouteLabel, label_for
 from shared.tracing.model import Transaction, build_transaction
@@ -31,6 +31,7 @@ __all__ = [
     "flow_span",
     "instrument_app",
     "label_for",
+    "refused",
     "render_json",
     "render_mermaid",
     "render_svg",

@@ -12,8 +12,10 @@
 * :func:`correlate` — tell the store that a value identifies the current transaction when the
   automatic keys (``request_uri``, ``state``, ``code``, path ids, redirect targets) do not reach
   (e.g. an id a page carries in a hidden form field).
+* :func:`refused` — the current HTTP exchange answers normally but refuses what it carried (an
+  OpenID4VP response endpoint answers 200 to a presentation it rejected): draw it failed.
 
-All three do nothing when tracing is off, and never raise because of tracing.
+All four do nothing when tracing is off, and never raise because of tracing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context, has_request_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -33,7 +35,7 @@ from shared.flow import FlowStep, Role
 from shared.tracing.labels import INTERNAL
 from shared.tracing.redact import Scrubber, correlation_key, summarize, to_json
 
-__all__ = ["FlowSpan", "annotate", "correlate", "flow_span"]
+__all__ = ["FlowSpan", "annotate", "correlate", "flow_span", "refused"]
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,13 @@ def annotate(*, request: Mapping[str, Any] | None = None, response: Mapping[str,
             _add_keys(span, [transaction_id])
     except Exception:
         log.warning("tracing: annotate failed", exc_info=True)
+
+
+def refused(error: SignLabError) -> None:
+    """Mark the HTTP exchange being served as failed with ``error`` (its protocol error and step),
+    although the view answers it normally: the same record an exception raised by the view makes."""
+    if has_request_context():
+        g.signlab_trace_exception = error
 
 
 def correlate(*values: str) -> None:
