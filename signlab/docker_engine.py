@@ -317,7 +317,7 @@ def compose_document() -> dict[str, Any]:
 
 
 HEADER = """\
-# SignLab on docker compose: IPSP (idp), TSP (ca), SSASP (signer), SCASP (portal).
+# SignLab on docker compose: IPSP (idp), TSP (ca), SSASP (signer), SCASP (portal), the signer's EUDI Wallet (wallet).
 # GENERATED from the code by `python -m signlab.docker_engine render` - do not edit by hand;
 # tests/compose checks that this file is what the code produces.
 # Secrets come from compose/.env (create it: python -m signlab.docker_engine secrets > compose/.env).
