@@ -443,7 +443,7 @@ class Wallet:
                 form["state"] = request.state
             answer = self.verifier.send_response(request.response_uri, form)
             return Outcome("declined", holder, faults, (), _redirect(answer), answer)
-        presentation, disclosed = self._presentation(request, holder, faults)
+        presentation, disclosed = self.presentation(request, holder, faults)
         body: dict[str, Any] = {"vp_token": {request.query_id: [presentation]}}
         if request.state:
             body["state"] = request.state
@@ -457,7 +457,7 @@ class Wallet:
         answer = self.verifier.send_response(request.response_uri, form)
         return Outcome("sent", holder, faults, disclosed, _redirect(answer), answer)
 
-    def _presentation(self, request: VerifierRequest, holder: str, faults: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    def presentation(self, request: VerifierRequest, holder: str, faults: tuple[str, ...] = ()) -> tuple[str, tuple[str, ...]]:
         """The SD-JWT+KB (module docstring, step 4), with the faults that break it."""
         device = self.device_key(holder)
         variant = next((_VARIANTS[f] for f in faults if f in _VARIANTS), None)
