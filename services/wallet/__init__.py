@@ -28,6 +28,7 @@ def create_app(settings: WalletSettings | None = None) -> Flask:
             "PID provider": lambda: f"signing certificate {core.trust.provider.cert.serial_number:x}"[:60],
         },
     )
+    app.secret_key = settings.session_secret.get_secret_value()
     app.extensions["signlab.wallet"] = core
     from services.wallet.http import bp  # the views need the app's extensions, registered just above
 
