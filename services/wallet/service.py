@@ -6,6 +6,7 @@ lab API that changes a PID's status.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 
 from services.wallet.holder import Wallet
@@ -72,7 +73,8 @@ class WalletService:
         names = {value: name for name, value in PID_STATUS_NAMES.items()}
         return [{"holder": c.holder, "status_index": c.status_index,
                  "status": names.get(Status(self.status.status_of(c.status_index) or 0), "valid"),
-                 "expires_at": c.expires_at} for c in self.store.credentials()]
+                 "expires": dt.datetime.fromtimestamp(c.expires_at, dt.UTC).date().isoformat()}
+                for c in self.store.credentials()]
 
     def set_pid_status(self, holder: str, status: str) -> dict[str, object]:
         """Revoke, suspend or restore ``holder``'s PID in the provider's status list.
