@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import Flask, Response, current_app, g, has_app_context, request
+from flask import Flask, Response, current_app, g, has_app_context, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
@@ -46,6 +46,7 @@ from pydantic import SecretStr
 from shared.errors import SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import ServiceInfo
 from shared.settings import ServiceSettings
+from shared.tracing.api import PROCESS_SCRUBBER, register_secrets
 from shared.tracing.labels import label_for
 from shared.tracing.redact import (
     Scrubber,
@@ -58,7 +59,7 @@ from shared.tracing.redact import (
 from shared.tracing.settings import TraceSettings
 from shared.tracing.store import SpanWriter
 
-__all__ = ["EXCLUDED_PATHS", "AppTracing", "instrument_app", "sanitize_url", "tracer"]
+__all__ = ["EXCLUDED_PATHS", "AppTracing", "instrument_app", "refused", "sanitize_url", "tracer"]
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,6 @@ class _State:
     store: _StoreProcessor | None = None
     otlp_endpoints: set[str] = set()
     requests_instrumented = False
-    scrub = Scrubber()
 
 
 def tracer() -> trace.Tracer:
@@ -133,7 +133,7 @@ def instrument_app(app: Flask, info: ServiceInfo, settings: ServiceSettings,
     secret_values = [value.get_secret_value() for value in _secret_values(settings)]
     state = AppTracing(info, SpanWriter(trace_settings.store_dir(settings.data_dir), info.name,
                                         trace_settings.retention_days), Scrubber(secret_values), trace_settings)
-    _State.scrub.add(secret_values)
+    register_secrets(secret_values)
     app.extensions["signlab.tracing"] = state
     if trace_settings.otlp_endpoint:
         _add_otlp(provider, trace_settings.otlp_endpoint)
@@ -548,8 +548,8 @@ class SanitizingExporter(SpanExporter):
         """Export sanitized copies of ``spans``."""
         copies = [
             ReadableSpan(
-                name=_State.scrub(s.name), context=s.context, parent=s.parent, resource=s.resource,
-                attributes=sanitized_attributes(s.attributes, _State.scrub), events=(), links=s.links, kind=s.kind,
+                name=PROCESS_SCRUBBER(s.name), context=s.context, parent=s.parent, resource=s.resource,
+                attributes=sanitized_attributes(s.attributes, PROCESS_SCRUBBER), events=(), links=s.links, kind=s.kind,
                 status=s.status, start_time=s.start_time, end_time=s.end_time, instrumentation_scope=s.instrumentation_scope,
             )
             for s in spans
@@ -563,6 +563,14 @@ class SanitizingExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the wrapped exporter."""
         return self.inner.force_flush(timeout_millis)
+
+
+def refused(error: SignLabError) -> None:
+    """Mark the HTTP exchange being served as failed with ``error`` (its protocol error and step)
+    although the view answers it normally (an OpenID4VP response endpoint answers 200 to a
+    presentation it rejected): the same record an exception raised by the view makes."""
+    if has_request_context():
+        g.signlab_trace_exception = error
 
 
 def store_dir_of(app: Flask) -> Path | None:
