@@ -27,7 +27,6 @@ from typing import Any
 
 import requests
 
-from shared.eudi import WALLET_MEANS_ID
 from signlab.scenarios.agent import AgentError, Document, FlowOutcome, Refused, UserAgent, materialize
 from signlab.scenarios.diagram import sequence_diagram, trace_of
 from signlab.scenarios.environment import Ecosystem
@@ -43,7 +42,7 @@ from signlab.scenarios.faults import FaultPlan, plan_faults, unsupported
 from signlab.scenarios.loader import samples_dir
 from signlab.scenarios.model import Scenario
 from signlab.scenarios.results import Check, Refusal, ScenarioResult, StepRecord
-from signlab.scenarios.wallet import WalletDriver
+from signlab.scenarios.wallet import wallet_driver
 
 __all__ = ["Progress", "run_scenario", "run_scenarios"]
 
@@ -86,10 +85,9 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
     plan = plan_faults(scenario, eco)
     baseline = Baseline.take(eco)
     documents = materialize(scenario.documents, samples_dir())
-    wallet = (WalletDriver(scenario.persona.person, scenario.persona.device, plan.wallet_faults)
-              if scenario.persona.eid == WALLET_MEANS_ID else None)
     agent = UserAgent(eco, scenario, result, login_hint=plan.login_hint(scenario), delays=plan.delays,
-                      hooks=plan.hooks, timeout=min(scenario.timeout_seconds, 120.0), wallet=wallet)
+                      hooks=plan.hooks, timeout=min(scenario.timeout_seconds, 120.0),
+                      wallet=wallet_driver(scenario, plan.wallet_faults))
     printed = 0
 
     def flush() -> None:

@@ -23,10 +23,12 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from shared.eudi import WALLET_MEANS_ID
 from signlab.scenarios.agent import AgentError, Refused, UserAgent
 from signlab.scenarios.messages import parse_forms
+from signlab.scenarios.model import Scenario
 
-__all__ = ["WalletDriver"]
+__all__ = ["WalletDriver", "wallet_driver"]
 
 POLL_SECONDS = 0.5
 MAX_WAIT_SECONDS = 300.0
@@ -118,3 +120,11 @@ class WalletDriver:
             if time.monotonic() > deadline:
                 raise AgentError(f"the IdP's wallet page was still waiting after {MAX_WAIT_SECONDS:g} s", step=4)
             time.sleep(POLL_SECONDS)
+
+
+def wallet_driver(scenario: Scenario, faults: list[str]) -> WalletDriver | None:
+    """The driver of ``scenario``'s wallet when its persona logs in with the EUDI Wallet, else None."""
+    if scenario.persona.eid != WALLET_MEANS_ID:
+        return None
+    return WalletDriver(scenario.persona.person, scenario.persona.device, faults)
+

@@ -23,7 +23,6 @@ from services.idp.openid4vp import REQUIRED_CLAIMS, PresentationRefused, Verifie
 from services.idp.provision import provision
 from services.idp.settings import IdpSettings
 from services.wallet.holder import VerifierRequest
-from services.wallet.service import WalletService
 from shared.clients.wallet import WalletClient
 from shared.identity import LOA_HIGH, LOA_SUBSTANTIAL, verify_id_token
 from shared.testing import LiveServer, free_port
@@ -51,6 +50,14 @@ def wallet_idp(tmp_path_factory: pytest.TempPathFactory, live_wallet: Any) -> It
 def _verifier(wallet_idp: tuple[LiveServer, IdpSettings]) -> Verifier:
     server, _settings = wallet_idp
     return server.app.extensions["signlab.idp.openid4vp"]  # type: ignore[no-any-return]
+
+
+def _request_of(verifier: Verifier, nonce: str) -> VerifierRequest:
+    """The IdP's request as the wallet sees it once checked (for presentations made directly)."""
+    return VerifierRequest(invocation="", client_id=verifier.client_id, request_uri="", verifier_name="IPSP",
+                           certificate_sha256="", response_uri="", response_mode="direct_post.jwt", nonce=nonce,
+                           state=None, query_id="pid", claim_paths=REQUIRED_CLAIMS, purpose="test",
+                           encryption_key=None, encryption_enc="A128GCM", header={}, claims={})
 
 
 def _start(browser: requests.Session, base: str, req: AuthRequest, device: str) -> str:
@@ -131,10 +138,7 @@ def test_each_broken_presentation_is_refused_with_its_check(fault: str, wallet_i
     verifier = _verifier(wallet_idp)
     _server, core = live_wallet
     nonce = secrets.token_urlsafe(24)
-    request = VerifierRequest(invocation="", client_id=verifier.client_id, request_uri="", verifier_name="IPSP",
-                              certificate_sha256="", response_uri="", response_mode="direct_post.jwt", nonce=nonce,
-                              state=None, query_id="pid", claim_paths=REQUIRED_CLAIMS, purpose="test",
-                              encryption_key=None, encryption_enc="A128GCM", header={}, claims={})
+    request = _request_of(verifier, nonce)
     good, _ = core.wallet.presentation(request, "kari-nordmann")
     assert verifier.verify(good, nonce=nonce, now=time.time()).claims["family_name"] == "Nordmann"
     broken, _ = core.wallet.presentation(request, "kari-nordmann", (fault,))
@@ -148,10 +152,7 @@ def test_a_presentation_without_key_binding_or_with_an_extra_disclosure_is_refus
     verifier = _verifier(wallet_idp)
     _server, core = live_wallet
     nonce = secrets.token_urlsafe(24)
-    request = VerifierRequest(invocation="", client_id=verifier.client_id, request_uri="", verifier_name="IPSP",
-                              certificate_sha256="", response_uri="", response_mode="direct_post.jwt", nonce=nonce,
-                              state=None, query_id="pid", claim_paths=REQUIRED_CLAIMS, purpose="test",
-                              encryption_key=None, encryption_enc="A128GCM", header={}, claims={})
+    request = _request_of(verifier, nonce)
     good, _ = core.wallet.presentation(request, "kari-nordmann")
     without_kb = good[: good.rindex("~") + 1]
     with pytest.raises(PresentationRefused, match="no key-binding JWT"):
@@ -166,19 +167,15 @@ def test_a_presentation_without_key_binding_or_with_an_extra_disclosure_is_refus
 def test_a_pid_revoked_or_suspended_by_the_provider_is_refused_until_restored(wallet_idp: Any, live_wallet: Any) -> None:
     verifier = _verifier(wallet_idp)
     _server, core = live_wallet
-    core_service: WalletService = core
     nonce = secrets.token_urlsafe(24)
-    request = VerifierRequest(invocation="", client_id=verifier.client_id, request_uri="", verifier_name="IPSP",
-                              certificate_sha256="", response_uri="", response_mode="direct_post.jwt", nonce=nonce,
-                              state=None, query_id="pid", claim_paths=REQUIRED_CLAIMS, purpose="test",
-                              encryption_key=None, encryption_enc="A128GCM", header={}, claims={})
+    request = _request_of(verifier, nonce)
     presentation, _ = core.wallet.presentation(request, "ola-nordmann")
     try:
-        core_service.set_pid_status("ola-nordmann", "suspended")
+        core.set_pid_status("ola-nordmann", "suspended")
         with pytest.raises(PresentationRefused, match="suspended"):
             verifier.verify(presentation, nonce=nonce, now=time.time())
     finally:
-        core_service.set_pid_status("ola-nordmann", "valid")
+        core.set_pid_status("ola-nordmann", "valid")
     assert verifier.verify(presentation, nonce=nonce, now=time.time()).status_index >= 0
 
 
