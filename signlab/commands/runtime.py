@@ -33,7 +33,8 @@ def register(commands: Any) -> None:
     up.add_argument("--no-build", action="store_true", help="--engine docker: use the existing signlab image")
     up.add_argument("--fault-injection", action="store_true", default=fault_injection_requested(os.environ),
                     help="lab only: enable the guarded fault-injection admin APIs for this run (IdP /admin/failures, "
-                         "signer and CA /admin/faults; bearer tokens in secrets.env); default: $SIGNLAB_FAULT_INJECTION")
+                         "signer and CA /admin/faults, the wallet's /admin/pid-status; bearer tokens in secrets.env); "
+                         "default: $SIGNLAB_FAULT_INJECTION")
     up.set_defaults(handler=_up)
 
     down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids)")
@@ -98,7 +99,7 @@ def _up(args: argparse.Namespace) -> int:
     print(table(states))
     if runtime.fault_injection:
         print("\nFault injection is ON for this run (lab only): IdP /admin/failures, signer and CA /admin/faults "
-              f"accept the admin tokens in {runtime.secrets_file}.")
+              f"and the wallet's /admin/pid-status accept the admin tokens in {runtime.secrets_file}.")
     print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
     return 0
 
