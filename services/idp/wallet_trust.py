@@ -188,4 +188,4 @@ class TrustedPidProviders:
             raise TrustProblem("status", f"the PID's status cannot be read: {exc}") from None
         if value != Status.VALID:
             word = {Status.INVALID: "revoked (INVALID)", Status.SUSPENDED: "suspended"}.get(value, f"status {value}")
-            raise TrustProblem("status", f"the PID provider's status list says the PID is {word} (index {index})")
+            raise TrustProblem("status", f"the PID provider's status list says the PID is {word}")
