@@ -4,6 +4,14 @@
 was checked, a verified identity, an allowed profile); the checks and refusals live in
 :mod:`services.ca.issuance`. CRLs are rebuilt when a revocation happened or when half their
 validity has passed, each with a new CRL number, so a fetched CRL is always fresh.
+
+The revocation profile of a certificate (``SIGNLAB_CA_REVOCATION_PROFILE``, or the lab switch
+``short-term-no-revocation`` for one issuance) decides whether it points to the CRL and OCSP or
+carries noRevAvail. A ``short-term-no-revocation`` certificate is never revoked (the revoke API
+refuses it, the OCSP responder does not vouch for it), and the issuing CA's CRL names its scope
+(IssuingDistributionPoint = the CRL's URL, RFC 5280 §5.2.5): it covers the certificates that
+point to it, so a validator never mistakes it for a statement about a certificate that said
+"no revocation information".
 """
 
 from __future__ import annotations
@@ -20,9 +28,19 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 
 from services.ca.issuance_log import IssuanceLog
 from services.ca.pki import Hierarchy, KeyedCert
-from services.ca.profiles import CertificateUrls, Profile, SubjectIdentity, build_end_entity
+from services.ca.errors import RevocationNotAvailable
+from services.ca.faults import SHORT_TERM_NO_REVOCATION
+from services.ca.profiles import (
+    CertificateUrls,
+    Profile,
+    RevocationProfile,
+    SubjectIdentity,
+    build_end_entity,
+    has_no_rev_avail,
+)
 from services.ca.settings import CaSettings
 from services.ca.store import CertificateRecord, CertificateStore
+from shared.faults import FaultBoard
 
 __all__ = ["CRL_NAMES", "REVOCATION_REASONS", "CertificateAuthority", "IssuedCertificate", "PublishedCrl"]
 
@@ -49,7 +67,8 @@ class IssuedCertificate:
     chain: tuple[x509.Certificate, ...]
     profile: Profile
     policy_oid: str
-    ocsp_url: str
+    ocsp_url: str | None
+    """The OCSP pointer in the certificate (None in the short-term-no-revocation profile)."""
     crl_urls: tuple[str, ...]
     der: bytes = b""
     """The certificate's DER, when the issuer already has it (saves encoding it again)."""
@@ -106,6 +125,8 @@ class CertificateAuthority:
     hierarchy: Hierarchy
     store: CertificateStore
     log: IssuanceLog
+    faults: FaultBoard | None = None
+    """Lab switches (``short-term-no-revocation``); None unless ``SIGNLAB_CA_FAULTS_ENABLED``."""
     _crl_cache: dict[str, PublishedCrl] = field(default_factory=dict)
     _crl_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,6 +139,13 @@ class CertificateAuthority:
         return CertificateUrls(ca_issuers=s.public_url_for("/certs/issuing.crt"), ocsp=s.public_url_for("/ocsp"),
                                crl=s.public_url_for("/crl/issuing.crl"))
 
+    def revocation_profile(self, transaction_id: str) -> RevocationProfile:
+        """The revocation profile of the next certificate: the setting, unless the lab switch
+        ``short-term-no-revocation`` is armed (it is consumed then)."""
+        if self.faults is not None and self.faults.fire(SHORT_TERM_NO_REVOCATION, transaction_id=transaction_id):
+            return RevocationProfile.SHORT_TERM_NO_REVOCATION
+        return RevocationProfile(self.settings.revocation_profile)
+
     def issue(self, *, public_key: CertificateIssuerPublicKeyTypes, subject: SubjectIdentity, profile: Profile,
               subject_id: str, loa: str, requester: str, transaction_id: str,
               now: dt.datetime | None = None) -> IssuedCertificate:
@@ -127,9 +155,10 @@ class CertificateAuthority:
         not_before = now - dt.timedelta(seconds=self.settings.backdate_seconds)
         not_after = now + dt.timedelta(minutes=self.settings.cert_validity_minutes)
         serial = x509.random_serial_number()
+        revocation = self.revocation_profile(transaction_id)
         cert = build_end_entity(issuer=self.hierarchy.issuing, public_key=public_key, subject=subject,
                                 profile=profile, serial=serial, not_before=not_before, not_after=not_after,
-                                urls=self.urls, pds_url=self.settings.pds_url)
+                                urls=self.urls, pds_url=self.settings.pds_url, revocation=revocation)
         serial_hex = format(serial, "x")
         der = cert.public_bytes(serialization.Encoding.DER)
         self.store.add(serial=serial, issuer="issuing", profile=str(profile), subject=cert.subject.rfc4514_string(),
@@ -138,10 +167,11 @@ class CertificateAuthority:
         self.log.issued(serial=serial_hex, subject_id=subject_id, profile=str(profile), loa=loa, requester=requester,
                         transaction_id=transaction_id, policy_oid=profile.policy_oid, not_before=_iso(not_before),
                         not_after=_iso(not_after))
+        published = revocation is RevocationProfile.CRL_OCSP
         return IssuedCertificate(serial=serial_hex, certificate=cert,
                                  chain=(self.hierarchy.issuing.cert, self.hierarchy.root.cert), profile=profile,
-                                 policy_oid=profile.policy_oid, ocsp_url=self.urls.ocsp, crl_urls=(self.urls.crl,),
-                                 der=der)
+                                 policy_oid=profile.policy_oid, ocsp_url=self.urls.ocsp if published else None,
+                                 crl_urls=(self.urls.crl,) if published else (), der=der)
 
     def lookup(self, serial: int) -> CertificateRecord | None:
         """The stored end-entity certificate with ``serial``, if this CA issued it."""
@@ -152,12 +182,18 @@ class CertificateAuthority:
 
         :raises KeyError: no such certificate.
         :raises ValueError: unknown reason.
+        :raises RevocationNotAvailable: the certificate carries noRevAvail (never revoked).
         """
         if reason not in REVOCATION_REASONS:
             raise ValueError(f"unknown revocation reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}")
         record = self.store.get(serial)
         if record is None:
             raise KeyError(format(serial, "x"))
+        if has_no_rev_avail(x509.load_der_x509_certificate(record.der)):
+            raise RevocationNotAvailable(
+                "revocation_not_available", f"certificate {record.serial} was issued in the revocation profile "
+                "short-term-no-revocation (noRevAvail, RFC 9608): its CA publishes no revocation status for it, so "
+                f"it cannot be revoked; it stops being valid at {_iso(record.not_after)}", step=None)
         moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
         if self.store.revoke(serial, reason, moment):
             self.log.revoked(serial=record.serial, reason=reason, requester=requester)
@@ -203,6 +239,12 @@ class CertificateAuthority:
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
                                critical=False)
             )
+            if name == "issuing":
+                # Its scope: the certificates whose CRL DP names this CRL (RFC 5280 §5.2.5, critical).
+                builder = builder.add_extension(x509.IssuingDistributionPoint(
+                    full_name=[x509.UniformResourceIdentifier(self.urls.crl)], relative_name=None,
+                    only_contains_user_certs=True, only_contains_ca_certs=False, only_some_reasons=None,
+                    indirect_crl=False, only_contains_attribute_certs=False), critical=True)
             for record in revoked:
                 assert record.revoked_at is not None
                 entry = (x509.RevokedCertificateBuilder().serial_number(record.serial_int)

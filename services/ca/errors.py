@@ -21,6 +21,7 @@ __all__ = [
     "EvidenceRejected",
     "PolicyRefused",
     "RequestRejected",
+    "RevocationNotAvailable",
 ]
 
 STEP_7 = step(7)
@@ -68,3 +69,7 @@ class AdminAuthFailed(CaError, InvalidToken):
 
 class CertificateNotFound(CaError, NotFound):
     """No certificate with this serial was issued here (404)."""
+
+
+class RevocationNotAvailable(CaError, InvalidRequest):
+    """A certificate of the short-term-no-revocation profile (noRevAvail) cannot be revoked (400)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -46,6 +46,12 @@ class CaSettings(ServiceSettings):
     cert_validity_minutes: int = Field(
         15, ge=1, le=24 * 60, description="Validity of an issued signing certificate, in minutes."
     )
+    revocation_profile: Literal["crl-ocsp", "short-term-no-revocation"] = Field(
+        "crl-ocsp",
+        description="Revocation profile of issued certificates: 'crl-ocsp' (CRL DP + AIA OCSP, the CA publishes CRLs "
+        "and answers OCSP) or 'short-term-no-revocation' (noRevAvail + valassured-ST, no CRL DP / OCSP pointer, "
+        "never revoked: validators rely on the short validity).",
+    )
     backdate_seconds: int = Field(
         60, ge=0, le=60, description="How far notBefore is set in the past against clock skew (at most 60 s)."
     )
@@ -61,6 +67,10 @@ class CaSettings(ServiceSettings):
     )
     clock_leeway_seconds: int = Field(
         30, ge=0, le=300, description="Clock skew tolerated when checking ID tokens and client assertions."
+    )
+    trusted_list_version: Literal[5, 6] = Field(
+        6, description="TSLVersionIdentifier of the published trusted list: 6 (TS 119 612 V2.3.1 and later, what EU "
+        "member states publish) or 5 (TS 119 612 V2.1.1); each is checked against its official XSD before publishing.",
     )
     tsa_policy_oid: str = Field(
         "0.4.0.2023.1.1", description="TSA policy OID written into every time-stamp token (RFC 3161 TSTInfo.policy); default: ETSI EN 319 421 best-practices-ts-policy."

@@ -46,7 +46,6 @@ from services.portal.errors import (
     TransactionExpired,
     TransactionNotFound,
     TransactionStateError,
-    UnsupportedOption,
 )
 from services.portal.ltv import ValidationMaterial
 from services.portal.store import EXPIRED, PENDING, StoredDocument, Transaction, TransactionStore
@@ -156,10 +155,6 @@ class PortalCore:
         """Prepare the documents, store them and push one authorization request for all digests."""
         if not documents:
             raise InvalidRequest("choose at least one document to sign", step=step(1))
-        if options.format is SignatureFormat.CADES and options.level not in cades.SUPPORTED_LEVELS:
-            raise UnsupportedOption(f"CAdES {options.level} is not supported here; choose B-B, B-T or B-LT")
-        if options.format is SignatureFormat.JADES and options.level not in jades.SUPPORTED_LEVELS:
-            raise UnsupportedOption(f"JAdES {options.level} is not supported here; choose B-B, B-T or B-LT")
         labels = [d.label for d in documents]
         if len(set(labels)) != len(labels):
             raise InvalidRequest("two documents have the same name; rename one", step=step(1))
@@ -427,8 +422,10 @@ class PortalCore:
             return await pades.augment_pdf(prepared, signature, level=options.level, timestamper=timestamper,
                                            root=self.trust.root(), material=material)
         if options.format is SignatureFormat.CADES:
-            return await cades.augment_cades(signature, level=options.level, timestamper=timestamper, material=material)
-        return await jades.augment_jades(_jws_bytes(signature), level=options.level, timestamper=timestamper, material=material)
+            return await cades.augment_cades(signature, level=options.level, timestamper=timestamper, material=material,
+                                             document_digest=cades.digest(doc.original))
+        return await jades.augment_jades(_jws_bytes(signature), level=options.level, timestamper=timestamper,
+                                         material=material, payload=doc.original)
 
 
 def _jws_bytes(signature: bytes) -> bytes:

@@ -41,7 +41,8 @@ class IssuedCertificate:
     policy_oid: str
     not_before: str
     not_after: str
-    ocsp_url: str
+    ocsp_url: str | None
+    """The certificate's OCSP pointer (None in the CA's short-term-no-revocation profile)."""
     crl_urls: tuple[str, ...]
 
 

@@ -29,6 +29,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign import signers
 from pyhanko.sign.ades import qualified_asn1
@@ -111,7 +112,20 @@ class TestPki:
         return ValidationMaterial(
             certificates=certs,
             crls=[self.crl(self.root_key, self.root), self.crl(self.issuing_key, self.issuing, revoked)],
+            ocsps=[self.ocsp(leaf)] if leaf is not None and not revoked else [],
         )
+
+    def ocsp(self, leaf: x509.Certificate) -> bytes:
+        """A "good" OCSP response for ``leaf``, signed by the issuing CA itself (RFC 6960 §4.2.2.2)."""
+        now = datetime.now(UTC)
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(cert=leaf, issuer=self.issuing, algorithm=hashes.SHA256(), cert_status=ocsp.OCSPCertStatus.GOOD,
+                          this_update=now - timedelta(minutes=1), next_update=now + timedelta(hours=1),
+                          revocation_time=None, revocation_reason=None)
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.issuing)
+        )
+        return builder.sign(self.issuing_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def timestamper(self) -> DummyTimeStamper:
         return DummyTimeStamper(

@@ -94,8 +94,8 @@ def test_dtbsr_is_over_the_signed_attributes_with_the_real_certificate(pki: Any,
         assert pending.prepared is not None
         signed = asyncio.run(pades.augment_pdf(pending.prepared, obj, level=Level.B_T, timestamper=pki.timestamper(),
                                                root=pki.root_asn1, material=material))
-        stamp_text = PdfFileReader(BytesIO(signed)).embedded_regular_signatures[0].sig_object.get("/Name")
-        assert stamp_text is None  # the name comes from the certificate, not from the form
+        name = PdfFileReader(BytesIO(signed)).embedded_regular_signatures[0].sig_object.get("/Name")
+        assert name == "Kari Nordmann"  # the certificate's common name, not what the form said
         report = asyncio.run(validate_document("c.pdf", signed, trust))
     elif fmt is SignatureFormat.CADES:
         assert pki.der(leaf) in {c.chosen.dump() for c in cms.ContentInfo.load(obj)["content"]["certificates"]}

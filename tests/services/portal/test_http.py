@@ -106,13 +106,6 @@ def test_unknown_options_are_refused(client: FlaskClient, field: str, value: str
     assert value in response.get_json()["error_description"]
 
 
-def test_cades_lta_is_refused_before_anything_is_sent(client: FlaskClient) -> None:
-    body = {"format": "cades", "level": "B-LTA", "documents": [{"sample": "meeting-minutes.txt"}]}
-    response = client.post("/api/v1/sign-requests", json=body)
-    assert response.status_code == 400
-    assert "not supported" in response.get_json()["error_description"]
-
-
 def test_validate_api_reports_valid_and_tampered_pdf(client: FlaskClient, pki, sign_digest) -> None:
     pdf = (SAMPLES / "employment-contract.pdf").read_bytes()
     prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="K", bytes_reserved=32768))
