@@ -36,8 +36,8 @@ def register(commands: Any) -> None:
     up.add_argument("--fault-injection", action="store_true",
                     default=True if fault_injection_requested(os.environ) else None,
                     help="lab only: enable the guarded fault-injection admin APIs for this run (IdP /admin/failures, "
-                         "signer and CA /admin/faults; bearer tokens in secrets.env); default: $SIGNLAB_FAULT_INJECTION, "
-                         "or what the running services were started with")
+                         "signer and CA /admin/faults, the wallet's /admin/pid-status; bearer tokens in secrets.env); "
+                         "default: $SIGNLAB_FAULT_INJECTION, or what the running services were started with")
     up.set_defaults(handler=_up)
 
     down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids)")
@@ -111,7 +111,7 @@ def _up(args: argparse.Namespace) -> int:
     print(table(states))
     if runtime.fault_injection:
         print("\nFault injection is ON for this run (lab only): IdP /admin/failures, signer and CA /admin/faults "
-              f"accept the admin tokens in {runtime.secrets_file}.")
+              f"and the wallet's /admin/pid-status accept the admin tokens in {runtime.secrets_file}.")
     print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
     print(trainer_sign_in_line(runtime.url("portal"), runtime.load_or_create_secrets()))
     return 0
