@@ -1,4 +1,5 @@
-"""Parsing of CSC and RAR inputs: digests, hash algorithms, authorization details, field spellings.
+"""Parsing of CSC and RAR inputs: digests, hash algorithms, authorization details, field spellings,
+and the typed request objects the HTTP layer hands to the core (one per CSC method).
 
 Rules (``reference/csc-api.md`` §2, DESIGN §3): JSON carries standard base64, query parameters carry
 base64url; both alphabets are accepted, padded or not, and digests are compared as raw bytes.
@@ -12,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +23,24 @@ from services.signer.settings import QUALIFIERS
 from services.signer.signing import HASH_OIDS
 from shared.errors import InvalidRequest
 from shared.flow import FlowStep
+from shared.flow import step as flow_step
 
 __all__ = [
+    "CERTIFICATE_CHOICES",
     "CONFORMANCE_LEVELS",
     "RAR_TYPES",
     "SIGNATURE_FORMATS",
+    "SIGN_ALGO_HASH",
     "AuthorizationDetail",
+    "CredentialInfoRequest",
+    "CredentialsAuthorizeRequest",
+    "CredentialsListRequest",
     "DocumentDigest",
+    "DocumentToSign",
+    "ExtendTransactionRequest",
+    "SignDocRequest",
+    "SignHashRequest",
+    "TimestampRequest",
     "decode_digest",
     "first",
     "hash_algorithm",
@@ -208,3 +221,225 @@ SIGN_ALGO_HASH: dict[str, str | None] = {
     "1.2.840.113549.1.1.12": "sha384", "1.2.840.113549.1.1.13": "sha512",
 }
 """The hash a combined ``signAlgo`` implies (``None``: the bare key OID; ``hashAlgo`` then decides)."""
+
+
+# ---------------------------------------------------------------------------- typed request bodies
+# The HTTP layer validates each body against the method's published JSON schema
+# (services.signer.openapi) and then parses it here, once, into one of these objects: the core
+# never sees a dict body and never checks a spelling, a base64 value or an OID again. What needs
+# the service's state (the token, the credential, the authorized digests) is the SAM's
+# (services.signer.sam). Each parser names the flow step its refusals belong to.
+
+
+@dataclass(frozen=True)
+class DocumentToSign:
+    """One digest of a ``signDoc`` request and how its signature object is packaged (steps 8-9).
+
+    :ivar signature_format: ``C`` (CAdES), ``P`` (PAdES) or ``J`` (JAdES).
+    :ivar conformance_level: lower-cased (``ades-b-b`` …); the service makes B-B objects.
+    :ivar sign_algo: the requested ``signAlgo``, or ``None`` (the one-time key decides).
+    """
+
+    digest: bytes
+    hash_algorithm: str
+    signature_format: str
+    conformance_level: str
+    sign_algo: str | None
+
+
+@dataclass(frozen=True)
+class SignDocRequest:
+    """CSC v2 ``signatures/signDoc`` with a one-time key (steps 6-10).
+
+    :ivar qualifier: ``signatureQualifier`` when given (the SAM checks it is the authorized one).
+    :ivar documents: every digest of every ``documentDigests`` entry, in request order.
+    :ivar return_validation_info: CSC ``returnValidationInfo`` (CRL and OCSP for B-LT).
+    """
+
+    qualifier: str | None
+    documents: tuple[DocumentToSign, ...]
+    return_validation_info: bool = False
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], *, max_documents: int) -> SignDocRequest:
+        """Parse a schema-valid body; refusals are at step 6 (nothing was created yet).
+
+        :raises InvalidRequest: a credentialID or SAD in the body, a whole document, bad base64 or
+            digest length, an unknown conformance level, too many digests.
+        :raises UnsupportedAlgorithm: an unknown hash algorithm or signature format.
+        """
+        s6 = flow_step(6)
+        if body.get("credentialID"):
+            raise InvalidRequest("the one-time key flow takes no credentialID; use signatureQualifier", step=s6)
+        if body.get("SAD") not in (None, ""):
+            raise InvalidRequest("signDoc takes the credential access token as SAD; omit SAD", step=s6)
+        documents: list[DocumentToSign] = []
+        for item in body["documentDigests"]:
+            refuse_documents(item, step=s6)
+            algorithm = hash_algorithm(first(item, "hashAlgorithmOID", "hashAlgo"), step=s6)
+            assert algorithm is not None
+            fmt = str(item.get("signature_format", "")).upper()
+            if fmt not in SIGNATURE_FORMATS:
+                raise UnsupportedAlgorithm(f"signature_format must be one of C, P, J; got {fmt[:8]!r}", step=s6)
+            level = str(item.get("conformance_level", "AdES-B-B")).lower()
+            if level not in CONFORMANCE_LEVELS:
+                raise InvalidRequest(f"unknown conformance_level {level[:20]!r}", step=s6)
+            sign_algo = item.get("signAlgo")
+            for digest in parse_digest_list(first(item, "hashes", "hash"), algorithm, step=s6, max_count=max_documents):
+                documents.append(DocumentToSign(digest, algorithm, fmt, level, sign_algo))
+        return cls(body.get("signatureQualifier"), tuple(documents), bool(body.get("returnValidationInfo", False)))
+
+
+@dataclass(frozen=True)
+class SignHashRequest:
+    """CSC ``signatures/signHash`` (v1 and v2): DTBS/R hashes for a credential (steps 8-9).
+
+    :ivar sad: the SAD from the body; ``None`` when a v2 credential token in the header is the SAD.
+    :ivar hash_algorithm: implied by a combined ``signAlgo`` or given as ``hashAlgo``/``hashAlgorithmOID``.
+    """
+
+    credential_id: str
+    sad: str | None
+    sign_algo: str
+    hash_algorithm: str
+    digests: tuple[bytes, ...]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> SignHashRequest:
+        """Parse a schema-valid body; refusals are at step 9.
+
+        :raises UnsupportedAlgorithm: ``signAlgoParams``, an unknown hash, a hash that contradicts
+            the combined ``signAlgo``.
+        :raises InvalidRequest: no hash algorithm where ``signAlgo`` implies none, bad hashes.
+        """
+        s9 = flow_step(9)
+        sign_algo = body["signAlgo"]
+        if body.get("signAlgoParams"):
+            raise UnsupportedAlgorithm("signAlgoParams (RSASSA-PSS) is not supported", step=s9)
+        implied = SIGN_ALGO_HASH.get(sign_algo)
+        given = hash_algorithm(first(body, "hashAlgorithmOID", "hashAlgo"), required=implied is None, step=s9)
+        if implied is not None and given is not None and implied != given:
+            raise UnsupportedAlgorithm(f"hashAlgo {given} contradicts signAlgo ({implied})", step=s9)
+        algorithm = implied or given
+        assert algorithm is not None
+        digests = parse_digest_list(first(body, "hashes", "hash"), algorithm, step=s9)
+        return cls(body["credentialID"], body.get("SAD") or None, sign_algo, algorithm, tuple(digests))
+
+
+@dataclass(frozen=True)
+class CredentialsAuthorizeRequest:
+    """CSC ``credentials/authorize`` (SCAL 2): a SAD for these hashes of a credential (step 2).
+
+    :ivar hash_algorithm: ``None`` when the client names none (any digest length is accepted).
+    """
+
+    credential_id: str
+    num_signatures: int
+    hash_algorithm: str | None
+    digests: tuple[bytes, ...]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> CredentialsAuthorizeRequest:
+        """Parse a schema-valid body; refusals are at step 2."""
+        s2 = flow_step(2)
+        number = body["numSignatures"]
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise InvalidRequest("numSignatures must be a positive integer", step=s2)
+        algorithm = hash_algorithm(first(body, "hashAlgorithmOID", "hashAlgo"), required=False, step=s2)
+        digests = parse_digest_list(first(body, "hashes", "hash"), algorithm, step=s2)
+        return cls(body["credentialID"], number, algorithm, tuple(digests))
+
+
+@dataclass(frozen=True)
+class ExtendTransactionRequest:
+    """CSC v1 ``credentials/extendTransaction``: a fresh SAD in place of ``sad``, for new hashes.
+
+    :ivar digests: the new hashes (any SHA-2 length here; the SAM checks them against the old
+        SAD's algorithm), or empty: the old SAD's hashes carry over.
+    """
+
+    credential_id: str
+    sad: str
+    digests: tuple[bytes, ...]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ExtendTransactionRequest:
+        """Parse a schema-valid body."""
+        hashes = first(body, "hashes", "hash")
+        digests = parse_digest_list(hashes, None) if hashes else []
+        return cls(body["credentialID"], body["SAD"], tuple(digests))
+
+
+CERTIFICATE_CHOICES = ("none", "single", "chain")
+"""CSC ``certificates``: which certificates ``credentials/info`` returns."""
+
+
+@dataclass(frozen=True)
+class CredentialInfoRequest:
+    """CSC ``credentials/info`` (and the per-credential options of ``credentials/list``).
+
+    :ivar credential_id: ``None`` in ``credentials/list``.
+    """
+
+    credential_id: str | None
+    certificates: str = "single"
+    cert_info: bool = False
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> CredentialInfoRequest:
+        """Parse a schema-valid body (pyHanko sends ``certificates: chain``, ``certInfo: false``)."""
+        which = body.get("certificates", "single")
+        if which not in CERTIFICATE_CHOICES:
+            raise InvalidRequest("certificates must be none, single or chain")
+        return cls(body.get("credentialID"), which, bool(body.get("certInfo")))
+
+
+@dataclass(frozen=True)
+class CredentialsListRequest:
+    """CSC ``credentials/list``: the one-time credentials of the token's transaction.
+
+    :ivar with_info: v2 ``credentialInfo``: each credential's info too, with ``info``'s options.
+    """
+
+    only_valid: bool
+    with_info: bool
+    info: CredentialInfoRequest
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> CredentialsListRequest:
+        """Parse a schema-valid (possibly empty) body.
+
+        :raises InvalidRequest: a ``userID`` (the token already names the user).
+        """
+        if body.get("userID") is not None:
+            raise InvalidRequest("userID must be absent: the token is user-specific")
+        with_info = bool(body.get("credentialInfo"))
+        info = CredentialInfoRequest.parse({k: v for k, v in body.items() if k != "credentialID"}) if with_info \
+            else CredentialInfoRequest(None)
+        return cls(bool(body.get("onlyValid")), with_info, info)
+
+
+@dataclass(frozen=True)
+class TimestampRequest:
+    """CSC ``signatures/timestamp``: an RFC 3161 time-stamp over one hash (step 10)."""
+
+    hash_algorithm: str
+    digest: bytes
+    nonce: int | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> TimestampRequest:
+        """Parse a schema-valid body; refusals are at step 10.
+
+        :raises InvalidRequest: no hash algorithm, a bad hash, a nonce that is not hex (≤ 64 digits).
+        """
+        s10 = flow_step(10)
+        algorithm = hash_algorithm(first(body, "hashAlgorithmOID", "hashAlgo"), step=s10)
+        assert algorithm is not None
+        digest = decode_digest(first(body, "hash", "hashes"), algorithm, step=s10)
+        nonce = body.get("nonce")
+        if nonce is None:
+            return cls(algorithm, digest, None)
+        if not isinstance(nonce, str) or not nonce or len(nonce) > 64 or any(c not in string.hexdigits for c in nonce):
+            raise InvalidRequest("nonce must be a hex string of at most 64 digits", step=s10)
+        return cls(algorithm, digest, int(nonce, 16))

@@ -35,17 +35,10 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
 from services.signer import csc
-from services.signer.errors import (
-    DigestNotAuthorized,
-    InvalidScope,
-    SadExpired,
-    SadInvalid,
-    SigningFailed,
-    TooManySignatures,
-    UnsupportedAlgorithm,
-)
+from services.signer.errors import InvalidScope, SigningFailed
 from services.signer.faults import build_fault_board
 from services.signer.hsm import Hsm, HsmError, OneTimeKey, operation_step
+from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
 from services.signer.signing import HsmCmsSigner, build_cms, build_csr, build_jades
 from services.signer.store import (
@@ -64,7 +57,6 @@ from shared.errors import (
     InvalidClient,
     InvalidGrant,
     InvalidRequest,
-    InvalidToken,
     NotFound,
     SignLabError,
     UpstreamError,
@@ -184,6 +176,7 @@ class SigningService:
         self._keys: dict[str, OneTimeKey] = {}
         self._keys_lock = threading.Lock()
         # Lab fault injection (HSM failures at steps 6 and 9): None unless FAULTS_ENABLED.
+        self.sam = SignatureActivationModule(store, audit, lambda: self.clock())
         self.faults = build_fault_board(settings, audit)
         hsm.faults = self.faults
 
@@ -304,9 +297,8 @@ class SigningService:
             request["documents"] = [{"hash": _b64(d.digest), "label": d.label} for d in detail.documents]
             if detail.credential_id is not None:
                 request.update(kind="credential", credential_id=detail.credential_id)
-                self._check_credential_request(client, detail.credential_id, len(detail.documents))
-                credential = self.store.credential(detail.credential_id)
-                assert credential is not None
+                credential = self.sam.credential_for_authorization_request(client.client_id, detail.credential_id,
+                                                                            len(detail.documents))
                 request["qualifier"] = credential.qualifier
             else:
                 request.update(kind="sign", qualifier=detail.qualifier)
@@ -331,9 +323,7 @@ class SigningService:
             number = params.get("numSignatures", str(len(digests)))
             if not number.isdigit() or int(number) != len(digests):
                 raise InvalidRequest("numSignatures must equal the number of hashes (SCAL 2)", step=s2)
-            self._check_credential_request(client, credential_id, len(digests))
-            credential = self.store.credential(credential_id)
-            assert credential is not None
+            credential = self.sam.credential_for_authorization_request(client.client_id, credential_id, len(digests))
             request.update(kind="credential", credential_id=credential_id, hash_alg=algorithm,
                            qualifier=credential.qualifier,
                            documents=[{"hash": _b64(d), "label": f"hash {i + 1}"} for i, d in enumerate(digests)])
@@ -344,14 +334,6 @@ class SigningService:
             raise AccessDenied(f"client {client.client_id!r} may not request {request['qualifier']}", step=s2)
         request["num_signatures"] = request.get("num_signatures") or len(request["documents"])
         return request
-
-    def _check_credential_request(self, client: Client, credential_id: str, count: int) -> None:
-        credential = self.store.credential(credential_id)
-        if credential is None or credential.client_id != client.client_id or credential.status != "enabled":
-            raise InvalidRequest("Invalid parameter credentialID (unknown, disabled or not this client's)", step=step(2))
-        if count > credential.remaining:
-            raise TooManySignatures(f"{count} signatures requested, the credential allows {credential.remaining}",
-                                    step=step(2))
 
     def push_authorization_request(self, client: Client, params: dict[str, str]) -> dict[str, Any]:
         """RFC 9126 PAR (step 2): validate and store the request; ``{"request_uri", "expires_in"}``."""
@@ -633,106 +615,19 @@ class SigningService:
                 if transaction is not None:
                     self._expire(transaction, "the partner revoked the service token")
 
-    # ------------------------------------------------------------------ bearer tokens
-
-    def bearer(self, token: str | None, kinds: tuple[str, ...]) -> TokenRecord:
-        """The valid, unexpired token behind ``Authorization: Bearer``.
-
-        :raises InvalidToken: missing, unknown, revoked, expired or of another kind (401).
-        """
-        if not token:
-            raise InvalidToken("an access token is required (Authorization: Bearer)")
-        record = self.store.token(secret_hash(token))
-        if record is None or record.revoked:
-            self.audit.append("token.refused", reason="unknown or revoked bearer token")
-            raise InvalidToken("the access token is unknown or revoked")
-        if record.kind not in kinds:
-            self.audit.append("token.refused", transaction_id=record.transaction_id,
-                              reason=f"{record.kind}-scope token used where {' or '.join(kinds)} is needed")
-            raise InvalidToken(f"a {record.kind}-scope token cannot be used here (needs {' or '.join(kinds)})")
-        late = self.clock() - record.expires_at
-        if late > 0:
-            self.audit.append("sad.refused", step=6, transaction_id=record.transaction_id,
-                              reason=f"token expired {int(late)} s ago")
-            raise InvalidToken(f"the access token expired {int(late) or 1} s ago", error="invalid_token")
-        return record
-
     # ------------------------------------------------------------------ step 6-10: signDoc
 
-    def sign_doc(self, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        """CSC v2 ``signatures/signDoc`` with a one-time key (steps 6-10)."""
-        s6 = step(6)
-        record = self.bearer(token, ("sign",))
-        transaction = self.store.transaction(record.transaction_id)
-        assert transaction is not None
-        try:
-            if not isinstance(body, dict):
-                raise InvalidRequest("the request body must be a JSON object", step=s6)
-            csc.refuse_documents(body, step=s6)
-            if body.get("credentialID"):
-                raise InvalidRequest("the one-time key flow takes no credentialID; use signatureQualifier", step=s6)
-            if body.get("SAD") not in (None, ""):
-                raise InvalidRequest("signDoc takes the credential access token as SAD; omit SAD", step=s6)
-            qualifier = body.get("signatureQualifier")
-            if qualifier is not None and qualifier != transaction.request["qualifier"]:
-                raise DigestNotAuthorized(f"signatureQualifier {str(qualifier)[:40]!r} is not the authorized "
-                                          f"{transaction.request['qualifier']}", step=s6)
-            items = body.get("documentDigests")
-            if not isinstance(items, list) or not items:
-                raise InvalidRequest("documentDigests is required (a non-empty list)", step=s6)
-            wanted: list[tuple[bytes, str, str, str]] = []
-            for item in items:
-                if not isinstance(item, dict):
-                    raise InvalidRequest("each documentDigests entry must be an object", step=s6)
-                csc.refuse_documents(item, step=s6)
-                algorithm = csc.hash_algorithm(csc.first(item, "hashAlgorithmOID", "hashAlgo"), step=s6)
-                assert algorithm is not None
-                fmt = str(item.get("signature_format", "")).upper()
-                if fmt not in csc.SIGNATURE_FORMATS:
-                    raise UnsupportedAlgorithm(f"signature_format must be one of C, P, J; got {str(fmt)[:8]!r}",
-                                               step=s6)
-                level = str(item.get("conformance_level", "AdES-B-B")).lower()
-                if level not in csc.CONFORMANCE_LEVELS:
-                    raise InvalidRequest(f"unknown conformance_level {level[:20]!r}", step=s6)
-                sign_algo = item.get("signAlgo")
-                if sign_algo is not None and sign_algo not in csc.key_algorithms(self.settings.key_algorithm.startswith("ec")):
-                    raise UnsupportedAlgorithm(f"signAlgo {str(sign_algo)[:40]!r} does not fit the one-time "
-                                               f"{self.settings.key_algorithm} key", step=s6)
-                for digest in csc.parse_digest_list(csc.first(item, "hashes", "hash"), algorithm, step=s6,
-                                                    max_count=self.settings.max_documents):
-                    wanted.append((digest, algorithm, fmt, level))
-            self._check_digests(record, [(d, a) for d, a, _, _ in wanted], step_=s6)
-            if not self.store.use_token(record.token_hash, self.clock()):
-                raise SadInvalid("the SAD (credential token) was already used: replay refused", step=s6)
-        except SignLabError as exc:
-            self.audit.append("sad.refused", step=6, transaction_id=record.transaction_id, error=exc.error,
-                              reason=exc.description)
-            raise
-        # Intermediate signDoc entries are written at once (visible, crash-of-process safe) but
-        # fsynced together with transaction.completed, before the signature leaves the service.
-        self.audit.append("sad.accepted", step=6, transaction_id=transaction.id, digests=record.digests, sync=False)
-        labels = {base64.b64decode(d["hash"]): d["label"] for d in transaction.request["documents"]}
-        return self._sign_one_time(transaction, wanted, labels,
-                                   with_revocation=bool(body.get("returnValidationInfo", False)))
+    def sign_doc(self, access: TokenRecord, request: csc.SignDocRequest) -> dict[str, Any]:
+        """CSC v2 ``signatures/signDoc`` with a one-time key (steps 6-10).
 
-    def _check_digests(self, record: TokenRecord, wanted: list[tuple[bytes, str]], *, step_: Any,
-                       exact: bool = True) -> None:
-        """The SAM check: hash algorithm, exact digest set (raw bytes) and count."""
-        authorized = set(record.digests)
-        for digest, algorithm in wanted:
-            if record.hash_alg is not None and algorithm != record.hash_alg:
-                raise DigestNotAuthorized(f"hash algorithm {algorithm} is not the authorized {record.hash_alg}",
-                                          step=step_)
-            if digest.hex() not in authorized:
-                raise DigestNotAuthorized(step=step_)
-        if len(wanted) > record.num_signatures:
-            raise TooManySignatures(f"{len(wanted)} signatures requested, {record.num_signatures} authorized",
-                                    step=step_)
-        if len({d for d, _ in wanted}) != len(wanted):
-            raise InvalidRequest("the same digest is listed twice", step=step_)
-        if exact and len(wanted) != record.num_signatures:
-            raise InvalidRequest(f"the SAD authorizes exactly {record.num_signatures} digests; "
-                                 f"{len(wanted)} were sent", step=step_)
+        :param access: the ``sign``-kind token, from :meth:`SignatureActivationModule.access_token`.
+        """
+        transaction = self.store.transaction(access.transaction_id)
+        assert transaction is not None
+        self.sam.activate_sign_doc(access, transaction, request, self.settings.key_algorithm)
+        labels = {base64.b64decode(d["hash"]): d["label"] for d in transaction.request["documents"]}
+        wanted = [(d.digest, d.hash_algorithm, d.signature_format, d.conformance_level) for d in request.documents]
+        return self._sign_one_time(transaction, wanted, labels, with_revocation=request.return_validation_info)
 
     def _new_key(self, transaction: TransactionRecord, *, durable_later: bool = False) -> OneTimeKey:
         """Step 6: a fresh one-time key in the HSM.
@@ -921,41 +816,28 @@ class SigningService:
                           key_id=key.key_id, serial=issued.serial, multisign=credential.multisign)
         return credential
 
-    def _owned_credential(self, token: TokenRecord, credential_id: Any) -> CredentialRecord:
-        if not isinstance(credential_id, str) or not credential_id:
-            raise InvalidRequest("Missing or invalid parameter credentialID")
-        credential = self.store.credential(credential_id)
-        if credential is None or credential.subject != token.subject or credential.client_id != token.client_id:
-            raise InvalidRequest("Invalid parameter credentialID")
-        return credential
-
-    def credentials_list(self, token: str | None, body: dict[str, Any], version: int) -> dict[str, Any]:
-        """``credentials/list``: the one-time credentials of the token's transaction."""
-        record = self.bearer(token, ("service",))
-        if body.get("userID") is not None:
-            raise InvalidRequest("userID must be absent: the token is user-specific")
-        credentials = [c for c in self.store.credentials_of(record.transaction_id)
-                       if c.status == "enabled" or not body.get("onlyValid")]
+    def credentials_list(self, access: TokenRecord, request: csc.CredentialsListRequest,
+                         version: int) -> dict[str, Any]:
+        """``credentials/list``: the one-time credentials of the (service) token's transaction."""
+        credentials = [c for c in self.store.credentials_of(access.transaction_id)
+                       if c.status == "enabled" or not request.only_valid]
         response: dict[str, Any] = {"credentialIDs": [c.id for c in credentials]}
-        if version == 2 and body.get("credentialInfo"):
+        if version == 2 and request.with_info:
             response["credentialInfos"] = [
-                {"credentialID": c.id, **self._credential_info(c, body, version)} for c in credentials]
-            response["onlyValid"] = bool(body.get("onlyValid"))
+                {"credentialID": c.id, **self._credential_info(c, request.info, version)} for c in credentials]
+            response["onlyValid"] = request.only_valid
         return response
 
-    def credentials_info(self, token: str | None, body: dict[str, Any], version: int) -> dict[str, Any]:
+    def credentials_info(self, access: TokenRecord, request: csc.CredentialInfoRequest, version: int) -> dict[str, Any]:
         """``credentials/info`` (pyHanko sends ``certificates: chain``, ``certInfo: false``)."""
-        record = self.bearer(token, ("service",))
-        return self._credential_info(self._owned_credential(record, body.get("credentialID")), body, version)
+        return self._credential_info(self.sam.owned_credential(access, request.credential_id), request, version)
 
-    def _credential_info(self, credential: CredentialRecord, body: dict[str, Any], version: int) -> dict[str, Any]:
+    def _credential_info(self, credential: CredentialRecord, request: csc.CredentialInfoRequest,
+                         version: int) -> dict[str, Any]:
         is_ec = credential.algorithm.startswith("ec")
         leaf = x509.Certificate.load(base64.b64decode(credential.certificate))
-        which = body.get("certificates", "single")
-        if which not in ("none", "single", "chain"):
-            raise InvalidRequest("certificates must be none, single or chain")
         certs = {"none": [], "single": [credential.certificate],
-                 "chain": [credential.certificate, *credential.chain]}[which]
+                 "chain": [credential.certificate, *credential.chain]}[request.certificates]
         expired = self.clock() > credential.expires_at
         info: dict[str, Any] = {
             "description": f"one-time {credential.qualifier} credential of transaction {credential.transaction_id}",
@@ -969,7 +851,7 @@ class SigningService:
         }
         if is_ec:
             info["key"]["curve"] = "1.2.840.10045.3.1.7"
-        if body.get("certInfo"):
+        if request.cert_info:
             validity = leaf["tbs_certificate"]["validity"]
             info["cert"].update(
                 issuerDN=leaf.issuer.human_friendly, subjectDN=leaf.subject.human_friendly,
@@ -982,123 +864,40 @@ class SigningService:
             info["auth"] = {"mode": "implicit"}
         return info
 
-    def credentials_authorize(self, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def credentials_authorize(self, record: TokenRecord, request: csc.CredentialsAuthorizeRequest) -> dict[str, Any]:
         """``credentials/authorize``: a SAD bound to the DTBS/R hashes (SCAL 2), count and expiry."""
-        s2 = step(2)
-        record = self.bearer(token, ("service",))
-        try:
-            credential = self._owned_credential(record, body.get("credentialID"))
-            number = body.get("numSignatures")
-            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-                raise InvalidRequest("numSignatures must be a positive integer", step=s2)
-            if number > credential.remaining or number > credential.multisign:
-                raise TooManySignatures("Numbers of signatures is too high", step=s2)
-            if credential.status != "enabled" or self.clock() > credential.expires_at:
-                raise InvalidRequest("the credential's key is disabled", step=s2)
-            algorithm = csc.hash_algorithm(csc.first(body, "hashAlgorithmOID", "hashAlgo"), required=False, step=s2)
-            digests = csc.parse_digest_list(csc.first(body, "hashes", "hash"), algorithm, step=s2,
-                                            max_count=credential.multisign)
-            if len(digests) != number:
-                raise InvalidRequest("SCAL 2: the number of hashes must equal numSignatures", step=s2)
-        except SignLabError as exc:
-            self.audit.append("sad.refused", step=2, transaction_id=record.transaction_id, error=exc.error,
-                              reason=exc.description)
-            raise
+        credential = self.sam.authorize_sad_issuance(record, request)
         sad = secrets.token_urlsafe(32)
         expires = min(self.clock() + self.settings.sad_lifetime_seconds, credential.expires_at)
-        hexes = sorted(d.hex() for d in digests)
+        hexes = sorted(d.hex() for d in request.digests)
         self.store.add_token(TokenRecord(secret_hash(sad), "sad", record.client_id, record.transaction_id,
-                                         credential.id, record.subject, algorithm, hexes, number, expires, None, 0, None))
+                                         credential.id, record.subject, request.hash_algorithm, hexes,
+                                         request.num_signatures, expires, None, 0, None))
         self.audit.append("sad.issued", step=2, transaction_id=record.transaction_id, credential_id=credential.id,
-                          digests=hexes, count=number)
+                          digests=hexes, count=request.num_signatures)
         return {"SAD": sad, "expiresIn": int(expires - self.clock())}
 
-    def extend_transaction(self, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def extend_transaction(self, record: TokenRecord, request: csc.ExtendTransactionRequest) -> dict[str, Any]:
         """``credentials/extendTransaction`` (v1): a fresh SAD for new hashes within the same budget."""
-        record = self.bearer(token, ("service",))
-        credential = self._owned_credential(record, body.get("credentialID"))
-        old = self._sad(body.get("SAD"), credential)
-        if not self.store.use_token(old.token_hash, self.clock()):
-            raise SadInvalid("the SAD was already used")
-        algorithm = old.hash_alg
-        digests = csc.parse_digest_list(csc.first(body, "hashes", "hash"), algorithm,
-                                        max_count=credential.multisign) if csc.first(body, "hashes", "hash") else []
-        hexes = sorted(d.hex() for d in digests) or old.digests
+        credential, old = self.sam.redeem_sad_for_extension(record, request)
+        hexes = sorted(d.hex() for d in request.digests) or old.digests
         sad = secrets.token_urlsafe(32)
         expires = min(self.clock() + self.settings.sad_lifetime_seconds, credential.expires_at)
         self.store.add_token(TokenRecord(secret_hash(sad), "sad", record.client_id, record.transaction_id,
-                                         credential.id, record.subject, algorithm, hexes, min(len(hexes), credential.remaining),
-                                         expires, None, 0, None))
+                                         credential.id, record.subject, old.hash_alg, hexes,
+                                         min(len(hexes), credential.remaining), expires, None, 0, None))
         self.audit.append("sad.extended", step=2, transaction_id=record.transaction_id, credential_id=credential.id,
                           digests=hexes)
         return {"SAD": sad, "expiresIn": int(expires - self.clock())}
 
-    def _sad(self, sad: Any, credential: CredentialRecord) -> TokenRecord:
-        if not isinstance(sad, str) or not sad:
-            raise SadInvalid("Missing or invalid parameter SAD")
-        record = self.store.token(secret_hash(sad))
-        if record is None or record.kind not in ("sad", "credential") or record.revoked:
-            raise SadInvalid("invalid SAD")
-        if record.credential_id != credential.id:
-            raise SadInvalid("the SAD belongs to another credential")
-        if record.used_at is not None:
-            raise SadInvalid("the SAD was already used: replay refused")
-        late = self.clock() - record.expires_at
-        if late > 0:
-            raise SadExpired(f"SAD expired {int(late) or 1} s ago")
-        return record
-
-    def sign_hash(self, token: str | None, body: dict[str, Any], version: int) -> dict[str, Any]:
+    def sign_hash(self, holder: TokenRecord, request: csc.SignHashRequest) -> dict[str, Any]:
         """``signatures/signHash``: sign exactly the authorized DTBS/R hashes with the one-time key (8-9).
 
-        v1: ``Authorization`` = service token and ``SAD`` in the body. v2 also accepts a
-        credential-scope token in the header instead of ``SAD``.
+        :param holder: the token from :meth:`SignatureActivationModule.sign_hash_token`.
         """
         s9 = step(9)
-        header = self.store.token(secret_hash(token)) if token else None
-        if header is not None and header.kind == "credential" and not body.get("SAD"):
-            service_token = None
-            credential_id = body.get("credentialID") or header.credential_id
-        else:
-            service_token = self.bearer(token, ("service",))
-            credential_id = body.get("credentialID")
-        transaction_id = header.transaction_id if header else None
-        try:
-            csc.refuse_documents(body, step=s9)
-            if service_token is not None:
-                credential = self._owned_credential(service_token, credential_id)
-                sad = self._sad(body.get("SAD"), credential)
-            else:
-                assert header is not None
-                credential = self._owned_credential(header, credential_id)
-                sad = self._sad(token, credential)
-            transaction_id = credential.transaction_id
-            sign_algo = body.get("signAlgo")
-            if not isinstance(sign_algo, str) or sign_algo not in csc.key_algorithms(credential.algorithm.startswith("ec")):
-                raise UnsupportedAlgorithm(f"signAlgo {str(sign_algo)[:40]!r} is not one of the credential's key.algo",
-                                           step=s9)
-            if body.get("signAlgoParams"):
-                raise UnsupportedAlgorithm("signAlgoParams (RSASSA-PSS) is not supported", step=s9)
-            implied = csc.SIGN_ALGO_HASH.get(sign_algo)
-            given = csc.hash_algorithm(csc.first(body, "hashAlgorithmOID", "hashAlgo"), required=implied is None,
-                                       step=s9)
-            if implied is not None and given is not None and implied != given:
-                raise UnsupportedAlgorithm(f"hashAlgo {given} contradicts signAlgo ({implied})", step=s9)
-            algorithm = implied or given
-            assert algorithm is not None
-            digests = csc.parse_digest_list(csc.first(body, "hashes", "hash"), algorithm, step=s9,
-                                            max_count=credential.multisign)
-            self._check_digests(sad, [(d, algorithm) for d in digests], step_=s9, exact=False)
-            if credential.status != "enabled" or self.clock() > credential.expires_at:
-                raise InvalidRequest("the credential's key is disabled or its certificate expired", step=s9)
-            if not self.store.use_token(sad.token_hash, self.clock()):
-                raise SadInvalid("the SAD was already used: replay refused", step=s9)
-            if self.store.spend_credential(credential.id, len(digests)) is None:
-                raise TooManySignatures("the credential has no signatures left", step=s9)
-        except SignLabError as exc:
-            self.audit.append("sad.refused", step=9, transaction_id=transaction_id, error=exc.error,
-                              reason=exc.description)
-            raise
+        credential = self.sam.activate_sign_hash(holder, request)
+        digests, algorithm = request.digests, request.hash_algorithm
         with self._keys_lock:
             key = self._keys.get(credential.key_id)
         remaining = (self.store.credential(credential.id) or credential).remaining
@@ -1135,21 +934,14 @@ class SigningService:
 
     # ------------------------------------------------------------------ timestamp proxy
 
-    def timestamp(self, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        """``signatures/timestamp``: an RFC 3161 token from the TSP's TSA for one hash."""
-        if not token or self.store.token(secret_hash(token)) is None:
-            raise InvalidToken("an access token of this service is required")
-        algorithm = csc.hash_algorithm(csc.first(body, "hashAlgorithmOID", "hashAlgo"), step=step(10))
-        assert algorithm is not None
-        digest = csc.decode_digest(csc.first(body, "hash", "hashes"), algorithm, step=step(10))
-        nonce = body.get("nonce")
-        request: dict[str, Any] = {"version": "v1", "message_imprint": {
-            "hash_algorithm": {"algorithm": algorithm}, "hashed_message": digest}, "cert_req": True}
-        if nonce is not None:
-            if not isinstance(nonce, str) or not nonce or len(nonce) > 64 or any(c not in "0123456789abcdefABCDEF" for c in nonce):
-                raise InvalidRequest("nonce must be a hex string of at most 64 digits", step=step(10))
-            request["nonce"] = int(nonce, 16)
-        answer = tsp.TimeStampResp.load(self.ca.timestamp(tsp.TimeStampReq(request).dump()))
+    def timestamp(self, request: csc.TimestampRequest) -> dict[str, Any]:
+        """``signatures/timestamp``: an RFC 3161 token from the TSP's TSA for one hash (the caller
+        holds a token of this service: :meth:`SignatureActivationModule.any_access_token`)."""
+        query: dict[str, Any] = {"version": "v1", "message_imprint": {
+            "hash_algorithm": {"algorithm": request.hash_algorithm}, "hashed_message": request.digest}, "cert_req": True}
+        if request.nonce is not None:
+            query["nonce"] = request.nonce
+        answer = tsp.TimeStampResp.load(self.ca.timestamp(tsp.TimeStampReq(query).dump()))
         if answer["status"]["status"].native not in ("granted", "granted_with_mods"):
             raise UpstreamError(step(10).target, "tsa_refused", str(answer["status"]["status_string"].native), 200,
                                 step=step(10))
