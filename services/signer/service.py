@@ -17,39 +17,36 @@ Every check that refuses something writes an audit entry (``*.refused``) before 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from asn1crypto import tsp, x509
-from cryptography import x509 as cx509
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
 from services.signer import csc
-from services.signer.errors import InvalidScope, SigningFailed
+from services.signer.errors import InvalidScope
 from services.signer.faults import build_fault_board
-from services.signer.hsm import Hsm, HsmError, OneTimeKey, operation_step
+from services.signer.hsm import Hsm
+from services.signer.keys import OneTimeKeys
+from services.signer.lifecycle import TransactionLifecycle
+from services.signer.pipeline import SigningPipeline
 from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
-from services.signer.signing import HsmCmsSigner, build_cms, build_csr, build_jades
 from services.signer.store import (
-    ACTIVE_STATES,
     CredentialRecord,
     Store,
     TokenRecord,
     TransactionRecord,
     secret_hash,
 )
-from services.signer.upstream import CertificateGateway, IdentityGateway, IssuedCertificate
+from services.signer.upstream import CertificateGateway, IdentityGateway
 from shared.audit import AuditLog, pseudonymise
 from shared.errors import (
     AccessDenied,
@@ -61,10 +58,9 @@ from shared.errors import (
     SignLabError,
     UpstreamError,
 )
-from shared.flow import Role, step
+from shared.flow import step
 from shared.identity import LOA_HIGH, LOA_SUBSTANTIAL, IdentityEvidenceError
 from shared.throttle import FailureThrottle
-from shared.tracing import flow_span
 
 __all__ = ["Client", "ConsentView", "RedirectError", "SigningService"]
 
@@ -74,10 +70,6 @@ PAR_URN = "urn:ietf:params:oauth:request_uri:"
 REQUIRED_LOA = {"eu_eidas_qes": LOA_HIGH, "eu_eidas_aes": LOA_SUBSTANTIAL}
 """The level of assurance each qualifier needs (step 3 ``acr_values``, step 5 check)."""
 
-PROFILE = {"eu_eidas_qes": "qes", "eu_eidas_aes": "ades"}
-"""The TSP certificate profile of each qualifier (step 7)."""
-POLICY = {"eu_eidas_qes": "0.4.0.194112.1.2", "eu_eidas_aes": "0.4.0.2042.1.1"}
-"""The certificate policy OID each qualifier requires in the issued certificate."""
 
 
 @dataclass(frozen=True)
@@ -172,58 +164,28 @@ class SigningService:
                 settings.portal_name, tuple(settings.portal_qualifiers)),
         }
         self.client_throttle = FailureThrottle(settings.client_lockout_failures, settings.client_lockout_seconds)
-        # One-time keys live in this process; the handle (public key) is kept beside the id.
-        self._keys: dict[str, OneTimeKey] = {}
-        self._keys_lock = threading.Lock()
+        # The parts read the time through :meth:`now`, so moving ``clock`` moves it everywhere.
+        self.sam = SignatureActivationModule(store, audit, self.now)
+        self.keys = OneTimeKeys(hsm, audit, settings.key_algorithm)
+        self.lifecycle = TransactionLifecycle(store, audit, self.keys, self.now)
+        self.pipeline = SigningPipeline(hsm, ca, store, audit, self.keys, self.lifecycle, self.now)
         # Lab fault injection (HSM failures at steps 6 and 9): None unless FAULTS_ENABLED.
-        self.sam = SignatureActivationModule(store, audit, lambda: self.clock())
         self.faults = build_fault_board(settings, audit)
         hsm.faults = self.faults
+
+    def now(self) -> float:
+        """The current time of this service (``clock``), in seconds since the epoch."""
+        return self.clock()
 
     # ------------------------------------------------------------------ start-up and sweeping
 
     def startup(self) -> None:
         """Destroy leftover key objects and end every in-flight transaction as expired (recorded)."""
-        leftovers = self.hsm.destroy_all_keys()
-        for row in leftovers:
-            self.audit.append("hsm.leftover_destroyed", step=9, key_id=row["id"], key_class=row["class"],
-                              token_object=row["token_object"])
-        for record in self.store.active_transactions():
-            self._expire(record, "the signing service restarted while the transaction was in flight")
+        self.lifecycle.startup()
 
     def sweep(self) -> int:
         """Expire transactions past their deadline and destroy their keys; return how many."""
-        expired = self.store.transactions_to_expire(self.clock())
-        for record in expired:
-            self._expire(record, "the transaction expired")
-        return len(expired)
-
-    def _expire(self, record: TransactionRecord, reason: str) -> None:
-        try:
-            self.store.advance(record.id, ACTIVE_STATES, "expired", error=reason, id_token=None)
-        except Conflict:
-            return  # moved on meanwhile
-        self._destroy_transaction_keys(record)
-        self.store.revoke_transaction_tokens(record.id)
-        self.audit.append("transaction.expired", transaction_id=record.id, reason=reason)
-
-    def _destroy_transaction_keys(self, record: TransactionRecord) -> None:
-        key_ids = {record.key_id} if record.key_id else set()
-        for credential in self.store.credentials_of(record.id):
-            key_ids.add(credential.key_id)
-            self.store.disable_credential(credential.id)
-        for key_id in key_ids:
-            self._destroy_key(key_id, record.id)
-
-    def _destroy_key(self, key_id: str, transaction_id: str, *, sync: bool = True) -> None:
-        with flow_span(step(9), "C_DestroyObject", response="key destroyed",
-                       summary={"key_id": key_id, "transaction_id": transaction_id}) as span:
-            destroyed = self.hsm.destroy_key(key_id)
-            span.response({"objects_destroyed": destroyed})
-        with self._keys_lock:
-            self._keys.pop(key_id, None)
-        self.audit.append("key.destroyed", step=9, transaction_id=transaction_id, key_id=key_id, objects=destroyed,
-                          sync=sync)
+        return self.lifecycle.sweep()
 
     # ------------------------------------------------------------------ clients
 
@@ -377,7 +339,7 @@ class SigningService:
                                   reason="unknown or already used request_uri")
                 raise InvalidRequest("request_uri is unknown, expired or already used", step=step(3))
             if record.code_expires is not None and record.code_expires < now:
-                self._fail(record, "the pushed authorization request expired before use")
+                self.lifecycle.fail(record, "the pushed authorization request expired before use")
                 raise InvalidRequest("request_uri expired", step=step(3))
         else:
             # Direct authorization request (CSC v1 style, no PAR): validated here, no client auth.
@@ -404,7 +366,7 @@ class SigningService:
                                                        login_hint=request.get("login_hint"),
                                                        binding_message=_binding_message(request, client))
         except SignLabError as exc:
-            self._fail(record, exc.error_description)
+            self.lifecycle.fail(record, exc.error_description)
             raise RedirectError(request["redirect_uri"], request.get("state"), "temporarily_unavailable",
                                 f"step 3: the eID provider cannot be reached: {exc.description}") from None
         self.store.update_transaction(record.id, idp_state=idp_state, idp_nonce=nonce, idp_verifier=verifier,
@@ -440,7 +402,7 @@ class SigningService:
         self.store.update_transaction(record.id, idp_state=None)  # single use
         if params.get("error"):
             reason = f"the eID provider answered {params['error']}: {params.get('error_description', '')}".strip()
-            self._fail(record, reason)
+            self.lifecycle.fail(record, reason)
             self.audit.append("authentication.refused", step=5, transaction_id=record.id, reason=reason)
             raise RedirectError(request["redirect_uri"], request.get("state"),
                                 "access_denied" if params["error"] != "temporarily_unavailable" else params["error"],
@@ -452,13 +414,13 @@ class SigningService:
             if request["qualifier"] == "eu_eidas_qes" and not identity.qes_approved:
                 raise AccessDenied(f"the eID means {identity.eid_name!r} is not approved for QES", step=s5)
         except (IdentityEvidenceError, AccessDenied, UpstreamError) as exc:
-            self._fail(record, exc.error_description)
+            self.lifecycle.fail(record, exc.error_description)
             self.audit.append("authentication.refused", step=5, transaction_id=record.id,
                               check=getattr(exc, "check", None), reason=exc.error_description)
             raise RedirectError(request["redirect_uri"], request.get("state"), "access_denied",
                                 exc.error_description) from None
         except SignLabError as exc:
-            self._fail(record, exc.error_description)
+            self.lifecycle.fail(record, exc.error_description)
             self.audit.append("authentication.refused", step=5, transaction_id=record.id, reason=exc.error_description)
             raise RedirectError(request["redirect_uri"], request.get("state"), exc.error,
                                 exc.error_description) from None
@@ -466,7 +428,7 @@ class SigningService:
         if request["kind"] == "credential":
             credential = self.store.credential(request["credential_id"])
             if credential is None or credential.subject != subject:
-                self._fail(record, "the authenticated person is not the credential's owner")
+                self.lifecycle.fail(record, "the authenticated person is not the credential's owner")
                 raise RedirectError(request["redirect_uri"], request.get("state"), "access_denied",
                                     "step 5: the authenticated person does not own this credential")
         shown = {
@@ -509,7 +471,7 @@ class SigningService:
         if record.state != "authenticated":
             raise Conflict(f"the transaction is {record.state}; consent is no longer possible", step=step(5))
         if record.expires_at < self.clock():
-            self._expire(record, "the signer did not consent in time")
+            self.lifecycle.expire(record, "the signer did not consent in time")
             raise Conflict("the transaction expired before consent", step=step(5))
         return record
 
@@ -523,7 +485,7 @@ class SigningService:
                                step=step(5))
         request = record.request
         if not approve:
-            self._fail(record, "the signer declined")
+            self.lifecycle.fail(record, "the signer declined")
             self.audit.append("consent.declined", step=5, transaction_id=record.id)
             raise RedirectError(request["redirect_uri"], request.get("state"), "access_denied",
                                 "step 5: the signer declined to sign")
@@ -613,7 +575,7 @@ class SigningService:
                 # Nobody can use the one-time credential any more: destroy its key now, not at expiry.
                 transaction = self.store.transaction(record.transaction_id)
                 if transaction is not None:
-                    self._expire(transaction, "the partner revoked the service token")
+                    self.lifecycle.expire(transaction, "the partner revoked the service token")
 
     # ------------------------------------------------------------------ step 6-10: signDoc
 
@@ -626,178 +588,14 @@ class SigningService:
         assert transaction is not None
         self.sam.activate_sign_doc(access, transaction, request, self.settings.key_algorithm)
         labels = {base64.b64decode(d["hash"]): d["label"] for d in transaction.request["documents"]}
-        wanted = [(d.digest, d.hash_algorithm, d.signature_format, d.conformance_level) for d in request.documents]
-        return self._sign_one_time(transaction, wanted, labels, with_revocation=request.return_validation_info)
-
-    def _new_key(self, transaction: TransactionRecord, *, durable_later: bool = False) -> OneTimeKey:
-        """Step 6: a fresh one-time key in the HSM.
-
-        :param durable_later: the caller writes a synced audit entry before it answers (on every
-            path), so ``key.created`` need not be fsynced on its own.
-        """
-        try:
-            with flow_span(step(6), "C_GenerateKeyPair", response="one-time key handle",
-                           summary={"algorithm": self.settings.key_algorithm, "transaction_id": transaction.id,
-                                    "sensitive": True, "extractable": False, "token_object": False}) as span:
-                key = self.hsm.create_one_time_key(self.settings.key_algorithm, label=transaction.id)
-                span.response({"key_id": key.key_id, "algorithm": key.algorithm})
-        except HsmError as exc:
-            self.audit.append("key.refused", step=6, transaction_id=transaction.id, reason=exc.description)
-            raise
-        with self._keys_lock:
-            self._keys[key.key_id] = key
-        self.audit.append("key.created", step=6, transaction_id=transaction.id, key_id=key.key_id,
-                          algorithm=key.algorithm, sensitive=True, extractable=False, token_object=False,
-                          sync=not durable_later)
-        return key
-
-    def _certify(self, transaction: TransactionRecord, key: OneTimeKey, *, durable_later: bool = False) -> IssuedCertificate:
-        """Steps 7: CSR + identity evidence to the TSP; check the certificate against key and profile.
-
-        :param durable_later: as for :meth:`_new_key` (``csr.sent``, ``certificate.issued``).
-        """
-        s7 = step(7)
-        qualifier = transaction.request["qualifier"]
-        with operation_step(7):  # the CSR's proof of possession, not a document signature
-            csr_der = build_csr(self.hsm, key, common_name=f"SignLab one-time key {transaction.id}")
-        self.audit.append("csr.sent", step=7, transaction_id=transaction.id, key_id=key.key_id,
-                          csr_sha256=hashlib.sha256(csr_der).hexdigest(), profile=PROFILE[qualifier],
-                          sync=not durable_later)
-        try:
-            issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=transaction.id_token or "",
-                                   transaction_id=transaction.id)
-        except UpstreamError as exc:
-            # Keep the TSP's reason; a policy refusal stays access_denied for the partner.
-            mapped = exc.upstream_error if exc.upstream_error in ("access_denied", "invalid_request") else "server_error"
-            raise SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
-                               error=mapped, status=403 if mapped == "access_denied" else 502, step=s7) from None
-        now = datetime.now(UTC)
-        tbs = issued.certificate["tbs_certificate"]
-        problems = []
-        try:
-            # Extensions and validity read with cryptography: asn1crypto's extension parsing
-            # (certificate_policies_value) was the costlier half of this check.
-            checked = cx509.load_der_x509_certificate(issued.certificate.dump())
-            try:
-                policies = checked.extensions.get_extension_for_class(cx509.CertificatePolicies).value
-                policy_oids = {p.policy_identifier.dotted_string for p in policies}
-            except cx509.ExtensionNotFound:
-                policy_oids = set()
-            not_before, not_after = checked.not_valid_before_utc, checked.not_valid_after_utc
-        except ValueError as exc:
-            raise SignLabError(f"the certificate from the TSP is unusable: it cannot be parsed ({exc})",
-                               step=s7) from None
-        if tbs["subject_public_key_info"].dump() != key.public_key_info.dump():
-            problems.append("its public key is not the one-time key")
-        if POLICY[qualifier] not in policy_oids:
-            problems.append(f"it lacks the {qualifier} policy {POLICY[qualifier]} (has {sorted(policy_oids)})")
-        if not not_before <= now <= not_after:
-            problems.append("it is not valid now")
-        if problems:
-            raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), step=s7)
-        self.audit.append("certificate.issued", step=7, transaction_id=transaction.id, serial=issued.serial,
-                          profile=issued.profile, policy=issued.policy_oid,
-                          not_after=not_after.isoformat(), sync=not durable_later)
-        return issued
-
-    def _sign_one_time(self, transaction: TransactionRecord, wanted: list[tuple[bytes, str, str, str]],
-                       labels: dict[bytes, str], *, with_revocation: bool = False) -> dict[str, Any]:
-        """Steps 6-10 for signDoc; the key is destroyed in ``finally`` on every path.
-
-        :param with_revocation: CSC ``returnValidationInfo``: also fetch the certificate's CRL and
-            OCSP response for the client (needed for B-LT/B-LTA); the chain is always returned.
-        """
-        key: OneTimeKey | None = None
-        signed = False
-        try:
-            # Every path below ends with a synced audit entry (transaction.completed after the
-            # signatures, signing.failed / key.destroyed on a failure), so the entries on the
-            # way are written without their own fsync.
-            key = self._new_key(transaction, durable_later=True)
-            self.store.move(transaction.id, ["consented"], "key_created", key_id=key.key_id)
-            issued = self._certify(transaction, key, durable_later=True)
-            self.store.move(transaction.id, ["key_created"], "certificate_issued",
-                               certificate_serial=issued.serial)
-            objects: list[str] = []
-            for digest, algorithm, fmt, level in wanted:
-                if fmt == "J":
-                    jws = build_jades(self.hsm, key, issued.certificate, issued.chain, digest, algorithm,
-                                      labels.get(digest, ""))
-                    objects.append(_b64(jws.encode("ascii")))
-                    dtbs = hashlib.sha256(jws.split(".")[0].encode("ascii") + b".").hexdigest()
-                else:
-                    signer = HsmCmsSigner(self.hsm, key, issued.certificate, issued.chain, algorithm)
-                    der = build_cms(signer, digest, algorithm, fmt)
-                    objects.append(_b64(der))
-                    dtbs = _signed_attrs_digest(der, algorithm)
-                self.audit.append("dtbsr.built", step=8, transaction_id=transaction.id, document_digest=digest.hex(),
-                                  dtbsr_digest=dtbs, format=fmt, sync=False)
-                self.audit.append("signature.created", step=9, transaction_id=transaction.id, key_id=key.key_id,
-                                  document_digest=digest.hex(), dtbsr_digest=dtbs, format=fmt, level=level,
-                                  sync=False)
-            self.store.move(transaction.id, ["certificate_issued"], "signed")
-            signed = True
-        except SignLabError as exc:
-            self._fail(transaction, exc.error_description)
-            self.audit.append("signing.failed", step=exc.step.number if exc.step else None,
-                              transaction_id=transaction.id, error=exc.error, reason=exc.description)
-            raise
-        except Exception as exc:
-            self._fail(transaction, f"internal error {exc.__class__.__name__}")
-            self.audit.append("signing.failed", transaction_id=transaction.id, error="server_error",
-                              reason=exc.__class__.__name__)
-            log.exception("step 8-9: signing failed")
-            raise SigningFailed(step=step(9)) from None
-        finally:
-            if key is not None:
-                self._destroy_key(key.key_id, transaction.id, sync=not signed)
-        self.store.move(transaction.id, ["signed"], "completed", id_token=None)
-        info: dict[str, list[str]] = {"crl": [], "ocsp": []}
-        if with_revocation and issued.chain:
-            with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
-                           summary={"certificate_serial": issued.serial}):
-                info = self.ca.validation_info(issued.certificate, issued.chain[0])
-        certificates = [_b64(c.dump()) for c in (issued.certificate, *issued.chain)]
-        self.audit.append("transaction.completed", step=10, transaction_id=transaction.id, signatures=len(objects))
-        return {
-            "SignatureObject": objects,
-            "signatureObject": objects,
-            "validationInfo": {"certificates": certificates, "crl": info["crl"], "ocsp": info["ocsp"]},
-            "transactionID": transaction.id,
-            "signatureQualifier": transaction.request["qualifier"],
-            "loa": transaction.identity.get("loa"),
-            "certificateSerial": issued.serial,
-            "signatureFormats": [fmt for _, _, fmt, _ in wanted],
-        }
-
-    def _fail(self, transaction: TransactionRecord, reason: str) -> None:
-        try:
-            self.store.advance(transaction.id, ACTIVE_STATES, "failed", error=reason[:500], id_token=None)
-        except Conflict:
-            pass
-        self.store.revoke_transaction_tokens(transaction.id) if transaction.kind != "sign" else None
+        return self.pipeline.sign_documents(transaction, request.documents, labels,
+                                            with_revocation=request.return_validation_info)
 
     # ------------------------------------------------------------------ certificate-first credentials
 
     def _create_credential(self, transaction: TransactionRecord) -> CredentialRecord:
         """Steps 6-7 at the service-scope token exchange: the one-time credential (key + certificate)."""
-        key: OneTimeKey | None = None
-        try:
-            key = self._new_key(transaction)
-            self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id)
-            issued = self._certify(transaction, key)
-            self.store.advance(transaction.id, ["key_created"], "certificate_issued",
-                               certificate_serial=issued.serial, id_token=None)
-        except Exception as exc:
-            if key is not None:
-                self._destroy_key(key.key_id, transaction.id)
-            reason = exc.error_description if isinstance(exc, SignLabError) else exc.__class__.__name__
-            self._fail(transaction, reason)
-            self.audit.append("credential.failed", transaction_id=transaction.id, reason=reason)
-            if isinstance(exc, SignLabError):
-                raise
-            log.exception("steps 6-7: credential creation failed")
-            raise SigningFailed("the one-time credential could not be created", step=step(7)) from None
+        key, issued = self.pipeline.step6_7_create_credential_key(transaction)
         now = self.clock()
         not_after = issued.certificate["tbs_certificate"]["validity"]["not_after"].native.timestamp()
         credential = CredentialRecord(
@@ -895,42 +693,19 @@ class SigningService:
 
         :param holder: the token from :meth:`SignatureActivationModule.sign_hash_token`.
         """
-        s9 = step(9)
         credential = self.sam.activate_sign_hash(holder, request)
-        digests, algorithm = request.digests, request.hash_algorithm
-        with self._keys_lock:
-            key = self._keys.get(credential.key_id)
         remaining = (self.store.credential(credential.id) or credential).remaining
         try:
-            if key is None:
-                raise HsmError("the one-time key is not in this process (destroyed or the service restarted)", step=s9)
-            signatures = []
-            for digest in digests:
-                with flow_span(step(9), "C_Sign", summary={"key_id": key.key_id, "digest": digest.hex(),
-                                                           "credential_id": credential.id}):
-                    signatures.append(self.hsm.sign_digest(key, digest, algorithm))
-            for d in digests:
-                self.audit.append("signature.created", step=9, transaction_id=credential.transaction_id,
-                                  key_id=credential.key_id, dtbsr_digest=d.hex(), credential_id=credential.id)
-        except SignLabError as exc:
+            signatures = self.pipeline.step9_sign_hashes(credential, request.digests, request.hash_algorithm)
+        except SignLabError:
             remaining = 0  # a failed HSM operation ends the credential
-            self.audit.append("signing.failed", step=9, transaction_id=credential.transaction_id, error=exc.error,
-                              reason=exc.description)
             raise
         finally:
             if remaining == 0:
-                self._destroy_key(credential.key_id, credential.transaction_id)
+                self.keys.step9_destroy(credential.key_id, credential.transaction_id)
                 self.store.disable_credential(credential.id)
-                self._finish_credential_transaction(credential.transaction_id)
+                self.lifecycle.complete_certificate_first(credential.transaction_id)
         return {"signatures": [_b64(s) for s in signatures]}
-
-    def _finish_credential_transaction(self, transaction_id: str) -> None:
-        try:
-            self.store.advance(transaction_id, ["certificate_issued"], "signed")
-            self.store.advance(transaction_id, ["signed"], "completed", id_token=None)
-            self.audit.append("transaction.completed", step=10, transaction_id=transaction_id)
-        except Conflict:
-            pass
 
     # ------------------------------------------------------------------ timestamp proxy
 
@@ -946,16 +721,6 @@ class SigningService:
             raise UpstreamError(step(10).target, "tsa_refused", str(answer["status"]["status_string"].native), 200,
                                 step=step(10))
         return {"timestamp": _b64(answer["time_stamp_token"].dump())}
-
-
-def _signed_attrs_digest(cms_der: bytes, algorithm: str) -> str:
-    """Hex digest of the DER signed attributes of a CMS (the DTBS/R the HSM signed), for the audit."""
-    from asn1crypto import cms
-
-    signer_info = cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0]
-    attrs = bytearray(signer_info["signed_attrs"].dump())
-    attrs[0] = 0x31  # the signature covers the SET OF encoding, not the [0] IMPLICIT tag (RFC 5652 §5.4)
-    return hashlib.new(algorithm, bytes(attrs)).hexdigest()
 
 
 def _binding_message(request: dict[str, Any], client: Client) -> str:

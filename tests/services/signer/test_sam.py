@@ -40,16 +40,6 @@ def digest(text: str) -> bytes:
 A, B, C = digest("a"), digest("b"), digest("c")
 
 
-class Clock:
-    """The injected time source; tests move it."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def token(value: str = "t", *, kind: str = "sign", digests: tuple[bytes, ...] = (A,), hash_alg: str | None = "sha256",
           credential_id: str | None = None, expires_at: float = NOW + 300, used_at: float | None = None,
           revoked: int = 0, num: int | None = None, subject: str = "ps-1", client_id: str = "portal") -> TokenRecord:
@@ -75,12 +65,14 @@ def audit(tmp_path: Path) -> AuditLog:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock(clock: Any) -> Any:
+    """The injected clock (conftest), set to the records' time."""
+    clock.now = NOW
+    return clock
 
 
 @pytest.fixture
-def module(store: Store, audit: AuditLog, clock: Clock) -> sam.SignatureActivationModule:
+def module(store: Store, audit: AuditLog, clock: Any) -> sam.SignatureActivationModule:
     return sam.SignatureActivationModule(store, audit, clock)
 
 
@@ -195,7 +187,7 @@ def sign_doc(*digests: bytes, qualifier: str | None = None, sign_algo: str | Non
 
 
 def test_access_token_refusals_are_audited(module: sam.SignatureActivationModule, store: Store, audit: AuditLog,
-                                           clock: Clock) -> None:
+                                           clock: Any) -> None:
     sign_token(store)
     assert module.access_token("sign-token", ("sign",)).kind == "sign"
     with pytest.raises(InvalidToken, match="required"):
@@ -288,7 +280,7 @@ def test_sign_hash_refusal_is_audited_and_spends_nothing(module: sam.SignatureAc
 
 
 def test_sign_hash_sad_expiry_follows_the_injected_clock(module: sam.SignatureActivationModule, store: Store,
-                                                         clock: Clock) -> None:
+                                                         clock: Any) -> None:
     certificate_first(store, sad_expires=NOW + 60)
     clock.now = NOW + 61
     with pytest.raises(SadExpired, match="1 s ago"):
