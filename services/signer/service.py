@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from asn1crypto import tsp, x509
+from asn1crypto import tsp
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
 from services.signer import csc
+from services.signer.credentials import Credentials
 from services.signer.errors import InvalidScope
 from services.signer.faults import build_fault_board
 from services.signer.hsm import Hsm
@@ -40,7 +41,6 @@ from services.signer.pipeline import SigningPipeline
 from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
 from services.signer.store import (
-    CredentialRecord,
     Store,
     TokenRecord,
     TransactionRecord,
@@ -169,6 +169,9 @@ class SigningService:
         self.keys = OneTimeKeys(hsm, audit, settings.key_algorithm)
         self.lifecycle = TransactionLifecycle(store, audit, self.keys, self.now)
         self.pipeline = SigningPipeline(hsm, ca, store, audit, self.keys, self.lifecycle, self.now)
+        self.credentials = Credentials(store, audit, self.sam, self.pipeline, self.keys, self.lifecycle,
+                                       token_lifetime=settings.service_token_lifetime_seconds,
+                                       sad_lifetime=settings.sad_lifetime_seconds, clock=self.now)
         # Lab fault injection (HSM failures at steps 6 and 9): None unless FAULTS_ENABLED.
         self.faults = build_fault_board(settings, audit)
         hsm.faults = self.faults
@@ -541,7 +544,7 @@ class SigningService:
         digests = sorted(base64.b64decode(d["hash"]).hex() for d in request["documents"])
         body: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
         if record.kind == "service":
-            credential = self._create_credential(record)
+            credential = self.credentials.create(record)
             expires = min(credential.expires_at, now + self.settings.service_token_lifetime_seconds)
             self.store.add_token(TokenRecord(secret_hash(token), "service", client.client_id, record.id,
                                              credential.id, record.subject, None, [], credential.multisign,
@@ -593,119 +596,26 @@ class SigningService:
 
     # ------------------------------------------------------------------ certificate-first credentials
 
-    def _create_credential(self, transaction: TransactionRecord) -> CredentialRecord:
-        """Steps 6-7 at the service-scope token exchange: the one-time credential (key + certificate)."""
-        key, issued = self.pipeline.step6_7_create_credential_key(transaction)
-        now = self.clock()
-        not_after = issued.certificate["tbs_certificate"]["validity"]["not_after"].native.timestamp()
-        credential = CredentialRecord(
-            id="cred-" + secrets.token_hex(12), transaction_id=transaction.id, client_id=transaction.client_id,
-            subject=transaction.subject or "", key_id=key.key_id, algorithm=key.algorithm,
-            public_key=_b64(key.public_key_info.dump()), certificate=_b64(issued.certificate.dump()),
-            chain=[_b64(c.dump()) for c in issued.chain], qualifier=transaction.request["qualifier"],
-            serial=issued.serial, multisign=int(transaction.request["num_signatures"]),
-            remaining=int(transaction.request["num_signatures"]), status="enabled",
-            expires_at=min(not_after, now + self.settings.service_token_lifetime_seconds), created=now,
-        )
-        self.store.add_credential(credential)
-        # The credential's lifetime bounds the transaction: the sweep destroys the key at expiry.
-        self.store.update_transaction(transaction.id, expires_at=credential.expires_at)
-        self.audit.append("credential.created", step=7, transaction_id=transaction.id, credential_id=credential.id,
-                          key_id=key.key_id, serial=issued.serial, multisign=credential.multisign)
-        return credential
-
     def credentials_list(self, access: TokenRecord, request: csc.CredentialsListRequest,
                          version: int) -> dict[str, Any]:
-        """``credentials/list``: the one-time credentials of the (service) token's transaction."""
-        credentials = [c for c in self.store.credentials_of(access.transaction_id)
-                       if c.status == "enabled" or not request.only_valid]
-        response: dict[str, Any] = {"credentialIDs": [c.id for c in credentials]}
-        if version == 2 and request.with_info:
-            response["credentialInfos"] = [
-                {"credentialID": c.id, **self._credential_info(c, request.info, version)} for c in credentials]
-            response["onlyValid"] = request.only_valid
-        return response
+        """CSC ``credentials/list`` (:meth:`Credentials.list`)."""
+        return self.credentials.list(access, request, version)
 
     def credentials_info(self, access: TokenRecord, request: csc.CredentialInfoRequest, version: int) -> dict[str, Any]:
-        """``credentials/info`` (pyHanko sends ``certificates: chain``, ``certInfo: false``)."""
-        return self._credential_info(self.sam.owned_credential(access, request.credential_id), request, version)
+        """CSC ``credentials/info`` (:meth:`Credentials.info`)."""
+        return self.credentials.info(access, request, version)
 
-    def _credential_info(self, credential: CredentialRecord, request: csc.CredentialInfoRequest,
-                         version: int) -> dict[str, Any]:
-        is_ec = credential.algorithm.startswith("ec")
-        leaf = x509.Certificate.load(base64.b64decode(credential.certificate))
-        certs = {"none": [], "single": [credential.certificate],
-                 "chain": [credential.certificate, *credential.chain]}[request.certificates]
-        expired = self.clock() > credential.expires_at
-        info: dict[str, Any] = {
-            "description": f"one-time {credential.qualifier} credential of transaction {credential.transaction_id}",
-            "key": {"status": "enabled" if credential.status == "enabled" and not expired else "disabled",
-                    "algo": csc.key_algorithms(is_ec), "len": leaf.public_key.bit_size},
-            "cert": {"status": "valid" if not expired else "expired", "certificates": certs},
-            "SCAL": "2",
-            "multisign": credential.multisign,
-            "signatureQualifier": credential.qualifier,
-            "lang": "en-GB",
-        }
-        if is_ec:
-            info["key"]["curve"] = "1.2.840.10045.3.1.7"
-        if request.cert_info:
-            validity = leaf["tbs_certificate"]["validity"]
-            info["cert"].update(
-                issuerDN=leaf.issuer.human_friendly, subjectDN=leaf.subject.human_friendly,
-                serialNumber=format(leaf.serial_number, "x"),
-                validFrom=validity["not_before"].native.strftime("%Y%m%d%H%M%SZ"),
-                validTo=validity["not_after"].native.strftime("%Y%m%d%H%M%SZ"))
-        if version == 1:
-            info["authMode"] = "implicit"
-        else:
-            info["auth"] = {"mode": "implicit"}
-        return info
+    def credentials_authorize(self, access: TokenRecord, request: csc.CredentialsAuthorizeRequest) -> dict[str, Any]:
+        """CSC ``credentials/authorize`` (:meth:`Credentials.authorize`)."""
+        return self.credentials.authorize(access, request)
 
-    def credentials_authorize(self, record: TokenRecord, request: csc.CredentialsAuthorizeRequest) -> dict[str, Any]:
-        """``credentials/authorize``: a SAD bound to the DTBS/R hashes (SCAL 2), count and expiry."""
-        credential = self.sam.authorize_sad_issuance(record, request)
-        sad = secrets.token_urlsafe(32)
-        expires = min(self.clock() + self.settings.sad_lifetime_seconds, credential.expires_at)
-        hexes = sorted(d.hex() for d in request.digests)
-        self.store.add_token(TokenRecord(secret_hash(sad), "sad", record.client_id, record.transaction_id,
-                                         credential.id, record.subject, request.hash_algorithm, hexes,
-                                         request.num_signatures, expires, None, 0, None))
-        self.audit.append("sad.issued", step=2, transaction_id=record.transaction_id, credential_id=credential.id,
-                          digests=hexes, count=request.num_signatures)
-        return {"SAD": sad, "expiresIn": int(expires - self.clock())}
-
-    def extend_transaction(self, record: TokenRecord, request: csc.ExtendTransactionRequest) -> dict[str, Any]:
-        """``credentials/extendTransaction`` (v1): a fresh SAD for new hashes within the same budget."""
-        credential, old = self.sam.redeem_sad_for_extension(record, request)
-        hexes = sorted(d.hex() for d in request.digests) or old.digests
-        sad = secrets.token_urlsafe(32)
-        expires = min(self.clock() + self.settings.sad_lifetime_seconds, credential.expires_at)
-        self.store.add_token(TokenRecord(secret_hash(sad), "sad", record.client_id, record.transaction_id,
-                                         credential.id, record.subject, old.hash_alg, hexes,
-                                         min(len(hexes), credential.remaining), expires, None, 0, None))
-        self.audit.append("sad.extended", step=2, transaction_id=record.transaction_id, credential_id=credential.id,
-                          digests=hexes)
-        return {"SAD": sad, "expiresIn": int(expires - self.clock())}
+    def extend_transaction(self, access: TokenRecord, request: csc.ExtendTransactionRequest) -> dict[str, Any]:
+        """CSC v1 ``credentials/extendTransaction`` (:meth:`Credentials.extend_transaction`)."""
+        return self.credentials.extend_transaction(access, request)
 
     def sign_hash(self, holder: TokenRecord, request: csc.SignHashRequest) -> dict[str, Any]:
-        """``signatures/signHash``: sign exactly the authorized DTBS/R hashes with the one-time key (8-9).
-
-        :param holder: the token from :meth:`SignatureActivationModule.sign_hash_token`.
-        """
-        credential = self.sam.activate_sign_hash(holder, request)
-        remaining = (self.store.credential(credential.id) or credential).remaining
-        try:
-            signatures = self.pipeline.step9_sign_hashes(credential, request.digests, request.hash_algorithm)
-        except SignLabError:
-            remaining = 0  # a failed HSM operation ends the credential
-            raise
-        finally:
-            if remaining == 0:
-                self.keys.step9_destroy(credential.key_id, credential.transaction_id)
-                self.store.disable_credential(credential.id)
-                self.lifecycle.complete_certificate_first(credential.transaction_id)
-        return {"signatures": [_b64(s) for s in signatures]}
+        """CSC ``signatures/signHash`` (:meth:`Credentials.sign_hash`)."""
+        return self.credentials.sign_hash(holder, request)
 
     # ------------------------------------------------------------------ timestamp proxy
 
