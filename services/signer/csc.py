@@ -149,12 +149,8 @@ class AuthorizationDetail:
     raw: dict[str, Any]
 
 
-def parse_authorization_details(text: Any, *, step: FlowStep | None = None, max_documents: int = 20) -> list[AuthorizationDetail]:
-    """Parse the JSON ``authorization_details`` parameter (RFC 9396) into credential entries.
-
-    :raises InvalidRequest: not JSON, not a list of objects, an unknown type, a bad qualifier,
-        missing or malformed digests, too many documents.
-    """
+def _json_objects(text: Any, *, step: FlowStep | None) -> list[dict[str, Any]]:
+    """The ``authorization_details`` value as a non-empty list of JSON objects (one object is a list of one)."""
     if isinstance(text, str):
         try:
             value = json.loads(text)
@@ -166,43 +162,62 @@ def parse_authorization_details(text: Any, *, step: FlowStep | None = None, max_
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
         raise InvalidRequest("authorization_details must be a JSON array of objects", step=step)
-    details = []
-    for entry in value:
-        if entry.get("type") not in RAR_TYPES:
-            raise InvalidRequest(
-                f"unsupported authorization_details type {str(entry.get('type'))[:80]!r}; expected 'credential'",
-                step=step)
-        refuse_documents(entry, step=step)
-        qualifier = entry.get("signatureQualifier")
-        credential_id = entry.get("credentialID")
-        if qualifier is None and credential_id is None:
-            raise InvalidRequest("authorization_details needs signatureQualifier or credentialID", step=step)
-        if qualifier is not None and qualifier not in QUALIFIERS:
-            raise InvalidRequest(f"unsupported signatureQualifier {str(qualifier)[:40]!r}; "
-                                 f"supported: {', '.join(QUALIFIERS)}", step=step)
-        algorithm = hash_algorithm(first(entry, "hashAlgorithmOID", "hashAlgo"), step=step)
-        assert algorithm is not None
-        digests = entry.get("documentDigests")
-        if not isinstance(digests, list) or not digests:
-            raise InvalidRequest("authorization_details.documentDigests must be a non-empty list", step=step)
-        if len(digests) > max_documents:
-            raise InvalidRequest(f"at most {max_documents} documents per transaction, got {len(digests)}", step=step)
-        documents = []
-        for item in digests:
-            if not isinstance(item, dict):
-                raise InvalidRequest("each documentDigests entry must be an object {hash, label}", step=step)
-            refuse_documents(item, step=step)
-            label = item.get("label", "")
-            if not isinstance(label, str) or len(label) > 200:
-                raise InvalidRequest("a document label must be a string of at most 200 characters", step=step)
-            documents.append(DocumentDigest(decode_digest(item.get("hash"), algorithm, step=step), label))
-        if len({d.digest for d in documents}) != len(documents):
-            raise InvalidRequest("documentDigests contains the same digest twice", step=step)
-        number = entry.get("numSignatures")
-        if number is not None and number != len(documents):
-            raise InvalidRequest(f"numSignatures {number!r} differs from the number of documentDigests "
-                                 f"({len(documents)})", step=step)
-        details.append(AuthorizationDetail(qualifier, credential_id, algorithm, tuple(documents), entry))
+    return value
+
+
+def _document_digests(items: Any, algorithm: str, *, step: FlowStep | None,
+                      max_documents: int) -> tuple[DocumentDigest, ...]:
+    """``documentDigests``: 1 to ``max_documents`` distinct ``{hash, label}`` objects."""
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("authorization_details.documentDigests must be a non-empty list", step=step)
+    if len(items) > max_documents:
+        raise InvalidRequest(f"at most {max_documents} documents per transaction, got {len(items)}", step=step)
+    documents = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidRequest("each documentDigests entry must be an object {hash, label}", step=step)
+        refuse_documents(item, step=step)
+        label = item.get("label", "")
+        if not isinstance(label, str) or len(label) > 200:
+            raise InvalidRequest("a document label must be a string of at most 200 characters", step=step)
+        documents.append(DocumentDigest(decode_digest(item.get("hash"), algorithm, step=step), label))
+    if len({d.digest for d in documents}) != len(documents):
+        raise InvalidRequest("documentDigests contains the same digest twice", step=step)
+    return tuple(documents)
+
+
+def _credential_detail(entry: dict[str, Any], *, step: FlowStep | None, max_documents: int) -> AuthorizationDetail:
+    """One ``authorization_details`` entry of type ``credential``."""
+    if entry.get("type") not in RAR_TYPES:
+        raise InvalidRequest(
+            f"unsupported authorization_details type {str(entry.get('type'))[:80]!r}; expected 'credential'",
+            step=step)
+    refuse_documents(entry, step=step)
+    qualifier = entry.get("signatureQualifier")
+    credential_id = entry.get("credentialID")
+    if qualifier is None and credential_id is None:
+        raise InvalidRequest("authorization_details needs signatureQualifier or credentialID", step=step)
+    if qualifier is not None and qualifier not in QUALIFIERS:
+        raise InvalidRequest(f"unsupported signatureQualifier {str(qualifier)[:40]!r}; "
+                             f"supported: {', '.join(QUALIFIERS)}", step=step)
+    algorithm = hash_algorithm(first(entry, "hashAlgorithmOID", "hashAlgo"), step=step)
+    assert algorithm is not None
+    documents = _document_digests(entry.get("documentDigests"), algorithm, step=step, max_documents=max_documents)
+    number = entry.get("numSignatures")
+    if number is not None and number != len(documents):
+        raise InvalidRequest(f"numSignatures {number!r} differs from the number of documentDigests "
+                             f"({len(documents)})", step=step)
+    return AuthorizationDetail(qualifier, credential_id, algorithm, documents, entry)
+
+
+def parse_authorization_details(text: Any, *, step: FlowStep | None = None, max_documents: int = 20) -> list[AuthorizationDetail]:
+    """Parse the JSON ``authorization_details`` parameter (RFC 9396) into credential entries.
+
+    :raises InvalidRequest: not JSON, not a list of objects, an unknown type, a bad qualifier,
+        missing or malformed digests, too many documents.
+    """
+    details = [_credential_detail(entry, step=step, max_documents=max_documents)
+               for entry in _json_objects(text, step=step)]
     if len(details) != 1:
         raise InvalidRequest("exactly one authorization_details entry of type credential is supported", step=step)
     return details

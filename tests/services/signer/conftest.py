@@ -237,3 +237,43 @@ class Clock:
 def clock() -> Clock:
     """A clock for one test."""
     return Clock()
+
+
+@pytest.fixture
+def core(fresh_settings: SignerSettings, in_process_tsp: InProcessTsp, clock: Clock) -> Any:
+    """The signer's core (``SigningService``) built directly: real HSM, store and audit log, the
+    in-process TSP, the injected clock; its IdP client is never called (no browser login here)."""
+    from services.signer.service import SigningService
+    from services.signer.store import Store
+    from services.signer.upstream import IdentityGateway
+    from shared.audit import AuditLog
+
+    made = SigningService(fresh_settings, Hsm(fresh_settings), Store(fresh_settings.database_path),
+                          AuditLog(fresh_settings.audit_path),
+                          IdentityGateway(fresh_settings, "http://127.0.0.1:9/never-called"), in_process_tsp,
+                          secrets.token_bytes(32), clock=clock)
+    made.startup()
+    return made
+
+
+@pytest.fixture
+def consented(core: Any) -> Any:
+    """``consented(**par_params) -> (transaction id, code, code_verifier)``: a real PAR at ``core``
+    (step 2), then the state the IdP login and the consent (steps 3-5) leave behind."""
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    from services.signer.store import secret_hash
+
+    def make(**par: str) -> tuple[str, str, str]:
+        client = core.clients.client(core.settings.portal_client_id)
+        verifier = secrets.token_urlsafe(48)
+        pushed = core.push_authorization_request(client, {
+            "response_type": "code", "code_challenge": create_s256_code_challenge(verifier),
+            "code_challenge_method": "S256", "state": "s", **par})
+        record = core.store.transaction_by("par_hash", secret_hash(pushed["request_uri"].rsplit(":", 1)[1]))
+        code = secrets.token_urlsafe(32)
+        core.store.advance(record.id, ["requested"], "consented", subject="ps-kari", identity={"loa": "high"},
+                           id_token="evidence", code_hash=secret_hash(code), code_expires=core.now() + 60)
+        return record.id, code, verifier
+
+    return make

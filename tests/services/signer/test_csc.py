@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from services.signer.csc import (
     SignDocRequest,
     SignHashRequest,
     TimestampRequest,
+    parse_authorization_details,
 )
 from services.signer.errors import UnsupportedAlgorithm, WholeDocumentRefused
 from shared.errors import InvalidRequest, SignLabError
@@ -120,3 +122,24 @@ def test_timestamp_nonce_is_hex_and_refusals_are_at_step_10() -> None:
         with pytest.raises(InvalidRequest) as refused:
             TimestampRequest.parse(body)
         assert refused.value.error_description.startswith("step 10") and fragment in refused.value.error_description
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ([{"type": "payment"}], "unsupported authorization_details type"),
+    ([], "JSON array of objects"),
+    ({"type": "credential", "hashAlgorithmOID": SHA256, "documentDigests": [{"hash": B64}]}, "signatureQualifier or"),
+    ([{"type": "credential", "signatureQualifier": "eu_eidas_qes", "hashAlgorithmOID": SHA256,
+       "documentDigests": [{"hash": B64}]}] * 2, "exactly one"),
+    ({"type": "credential", "signatureQualifier": "eu_eidas_qes", "hashAlgorithmOID": SHA256,
+      "documentDigests": [{"hash": B64, "label": 7}]}, "label"),
+], ids=["type", "empty", "no-qualifier", "two-entries", "label"])
+def test_authorization_details_refusals(value: Any, fragment: str) -> None:
+    with pytest.raises(InvalidRequest, match=fragment):
+        parse_authorization_details(json.dumps(value))
+
+
+def test_authorization_details_accept_both_type_spellings_and_one_object() -> None:
+    entry = {"signatureQualifier": "eu_eidas_aes", "hashAlgo": SHA256, "documentDigests": [{"hash": B64URL}]}
+    for kind in ("credential", "https://cloudsignatureconsortium.org/2025/credential"):
+        [detail] = parse_authorization_details({**entry, "type": kind})
+        assert (detail.qualifier, detail.hash_algorithm, detail.documents[0].digest) == ("eu_eidas_aes", "sha256", DIGEST)
