@@ -40,6 +40,7 @@ import requests
 from services.registry import LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry
 from shared.flow import service
 from shared.settings import secret_fields
+from signlab.errors import CliError
 
 __all__ = ["FAULT_INJECTION_SETTINGS", "LocalRuntime", "RuntimeError_", "ServiceState", "fault_injection_requested",
            "gunicorn_argv"]
@@ -64,12 +65,8 @@ def fault_injection_requested(environ: Mapping[str, str]) -> bool:
     return environ.get("SIGNLAB_FAULT_INJECTION", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-class RuntimeError_(Exception):  # noqa: N801 - a trailing underscore avoids shadowing the builtin
+class RuntimeError_(CliError):  # noqa: N801 - a trailing underscore avoids shadowing the builtin
     """The runtime cannot do what was asked; the message says why and what to do."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
