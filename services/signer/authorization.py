@@ -124,9 +124,14 @@ class AuthorizationServer:
         self.pseudonym_key = pseudonym_key
         self.clock = clock
 
-    def _parse(self, client: Client, params: Mapping[str, str]) -> dict[str, Any]:
-        return parse_authorization_request(client, params, max_documents=self.settings.max_documents,
-                                           credential_for=self.sam.credential_for_authorization_request)
+    def _parse(self, client: Client, params: Mapping[str, str], *, refused: str) -> dict[str, Any]:
+        """The checked request (step 2); a refusal is audited as ``refused`` (``par.refused`` …)."""
+        try:
+            return parse_authorization_request(client, params, max_documents=self.settings.max_documents,
+                                               credential_for=self.sam.credential_for_authorization_request)
+        except SignLabError as exc:
+            self.audit.append(refused, step=2, client_id=client.client_id, error=exc.error, reason=exc.description)
+            raise
 
     def _new_transaction(self, client: Client, request: dict[str, Any], **fields: Any) -> TransactionRecord:
         now = self.clock()
@@ -142,11 +147,7 @@ class AuthorizationServer:
         """RFC 9126 PAR (step 2): validate and store the request; ``{"request_uri", "expires_in"}``."""
         if "request_uri" in params:
             raise InvalidRequest("request_uri is not allowed in a pushed authorization request", step=step(2))
-        try:
-            request = self._parse(client, params)
-        except SignLabError as exc:
-            self.audit.append("par.refused", step=2, client_id=client.client_id, error=exc.error, reason=exc.description)
-            raise
+        request = self._parse(client, params, refused="par.refused")
         handle = secrets.token_urlsafe(32)
         record = self._new_transaction(client, request, par_hash=secret_hash(handle))
         self.store.update_transaction(record.id, code_expires=record.created + self.settings.par_lifetime_seconds)
@@ -160,7 +161,8 @@ class AuthorizationServer:
     def _pushed_request(self, client: Client, uri: str) -> TransactionRecord:
         """The transaction of a pushed ``request_uri``: single use, of this client, not expired."""
         now = self.clock()
-        record = self.store.consume_par(secret_hash(uri.removeprefix(PAR_URN)), now) if uri.startswith(PAR_URN) else None
+        pushed = uri.startswith(PAR_URN)
+        record = self.store.consume_par(secret_hash(uri.removeprefix(PAR_URN)), now) if pushed else None
         if record is None or record.client_id != client.client_id:
             self.audit.append("authorize.refused", step=3, client_id=client.client_id,
                               reason="unknown or already used request_uri")
@@ -172,12 +174,7 @@ class AuthorizationServer:
 
     def _direct_request(self, client: Client, params: Mapping[str, str]) -> TransactionRecord:
         """A direct authorization request (CSC v1 style, no PAR): validated here, no client auth."""
-        try:
-            request = self._parse(client, params)
-        except SignLabError as exc:
-            self.audit.append("authorize.refused", step=2, client_id=client.client_id, error=exc.error,
-                              reason=exc.description)
-            raise
+        request = self._parse(client, params, refused="authorize.refused")
         record = self._new_transaction(client, request)
         self.audit.append("authorize.accepted", step=2, transaction_id=record.id, client_id=client.client_id,
                           kind=record.kind, qualifier=request["qualifier"],

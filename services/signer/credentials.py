@@ -105,7 +105,8 @@ class Credentials:
 
     # -- CSC credentials/list and credentials/info (step 7 of this flow) ----------------------------
 
-    def list(self, access: TokenRecord, request: csc.CredentialsListRequest, version: int) -> dict[str, Any]:
+    def list_credentials(self, access: TokenRecord, request: csc.CredentialsListRequest,
+                         version: int) -> dict[str, Any]:
         """``credentials/list``: the one-time credentials of the (service) token's transaction."""
         credentials = [c for c in self.store.credentials_of(access.transaction_id)
                        if c.status == "enabled" or not request.only_valid]

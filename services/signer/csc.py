@@ -14,6 +14,7 @@ import binascii
 import json
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ CONFORMANCE_LEVELS = ("ades-b-b", "ades-b-t", "ades-b-lt", "ades-b-lta", "ades-b
 _B64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
 
 
-def first(body: dict[str, Any], *names: str) -> Any:
+def first(body: Mapping[str, Any], *names: str) -> Any:
     """The value of the first of ``names`` present in ``body`` (v1/v2 spellings), or ``None``."""
     for name in names:
         if name in body and body[name] is not None:
@@ -117,7 +118,7 @@ def parse_digest_list(value: Any, algorithm: str | None, *, step: FlowStep | Non
     return [decode_digest(v, algorithm, step=step) for v in value]
 
 
-def refuse_documents(body: dict[str, Any], *, step: FlowStep | None = None) -> None:
+def refuse_documents(body: Mapping[str, Any], *, step: FlowStep | None = None) -> None:
     """Refuse a request that carries whole documents (the service accepts digests only)."""
     if first(body, "documents", "document", "Documents") is not None:
         raise WholeDocumentRefused(step=step)

@@ -21,9 +21,9 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
 
 from services.signer import csc
+from services.signer.authorization import RedirectError
 from services.signer.faults import DISABLED_HINT
 from services.signer.openapi import openapi_document, request_schemas
-from services.signer.authorization import RedirectError
 from services.signer.service import SigningService
 from services.signer.store import TokenRecord
 from shared.errors import InvalidRequest

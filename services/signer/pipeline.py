@@ -157,7 +157,8 @@ class SigningPipeline:
             issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=transaction.id_token or "",
                                    transaction_id=transaction.id)
         except UpstreamError as exc:
-            mapped = exc.upstream_error if exc.upstream_error in ("access_denied", "invalid_request") else "server_error"
+            kept = exc.upstream_error in ("access_denied", "invalid_request")
+            mapped = exc.upstream_error if kept else "server_error"
             raise SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
                                error=mapped, status=403 if mapped == "access_denied" else 502, step=step(7)) from None
         not_after = check_issued_certificate(issued, key, qualifier, datetime.fromtimestamp(self.clock(), UTC))

@@ -405,7 +405,8 @@ class SignatureActivationModule:
         client with ``count`` signatures left."""
         credential = self.store.credential(credential_id)
         if credential is None or credential.client_id != client_id or credential.status != "enabled":
-            raise InvalidRequest("Invalid parameter credentialID (unknown, disabled or not this client's)", step=step(2))
+            raise InvalidRequest("Invalid parameter credentialID (unknown, disabled or not this client's)",
+                                 step=step(2))
         if count > credential.remaining:
             raise TooManySignatures(f"{count} signatures requested, the credential allows {credential.remaining}",
                                     step=step(2))

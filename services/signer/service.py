@@ -174,8 +174,8 @@ class SigningService:
 
     def credentials_list(self, access: TokenRecord, request: csc.CredentialsListRequest,
                          version: int) -> dict[str, Any]:
-        """CSC ``credentials/list`` (:meth:`Credentials.list`)."""
-        return self.credentials.list(access, request, version)
+        """CSC ``credentials/list`` (:meth:`Credentials.list_credentials`)."""
+        return self.credentials.list_credentials(access, request, version)
 
     def credentials_info(self, access: TokenRecord, request: csc.CredentialInfoRequest, version: int) -> dict[str, Any]:
         """CSC ``credentials/info`` (:meth:`Credentials.info`)."""
@@ -198,8 +198,8 @@ class SigningService:
     def timestamp(self, request: csc.TimestampRequest) -> dict[str, Any]:
         """``signatures/timestamp``: an RFC 3161 token from the TSP's TSA for one hash (the caller
         holds a token of this service: :meth:`SignatureActivationModule.any_access_token`)."""
-        query: dict[str, Any] = {"version": "v1", "message_imprint": {
-            "hash_algorithm": {"algorithm": request.hash_algorithm}, "hashed_message": request.digest}, "cert_req": True}
+        imprint = {"hash_algorithm": {"algorithm": request.hash_algorithm}, "hashed_message": request.digest}
+        query: dict[str, Any] = {"version": "v1", "message_imprint": imprint, "cert_req": True}
         if request.nonce is not None:
             query["nonce"] = request.nonce
         answer = tsp.TimeStampResp.load(self.ca.timestamp(tsp.TimeStampReq(query).dump()))

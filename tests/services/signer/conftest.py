@@ -208,7 +208,8 @@ class InProcessTsp:
             chain=[asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in issued.chain],
             profile=str(issued.profile), policy_oid=issued.policy_oid)
 
-    def validation_info(self, certificate: asn1_x509.Certificate, issuer: asn1_x509.Certificate) -> dict[str, list[str]]:
+    def validation_info(self, certificate: asn1_x509.Certificate,
+                        issuer: asn1_x509.Certificate) -> dict[str, list[str]]:
         """The issuing CA's CRL (no OCSP here: the responder's own tests cover it)."""
         return {"crl": [base64.b64encode(self.tsp.authority.crl("issuing")).decode()], "ocsp": []}
 
@@ -240,7 +241,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def core(fresh_settings: SignerSettings, in_process_tsp: InProcessTsp, clock: Clock) -> Any:
+def core(fresh_settings: SignerSettings, own_hsm: Hsm, in_process_tsp: InProcessTsp, clock: Clock) -> Any:
     """The signer's core (``SigningService``) built directly: real HSM, store and audit log, the
     in-process TSP, the injected clock; its IdP client is never called (no browser login here)."""
     from services.signer.service import SigningService
@@ -248,7 +249,7 @@ def core(fresh_settings: SignerSettings, in_process_tsp: InProcessTsp, clock: Cl
     from services.signer.upstream import IdentityGateway
     from shared.audit import AuditLog
 
-    made = SigningService(fresh_settings, Hsm(fresh_settings), Store(fresh_settings.database_path),
+    made = SigningService(fresh_settings, own_hsm, Store(fresh_settings.database_path),
                           AuditLog(fresh_settings.audit_path),
                           IdentityGateway(fresh_settings, "http://127.0.0.1:9/never-called"), in_process_tsp,
                           secrets.token_bytes(32), clock=clock)
@@ -277,3 +278,24 @@ def consented(core: Any) -> Any:
         return record.id, code, verifier
 
     return make
+
+
+@pytest.fixture
+def own_hsm(signer_settings: SignerSettings) -> Iterator[Hsm]:
+    """An HSM handle of its own on the session token, for tests that arm faults on it."""
+    made = Hsm(signer_settings)
+    yield made
+    made.faults = None
+
+
+@pytest.fixture
+def failing_hsm(own_hsm: Hsm, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    """The lab fault board on :func:`own_hsm`: ``failing_hsm.arm("hsm-sign")`` fails its next C_Sign."""
+    from services.signer.faults import SIGNER_FAULTS
+    from shared.audit import AuditLog
+    from shared.faults import FaultBoard
+
+    if "core" in request.fixturenames:
+        request.getfixturevalue("core")  # built first: the core sets its HSM's (disabled) fault board
+    own_hsm.faults = FaultBoard(SIGNER_FAULTS, SecretStr("admin"), AuditLog(tmp_path / "faults.jsonl"))
+    return own_hsm.faults

@@ -142,4 +142,5 @@ def test_authorization_details_accept_both_type_spellings_and_one_object() -> No
     entry = {"signatureQualifier": "eu_eidas_aes", "hashAlgo": SHA256, "documentDigests": [{"hash": B64URL}]}
     for kind in ("credential", "https://cloudsignatureconsortium.org/2025/credential"):
         [detail] = parse_authorization_details({**entry, "type": kind})
-        assert (detail.qualifier, detail.hash_algorithm, detail.documents[0].digest) == ("eu_eidas_aes", "sha256", DIGEST)
+        assert (detail.qualifier, detail.hash_algorithm) == ("eu_eidas_aes", "sha256")
+        assert detail.documents[0].digest == DIGEST

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
-from services.signer.faults import HSM_KEYGEN, SIGNER_FAULTS
+from services.signer.faults import HSM_KEYGEN
 from services.signer.hsm import Hsm, HsmError
 from services.signer.keys import OneTimeKeys
-from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
-from shared.faults import FaultBoard
 
 pytestmark = pytest.mark.hsm
 
 
 @pytest.fixture
-def keys(signer_settings: SignerSettings, tmp_path: Path) -> Iterator[OneTimeKeys]:
-    made = OneTimeKeys(Hsm(signer_settings), AuditLog(tmp_path / "audit.jsonl"), "ec-p256")
-    yield made
-    made.hsm.faults = None
+def keys(own_hsm: Hsm, tmp_path: Path) -> OneTimeKeys:
+    return OneTimeKeys(own_hsm, AuditLog(tmp_path / "audit.jsonl"), "ec-p256")
 
 
 def on_token(keys: OneTimeKeys, label: str) -> list[dict[str, object]]:
@@ -41,14 +36,12 @@ def test_a_key_lives_from_step_6_to_step_9(keys: OneTimeKeys) -> None:
     assert entries == [("key.created", 6, None), ("key.destroyed", 9, 2), ("key.destroyed", 9, 0)]
 
 
-def test_a_refused_generation_is_audited_and_leaves_nothing(keys: OneTimeKeys) -> None:
-    board = FaultBoard(SIGNER_FAULTS, SecretStr("admin"), keys.audit)
-    keys.hsm.faults = board
-    board.arm(HSM_KEYGEN)
+def test_a_refused_generation_is_audited_and_leaves_nothing(keys: OneTimeKeys, failing_hsm: Any) -> None:
+    failing_hsm.arm(HSM_KEYGEN)
     with pytest.raises(HsmError):
         keys.step6_create("tx-keys-2")
     assert on_token(keys, "tx-keys-2") == []
-    assert [e.event for e in keys.audit.entries()] == ["fault.armed", "fault.fired", "key.refused"]
+    assert [(e.event, e.step) for e in keys.audit.entries()] == [("key.refused", 6)]
 
 
 def test_leftovers_of_a_previous_process_are_destroyed_and_recorded(keys: OneTimeKeys) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,10 +14,9 @@ from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from pydantic import SecretStr
 
 from services.signer.csc import DocumentToSign
-from services.signer.faults import HSM_SIGN, SIGNER_FAULTS
+from services.signer.faults import HSM_SIGN
 from services.signer.hsm import Hsm, HsmError
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
@@ -27,7 +25,6 @@ from services.signer.settings import SignerSettings
 from services.signer.store import CredentialRecord, Store, TransactionRecord
 from shared.audit import AuditLog
 from shared.errors import SignLabError
-from shared.faults import FaultBoard
 
 pytestmark = pytest.mark.hsm
 
@@ -35,8 +32,8 @@ pytestmark = pytest.mark.hsm
 class Parts:
     """The pipeline and what it is made of, built directly (no app, no HTTP)."""
 
-    def __init__(self, settings: SignerSettings, tsp: Any, clock: Any) -> None:
-        self.hsm = Hsm(settings)
+    def __init__(self, settings: SignerSettings, hsm: Hsm, tsp: Any, clock: Any) -> None:
+        self.hsm = hsm
         self.store = Store(settings.database_path)
         self.audit = AuditLog(settings.audit_path)
         self.keys = OneTimeKeys(self.hsm, self.audit, "ec-p256")
@@ -60,8 +57,8 @@ class Parts:
 
 
 @pytest.fixture
-def parts(fresh_settings: SignerSettings, in_process_tsp: Any, clock: Any) -> Parts:
-    return Parts(fresh_settings, in_process_tsp, clock)
+def parts(fresh_settings: SignerSettings, own_hsm: Hsm, in_process_tsp: Any, clock: Any) -> Parts:
+    return Parts(fresh_settings, own_hsm, in_process_tsp, clock)
 
 
 def document(text: str, fmt: str) -> DocumentToSign:
@@ -117,17 +114,7 @@ def test_step_7_failure_fails_the_transaction_and_destroys_the_key(parts: Parts,
     assert parts.store.transaction(transaction.id).state == "failed"  # type: ignore[union-attr]
 
 
-@pytest.fixture
-def failing_hsm(parts: Parts) -> Iterator[FaultBoard]:
-    board = FaultBoard(SIGNER_FAULTS, SecretStr("admin"), parts.audit)
-    parts.hsm.faults = board
-    try:
-        yield board
-    finally:
-        parts.hsm.faults = None
-
-
-def test_hsm_failure_at_step_9_leaves_no_signature_and_no_key(parts: Parts, failing_hsm: FaultBoard) -> None:
+def test_hsm_failure_at_step_9_leaves_no_signature_and_no_key(parts: Parts, failing_hsm: Any) -> None:
     transaction = parts.consented()
     failing_hsm.arm(HSM_SIGN)
     with pytest.raises(HsmError) as refused:
