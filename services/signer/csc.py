@@ -241,10 +241,11 @@ SIGN_ALGO_HASH: dict[str, str | None] = {
 
 # ---------------------------------------------------------------------------- typed request bodies
 # The HTTP layer validates each body against the method's published JSON schema
-# (services.signer.openapi) and then parses it here, once, into one of these objects: the core
-# never sees a dict body and never checks a spelling, a base64 value or an OID again. What needs
-# the service's state (the token, the credential, the authorized digests) is the SAM's
-# (services.signer.sam). Each parser names the flow step its refusals belong to.
+# (services.signer.openapi), lets the SAM check the bearer token, and then parses the body here,
+# once, into one of these objects: the core never sees a dict body and never checks a spelling, a
+# base64 value or an OID again. What needs the service's state (the token, the credential, the
+# authorized digests) is the SAM's (services.signer.sam). Each parser names the flow step its
+# refusals belong to; the schema has already checked the types and required fields it reads.
 
 
 @dataclass(frozen=True)
