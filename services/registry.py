@@ -1,4 +1,4 @@
-"""The four services as the runtime sees them: info, settings class, provisioning hook, WSGI target."""
+"""The services as the runtime sees them: info, settings class, provisioning hook, WSGI target."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from services.portal.provision import provision as provision_portal
 from services.portal.settings import PortalSettings
 from services.signer.provision import provision as provision_signer
 from services.signer.settings import SignerSettings
+from services.wallet.provision import provision as provision_wallet
+from services.wallet.settings import WalletSettings
 from shared.flow import ServiceInfo, service
 from shared.settings import ServiceSettings
 
@@ -41,11 +43,13 @@ class ServiceEntry:
 
 REGISTRY: tuple[ServiceEntry, ...] = (
     ServiceEntry(service("idp"), IdpSettings, provision_idp),
+    ServiceEntry(service("wallet"), WalletSettings, provision_wallet),
     ServiceEntry(service("ca"), CaSettings, provision_ca),
     ServiceEntry(service("signer"), SignerSettings, provision_signer),
     ServiceEntry(service("portal"), PortalSettings, provision_portal),
 )
-"""In start order: the IdP and CA first, the signer (which calls both), the portal last."""
+"""In start order: the IdP first, the wallet (its PID provider issues PIDs to the IdP's test persons
+at provisioning), the CA, the signer (which calls the IdP and the CA), the portal last."""
 
 
 def entry(name: str) -> ServiceEntry:
@@ -66,9 +70,12 @@ URL_LINKS: dict[str, str] = {
     "SIGNLAB_PORTAL_SIGNER_URL": "{signer}",
     "SIGNLAB_PORTAL_CA_URL": "{ca}",
     "SIGNLAB_PORTAL_IDP_URL": "{idp}",
+    "SIGNLAB_IDP_WALLET_URL": "{wallet}",
+    "SIGNLAB_IDP_WALLET_TRUSTED_LIST_URL": "{wallet}/pid-provider/trusted-providers",
+    "SIGNLAB_WALLET_IDP_URL": "{idp}",
 }
 """How the services find each other: settings whose value is built from the other services'
-base URLs (``{idp}``, ``{ca}``, ``{signer}``, ``{portal}``). The runtime fills in each one whose
+base URLs (``{idp}``, ``{ca}``, ``{signer}``, ``{portal}``, ``{wallet}``). The runtime fills in each one whose
 field exists in the service's settings class, unless the environment already sets it; compose
 sets the same variables with the container host names."""
 

@@ -15,20 +15,21 @@ import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, g, jsonify, render_template, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.exceptions import HTTPException
 
+from shared.disk import MIB, DiskGuard, storage_failure
 from shared.errors import SignLabError
 from shared.flow import SERVICES, ServiceInfo
 from shared.logs import configure_logging, request_id_var
 from shared.navigation import nav_links
 from shared.settings import ServiceSettings
 
-__all__ = ["HealthCheck", "create_service_app", "signlab_version", "wants_html"]
+__all__ = ["HealthCheck", "create_service_app", "signlab_version", "wants_html", "writes_nothing"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,18 @@ HealthCheck = Callable[[], str]
 
 _SHARED_DIR = Path(__file__).parent
 _REQUEST_ID_HEADER = "X-Request-ID"
+_WRITING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_WRITES_NOTHING = "_signlab_writes_nothing"
+
+ViewFunction = TypeVar("ViewFunction", bound=Callable[..., Any])
+
+
+def writes_nothing(view: ViewFunction) -> ViewFunction:
+    """Mark a POST (PUT, PATCH, DELETE) view that stores nothing — an OCSP or time-stamp answer —
+    so it keeps serving while the disk is low (:mod:`shared.disk`); other writing requests are
+    refused with 507 then."""
+    setattr(view, _WRITES_NOTHING, True)
+    return view
 
 
 def signlab_version() -> str:
@@ -54,6 +67,7 @@ def create_service_app(
     *,
     health_checks: Mapping[str, HealthCheck] | None = None,
     role_page_at: str = "/",
+    state_dir: Path | None = None,
 ) -> Flask:
     """Build the Flask app frame for one service.
 
@@ -62,8 +76,11 @@ def create_service_app(
     :param settings: the service's settings (stored as ``app.extensions["signlab.settings"]``).
     :param health_checks: readiness checks shown by ``GET /healthz``; any failure answers 503.
     :param role_page_at: URL of the page explaining the service's eIDAS role (also at ``/role``).
+    :param state_dir: where the service writes its state, when not ``settings.data_dir``: the disk
+        guard (:mod:`shared.disk`) measures its filesystem.
     """
-    configure_logging(info.name, settings.log_level)
+    disk = DiskGuard(state_dir or settings.data_dir, settings.disk_min_free_mb * MIB)
+    configure_logging(info.name, settings.log_level, disk=disk)
     app = Flask(import_name)
     app.json = _BoundedJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -73,6 +90,7 @@ def create_service_app(
                       SESSION_COOKIE_HTTPONLY=True)
     app.extensions["signlab.settings"] = settings
     app.extensions["signlab.service"] = info
+    app.extensions["signlab.disk"] = disk
     # Service templates first, then the shared ones (base layout, error page, role page).
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(_SHARED_DIR / "templates")])  # type: ignore[list-item]
     app.register_blueprint(
@@ -86,8 +104,9 @@ def create_service_app(
         _SHARED_DIR / "static", "favicon.ico", mimetype="image/vnd.microsoft.icon", max_age=86400))
 
     _install_request_hooks(app)
-    _register_error_handlers(app)
-    _register_health(app, info, dict(health_checks or {}))
+    _install_disk_guard(app, info, disk)
+    _register_error_handlers(app, info)
+    _register_health(app, info, dict(health_checks or {}), disk)
     _register_role_page(app, info, role_page_at)
     from shared.tracing import instrument_app  # flow tracing (design §6): spans for every exchange, no service code
 
@@ -180,6 +199,21 @@ def _install_request_hooks(app: Flask) -> None:
             request_id_var.reset(token)
 
 
+def _install_disk_guard(app: Flask, info: ServiceInfo, disk: DiskGuard) -> None:
+    """Refuse requests that write (507) while the data directory's disk is below the threshold."""
+    if not disk.enabled:
+        return
+    who = f"the {info.role} ({info.name})"
+
+    @app.before_request
+    def _refuse_writes_when_disk_low() -> None:
+        if request.method not in _WRITING_METHODS or request.endpoint is None:
+            return  # reads keep working; an unknown URL gets its 404
+        if getattr(app.view_functions.get(request.endpoint), _WRITES_NOTHING, False):
+            return
+        disk.refuse_if_low(who)
+
+
 def _error_response(error: str, description: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
     if wants_html():
         response = Response(render_template("signlab_error.html", error=error, description=description,
@@ -193,7 +227,7 @@ def _error_response(error: str, description: str, status: int, headers: Mapping[
     return response
 
 
-def _register_error_handlers(app: Flask) -> None:
+def _register_error_handlers(app: Flask, info: ServiceInfo) -> None:
     @app.errorhandler(SignLabError)
     def _signlab_error(exc: SignLabError) -> Response:
         level = logging.ERROR if exc.status >= 500 else logging.INFO
@@ -212,13 +246,19 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        full = storage_failure(exc, f"the {info.role} ({info.name})")
+        if full is not None:  # a full disk met mid-operation: said plainly, not as a 500
+            return _signlab_error(full)
         log.exception("unexpected error")
         return _error_response(
             "server_error", f"unexpected error; the service log has the details under request id {g.get('signlab_request_id')}", 500
         )
 
 
-def _register_health(app: Flask, info: ServiceInfo, checks: dict[str, HealthCheck]) -> None:
+def _register_health(app: Flask, info: ServiceInfo, checks: dict[str, HealthCheck], disk: DiskGuard) -> None:
+    """``GET /healthz``: 200 ``ok``; 200 ``degraded`` while the disk is low (reads still work, writes
+    are refused, the service recovers by itself); 503 ``failing`` when a readiness check fails."""
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         results: dict[str, dict[str, str]] = {}
@@ -229,8 +269,15 @@ def _register_health(app: Flask, info: ServiceInfo, checks: dict[str, HealthChec
             except Exception as exc:  # a failing check must report, never crash the endpoint
                 healthy = False
                 results[name] = {"status": "failing", "detail": str(exc)}
+        degraded = False
+        if disk.enabled:
+            space = disk.check()
+            degraded = space.low
+            results["disk"] = {"status": "degraded" if degraded else "ok",
+                               "detail": space.describe() + ("; requests that write are refused (507) until "
+                                                             "space is freed" if degraded else "")}
         body = {
-            "status": "ok" if healthy else "failing",
+            "status": "failing" if not healthy else "degraded" if degraded else "ok",
             "service": info.name,
             "role": str(info.role),
             "version": signlab_version(),

@@ -19,10 +19,14 @@ __all__ = ["create_app"]
 def create_app(settings: CaSettings | None = None) -> Flask:
     """Build the ca app; settings default to the ``SIGNLAB_CA_*`` environment.
 
-    Needs the provisioned state (``services.ca.provision.provision``) in the data directory.
+    Needs the provisioned state (``services.ca.provision.provision``) in the data directory. At
+    start-up the issuance log and the certificate database are reconciled
+    (:meth:`~services.ca.authority.CertificateAuthority.reconcile`).
     """
     settings = settings or CaSettings.from_env()
     provider = build_tsp(settings)
+    # Before serving: close any gap a crash left between the issuance log and the database.
+    provider.authority.reconcile()
 
     def hierarchy_check() -> str:
         root = provider.hierarchy.root.cert

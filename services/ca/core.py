@@ -68,8 +68,7 @@ def build_tsp(settings: CaSettings) -> TrustServiceProvider:
     data_dir = settings.data_dir
     hierarchy = load_hierarchy(data_dir)
     faults = build_fault_board(settings)
-    authority = CertificateAuthority(settings=settings, hierarchy=hierarchy,
-                                     store=CertificateStore(data_dir / "ca.sqlite3"),
+    authority = CertificateAuthority(settings=settings, hierarchy=hierarchy, store=CertificateStore(settings.database_path),
                                      log=IssuanceLog(settings.issuance_log_path), faults=faults)
     timeout = settings.http_timeout_seconds
     signer_keys = RemoteJwks(settings.signer_jwks_url, Role.SSASP, cache_seconds=settings.jwks_cache_seconds,

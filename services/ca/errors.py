@@ -8,7 +8,7 @@ check failed. The description starts with the reason, so it survives the shared
 
 from __future__ import annotations
 
-from shared.errors import AccessDenied, InvalidClient, InvalidRequest, InvalidToken, NotFound, SignLabError
+from shared.errors import AccessDenied, Conflict, InvalidClient, InvalidRequest, InvalidToken, NotFound, SignLabError
 from shared.flow import FlowStep, step
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "CsrRejected",
     "EvidenceRejected",
     "PolicyRefused",
+    "RequestConflict",
     "RequestRejected",
     "RevocationNotAvailable",
 ]
@@ -39,6 +40,10 @@ class CaError(SignLabError):
 
 class RequestRejected(CaError, InvalidRequest):
     """A request is malformed or misses a field (400 ``invalid_request``)."""
+
+
+class RequestConflict(CaError, Conflict):
+    """A request id that was already used for another request (409)."""
 
 
 class CsrRejected(CaError, InvalidRequest):

@@ -20,11 +20,13 @@ from services.ca.core import PUBLISHED_CERTIFICATES, TrustServiceProvider
 from services.ca.describe import describe_certificate, status_of
 from services.ca.errors import AdminAuthFailed, BodyTooLarge, CertificateNotFound, RequestRejected
 from services.ca.faults import DISABLED_HINT
+from services.ca.issuance_log import cross_check
 from services.ca.store import CertificateRecord
 from shared.faults import add_fault_admin_routes
 from shared.guard import SecretGuard, bearer_token
 from shared.personal_data import mask_personal_data
 from shared.trainer_access import is_trainer, require_trainer
+from shared.web import writes_nothing
 
 __all__ = ["api", "pages", "pki"]
 
@@ -108,6 +110,14 @@ def issue_certificate() -> tuple[Response, int]:
     return jsonify(issued.to_json()), 201
 
 
+@api.post("/certificates/revocations")
+def revoke_issued_certificates() -> Response:
+    """The signing service revokes certificates it was issued, for a flow that failed after step 7
+    (client assertion; ``serial`` and/or ``transaction_id``; ``reason``, default ``cessationOfOperation``)."""
+    revoked = tsp().issuance.revoke_issued(request.get_json(silent=True))
+    return jsonify({"revoked": [record_json(record) for record in revoked]})
+
+
 @api.get("/certificates/<serial>")
 def get_certificate(serial: str) -> Response:
     """Look up an issued certificate and its status."""
@@ -142,10 +152,17 @@ def revoke_certificate(serial: str) -> Response:
 
 @api.get("/issuance-log/verify")
 def verify_issuance_log() -> Response:
-    """Recompute the issuance log's hash chain."""
-    result = tsp().authority.log.verify()
+    """Recompute the issuance log's hash chain and compare it with the certificate database."""
+    authority = tsp().authority
+    result = authority.log.verify()
+    with authority.gate.quiet(10) as quiet:
+        check = cross_check(authority.store.states(), authority.log.raw_entries()) if quiet else None
     return jsonify({"ok": result.ok, "entries": result.entries, "first_broken": result.first_broken,
-                    "reason": result.reason, "head": result.head})
+                    "reason": result.reason, "head": result.head, "summary": result.summary(),
+                    "recoveries": [r.seq for r in result.recoveries],
+                    "cross_check": None if check is None else {
+                        "ok": check.ok, "certificates": check.certificates, "summary": check.summary(),
+                        "mismatches": [vars(m) for m in check.mismatches]}})
 
 
 # --- PKI publication ------------------------------------------------------------------------------
@@ -192,6 +209,7 @@ def crl(name: str) -> Response:
 
 
 @pki.post("/ocsp")
+@writes_nothing
 def ocsp_post() -> Response:
     """RFC 6960 OCSP over POST (``application/ocsp-request``)."""
     return Response(tsp().ocsp.respond(_limited_body()), mimetype="application/ocsp-response")
@@ -208,6 +226,7 @@ def ocsp_get(encoded: str) -> Response:
 
 
 @pki.post("/tsa")
+@writes_nothing
 def time_stamp() -> Response:
     """RFC 3161 time-stamping over HTTP (``application/timestamp-query`` → ``-reply``)."""
     if request.mimetype != "application/timestamp-query":

@@ -91,8 +91,9 @@ class CaSettings(ServiceSettings):
         300, ge=0, le=86400, description="How long fetched JWKS (signer, IdP) are reused before being refetched."
     )
     faults_enabled: bool = Field(
-        False, description="Enable the fault-injection admin API (/admin/faults: wrong-key issuance at step 7, "
-        "TSA down at step 10; bearer ADMIN_TOKEN); off by default ('signlab up --fault-injection' turns it on)."
+        False, description="Enable the fault-injection admin API (/admin/faults: wrong-key issuance and a hold "
+        "between issuance log and database at step 7, TSA down at step 10; bearer ADMIN_TOKEN); off by default "
+        "('signlab up --fault-injection' turns it on)."
     )
 
     @field_validator("public_cert_base", "idp_url", "signer_jwks_url")
@@ -108,6 +109,11 @@ class CaSettings(ServiceSettings):
         if not value.startswith("https://"):
             raise ValueError("must be an https:// URL (EN 319 412-5 QcPDS)")
         return value
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite database of issued certificates and revocations."""
+        return self.data_dir / "ca.sqlite3"
 
     @property
     def issuance_log_path(self) -> Path:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asn1crypto import cms, core, crl, ocsp, x509
 from pyhanko.sign.attributes import TSTProvider
@@ -20,6 +20,8 @@ from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
 
 __all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "replace_fields", "validation_context"]
+
+_Shared = TypeVar("_Shared", x509.Certificate, crl.CertificateList)
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
@@ -71,13 +73,30 @@ def _read_only_certificate(der: bytes) -> x509.Certificate:
     The CA, TSA and root certificates recur in every validation; asn1crypto keeps the prepared
     name strings on the parsed object, and matching names was a tenth of the portal's CPU.
     """
-    return load_certificate(der)
+    return _fully_parsed(load_certificate(der))
 
 
 @lru_cache(maxsize=32)
 def _read_only_crl(der: bytes) -> crl.CertificateList:
     """A parsed CRL shared between validations (only ever read); see :func:`_read_only_certificate`."""
-    return crl.CertificateList.load(der)
+    return _fully_parsed(crl.CertificateList.load(der))
+
+
+def _fully_parsed(value: _Shared) -> _Shared:
+    """``value`` with every nested structure parsed, before other threads may read it.
+
+    asn1crypto parses lazily and not atomically: a sequence's child list exists, still empty,
+    while the first reader fills it, and a second thread reading then gets "No field numbered N"
+    (a KeyError that failed concurrent validations on a cold portal). ``.native`` parses the whole
+    tree; the names' prepared forms, which validation compares, are computed too.
+    """
+    value.native  # noqa: B018 - parses every child, which is the point
+    if isinstance(value, x509.Certificate):
+        value.subject.hashable  # noqa: B018
+        value.issuer.hashable  # noqa: B018
+    else:
+        value["tbs_cert_list"]["issuer"].hashable  # noqa: B018
+    return value
 
 
 def _unique(items: Iterable[bytes]) -> list[bytes]:

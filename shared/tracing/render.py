@@ -21,11 +21,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 from shared.flow import Role, step
 from shared.tracing.labels import FRONT
-from shared.tracing.model import LANE_TITLES, LANES, Arrow, Transaction
+from shared.tracing.model import LANE_TITLES, Arrow, Transaction
 
 __all__ = ["FOLD_MIN", "FOLD_STEP", "lane_layout", "mermaid_text", "render_json", "render_mermaid", "render_svg"]
 
-_WIDTHS = {Role.SIGNER: 170, Role.SCASP: 200, Role.SSASP: 210, Role.HSM: 120, Role.IPSP: 200, Role.TSP: 180}
+_WIDTHS = {Role.SIGNER: 170, Role.SCASP: 200, Role.SSASP: 210, Role.HSM: 120, Role.IPSP: 200, Role.TSP: 180,
+           Role.WALLET: 190, Role.PIDP: 150}
 _LEFT = 80
 _TOP = 78
 _ROW = 40
@@ -34,10 +35,10 @@ _MUTED_RED = "#d98b84"
 _COLORS = {"back": "#1b2430", "front": "#1f5fbf", "internal": "#b3541e"}
 
 
-def _centers() -> dict[str, float]:
+def _centers(lanes: tuple[str, ...]) -> dict[str, float]:
     x = float(_LEFT)
     centers = {}
-    for lane in LANES:
+    for lane in lanes:
         centers[str(lane)] = x + _WIDTHS[lane] / 2
         x += _WIDTHS[lane]
     return centers
@@ -64,10 +65,11 @@ FOLD_MIN = 4
 def lane_layout(transaction: Transaction) -> list[dict[str, Any]]:
     """The lanes of the diagram with their share of its width (percent), left margin first: the
     live view draws its sticky lane headers over the SVG, which scales to the page's width."""
-    width = _LEFT + sum(_WIDTHS.values()) + 20
+    lanes = transaction.lanes
+    width = _LEFT + sum(_WIDTHS[lane] for lane in lanes) + 20
     rows = [{"role": "", "title": "", "percent": round(100 * _LEFT / width, 3)}]
     rows += [{"role": str(lane), "title": LANE_TITLES[lane], "percent": round(100 * _WIDTHS[lane] / width, 3)}
-             for lane in LANES]
+             for lane in lanes]
     rows.append({"role": "", "title": "", "percent": round(100 * 20 / width, 3)})
     return rows
 
@@ -100,10 +102,11 @@ def render_svg(transaction: Transaction, *, title: str | None = None, expand: fr
 
     :param expand: steps whose folded login hops are drawn one by one (``{4}``).
     """
-    centers = _centers()
+    lanes = transaction.lanes
+    centers = _centers(lanes)
     arrows = transaction.arrows()
     rows = _rows(arrows, expand)
-    width = _LEFT + sum(_WIDTHS.values()) + 20
+    width = _LEFT + sum(_WIDTHS[lane] for lane in lanes) + 20
     timings = transaction.step_timings()
     diagram_bottom = _TOP + 30 + len(rows) * _ROW
     height = diagram_bottom + 50 + 22 * (len(timings) + 2) + 20
@@ -126,7 +129,7 @@ def render_svg(transaction: Transaction, *, title: str | None = None, expand: fr
     hsm_right = centers[Role.HSM] + _WIDTHS[Role.HSM] / 2 - 4
     out.append(f'<rect x="{ssasp_left}" y="4" width="{hsm_right - ssasp_left}" height="{diagram_bottom - 4}" '
                'fill="#fbf3ee" stroke="#b3541e" stroke-dasharray="4 3" rx="6"/>')
-    for lane in LANES:
+    for lane in lanes:
         cx = centers[str(lane)]
         w = _WIDTHS[lane] - 24
         out.append(f'<g class="sl-lane" data-role="{lane}">'
@@ -245,6 +248,7 @@ def _svg_timings(transaction: Transaction, timings: list[dict[str, Any]], y: flo
 _MERMAID_NAMES = {
     Role.SIGNER: "Signer (browser)", Role.SCASP: "SCASP (portal)", Role.SSASP: "SSASP (signing service)",
     Role.HSM: "HSM (of the SSASP)", Role.IPSP: "IPSP (eID provider)", Role.TSP: "TSP (CA and TSA)",
+    Role.WALLET: "Wallet (the signer's EUDI Wallet)", Role.PIDP: "PIDP (PID provider)",
 }
 
 
@@ -259,7 +263,7 @@ def mermaid_text(text: str) -> str:
 def render_mermaid(transaction: Transaction) -> str:
     """The transaction as a Mermaid ``sequenceDiagram``."""
     lines = ["sequenceDiagram", f"    title {mermaid_text(_title(transaction))}"]
-    for lane in LANES:
+    for lane in transaction.lanes:
         if lane is Role.SSASP:
             lines.append("    box SSASP and its HSM")
         indent = "        " if lane in (Role.SSASP, Role.HSM) else "    "

@@ -1,4 +1,4 @@
-"""``signlab up | down | status | logs``: the embedded runtime (local processes)."""
+"""``signlab up | down | restart | status | logs``: the embedded runtime (local processes)."""
 
 from __future__ import annotations
 
@@ -25,20 +25,29 @@ def _port_override(text: str) -> tuple[str, int]:
 
 
 def register(commands: Any) -> None:
-    """Add ``up``, ``down``, ``status`` and ``logs``."""
-    up = commands.add_parser("up", help="provision and start the four services on 127.0.0.1, wait until healthy")
+    """Add ``up``, ``down``, ``restart``, ``status`` and ``logs``."""
+    up = commands.add_parser("up", help="provision and start the services that are not running (all four the "
+                                        "first time) on 127.0.0.1, wait until healthy")
     up.add_argument("--port", type=_port_override, action="append", default=[], metavar="SERVICE=PORT",
                     help="listen on another port (repeatable), e.g. --port portal=9000")
     up.add_argument("--timeout", type=float, default=None,
                     help="seconds to wait for health (default 60; 300 per container with --engine docker)")
     up.add_argument("--no-build", action="store_true", help="--engine docker: use the existing signlab image")
-    up.add_argument("--fault-injection", action="store_true", default=fault_injection_requested(os.environ),
+    up.add_argument("--fault-injection", action="store_true",
+                    default=True if fault_injection_requested(os.environ) else None,
                     help="lab only: enable the guarded fault-injection admin APIs for this run (IdP /admin/failures, "
-                         "signer and CA /admin/faults; bearer tokens in secrets.env); default: $SIGNLAB_FAULT_INJECTION")
+                         "signer and CA /admin/faults, the wallet's /admin/pid-status; bearer tokens in secrets.env); "
+                         "default: $SIGNLAB_FAULT_INJECTION, or what the running services were started with")
     up.set_defaults(handler=_up)
 
     down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids)")
     down.set_defaults(handler=_down)
+
+    restart = commands.add_parser("restart", help="stop one service and start it again with the same port and "
+                                                  "settings, wait until healthy")
+    restart.add_argument("service", choices=SERVICE_NAMES, help="the service to restart")
+    restart.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (default 60)")
+    restart.set_defaults(handler=_restart)
 
     status = commands.add_parser("status", help="show each service's role, URL and state; exit 1 unless all are healthy")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -50,7 +59,7 @@ def register(commands: Any) -> None:
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines from the end of each log (default 50)")
     logs.set_defaults(handler=_logs)
 
-    for parser in (up, down, status, logs):
+    for parser in (up, down, restart, status, logs):
         parser.add_argument("--engine", choices=["local", "docker"], default=os.environ.get("SIGNLAB_ENGINE", "local"),
                             help="local processes (default) or Docker containers (compose/; default: $SIGNLAB_ENGINE)")
 
@@ -64,11 +73,14 @@ def runtime_from(args: argparse.Namespace, *, fault_injection: bool | None = Non
 
 
 def table(states: list[ServiceState]) -> str:
-    """The status table: role, service, URL, state, pid."""
+    """The status table: role, service, URL, state, pid; then why each service that is degraded
+    or failing is so (the details of its health checks)."""
     rows = [("ROLE", "SERVICE", "URL", "STATE", "PID")]
     rows += [(s.role, s.name, s.url, s.state, str(s.pid or "-")) for s in states]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += [f"{s.name} is {s.state}: {s.detail}" for s in states if s.state in ("degraded", "failing") and s.detail]
+    return "\n".join(lines)
 
 
 def _docker(args: argparse.Namespace) -> Any:
@@ -99,7 +111,7 @@ def _up(args: argparse.Namespace) -> int:
     print(table(states))
     if runtime.fault_injection:
         print("\nFault injection is ON for this run (lab only): IdP /admin/failures, signer and CA /admin/faults "
-              f"accept the admin tokens in {runtime.secrets_file}.")
+              f"and the wallet's /admin/pid-status accept the admin tokens in {runtime.secrets_file}.")
     print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: {hint(args, 'logs -f')} . Stop: {hint(args, 'down')}")
     print(trainer_sign_in_line(runtime.url("portal"), runtime.load_or_create_secrets()))
     return 0
@@ -116,6 +128,20 @@ def _down(args: argparse.Namespace) -> int:
     engine = _docker(args)
     lines = engine.down() if engine is not None else runtime_from(args).down()
     print("\n".join(lines) if lines else "SignLab is not running.")
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    engine = _docker(args)
+    if engine is not None:
+        print(f"Restarting the container of {args.service} ...", flush=True)
+        engine.restart_service(args.service, wait=args.timeout)
+        states = engine.status()
+    else:
+        runtime = runtime_from(args)
+        print("\n".join(runtime.restart_service(args.service, timeout=args.timeout)), flush=True)
+        states = runtime.status()
+    print(table(states))
     return 0
 
 

@@ -247,6 +247,7 @@ def _headless_tour(args: argparse.Namespace, eco: Any, scenario: Any, presenter:
     from signlab.scenarios.faults import plan_faults
     from signlab.scenarios.loader import samples_dir
     from signlab.scenarios.results import ScenarioResult
+    from signlab.scenarios.wallet import wallet_driver
 
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     gates = {gate_step: threading.Event() for _, gate_step, _ in PARTS}
@@ -262,7 +263,8 @@ def _headless_tour(args: argparse.Namespace, eco: Any, scenario: Any, presenter:
     result = ScenarioResult(scenario)
     agent = UserAgent(eco, scenario, result, login_hint=plan.login_hint(scenario),
                       hooks={gate_step: [(f"tour pause before step {gate_step}", gate(gate_step))]
-                             for _, gate_step, _ in PARTS}, timeout=120.0)
+                             for _, gate_step, _ in PARTS}, timeout=120.0,
+                      wallet=wallet_driver(scenario, plan.wallet_faults))
     documents = materialize(scenario.documents, samples_dir())
 
     def drive() -> None:

@@ -60,9 +60,10 @@ class Tokens:
 
 
 class Ecosystem:
-    """IdP, CA, signer and portal, each the real app on its own loopback port."""
+    """IdP, CA, signer and portal, each the real app on its own loopback port; the IdP sends wallet
+    logins to the session's wallet (``live_wallet`` in ``tests/conftest.py``)."""
 
-    def __init__(self, tmp: Path, signer_settings: SignerSettings) -> None:
+    def __init__(self, tmp: Path, signer_settings: SignerSettings, wallet_url: str) -> None:
         from services.ca import create_app as create_ca
         from services.ca.provision import provision as provision_ca
         from services.ca.settings import CaSettings
@@ -84,7 +85,10 @@ class Ecosystem:
         self.idp_settings = IdpSettings(
             port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
             signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-            admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
+            admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            log_level="WARNING", wallet_url=wallet_url,
+            wallet_trusted_list_url=f"{wallet_url}/pid-provider/trusted-providers")
+        self.wallet_url = wallet_url
         self.ca_settings = CaSettings(
             port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url,
             signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
@@ -233,14 +237,15 @@ def headless_browse(url: str, *, session: requests.Session | None = None, stop_a
 
 
 @pytest.fixture(scope="package")
-def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ecosystem]:
-    """The four real services on loopback, shared by the whole interop suite."""
+def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory,
+              live_wallet: Any) -> Iterator[Ecosystem]:
+    """The four real services on loopback (and the session's EUDI Wallet), shared by the interop suite."""
     tmp = tmp_path_factory.mktemp("interop")
     # One trace store for the four apps, as `signlab up` gives them (the signer's data directory is
     # the suite's provisioned token's, elsewhere): the traces of one signing are one transaction.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SIGNLAB_TRACE_DIR", str(tmp / "traces"))
-        env = Ecosystem(tmp, signer_settings)
+        env = Ecosystem(tmp, signer_settings, live_wallet[0].url)
     try:
         yield env
     finally:

@@ -55,13 +55,6 @@ def _sad(lab: Lab, document: bytes, hint: str = HINT) -> tuple[str, bytes]:
     return client.exchange_code(_code(lab, url), lab.eco.redirect_uri, verifier).access_token, digest
 
 
-def _sign_doc(lab: Lab, token: str, digest: bytes) -> requests.Response:
-    return requests.post(f"{lab.urls['signer']}/csc/v2/signatures/signDoc", timeout=30,
-                         headers={"Authorization": f"Bearer {token}"},
-                         json={"documentDigests": [{"hashes": [base64.b64encode(digest).decode()],
-                                                    "hashAlgorithmOID": SHA256, "signature_format": "C"}]})
-
-
 def _refused(response: requests.Response, status: int, error: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, (response.status_code, response.text[:300])
     assert b"SignatureObject" not in response.content and b"signatures" not in response.content
@@ -85,7 +78,7 @@ def test_sad_of_one_transaction_cannot_sign_another_document(lab: Lab) -> None:
     """Signer A's consent (the SAD bound to A's digest) reused for signer B's document."""
     token, _ = _sad(lab, b"document of signer A")
     since = lab.audit_count()
-    _refused(_sign_doc(lab, token, hashlib.sha256(b"document of signer B").digest()), 400, "invalid_request")
+    _refused(lab.sign_doc(token, hashlib.sha256(b"document of signer B").digest()), 400, "invalid_request")
     _audited(lab, since, "sad.refused")
 
 
@@ -149,7 +142,7 @@ def test_authorization_code_replay_revokes_the_sad(lab: Lab) -> None:
                                  "code_verifier": verifier})
     _refused(replay, 400, "invalid_grant")
     _audited(lab, since, "token.refused", reason="authorization code replayed")
-    _refused(_sign_doc(lab, token, digest), 401, "invalid_token")
+    _refused(lab.sign_doc(token, digest), 401, "invalid_token")
 
 
 def test_another_client_cannot_redeem_the_code(lab: Lab) -> None:
@@ -173,7 +166,7 @@ def test_service_scope_token_cannot_sign_documents(lab: Lab) -> None:
         qualifier="eu_eidas_qes", scope="service", num_signatures=1, login_hint=HINT)
     service_token = client.exchange_code(_code(lab, pushed.authorize_url), lab.eco.redirect_uri, verifier).access_token
     since = lab.audit_count()
-    _refused(_sign_doc(lab, service_token, hashlib.sha256(b"x").digest()), 401, "invalid_token")
+    _refused(lab.sign_doc(service_token, hashlib.sha256(b"x").digest()), 401, "invalid_token")
     _audited(lab, since, "token.refused")
     # Revoking the service token ends the one-time credential at once: its key is destroyed.
     assert lab.hsm_keys() == 2
@@ -468,7 +461,7 @@ def test_forged_sads_are_refused(lab: Lab) -> None:
     claims = {"sub": "x", "digests": ["00" * 32], "exp": int(time.time()) + 60}
     digest = hashlib.sha256(b"forged sad").digest()
     for token in _forgeries(kid, pem, claims).values():
-        _refused(_sign_doc(lab, token, digest), 401, "invalid_token")
+        _refused(lab.sign_doc(token, digest), 401, "invalid_token")
         sign_hash = requests.post(f"{lab.urls['signer']}/csc/v1/signatures/signHash", timeout=10,
                                   headers={"Authorization": f"Bearer {token}"},
                                   json={"credentialID": "cred-x", "SAD": token, "hash": [base64.b64encode(digest).decode()],

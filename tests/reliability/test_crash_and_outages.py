@@ -101,14 +101,6 @@ def _sad(lab: Lab, document: bytes, hint: str = HINT) -> tuple[Any, str, bytes]:
     return client, token.access_token, digest
 
 
-def _sign_doc(lab: Lab, sad: str, digest: bytes) -> requests.Response:
-    return requests.post(f"{lab.urls['signer']}/csc/v2/signatures/signDoc", timeout=30,
-                         headers={"Authorization": f"Bearer {sad}"},
-                         json={"documentDigests": [{"hashes": [base64.b64encode(digest).decode()],
-                                                    "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
-                                                    "signature_format": "C"}]})
-
-
 def _tx_of(lab: Lab, since: int, event: str = "sad.accepted") -> str:
     return str(lab.wait_audit(lambda e: e.event == event, since).data["transaction_id"])
 
@@ -165,7 +157,7 @@ def test_signer_killed_between_consent_and_sign_doc(crash_lab: Lab) -> None:
     crash_lab.kill("signer")
     crash_lab.restart("signer")
 
-    answer = _sign_doc(crash_lab, sad, digest)
+    answer = crash_lab.sign_doc(sad, digest)
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
     assert "SignatureObject" not in answer.text
     row = crash_lab.signer_transaction(tx)
@@ -186,7 +178,7 @@ def test_signer_killed_during_sign_doc_after_key_creation(crash_lab: Lab) -> Non
 
     def call() -> None:
         try:
-            outcome["response"] = _sign_doc(crash_lab, sad, digest)
+            outcome["response"] = crash_lab.sign_doc(sad, digest)
         except requests.RequestException as exc:
             outcome["error"] = exc
 
@@ -211,7 +203,7 @@ def test_signer_killed_during_sign_doc_after_key_creation(crash_lab: Lab) -> Non
     assert not [e for e in entries if e.event in ("signature.created", "transaction.completed")]
     assert crash_lab.hsm_keys() == 0 and _token_objects(crash_lab) == 0
     # The SAD was spent on the attempt: a retry can never sign the half-done transaction.
-    again = _sign_doc(crash_lab, sad, digest)
+    again = crash_lab.sign_doc(sad, digest)
     assert again.status_code in (400, 401) and "SignatureObject" not in again.text
     _survived(crash_lab, done_tx, serial, since)
 
@@ -224,7 +216,7 @@ def test_ca_killed_during_issuance(crash_lab: Lab) -> None:
     proxy = crash_lab.proxies["ca_jwks"]
     proxy.set("/", "hold", 30)
     outcome: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: outcome.setdefault("response", _sign_doc(crash_lab, sad, digest)))
+    worker = threading.Thread(target=lambda: outcome.setdefault("response", crash_lab.sign_doc(sad, digest)))
     worker.start()
     assert proxy.arrived.wait(10), "the CA never started verifying the issuance request"
     crash_lab.kill("ca")
@@ -353,7 +345,7 @@ def test_ca_down_at_step_7(crash_lab: Lab) -> None:
     _, sad, digest = _sad(crash_lab, b"ca down")
     since = crash_lab.audit_count()
     crash_lab.kill("ca")
-    answer = _sign_doc(crash_lab, sad, digest)
+    answer = crash_lab.sign_doc(sad, digest)
     body = answer.json()
     assert answer.status_code == 503 and body["error"] == "temporarily_unavailable"
     assert "step 7" in body["error_description"] and "TSP" in body["error_description"]
@@ -362,7 +354,7 @@ def test_ca_down_at_step_7(crash_lab: Lab) -> None:
     assert sum(1 for e in entries if e.event == "csr.sent") == 1  # no retry of the issuance
     assert crash_lab.hsm_keys() == 0
     crash_lab.restart("ca")
-    again = _sign_doc(crash_lab, sad, digest)  # never re-signed: the SAD was spent
+    again = crash_lab.sign_doc(sad, digest)  # never re-signed: the SAD was spent
     assert again.status_code in (400, 401) and "SignatureObject" not in again.text
 
 
@@ -372,7 +364,7 @@ def test_ca_slow_beyond_timeout_at_step_7(crash_lab: Lab) -> None:
     proxy = crash_lab.proxies["ca_jwks"]
     proxy.set("/", "hold", 8)
     started = time.monotonic()
-    answer = _sign_doc(crash_lab, sad, digest)
+    answer = crash_lab.sign_doc(sad, digest)
     elapsed = time.monotonic() - started
     proxy.release()
     body = answer.json()

@@ -136,7 +136,8 @@ def test_admin_api_needs_the_admin_token(faulty: FaultyCa) -> None:
     listing = faulty.admin("GET").json()
     assert listing["armed"] == []
     assert {(k["name"], k["step"]) for k in listing["known"]} == {("wrong-key", 7), ("tsa-unavailable", 10),
-                                                                  ("short-term-no-revocation", 7)}
+                                                                  ("short-term-no-revocation", 7),
+                                                                  ("hold-after-log", 7)}
     assert faulty.admin("POST", json={"name": "ocsp-down"}).status_code == 400
     assert faulty.admin("POST", json={"name": "wrong-key", "count": 0}).status_code == 400
     assert faulty.admin("POST", json={"name": "wrong-key", "count": 3}).status_code == 201
