@@ -1,7 +1,7 @@
 """The navigation bar every service's pages share: one link to each service, and the trainer dashboard.
 
-A class moves between the portal, the signing service, the eID provider and the CA while it
-follows one signing; each page therefore shows the same bar (``shared/templates/signlab_base.html``)
+A class moves between the portal, the signing service, the eID provider, the CA (and the EUDI
+Wallet) while it follows one signing; each page therefore shows the same bar (``shared/templates/signlab_base.html``)
 with the service it belongs to marked. The links are the services' *browser* URLs: ``signlab up``
 sets them in ``SIGNLAB_LAB_URLS`` for every service (the ports it chose); without it each service
 is assumed at ``http://127.0.0.1:<its default port>``.
@@ -28,7 +28,7 @@ class LabSettings(EnvSettings):
 
     urls: dict[str, str] = Field(
         default_factory=dict,
-        description="The browser URL of each service by name (portal, idp, ca, signer) for the navigation bar of "
+        description="The browser URL of each service by name (portal, idp, ca, signer, wallet) for the navigation bar of "
         "every page; a service not named is linked at http://127.0.0.1:<its default port>.",
     )
 

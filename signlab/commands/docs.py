@@ -188,7 +188,7 @@ def settings_markdown() -> str:
     from shared.tracing.settings import TraceSettings
 
     notes = _link_notes()
-    notes[LabSettings.env_name("urls")] = "`signlab up` sets it to the four services' URLs."
+    notes[LabSettings.env_name("urls")] = "`signlab up` sets it to the services' URLs."
     out = [
         "# Settings reference",
         "",
@@ -228,7 +228,7 @@ def settings_markdown() -> str:
             section += _settings_table(nested, lambda name: name, {}, generated_secrets=False, header="Field")
         sections.append(section)
     out.append("- [Flow tracing, all four services (`SIGNLAB_TRACE_*`)](#flow-tracing-all-four-services)")
-    out.append("- [The lab, all four services (`SIGNLAB_LAB_*`)](#the-lab-all-four-services)")
+    out.append("- [The lab, every service (`SIGNLAB_LAB_*`)](#the-lab-every-service)")
     out.append("")
     for section in sections:
         out += section + [""]
@@ -236,7 +236,7 @@ def settings_markdown() -> str:
             f"Class `{TraceSettings.__module__}.{TraceSettings.__name__}`, prefix `{TraceSettings.env_prefix}`, "
             "read by every service.", ""]
     out += _settings_table(TraceSettings, TraceSettings.env_name, notes)
-    out += ["", "## The lab (all four services)", "",
+    out += ["", "## The lab (every service)", "",
             f"Class `{LabSettings.__module__}.{LabSettings.__name__}`, prefix `{LabSettings.env_prefix}`, "
             "read by every service for the navigation bar its pages share.", ""]
     out += _settings_table(LabSettings, LabSettings.env_name, notes)
@@ -331,9 +331,9 @@ DIAGRAMS: tuple[DiagramSpec, ...] = (
     DiagramSpec("failure-loa-too-low", "loa-too-low-for-qes", "person-signing", "refused",
                 "Refusal: QES asked, the signer holds only MinID (LoA substantial); refused at step 4, "
                 "no key, no certificate."),
-    DiagramSpec("wallet-login", "wallet-qes-same-device", "person-signing", "ok",
+    DiagramSpec("wallet-login", "wallet-qes-same-device", "person-signing", "completed",
                 "Person signing after an EUDI Wallet login: step 4 is an OpenID4VP presentation of the PID."),
-    DiagramSpec("failure-wallet-revoked", "wallet-pid-revoked", "person-signing", "error",
+    DiagramSpec("failure-wallet-revoked", "wallet-pid-revoked", "person-signing", "refused",
                 "Refusal: the wallet presents a PID its provider revoked; the IPSP refuses it at step 4."),
 )
 """The diagrams ``signlab docs diagrams`` writes (and ``tests/docs/test_diagrams.py`` expects)."""
