@@ -264,16 +264,17 @@ class IdpStore:
         """The newest events, newest first, ``offset`` skipped; only of ``kind`` and containing
         ``text`` (case-insensitive, in the stored JSON) when given."""
         where, values = self._event_filter(kind, text)
+        query = f"SELECT id, time, kind, data FROM events{where} ORDER BY id DESC LIMIT ? OFFSET ?"  # noqa: S608 - fixed clauses
         with self._lock:
-            rows = self._db.execute(f"SELECT id, time, kind, data FROM events{where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608 - fixed clauses, values bound
-                                    (*values, limit, offset)).fetchall()
+            rows = self._db.execute(query, (*values, limit, offset)).fetchall()
         return [{"id": r[0], "time": r[1], "kind": r[2], "data": json.loads(r[3])} for r in rows]
 
     def count_events(self, *, kind: str | None = None, text: str | None = None) -> int:
         """How many stored events match (for paging)."""
         where, values = self._event_filter(kind, text)
+        query = f"SELECT COUNT(*) FROM events{where}"  # noqa: S608 - fixed clauses, values bound
         with self._lock:
-            return int(self._db.execute(f"SELECT COUNT(*) FROM events{where}", values).fetchone()[0])  # noqa: S608 - fixed clauses, values bound
+            return int(self._db.execute(query, values).fetchone()[0])
 
     def event_kinds(self) -> list[str]:
         """The kinds of the stored events (the debugger's filter)."""

@@ -360,8 +360,9 @@ def _after_callback(tx: Transaction) -> Response:
     review_token = (session.get("reviews") or {}).get(tx.id)
     if review_token:
         return redirect(url_for("portal.review", review_token=review_token), code=303)  # type: ignore[return-value]
-    return render_template("portal/review.html", tx=tx, review_token=None, previews=[], fingerprints=[],
-                           csrf=csrf_token(), owner=False, why=explain(tx.error, tx.error_description))  # type: ignore[return-value]
+    why = explain(tx.error, tx.error_description)
+    return render_template("portal/review.html", tx=tx, review_token=None, previews=[], fingerprints=[],  # type: ignore[return-value]
+                           csrf=csrf_token(), owner=False, why=why)
 
 
 @bp.get("/transactions/<tx_id>")

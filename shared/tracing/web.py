@@ -6,7 +6,7 @@
 |---|---|
 | ``GET /trainer/`` | the four services with role and health, recent signings (person, qualifier, format, level, outcome), the live diagram of the latest, following new signings as they arrive |
 | ``GET /trainer/transactions/<id>`` | one transaction: live diagram, click an arrow for its decoded payload, step timings, exports |
-| ``GET /trainer/api/transactions`` | recent signings (JSON; ``?kind=activity`` the traced activity that is no signing, ``?kind=all`` both) |
+| ``GET /trainer/api/transactions`` | recent signings (JSON; ``?kind=activity`` the traced activity that is no signing, ``?kind=all`` both; ``?limit=N``, at most 100) |
 | ``GET /trainer/api/transactions/<id>`` | the transaction (JSON, as ``signlab trace --format json``) |
 | ``GET /trainer/api/transactions/<id>.svg`` / ``.mmd`` | SVG / Mermaid export |
 | ``GET /trainer/api/status`` | the services' ``/healthz`` (JSON) |
@@ -42,7 +42,15 @@ from shared.errors import NotFound
 from shared.flow import SERVICES, STEPS
 from shared.personal_data import mask_personal_data
 from shared.tracing.instrument import store_dir_of
-from shared.tracing.model import ABANDONED_AFTER_SECONDS, ACTIVITY, SIGNING, Transaction, build_transaction, describe_facts, shown_facts
+from shared.tracing.model import (
+    ABANDONED_AFTER_SECONDS,
+    ACTIVITY,
+    SIGNING,
+    Transaction,
+    build_transaction,
+    describe_facts,
+    shown_facts,
+)
 from shared.tracing.render import lane_layout, render_mermaid, render_svg
 from shared.tracing.store import TraceStore
 
@@ -158,7 +166,7 @@ def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[
         latest = store().transactions()
         return render_template("signlab_trace_dashboard.html", statuses=_statuses(urls()), rows=listed, kind=kind,
                                latest=latest[0].id if latest else None, steps=STEPS,
-                               listing=url_for("signlab_trainer.listing", kind=SIGNING))
+                               listing=url_for("signlab_trainer.listing", kind=SIGNING, limit=25))
 
     @bp.get("/transactions/<key>")
     def view(key: str) -> str:
@@ -173,7 +181,8 @@ def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[
     @bp.get("/api/transactions")
     def listing() -> Response:
         show = bool(getattr(current_app.extensions["signlab.settings"], "show_personal_data", False))
-        response = jsonify(mask_personal_data(rows(request.args.get("kind", SIGNING), 100), show=show))
+        limit = min(100, max(1, request.args.get("limit", 100, type=int) or 100))
+        response = jsonify(mask_personal_data(rows(request.args.get("kind", SIGNING), limit), show=show))
         response.headers["Cache-Control"] = "no-store"
         return response
 
