@@ -48,9 +48,15 @@ TRAINER_PATH = "/trainer/"
 
 
 def nav_links(current: ServiceInfo, settings: LabSettings | None = None) -> list[NavLink]:
-    """The bar for a page of ``current``: each service's home, then the trainer dashboard."""
+    """The bar for a page of ``current``: each service's home, in the order of the diagrams' lanes
+    (portal, signing service, eID provider, wallet, CA), then the trainer dashboard."""
     urls = (settings or LabSettings.from_env()).urls
     base = {info.name: urls.get(info.name, f"http://127.0.0.1:{info.default_port}").rstrip("/") for info in SERVICES}
-    links = [NavLink(str(info.role), info.title, base[info.name] + "/", info.name == current.name) for info in SERVICES]
-    links.append(NavLink("Trainer", "dashboard (trainer token)", base["portal"] + TRAINER_PATH, False))
+    from shared.tracing.model import LANE_TITLES, WALLET_LANES, lanes_for  # the diagrams' names and order
+
+    order = lanes_for(set(WALLET_LANES))
+    ordered = sorted(SERVICES, key=lambda info: order.index(info.role) if info.role in order else len(order))
+    links = [NavLink(str(info.role), LANE_TITLES.get(info.role, info.title), base[info.name] + "/",
+                     info.name == current.name) for info in ordered]
+    links.append(NavLink("Trainer", "dashboard", base["portal"] + TRAINER_PATH, False))
     return links

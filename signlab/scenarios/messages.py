@@ -173,11 +173,15 @@ def parse_forms(html: str) -> list[dict[str, Any]]:
 
 
 def error_page(html: str) -> tuple[str, str] | None:
-    """``(error, description)`` of a SignLab error page (``shared/templates/signlab_error.html``), else None."""
+    """``(error, description)`` of a SignLab error page (``shared/templates/signlab_error.html``, the
+    portal's refusal page), else None."""
     if 'class="card error"' not in html:
         return None
     parser = _FormParser()
     parser.feed(html)
-    code = next((text.split("|", 1)[1] for tag, text in parser.texts if tag == "code"), "")
-    description = next((text.split("|", 1)[1] for tag, text in parser.texts if tag == "p"), "")
+    # Marked elements first (the shared error page and the portal's refusal page mark them), else
+    # the first code and paragraph.
+    marked = {text.split("|", 1)[0]: text.split("|", 1)[1] for _, text in parser.texts}
+    code = marked.get("protocol-error") or next((t.split("|", 1)[1] for tag, t in parser.texts if tag == "code"), "")
+    description = marked.get("error-description") or next((t.split("|", 1)[1] for tag, t in parser.texts if tag == "p"), "")
     return (code or "error"), description
