@@ -260,9 +260,10 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium through Playwright (one for the suite); skip, with the reason, only if it
-    cannot be launched."""
+    """Debian's Chromium through Playwright, one per test module: Playwright's sync API keeps an
+    event loop running in this thread while it lives, and other modules (pyHanko's client) call
+    ``asyncio.run``. Skips, with the reason, only if it cannot be launched."""
     with chromium() as launched:
         yield launched

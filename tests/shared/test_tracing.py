@@ -46,7 +46,7 @@ def signed(eco: tracing_ecosystem.Ecosystem) -> Transaction:
 def refused(eco: tracing_ecosystem.Ecosystem, signed: Transaction) -> Transaction:
     response = eco.sign(acr="substantial")
     assert "error=access_denied" in response.url
-    return build_transaction(TraceStore(eco.trace_dir).groups()[0])
+    return build_transaction(TraceStore(eco.trace_dir).transactions()[0])
 
 
 def test_one_signing_is_one_transaction_with_steps_1_to_10_in_order(signed: Transaction) -> None:
