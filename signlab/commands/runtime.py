@@ -1,17 +1,19 @@
-"""``signlab up | down | status | logs``: the embedded runtime (local processes)."""
+"""``signlab up | down | status | logs``: the embedded runtime (local processes) or, with
+``--engine docker``, the containers (``signlab.docker_engine``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from services.registry import REGISTRY
 from signlab.commands import CommandError
 from signlab.runtime import LocalRuntime, ServiceState, fault_injection_requested
 
-__all__ = ["register"]
+__all__ = ["add_docker_options", "docker_engine", "register", "runtime_from"]
 
 SERVICE_NAMES = [e.info.name for e in REGISTRY]
 
@@ -33,10 +35,14 @@ def register(commands: Any) -> None:
     up.add_argument("--no-build", action="store_true", help="--engine docker: use the existing signlab image")
     up.add_argument("--fault-injection", action="store_true", default=fault_injection_requested(os.environ),
                     help="lab only: enable the guarded fault-injection admin APIs for this run (IdP /admin/failures, "
-                         "signer and CA /admin/faults; bearer tokens in secrets.env); default: $SIGNLAB_FAULT_INJECTION")
+                         "signer and CA /admin/faults; bearer tokens in secrets.env, or the env file with --engine "
+                         "docker); default: $SIGNLAB_FAULT_INJECTION")
     up.set_defaults(handler=_up)
 
-    down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids)")
+    down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids; "
+                                            "containers: SIGTERM, then removed)")
+    down.add_argument("--volumes", action="store_true",
+                      help="--engine docker: also delete the deployment's volumes (all its data: CA, HSM token, audit logs)")
     down.set_defaults(handler=_down)
 
     status = commands.add_parser("status", help="show each service's role, URL and state; exit 1 unless all are healthy")
@@ -50,8 +56,16 @@ def register(commands: Any) -> None:
     logs.set_defaults(handler=_logs)
 
     for parser in (up, down, status, logs):
-        parser.add_argument("--engine", choices=["local", "docker"], default=os.environ.get("SIGNLAB_ENGINE", "local"),
-                            help="local processes (default) or Docker containers (compose/; default: $SIGNLAB_ENGINE)")
+        add_docker_options(parser)
+
+
+def add_docker_options(parser: argparse.ArgumentParser) -> None:
+    """``--engine`` and ``--env-file`` (the Docker deployment's project name, secrets and ports)."""
+    parser.add_argument("--engine", choices=["local", "docker"], default=os.environ.get("SIGNLAB_ENGINE", "local"),
+                        help="local processes (default) or Docker containers (compose/; default: $SIGNLAB_ENGINE)")
+    parser.add_argument("--env-file", type=Path, default=None, metavar="FILE",
+                        help="--engine docker: the deployment's env file (project name, secrets, ports), the one "
+                             "docker compose reads; default: $SIGNLAB_DOCKER_ENV_FILE or compose/.env")
 
 
 def runtime_from(args: argparse.Namespace, *, fault_injection: bool | None = None) -> LocalRuntime:
@@ -70,28 +84,56 @@ def table(states: list[ServiceState]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def _docker(args: argparse.Namespace) -> Any:
-    """The Docker engine backend (``--engine docker``), or None for the local runtime."""
+def docker_engine(args: argparse.Namespace, *, fault_injection: bool = False) -> Any:
+    """The Docker engine backend (``--engine docker``), or None for the local runtime.
+
+    The engine is ``DOCKER_HOST``, the default socket, or SignLab's own dockerd under
+    ``<data dir>/dockerd`` when one runs (``signlab dockerd start``).
+    """
     if getattr(args, "engine", "local") != "docker":
         return None
-    from signlab.docker_engine import DockerEngine
+    from signlab.docker_engine import ENV_FILE, DockerEngine
+    from signlab.docker_host import OwnDockerd
 
-    return DockerEngine(args.data_dir, dict(getattr(args, "port", None) or []))
+    env_file = args.env_file or Path(os.environ.get("SIGNLAB_DOCKER_ENV_FILE") or ENV_FILE)
+    own = OwnDockerd(args.data_dir / "dockerd")
+    host = None
+    if "DOCKER_HOST" not in os.environ and not Path("/var/run/docker.sock").exists() and own.pid() is not None:
+        host = own.host
+    return DockerEngine(env_file, dict(getattr(args, "port", None) or []), docker_host=host,
+                        fault_injection=fault_injection)
+
+
+def _map_lab_hosts() -> None:
+    """Make the lab host names in SignLab's certificates resolve here (root), or say how."""
+    from signlab.hosts import lab_host_problems, map_lab_hosts
+
+    if not lab_host_problems():
+        return
+    try:
+        for line in map_lab_hosts():
+            print(line, flush=True)
+    except PermissionError as exc:
+        print(f"Note: {'; '.join(lab_host_problems())}, so validators on this machine cannot fetch the "
+              f"revocation data named in SignLab's certificates. {exc}.", flush=True)
 
 
 def _up(args: argparse.Namespace) -> int:
-    engine = _docker(args)
-    if engine is not None and args.fault_injection:
-        raise CommandError("--fault-injection is available with the local engine only (the containers run "
-                           "without the fault-injection admin APIs)", exit_code=2)
+    engine = docker_engine(args, fault_injection=args.fault_injection)
     if engine is not None:
-        print("Starting SignLab in Docker containers ...", flush=True)
+        _map_lab_hosts()
+        print(f"Starting SignLab in Docker containers (project {engine.project}, env file {engine.env_file}) ...",
+              flush=True)
         states = engine.up(timeout=args.timeout or 300.0, build=not args.no_build,
                            progress=lambda line: print(line, flush=True))
         print(table(states))
+        if args.fault_injection:
+            print(f"\nFault injection is ON in these containers (lab only): IdP /admin/failures, signer and CA "
+                  f"/admin/faults accept the admin tokens in {engine.env_file}.")
         print(f"\nOpen the portal at {engine.url('portal')}/ . Logs: signlab logs --engine docker -f . "
               "Stop: signlab down --engine docker")
         return 0
+    _map_lab_hosts()
     runtime = runtime_from(args, fault_injection=args.fault_injection)
     print(f"Starting SignLab from {runtime.data_dir} ...", flush=True)
     states = runtime.up(timeout=args.timeout or 60.0, progress=lambda line: print(line, flush=True))
@@ -104,21 +146,24 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    engine = _docker(args)
-    lines = engine.down() if engine is not None else runtime_from(args).down()
+    engine = docker_engine(args)
+    if args.volumes and engine is None:
+        raise CommandError("--volumes is for --engine docker (the local runtime's data is the --data-dir folder)",
+                           exit_code=2)
+    lines = engine.down(remove_volumes=args.volumes) if engine is not None else runtime_from(args).down()
     print("\n".join(lines) if lines else "SignLab is not running.")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    engine = _docker(args)
+    engine = docker_engine(args)
     states = engine.status() if engine is not None else runtime_from(args).status()
     print(json.dumps([s.as_dict() for s in states], indent=2) if args.json else table(states))
     return 0 if all(s.state == "healthy" for s in states) else 1
 
 
 def _logs(args: argparse.Namespace) -> int:
-    engine = _docker(args)
+    engine = docker_engine(args)
     runtime = engine if engine is not None else runtime_from(args)
     names = [args.service] if args.service else SERVICE_NAMES
     if args.follow:
