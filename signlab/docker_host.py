@@ -73,7 +73,6 @@ SUITE = "bookworm"
 DEBIAN_BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "softhsm2")
 """What the Debian base holds on top of debootstrap's minbase: Python 3.11 with venv, CA
 certificates, SoftHSM2 (the signer's HSM) — everything the Dockerfile would otherwise fetch."""
-PULL_TIMEOUT = 60
 
 Progress = Callable[[str], None]
 
@@ -127,6 +126,7 @@ class OwnDockerd:
         if len(str(exec_root)) > 60:
             exec_root = Path(tempfile.gettempdir()) / f"signlab-dockerd-{hashlib.sha256(bytes(self.root)).hexdigest()[:12]}"
         self.exec_root = exec_root
+        self._process: subprocess.Popen[bytes] | None = None  # when this object started it: reaped by stop()
 
     @property
     def host(self) -> str:
@@ -165,12 +165,14 @@ class OwnDockerd:
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
+        self._process = process
         deadline = time.monotonic() + timeout
         while (problem := _answers(self.host)) is not None:
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-15:])
                 if process.poll() is None:
                     process.terminate()
+                    process.wait(timeout=30)
                 raise EngineUnavailable(f"dockerd did not come up ({problem}); last lines of {self.log_file}:\n{tail}")
             time.sleep(0.3)
         progress(f"started SignLab's own dockerd (pid {process.pid}, socket {self.socket}, data {self.data_root})")
@@ -192,13 +194,18 @@ class OwnDockerd:
             message = f"dockerd (pid {pid}) did not stop within {timeout:g} s of SIGTERM: killed"
         else:
             message = f"stopped SignLab's own dockerd (pid {pid}, SIGTERM)"
-        _reap(pid)
+        if self._process is not None and self._process.pid == pid:
+            self._process.wait(timeout=30)
+            self._process = None
+        else:
+            _reap(pid)
         self.socket.unlink(missing_ok=True)
         progress(message)
         return message
 
 
 def _reap(pid: int) -> None:
+    """Collect the exit status if ``pid`` is this process's child (started by another OwnDockerd object)."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -316,11 +323,11 @@ def ensure_base_image(client: Any, cache_dir: Path, progress: Progress = print) 
         return OFFICIAL_BASE
     repository, tag = OFFICIAL_BASE.split(":")
     try:
-        client.api.pull(repository, tag, timeout=PULL_TIMEOUT)
+        client.images.pull(repository, tag=tag)
         progress(f"base image: {OFFICIAL_BASE} (pulled from Docker Hub)")
         return OFFICIAL_BASE
     except Exception as exc:  # noqa: BLE001 - no Docker Hub: the reason goes into the log line
-        reason = str(exc).splitlines()[0][:160]
+        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
     name = base_tag()
     if _has_image(client, name):
         progress(f"base image: {name} (Debian packages; cached on the engine; {OFFICIAL_BASE} unavailable: {reason})")
@@ -332,8 +339,7 @@ def ensure_base_image(client: Any, cache_dir: Path, progress: Progress = print) 
         how = f"made with debootstrap in {time.monotonic() - started:.0f} s"
     else:
         how = f"from the cached {tarball}"
-    with tarball.open("rb") as handle:
-        client.images.import_image(handle, repository=name.split(":")[0], tag=name.split(":")[1])
+    client.api.import_image_from_file(str(tarball), repository=name.split(":")[0], tag=name.split(":")[1])
     progress(f"base image: {name} (Debian packages, {how}; {OFFICIAL_BASE} unavailable: {reason})")
     return name
 
@@ -405,15 +411,16 @@ def ensure_wheelhouse(progress: Progress = print, directory: Path = WHEELHOUSE) 
 # -- the image ---------------------------------------------------------------------------------
 
 
-def build_image(client: Any, tag: str, *, base: str, own_engine: bool, progress: Progress = print) -> float:
+def build_image(client: Any, tag: str, *, base: str, progress: Progress = print) -> float:
     """Build ``compose/Dockerfile`` as ``tag`` on ``base``; return the seconds it took.
 
-    :param own_engine: the engine is :class:`OwnDockerd` (no default bridge: a build that needs the
-        network, on the official image, uses the host's).
+    The Debian base needs nothing from outside: no network at all. The official image installs
+    SoftHSM2 from the Debian mirror through the host's network (SignLab's own engine has no default
+    bridge to give the build).
     """
     from signlab.docker_engine import DOCKERFILE, build_context
 
-    network = "none" if base != OFFICIAL_BASE else ("host" if own_engine else None)
+    network = "host" if base == OFFICIAL_BASE else "none"
     started = time.monotonic()
     try:
         client.images.build(fileobj=build_context(REPO_ROOT), custom_context=True, dockerfile=DOCKERFILE, tag=tag,
@@ -421,5 +428,5 @@ def build_image(client: Any, tag: str, *, base: str, own_engine: bool, progress:
     except Exception as exc:  # docker.errors.BuildError / APIError: keep the engine's reason
         raise RuntimeError(f"building the image failed: {exc}") from None
     seconds = time.monotonic() - started
-    progress(f"image built: {tag} on {base} in {seconds:.0f} s (network in the build: {network or 'default'})")
+    progress(f"image built: {tag} on {base} in {seconds:.0f} s (network in the build: {network})")
     return seconds

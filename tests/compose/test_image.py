@@ -120,10 +120,13 @@ def test_the_closure_sees_known_dependencies() -> None:
 
 def test_the_image_installs_the_project_without_dev_extras() -> None:
     runs = [args for keyword, args in _instructions() if keyword == "RUN"]
-    installs = [install for args in runs for install in re.findall(r"pip install [^;&]*", args)]
-    assert len(installs) == 2, installs  # offline from the wheelhouse, else from PyPI
-    assert all(install.split()[-1] == "." for install in installs), installs  # the project, no [dev]
-    assert any("--no-index --find-links /opt/wheelhouse" in install for install in installs), installs
+    installs = [install.strip() for args in runs for install in re.findall(r"pip install [^;&]*", args)]
+    # The wheelhouse's wheels (the dependencies' own layer), then the project: offline from the
+    # wheelhouse, else from PyPI.
+    assert installs[0] == "pip install --no-index /opt/wheelhouse/*.whl", installs
+    projects = installs[1:]
+    assert len(projects) == 2 and all(install.split()[-1] == "." for install in projects), installs  # no [dev]
+    assert "pip install --no-index --find-links /opt/wheelhouse ." in projects, installs
     copied = " ".join(args for keyword, args in _instructions() if keyword == "COPY")
     for package in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
         assert package.rstrip("*") in copied, f"package {package} is not copied into the image"

@@ -27,6 +27,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
+from services.registry import lab_url
 from services.signer.settings import SignerSettings
 from shared.testing import LiveServer, browse_until, free_port
 
@@ -85,8 +86,10 @@ class Ecosystem:
             port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
             signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
             admin_token=SecretStr(secrets.token_urlsafe(16)), log_level="WARNING")
+        # As `signlab up` does: the certificates name the lab host and this CA's port, so a stock
+        # validator on this machine fetches their revocation data from this CA (test_stock_validator).
         self.ca_settings = CaSettings(
-            port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url,
+            port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url, public_cert_base=lab_url("ca", ca_port),
             signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
             admin_token=SecretStr(self.ca_admin), log_level="WARNING")
         provision_ca(self.ca_settings)
