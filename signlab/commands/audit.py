@@ -69,7 +69,7 @@ def _verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        where = f" (volumes of Docker project {engine.project})" if engine is not None else ""
+        where = f" in the volumes of Docker project {engine.project}" if engine is not None else ""
         for item in results:
             verdict = "intact" if item["ok"] else f"TAMPERED at entry {item['first_broken']}: {item['reason']}"
             print(f"{item['log']}: {item['entries']} entries, {verdict}  ({item['path']}{where})")
