@@ -1,6 +1,6 @@
 """The flow vocabulary: eIDAS roles, the four services and flow steps 1-10.
 
-This module is the single definition of the step numbering of DESIGN.md section 2. Code, trace
+This module is the single definition of the step numbering of design §2. Code, trace
 spans, audit entries, error messages, pages and documents all take step numbers, names and roles
 from here, so that a reader can find any step by its number everywhere.
 
@@ -48,7 +48,7 @@ class Role(StrEnum):
 class FlowStep:
     """One step of the signing flow, with the two roles it connects.
 
-    :ivar number: the step number, 1-10, as in DESIGN.md section 2.
+    :ivar number: the step number, 1-10, as in design §2.
     :ivar name: a short name (used in span names and page headings).
     :ivar source: the role that acts or sends.
     :ivar target: the role that receives (equal to ``source`` for an internal step).

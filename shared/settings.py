@@ -20,44 +20,28 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, get_origin
+from typing import Any, ClassVar, Literal, Self, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from shared.errors import ConfigurationError
 
-__all__ = ["ServiceSettings", "SecretStr", "secret_fields"]
+__all__ = ["EnvSettings", "SecretStr", "ServiceSettings", "secret_fields"]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class ServiceSettings(BaseModel):
-    """Settings every service has; subclasses set :attr:`env_prefix` and their own defaults."""
+class EnvSettings(BaseModel):
+    """Frozen settings read from environment variables ``<env_prefix><FIELD>``: the one reader of
+    ``os.environ`` for settings (services' and tracing's alike)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     env_prefix: ClassVar[str] = "SIGNLAB_"
     """Environment prefix of the subclass, e.g. ``SIGNLAB_IDP_``."""
 
-    host: str = Field("127.0.0.1", description="Address the service listens on.")
-    port: int = Field(8000, ge=1, le=65535, description="TCP port the service listens on.")
-    public_url: str = Field(
-        "", description="Base URL under which other roles and browsers reach this service; "
-        "empty means http://HOST:PORT."
-    )
-    data_dir: Path = Field(Path("var"), description="Directory for this service's state (databases, keys, logs).")
-    log_level: LogLevel = Field("INFO", description="Lowest level written to the JSON log.")
-    max_body_bytes: int = Field(
-        2 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes; larger bodies get HTTP 413."
-    )
-    http_timeout_seconds: float = Field(
-        10.0, gt=0, le=300, description="Timeout of every outbound HTTP call to another role, in seconds."
-    )
-
-    @property
-    def base_url(self) -> str:
-        """The URL other roles and browsers use to reach this service (no trailing slash)."""
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+    error_label: ClassVar[str] = "invalid settings"
+    """How a :class:`~shared.errors.ConfigurationError` from :meth:`from_env` starts."""
 
     @classmethod
     def env_name(cls, field: str) -> str:
@@ -84,6 +68,8 @@ class ServiceSettings(BaseModel):
                     values[name] = json.loads(raw)
                 except json.JSONDecodeError as exc:
                     raise ConfigurationError(f"{cls.env_name(name)}: expected JSON ({exc.msg})") from None
+            elif raw == "" and _is_optional(field.annotation):
+                values[name] = None  # an empty variable unsets an optional field
             else:
                 values[name] = raw
         values.update(overrides)
@@ -94,9 +80,33 @@ class ServiceSettings(BaseModel):
             for item in exc.errors():
                 field_name = str(item["loc"][0]) if item["loc"] else "?"
                 # Never echo a secret's value back; echo other inputs so the user sees the typo.
-                shown = "" if field_name in secret_fields(cls) or item["type"] == "missing" else f" (got {item['input']!r})"
+                shown = "" if field_name in _secret_field_names(cls) or item["type"] == "missing" else f" (got {item['input']!r})"
                 problems.append(f"{cls.env_name(field_name)}: {item['msg']}{shown}")
-            raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+            raise ConfigurationError(f"{cls.error_label}: " + "; ".join(problems)) from None
+
+
+class ServiceSettings(EnvSettings):
+    """Settings every service has; subclasses set :attr:`env_prefix` and their own defaults."""
+
+    host: str = Field("127.0.0.1", description="Address the service listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port the service listens on.")
+    public_url: str = Field(
+        "", description="Base URL under which other roles and browsers reach this service; "
+        "empty means http://HOST:PORT."
+    )
+    data_dir: Path = Field(Path("var"), description="Directory for this service's state (databases, keys, logs).")
+    log_level: LogLevel = Field("INFO", description="Lowest level written to the JSON log.")
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes; larger bodies get HTTP 413."
+    )
+    http_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Timeout of every outbound HTTP call to another role, in seconds."
+    )
+
+    @property
+    def base_url(self) -> str:
+        """The URL other roles and browsers use to reach this service (no trailing slash)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def service_dir(self, *parts: str) -> Path:
         """A path under :attr:`data_dir`, created (mode 0700) when missing."""
@@ -110,6 +120,14 @@ def _is_structured(annotation: Any) -> bool:
     return origin in (list, dict, tuple, set, frozenset)
 
 
+def _is_optional(annotation: Any) -> bool:
+    return type(None) in get_args(annotation)
+
+
+def _secret_field_names(cls: type[BaseModel]) -> set[str]:
+    return {name for name, field in cls.model_fields.items() if field.annotation in (SecretStr, SecretStr | None)}
+
+
 def secret_fields(cls: type[ServiceSettings]) -> set[str]:
     """Names of the fields of ``cls`` that hold secrets (typed :class:`SecretStr`)."""
-    return {name for name, field in cls.model_fields.items() if field.annotation in (SecretStr, SecretStr | None)}
+    return _secret_field_names(cls)

@@ -82,7 +82,7 @@ def create_service_app(
     _register_error_handlers(app)
     _register_health(app, info, dict(health_checks or {}))
     _register_role_page(app, info, role_page_at)
-    from shared.tracing import instrument_app  # flow tracing (DESIGN 6): spans for every exchange, no service code
+    from shared.tracing import instrument_app  # flow tracing (design §6): spans for every exchange, no service code
 
     instrument_app(app, info, settings)
     log.info("%s (%s) ready at %s", info.name, info.role, settings.base_url,

@@ -14,8 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from signlab.commands import CommandError
-from signlab.runtime import RuntimeError_
+from signlab.errors import EXIT_INTERRUPTED, CliError
 
 __all__ = ["COMMAND_MODULES", "main"]
 
@@ -34,7 +33,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="signlab", description="Run and drive the SignLab remote-signing ecosystem.")
+    parser = argparse.ArgumentParser(
+        prog="signlab", description="Run and drive the SignLab remote-signing ecosystem.",
+        epilog="Exit codes: 0 done; 1 something checked failed; 2 cannot run as asked (arguments, input files, "
+               "ports, prerequisites); 130 interrupted.")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SIGNLAB_DATA_DIR", "var")),
                         help="state, logs and pid files (default: $SIGNLAB_DATA_DIR or ./var)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -48,11 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (RuntimeError_, CommandError) as exc:
+    except CliError as exc:
         print(f"signlab: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

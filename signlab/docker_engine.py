@@ -67,6 +67,7 @@ from services.registry import LAB_HOSTS, LINKED_SECRETS, REGISTRY, URL_LINKS, Se
 from shared.flow import service
 from shared.settings import secret_fields
 from shared.tracing.settings import TraceSettings
+from signlab.errors import EXIT_USAGE, CliError
 from signlab.runtime import (
     FAULT_INJECTION_SETTINGS,
     RuntimeError_,
@@ -392,8 +393,10 @@ def render_compose() -> str:
 _VARIABLE = re.compile(r"\$(?:(\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|:\?|-|\?)(?P<arg>[^}]*))?\})")
 
 
-class InterpolationError(ValueError):
+class InterpolationError(CliError, ValueError):
     """A required variable (``${NAME:?message}``) is missing."""
+
+    exit_code = EXIT_USAGE
 
 
 def interpolate(value: str, variables: Mapping[str, str]) -> str:

@@ -54,6 +54,7 @@ from services.registry import entry
 from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
 from shared.clients.signer import SignerClient
+from signlab.errors import CliError
 
 __all__ = [
     "BrowserAgent",
@@ -76,7 +77,7 @@ _CSRF = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
 _KEY_OBJECTS = re.compile(r"(\d+) key objects")
 
 
-class FlowFailed(Exception):
+class FlowFailed(CliError):
     """A flow did not end with a valid signature; the message names the step and the reason."""
 
 

@@ -40,6 +40,7 @@ import requests
 from services.registry import LAB_HOSTS, LINKED_SECRETS, REGISTRY, URL_LINKS, ServiceEntry, lab_url
 from shared.flow import service
 from shared.settings import secret_fields
+from signlab.errors import CliError
 
 __all__ = ["FAULT_INJECTION_SETTINGS", "LocalRuntime", "RuntimeError_", "ServiceState", "fault_injection_requested",
            "gunicorn_argv", "load_or_create_secrets", "read_env_file", "write_env_file"]
@@ -118,12 +119,8 @@ def write_env_file(path: Path, values: Mapping[str, str], *, header: str) -> Non
     os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
 
 
-class RuntimeError_(Exception):  # noqa: N801 - a trailing underscore avoids shadowing the builtin
+class RuntimeError_(CliError):  # noqa: N801 - a trailing underscore avoids shadowing the builtin
     """The runtime cannot do what was asked; the message says why and what to do."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The two end-entity certificate profiles (DESIGN §4): QES (QCP-n-qscd) and AdES (NCP).
+"""The two end-entity certificate profiles (design §4): QES (QCP-n-qscd) and AdES (NCP).
 
 Both: subject C, SN, GN, serialNumber (EN 319 412-1 semantics, e.g. ``PNONO-01017012345``), CN;
 basicConstraints cA=FALSE (critical); keyUsage nonRepudiation only (critical); AKI/SKI; AIA

@@ -4,7 +4,7 @@ One method per endpoint; results are frozen dataclasses. Client authentication a
 authorization server is ``client_secret_basic``. Binary values in results are raw bytes (the wire
 uses standard base64).
 
-Typical person-signing use (DESIGN §2, steps 2, 5, 10)::
+Typical person-signing use (design §2, steps 2, 5, 10)::
 
     signer = SignerClient(url, client_id="signlab-portal", client_secret=secret)
     par = signer.push_authorization_request(redirect_uri=..., state=..., code_challenge=...,

@@ -1,22 +1,31 @@
 """Flow tracing: every exchange between the roles as spans with flow step, roles and a redacted
-payload summary; one transaction, one sequence diagram (DESIGN.md section 6).
+payload summary; one transaction, one sequence diagram (design §6).
 
 Services get HTTP tracing from :func:`shared.web.create_service_app` (which calls
 :func:`instrument_app`); they call :func:`flow_span` for steps inside a process (HSM, CMS),
 :func:`annotate` to add decoded facts, :func:`correlate` for an extra correlation value. The portal
 mounts :func:`trainer_blueprint`. ``signlab trace`` and ``signlab tour`` read :class:`TraceStore`.
-See the README section "Flow tracing, sequence diagrams and the trainer tour".
+See ``docs/tracing.md``.
+
+Importing this package does not import Flask: the Flask adapters (:func:`instrument_app`,
+:func:`store_dir_of`, :func:`trainer_blueprint`) load on first use, so Flask-free cores can use
+:func:`flow_span` and friends.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from shared.tracing.api import FlowSpan, annotate, correlate, flow_span
-from shared.tracing.instrument import instrument_app, store_dir_of
 from shared.tracing.labels import ROUTES, RouteLabel, label_for
 from shared.tracing.model import Transaction, build_transaction
 from shared.tracing.render import render_json, render_mermaid, render_svg
 from shared.tracing.settings import TraceSettings
 from shared.tracing.store import TraceStore
+
+if TYPE_CHECKING:
+    from shared.tracing.instrument import instrument_app, store_dir_of
+    from shared.tracing.web import trainer_blueprint
 
 __all__ = [
     "ROUTES",
@@ -39,8 +48,17 @@ __all__ = [
 ]
 
 
-def trainer_blueprint(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """The trainer dashboard blueprint (see :func:`shared.tracing.web.trainer_blueprint`)."""
-    from shared.tracing.web import trainer_blueprint as build
+_FLASK_ADAPTERS = {
+    "instrument_app": "shared.tracing.instrument",
+    "store_dir_of": "shared.tracing.instrument",
+    "trainer_blueprint": "shared.tracing.web",
+}
 
-    return build(*args, **kwargs)
+
+def __getattr__(name: str) -> Any:
+    """The Flask adapters, imported when first asked for (PEP 562)."""
+    if name in _FLASK_ADAPTERS:
+        import importlib
+
+        return getattr(importlib.import_module(_FLASK_ADAPTERS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,9 @@
   automatic keys (``request_uri``, ``state``, ``code``, path ids, redirect targets) do not reach
   (e.g. an id a page carries in a hidden form field).
 
-All three do nothing when tracing is off, and never raise because of tracing.
+All three do nothing when tracing is off, and never raise because of tracing. This module does
+not import Flask, so the services' Flask-free cores can call it; the Flask adapter
+(:mod:`shared.tracing.instrument`) registers each app's secrets here with :func:`register_secrets`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app, has_app_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -33,19 +34,23 @@ from shared.flow import FlowStep, Role
 from shared.tracing.labels import INTERNAL
 from shared.tracing.redact import Scrubber, correlation_key, summarize, to_json
 
-__all__ = ["FlowSpan", "annotate", "correlate", "flow_span"]
+__all__ = ["PROCESS_SCRUBBER", "FlowSpan", "annotate", "correlate", "flow_span", "register_secrets"]
 
 log = logging.getLogger(__name__)
 
 
-def _scrub() -> Scrubber:
-    if has_app_context():
-        state = current_app.extensions.get("signlab.tracing")
-        if state is not None:
-            return state.scrub  # type: ignore[no-any-return]
-    from shared.tracing.instrument import _State
+PROCESS_SCRUBBER = Scrubber()
+"""Masks the secrets of every traced app of this process. Spans made outside a request (steps 6-9
+inside the signer) are scrubbed with it: more secrets than one app's, never fewer."""
 
-    return _State.scrub
+
+def register_secrets(values: list[str]) -> None:
+    """Mask ``values`` in every span this process records from now on."""
+    PROCESS_SCRUBBER.add(values)
+
+
+def _scrub() -> Scrubber:
+    return PROCESS_SCRUBBER
 
 
 _TRACER: tuple[object, trace.Tracer] | None = None

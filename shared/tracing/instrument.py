@@ -46,6 +46,7 @@ from pydantic import SecretStr
 from shared.errors import SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import ServiceInfo
 from shared.settings import ServiceSettings
+from shared.tracing.api import PROCESS_SCRUBBER, register_secrets
 from shared.tracing.labels import label_for
 from shared.tracing.redact import (
     Scrubber,
@@ -107,7 +108,6 @@ class _State:
     store: _StoreProcessor | None = None
     otlp_endpoints: set[str] = set()
     requests_instrumented = False
-    scrub = Scrubber()
 
 
 def tracer() -> trace.Tracer:
@@ -133,7 +133,7 @@ def instrument_app(app: Flask, info: ServiceInfo, settings: ServiceSettings,
     secret_values = [value.get_secret_value() for value in _secret_values(settings)]
     state = AppTracing(info, SpanWriter(trace_settings.store_dir(settings.data_dir), info.name,
                                         trace_settings.retention_days), Scrubber(secret_values), trace_settings)
-    _State.scrub.add(secret_values)
+    register_secrets(secret_values)
     app.extensions["signlab.tracing"] = state
     if trace_settings.otlp_endpoint:
         _add_otlp(provider, trace_settings.otlp_endpoint)
@@ -548,8 +548,8 @@ class SanitizingExporter(SpanExporter):
         """Export sanitized copies of ``spans``."""
         copies = [
             ReadableSpan(
-                name=_State.scrub(s.name), context=s.context, parent=s.parent, resource=s.resource,
-                attributes=sanitized_attributes(s.attributes, _State.scrub), events=(), links=s.links, kind=s.kind,
+                name=PROCESS_SCRUBBER(s.name), context=s.context, parent=s.parent, resource=s.resource,
+                attributes=sanitized_attributes(s.attributes, PROCESS_SCRUBBER), events=(), links=s.links, kind=s.kind,
                 status=s.status, start_time=s.start_time, end_time=s.end_time, instrumentation_scope=s.instrumentation_scope,
             )
             for s in spans

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 
+from signlab.errors import CliError
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.messages import error_page, parse_forms, summarize_body, summarize_url
 from signlab.scenarios.model import DocumentSpec, Scenario
@@ -50,7 +51,7 @@ _STEP_IN_TEXT = re.compile(r"\bstep (\d{1,2})\b")
 _INNER_ERROR = re.compile(r"answered (?:HTTP )?\d{3} ([a-z_]+)\b")
 
 
-class Refused(Exception):
+class Refused(CliError):
     """The ecosystem refused the flow (an expected outcome for negative scenarios)."""
 
     def __init__(self, refusal: Refusal) -> None:
@@ -58,7 +59,7 @@ class Refused(Exception):
         self.refusal = refusal
 
 
-class AgentError(Exception):
+class AgentError(CliError):
     """The agent could not go on for a reason that is not a protocol refusal (a bug, a 500, a
     page without the expected form, a service that does not answer)."""
 

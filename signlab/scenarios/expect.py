@@ -81,9 +81,9 @@ def audit_logs(eco: Ecosystem) -> list[tuple[str, Path]]:
     signer_audit = eco.setting("signer", "audit_path")
     if signer_audit is not None:
         logs.append(("signer audit", Path(signer_audit)))
-    ca_dir = eco.setting("ca", "data_dir")
-    if ca_dir is not None:
-        logs.append(("ca issuance log", Path(ca_dir) / "issuance-log.jsonl"))
+    issuance_log = eco.setting("ca", "issuance_log_path")
+    if issuance_log is not None:
+        logs.append(("ca issuance log", Path(issuance_log)))
     return logs
 
 

@@ -27,6 +27,9 @@ import yaml
 from yaml.constructor import SafeConstructor
 from jsonschema.exceptions import ValidationError, best_match
 
+from services.idp.catalogue import Catalogue, load_catalogue
+from services.idp.failures import FAILURES
+from signlab.errors import EXIT_USAGE, CliError
 from signlab.scenarios.model import (
     DEFAULT_INVARIANTS,
     DocumentSpec,
@@ -95,8 +98,10 @@ class Problem:
         return f"{where}: {self.field or '(document)'}: {self.message}"
 
 
-class ScenarioFormatError(Exception):
+class ScenarioFormatError(CliError):
     """A scenario file is not valid; :attr:`problems` lists every problem found."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
@@ -200,7 +205,7 @@ def _semantic_problems(data: dict[str, Any], marked: _Marked, base: Path) -> lis
 
     catalogue = _idp_catalogue()
     persona = data.get("persona", {})
-    if catalogue is not None and isinstance(persona, dict):
+    if isinstance(persona, dict):
         person = catalogue.find_person(str(persona.get("person", "")))
         if person is None:
             add(("persona", "person"), f"unknown test person {persona.get('person')!r}; known: "
@@ -224,7 +229,7 @@ def _semantic_problems(data: dict[str, Any], marked: _Marked, base: Path) -> lis
         if not isinstance(fault, dict) or len(fault) != 1:
             continue
         kind, value = next(iter(fault.items()))
-        if kind == "idp" and failures is not None:
+        if kind == "idp":
             name = value if isinstance(value, str) else value.get("failure") if isinstance(value, dict) else None
             if isinstance(name, str) and name not in failures:
                 add(("faults", i, "idp"), f"unknown IdP failure {name!r}; known: {', '.join(failures)}")
@@ -240,21 +245,13 @@ def _semantic_problems(data: dict[str, Any], marked: _Marked, base: Path) -> lis
 
 
 @cache
-def _idp_catalogue() -> Any:
-    try:
-        from services.idp.catalogue import load_catalogue
-        return load_catalogue()
-    except Exception:  # the IdP package is another team's work in progress: skip this check then
-        return None
+def _idp_catalogue() -> Catalogue:
+    return load_catalogue()
 
 
 @cache
-def _idp_failures() -> Any:
-    try:
-        from services.idp.failures import FAILURES
-        return dict(FAILURES)
-    except Exception:
-        return None
+def _idp_failures() -> dict[str, Any]:
+    return dict(FAILURES)
 
 
 def parse_scenario(text: str, *, file: str, name: str, base: Path) -> Scenario:

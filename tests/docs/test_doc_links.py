@@ -1,7 +1,6 @@
 """The pages and files the documents point trainers and users at exist.
 
-Every ``http://127.0.0.1:800N/…`` URL in ``docs/roles.md``, ``docs/flows.md`` and
-``docs/architecture.md`` must be a route of the service on that default port (its blueprints plus
+Every ``http://127.0.0.1:800N/…`` URL in the README and the pages of ``docs/`` must be a route of the service on that default port (its blueprints plus
 the frame of ``shared.web``: ``/``, ``/role``, ``/healthz``; ``/trainer/…`` is checked against the
 trainer blueprint of ``shared.tracing``, which the portal is to mount). Relative Markdown links
 must point at files of the repository, and the scenarios named in ``signlab scenario run NAME``
@@ -22,7 +21,7 @@ from shared.tracing import trainer_blueprint
 from signlab.scenarios.loader import catalogue_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ["docs/roles.md", "docs/flows.md", "docs/architecture.md", "README.md"]
+DOCS = ["README.md", "scenarios/README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 URL = re.compile(r"http://127\.0\.0\.1:(800\d)(/[^\s`)\"'>]*)?")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 BLUEPRINTS = {
@@ -89,3 +88,16 @@ def test_named_scenarios_exist() -> None:
     assert names, "no scenario named"
     for name in names:
         assert (catalogue_dir() / f"{name}.yaml").exists(), f"scenario {name} is named in the docs but does not exist"
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_no_document_cites_a_file_outside_the_repository(doc: str) -> None:
+    """The repository explains itself: the contract is docs/design.md, not a file beside the checkout."""
+    text = (ROOT / doc).read_text()
+    for outside in ("DESIGN.md", "shared/reference", "reference/"):
+        assert outside not in text, f"{doc} cites {outside!r}, which is not in the repository"
+
+
+def test_readme_fits_on_a_few_screens() -> None:
+    lines = (ROOT / "README.md").read_text().count("\n")
+    assert lines < 300, f"README.md has {lines} lines; the reference belongs in docs/"

@@ -225,7 +225,7 @@ def headless_browse(url: str, *, session: requests.Session | None = None, stop_a
                     approve: bool = True) -> dict[str, list[str]]:
     """A minimal user agent: follow redirects, submit the signer's consent form; the final query.
 
-    The IdP logs in without HTML when the ``login_hint`` names a person (see the README section "IPSP — mock eID OpenID Connect provider").
+    The IdP logs in without HTML when the ``login_hint`` names a person (see `docs/idp.md`).
     """
     return parse_qs(urlparse(browse_until(url, stop_at, session=session, approve=approve)).query)
 

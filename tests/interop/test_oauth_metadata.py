@@ -4,7 +4,7 @@
   validated by ``authlib.oauth2.rfc8414.AuthorizationServerMetadata.validate()``;
 * the IdP's OpenID Connect Discovery 1.0 document validated by
   ``authlib.oidc.discovery.OpenIDProviderMetadata.validate()`` — except the one documented
-  deviation (ES256 only; Discovery lists RS256 as mandatory, the README section "IPSP — mock eID OpenID Connect provider"), asserted as such;
+  deviation (ES256 only; Discovery lists RS256 as mandatory, `docs/idp.md`), asserted as such;
 * the CSC ``info`` documents (v1 ``specs`` 1.0.4.0, v2 2.0.0.2) point at that authorization server.
 """
 

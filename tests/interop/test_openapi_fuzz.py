@@ -17,7 +17,7 @@ to schema-valid bodies whose *meaning* is wrong (unknown credentialID, hash of t
 an unauthorized digest), as CSC v1 §10 / v2 §11 require, and the schema cannot express that.
 
 Bounded here (``MAX_EXAMPLES`` per operation); the longer local run is documented in
-the README section "Interoperability and standards conformance" (``schemathesis run …``).
+`docs/interop.md` (``schemathesis run …``).
 """
 
 from __future__ import annotations

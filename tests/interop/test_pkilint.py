@@ -6,7 +6,7 @@ certificates, both CRLs and OCSP answers (good / revoked / unknown, POST and GET
 
 pkilint's own CLI entry points are used (``pkilint.bin.<tool>.main(argv)``, in process for speed,
 with JSON output parsed; one real subprocess per installed console script proves the same).
-Expectations (the README section "Interoperability and standards conformance"):
+Expectations (`docs/interop.md`):
 
 * Leaf QES / AdES: ``lint_etsi_cert lint -d -s WARNING`` → no finding at WARNING or above; the
   detected type is ``QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE`` (QES) / ``NCP-NATURAL-PERSON-CERTIFICATE``

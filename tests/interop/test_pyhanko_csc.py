@@ -8,7 +8,7 @@ extension point, implemented here only with its own ``format_csc_auth_request`` 
 client (see ``conftest.Ecosystem.authorize``). Signatures are validated by pyHanko against the
 SignLab root only, with revocation *required* (OCSP/CRL fetched from the running CA).
 
-Certificate-first flow (the README section "SSASP — the remote signing service"): service authorization with an eID login at the
+Certificate-first flow (`docs/signer.md`): service authorization with an eID login at the
 IdP (headless ``login_hint``) + consent → token carries ``credentialID`` → credentials/info →
 credentials/authorize (SAD pinned to the DTBS/R hashes, SCAL 2) → signatures/signHash.
 """

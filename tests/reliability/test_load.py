@@ -3,7 +3,7 @@
 The suite runs the issue's 200 flows at concurrency 8 (about 20-40 s on 2 cores: measured 9-10
 flows/s through the portal). ``SIGNLAB_LOAD_FLOWS`` / ``SIGNLAB_LOAD_CONCURRENCY`` change it; the
 documented soak run (2,000 at 16, memory growth ≤ 10 %) is ``signlab load --flows 2000
---concurrency 16 --max-growth 10`` against ``signlab up`` (the README section "Reliability and security"), or this
+--concurrency 16 --max-growth 10`` against ``signlab up`` (`docs/reliability.md`), or this
 file's ``soak`` test with ``-m soak``.
 """
 

@@ -99,3 +99,24 @@ def test_structured_values_are_json() -> None:
     assert IdpSettings.from_env({"SIGNLAB_IDP_CLIENTS": '["a", "b"]'}).clients == ["a", "b"]
     with pytest.raises(ConfigurationError, match="SIGNLAB_IDP_CLIENTS: expected JSON"):
         IdpSettings.from_env({"SIGNLAB_IDP_CLIENTS": "a,b"})
+
+
+def test_tracing_settings_use_the_same_environment_reader() -> None:
+    from shared.settings import EnvSettings
+    from shared.tracing.settings import TraceSettings
+
+    assert issubclass(TraceSettings, EnvSettings)
+    assert TraceSettings.from_env({"SIGNLAB_TRACE_DIR": ""}).dir is None
+    assert TraceSettings.from_env({"SIGNLAB_TRACE_RETENTION_DAYS": "3"}).retention_days == 3
+    with pytest.raises(ConfigurationError, match=r"^invalid tracing settings: SIGNLAB_TRACE_RETENTION_DAYS"):
+        TraceSettings.from_env({"SIGNLAB_TRACE_RETENTION_DAYS": "0"})
+
+
+def test_an_empty_variable_unsets_an_optional_path() -> None:
+    from services.portal.settings import PortalSettings
+
+    assert PortalSettings.env_name("trust_root_file") == "SIGNLAB_PORTAL_TRUST_ROOT_FILE"
+    from shared.testing import random_secrets
+
+    settings = PortalSettings.from_env({"SIGNLAB_PORTAL_TRUST_ROOT_FILE": ""}, **random_secrets(PortalSettings))
+    assert settings.trust_root_file is None  # was Path("") = the working directory

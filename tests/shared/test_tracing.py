@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
 import subprocess
+import tempfile
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -220,14 +222,22 @@ def _mermaid_parse(text: str) -> None:
     if not node or not npm:
         return
     cache = Path.home() / ".cache" / "signlab" / "mermaid-check"
-    if not (cache / "node_modules" / "mermaid").exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        (cache / "package.json").write_text('{"name": "signlab-mermaid-check", "private": true}')
-        try:
-            subprocess.run([npm, "install", "--no-audit", "--no-fund", "mermaid@11", "jsdom@26"], cwd=cache,
-                           capture_output=True, timeout=240, check=True)
-        except (subprocess.SubprocessError, OSError):
-            return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    # Several test runs may share the per-user cache: one installs under a lock, into a fresh
+    # folder renamed into place, so nobody ever sees a half-installed node_modules.
+    with (cache.parent / "mermaid-check.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / "node_modules" / "jsdom" / "package.json").exists():
+            staging = Path(tempfile.mkdtemp(prefix="mermaid-check-", dir=cache.parent))
+            (staging / "package.json").write_text('{"name": "signlab-mermaid-check", "private": true}')
+            try:
+                subprocess.run([npm, "install", "--no-audit", "--no-fund", "mermaid@11", "jsdom@26"], cwd=staging,
+                               capture_output=True, timeout=240, check=True)
+            except (subprocess.SubprocessError, OSError):
+                shutil.rmtree(staging, ignore_errors=True)
+                return
+            shutil.rmtree(cache, ignore_errors=True)
+            staging.rename(cache)
     script = cache / "check.mjs"  # beside its node_modules: ES modules resolve imports from their own folder
     shutil.copyfile(Path(__file__).with_name("tracing_mermaid_check.mjs"), script)
     result = subprocess.run([node, str(script)], input=text, capture_output=True, text=True, timeout=120, cwd=cache)

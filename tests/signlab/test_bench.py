@@ -1,6 +1,6 @@
 """``signlab bench`` on a real ecosystem (four gunicorn processes on free loopback ports): a small
 run completes, every signature verifies, and the numbers are sane. No timing assertions: the
-targets are checked by running the bench (the README section "Performance: signlab bench"), never in the suite."""
+targets are checked by running the bench (`docs/performance.md`), never in the suite."""
 
 from __future__ import annotations
 

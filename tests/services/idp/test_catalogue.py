@@ -19,7 +19,7 @@ def test_at_least_seven_means_with_all_levels_and_qes_flags() -> None:
     assert any(m.qes_approved for m in CATALOGUE.means) and any(not m.qes_approved for m in CATALOGUE.means)
     for means in CATALOGUE.means:
         assert means.amr and means.credential and means.description
-        # DESIGN §4: QES only from an eID at LoA high.
+        # design §4: QES only from an eID at LoA high.
         assert not means.qes_approved or means.loa == "high"
 
 

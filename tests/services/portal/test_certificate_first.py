@@ -1,4 +1,4 @@
-"""Certificate-first flow (DESIGN §2, second flow; CSC v1 signHash).
+"""Certificate-first flow (design §2, second flow; CSC v1 signHash).
 
 Core tests: the DTBS/R over the signed attributes with a known certificate and the assembly of the
 returned value, with the test PKI of ``conftest.py`` (a local key stands in for the SSASP's HSM).

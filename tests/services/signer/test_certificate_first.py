@@ -1,4 +1,4 @@
-"""Certificate-first flow on /csc/v1 with pyHanko's own CSCSigner, unchanged (DESIGN §2, second flow)."""
+"""Certificate-first flow on /csc/v1 with pyHanko's own CSCSigner, unchanged (design §2, second flow)."""
 
 from __future__ import annotations
 
