@@ -533,17 +533,18 @@ class DockerEngine:
         return found[0] if found else None
 
     def build_image(self, progress: Callable[[str], None] = print) -> None:
-        """Build :data:`IMAGE` (``signlab.docker_host``: base image, wheelhouse, offline build)."""
+        """Build :data:`IMAGE` (``signlab.docker_host``: base image, wheelhouse, offline build).
+
+        :raises signlab.docker_host.EngineUnavailable: no base image can be had (the reason).
+        :raises RuntimeError_: the wheelhouse or the build failed (the tool's own message).
+        """
         from signlab import docker_host
 
         progress(f"  building {IMAGE} from {REPO_ROOT / DOCKERFILE} ...")
-        try:
-            docker_host.ensure_wheelhouse(progress=lambda line: progress(f"  {line}"))
-            base = docker_host.ensure_base_image(self.client, REPO_ROOT / "var" / "docker-base",
-                                                 progress=lambda line: progress(f"  {line}"))
-            docker_host.build_image(self.client, IMAGE, base=base, progress=lambda line: progress(f"  {line}"))
-        except (docker_host.EngineUnavailable, RuntimeError) as exc:
-            raise RuntimeError_(str(exc)) from None
+        docker_host.ensure_wheelhouse(progress=lambda line: progress(f"  {line}"))
+        base = docker_host.ensure_base_image(self.client, REPO_ROOT / "var" / "docker-base",
+                                             progress=lambda line: progress(f"  {line}"))
+        docker_host.build_image(self.client, IMAGE, base=base, progress=lambda line: progress(f"  {line}"))
 
     def up(self, *, timeout: float = 300.0, build: bool = True,
            progress: Callable[[str], None] = print) -> list[ServiceState]:

@@ -50,6 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from signlab.errors import EXIT_USAGE, CliError
+from signlab.runtime import RuntimeError_
+
 __all__ = [
     "DEBIAN_BASE_PACKAGES",
     "OFFICIAL_BASE",
@@ -77,8 +80,10 @@ certificates, SoftHSM2 (the signer's HSM) — everything the Dockerfile would ot
 Progress = Callable[[str], None]
 
 
-class EngineUnavailable(Exception):
-    """No Docker engine can be had here; the message is the exact reason."""
+class EngineUnavailable(CliError):
+    """No Docker engine (or base image) can be had here; the message is the exact reason."""
+
+    exit_code = EXIT_USAGE  # a missing prerequisite
 
 
 # -- an engine ---------------------------------------------------------------------------------
@@ -401,7 +406,7 @@ def ensure_wheelhouse(progress: Progress = print, directory: Path = WHEELHOUSE) 
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(directory),
                                  "--requirement", listing.name], capture_output=True, text=True, timeout=1200)
     if result.returncode != 0:
-        raise RuntimeError(f"pip wheel failed: {result.stderr[-2000:]}")
+        raise RuntimeError_(f"pip wheel failed: {result.stderr[-2000:]}")
     stamp.write_text(key)
     progress(f"wheelhouse: {len(list(directory.glob('*.whl')))} wheels built with pip wheel in "
              f"{time.monotonic() - started:.0f} s ({directory})")
@@ -426,7 +431,7 @@ def build_image(client: Any, tag: str, *, base: str, progress: Progress = print)
         client.images.build(fileobj=build_context(REPO_ROOT), custom_context=True, dockerfile=DOCKERFILE, tag=tag,
                             buildargs={"BASE_IMAGE": base}, network_mode=network, rm=True, pull=False)
     except Exception as exc:  # docker.errors.BuildError / APIError: keep the engine's reason
-        raise RuntimeError(f"building the image failed: {exc}") from None
+        raise RuntimeError_(f"building the image failed: {exc}") from None
     seconds = time.monotonic() - started
     progress(f"image built: {tag} on {base} in {seconds:.0f} s (network in the build: {network})")
     return seconds
