@@ -26,7 +26,7 @@ from shared.flow import step
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.results import ScenarioResult
 
-__all__ = ["RemoteArrow", "RemoteTransaction", "own_diagram", "sequence_diagram", "trace_of"]
+__all__ = ["RemoteTransaction", "own_diagram", "sequence_diagram", "trace_of"]
 
 TRAINER_TOKEN = "SIGNLAB_PORTAL_TRAINER_TOKEN"
 """The portal's secret that guards its trainer views (sent as a bearer token when the installation has it)."""
@@ -37,23 +37,6 @@ SERVICE_ROLE = {"portal": "SCASP", "signer": "SSASP", "idp": "IPSP", "ca": "TSP"
 
 
 @dataclass(frozen=True)
-class RemoteArrow:
-    """One arrow of a transaction read over HTTP: what the runner's trace check uses.
-
-    :ivar time: nanoseconds since the epoch (the transaction's start, to the millisecond, plus the
-        arrow's offset).
-    """
-
-    time: int
-    step: int
-    source: str
-    target: str
-    label: str
-    kind: str
-    failed: bool
-
-
-@dataclass(frozen=True)
 class RemoteTransaction:
     """A transaction from the portal's trainer API: its JSON export and its SVG drawing."""
 
@@ -61,12 +44,14 @@ class RemoteTransaction:
     body: dict[str, Any]
     svg: str | None
 
-    def arrows(self) -> list[RemoteArrow]:
-        """The arrows in time order, as ``shared.tracing.Transaction.arrows`` gives them."""
+    def arrows(self) -> list[Any]:
+        """The arrows in time order, as ``shared.tracing.Transaction.arrows`` gives them
+        (``shared.tracing.model.Arrow``; ``time`` is the export's start, to the millisecond, plus
+        the arrow's offset)."""
+        from shared.tracing.model import Arrow
+
         start = int(datetime.fromisoformat(str(self.body["start"]).replace("Z", "+00:00")).timestamp() * 1000) * 1_000_000
-        return [RemoteArrow(start + int(float(a["offset_ms"]) * 1_000_000), int(a["step"]), str(a["source"]),
-                            str(a["target"]), str(a["label"]), str(a["kind"]), bool(a["failed"]))
-                for a in self.body.get("arrows", [])]
+        return [Arrow(time=start + int(float(a["offset_ms"]) * 1_000_000), **a) for a in self.body.get("arrows", [])]
 
 
 def _fetch_remote(eco: Ecosystem, key: str) -> RemoteTransaction | None:
