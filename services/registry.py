@@ -86,6 +86,7 @@ def lab_url(name: str, port: int | str) -> str:
     """``http://<lab host of service name>:<port>`` (the ``{<name>_public}`` value of :data:`URL_LINKS`)."""
     return f"http://{LAB_HOSTS[name]}:{port}"
 
+
 LINKED_SECRETS: tuple[tuple[str, ...], ...] = (
     ("SIGNLAB_IDP_SIGNER_CLIENT_SECRET", "SIGNLAB_SIGNER_IDP_CLIENT_SECRET"),
     ("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET", "SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET"),
