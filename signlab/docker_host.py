@@ -41,7 +41,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import tomllib
@@ -372,11 +371,21 @@ def _debootstrap(tarball: Path, progress: Progress) -> None:
             leftover.unlink()
         shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
         partial = tarball.with_suffix(".partial")
-        with tarfile.open(partial, "w") as tar:
-            tar.add(rootfs, arcname=".")
+        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."], check=True,
+                       capture_output=True, timeout=600)
         partial.rename(tarball)
     finally:
+        _unmount_below(rootfs)  # debootstrap mounts /proc (and more) inside; a failed run may leave them
         shutil.rmtree(rootfs, ignore_errors=True)
+
+
+def _unmount_below(folder: Path) -> None:
+    """Unmount every mount point at or below ``folder`` (deepest first), so removing it cannot
+    reach into /proc, /sys or /dev."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    below = [m for m in mounts if m == str(folder) or m.startswith(f"{folder}/")]
+    for mount in sorted(below, key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", mount], capture_output=True, timeout=60)
 
 
 # -- a wheelhouse ------------------------------------------------------------------------------
