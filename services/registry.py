@@ -90,6 +90,8 @@ def lab_url(name: str, port: int | str) -> str:
 LINKED_SECRETS: tuple[tuple[str, ...], ...] = (
     ("SIGNLAB_IDP_SIGNER_CLIENT_SECRET", "SIGNLAB_SIGNER_IDP_CLIENT_SECRET"),
     ("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET", "SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET"),
+    # One trainer token for every trainer and debugger view (DESIGN §6).
+    ("SIGNLAB_PORTAL_TRAINER_TOKEN", "SIGNLAB_IDP_TRAINER_TOKEN", "SIGNLAB_CA_TRAINER_TOKEN"),
 )
-"""Secrets two services must share (a client secret known to the client and its server): each
-group gets one generated value."""
+"""Secrets several services must share (a client secret known to the client and its server, the
+trainer token): each group gets one generated value."""

@@ -17,6 +17,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from shared.clock import seconds
 from shared.errors import InvalidClient
 
 __all__ = ["CLIENT_ASSERTION_TYPE", "ReplayCache", "create_client_assertion", "verify_client_assertion"]
@@ -99,11 +100,11 @@ def verify_client_assertion(
     if not isinstance(exp, int | float) or not isinstance(iat, int | float) or not isinstance(jti, str) or not jti:
         raise InvalidClient("client assertion rejected: exp, iat and jti are required")
     if exp < current - leeway:
-        raise InvalidClient(f"client assertion rejected: expired {int(current - exp)} s ago (leeway {leeway} s)")
+        raise InvalidClient(f"client assertion rejected: expired {seconds(current - exp)} s ago (leeway {leeway} s)")
     if iat > current + leeway:
-        raise InvalidClient(f"client assertion rejected: issued {int(iat - current)} s in the future (leeway {leeway} s)")
+        raise InvalidClient(f"client assertion rejected: issued {seconds(iat - current)} s in the future (leeway {leeway} s)")
     if exp - iat > max_lifetime:
-        raise InvalidClient(f"client assertion rejected: lifetime {int(exp - iat)} s exceeds {max_lifetime} s")
+        raise InvalidClient(f"client assertion rejected: lifetime {seconds(exp - iat)} s exceeds {max_lifetime} s")
     if not replay_cache.check_and_remember(jti, float(exp) + leeway, current):
         raise InvalidClient("client assertion rejected: this assertion (jti) was already used")
     return dict(claims)

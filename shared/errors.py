@@ -21,9 +21,11 @@ __all__ = [
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
+    "InsufficientStorage",
     "InvalidToken",
     "NotFound",
     "SignLabError",
+    "UpstreamAnswerBroken",
     "UpstreamError",
     "UpstreamUnavailable",
 ]
@@ -41,6 +43,8 @@ class SignLabError(Exception):
     error: ClassVar[str] = "server_error"
     status: ClassVar[int] = 500
     default_description: ClassVar[str] = "the service failed; see its log for details"
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only default; instances assign their own
+    """Extra response headers (``WWW-Authenticate`` of a 401, ``Retry-After`` of a 429)."""
 
     def __init__(
         self,
@@ -127,6 +131,19 @@ class Conflict(SignLabError):
     default_description = "the object is in a state that does not allow this operation"
 
 
+class InsufficientStorage(SignLabError):
+    """The service cannot write its state: its disk is (nearly) full, or a write failed.
+
+    507 Insufficient Storage (RFC 4918) for a full disk; a service passes ``status=503`` for other
+    write failures (an I/O error, a read-only filesystem). The operation was not performed, so the
+    caller may try again later; the service recovers by itself when it can write again.
+    """
+
+    error = "temporarily_unavailable"
+    status = 507
+    default_description = "the service cannot store anything right now (its disk is full); try again later"
+
+
 class UpstreamError(SignLabError):
     """Another role answered a call with an error.
 
@@ -179,6 +196,22 @@ class UpstreamUnavailable(SignLabError):
     def __init__(self, role: Role, detail: str, *, step: FlowStep | None = None) -> None:
         self.role = role
         super().__init__(f"the {role} is unavailable: {detail}", step=step)
+
+
+class UpstreamAnswerBroken(UpstreamUnavailable):
+    """Another role's answer broke off or could not be read (the connection closed mid-body, a body
+    that is not what the status promised): 502, since the other role did answer something.
+
+    A subclass of :class:`UpstreamUnavailable`, so callers that handle an outage handle it too.
+    """
+
+    error = "server_error"
+    status = 502
+    default_description = "another service's answer broke off"
+
+    def __init__(self, role: Role, detail: str, *, step: FlowStep | None = None) -> None:
+        self.role = role
+        SignLabError.__init__(self, f"the answer of the {role} broke off or is unreadable: {detail}", step=step)
 
 
 class ConfigurationError(Exception):

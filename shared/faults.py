@@ -16,7 +16,8 @@ The admin API (:func:`add_fault_admin_routes`, the same on every service)::
     DELETE /admin/faults/<id>   → {"removed": 1} (404 when unknown or already consumed)
 
 Guards: 404 ``not_found`` while the service's faults are disabled (even with the right token);
-otherwise ``Authorization: Bearer <admin token>`` compared in constant time, 401 ``invalid_token``.
+otherwise ``Authorization: Bearer <admin token>`` compared in constant time, 401 ``invalid_token``;
+wrong tokens are throttled per address (:class:`shared.guard.SecretGuard`, 429 ``too_many_attempts``).
 Every armed, fired and removed fault is written to the service's hash-chained audit log
 (``fault.armed``, ``fault.fired`` with the step, ``fault.disarmed``).
 
@@ -27,7 +28,6 @@ else's flow hits that flow — this is a lab tool.
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import threading
 import time
@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from shared.errors import InvalidRequest, InvalidToken, NotFound
+from shared.guard import SecretGuard, bearer_token
 
 __all__ = [
     "MAX_COUNT",
@@ -47,7 +48,6 @@ __all__ = [
     "FaultRecorder",
     "FaultSpec",
     "add_fault_admin_routes",
-    "bearer_matches",
 ]
 
 MAX_COUNT = 1000
@@ -102,12 +102,6 @@ class FaultInjectionDisabled(NotFound):
     default_description = "fault injection is disabled"
 
 
-def bearer_matches(authorization: str | None, expected: SecretStr) -> bool:
-    """True when ``authorization`` is ``Bearer <expected>`` (constant-time compare of the token)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode())
-
-
 class FaultBoard:
     """The armed faults of one service process (thread-safe).
 
@@ -118,18 +112,19 @@ class FaultBoard:
 
     def __init__(self, catalogue: Sequence[FaultSpec], admin_token: SecretStr, recorder: FaultRecorder) -> None:
         self.catalogue = {spec.name: spec for spec in catalogue}
-        self._token = admin_token
+        self._guard = SecretGuard(admin_token, "the fault-injection admin API")
         self._recorder = recorder
         self._armed: list[ArmedFault] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def check_token(self, authorization: str | None) -> None:
-        """Check the admin API's bearer token.
+    def check_token(self, authorization: str | None, address: str | None = None) -> None:
+        """Check the admin API's bearer token (``address``: the caller, for the throttle).
 
         :raises InvalidToken: missing or wrong (nothing about the expected token is revealed).
+        :raises shared.guard.TooManyAttempts: too many wrong tokens from ``address``.
         """
-        if not bearer_matches(authorization, self._token):
+        if not self._guard.matches(bearer_token(authorization), address):
             raise InvalidToken("the fault-injection admin API needs 'Authorization: Bearer <admin token>'")
 
     def arm(self, name: str, count: int | None = 1) -> ArmedFault:
@@ -206,7 +201,7 @@ def add_fault_admin_routes(blueprint: Any, board_of: Callable[[], FaultBoard | N
         board = board_of()
         if board is None:
             raise FaultInjectionDisabled(f"fault injection is disabled; {disabled_hint}")
-        board.check_token(request.headers.get("Authorization"))
+        board.check_token(request.headers.get("Authorization"), request.remote_addr)
         return board
 
     @blueprint.get("/admin/faults", endpoint="fault_admin_list")

@@ -27,6 +27,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from shared.clock import seconds
 from shared.errors import SignLabError
 from shared.flow import FlowStep
 
@@ -217,17 +218,17 @@ def verify_id_token(
     exp = _number(claims, "exp", required=True)
     assert exp is not None
     if current > exp + leeway:
-        raise IdentityEvidenceError("exp", f"expired {int(current - exp)} s ago (leeway {leeway} s)")
+        raise IdentityEvidenceError("exp", f"expired {seconds(current - exp)} s ago (leeway {leeway} s)")
     nbf = _number(claims, "nbf", required=False)
     if nbf is not None and nbf > current + leeway:
-        raise IdentityEvidenceError("nbf", f"not valid for another {int(nbf - current)} s (leeway {leeway} s)")
+        raise IdentityEvidenceError("nbf", f"not valid for another {seconds(nbf - current)} s (leeway {leeway} s)")
     iat = _number(claims, "iat", required=True)
     assert iat is not None
     if iat > current + leeway:
-        raise IdentityEvidenceError("iat", f"issued {int(iat - current)} s in the future (leeway {leeway} s); "
+        raise IdentityEvidenceError("iat", f"issued {seconds(iat - current)} s in the future (leeway {leeway} s); "
                                            "the IdP's clock or ours is skewed")
     if max_token_age is not None and current - iat > max_token_age + leeway:
-        raise IdentityEvidenceError("iat", f"issued {int(current - iat)} s ago, more than the {max_token_age} s allowed "
+        raise IdentityEvidenceError("iat", f"issued {seconds(current - iat)} s ago, more than the {max_token_age} s allowed "
                                            f"(leeway {leeway} s)")
 
     if nonce is not None:
@@ -240,10 +241,10 @@ def verify_id_token(
     auth_time = _number(claims, "auth_time", required=max_age is not None)
     if auth_time is not None:
         if auth_time > current + leeway:
-            raise IdentityEvidenceError("auth_time", f"authentication {int(auth_time - current)} s in the future "
+            raise IdentityEvidenceError("auth_time", f"authentication {seconds(auth_time - current)} s in the future "
                                                      f"(leeway {leeway} s)")
         if max_age is not None and current - auth_time > max_age + leeway:
-            raise IdentityEvidenceError("auth_time", f"authenticated {int(current - auth_time)} s ago, more than "
+            raise IdentityEvidenceError("auth_time", f"authenticated {seconds(current - auth_time)} s ago, more than "
                                                      f"max_age {max_age} s (leeway {leeway} s)")
 
     eid = claims.get("signlab_eid")

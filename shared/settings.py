@@ -102,6 +102,16 @@ class ServiceSettings(EnvSettings):
     http_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Timeout of every outbound HTTP call to another role, in seconds."
     )
+    show_personal_data: bool = Field(
+        False, description="Lab setting: show national identifiers and birth dates unmasked in this service's "
+        "trainer and debugger views and reports (masked by default; traces never keep them)."
+    )
+    disk_min_free_mb: int = Field(
+        32, ge=0, le=1024 * 1024,
+        description="Free space (MiB) the filesystem of DATA_DIR must keep: below it /healthz reports degraded "
+        "with the reason, requests that write get 507 and log lines below WARNING are held back, until space "
+        "returns (checked on every such request); 0 turns the check off.",
+    )
 
     @property
     def base_url(self) -> str:

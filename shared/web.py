@@ -14,19 +14,20 @@ import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.exceptions import HTTPException
 
+from shared.disk import MIB, DiskGuard, storage_failure
 from shared.errors import SignLabError
 from shared.flow import SERVICES, ServiceInfo
 from shared.logs import configure_logging, request_id_var
 from shared.settings import ServiceSettings
 
-__all__ = ["HealthCheck", "create_service_app", "signlab_version", "wants_html"]
+__all__ = ["HealthCheck", "create_service_app", "signlab_version", "wants_html", "writes_nothing"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,18 @@ HealthCheck = Callable[[], str]
 
 _SHARED_DIR = Path(__file__).parent
 _REQUEST_ID_HEADER = "X-Request-ID"
+_WRITING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_WRITES_NOTHING = "_signlab_writes_nothing"
+
+ViewFunction = TypeVar("ViewFunction", bound=Callable[..., Any])
+
+
+def writes_nothing(view: ViewFunction) -> ViewFunction:
+    """Mark a POST (PUT, PATCH, DELETE) view that stores nothing — an OCSP or time-stamp answer —
+    so it keeps serving while the disk is low (:mod:`shared.disk`); other writing requests are
+    refused with 507 then."""
+    setattr(view, _WRITES_NOTHING, True)
+    return view
 
 
 def signlab_version() -> str:
@@ -52,6 +65,7 @@ def create_service_app(
     *,
     health_checks: Mapping[str, HealthCheck] | None = None,
     role_page_at: str = "/",
+    state_dir: Path | None = None,
 ) -> Flask:
     """Build the Flask app frame for one service.
 
@@ -60,8 +74,11 @@ def create_service_app(
     :param settings: the service's settings (stored as ``app.extensions["signlab.settings"]``).
     :param health_checks: readiness checks shown by ``GET /healthz``; any failure answers 503.
     :param role_page_at: URL of the page explaining the service's eIDAS role (also at ``/role``).
+    :param state_dir: where the service writes its state, when not ``settings.data_dir``: the disk
+        guard (:mod:`shared.disk`) measures its filesystem.
     """
-    configure_logging(info.name, settings.log_level)
+    disk = DiskGuard(state_dir or settings.data_dir, settings.disk_min_free_mb * MIB)
+    configure_logging(info.name, settings.log_level, disk=disk)
     app = Flask(import_name)
     app.json = _BoundedJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -71,6 +88,7 @@ def create_service_app(
                       SESSION_COOKIE_HTTPONLY=True)
     app.extensions["signlab.settings"] = settings
     app.extensions["signlab.service"] = info
+    app.extensions["signlab.disk"] = disk
     # Service templates first, then the shared ones (base layout, error page, role page).
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(_SHARED_DIR / "templates")])  # type: ignore[list-item]
     app.register_blueprint(
@@ -79,8 +97,9 @@ def create_service_app(
     app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version())
 
     _install_request_hooks(app)
-    _register_error_handlers(app)
-    _register_health(app, info, dict(health_checks or {}))
+    _install_disk_guard(app, info, disk)
+    _register_error_handlers(app, info)
+    _register_health(app, info, dict(health_checks or {}), disk)
     _register_role_page(app, info, role_page_at)
     from shared.tracing import instrument_app  # flow tracing (design §6): spans for every exchange, no service code
 
@@ -140,6 +159,21 @@ def _install_request_hooks(app: Flask) -> None:
             request_id_var.reset(token)
 
 
+def _install_disk_guard(app: Flask, info: ServiceInfo, disk: DiskGuard) -> None:
+    """Refuse requests that write (507) while the data directory's disk is below the threshold."""
+    if not disk.enabled:
+        return
+    who = f"the {info.role} ({info.name})"
+
+    @app.before_request
+    def _refuse_writes_when_disk_low() -> None:
+        if request.method not in _WRITING_METHODS or request.endpoint is None:
+            return  # reads keep working; an unknown URL gets its 404
+        if getattr(app.view_functions.get(request.endpoint), _WRITES_NOTHING, False):
+            return
+        disk.refuse_if_low(who)
+
+
 def _error_response(error: str, description: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
     if wants_html():
         response = Response(render_template("signlab_error.html", error=error, description=description,
@@ -147,19 +181,19 @@ def _error_response(error: str, description: str, status: int, headers: Mapping[
     else:
         response = jsonify({"error": error, "error_description": description})
         response.status_code = status
-        if status == 401:
-            response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
+    if status == 401:  # RFC 9110 §15.5.2: every 401 names the scheme (an error may name another)
+        response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
     response.headers.update(headers or {})
     return response
 
 
-def _register_error_handlers(app: Flask) -> None:
+def _register_error_handlers(app: Flask, info: ServiceInfo) -> None:
     @app.errorhandler(SignLabError)
     def _signlab_error(exc: SignLabError) -> Response:
         level = logging.ERROR if exc.status >= 500 else logging.INFO
         log.log(level, "refused: %s %s", exc.error, exc.error_description,
                 extra={"error": exc.error, "step": exc.step.number if exc.step else None})
-        return _error_response(exc.error, exc.error_description, exc.status)
+        return _error_response(exc.error, exc.error_description, exc.status, exc.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -172,13 +206,19 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        full = storage_failure(exc, f"the {info.role} ({info.name})")
+        if full is not None:  # a full disk met mid-operation: said plainly, not as a 500
+            return _signlab_error(full)
         log.exception("unexpected error")
         return _error_response(
             "server_error", f"unexpected error; the service log has the details under request id {g.get('signlab_request_id')}", 500
         )
 
 
-def _register_health(app: Flask, info: ServiceInfo, checks: dict[str, HealthCheck]) -> None:
+def _register_health(app: Flask, info: ServiceInfo, checks: dict[str, HealthCheck], disk: DiskGuard) -> None:
+    """``GET /healthz``: 200 ``ok``; 200 ``degraded`` while the disk is low (reads still work, writes
+    are refused, the service recovers by itself); 503 ``failing`` when a readiness check fails."""
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         results: dict[str, dict[str, str]] = {}
@@ -189,8 +229,15 @@ def _register_health(app: Flask, info: ServiceInfo, checks: dict[str, HealthChec
             except Exception as exc:  # a failing check must report, never crash the endpoint
                 healthy = False
                 results[name] = {"status": "failing", "detail": str(exc)}
+        degraded = False
+        if disk.enabled:
+            space = disk.check()
+            degraded = space.low
+            results["disk"] = {"status": "degraded" if degraded else "ok",
+                               "detail": space.describe() + ("; requests that write are refused (507) until "
+                                                             "space is freed" if degraded else "")}
         body = {
-            "status": "ok" if healthy else "failing",
+            "status": "failing" if not healthy else "degraded" if degraded else "ok",
             "service": info.name,
             "role": str(info.role),
             "version": signlab_version(),

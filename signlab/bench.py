@@ -301,19 +301,22 @@ def pades_portal_flow(eco: Ecosystem, pdf: bytes, *, label: str, login_hint: str
     portal = eco.urls["portal"]
     browser = BrowserAgent(eco, timeout=timeout)
     started = time.perf_counter()
-    created = browser.session.post(f"{portal}/api/v1/sign-requests", timeout=timeout, json={
+    created = browser.session.post(f"{portal}/api/v1/sign-requests", timeout=timeout, auth=eco.partner_api, json={
         "documents": [{"name": label, "content": base64.b64encode(pdf).decode()}],
         "qualifier": "qes", "format": "pades", "level": "B-B", "login_hint": login_hint},
         headers={"Accept": "application/json"})
     if created.status_code != 201:
-        raise FlowFailed(f"steps 1-2: the portal answered {created.status_code}: {created.text[:300]}")
+        raise FlowFailed(f"step 1: the portal answered {created.status_code}: {created.text[:300]}")
     body = created.json()
     tx_id = body["transaction_id"]
-    browser.walk(body["authorize_url"])  # ends on the result page, as a person's browser would
-    signed = browser.session.get(f"{portal}/api/v1/transactions/{tx_id}/documents/0", timeout=timeout)
+    # The signer's browser: the review page (confirmed; its page images are not fetched, as a
+    # headless agent loads no images), the SSASP, back to the portal.
+    browser.walk(body["review_url"])
+    signed = browser.session.get(f"{portal}/api/v1/transactions/{tx_id}/documents/0", timeout=timeout,
+                                 auth=eco.partner_api)
     if signed.status_code != 200:
-        # Only a failed flow asks why: a person's browser downloads from the result page.
-        status = browser.session.get(f"{portal}/api/v1/transactions/{tx_id}", timeout=timeout,
+        # Only a failed flow asks why: the partner application downloads after the callback.
+        status = browser.session.get(f"{portal}/api/v1/transactions/{tx_id}", timeout=timeout, auth=eco.partner_api,
                                      headers={"Accept": "application/json"}).json()
         raise FlowFailed(f"step 10: download answered {signed.status_code}; transaction {tx_id} is "
                          f"{status.get('state')}: {status.get('error')}: {status.get('error_description')}")

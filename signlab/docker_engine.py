@@ -960,10 +960,10 @@ def audit() -> int:
     from services.ca.settings import CaSettings
     from services.signer.settings import SignerSettings
     from signlab.commands import CommandError
-    from signlab.commands.audit import logs_of, verify_logs
+    from signlab.commands.audit import verify_installation
 
     try:
-        print(json.dumps({"results": verify_logs(logs_of(SignerSettings.from_env(), CaSettings.from_env()))}))
+        print(json.dumps({"results": verify_installation(SignerSettings.from_env(), CaSettings.from_env())}))
     except CommandError as exc:
         print(json.dumps({"error": str(exc)}))
     return 0

@@ -72,9 +72,10 @@ DEFAULT_SOCKET = Path("/var/run/docker.sock")
 OFFICIAL_BASE = "python:3.11-slim-bookworm"
 """The Dockerfile's default base (Docker Hub)."""
 SUITE = "bookworm"
-DEBIAN_BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "softhsm2")
+DEBIAN_BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "softhsm2", "poppler-utils")
 """What the Debian base holds on top of debootstrap's minbase: Python 3.11 with venv, CA
-certificates, SoftHSM2 (the signer's HSM) — everything the Dockerfile would otherwise fetch."""
+certificates, SoftHSM2 (the signer's HSM), poppler-utils (the portal's page previews) — everything
+the Dockerfile would otherwise fetch from the Debian mirror."""
 
 Progress = Callable[[str], None]
 

@@ -4,11 +4,12 @@ result checked.
 A *flow* is the whole person-signing flow over real HTTP, driven like a browser plus (in
 ``partner`` mode) like the partner:
 
-* ``portal`` mode (default): ``POST /api/v1/sign-requests`` at the portal (steps 1-2, a fresh small
-  text document, CAdES B-B), then the browser's redirect chain: signer ``/oauth2/authorize`` (3) →
-  IdP with a headless ``login_hint`` (4) → signer callback → consent page submitted with its CSRF
-  token (5) → the portal's ``/sign/callback`` (the portal redeems the code and calls signDoc, 5-10)
-  → ``GET /api/v1/transactions/<id>`` and the ``.p7s`` download.
+* ``portal`` mode (default): ``POST /api/v1/sign-requests`` at the portal as the lab's partner
+  application (step 1, a fresh small text document, CAdES B-B), then the browser: the portal's
+  review page, confirmed with its CSRF token (the portal pushes the PAR, step 2), signer
+  ``/oauth2/authorize`` (3) → IdP with a headless ``login_hint`` (4) → signer callback → consent
+  page submitted with its CSRF token (5) → the portal's ``/sign/callback`` (the portal redeems the
+  code and calls signDoc, 5-10) → ``GET /api/v1/transactions/<id>`` and the ``.p7s`` download.
 * ``partner`` mode: the agent plays the partner with the portal's client credentials (PAR, PKCE,
   code exchange, signDoc itself) — the signer and CA under load without the portal's packaging.
 
@@ -50,6 +51,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from services.ca.settings import CaSettings
+from services.portal.settings import PortalSettings
 from services.registry import entry
 from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
@@ -87,6 +89,7 @@ class Ecosystem:
 
     :ivar urls: base URL by service name.
     :ivar portal_client_id / portal_client_secret: the portal's client at the signer (partner mode).
+    :ivar partner_api: the lab's partner application at the portal API (id, secret; portal mode).
     :ivar redirect_uri: the portal's registered redirect URI at the signer.
     :ivar signer_audit / ca_issuance_log: the hash-chained logs.
     :ivar run_dir: the pid files.
@@ -99,17 +102,20 @@ class Ecosystem:
     signer_audit: Path
     ca_issuance_log: Path
     run_dir: Path
+    partner_api: tuple[str, str] = ("", "")
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> Ecosystem:
         """The ecosystem a :class:`~signlab.runtime.LocalRuntime` runs."""
         signer = SignerSettings.from_env(runtime.service_environment(entry("signer")))
         ca = CaSettings.from_env(runtime.service_environment(entry("ca")))
+        portal = PortalSettings.from_env(runtime.service_environment(entry("portal")))
         urls = {name: runtime.url(name) for name in runtime.ports}
         return cls(urls=urls, portal_client_id=signer.portal_client_id,
                    portal_client_secret=signer.portal_client_secret.get_secret_value(),
                    redirect_uri=signer.portal_redirect_uris[0], signer_audit=signer.audit_path,
-                   ca_issuance_log=ca.issuance_log_path, run_dir=runtime.run_dir)
+                   ca_issuance_log=ca.issuance_log_path, run_dir=runtime.run_dir,
+                   partner_api=(portal.api_client_id, portal.api_client_secret.get_secret_value()))
 
     def signer_client(self, timeout: float = 60.0) -> SignerClient:
         """A client of the signer with the portal's credentials (the agent plays the partner)."""
@@ -135,7 +141,8 @@ class BrowserAgent:
 
     def walk(self, url: str, *, stop_at: str | None = None, decision: str = "approve",
              on_consent: Callable[[str], None] | None = None, max_hops: int = 20) -> requests.Response | str:
-        """Follow redirects from ``url``; submit the signer's consent form with ``decision``.
+        """Follow redirects from ``url``; confirm the portal's review page; submit the signer's
+        consent form with ``decision``.
 
         :param stop_at: a URL prefix; the first redirect to it is returned (as the URL) unfollowed.
         :param on_consent: called with the transaction's consent URL before the form is submitted.
@@ -152,6 +159,9 @@ class BrowserAgent:
                 url = target
                 continue
             match = _CSRF.search(response.text) if response.status_code == 200 else None
+            if match and "/review/" in url and 'value="confirm"' in response.text:
+                method, data = "POST", {"csrf_token": html.unescape(match.group(1)), "decision": "confirm"}
+                continue
             if match and "/oauth2/consent/" in url:
                 if on_consent is not None:
                     on_consent(url)
@@ -244,20 +254,20 @@ def portal_flow(eco: Ecosystem, document: bytes, *, login_hint: str = "kari-nord
     started = time.monotonic()
     portal = eco.urls["portal"]
     browser = BrowserAgent(eco, timeout=timeout)
-    created = requests.post(f"{portal}/api/v1/sign-requests", timeout=timeout, json={
+    created = requests.post(f"{portal}/api/v1/sign-requests", timeout=timeout, auth=eco.partner_api, json={
         "documents": [{"name": label, "content": base64.b64encode(document).decode()}],
         "qualifier": qualifier, "format": "cades", "level": "B-B", "login_hint": login_hint})
     if created.status_code != 201:
-        raise FlowFailed(f"steps 1-2: the portal answered {created.status_code}: {created.text[:300]}")
+        raise FlowFailed(f"step 1: the portal answered {created.status_code}: {created.text[:300]}")
     body = created.json()
     tx_id = body["transaction_id"]
-    final = browser.walk(body["authorize_url"])
-    status = requests.get(f"{portal}/api/v1/transactions/{tx_id}", timeout=timeout).json()
+    final = browser.walk(body["review_url"])
+    status = requests.get(f"{portal}/api/v1/transactions/{tx_id}", timeout=timeout, auth=eco.partner_api).json()
     if status.get("state") != "completed":
         where = final.status_code if isinstance(final, requests.Response) else final
         raise FlowFailed(f"transaction {tx_id} is {status.get('state')}: {status.get('error')}: "
                          f"{status.get('error_description')} (last page: {where})")
-    signed = requests.get(f"{portal}/api/v1/transactions/{tx_id}/documents/0", timeout=timeout)
+    signed = requests.get(f"{portal}/api/v1/transactions/{tx_id}/documents/0", timeout=timeout, auth=eco.partner_api)
     if signed.status_code != 200:
         raise FlowFailed(f"step 10: download answered {signed.status_code}")
     info = cms.ContentInfo.load(signed.content)

@@ -9,6 +9,7 @@ Layout under the data directory (default ``./var``)::
 
     secrets.env        generated PINs, client secrets and admin tokens (mode 0600)
     run/<service>.pid  JSON: pid, port, command of each running service
+    run/ports.json     the port of each service of the running ecosystem (kept while one is stopped)
     run/fault-injection present while the ecosystem runs with fault injection on
     logs/<service>.log each service's JSON log (stdout and stderr)
     <service>/         each service's own state (HSM token, CA keys, databases, audit logs)
@@ -17,6 +18,10 @@ Fault injection (``signlab up --fault-injection`` or ``SIGNLAB_FAULT_INJECTION=1
 guarded admin APIs for that run only: the IdP's ``/admin/failures`` and the signer's and CA's
 ``/admin/faults`` (:data:`FAULT_INJECTION_SETTINGS`; bearer tokens from ``secrets.env``). It is
 off by default and recorded in ``run/`` so a service restarted later (an outage fault) gets it too.
+
+``up`` starts whatever service of the ecosystem is not running (all four the first time; later,
+one that died or was stopped) with the ports and fault-injection setting of the running ones;
+``restart_service`` stops and starts one service.
 
 Limits: one ecosystem per data directory; processes are found again only through the pid files.
 """
@@ -133,7 +138,8 @@ class ServiceState:
     port: int
     pid: int | None
     state: str
-    """``healthy``, ``failing`` (running, health check fails), ``not responding``, or ``stopped``."""
+    """``healthy``, ``degraded`` (running, its disk is low: writes refused), ``failing`` (running, a
+    health check fails), ``not responding``, or ``stopped``."""
     detail: str = ""
 
     def as_dict(self) -> dict[str, object]:
@@ -163,11 +169,18 @@ class LocalRuntime:
         self._fault_injection = fault_injection
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {e.info.name: self._port_of(e, dict(ports or {})) for e in REGISTRY}
-        # A running ecosystem keeps the ports it was started with (status, down, logs use them).
+        self.port_overrides = dict(ports or {})
+        # A running ecosystem keeps the ports it was started with (status, down, logs, a service
+        # started again use them), also for a service of it that is stopped.
+        recorded = self._recorded_ports()
         for name in self.ports:
             record = self._read_pid(name)
-            if record is not None and isinstance(record.get("port"), int) and name not in (ports or {}):
+            if name in self.port_overrides:
+                continue
+            if record is not None and isinstance(record.get("port"), int):
                 self.ports[name] = int(record["port"])  # type: ignore[arg-type]
+            elif name in recorded:
+                self.ports[name] = recorded[name]
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -197,6 +210,18 @@ class LocalRuntime:
         if self._fault_injection is not None:
             return self._fault_injection
         return self.fault_injection_marker.exists()
+
+    @property
+    def ports_file(self) -> Path:
+        """The ports of the running ecosystem (written by ``up``, removed by ``down``)."""
+        return self.run_dir / "ports.json"
+
+    def _recorded_ports(self) -> dict[str, int]:
+        try:
+            recorded = json.loads(self.ports_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {k: v for k, v in recorded.items() if isinstance(v, int)} if isinstance(recorded, dict) else {}
 
     def pid_file(self, name: str) -> Path:
         """The pid file of service ``name``."""
@@ -288,17 +313,22 @@ class LocalRuntime:
         return found
 
     def up(self, *, timeout: float = 60.0, progress: Callable[[str], None] = print) -> list[ServiceState]:
-        """Provision and start the four services, wait until healthy; all or nothing.
+        """Provision and start every service that is not running, wait until they are healthy.
 
-        :raises RuntimeError_: already running, a port taken, invalid settings, a service that dies
-            or stays unhealthy; whatever was started is stopped again.
+        The first time that is all four; later it is the ones that died or were stopped, started
+        with the ports and fault-injection setting of the running ecosystem (those keep running).
+        All or nothing: when one fails, the ones started by this call are stopped again.
+
+        :raises RuntimeError_: a port taken, invalid settings, a ``--port`` or fault-injection
+            choice that contradicts the running services, a service that dies or stays unhealthy.
         """
         already = self.running()
         if already:
-            listing = ", ".join(f"{name} (pid {pid})" for name, pid in already.items())
-            raise RuntimeError_(f"SignLab is already running from {self.data_dir}: {listing}. "
-                                "Use 'signlab status' to see it or 'signlab down' to stop it.")
-        for entry in REGISTRY:
+            self._check_matches_running(already)
+        for name, pid in already.items():
+            progress(f"  {name} ({service(name).role}) is already running (pid {pid}); kept")
+        wanted = [entry for entry in REGISTRY if entry.info.name not in already]
+        for entry in wanted:
             port = self.ports[entry.info.name]
             if not port_free(port):
                 raise RuntimeError_(
@@ -306,29 +336,32 @@ class LocalRuntime:
                     f"stop what uses it or choose another port with --port {entry.info.name}=PORT", exit_code=2)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        # Nothing runs: a marker left by a killed run says nothing about this one.
-        self._fault_injection = bool(self._fault_injection)
+        if not already:  # nothing runs: a marker left by a killed run says nothing about this one
+            self._fault_injection = bool(self._fault_injection)
         from shared.errors import ConfigurationError  # local: keeps the CLI's import light
 
         # Every service's settings are checked before anything starts, so a typo stops nothing.
         environments, settings_of = {}, {}
-        for entry in REGISTRY:
+        for entry in wanted:
             env = self.service_environment(entry)
             try:
                 settings_of[entry.info.name] = entry.settings_class.from_env(env)
             except ConfigurationError as exc:
                 raise RuntimeError_(f"{entry.info.name} ({entry.info.role}) cannot start: {exc}") from None
             environments[entry.info.name] = env
-        # Recorded, so a runtime object made later (an outage fault restarting one service) keeps it.
-        if self._fault_injection:
-            self.fault_injection_marker.write_text("SIGNLAB_FAULT_INJECTION=1\n")
-        else:
-            self.fault_injection_marker.unlink(missing_ok=True)
+        if not already:
+            # Recorded, so a runtime object made later (an outage fault restarting one service,
+            # a later 'up' or 'restart') keeps the fault-injection setting and the ports.
+            if self._fault_injection:
+                self.fault_injection_marker.write_text("SIGNLAB_FAULT_INJECTION=1\n")
+            else:
+                self.fault_injection_marker.unlink(missing_ok=True)
+            self.ports_file.write_text(json.dumps(self.ports))
         # Then one service at a time, in dependency order: a later service's provisioning may ask
         # an earlier one (the portal fetches the CA's root and trusted list).
         started: list[str] = []
         try:
-            for entry in REGISTRY:
+            for entry in wanted:
                 try:
                     for line in entry.provision(settings_of[entry.info.name]):
                         progress(f"  provision {entry.info.name}: {line}")
@@ -339,9 +372,35 @@ class LocalRuntime:
                 self._wait_healthy([entry.info.name], timeout)
         except BaseException:
             self._stop(started)
-            self.fault_injection_marker.unlink(missing_ok=True)
+            if not already:
+                self.fault_injection_marker.unlink(missing_ok=True)
+                self.ports_file.unlink(missing_ok=True)
             raise
         return self.status()
+
+    def _check_matches_running(self, running: Mapping[str, int]) -> None:
+        """Refuse an ``up`` whose ports or fault-injection choice contradict the running services."""
+        listing = ", ".join(f"{name} (pid {pid})" for name, pid in running.items())
+        marker = self.fault_injection_marker.exists()
+        if self._fault_injection is not None and self._fault_injection != marker:
+            raise RuntimeError_(f"SignLab is running from {self.data_dir} ({listing}) with fault injection "
+                                f"{'on' if marker else 'off'}; stop it first ('signlab down') to change that",
+                                exit_code=2)
+        recorded = self._recorded_ports()
+        for name, port in self.port_overrides.items():
+            current = self.ports_of_running().get(name) or recorded.get(name)
+            if current is not None and current != port:
+                raise RuntimeError_(f"{name} belongs to the ecosystem running from {self.data_dir} on port {current}, "
+                                    f"not {port}; stop it first ('signlab down') to change ports", exit_code=2)
+
+    def ports_of_running(self) -> dict[str, int]:
+        """The recorded port of each running service."""
+        found = {}
+        for name in self.running():
+            record = self._read_pid(name)
+            if record is not None and isinstance(record.get("port"), int):
+                found[name] = int(record["port"])  # type: ignore[arg-type]
+        return found
 
     def _spawn(self, entry: ServiceEntry, env: dict[str, str]) -> None:
         name = entry.info.name
@@ -369,7 +428,7 @@ class LocalRuntime:
                 if self._exited(name):
                     raise RuntimeError_(f"{name} ({service(name).role}) exited during start-up. Last lines of "
                                         f"{self.log_file(name)}:\n{self.tail(name, 15)}")
-                if _health(self.url(name))[0] == "healthy":
+                if _health(self.url(name))[0] in ("healthy", "degraded"):  # degraded: up, its disk is low
                     pending.remove(name)
             if pending and time.monotonic() > deadline:
                 states = {name: _health(self.url(name)) for name in pending}
@@ -399,10 +458,24 @@ class LocalRuntime:
         """Stop one service (SIGTERM to its process group, SIGKILL after a grace period)."""
         return self._stop([name])
 
+    def restart_service(self, name: str, *, timeout: float = 60.0) -> list[str]:
+        """Stop one service of the ecosystem (if it runs) and start it again with the same port,
+        settings and fault-injection setting; wait until it is healthy. One line per thing done.
+
+        :raises RuntimeError_: no ecosystem runs here, or the service does not come back.
+        """
+        item = next(e for e in REGISTRY if e.info.name == name)
+        if not self.running() and not self.ports_file.exists():
+            raise RuntimeError_(f"SignLab is not running from {self.data_dir}; start it with 'signlab up'")
+        done = self.stop_service(name)
+        pid = self.start_service(name, timeout=timeout)
+        return [*done, f"{name} ({item.info.role}): started (pid {pid}), {self.status_of(name).state}"]
+
     def down(self) -> list[str]:
         """Stop the services this runtime started; return what was done, one line per service."""
         done = self._stop([e.info.name for e in REGISTRY])
         self.fault_injection_marker.unlink(missing_ok=True)
+        self.ports_file.unlink(missing_ok=True)
         return done
 
     def _stop(self, names: list[str]) -> list[str]:
@@ -424,16 +497,13 @@ class LocalRuntime:
 
     def status(self) -> list[ServiceState]:
         """The state of each service."""
-        result = []
-        for entry in REGISTRY:
-            name = entry.info.name
-            pid = self._alive(name)
-            if pid is None:
-                state, detail = "stopped", ""
-            else:
-                state, detail = _health(self.url(name))
-            result.append(ServiceState(name, str(entry.info.role), self.url(name), self.ports[name], pid, state, detail))
-        return result
+        return [self.status_of(entry.info.name) for entry in REGISTRY]
+
+    def status_of(self, name: str) -> ServiceState:
+        """The state of service ``name``."""
+        pid = self._alive(name)
+        state, detail = ("stopped", "") if pid is None else _health(self.url(name))
+        return ServiceState(name, str(service(name).role), self.url(name), self.ports[name], pid, state, detail)
 
     def tail(self, name: str, lines: int) -> str:
         """The last ``lines`` lines of a service's log."""
@@ -469,14 +539,19 @@ def gunicorn_argv(entry: ServiceEntry, binds: list[str]) -> list[str]:
     """The command that serves one service under gunicorn (the local runtime and the containers).
 
     One worker process with threads: the signer's one-time keys are PKCS#11 session objects that
-    live only in the process that made them, and the other services keep in-process caches.
+    live only in the process that made them, and the other services keep in-process caches. Idle
+    keep-alive connections stay open for :data:`~shared.http_client.SERVER_KEEPALIVE_SECONDS`
+    (gunicorn's default is 2 s), longer than the shared HTTP client reuses one, so a reuse never
+    races the server's idle close.
     """
+    from shared.http_client import SERVER_KEEPALIVE_SECONDS  # local: keeps the CLI's import light
+
     argv = [sys.executable, "-m", "gunicorn"]
     for bind in binds:
         argv += ["--bind", bind]
     return argv + [
         "--workers", "1", "--worker-class", "gthread", "--threads", "8",
-        "--timeout", "120", "--graceful-timeout", "5",
+        "--timeout", "120", "--graceful-timeout", "5", "--keep-alive", str(SERVER_KEEPALIVE_SECONDS),
         "--error-logfile", "-", "--log-level", "warning",
         "--name", f"signlab-{entry.info.name}",
         entry.wsgi_target,
@@ -495,16 +570,22 @@ def port_free(port: int) -> bool:
 
 
 def _health(url: str) -> tuple[str, str]:
+    """``healthy``, ``degraded`` or ``failing`` with the checks' details (``not responding``)."""
     try:
         response = requests.get(f"{url}/healthz", timeout=2)
     except requests.RequestException:
         return "not responding", ""
     try:
-        checks = response.json().get("checks", {})
-    except ValueError:
-        checks = {}
-    detail = "; ".join(f"{k}: {v.get('detail', '')}" for k, v in checks.items() if isinstance(v, dict))
-    return ("healthy" if response.status_code == 200 else "failing"), detail
+        body = response.json()
+        checks = body.get("checks", {})
+    except (ValueError, AttributeError):
+        body, checks = {}, {}
+    checks = {k: v for k, v in checks.items() if isinstance(v, dict)}
+    if response.status_code == 200 and body.get("status") != "degraded":
+        return "healthy", "; ".join(f"{k}: {v.get('detail', '')}" for k, v in checks.items())
+    # Degraded or failing: the detail is why (the checks that are not ok).
+    why = "; ".join(f"{k}: {v.get('detail', '')}" for k, v in checks.items() if v.get("status") != "ok")
+    return ("failing" if response.status_code != 200 else "degraded"), why
 
 
 def _terminate_group(pid: int, grace: float = 10.0) -> None:

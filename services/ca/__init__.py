@@ -9,6 +9,8 @@ from flask import Flask
 from services.ca.core import build_tsp
 from services.ca.settings import CaSettings
 from shared.flow import service
+from shared.guard import SecretGuard
+from shared.trainer_access import install_trainer_access
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
@@ -17,10 +19,14 @@ __all__ = ["create_app"]
 def create_app(settings: CaSettings | None = None) -> Flask:
     """Build the ca app; settings default to the ``SIGNLAB_CA_*`` environment.
 
-    Needs the provisioned state (``services.ca.provision.provision``) in the data directory.
+    Needs the provisioned state (``services.ca.provision.provision``) in the data directory. At
+    start-up the issuance log and the certificate database are reconciled
+    (:meth:`~services.ca.authority.CertificateAuthority.reconcile`).
     """
     settings = settings or CaSettings.from_env()
     provider = build_tsp(settings)
+    # Before serving: close any gap a crash left between the issuance log and the database.
+    provider.authority.reconcile()
 
     def hierarchy_check() -> str:
         root = provider.hierarchy.root.cert
@@ -29,6 +35,10 @@ def create_app(settings: CaSettings | None = None) -> Flask:
     app = create_service_app(__name__, service("ca"), settings, health_checks={"hierarchy": hierarchy_check},
                              role_page_at="/role")
     app.extensions["signlab.ca"] = provider
+    app.extensions["signlab.ca.admin_guard"] = SecretGuard(settings.admin_token, "the revoke API")
+    # The issued certificates name their signers: their list is a trainer view (DESIGN §6).
+    install_trainer_access(app, settings.trainer_token, env_name=CaSettings.env_name("trainer_token"),
+                           landing="/certificates")
     prefetch_started, prefetch_lock = threading.Event(), threading.Lock()
 
     @app.before_request

@@ -54,7 +54,8 @@ class TrustServiceProvider:
             if self._tl is None or now - self._tl[1] > dt.timedelta(hours=12):
                 sequence = int(now.timestamp()) // 3600  # grows with every re-signing
                 xml = build_trusted_list(self.hierarchy, sequence_number=sequence,
-                                         distribution_url=self.settings.public_url_for("/tl/trusted-list.xml"), now=now)
+                                         public_base=self.settings.public_cert_base,
+                                         version=self.settings.trusted_list_version, now=now)
                 self._tl = (xml, now)
             return self._tl[0]
 
@@ -66,16 +67,15 @@ def build_tsp(settings: CaSettings) -> TrustServiceProvider:
     """
     data_dir = settings.data_dir
     hierarchy = load_hierarchy(data_dir)
-    authority = CertificateAuthority(settings=settings, hierarchy=hierarchy,
-                                     store=CertificateStore(data_dir / "ca.sqlite3"),
-                                     log=IssuanceLog(settings.issuance_log_path))
+    faults = build_fault_board(settings)
+    authority = CertificateAuthority(settings=settings, hierarchy=hierarchy, store=CertificateStore(settings.database_path),
+                                     log=IssuanceLog(settings.issuance_log_path), faults=faults)
     timeout = settings.http_timeout_seconds
     signer_keys = RemoteJwks(settings.signer_jwks_url, Role.SSASP, cache_seconds=settings.jwks_cache_seconds,
                              timeout=timeout)
     discovery_client = JsonClient(Role.IPSP, timeout)
     idp_keys = RemoteJwks(lambda: idp_jwks_url(settings.idp_url, discovery_client.get_json), Role.IPSP,
                           cache_seconds=settings.jwks_cache_seconds, timeout=timeout)
-    faults = build_fault_board(settings)
     issuance = IssuanceService(authority=authority, signer_keys=signer_keys, idp_keys=idp_keys,
                                replay_cache=ReplayCache(), pseudonym_key=load_pseudonym_key(data_dir), faults=faults)
     return TrustServiceProvider(settings=settings, hierarchy=hierarchy, authority=authority, issuance=issuance,

@@ -8,7 +8,7 @@ check failed. The description starts with the reason, so it survives the shared
 
 from __future__ import annotations
 
-from shared.errors import AccessDenied, InvalidClient, InvalidRequest, InvalidToken, NotFound, SignLabError
+from shared.errors import AccessDenied, Conflict, InvalidClient, InvalidRequest, InvalidToken, NotFound, SignLabError
 from shared.flow import FlowStep, step
 
 __all__ = [
@@ -20,7 +20,9 @@ __all__ = [
     "CsrRejected",
     "EvidenceRejected",
     "PolicyRefused",
+    "RequestConflict",
     "RequestRejected",
+    "RevocationNotAvailable",
 ]
 
 STEP_7 = step(7)
@@ -38,6 +40,10 @@ class CaError(SignLabError):
 
 class RequestRejected(CaError, InvalidRequest):
     """A request is malformed or misses a field (400 ``invalid_request``)."""
+
+
+class RequestConflict(CaError, Conflict):
+    """A request id that was already used for another request (409)."""
 
 
 class CsrRejected(CaError, InvalidRequest):
@@ -68,3 +74,7 @@ class AdminAuthFailed(CaError, InvalidToken):
 
 class CertificateNotFound(CaError, NotFound):
     """No certificate with this serial was issued here (404)."""
+
+
+class RevocationNotAvailable(CaError, InvalidRequest):
+    """A certificate of the short-term-no-revocation profile (noRevAvail) cannot be revoked (400)."""

@@ -11,6 +11,14 @@ name                step what happens
                          issued and logged as usual). The signing service must detect it.
 ``tsa-unavailable`` 10   ``POST /tsa`` answers 503 ``temporarily_unavailable`` while the rest of
                          the CA (issuance, OCSP, CRL, trusted list) keeps working.
+``short-term-no-``   7   not a failure but a lab switch: the next certificate is issued in the
+``revocation``           revocation profile ``short-term-no-revocation`` whatever
+                         ``SIGNLAB_CA_REVOCATION_PROFILE`` says (so one scenario can show that
+                         profile on an ecosystem running the default one).
+``hold-after-log``   7   the next issuance stops for :data:`HOLD_SECONDS` after its issuance-log
+                         entry is written and before the certificate is stored and answered; its
+                         ``fault.fired`` entry marks the moment, so a test can kill the CA exactly
+                         between log and database (then the issuance completes as usual).
 =================== ==== ========================================================================
 """
 
@@ -24,17 +32,27 @@ from shared.errors import SignLabError
 from shared.faults import FaultBoard, FaultSpec
 from shared.flow import step
 
-__all__ = ["CA_FAULTS", "DISABLED_HINT", "TSA_UNAVAILABLE", "WRONG_KEY", "TsaUnavailable", "build_fault_board",
-           "substitute_public_key"]
+__all__ = ["CA_FAULTS", "DISABLED_HINT", "HOLD_AFTER_LOG", "HOLD_SECONDS", "SHORT_TERM_NO_REVOCATION", "TSA_UNAVAILABLE",
+           "WRONG_KEY", "TsaUnavailable", "build_fault_board", "substitute_public_key"]
 
 WRONG_KEY = "wrong-key"
 TSA_UNAVAILABLE = "tsa-unavailable"
+SHORT_TERM_NO_REVOCATION = "short-term-no-revocation"
+HOLD_AFTER_LOG = "hold-after-log"
+HOLD_SECONDS = 30
+"""How long ``hold-after-log`` holds an issuance between its log entry and its database commit."""
 
 CA_FAULTS = (
     FaultSpec(WRONG_KEY, 7, "The next certificate certifies another public key than the CSR's (a fresh P-256 key); "
                             "the signing service must refuse it at step 7."),
     FaultSpec(TSA_UNAVAILABLE, 10, "POST /tsa answers 503 temporarily_unavailable (the TSA alone is down; "
                                    "issuance, OCSP and CRLs keep working)."),
+    FaultSpec(SHORT_TERM_NO_REVOCATION, 7, "The next certificate is issued in the revocation profile "
+                                           "short-term-no-revocation (noRevAvail + valassured-ST, no CRL DP / OCSP "
+                                           "pointer), whatever SIGNLAB_CA_REVOCATION_PROFILE says."),
+    FaultSpec(HOLD_AFTER_LOG, 7, f"The next issuance stops for {HOLD_SECONDS} s after its issuance-log entry and "
+                                 "before the certificate is stored and answered (kill the CA then to test the "
+                                 "start-up reconciliation of log and database)."),
 )
 """The faults of the TSP."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hmac
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -21,8 +20,13 @@ from services.ca.core import PUBLISHED_CERTIFICATES, TrustServiceProvider
 from services.ca.describe import describe_certificate, status_of
 from services.ca.errors import AdminAuthFailed, BodyTooLarge, CertificateNotFound, RequestRejected
 from services.ca.faults import DISABLED_HINT
+from services.ca.issuance_log import cross_check
 from services.ca.store import CertificateRecord
 from shared.faults import add_fault_admin_routes
+from shared.guard import SecretGuard, bearer_token
+from shared.personal_data import mask_personal_data
+from shared.trainer_access import is_trainer, require_trainer
+from shared.web import writes_nothing
 
 __all__ = ["api", "pages", "pki"]
 
@@ -64,13 +68,18 @@ def _serial(text: str) -> int:
     return value
 
 
+def _show_personal_data() -> bool:
+    """Signers' identifiers unmasked: for trainers in a lab that shows personal data."""
+    return bool(tsp().settings.show_personal_data) and is_trainer()
+
+
 def record_json(record: CertificateRecord) -> dict[str, Any]:
-    """The JSON view of a stored certificate."""
+    """The JSON view of a stored certificate (the subject's identifier masked, DESIGN §6)."""
     return {
         "serial": record.serial,
         "profile": record.profile,
         "status": status_of(record),
-        "subject": record.subject,
+        "subject": mask_personal_data(record.subject, show=_show_personal_data()),
         "loa": record.loa,
         "requester": record.requester,
         "transaction_id": record.transaction_id,
@@ -101,6 +110,14 @@ def issue_certificate() -> tuple[Response, int]:
     return jsonify(issued.to_json()), 201
 
 
+@api.post("/certificates/revocations")
+def revoke_issued_certificates() -> Response:
+    """The signing service revokes certificates it was issued, for a flow that failed after step 7
+    (client assertion; ``serial`` and/or ``transaction_id``; ``reason``, default ``cessationOfOperation``)."""
+    revoked = tsp().issuance.revoke_issued(request.get_json(silent=True))
+    return jsonify({"revoked": [record_json(record) for record in revoked]})
+
+
 @api.get("/certificates/<serial>")
 def get_certificate(serial: str) -> Response:
     """Look up an issued certificate and its status."""
@@ -114,10 +131,8 @@ def get_certificate(serial: str) -> Response:
 @api.post("/certificates/<serial>/revoke")
 def revoke_certificate(serial: str) -> Response:
     """Revoke a certificate (admin bearer token; body ``{"reason": "keyCompromise"}``, optional)."""
-    token = tsp().settings.admin_token.get_secret_value()
-    header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else ""
-    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+    guard: SecretGuard = current_app.extensions["signlab.ca.admin_guard"]
+    if not guard.matches(bearer_token(request.headers.get("Authorization")), request.remote_addr):
         raise AdminAuthFailed("admin_token_invalid", "the revoke API needs 'Authorization: Bearer <admin token>'",
                               step=None)
     value = _serial(serial)
@@ -137,10 +152,17 @@ def revoke_certificate(serial: str) -> Response:
 
 @api.get("/issuance-log/verify")
 def verify_issuance_log() -> Response:
-    """Recompute the issuance log's hash chain."""
-    result = tsp().authority.log.verify()
+    """Recompute the issuance log's hash chain and compare it with the certificate database."""
+    authority = tsp().authority
+    result = authority.log.verify()
+    with authority.gate.quiet(10) as quiet:
+        check = cross_check(authority.store.states(), authority.log.raw_entries()) if quiet else None
     return jsonify({"ok": result.ok, "entries": result.entries, "first_broken": result.first_broken,
-                    "reason": result.reason, "head": result.head})
+                    "reason": result.reason, "head": result.head, "summary": result.summary(),
+                    "recoveries": [r.seq for r in result.recoveries],
+                    "cross_check": None if check is None else {
+                        "ok": check.ok, "certificates": check.certificates, "summary": check.summary(),
+                        "mismatches": [vars(m) for m in check.mismatches]}})
 
 
 # --- PKI publication ------------------------------------------------------------------------------
@@ -187,6 +209,7 @@ def crl(name: str) -> Response:
 
 
 @pki.post("/ocsp")
+@writes_nothing
 def ocsp_post() -> Response:
     """RFC 6960 OCSP over POST (``application/ocsp-request``)."""
     return Response(tsp().ocsp.respond(_limited_body()), mimetype="application/ocsp-response")
@@ -203,6 +226,7 @@ def ocsp_get(encoded: str) -> Response:
 
 
 @pki.post("/tsa")
+@writes_nothing
 def time_stamp() -> Response:
     """RFC 3161 time-stamping over HTTP (``application/timestamp-query`` → ``-reply``)."""
     if request.mimetype != "application/timestamp-query":
@@ -232,21 +256,28 @@ def overview() -> str:
                            recent=tsp().authority.store.recent(10), status_of=status_of)
 
 
+def _mask(value: Any) -> Any:
+    """Template filter: personal data masked unless the lab shows it."""
+    return mask_personal_data(value, show=_show_personal_data())
+
+
 @pages.get("/certificates")
 def certificates_page() -> str:
-    """The issued certificates with status and validity countdown."""
+    """The issued certificates with status and validity countdown (trainer token)."""
+    require_trainer()
     return render_template("ca/certificates.html", records=tsp().authority.store.recent(200), status_of=status_of,
-                           now=dt.datetime.now(dt.UTC))
+                           now=dt.datetime.now(dt.UTC), mask=_mask)
 
 
 @pages.get("/certificates/<serial>")
 def certificate_page(serial: str) -> str:
-    """One issued certificate, decoded."""
+    """One issued certificate, decoded (trainer token)."""
+    require_trainer()
     record = tsp().authority.lookup(_serial(serial))
     if record is None:
         raise CertificateNotFound("certificate_not_found", f"no certificate with serial {serial}", step=None)
     return render_template("ca/certificate.html", record=record, cert=describe_certificate(record.der),
-                           status=status_of(record))
+                           status=status_of(record), mask=_mask)
 
 
 @pages.get("/trusted-list")

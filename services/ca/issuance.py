@@ -12,6 +12,14 @@
 
 Then the subject is built from the verified claims only (the CSR's subject is ignored) and the
 certificate is issued. Every refusal is written to the issuance log with its reason code.
+
+A ``request_id`` (chosen by the signing service, 1-128 characters) makes a request idempotent:
+the same caller sending the same request id again (a retry after a lost answer) gets the
+certificate already issued for it, once its CSR's key matches (else 409).
+
+The signing service may also ask to revoke the certificates it was issued (by serial or by its
+transaction id) when the flow they were for failed after step 7: :meth:`IssuanceService.revoke_issued`,
+authenticated like issuance, and refused (logged) for anyone else's certificate.
 """
 
 from __future__ import annotations
@@ -25,16 +33,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from services.ca.authority import CertificateAuthority, IssuedCertificate
-from services.ca.errors import BodyTooLarge, CaError, CallerRejected, CsrRejected, EvidenceRejected, PolicyRefused, RequestRejected
+from services.ca.authority import REVOCATION_REASONS, CertificateAuthority, IssuedCertificate
+from services.ca.errors import (STEP_7, BodyTooLarge, CaError, CallerRejected, CertificateNotFound, CsrRejected,
+                                EvidenceRejected, PolicyRefused, RequestConflict, RequestRejected)
 from services.ca.faults import WRONG_KEY, substitute_public_key
 from services.ca.profiles import Profile, SubjectIdentity
 from services.ca.remote_keys import RemoteJwks
+from services.ca.store import CertificateRecord
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, ReplayCache, verify_client_assertion
-from shared.errors import InvalidClient, SignLabError
+from shared.errors import InsufficientStorage, InvalidClient, SignLabError
 from shared.faults import FaultBoard
+from shared.flow import FlowStep
 from shared.identity import IdentityEvidenceError, VerifiedIdentity, loa_rank, verify_id_token
 
 __all__ = ["ALLOWED_CURVES", "MIN_RSA_BITS", "IssuanceService", "parse_csr", "subject_from_identity"]
@@ -140,6 +152,11 @@ class IssuanceService:
         """The ``aud`` client assertions must carry: the issuance endpoint's URL."""
         return f"{self.authority.settings.base_url}/api/v1/certificates"
 
+    @property
+    def revocation_audience(self) -> str:
+        """The ``aud`` of client assertions for revocation requests: that endpoint's URL."""
+        return f"{self.authority.settings.base_url}/api/v1/certificates/revocations"
+
     def refuse_oversized(self, size: int | None) -> BodyTooLarge:
         """Log and return the refusal of a body larger than the issuance endpoint accepts."""
         limit = self.authority.settings.issuance_max_body_bytes
@@ -157,6 +174,8 @@ class IssuanceService:
         context: dict[str, Any] = {"requester": "unauthenticated", "profile": None, "transaction_id": None}
         try:
             return self._issue(body, context)
+        except InsufficientStorage:
+            raise  # the log cannot be written: there is no refusal entry to add
         except SignLabError as exc:
             reason = exc.reason if isinstance(exc, CaError) else getattr(exc, "check", exc.error)
             self.authority.log.refused(error=exc.error, reason=str(reason), description=exc.description,
@@ -172,26 +191,12 @@ class IssuanceService:
         profile_text = body.get("profile")
         if isinstance(profile_text, str):
             context["profile"] = profile_text[:16]
-        transaction_id = body.get("transaction_id")
-        if transaction_id is not None and (not isinstance(transaction_id, str) or not 0 < len(transaction_id) <= 128):
-            raise RequestRejected("transaction_id_invalid", "transaction_id must be a string of 1-128 characters")
+        transaction_id = _optional_text(body, "transaction_id", 128)
         context["transaction_id"] = transaction_id
+        request_id = _optional_text(body, "request_id", 128)
 
         # 2. caller authentication (before looking at anything costly or personal)
-        if body.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
-            raise CallerRejected("client_assertion_missing",
-                                 f"client_assertion_type must be {CLIENT_ASSERTION_TYPE} with a client_assertion")
-        assertion = body.get("client_assertion")
-        if not isinstance(assertion, str) or not assertion:
-            raise CallerRejected("client_assertion_missing", "client_assertion is missing")
-        try:
-            verify_client_assertion(assertion, self.signer_keys.key_set_for(assertion),
-                                    client_id=settings.signer_client_id, audience=self.audience,
-                                    replay_cache=self.replay_cache, leeway=settings.clock_leeway_seconds)
-        except InvalidClient as exc:
-            raise CallerRejected("unknown_caller", exc.description) from None
-        context["requester"] = settings.signer_client_id
-
+        context["requester"] = self._authenticate(body, self.audience)
         # 1. the rest of the request shape
         try:
             profile = Profile(str(profile_text))
@@ -203,6 +208,13 @@ class IssuanceService:
 
         # 3. CSR and proof of possession
         csr = parse_csr(body.get("csr"))
+        if request_id is not None:
+            first = self.authority.store.by_request(context["requester"], request_id)
+            if first is not None:  # a retry: the answer it lost, not a second certificate
+                if _spki(x509.load_der_x509_certificate(first.der).public_key()) != _spki(csr.public_key()):
+                    raise RequestConflict("request_id_reused", f"request_id {request_id!r} was already used for "
+                                          "another key")
+                return self.authority.issued_from(first)
 
         # 4. identity evidence
         try:
@@ -222,4 +234,84 @@ class IssuanceService:
             public_key = substitute_public_key()  # lab fault: certify a key other than the CSR's
         return self.authority.issue(public_key=public_key, subject=subject, profile=profile,  # type: ignore[arg-type]
                                     subject_id=context["subject_id"], loa=identity.loa,
-                                    requester=context["requester"], transaction_id=transaction_id or "")
+                                    requester=context["requester"], transaction_id=transaction_id or "",
+                                    request_id=request_id)
+
+    def _authenticate(self, body: Mapping[str, Any], audience: str) -> str:
+        """Verify the RFC 7523 client assertion of the registered signing service; its client id.
+
+        :raises CallerRejected: missing, invalid, replayed, or another client.
+        """
+        settings = self.authority.settings
+        if body.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise CallerRejected("client_assertion_missing",
+                                 f"client_assertion_type must be {CLIENT_ASSERTION_TYPE} with a client_assertion")
+        assertion = body.get("client_assertion")
+        if not isinstance(assertion, str) or not assertion:
+            raise CallerRejected("client_assertion_missing", "client_assertion is missing")
+        try:
+            verify_client_assertion(assertion, self.signer_keys.key_set_for(assertion),
+                                    client_id=settings.signer_client_id, audience=audience,
+                                    replay_cache=self.replay_cache, leeway=settings.clock_leeway_seconds)
+        except InvalidClient as exc:
+            raise CallerRejected("unknown_caller", exc.description) from None
+        return settings.signer_client_id
+
+    def revoke_issued(self, body: Any) -> list[CertificateRecord]:
+        """Revoke, for the authenticated signing service, the certificates it was issued with
+        ``serial`` and/or for its ``transaction_id`` (a flow that failed after step 7).
+
+        Body: ``client_assertion_type``, ``client_assertion`` (``aud`` = :attr:`revocation_audience`),
+        ``serial`` (hex) and/or ``transaction_id``, ``reason`` (RFC 5280 name, default
+        ``cessationOfOperation``), ``note`` (why, at most 200 characters). Idempotent: an already
+        revoked certificate keeps its first revocation.
+
+        :raises CaError: a refusal (logged as ``revocation.refused``); 404 when no certificate of
+            this caller matches.
+        """
+        requester = "unauthenticated"
+        try:
+            if not isinstance(body, Mapping):
+                raise RequestRejected("body_not_json_object", "the body must be a JSON object", step=None)
+            requester = self._authenticate(body, self.revocation_audience)
+            reason = body.get("reason", "cessationOfOperation")
+            if reason not in REVOCATION_REASONS:
+                raise RequestRejected("reason_invalid", f"reason must be one of {', '.join(REVOCATION_REASONS)}",
+                                      step=None)
+            serial_text = _optional_text(body, "serial", 40, step=None)
+            transaction_id = _optional_text(body, "transaction_id", 128, step=None)
+            note = _optional_text(body, "note", 200, step=None)
+            if serial_text is None and transaction_id is None:
+                raise RequestRejected("target_missing", "name the certificate: serial and/or transaction_id", step=None)
+            try:
+                serial = int(serial_text, 16) if serial_text is not None else None
+            except ValueError:
+                raise RequestRejected("serial_invalid", f"serial {serial_text[:40]!r} is not hexadecimal",
+                                      step=None) from None
+            revoked = self.authority.revoke_issued_to(requester, serial=serial, transaction_id=transaction_id,
+                                                      reason=str(reason), note=note)
+            if not revoked:
+                raise CertificateNotFound("certificate_not_found", "no certificate issued to this client matches "
+                                          f"serial {serial_text} / transaction {transaction_id}", step=None)
+            return revoked
+        except InsufficientStorage:
+            raise
+        except SignLabError as exc:
+            self.authority.log.revocation_refused(error=exc.error, reason=str(getattr(exc, "reason", exc.error)),
+                                                  description=exc.description, requester=requester)
+            raise
+
+
+def _optional_text(body: Mapping[str, Any], name: str, limit: int, step: FlowStep | None = STEP_7) -> str | None:
+    """``body[name]``: absent (None) or a string of 1-``limit`` characters.
+
+    :raises RequestRejected: another type or length (named at ``step``).
+    """
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= limit):
+        raise RequestRejected(f"{name}_invalid", f"{name} must be a string of 1-{limit} characters", step=step)
+    return value
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))

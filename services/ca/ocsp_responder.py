@@ -2,7 +2,9 @@
 
 * Certificates of the issuing CA (the short-term signing certificates) are answered by the
   delegated responder (EKU OCSPSigning + ocsp-nocheck, certificate included in the response):
-  ``good``, ``revoked`` (time + reason) or ``unknown`` for a serial this CA never issued.
+  ``good``, ``revoked`` (time + reason) or ``unknown`` for a serial this CA never issued — and
+  ``unknown`` for a certificate of the short-term-no-revocation profile: it carries noRevAvail
+  (RFC 9608), the CA keeps no revocation status for it, so the responder does not vouch for it.
 * Certificates of the root (issuing CA, TSA, trusted-list signer) are answered by the root itself.
 * Any other issuer: ``unauthorized``; an unparsable request: ``malformedRequest``.
 The request nonce (RFC 8954) is echoed. Status stays available after a certificate expires.
@@ -18,6 +20,7 @@ from cryptography.x509 import ocsp
 
 from services.ca.authority import REVOCATION_REASONS, CertificateAuthority
 from services.ca.pki import KeyedCert
+from services.ca.profiles import has_no_rev_avail
 
 __all__ = ["OcspResponder"]
 
@@ -60,7 +63,8 @@ class OcspResponder:
         if self._matches(hierarchy.issuing.cert, algorithm, issuer_key_hash, issuer_name_hash):
             signer, include_cert = hierarchy.ocsp, True
             record = self.authority.lookup(serial)
-            if record is None or record.issuer != "issuing":
+            if (record is None or record.issuer != "issuing"
+                    or has_no_rev_avail(x509.load_der_x509_certificate(record.der))):
                 status = ocsp.OCSPCertStatus.UNKNOWN
             elif record.revoked_at is not None:
                 status, revoked_at = ocsp.OCSPCertStatus.REVOKED, record.revoked_at

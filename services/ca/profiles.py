@@ -1,15 +1,24 @@
-"""The two end-entity certificate profiles (design §4): QES (QCP-n-qscd) and AdES (NCP).
+"""The two end-entity certificate profiles (DESIGN §4): QES (QCP-n-qscd) and AdES (NCP), each in
+one of two revocation profiles.
 
 Both: subject C, SN, GN, serialNumber (EN 319 412-1 semantics, e.g. ``PNONO-01017012345``), CN;
 basicConstraints cA=FALSE (critical); keyUsage nonRepudiation only (critical); AKI/SKI; AIA
-caIssuers + OCSP; CRL DP; noRevAvail (RFC 9608) and ext-etsi-valassured-ST-certs (EN 319 412-1)
-because the certificates live minutes — and CRL/OCSP are still served, since validators that
-require revocation data (pyHanko ``require``, B-LT) ignore both marks.
+caIssuers. QES adds QCStatements QcCompliance, QcSSCD, QcType esign and QcPDS next to
+pkixQCSyntax-v2 with the natural-person semantics identifier; AdES carries only the semantics
+identifier. Policy OIDs: only the ETSI ones. (A TSP-specific policy OID is usual but SignLab has
+no registered arc, and pkilint rejects the unregistered forms — 2.999.x and 2.25.<uuid> — as
+undecodable.)
 
-QES adds QCStatements QcCompliance, QcSSCD, QcType esign and QcPDS next to pkixQCSyntax-v2 with
-the natural-person semantics identifier; AdES carries only the semantics identifier.
-Policy OIDs: only the ETSI ones. (A TSP-specific policy OID is usual but SignLab has no registered
-arc, and pkilint rejects the unregistered forms — 2.999.x and 2.25.<uuid> — as undecodable.)
+Revocation (:class:`RevocationProfile`, the CA setting ``SIGNLAB_CA_REVOCATION_PROFILE``):
+
+* ``crl-ocsp`` (default) — CRL DP and an AIA OCSP pointer; the CA publishes CRLs and answers
+  OCSP for the certificate. No noRevAvail and no valassured mark: a certificate must not say
+  "no revocation information" while pointing to it (RFC 9608).
+* ``short-term-no-revocation`` — noRevAvail (RFC 9608, 2.5.29.56) and ext-etsi-valassured-ST-certs
+  (EN 319 412-1, 0.4.0.194121.2.1), no CRL DP and no OCSP pointer: the CA never revokes the
+  certificate (EN 319 411-1 short-term certificates); validators rely on its short validity.
+  pkilint 0.13.3 applies EN 319 412-2 GEN-4.3.11-2 / GEN-4.4.1-8 without the val-assured
+  exemption of newer readings and reports exactly :data:`SHORT_TERM_LINT_FINDINGS`.
 """
 
 from __future__ import annotations
@@ -33,9 +42,12 @@ __all__ = [
     "NO_REV_AVAIL",
     "QCP_N_QSCD",
     "SEMANTICS_NATURAL_PERSON",
+    "SHORT_TERM_LINT_FINDINGS",
     "VALASSURED_ST_CERTS",
     "CertificateUrls",
     "Profile",
+    "RevocationProfile",
+    "has_no_rev_avail",
     "SubjectIdentity",
     "build_end_entity",
     "qc_statements_der",
@@ -66,6 +78,34 @@ _QC_PDS = "0.4.0.1862.1.5"
 _QC_TYPE = "0.4.0.1862.1.6"
 _QCT_ESIGN = "0.4.0.1862.1.6.1"
 _ASN1_NULL = b"\x05\x00"
+
+
+class RevocationProfile(StrEnum):
+    """How the revocation status of end-entity certificates is made known (the CA setting
+    ``SIGNLAB_CA_REVOCATION_PROFILE`` names the values)."""
+
+    CRL_OCSP = "crl-ocsp"
+    """CRL DP + AIA OCSP; the CA publishes CRLs and answers OCSP (default)."""
+    SHORT_TERM_NO_REVOCATION = "short-term-no-revocation"
+    """noRevAvail + valassured-ST, no CRL DP / OCSP pointer: never revoked, short validity instead."""
+
+
+SHORT_TERM_LINT_FINDINGS = frozenset({
+    "etsi.en_319_412_2.gen-4.3.11-2.crldp_extension_missing",
+    "etsi.en_319_412_2.gen-4.4.1-8.ocsp_aia_access_method_absent",
+})
+"""pkilint 0.13.3 ``lint_etsi_cert`` findings (ERROR) on a ``short-term-no-revocation`` leaf: EN 319
+412-2 GEN-4.3.11-2 (a CRL DP is required when there is no OCSP pointer) and GEN-4.4.1-8 (an OCSP
+pointer is required when there is no CRL DP) — one rule seen from both sides. Nothing else."""
+
+
+def has_no_rev_avail(certificate: x509.Certificate) -> bool:
+    """Whether ``certificate`` carries noRevAvail (RFC 9608): its CA publishes no revocation status."""
+    try:
+        certificate.extensions.get_extension_for_oid(NO_REV_AVAIL)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 class Profile(StrEnum):
@@ -181,9 +221,11 @@ def build_end_entity(
     not_after: dt.datetime,
     urls: CertificateUrls,
     pds_url: str,
+    revocation: RevocationProfile = RevocationProfile.CRL_OCSP,
 ) -> x509.Certificate:
-    """Build and sign one short-term natural-person signing certificate with ``profile``."""
-    head, tail = _static_extensions(profile, urls, pds_url, issuer.cert)
+    """Build and sign one short-term natural-person signing certificate with ``profile`` and
+    ``revocation``."""
+    head, tail = _static_extensions(profile, urls, pds_url, issuer.cert, revocation)
     extensions = [*head, x509.Extension(x509.SubjectKeyIdentifier.oid, False,
                                         x509.SubjectKeyIdentifier.from_public_key(public_key)), *tail]
     # The extensions go in at once, in the profile's order (the fields through the builder's own
@@ -202,9 +244,10 @@ def build_end_entity(
 
 @functools.lru_cache(maxsize=16)
 def _static_extensions(profile: Profile, urls: CertificateUrls, pds_url: str, issuer: x509.Certificate,
+                       revocation: RevocationProfile = RevocationProfile.CRL_OCSP,
                        ) -> tuple[tuple[x509.Extension, ...], tuple[x509.Extension, ...]]:
-    """The extensions that are the same in every certificate of ``profile`` from ``issuer``: those
-    before the SubjectKeyIdentifier, and those after it.
+    """The extensions that are the same in every certificate of ``profile`` and ``revocation``
+    from ``issuer``: those before the SubjectKeyIdentifier, and those after it.
 
     Built once per profile, URLs and issuer instead of per issuance (the QCStatements alone were
     ~12 % of the TSP's issuance CPU). cryptography's extension objects are immutable, so sharing
@@ -221,19 +264,30 @@ def _static_extensions(profile: Profile, urls: CertificateUrls, pds_url: str, is
         ), critical=True),
         ext(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())),  # type: ignore[arg-type]
     )
-    tail = (
+    ca_issuers = x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+                                        x509.UniformResourceIdentifier(urls.ca_issuers))
+    common = (
         ext(x509.CertificatePolicies([x509.PolicyInformation(ObjectIdentifier(profile.policy_oid), None)])),
         ext(x509.UnrecognizedExtension(QC_STATEMENTS, qc_statements_der(profile, pds_url))),
-        ext(x509.AuthorityInformationAccess([
-            x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
-                                   x509.UniformResourceIdentifier(urls.ca_issuers)),
-            x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP,
-                                   x509.UniformResourceIdentifier(urls.ocsp)),
-        ])),
-        ext(x509.CRLDistributionPoints([x509.DistributionPoint(
-            full_name=[x509.UniformResourceIdentifier(urls.crl)], relative_name=None, reasons=None, crl_issuer=None,
-        )])),
-        ext(x509.UnrecognizedExtension(NO_REV_AVAIL, _ASN1_NULL)),
-        ext(x509.UnrecognizedExtension(VALASSURED_ST_CERTS, _ASN1_NULL)),
     )
+    if revocation is RevocationProfile.SHORT_TERM_NO_REVOCATION:
+        tail = (
+            *common,
+            ext(x509.AuthorityInformationAccess([ca_issuers])),
+            ext(x509.UnrecognizedExtension(NO_REV_AVAIL, _ASN1_NULL)),
+            ext(x509.UnrecognizedExtension(VALASSURED_ST_CERTS, _ASN1_NULL)),
+        )
+    else:
+        tail = (
+            *common,
+            ext(x509.AuthorityInformationAccess([
+                ca_issuers,
+                x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP,
+                                       x509.UniformResourceIdentifier(urls.ocsp)),
+            ])),
+            ext(x509.CRLDistributionPoints([x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(urls.crl)], relative_name=None, reasons=None,
+                crl_issuer=None,
+            )])),
+        )
     return head, tail

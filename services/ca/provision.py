@@ -39,7 +39,7 @@ def provision(settings: CaSettings) -> list[str]:
     existed = {name for name in CA_NAMES if (data_dir / "pki" / f"{name}.crt.pem").exists()}
     hierarchy = create_hierarchy(data_dir, settings.public_cert_base)
     load_pseudonym_key(data_dir, create=True)
-    CertificateStore(data_dir / "ca.sqlite3")
+    CertificateStore(settings.database_path)
     settings.issuance_log_path.touch(mode=0o600, exist_ok=True)
     lines = []
     for name in CA_NAMES:

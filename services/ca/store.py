@@ -5,6 +5,7 @@ Flask-free. One connection per thread (SQLite handles the locking); the CA's thr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import threading
@@ -30,13 +31,20 @@ CREATE TABLE IF NOT EXISTS certificates (
     issued_at TEXT NOT NULL,
     der BLOB NOT NULL,
     revoked_at TEXT,
-    revocation_reason TEXT
+    revocation_reason TEXT,
+    request_id TEXT                   -- the requester's id of the issuance request (deduplicates retries)
 );
 CREATE INDEX IF NOT EXISTS certificates_issued_at ON certificates(issued_at);
 -- The CRL reads the revoked certificates on every request: without this (partial) index that was a
 -- scan of every certificate ever issued.
 CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates(issuer, revoked_at) WHERE revoked_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS crl_numbers (name TEXT PRIMARY KEY, number INTEGER NOT NULL);
+"""
+
+_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS certificates_request ON certificates(requester, request_id)
+    WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS certificates_transaction ON certificates(requester, transaction_id);
 """
 
 
@@ -46,6 +54,11 @@ def _iso(moment: dt.datetime) -> str:
 
 def _parse(text: str | None) -> dt.datetime | None:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) if text else None
+
+
+def _states(db: sqlite3.Connection) -> dict[str, str | None]:
+    rows = db.execute("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer = 'issuing'")
+    return {serial: (reason or "unspecified") if revoked else None for serial, revoked, reason in rows}
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,8 @@ class CertificateRecord:
     der: bytes
     revoked_at: dt.datetime | None
     revocation_reason: str | None
+    request_id: str | None = None
+    """The requester's id of the issuance request, when it sent one."""
 
     @property
     def serial_int(self) -> int:
@@ -85,6 +100,10 @@ class CertificateStore:
             # OCSP/CRL readers do not block the issuing writer.
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
+            if "request_id" not in columns:  # a database made before request ids
+                db.execute("ALTER TABLE certificates ADD COLUMN request_id TEXT")
+            db.executescript(_INDEXES)
 
     @contextmanager
     def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
@@ -112,24 +131,29 @@ class CertificateStore:
 
     def add(self, *, serial: int, issuer: str, profile: str, subject: str, subject_id_hash: str, loa: str,
             requester: str, transaction_id: str, not_before: dt.datetime, not_after: dt.datetime,
-            issued_at: dt.datetime, der: bytes) -> None:
-        """Store a newly issued certificate."""
+            issued_at: dt.datetime, der: bytes, request_id: str | None = None) -> None:
+        """Store a newly issued certificate.
+
+        :raises sqlite3.IntegrityError: ``requester`` already has a certificate for ``request_id``.
+        """
         with self._connect(write=True) as db:
             db.execute(
                 "INSERT INTO certificates (serial, issuer, profile, subject, subject_id_hash, loa, requester,"
-                " transaction_id, not_before, not_after, issued_at, der) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " transaction_id, not_before, not_after, issued_at, der, request_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (format(serial, "x"), issuer, profile, subject, subject_id_hash, loa, requester, transaction_id,
-                 _iso(not_before), _iso(not_after), _iso(issued_at), der),
+                 _iso(not_before), _iso(not_after), _iso(issued_at), der, request_id),
             )
 
     @staticmethod
     def _record(row: tuple) -> CertificateRecord:  # type: ignore[type-arg]
-        (serial, issuer, profile, subject, sid, loa, requester, txn, nb, na, issued, der, revoked, reason) = row
+        (serial, issuer, profile, subject, sid, loa, requester, txn, nb, na, issued, der, revoked, reason,
+         request_id) = row
         return CertificateRecord(serial, issuer, profile, subject, sid, loa, requester, txn,
-                                 _parse(nb), _parse(na), _parse(issued), bytes(der), _parse(revoked), reason)  # type: ignore[arg-type]
+                                 _parse(nb), _parse(na), _parse(issued), bytes(der), _parse(revoked), reason,  # type: ignore[arg-type]
+                                 request_id)
 
     _COLUMNS = ("serial, issuer, profile, subject, subject_id_hash, loa, requester, transaction_id, not_before,"
-                " not_after, issued_at, der, revoked_at, revocation_reason")
+                " not_after, issued_at, der, revoked_at, revocation_reason, request_id")
 
     def get(self, serial: int) -> CertificateRecord | None:
         """The certificate with ``serial``, or ``None``."""
@@ -137,6 +161,36 @@ class CertificateStore:
             row = db.execute(f"SELECT {self._COLUMNS} FROM certificates WHERE serial = ?",
                              (format(serial, "x"),)).fetchone()
         return self._record(row) if row else None
+
+    def by_request(self, requester: str, request_id: str) -> CertificateRecord | None:
+        """The certificate issued to ``requester`` for its request ``request_id``, or ``None``."""
+        with self._connect() as db:
+            row = db.execute(f"SELECT {self._COLUMNS} FROM certificates WHERE requester = ? AND request_id = ?",
+                             (requester, request_id)).fetchone()
+        return self._record(row) if row else None
+
+    def of_transaction(self, requester: str, transaction_id: str) -> list[CertificateRecord]:
+        """The certificates issued to ``requester`` for its transaction ``transaction_id``."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {self._COLUMNS} FROM certificates WHERE requester = ? AND transaction_id = ?"
+                              " ORDER BY issued_at", (requester, transaction_id)).fetchall()
+        return [self._record(row) for row in rows]
+
+    def states(self) -> dict[str, str | None]:
+        """Every end-entity certificate: serial → revocation reason (``None`` while not revoked).
+        The database side of the issuance log cross-check."""
+        with self._connect() as db:
+            return _states(db)
+
+    @staticmethod
+    def read_states(path: Path) -> dict[str, str | None]:
+        """:meth:`states` of the database at ``path``, opened read-only (for ``signlab audit verify``,
+        which must change nothing).
+
+        :raises sqlite3.Error: no such database.
+        """
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            return _states(db)
 
     def recent(self, limit: int = 100) -> list[CertificateRecord]:
         """The most recently issued certificates, newest first."""

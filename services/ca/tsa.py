@@ -3,7 +3,10 @@
 Answers a ``TimeStampReq`` with a ``TimeStampResp``: status granted and a token (CMS SignedData
 over a TSTInfo with the TSA policy OID, the request's message imprint and nonce, a random serial,
 genTime, accuracy 1 s), signed by the TSA key with ESS signing-certificate-v2 in the signed
-attributes. A bad request gets a ``rejection`` with the RFC 3161 failure bit (badAlg,
+attributes. The trusted list names this TSA as a qualified time-stamping service, so every token
+says so itself as ETSI EN 319 422 §9.1 wants: the TSTInfo ``extensions`` field holds a
+non-critical qcStatements extension (RFC 3739 syntax) with the statement
+``esi4-qtstStatement-1`` (``id-etsi-tsts-EuQCompliance``, 0.4.0.19422.1.1, no statement info). A bad request gets a ``rejection`` with the RFC 3161 failure bit (badAlg,
 badRequest, badDataFormat, unacceptedPolicy, unacceptedExtension) — as RFC 3161 wants, the
 failure is inside a well-formed response, not an HTTP error.
 """
@@ -22,12 +25,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.ca.faults import TSA_UNAVAILABLE, TsaUnavailable
 from services.ca.pki import KeyedCert
+from services.ca.profiles import QC_STATEMENTS, QcStatement, QcStatements
 from shared.faults import FaultBoard
 
-__all__ = ["ACCEPTED_DIGESTS", "TimeStampAuthority"]
+__all__ = ["ACCEPTED_DIGESTS", "ESI4_QTST_STATEMENT_1", "QUALIFIED_TST_EXTENSIONS", "TimeStampAuthority"]
 
 ACCEPTED_DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64}
 """Message-imprint algorithms the TSA accepts, with their digest length."""
+ESI4_QTST_STATEMENT_1 = "0.4.0.19422.1.1"
+"""ETSI EN 319 422 Annex B id-etsi-tsts-EuQCompliance: "issued as a qualified electronic time-stamp"."""
+QUALIFIED_TST_EXTENSIONS = tsp.Extensions([tsp.Extension({
+    "extn_id": str(QC_STATEMENTS.dotted_string), "critical": False,
+    "extn_value": QcStatements([QcStatement({"statement_id": ESI4_QTST_STATEMENT_1})]).dump(),
+})])
+"""The TSTInfo extensions of every token: qcStatements with esi4-qtstStatement-1 (EN 319 422 §9.1)."""
 
 
 class _StatusOnlyResp(core.Sequence):
@@ -88,6 +99,7 @@ class TimeStampAuthority:
             "ordering": False,
             "nonce": request["nonce"].native,
             "tsa": asn1_x509.GeneralName(name="directory_name", value=self._cert.subject),
+            "extensions": QUALIFIED_TST_EXTENSIONS,
         })
         tst_der = tst_info.dump()
         signed_attrs = cms.CMSAttributes([

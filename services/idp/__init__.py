@@ -13,6 +13,7 @@ from services.idp.oauth2 import build_server
 from services.idp.provider import Provider, load_or_create_session_secret
 from services.idp.settings import IdpSettings
 from shared.flow import service
+from shared.trainer_access import install_trainer_access
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
@@ -32,7 +33,10 @@ def create_app(settings: IdpSettings | None = None) -> Flask:
     app.secret_key = load_or_create_session_secret(settings.service_dir() / "session-secret")
     # All SignLab services share the host 127.0.0.1 and cookies ignore ports: give ours its own name.
     app.config.update(SESSION_COOKIE_NAME="signlab_idp_session", SESSION_COOKIE_SAMESITE="Lax",
-                      SESSION_COOKIE_HTTPONLY=True)
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SECURE=settings.browser_base_url.startswith("https://"))
+    # The debugger shows other people's logins and decoded tokens: a trainer view (DESIGN §6).
+    install_trainer_access(app, settings.trainer_token, env_name=IdpSettings.env_name("trainer_token"),
+                           landing="/debugger")
     app.extensions["signlab.idp"] = provider
     app.extensions["signlab.idp.server"] = build_server(app, provider)
     from services.idp.http import bp  # the views need the app's extensions, registered just above

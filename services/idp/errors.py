@@ -9,6 +9,7 @@ plain ASCII (RFC 6749 §4.1.2.1 allows no other characters in ``error_descriptio
 from __future__ import annotations
 
 from shared.errors import InvalidToken, NotFound, SignLabError
+from shared.flow import FlowStep
 
 __all__ = [
     "AdminApiDisabled",
@@ -18,6 +19,7 @@ __all__ = [
     "LoginRefused",
     "LoginRequired",
     "LoginRequestUnknown",
+    "RequestObjectNotSupported",
     "TemporarilyUnavailable",
     "UnmetAuthenticationRequirements",
 ]
@@ -58,6 +60,16 @@ class InvalidAuthorizationRequest(AuthorizationRefused):
     """A parameter of a validated client's request is wrong (login_hint, acr_values, max_age, PKCE)."""
 
     error = "invalid_request"
+
+
+class RequestObjectNotSupported(AuthorizationRefused):
+    """The request carries a request object (``request``) or a reference to one (``request_uri``),
+    which this IdP does not support (OIDC Core §6.1, §6.2; the discovery document says so)."""
+
+    def __init__(self, parameter: str, *, step: FlowStep | None = None) -> None:
+        super().__init__(f"the '{parameter}' parameter (a request object) is not supported here; send the "
+                         "authentication request's parameters as plain query parameters", step=step,
+                         error="request_not_supported" if parameter == "request" else "request_uri_not_supported")
 
 
 class TemporarilyUnavailable(AuthorizationRefused):

@@ -36,6 +36,7 @@ from services.idp.errors import (
     LoginRefused,
     LoginRequestUnknown,
     LoginRequired,
+    RequestObjectNotSupported,
     TemporarilyUnavailable,
     UnmetAuthenticationRequirements,
 )
@@ -47,6 +48,7 @@ from services.idp.provider import Provider, mask
 from shared.errors import InvalidRequest, InvalidToken, NotFound
 from shared.flow import step
 from shared.identity import LOA_NAMES
+from shared.trainer_access import require_trainer
 
 __all__ = ["bp"]
 
@@ -137,6 +139,9 @@ def authorize() -> Response:
     client_id: str = oreq.payload.client_id
     args = request.args
     try:
+        for parameter in ("request", "request_uri"):
+            if parameter in args:
+                raise RequestObjectNotSupported(parameter, step=step(3))
         if "openid" not in (oreq.scope or "").split():
             raise InvalidAuthorizationRequest("scope must include openid", step=step(3))
         max_age = _max_age(args)
@@ -145,7 +150,8 @@ def authorize() -> Response:
         hint = None
         if args.get("login_hint"):
             try:
-                hint = parse_login_hint(args["login_hint"], provider.catalogue)
+                hint = parse_login_hint(args["login_hint"], provider.catalogue,
+                                        failures_allowed=provider.settings.admin_api_enabled)
             except ValueError as exc:
                 raise InvalidAuthorizationRequest(f"login_hint: {exc}", step=step(3)) from None
         failures = provider.failures_for_request(client_id, hint.failures if hint else ())
@@ -403,10 +409,12 @@ def persons_page() -> str:
 
 @bp.get("/debugger")
 def debugger() -> str:
-    """The last requests received and tokens issued (decoded; secrets masked)."""
+    """The last requests received and tokens issued (decoded; secrets masked; national identifiers
+    and birth dates stored masked unless SIGNLAB_IDP_SHOW_PERSONAL_DATA): a trainer view."""
     provider = _provider()
     if not provider.settings.debugger_enabled:
         raise NotFound("the debugger is disabled (SIGNLAB_IDP_DEBUGGER_ENABLED=false)")
+    require_trainer()
     return render_template("idp_debugger.html", events=provider.store.events(100))
 
 
@@ -415,7 +423,7 @@ def _admin() -> Provider:
     provider = _provider()
     if not provider.settings.admin_api_enabled:
         raise AdminApiDisabled()
-    provider.check_admin(request.headers.get("Authorization"))
+    provider.check_admin(request.headers.get("Authorization"), request.remote_addr)
     return provider
 
 

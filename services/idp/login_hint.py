@@ -14,6 +14,10 @@ Examples: ``kari-nordmann@no-bankid``, ``signlab:14838540105``, ``siri-substans@
 
 With a person the login is headless: ``/authorize`` answers with the redirect to the client at once.
 Without one the login page is shown (failures still apply).
+
+Failure directives are lab fault injection: they are accepted only while the IdP's fault injection
+is on (``SIGNLAB_IDP_ADMIN_API_ENABLED``, set by ``signlab up --fault-injection``); otherwise a hint
+with a directive is refused as invalid, so nobody can make the IdP stall or fail on request.
 """
 
 from __future__ import annotations
@@ -42,17 +46,22 @@ class LoginHint:
         return self.person is not None
 
 
-def parse_login_hint(text: str, catalogue: Catalogue) -> LoginHint:
+def parse_login_hint(text: str, catalogue: Catalogue, *, failures_allowed: bool) -> LoginHint:
     """Parse ``text``.
 
-    :raises ValueError: unknown person, means or failure; the message names the part and lists the
-        known values.
+    :param failures_allowed: whether failure directives may be given (fault injection is on).
+    :raises ValueError: unknown person, means or failure, or a directive while they are not allowed;
+        the message names the part and lists the known values.
     """
     body = text.strip()
     if body.lower().startswith(PREFIX):
         body = body[len(PREFIX):]
     head, *failure_parts = body.split("!")
-    failures = tuple(parse_failure(part) for part in failure_parts if part.strip())
+    directives = [part for part in failure_parts if part.strip()]
+    if directives and not failures_allowed:
+        raise ValueError("failure directives ('!name') are lab fault injection and are off here "
+                         "(SIGNLAB_IDP_ADMIN_API_ENABLED=false); send the hint without them")
+    failures = tuple(parse_failure(part) for part in directives)
     person_part, sep, means_part = head.partition("@")
     person = None
     if person_part.strip():

@@ -42,6 +42,7 @@ from flask import Flask, Response, request, session
 from services.idp.authn import LoginOutcome
 from services.idp.errors import AuthorizationRefused
 from services.idp.provider import SUPPORTED_SCOPES, Provider, RegisteredClient, mask
+from shared.clock import seconds
 from shared.errors import SignLabError
 from shared.flow import step
 
@@ -217,7 +218,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
             return None
         late = time.time() - stored.expires
         if late > 0:
-            raise InvalidGrantError(f"step 5: the authorization code expired {int(late) + 1} s ago")
+            raise InvalidGrantError(f"step 5: the authorization code expired {seconds(late)} s ago")
         found = AuthCode(code, stored.data)
         for failure in found.outcome.failures:
             if failure.name == "slow":

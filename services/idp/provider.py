@@ -26,6 +26,8 @@ from services.idp.settings import IdpSettings
 from services.idp.store import IdpStore
 from services.idp.tokens import IdTokenMinter, IssuedIdToken, identity_claims
 from shared.errors import InvalidToken
+from shared.guard import SecretGuard, bearer_token
+from shared.personal_data import mask_personal_data
 from shared.flow import step
 from shared.identity import LOA_HIGH, LOA_LOW, LOA_SUBSTANTIAL
 
@@ -44,6 +46,16 @@ def mask(value: str | None, keep: int = 6) -> str | None:
     if value is None:
         return None
     return value if len(value) <= keep else f"{value[:keep]}…({len(value)})"
+
+
+def _bearer_values_masked(value: Any) -> Any:
+    """A debugger event with every ``nonce`` and ``state`` (also inside decoded claims) shortened."""
+    if isinstance(value, dict):
+        return {k: mask(v) if k in ("nonce", "state") and isinstance(v, str) else _bearer_values_masked(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bearer_values_masked(v) for v in value]
+    return value
 
 
 def load_or_create_session_secret(path: Path) -> bytes:
@@ -85,6 +97,7 @@ class Provider:
         self.keys.ensure()
         self.store = IdpStore(settings.service_dir() / "idp.sqlite3", event_limit=settings.debugger_events)
         self.minter = IdTokenMinter(self.keys, self.issuer, lifetime=settings.id_token_lifetime_seconds)
+        self.admin_guard = SecretGuard(settings.admin_token, "the IdP admin API")
         clients = [RegisteredClient(settings.signer_client_id, settings.signer_client_secret,
                                     tuple(settings.signer_redirect_uris), settings.signer_client_name,
                                     tuple(settings.signer_post_logout_redirect_uris))]
@@ -111,14 +124,13 @@ class Provider:
         merged.update({f.name: f for f in from_hint})  # the request's own directive wins
         return tuple(merged.values())
 
-    def check_admin(self, authorization: str | None) -> None:
-        """Check the admin API's bearer token.
+    def check_admin(self, authorization: str | None, address: str | None) -> None:
+        """Check the admin API's bearer token (``address``: the caller, for the throttle).
 
         :raises AdminUnauthorized: missing or wrong token.
+        :raises shared.guard.TooManyAttempts: too many wrong tokens from ``address``.
         """
-        scheme, _, token = (authorization or "").partition(" ")
-        expected = self.settings.admin_token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        if not self.admin_guard.matches(bearer_token(authorization), address):
             raise AdminUnauthorized()
 
     # -- tokens --------------------------------------------------------------------------------
@@ -197,6 +209,8 @@ class Provider:
 
     # -- debugger ------------------------------------------------------------------------------
     def record(self, kind: str, data: dict[str, Any]) -> None:
-        """Append a debugger event (the caller has masked secrets)."""
+        """Append a debugger event (the caller has masked secrets). Nonces and states are kept as
+        their first characters; national identifiers and birth dates are masked before they are
+        stored unless ``show_personal_data`` is on (DESIGN §6)."""
         if self.settings.debugger_enabled:
-            self.store.record(kind, data)
+            self.store.record(kind, mask_personal_data(_bearer_values_masked(data), show=self.settings.show_personal_data))

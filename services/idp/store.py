@@ -2,14 +2,17 @@
 codes, access tokens, armed failures and the debugger's event log.
 
 Codes are consumed atomically (``DELETE … RETURNING``), so a code is redeemed at most once even
-under concurrent token requests. Expired rows are purged on the way.
+under concurrent token requests. Expired rows are purged on the way. Authorization codes and access
+tokens are kept only as their SHA-256 (:func:`at_rest`): a copy of the database file (or of its
+WAL) holds nothing a caller could redeem.
 
 Limits: one SQLite file, one connection guarded by a lock (the service runs one process with
-threads); nothing here is secret except the short-lived codes and tokens themselves.
+threads).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ArmedFailure", "IdpStore", "StoredCode", "StoredPending", "StoredToken"]
+__all__ = ["ArmedFailure", "IdpStore", "StoredCode", "StoredPending", "StoredToken", "at_rest"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -38,6 +41,12 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def at_rest(value: str) -> str:
+    """How a bearer value (code, access token) is stored: its SHA-256, hex. Codes and tokens are
+    random values of 128 bits or more, so an unsalted hash cannot be reversed by guessing."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class StoredPending:
     """A login in progress (the authorization request waits for the person)."""
@@ -49,7 +58,7 @@ class StoredPending:
 
 @dataclass(frozen=True)
 class StoredCode:
-    """An authorization code and what it was issued for."""
+    """An authorization code (as stored: :func:`at_rest`) and what it was issued for."""
 
     code: str
     client_id: str
@@ -59,7 +68,7 @@ class StoredCode:
 
 @dataclass(frozen=True)
 class StoredToken:
-    """An access token for the userinfo endpoint."""
+    """An access token (as stored: :func:`at_rest`) for the userinfo endpoint."""
 
     token: str
     client_id: str
@@ -157,13 +166,14 @@ class IdpStore:
         """Store a new authorization code."""
         with self._lock:
             self._purge(time.time())
-            self._db.execute("INSERT INTO codes VALUES (?, ?, ?, ?)", (code, client_id, expires, json.dumps(data)))
+            self._db.execute("INSERT INTO codes VALUES (?, ?, ?, ?)",
+                             (at_rest(code), client_id, expires, json.dumps(data)))
 
     def take_code(self, code: str) -> StoredCode | None:
         """Consume a code: it is deleted whether or not the redemption succeeds."""
         with self._lock:
             row = self._db.execute(
-                "DELETE FROM codes WHERE code = ? RETURNING code, client_id, expires, data", (code,)).fetchone()
+                "DELETE FROM codes WHERE code = ? RETURNING code, client_id, expires, data", (at_rest(code),)).fetchone()
         if row is None:
             return None
         return StoredCode(row[0], row[1], row[2], json.loads(row[3]))
@@ -180,12 +190,14 @@ class IdpStore:
         """Store an access token."""
         with self._lock:
             self._purge(time.time())
-            self._db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?)", (token, client_id, expires, json.dumps(data)))
+            self._db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?)",
+                             (at_rest(token), client_id, expires, json.dumps(data)))
 
     def get_token(self, token: str) -> StoredToken | None:
         """The access token, unless unknown or expired."""
         with self._lock:
-            row = self._db.execute("SELECT token, client_id, expires, data FROM tokens WHERE token = ?", (token,)).fetchone()
+            row = self._db.execute("SELECT token, client_id, expires, data FROM tokens WHERE token = ?",
+                                   (at_rest(token),)).fetchone()
         if row is None or row[2] < time.time():
             return None
         return StoredToken(row[0], row[1], row[2], json.loads(row[3]))

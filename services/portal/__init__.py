@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from services.portal.partners import PartnerApplications
 from services.portal.settings import PortalSettings
 from shared.clients.ca import CaClient
 from shared.clients.signer import SignerClient
@@ -12,6 +13,7 @@ from services.portal.signing import PortalCore, SigningService
 from services.portal.store import TransactionStore
 from services.portal.trust import TrustStore, TspSource
 from shared.flow import service
+from shared.trainer_access import install_trainer_access, require_trainer
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
@@ -57,11 +59,20 @@ def create_app(
     app = create_service_app(__name__, service("portal"), settings, health_checks={"store": store.health},
                              role_page_at="/role")
     app.secret_key = settings.session_secret.get_secret_value()
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    # The session cookie names the browser's transactions: HttpOnly, SameSite=Lax (the SSASP's
+    # redirect back is a top-level GET, which Lax allows), and Secure whenever the portal is
+    # reached over https. The lab itself runs on http://127.0.0.1, where a Secure cookie would
+    # never come back, so Secure follows the configured public URL instead of being forced.
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"))
     app.extensions["signlab.portal"] = core
+    app.extensions["signlab.portal.partners"] = PartnerApplications(settings)
     if interrupted:
         app.logger.warning("%d transaction(s) interrupted by a restart were marked failed", interrupted)
     http.register(app)
-    # The trainer dashboard and the live sequence diagrams of the flows (step 10's result page too).
-    app.register_blueprint(trainer_blueprint())
+    # The trainer dashboard and the live sequence diagrams of every flow: trainer token only
+    # (a result page embeds its own flow through the owner's routes in services.portal.http).
+    install_trainer_access(app, settings.trainer_token, env_name=PortalSettings.env_name("trainer_token"),
+                           landing="/trainer/")
+    app.register_blueprint(trainer_blueprint(guard=require_trainer))
     return app

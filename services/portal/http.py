@@ -2,7 +2,13 @@
 
 Views only parse requests, call :class:`~services.portal.signing.PortalCore` or the validator,
 and render. Errors are raised and rendered by the shared frame (JSON or an HTML page). Forms carry
-a per-session CSRF token; the JSON API is for automation (no cookies, no CSRF token).
+a per-session CSRF token; the JSON API is for partner applications (HTTP Basic, no cookies).
+
+Ownership: every transaction and validation report belongs to the browser session (a random id
+in the signed session cookie) or to the partner application that created it. Its status, result
+page, downloads, report and trace answer only that owner; anyone else gets the same 404 as for an
+id that never existed. The signer sees the documents on the review page (``/review/<token>``, the
+link the owner hands to the signer) and confirms there before anything goes to the SSASP.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import secrets
@@ -19,14 +26,19 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from werkzeug.datastructures import FileStorage
 
 from services.portal.documents import Document, SignatureFormat, SigningOptions, check_document, safe_label
-from services.portal.errors import DocumentRejected, TransactionNotFound
+from services.portal.errors import DocumentRejected, TransactionNotFound, TransactionStateError
+from services.portal.partners import PartnerApplications
+from services.portal.preview import PreviewUnavailable, preview_of, render_pdf_page
 from services.portal.samples import SAMPLES, sample, sample_path
 from services.portal.settings import PortalSettings
 from services.portal.signing import PortalCore
-from services.portal.store import COMPLETED
+from services.portal.store import COMPLETED, REVIEW, StoredDocument, Transaction
 from services.portal.validation import validate_document
-from shared.errors import InvalidRequest
+from shared.digests import digest_fingerprint
+from shared.errors import InvalidRequest, SignLabError
 from shared.flow import STEPS, step
+from shared.personal_data import mask_personal_data
+from shared.tracing.web import trace_response
 
 __all__ = ["register"]
 
@@ -42,6 +54,46 @@ def _core() -> PortalCore:
 
 def _settings() -> PortalSettings:
     return current_app.extensions["signlab.settings"]
+
+
+# ---------------------------------------------------------------- owners
+
+
+def _browser_owner(create: bool = False) -> str | None:
+    """The owner key of this browser session (``browser:<hash>``); made on first use when ``create``."""
+    token = session.get("owner")
+    if not token:
+        if not create:
+            return None
+        token = session["owner"] = secrets.token_urlsafe(32)
+    return "browser:" + hashlib.sha256(str(token).encode()).hexdigest()[:32]
+
+
+def _api_owner() -> str:
+    """The owner key of the authenticated partner application (``app:<id>``).
+
+    :raises services.portal.partners.PartnerAuthRequired: 401 with the Basic challenge.
+    """
+    auth = request.authorization
+    partners: PartnerApplications = current_app.extensions["signlab.portal.partners"]
+    if auth is None or auth.type != "basic":
+        return partners.authenticate(None, None, request.remote_addr)
+    return partners.authenticate(auth.username, auth.password, request.remote_addr)
+
+
+def _owned(tx_id: str, owner: str | None) -> Transaction:
+    return _core().get(tx_id, owner or "")
+
+
+def _public_url(endpoint: str, **values: Any) -> str:
+    """An absolute URL of this portal from its configured public URL (never from the request's
+    ``Host`` header, which the caller chooses)."""
+    return _settings().base_url + url_for(endpoint, **values)
+
+
+def _shown(value: Any) -> Any:
+    """Personal data (the signer's identifier in a report) masked unless the lab shows it."""
+    return mask_personal_data(value, show=_settings().show_personal_data)
 
 
 # ---------------------------------------------------------------- CSRF
@@ -129,24 +181,39 @@ def _read_upload(field: str, required: bool) -> tuple[str, bytes] | None:
     return label, content
 
 
-def _transaction_json(tx_id: str) -> dict[str, Any]:
-    tx = _core().get(tx_id)
+def _transaction_json(tx: Transaction) -> dict[str, Any]:
     docs = []
     for doc in tx.documents:
-        entry: dict[str, Any] = {"index": doc.idx, "label": doc.label, "digest_sha256_b64": base64.b64encode(doc.digest).decode()}
+        entry: dict[str, Any] = {"index": doc.idx, "label": doc.label, "digest_sha256_b64": base64.b64encode(doc.digest).decode(),
+                                 "digest_fingerprint": digest_fingerprint(doc.digest, "sha256")}
         if tx.state == COMPLETED and doc.signed is not None:
             entry.update({
                 "signed_name": doc.signed_name,
-                "download_url": url_for("portal_api.download", tx_id=tx.id, idx=doc.idx, _external=True),
-                "report": doc.report,
+                "download_url": _public_url("portal_api.download", tx_id=tx.id, idx=doc.idx),
+                "report": _shown(doc.report),
             })
         docs.append(entry)
     return {
-        "transaction_id": tx.id, "state": tx.state, "options": tx.options, "authorize_url": tx.authorize_url,
-        "error": tx.error, "error_description": tx.error_description, "signer": tx.meta if tx.state == COMPLETED else None,
-        "documents": docs, "result_url": url_for("portal.result", tx_id=tx.id, _external=True),
-        "trace_url": url_for("signlab_trainer.view", key=tx.id, _external=True),
+        "transaction_id": tx.id, "state": tx.state, "options": {k: v for k, v in tx.options.items() if k != "login_hint"},
+        "error": tx.error, "error_description": tx.error_description,
+        "signer": _shown(tx.meta) if tx.state == COMPLETED else None,
+        "documents": docs, "status_url": _public_url("portal_api.api_transaction", tx_id=tx.id),
+        "trace_url": _public_url("portal_api.api_trace", tx_id=tx.id),
     }
+
+
+def _create_and_review(docs: list[Document], options: SigningOptions, owner: str) -> tuple[str, str]:
+    """Create the transaction; return its id and the review URL the signer opens."""
+    _check_count(docs)
+    created = _core().create(docs, options, owner=owner)
+    return created.transaction_id, _public_url("portal.review", review_token=created.review_token)
+
+
+def _remember_review(tx_id: str, review_token: str) -> None:
+    """Keep the review link in this browser's session, so the callback can bring it back there."""
+    kept = dict(session.get("reviews") or {})
+    kept[tx_id] = review_token
+    session["reviews"] = dict(list(kept.items())[-5:])  # a cookie holds a few, not a history
 
 
 # ---------------------------------------------------------------- pages
@@ -160,36 +227,129 @@ def index() -> str:
 
 @bp.post("/sign")
 def sign() -> Response:
-    """Steps 1-2: prepare the documents, push the authorization request, send the browser to the SSASP."""
+    """Step 1: prepare the documents (owned by this browser session) and show them for review."""
     _check_csrf()
     options = SigningOptions.parse(dict(request.form.items()))
     docs = _uploads_from_form(options.format)
-    _check_count(docs)
-    created = _core().create(docs, options)
-    return redirect(created.authorize_url, code=303)  # type: ignore[return-value]
+    _, review_url = _create_and_review(docs, options, _browser_owner(create=True) or "")
+    return redirect(review_url, code=303)  # type: ignore[return-value]
+
+
+def _review_tx(review_token: str) -> Transaction:
+    """The transaction of a review link; a browser session's own transaction only for that session."""
+    tx = _core().by_review(review_token)
+    if tx.owner.startswith("browser:") and tx.owner != _browser_owner():
+        raise TransactionNotFound("(review link)")
+    return tx
+
+
+@bp.get("/review/<review_token>")
+def review(review_token: str) -> str:
+    """What you see is what you sign: each document (rendered PDF pages, text) with the digest that
+    will be signed; the signer confirms (or declines) before anything goes to the SSASP."""
+    tx = _review_tx(review_token)
+    previews = [preview_of(_signed_bytes(tx, doc)) for doc in tx.documents] if tx.state == REVIEW else []
+    fingerprints = [digest_fingerprint(doc.digest, "sha256") for doc in tx.documents]
+    return render_template("portal/review.html", tx=tx, review_token=review_token, previews=previews,
+                           fingerprints=fingerprints, csrf=csrf_token(), owner=tx.owner == _browser_owner())
+
+
+@bp.post("/review/<review_token>")
+def review_decision(review_token: str) -> Response:
+    """Step 2 on confirmation: push the authorization request, send the browser to the SSASP."""
+    _check_csrf()
+    tx = _review_tx(review_token)
+    decision = request.form.get("decision")
+    if decision == "decline":
+        _core().cancel(tx)
+        return redirect(url_for("portal.review", review_token=review_token), code=303)  # type: ignore[return-value]
+    if decision != "confirm":
+        raise InvalidRequest("choose 'confirm' or 'decline'", step=step(1))
+    try:
+        authorize_url = _core().confirm(tx)
+    except TransactionStateError:
+        return redirect(url_for("portal.review", review_token=review_token), code=303)  # type: ignore[return-value]
+    _remember_review(tx.id, review_token)
+    return redirect(authorize_url, code=303)  # type: ignore[return-value]
+
+
+@bp.get("/review/<review_token>/documents/<int:idx>/pages/<int:page>.png")
+def review_page_image(review_token: str, idx: int, page: int) -> Response:
+    """One rendered PDF page of a document under review (rendered here, from the bytes that are signed)."""
+    tx = _review_tx(review_token)
+    doc = next((d for d in tx.documents if d.idx == idx), None)
+    if tx.state != REVIEW or doc is None:
+        raise TransactionNotFound("(review link)")
+    content = _signed_bytes(tx, doc)
+    shown = preview_of(content)
+    if shown.kind != "pdf" or not 1 <= page <= shown.pages:
+        raise TransactionNotFound("(review link)")
+    try:
+        image = render_pdf_page(content, page)
+    except PreviewUnavailable as exc:
+        raise SignLabError(f"the preview of page {page} is not available: {exc}", error="temporarily_unavailable",
+                           status=503) from None
+    response = Response(image, mimetype="image/png")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _signed_bytes(tx: Transaction, doc: StoredDocument) -> bytes:
+    """What the digest is computed over: the prepared PDF for PAdES (with its signature field), else
+    the document itself."""
+    return doc.prepared if tx.options.get("format") == "pades" and doc.prepared else doc.original
 
 
 @bp.get("/sign/callback")
 def callback() -> Response:
-    """Step 10: the SSASP sends the browser back with ``code`` and ``state`` (or an error)."""
+    """Step 10: the SSASP sends the browser back with ``code`` and ``state`` (or an error). The
+    owner's browser goes to the result page; another browser (the signer of a partner
+    application's request) back to the review link, which shows the outcome without documents."""
     tx = _core().complete(
         state=request.args.get("state"), code=request.args.get("code"),
         error=request.args.get("error"), error_description=request.args.get("error_description"),
     )
-    return redirect(url_for("portal.result", tx_id=tx.id), code=303)  # type: ignore[return-value]
+    return _after_callback(tx)
+
+
+def _after_callback(tx: Transaction) -> Response:
+    if tx.owner == _browser_owner():
+        return redirect(url_for("portal.result", tx_id=tx.id), code=303)  # type: ignore[return-value]
+    review_token = (session.get("reviews") or {}).get(tx.id)
+    if review_token:
+        return redirect(url_for("portal.review", review_token=review_token), code=303)  # type: ignore[return-value]
+    return render_template("portal/review.html", tx=tx, review_token=None, previews=[], fingerprints=[],
+                           csrf=csrf_token(), owner=False)  # type: ignore[return-value]
 
 
 @bp.get("/transactions/<tx_id>")
 def result(tx_id: str) -> str:
-    """The result page: downloads, validation report, transaction id, flow diagram slot."""
-    tx = _core().get(tx_id)
-    return render_template("portal/result.html", tx=tx, steps=STEPS)
+    """The result page: downloads, validation report, transaction id, flow diagram (owner only)."""
+    tx = _owned(tx_id, _browser_owner())
+    reports = [_shown(doc.report) for doc in tx.documents]
+    return render_template("portal/result.html", tx=tx, steps=STEPS, reports=reports, meta=_shown(tx.meta),
+                           trace_urls=_owner_trace_urls(tx.id))
 
 
 @bp.get("/transactions/<tx_id>/documents/<int:idx>")
 def download_page(tx_id: str, idx: int) -> Response:
-    """Download one signed document (same as the API)."""
-    return download(tx_id, idx)
+    """Download one signed document (owner only)."""
+    return _download(_owned(tx_id, _browser_owner()), idx)
+
+
+@bp.get("/transactions/<tx_id>/trace.<fmt>")
+def trace_page(tx_id: str, fmt: str) -> Response:
+    """The live diagram's data of this transaction, for its owner's result page (json, svg, mmd)."""
+    tx = _owned(tx_id, _browser_owner())
+    if fmt not in ("json", "svg", "mmd"):
+        raise TransactionNotFound(tx_id)
+    return trace_response(tx.id, fmt)
+
+
+def _owner_trace_urls(tx_id: str) -> dict[str, str]:
+    return {"json": url_for("portal.trace_page", tx_id=tx_id, fmt="json"),
+            "svg": url_for("portal.trace_page", tx_id=tx_id, fmt="svg"),
+            "mermaid": url_for("portal.trace_page", tx_id=tx_id, fmt="mmd")}
 
 
 @bp.route("/validate", methods=["GET", "POST"])
@@ -198,17 +358,22 @@ def validate_page() -> str | tuple[str, int]:
     if request.method == "GET":
         return render_template("portal/validate.html", csrf=csrf_token(), report=None, report_id=None)
     _check_csrf()
-    report, report_id = _validate_uploads()
-    return render_template("portal/validate.html", csrf=csrf_token(), report=report, report_id=report_id)
+    report, report_id = _validate_uploads(_browser_owner(create=True) or "")
+    return render_template("portal/validate.html", csrf=csrf_token(), report=_shown(report.to_dict()),
+                           report_id=report_id)
 
 
 @bp.get("/reports/<report_id>.json")
 def report_json(report_id: str) -> Response:
-    """A stored validation report, as a JSON download."""
-    body = _core().store.report(report_id)
+    """A stored validation report, as a JSON download (its owner only)."""
+    return _report_download(report_id, _browser_owner())
+
+
+def _report_download(report_id: str, owner: str | None) -> Response:
+    body = _core().store.report(report_id, owner) if owner else None
     if body is None:
         raise TransactionNotFound(report_id)
-    response = Response(json.dumps(body, indent=2), mimetype="application/json")
+    response = Response(json.dumps(_shown(body), indent=2), mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="validation-report-{report_id}.json"'
     return response
 
@@ -229,24 +394,41 @@ def trust_root() -> Response:
     return response
 
 
-def _validate_uploads() -> tuple[Any, str]:
+def _validate_uploads(owner: str) -> tuple[Any, str]:
     signed = _read_upload("signed", required=True)
     assert signed is not None
     original = _read_upload("original", required=False)
-    trust = _core().trust.settings()
-    report = asyncio.run(validate_document(signed[0], signed[1], trust, original=original[1] if original else None))
-    report_id = secrets.token_hex(8)
-    _core().store.save_report(report_id, report.to_dict())
+    return _validate(signed[0], signed[1], original[1] if original else None, owner)
+
+
+def _validate(name: str, signed: bytes, original: bytes | None, owner: str) -> tuple[Any, str]:
+    """Validate and keep the report for its owner."""
+    report = asyncio.run(validate_document(name, signed, _core().trust.settings(), original=original))
+    report_id = secrets.token_hex(16)
+    _core().store.save_report(report_id, report.to_dict(), owner)
     return report, report_id
 
 
-# ---------------------------------------------------------------- JSON API
+# ---------------------------------------------------------------- JSON API (partner applications)
+
+
+@api.before_request
+def _authenticate_partner() -> None:
+    """Every API call needs a partner application's credentials (401 with the Basic challenge)."""
+    request.environ["signlab.portal.owner"] = _api_owner()
+
+
+def _api_caller() -> str:
+    return str(request.environ["signlab.portal.owner"])
 
 
 @api.post("/sign-requests")
 def api_create() -> tuple[Response, int]:
     """Create a signing request: JSON ``{documents, qualifier, format, level, flow, visible, signer_name, login_hint}``
-    (documents as ``{"name", "content": <base64>}`` or ``{"sample": <name>}``) or the same as multipart form."""
+    (documents as ``{"name", "content": <base64>}`` or ``{"sample": <name>}``) or the same as multipart form.
+
+    Answers the ``review_url`` to send the signer to: the portal shows the documents and digests
+    there, and the signer confirms before the portal contacts the SSASP."""
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
@@ -256,29 +438,37 @@ def api_create() -> tuple[Response, int]:
     else:
         options = SigningOptions.parse(dict(request.form.items()))
         docs = _uploads_from_form(options.format)
-    _check_count(docs)
-    created = _core().create(docs, options)
+    tx_id, review_url = _create_and_review(docs, options, _api_caller())
     body = {
-        "transaction_id": created.transaction_id,
-        "authorize_url": created.authorize_url,
-        "status_url": url_for("portal_api.api_transaction", tx_id=created.transaction_id, _external=True),
+        "transaction_id": tx_id,
+        "review_url": review_url,
+        "status_url": _public_url("portal_api.api_transaction", tx_id=tx_id),
     }
     return jsonify(body), 201
 
 
 @api.get("/transactions/<tx_id>")
 def api_transaction(tx_id: str) -> Response:
-    """The transaction's state and, when completed, downloads and validation reports."""
-    return jsonify(_transaction_json(tx_id))
+    """The transaction's state and, when completed, downloads and validation reports (its application only)."""
+    return jsonify(_transaction_json(_owned(tx_id, _api_caller())))
+
+
+@api.get("/transactions/<tx_id>/trace")
+def api_trace(tx_id: str) -> Response:
+    """The transaction's flow trace as JSON (its application only)."""
+    return trace_response(_owned(tx_id, _api_caller()).id)
 
 
 @api.get("/transactions/<tx_id>/documents/<int:idx>")
 def download(tx_id: str, idx: int) -> Response:
-    """The signed document ``idx`` (404 until the transaction is completed)."""
-    tx = _core().get(tx_id)
+    """The signed document ``idx`` (404 until the transaction is completed; its application only)."""
+    return _download(_owned(tx_id, _api_caller()), idx)
+
+
+def _download(tx: Transaction, idx: int) -> Response:
     doc = next((d for d in tx.documents if d.idx == idx), None)
     if tx.state != COMPLETED or doc is None or doc.signed is None:
-        raise TransactionNotFound(f"{tx_id}/documents/{idx} (not signed)")
+        raise TransactionNotFound(f"{tx.id}/documents/{idx} (not signed)")
     fmt = tx.options.get("format", "pades")
     response = Response(doc.signed, mimetype=_MEDIA.get(fmt, "application/octet-stream"))
     response.headers["Content-Disposition"] = f'attachment; filename="{doc.signed_name}"'
@@ -300,16 +490,19 @@ def api_validate() -> Response:
             raise InvalidRequest("'signed' is missing or empty")
         if len(signed) > _settings().max_document_bytes:
             raise DocumentRejected("signed", "larger than the size limit", status=413)
-        trust = _core().trust.settings()
-        report = asyncio.run(validate_document(safe_label(body.get("name"), "signed"), signed, trust, original=original))
-        report_id = secrets.token_hex(8)
-        _core().store.save_report(report_id, report.to_dict())
+        report, report_id = _validate(safe_label(body.get("name"), "signed"), signed, original, _api_caller())
     else:
-        report, report_id = _validate_uploads()
-    body = report.to_dict()
+        report, report_id = _validate_uploads(_api_caller())
+    body = _shown(report.to_dict())
     body["report_id"] = report_id
-    body["download_url"] = url_for("portal.report_json", report_id=report_id, _external=True)
+    body["download_url"] = _public_url("portal_api.api_report", report_id=report_id)
     return jsonify(body)
+
+
+@api.get("/reports/<report_id>")
+def api_report(report_id: str) -> Response:
+    """A stored validation report (its application only)."""
+    return _report_download(report_id, _api_caller())
 
 
 @api.get("/samples")

@@ -5,13 +5,21 @@ protected header carries ``sigD`` (``mId`` ObjectIdByURIHash, ``pars`` = the lab
 ``hashV`` = the base64url digest), ``x5c`` and ``sigT``, with a detached (empty) payload — either
 compact (``header..signature``) or flattened JSON. The portal writes the flattened JSON
 serialization, the payload stays a separate file, and the levels go into the unprotected
-``etsiU`` array:
+``etsiU`` array, each element the base64url encoding of its JSON object (TS 119 182-1 allows
+clear JSON too, but then an archive time-stamp needs a JSON canonicalization; base64url
+elements are hashed as they are):
 
 * B-T: ``{"sigTst": {"tstTokens": [{"val": <b64 RFC 3161 token>}]}}``, the time-stamp's message
   imprint being SHA-256 over the ASCII base64url JWS signature value;
-* B-LT: ``{"xVals": [{"x509Cert": <b64 DER>}…]}`` and ``{"rVals": {"crlVals": […], "ocspVals": […]}}``.
+* B-LT: ``{"xVals": [{"x509Cert": <b64 DER>}…]}`` and ``{"rVals": {"crlVals": […], "ocspVals": […]}}``;
+* B-LTA: ``{"arcTst": {"tstTokens": [{"val": …}]}}`` (TS 119 182-1 §5.3.6, ``timeStamped`` absent,
+  i.e. "all"). Its message imprint is SHA-256 over the concatenation of: the base64url-encoded
+  payload (the ``sigD`` document), ``.``, the base64url protected header, ``.``, the base64url
+  signature value, ``.``, and the ``etsiU`` elements before ``arcTst`` as they appear (base64url
+  strings), in order.
 
-Limit: B-LTA (``arcTst``) is not implemented; the portal refuses it at step 1.
+The validation report checks the archive time-stamp again with code of its own
+(:mod:`services.portal.archive_timestamps`), reading the serialized JSON, not these objects.
 """
 
 from __future__ import annotations
@@ -28,10 +36,9 @@ from pyhanko.sign.timestamps import TimeStamper
 from services.portal.documents import Level
 from services.portal.errors import PackagingFailed
 from services.portal.ltv import ValidationMaterial
+from shared.jades import b64url
 
-__all__ = ["SUPPORTED_LEVELS", "JadesSignature", "augment_jades", "b64url_decode", "digest", "parse_jws"]
-
-SUPPORTED_LEVELS = (Level.B_B, Level.B_T, Level.B_LT)
+__all__ = ["JadesSignature", "augment_jades", "b64url_decode", "digest", "parse_jws"]
 
 
 def digest(content: bytes) -> bytes:
@@ -104,34 +111,55 @@ def parse_jws(data: bytes | str) -> JadesSignature:
     return sig
 
 
+def _etsi_u_element(item: dict[str, Any]) -> str:
+    """One ``etsiU`` element: base64url of the compact JSON of the unsigned component."""
+    return b64url(json.dumps(item, separators=(",", ":")).encode("utf-8"))
+
+
+async def _timestamp(imprint: bytes, timestamper: TimeStamper, what: str) -> str:
+    try:
+        token = await timestamper.async_timestamp(imprint, "sha256")
+    except Exception as exc:  # the TSA client raises several unrelated types
+        raise PackagingFailed(f"the time-stamping authority did not make the {what} ({exc})") from None
+    return base64.b64encode(token.dump()).decode("ascii")
+
+
 async def augment_jades(
-    signature: bytes, *, level: Level, timestamper: TimeStamper | None, material: ValidationMaterial
+    signature: bytes, *, level: Level, timestamper: TimeStamper | None, material: ValidationMaterial,
+    payload: bytes | None = None,
 ) -> bytes:
-    """Package the SSASP's JWS at ``level``; return the JAdES JSON file bytes."""
-    if level not in SUPPORTED_LEVELS:
-        raise PackagingFailed(f"JAdES {level} is not supported by this portal")
+    """Package the SSASP's JWS at ``level``; return the JAdES JSON file bytes.
+
+    :param payload: the detached JSON payload (needed for B-LTA's archive time-stamp).
+    """
     try:
         jws = parse_jws(signature)
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         raise PackagingFailed(f"the signing service returned something that is not a detached JWS ({exc})") from None
-    etsi_u: list[dict[str, Any]] = list(jws.header.get("etsiU", []))
+    etsi_u: list[Any] = list(jws.header.get("etsiU", []))
     if level.rank >= Level.B_T.rank:
         if timestamper is None:
             raise PackagingFailed(f"{level} needs a time-stamping authority, and none is configured")
-        imprint = hashlib.sha256(jws.signature.encode("ascii")).digest()
-        try:
-            token = await timestamper.async_timestamp(imprint, "sha256")
-        except Exception as exc:  # the TSA client raises several unrelated types
-            raise PackagingFailed(f"the time-stamping authority did not time-stamp the signature ({exc})") from None
-        etsi_u.append({"sigTst": {"tstTokens": [{"val": base64.b64encode(token.dump()).decode()}]}})
+        token = await _timestamp(hashlib.sha256(jws.signature.encode("ascii")).digest(), timestamper,
+                                 "signature time-stamp")
+        etsi_u.append(_etsi_u_element({"sigTst": {"tstTokens": [{"val": token}]}}))
     if level.rank >= Level.B_LT.rank:
         if not material.crls and not material.ocsps:
             raise PackagingFailed("B-LT needs revocation data (CRL or OCSP), and none was available")
-        etsi_u.append({"xVals": [{"x509Cert": base64.b64encode(c.dump()).decode()} for c in material.asn1_certificates()]})
-        etsi_u.append({"rVals": {
+        etsi_u.append(_etsi_u_element(
+            {"xVals": [{"x509Cert": base64.b64encode(c.dump()).decode()} for c in material.asn1_certificates()]}))
+        etsi_u.append(_etsi_u_element({"rVals": {
             "crlVals": [base64.b64encode(c).decode() for c in material.crls],
             "ocspVals": [base64.b64encode(o).decode() for o in material.ocsps],
-        }})
+        }}))
+    if level is Level.B_LTA:
+        if payload is None:  # pragma: no cover - the portal always passes it
+            raise PackagingFailed("B-LTA needs the signed payload for the archive time-stamp")
+        assert timestamper is not None
+        covered = ".".join((b64url(payload), jws.protected, jws.signature)) + "." + "".join(etsi_u)
+        token = await _timestamp(hashlib.sha256(covered.encode("ascii")).digest(), timestamper,
+                                 "archive time-stamp")
+        etsi_u.append(_etsi_u_element({"arcTst": {"tstTokens": [{"val": token}]}}))
     if etsi_u:
         jws.header["etsiU"] = etsi_u
     return jws.to_json()

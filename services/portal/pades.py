@@ -1,13 +1,13 @@
 """PAdES with pyHanko: prepare without a certificate, embed the returned CMS, raise the level.
 
-Person-signing flow (DESIGN.md step 2 and 10, ``reference/person-signing-verified.md`` §2):
+Person-signing flow (DESIGN.md steps 2 and 10):
 
 * :func:`prepare_pdf` adds a signature field in a new incremental revision, reserves
   ``bytes_reserved`` hex characters for the CMS and returns the /ByteRange digest (the DTBS/R sent
   to the SSASP) plus the prepared bytes and the reserved region — all that must be kept until the
   signature comes back. The signer's certificate is not known at this point, so pyHanko's
-  ``ExternalSigner(signing_cert=None)`` is used and the visible stamp takes the name from
-  ``meta.name``.
+  ``ExternalSigner(signing_cert=None)`` is used; the visible stamp shows the name given at step 1
+  and the signature dictionary carries no ``/Name`` (the certificate names the signer).
 * :func:`finish_pdf` writes the CMS into the reserved region (``PdfTBSDocument.async_finish_signing``).
 * :func:`augment_pdf` raises B-B to B-T (signature time-stamp in the CMS *before* embedding),
   B-LT (DSS with certificates, CRLs, OCSP — pyHanko's ``async_add_validation_info``) and B-LTA
@@ -30,7 +30,7 @@ from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_signer import PdfTBSDocument, PdfTimeStamper
 from pyhanko.sign.timestamps import TimeStamper
-from pyhanko.sign.validation.dss import async_add_validation_info
+from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
 from pyhanko.stamp import TextStampStyle
 
 from services.portal.documents import Level, Qualifier, inspect_pdf
@@ -108,23 +108,29 @@ async def prepare_pdf(
     with ``ExternalSigner(signing_cert=None)`` and the stamp shows ``signer_name``. Certificate
     first: ``external`` carries the real one-time certificate (its signature value is a
     placeholder), the stamp shows the certificate's name and the caller builds the signed
-    attributes over the returned digest (``reference/csc-api.md`` §7.1).
+    attributes over the returned digest (CSC v1 `signHash`: the client owns the signed data).
 
-    :param signer_name: shown in the visible stamp and written as the signature's ``/Name``
-        (person signing only; with a certificate its subject name is used).
+    The signature dictionary's ``/Name`` is the signer's name from the certificate (its common
+    name) when the certificate is known (certificate first). In person signing it is left out:
+    ISO 32000-2 §12.8.1 (Table 255) keeps ``/Name`` for when the name cannot be taken from the
+    signer's certificate, and the certificate made at step 7 names the signer; a name typed at
+    step 1 was never verified and must not be signed as the signer's.
+
+    :param signer_name: shown in the visible stamp in person signing (not written as ``/Name``).
     :param bytes_reserved: hex characters reserved for the CMS (even).
     """
     reader = inspect_pdf(label, pdf)
     field_name = next_field_name(reader)
-    name = None if external is not None else (signer_name or "the eID-authenticated signer")
+    certificate_name = external.subject_name if external is not None else None
     meta = signers.PdfSignatureMetadata(
         field_name=field_name,
         md_algorithm="sha256",
         subfilter=fields.SigSeedSubFilter.PADES,
         reason=reason,
         location=location,
-        name=name,
+        name=certificate_name,
     )
+    stamp_name = certificate_name or signer_name or "the eID-authenticated signer"
     if external is None:
         external = signers.ExternalSigner(signing_cert=None, cert_registry=None, signature_value=bytes(256))
     if visible:
@@ -141,7 +147,8 @@ async def prepare_pdf(
     else:
         pdf_signer = signers.PdfSigner(meta, signer=external)
     writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
-    prep, _tbs, output = await pdf_signer.async_digest_doc_for_signing(writer, bytes_reserved=bytes_reserved)
+    prep, _tbs, output = await pdf_signer.async_digest_doc_for_signing(
+        writer, bytes_reserved=bytes_reserved, appearance_text_params={"signer": stamp_name})
     return PreparedPdf(
         prepared=output.getvalue(),
         digest=prep.document_digest,
@@ -216,18 +223,30 @@ async def _timestamped(content_info: cms.ContentInfo, timestamper: TimeStamper) 
 
 
 async def _add_dss(pdf: bytes, field_name: str, root: x509.Certificate, material: ValidationMaterial) -> bytes:
+    """A DSS revision with the validation data of the signature in ``field_name`` and its VRI entry.
+
+    The VRI key is the upper-case hex SHA-1 of the signature's bytes (the decoded /Contents
+    string, padding included; ISO 32000-2 §12.8.4.4, as the document time-stamp's key is made).
+    pyHanko's ``async_add_validation_info`` hashes the lower-case hex *text* of /Contents
+    instead, so its two steps — collect the paths, write the DSS — are called here directly
+    with the bytes.
+    """
     reader = PdfFileReader(BytesIO(pdf))
     embedded = next((s for s in reader.embedded_regular_signatures if s.field_name == field_name), None)
     if embedded is None:  # pragma: no cover - we just wrote it
         raise PackagingFailed(f"signature field {field_name} not found after embedding")
     context = validation_context(root, material, revocation_mode="require")
     try:
-        output = await async_add_validation_info(embedded, context, force_write=True)
+        paths = await collect_validation_info(embedded, context)
     except Exception as exc:  # path building / revocation errors from certvalidator
         raise PackagingFailed(
             f"B-LT needs complete validation data (certificates, CRL/OCSP for the signer and the TSA), "
             f"and it could not be assembled: {exc}"
         ) from None
+    writer = IncrementalPdfFileWriter.from_reader(reader)
+    DocumentSecurityStore.supply_dss_in_writer(writer, embedded.pkcs7_content, validation_context=context, paths=paths)
+    output = BytesIO()
+    writer.write(output)
     return output.getvalue()
 
 

@@ -3,15 +3,19 @@
 :class:`PortalCore` is what the HTTP layer calls:
 
 * :meth:`PortalCore.create` checks the documents (step 1), prepares each one and computes its
-  DTBS/R (PAdES: /ByteRange digest of the prepared PDF; CAdES: file digest; JAdES: payload digest),
-  stores everything, and pushes ONE authorization request for all digests to the SSASP (step 2,
-  PAR with PKCE, ``authorization_details`` type ``credential``). Only digests and labels leave.
+  DTBS/R (PAdES: /ByteRange digest of the prepared PDF; CAdES: file digest; JAdES: payload digest)
+  and stores everything for the signer's review, owned by the browser session or partner
+  application that asked (:meth:`PortalCore.get` answers only the owner).
+* :meth:`PortalCore.confirm` — after the signer saw each document and its digest on the review
+  page (what you see is what you sign) — pushes ONE authorization request for all digests to the
+  SSASP (step 2, PAR with PKCE, ``authorization_details`` type ``credential``). Only digests and
+  labels leave.
 * :meth:`PortalCore.complete` handles the redirect back (``code`` + ``state`` or an error),
   exchanges the code for the credential token (the SAD), calls ``signDoc`` with the same digests,
   packages each signature at the chosen level, validates the result and stores it — all-or-nothing.
 
-Certificate-first flow (DESIGN §2, second flow; CSC v1 ``signHash``): :meth:`PortalCore.create`
-stores the documents and pushes a *service* authorization (``scope=service``,
+Certificate-first flow (DESIGN §2, second flow; CSC v1 ``signHash``): :meth:`PortalCore.confirm`
+pushes a *service* authorization (``scope=service``,
 ``signatureQualifier``, ``numSignatures`` = N) — still one browser round trip with the eID login
 and consent (steps 3-5). On return the token exchange makes the SSASP create the one-time key and
 certificate (6-7); the portal reads them with ``credentials/info``, computes each document's DTBS/R
@@ -30,6 +34,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -46,16 +51,15 @@ from services.portal.errors import (
     TransactionExpired,
     TransactionNotFound,
     TransactionStateError,
-    UnsupportedOption,
 )
 from services.portal.ltv import ValidationMaterial
-from services.portal.store import EXPIRED, PENDING, StoredDocument, Transaction, TransactionStore
+from services.portal.store import EXPIRED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
 from services.portal.trust import TrustStore
 from services.portal.validation import validate_document
 from shared.errors import InvalidRequest, SignLabError, UpstreamError
 from shared.flow import step
 
-__all__ = ["SHA256_OID", "PortalCore", "SigningService"]
+__all__ = ["SHA256_OID", "Created", "PortalCore", "SigningService", "review_key"]
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +101,16 @@ class SigningService(Protocol):
 
 @dataclass(frozen=True)
 class Created:
-    """What :meth:`PortalCore.create` returns."""
+    """What :meth:`PortalCore.create` returns: the transaction and the token of its review link
+    (the link the signer opens to see the documents and confirm; kept only as its hash)."""
 
     transaction_id: str
-    authorize_url: str
+    review_token: str
+
+
+def review_key(review_token: str) -> str:
+    """How a review link's token is stored and looked up: its SHA-256 (hex)."""
+    return hashlib.sha256(review_token.encode()).hexdigest()
 
 
 def _b64url(data: bytes) -> str:
@@ -152,14 +162,17 @@ class PortalCore:
 
     # ------------------------------------------------------------------ steps 1-2
 
-    def create(self, documents: Sequence[Document], options: SigningOptions) -> Created:
-        """Prepare the documents, store them and push one authorization request for all digests."""
+    def create(self, documents: Sequence[Document], options: SigningOptions, *, owner: str) -> Created:
+        """Step 1: check and prepare the documents, compute each digest to be signed and store them
+        for the signer's review. Nothing is sent to the SSASP before the signer confirms
+        (:meth:`confirm`).
+
+        :param owner: who may see the transaction (``browser:…`` or ``app:…``, never empty).
+        """
+        if not owner:
+            raise SignLabError("a transaction needs an owner", step=step(1))
         if not documents:
             raise InvalidRequest("choose at least one document to sign", step=step(1))
-        if options.format is SignatureFormat.CADES and options.level not in cades.SUPPORTED_LEVELS:
-            raise UnsupportedOption(f"CAdES {options.level} is not supported here; choose B-B, B-T or B-LT")
-        if options.format is SignatureFormat.JADES and options.level not in jades.SUPPORTED_LEVELS:
-            raise UnsupportedOption(f"JAdES {options.level} is not supported here; choose B-B, B-T or B-LT")
         labels = [d.label for d in documents]
         if len(set(labels)) != len(labels):
             raise InvalidRequest("two documents have the same name; rename one", step=step(1))
@@ -168,44 +181,70 @@ class PortalCore:
         certificate_first_flow = options.flow is Flow.CERTIFICATE_FIRST
         stored = [self._prepare(i, doc, options, certificate_first_flow) for i, doc in enumerate(documents)]
         tx_id = "tx-" + secrets.token_hex(8)
-        verifier = secrets.token_urlsafe(48)
-        state = secrets.token_urlsafe(24)
+        review_token = secrets.token_urlsafe(32)
         now = time.time()
         tx = Transaction(
-            id=tx_id, created_at=now, expires_at=now + self.ttl_seconds, state=PENDING,
+            id=tx_id, created_at=now, expires_at=now + self.ttl_seconds, state=REVIEW,
             options={"qualifier": options.qualifier.value, "format": options.format.value, "level": options.level.value,
-                     "flow": options.flow.value, "visible": options.visible, "signer_name": options.signer_name},
-            oauth_state=state, code_verifier=verifier, authorize_url=None, error=None, error_description=None,
-            meta={}, documents=stored,
+                     "flow": options.flow.value, "visible": options.visible, "signer_name": options.signer_name,
+                     "login_hint": options.login_hint},
+            oauth_state=secrets.token_urlsafe(24), code_verifier=secrets.token_urlsafe(48), authorize_url=None,
+            error=None, error_description=None, meta={}, documents=stored, owner=owner,
+            review_key=review_key(review_token),
         )
         self.store.create(tx)
-        challenge = _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+        log.info("step 1: %d document(s) prepared for the signer's review", len(stored),
+                 extra={"step": 1, "transaction_id": tx_id})
+        return Created(tx_id, review_token)
+
+    def by_review(self, review_token: str) -> Transaction:
+        """The transaction of a review link (expired ones marked first).
+
+        :raises TransactionNotFound: no such link.
+        """
+        tx = self.store.by_review_key(review_key(review_token))
+        if tx is None:
+            raise TransactionNotFound("(review link)")
+        return self._refresh(tx)
+
+    def confirm(self, tx: Transaction) -> str:
+        """Step 2, after the signer confirmed what they saw: push one authorization request for all
+        digests to the SSASP; return the URL the browser goes to.
+
+        :raises TransactionStateError: already confirmed, completed or failed.
+        :raises TransactionExpired: the review waited longer than the lifetime.
+        """
+        assert self.signer is not None and tx.oauth_state is not None and tx.code_verifier is not None
+        if tx.state == EXPIRED:
+            raise self._expired(tx)
+        if not self.store.confirm(tx.id):
+            raise TransactionStateError(f"transaction {tx.id} was already confirmed ({tx.state})", step=step(2))
+        options = SigningOptions.parse(tx.options)
+        challenge = _b64url(hashlib.sha256(tx.code_verifier.encode("ascii")).digest())
         try:
-            if certificate_first_flow:
+            if options.flow is Flow.CERTIFICATE_FIRST:
                 # Service authorization: no digests yet (the certificate does not exist), only the
                 # qualifier and how many signatures the one-time credential may make.
                 pushed = self.signer.push_authorization_request(
-                    redirect_uri=self.callback_url, state=state, code_challenge=challenge,
-                    qualifier=options.qualifier.csc_qualifier, scope="service", num_signatures=len(stored),
+                    redirect_uri=self.callback_url, state=tx.oauth_state, code_challenge=challenge,
+                    qualifier=options.qualifier.csc_qualifier, scope="service", num_signatures=len(tx.documents),
                     login_hint=options.login_hint,
                 )
             else:
                 pushed = self.signer.push_authorization_request(
-                    redirect_uri=self.callback_url, state=state, code_challenge=challenge,
-                    qualifier=options.qualifier.csc_qualifier, documents=[(d.digest, d.label) for d in stored],
+                    redirect_uri=self.callback_url, state=tx.oauth_state, code_challenge=challenge,
+                    qualifier=options.qualifier.csc_qualifier, documents=[(d.digest, d.label) for d in tx.documents],
                     hash_algorithm="sha256", login_hint=options.login_hint,
                 )
         except SignLabError as exc:
-            self.store.fail(tx_id, exc.error, exc.error_description)
+            self.store.fail(tx.id, exc.error, exc.error_description)
             raise
-        self.store.set_authorization(tx_id, pushed.authorize_url, {"documents": len(stored)})
-        if certificate_first_flow:
-            log.info("step 2: pushed service authorization request for %d signature(s)", len(stored),
-                     extra={"step": 2, "transaction_id": tx_id})
-        else:
-            log.info("step 2: pushed authorization request for %d digest(s)", len(stored),
-                     extra={"step": 2, "transaction_id": tx_id})
-        return Created(tx_id, pushed.authorize_url)
+        self.store.set_authorization(tx.id, pushed.authorize_url, {"documents": len(tx.documents)})
+        what = "service authorization request for %d signature(s)" if options.flow is Flow.CERTIFICATE_FIRST \
+            else "authorization request for %d digest(s)"
+        log.info("step 2: the signer confirmed; pushed " + what, len(tx.documents),
+                 extra={"step": 2, "transaction_id": tx.id})
+        return str(pushed.authorize_url)
 
     def _prepare(self, idx: int, doc: Document, options: SigningOptions, certificate_first_flow: bool) -> StoredDocument:
         if certificate_first_flow:
@@ -225,11 +264,21 @@ class PortalCore:
 
     # ------------------------------------------------------------------ step 10
 
-    def get(self, tx_id: str) -> Transaction:
-        """A transaction; pending ones past their lifetime are marked expired first."""
+    def get(self, tx_id: str, owner: str) -> Transaction:
+        """The transaction ``tx_id`` of ``owner``; waiting ones past their lifetime are marked
+        expired first.
+
+        :raises TransactionNotFound: no such transaction, or another owner's (the same answer, so
+            the portal is no oracle of other people's transaction ids).
+        """
         tx = self.store.get(tx_id)
-        if tx is None:
+        if tx is None or not owner or not hmac.compare_digest(tx.owner, owner):
             raise TransactionNotFound(tx_id)
+        return self._refresh(tx)
+
+    def _refresh(self, tx: Transaction) -> Transaction:
+        """``tx`` as stored, after marking it expired when it outlived its lifetime."""
+        tx_id = tx.id
         if tx.expired:
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
@@ -237,10 +286,23 @@ class PortalCore:
             assert tx is not None
         return tx
 
+    def cancel(self, tx: Transaction) -> None:
+        """The signer declined on the review page: nothing was sent to the SSASP, nothing is signed.
+
+        :raises TransactionStateError: no longer under review.
+        """
+        if not self.store.cancel_review(tx.id):
+            raise TransactionStateError(f"transaction {tx.id} is no longer waiting for review ({tx.state})", step=step(1))
+        log.info("step 1: the signer declined at the review", extra={"step": 1, "transaction_id": tx.id})
+
     def _expired(self, tx: Transaction) -> TransactionExpired:
-        # The browser comes back after the service authorization (step 5) in the certificate-first
-        # flow; in person signing the next thing would be the signature delivery (step 10).
-        at_step = 5 if tx.options.get("flow") == Flow.CERTIFICATE_FIRST.value else 10
+        # Never confirmed: it ended at the review (step 2 was never taken). The browser comes back
+        # after the service authorization (step 5) in the certificate-first flow; in person
+        # signing the next thing would be the signature delivery (step 10).
+        if tx.state == REVIEW or (tx.state == EXPIRED and tx.authorize_url is None):
+            at_step = 2
+        else:
+            at_step = 5 if tx.options.get("flow") == Flow.CERTIFICATE_FIRST.value else 10
         return TransactionExpired(tx.id, self.ttl_seconds, at_step=at_step)
 
     def complete(self, *, state: str | None, code: str | None, error: str | None = None,
@@ -427,8 +489,10 @@ class PortalCore:
             return await pades.augment_pdf(prepared, signature, level=options.level, timestamper=timestamper,
                                            root=self.trust.root(), material=material)
         if options.format is SignatureFormat.CADES:
-            return await cades.augment_cades(signature, level=options.level, timestamper=timestamper, material=material)
-        return await jades.augment_jades(_jws_bytes(signature), level=options.level, timestamper=timestamper, material=material)
+            return await cades.augment_cades(signature, level=options.level, timestamper=timestamper, material=material,
+                                             document_digest=cades.digest(doc.original))
+        return await jades.augment_jades(_jws_bytes(signature), level=options.level, timestamper=timestamper,
+                                         material=material, payload=doc.original)
 
 
 def _jws_bytes(signature: bytes) -> bytes:

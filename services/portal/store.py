@@ -1,7 +1,10 @@
 """The portal's transaction store (SQLite in WAL mode).
 
 One row per signing transaction and one per document. Documents never leave this store except as
-digests (step 2) and as the signed result the signer downloads. The signed outputs and the
+digests (step 2), as the review page's preview shown to the signer, and as the signed result its
+owner downloads. Every transaction and validation report has an ``owner`` (``browser:<hash>`` of a
+browser session, or ``app:<id>`` of a partner application); the review link is kept only as its
+SHA-256. The signed outputs and the
 ``completed`` state are written in ONE SQL transaction, so a failure while packaging never leaves
 half-written output that looks signed: a failed transaction keeps its error and no signed bytes.
 """
@@ -18,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StoredDocument", "Transaction", "TransactionStore"]
+__all__ = ["COMPLETED", "EXPIRED", "FAILED", "PENDING", "PROCESSING", "REVIEW", "StoredDocument", "Transaction",
+           "TransactionStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
@@ -32,7 +36,9 @@ CREATE TABLE IF NOT EXISTS transactions (
     authorize_url TEXT,
     error TEXT,
     error_description TEXT,
-    meta TEXT NOT NULL DEFAULT '{}'
+    meta TEXT NOT NULL DEFAULT '{}',
+    owner TEXT NOT NULL DEFAULT '',
+    review_key TEXT
 );
 CREATE TABLE IF NOT EXISTS documents (
     transaction_id TEXT NOT NULL REFERENCES transactions(id),
@@ -53,10 +59,18 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS reports (
     id TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
 );
 """
 
+_ADDED_COLUMNS = (("transactions", "owner", "TEXT NOT NULL DEFAULT ''"), ("transactions", "review_key", "TEXT"),
+                  ("reports", "owner", "TEXT NOT NULL DEFAULT ''"))
+"""Columns newer than the first schema: added to an older database at start (rows without an owner
+belong to nobody and answer 404)."""
+
+REVIEW = "review"
+"""Documents prepared and shown to the signer; nothing sent to the SSASP yet."""
 PENDING = "pending"
 PROCESSING = "processing"
 COMPLETED = "completed"
@@ -98,11 +112,13 @@ class Transaction:
     error_description: str | None
     meta: dict[str, Any]
     documents: list[StoredDocument] = field(default_factory=list)
+    owner: str = ""
+    review_key: str | None = None
 
     @property
     def expired(self) -> bool:
-        """True when a pending transaction has outlived its lifetime."""
-        return self.state == PENDING and time.time() > self.expires_at
+        """True when a transaction waiting for the signer (review or SSASP) has outlived its lifetime."""
+        return self.state in (REVIEW, PENDING) and time.time() > self.expires_at
 
 
 class TransactionStore:
@@ -112,7 +128,12 @@ class TransactionStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(_SCHEMA)  # executescript manages its own transaction
+        conn = self._conn()
+        conn.executescript(_SCHEMA)  # executescript manages its own transaction
+        for table, column, kind in _ADDED_COLUMNS:
+            if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:  # noqa: S608 - fixed names
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")  # noqa: S608 - fixed names
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS transactions_review_key ON transactions (review_key)")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -148,9 +169,9 @@ class TransactionStore:
         with self._connect() as conn:
             conn.execute(
                 "INSERT INTO transactions (id, created_at, expires_at, state, options, oauth_state, code_verifier,"
-                " authorize_url, meta) VALUES (?,?,?,?,?,?,?,?,?)",
+                " authorize_url, meta, owner, review_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (tx.id, tx.created_at, tx.expires_at, tx.state, json.dumps(tx.options), tx.oauth_state,
-                 tx.code_verifier, tx.authorize_url, json.dumps(tx.meta)),
+                 tx.code_verifier, tx.authorize_url, json.dumps(tx.meta), tx.owner, tx.review_key),
             )
             for doc in tx.documents:
                 conn.execute(
@@ -169,6 +190,26 @@ class TransactionStore:
         """The transaction with its documents, or ``None``."""
         row = self._conn().execute("SELECT * FROM transactions WHERE id=?", (tx_id,)).fetchone()
         return self._load(row) if row else None
+
+    def by_review_key(self, review_key: str) -> Transaction | None:
+        """The transaction a review link belongs to (``review_key``: the link token's hash)."""
+        row = self._conn().execute("SELECT * FROM transactions WHERE review_key=?", (review_key,)).fetchone()
+        return self._load(row) if row else None
+
+    def confirm(self, tx_id: str) -> bool:
+        """The signer confirmed the review: ``review`` → ``pending`` (only once; False otherwise)."""
+        with self._connect() as conn:
+            cur = conn.execute("UPDATE transactions SET state=? WHERE id=? AND state=?", (PENDING, tx_id, REVIEW))
+            return cur.rowcount == 1
+
+    def cancel_review(self, tx_id: str) -> bool:
+        """The signer declined at the review: ``review`` → ``failed`` (False when no longer under review)."""
+        with self._connect() as conn:
+            cur = conn.execute(
+                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL WHERE id=? AND state=?",
+                (FAILED, "access_denied", "step 1: the signer declined at the portal's review; nothing was sent to the "
+                 "signing service and nothing was signed", tx_id, REVIEW))
+            return cur.rowcount == 1
 
     def by_oauth_state(self, state: str) -> Transaction | None:
         """The transaction a callback's ``state`` belongs to."""
@@ -189,7 +230,7 @@ class TransactionStore:
             id=row["id"], created_at=row["created_at"], expires_at=row["expires_at"], state=row["state"],
             options=json.loads(row["options"]), oauth_state=row["oauth_state"], code_verifier=row["code_verifier"],
             authorize_url=row["authorize_url"], error=row["error"], error_description=row["error_description"],
-            meta=json.loads(row["meta"]), documents=docs,
+            meta=json.loads(row["meta"]), documents=docs, owner=row["owner"], review_key=row["review_key"],
         )
 
     def claim(self, tx_id: str) -> bool:
@@ -235,12 +276,14 @@ class TransactionStore:
                 (state, error, description, tx_id),
             )
 
-    def save_report(self, report_id: str, body: dict[str, Any]) -> None:
-        """Keep a validation report for download."""
+    def save_report(self, report_id: str, body: dict[str, Any], owner: str) -> None:
+        """Keep a validation report for its owner to download."""
         with self._connect() as conn:
-            conn.execute("INSERT INTO reports (id, created_at, body) VALUES (?,?,?)", (report_id, time.time(), json.dumps(body)))
+            conn.execute("INSERT INTO reports (id, created_at, body, owner) VALUES (?,?,?,?)",
+                         (report_id, time.time(), json.dumps(body), owner))
 
-    def report(self, report_id: str) -> dict[str, Any] | None:
-        """A stored validation report."""
-        row = self._conn().execute("SELECT body FROM reports WHERE id=?", (report_id,)).fetchone()
+    def report(self, report_id: str, owner: str) -> dict[str, Any] | None:
+        """A stored validation report of ``owner`` (None for another owner's: no oracle)."""
+        row = self._conn().execute("SELECT body FROM reports WHERE id=? AND owner=? AND owner != ''",
+                                   (report_id, owner)).fetchone()
         return json.loads(row["body"]) if row else None

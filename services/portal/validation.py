@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -49,6 +50,8 @@ from pyhanko_certvalidator import CertificateValidator
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, RevokedError
 from pyhanko_certvalidator.path import ValidationPath
 
+from services.portal import cades_asn1  # noqa: F401 - asn1crypto then parses CAdES archive time-stamp attributes
+from services.portal.archive_timestamps import ArchiveCheck, cades_archive_checks, jades_archive_checks
 from services.portal.documents import SignatureFormat
 from services.portal.jades import b64url_decode, parse_jws
 from services.portal.ltv import ValidationMaterial, load_certificate, validation_context
@@ -462,6 +465,8 @@ async def _validate_cades(label: str, signature: bytes, original: bytes | None, 
     if rank >= 1 and has_revinfo:
         rank = 2
         checks.append(Check("Long-term validation data", "passed", "certificates and CRL/OCSP in SignedData"))
+        rank = await _archive_level(lambda: cades_archive_checks(signature, original),
+                                    "archive-time-stamp-v3, EN 319 122-1", rank, checks, trust, material)
     if poe_note:
         checks.append(Check("Proof of existence", "info", poe_note))
     qualification, detail = _qualification(trust, status.validation_path, validation_time, indication is Indication.TOTAL_PASSED)
@@ -566,6 +571,8 @@ async def _validate_jades(label: str, signature: bytes, payload: bytes | None, t
         rank = 1
     if rank == 1 and has_revinfo:
         rank = 2
+        rank = await _archive_level(lambda: jades_archive_checks(signature, payload),
+                                    "arcTst, TS 119 182-1", rank, checks, trust, material)
     qualification, detail = _qualification(trust, path, validation_time, indication is Indication.TOTAL_PASSED)
     checks.append(Check("Qualification (trusted list)", "passed" if qualification == "QES" else "info", detail))
     report = SignatureReport(
@@ -576,6 +583,39 @@ async def _validate_jades(label: str, signature: bytes, payload: bytes | None, t
         explanations=[e for e in [explain(sub)] if e], validation_time=_iso(validation_time) or "",
     )
     return _document_report(label, SignatureFormat.JADES, [report], trust)
+
+
+async def _archive_level(find: Callable[[], list[ArchiveCheck]], name: str, rank: int, checks: list[Check],
+                         trust: TrustSettings, material: ValidationMaterial) -> int:
+    """Check the archive time-stamps ``find`` returns (:mod:`services.portal.archive_timestamps`,
+    independent of the packaging code): each imprint recomputed from the signature, each token
+    validated to the SignLab root. All good lifts B-LT (2) to B-LTA (3)."""
+    title = f"Archive time-stamp ({name})"
+    try:
+        found = find()
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:  # an untrusted upload
+        checks.append(Check(title, "failed", f"could not be read ({exc.__class__.__name__}: {exc})"))
+        return rank
+    if not found:
+        return rank
+    passed = True
+    for archive in found:
+        detail = "; ".join(archive.problems) or "message imprint recomputed from the signature: it matches"
+        ok = archive.imprint_matches
+        if ok:
+            try:
+                status = await validate_tst_signed_data(cms.ContentInfo.load(archive.token)["content"],
+                                                        _context_for(trust, material),
+                                                        lambda _algorithm: archive.expected_imprint)
+                ok = bool(status["intact"] and status["valid"] and status.get("trust_problem_indic") is None
+                          and status.get("validation_path") is not None)
+                detail = (f"{_iso(status['timestamp'])} by {status['signing_cert'].subject.human_friendly}; {detail}"
+                          if ok else f"the time-stamp token does not validate to the SignLab root; {detail}")
+            except Exception as exc:  # a broken token inside an untrusted upload
+                ok, detail = False, f"the time-stamp token could not be validated ({exc.__class__.__name__})"
+        checks.append(Check(title, "passed" if ok else "failed", detail))
+        passed = passed and ok
+    return 3 if passed and rank == 2 else rank
 
 
 async def _validate_chain(leaf: x509.Certificate, material: ValidationMaterial, trust: TrustSettings, now: datetime,

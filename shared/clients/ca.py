@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,8 @@ class IssuedCertificate:
     policy_oid: str
     not_before: str
     not_after: str
-    ocsp_url: str
+    ocsp_url: str | None
+    """The certificate's OCSP pointer (None in the CA's short-term-no-revocation profile)."""
     crl_urls: tuple[str, ...]
 
 
@@ -93,19 +95,27 @@ class CaClient(ServiceClient):
         """The issuance endpoint: also the ``aud`` a client assertion must carry."""
         return f"{self.base_url}/api/v1/certificates"
 
+    @property
+    def revocation_url(self) -> str:
+        """The endpoint of :meth:`revoke_issued`: also the ``aud`` of its client assertion."""
+        return f"{self.base_url}/api/v1/certificates/revocations"
+
     def issue_certificate(self, *, csr_der: bytes, profile: str, id_token: str, client_assertion: str,
-                          transaction_id: str | None = None) -> IssuedCertificate:
+                          transaction_id: str | None = None, request_id: str | None = None) -> IssuedCertificate:
         """Step 7: request a short-term certificate (``profile`` ``qes`` or ``ades``).
 
         ``client_assertion`` is an RFC 7523 JWT (:func:`shared.client_assertion.create_client_assertion`
-        with ``audience=self.issuance_url``).
+        with ``audience=self.issuance_url``). The request carries a ``request_id`` (a fresh one by
+        default), so the TSP answers a repeated request with the certificate it already issued:
+        that makes the POST safe to send again after the reset of a reused connection.
         """
         body: dict[str, Any] = {"csr": base64.b64encode(csr_der).decode("ascii"), "profile": profile,
                                 "id_token": id_token, "client_assertion_type": CLIENT_ASSERTION_TYPE,
-                                "client_assertion": client_assertion}
+                                "client_assertion": client_assertion, "request_id": request_id or uuid.uuid4().hex}
         if transaction_id is not None:
             body["transaction_id"] = transaction_id
-        answer = self.request("POST", "/api/v1/certificates", step=step(7), json=body, expected=(201,)).json()
+        answer = self.request_json("POST", "/api/v1/certificates", step=step(7), json=body, expected=(201,),
+                                   idempotent=True)
         return IssuedCertificate(
             serial=answer["serial"], certificate=base64.b64decode(answer["certificate"]),
             chain=tuple(base64.b64decode(c) for c in answer["chain"]), profile=answer["profile"],
@@ -113,14 +123,32 @@ class CaClient(ServiceClient):
             ocsp_url=answer["ocsp_url"], crl_urls=tuple(answer["crl_urls"]),
         )
 
+    def revoke_issued(self, *, client_assertion: str, serial: str | None = None, transaction_id: str | None = None,
+                      reason: str = "cessationOfOperation", note: str | None = None) -> list[CertificateStatus]:
+        """As the signing service: revoke the certificates the TSP issued to it with ``serial``
+        and/or for its ``transaction_id`` — a flow that failed after step 7 must leave no valid
+        certificate behind. Idempotent (an already revoked certificate keeps its first revocation).
+
+        ``client_assertion``: RFC 7523 JWT with ``audience=self.revocation_url``. ``reason``: an
+        RFC 5280 name; ``note``: why (at most 200 characters, e.g. the failed step), kept in the
+        TSP's issuance log.
+
+        :raises UpstreamError: 404 ``not_found`` when no certificate of this client matches.
+        """
+        body: dict[str, Any] = {"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": client_assertion,
+                                "reason": reason}
+        body.update((k, v) for k, v in (("serial", serial), ("transaction_id", transaction_id), ("note", note)) if v)
+        answer = self.request_json("POST", "/api/v1/certificates/revocations", json=body, idempotent=True)
+        return [_status(item) for item in answer["revoked"]]
+
     def certificate_status(self, serial: str) -> CertificateStatus:
         """Look up an issued certificate."""
-        return _status(self.request("GET", f"/api/v1/certificates/{serial}").json())
+        return _status(self.request_json("GET", f"/api/v1/certificates/{serial}"))
 
     def revoke(self, serial: str, reason: str, admin_token: str) -> CertificateStatus:
         """Revoke ``serial`` (reason: ``keyCompromise``, ``unspecified`` …) with the CA's admin token."""
-        return _status(self.request("POST", f"/api/v1/certificates/{serial}/revoke", json={"reason": reason},
-                                    headers={"Authorization": f"Bearer {admin_token}"}).json())
+        return _status(self.request_json("POST", f"/api/v1/certificates/{serial}/revoke", json={"reason": reason},
+                                         headers={"Authorization": f"Bearer {admin_token}"}, idempotent=True))
 
     def timestamp(self, query_der: bytes) -> bytes:
         """RFC 3161: send a DER TimeStampReq, return the DER TimeStampResp."""

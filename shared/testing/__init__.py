@@ -7,10 +7,19 @@ CSC client, a browser) talk real HTTP to it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
 import secrets
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from urllib.parse import urljoin
 
@@ -21,7 +30,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared.settings import ServiceSettings, secret_fields
 
-__all__ = ["LiveServer", "browse_until", "free_port", "random_secrets"]
+__all__ = ["LiveServer", "browse_until", "confirm_review", "fill_filesystem", "free_port", "random_secrets",
+           "small_filesystem"]
 
 
 def random_secrets(cls: type[ServiceSettings]) -> dict[str, SecretStr]:
@@ -81,6 +91,20 @@ class LiveServer:
         self.stop()
 
 
+def confirm_review(review_url: str, session: requests.Session, *, decision: str = "confirm") -> str:
+    """Act as the signer at the portal's review page: open it (the documents and their digests),
+    submit ``decision`` with the page's CSRF token; return where the portal sends the browser (the
+    SSASP's authorize URL after ``confirm``)."""
+    page = session.get(review_url, allow_redirects=False, timeout=60)
+    assert page.status_code == 200 and 'class="fingerprint"' in page.text, (review_url, page.status_code, page.text[:500])
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text[:800]
+    posted = session.post(review_url, data={"csrf_token": token.group(1), "decision": decision}, allow_redirects=False,
+                          timeout=60)
+    assert posted.status_code == 303, (posted.status_code, posted.text[:500])
+    return urljoin(review_url, posted.headers["Location"])
+
+
 def browse_until(url: str, stop_at: str | tuple[str, ...], *, session: requests.Session | None = None,
                  approve: bool = True) -> str:
     """Act as the signer's browser: follow redirects (signer, IdP with a headless ``login_hint``)
@@ -106,3 +130,54 @@ def browse_until(url: str, stop_at: str | tuple[str, ...], *, session: requests.
         assert posted.status_code == 303, posted.text[:500]
         url = urljoin(url, posted.headers["Location"])
     raise AssertionError("too many redirects")
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size_mib: int = 16) -> Iterator[Path]:
+    """A real, small filesystem (tmpfs of ``size_mib`` MiB) mounted at ``path`` (created if
+    missing) for the duration of the block, then unmounted; for tests of full disks.
+
+    Skips the calling test with the exact reason when it cannot be mounted (mounting needs root,
+    and in a container also the CAP_SYS_ADMIN capability).
+    """
+    import pytest  # test helpers only
+
+    if os.geteuid() != 0:
+        pytest.skip(f"mounting a {size_mib} MiB tmpfs needs root (running as uid {os.geteuid()})")
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("mounting a tmpfs needs the mount command (util-linux), which is not installed")
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([mount, "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0700", "tmpfs", str(path)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs at {path}: {done.stderr.strip() or done.returncode}")
+    try:
+        yield path
+    finally:
+        for _ in range(50):  # a process that is being stopped may still hold a file open
+            if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["umount", "--lazy", str(path)], capture_output=True, check=False)
+
+
+def fill_filesystem(directory: Path) -> Path:
+    """Take every free byte of the filesystem holding ``directory`` with one filler file; delete
+    the returned file to free the space again."""
+    fd, name = tempfile.mkstemp(prefix="filler-", dir=directory)
+    block = b"\0" * (1 << 20)
+    try:
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                if len(block) == 1:
+                    break
+                block = block[: len(block) // 2]  # the last pages, down to the last byte
+    finally:
+        os.close(fd)
+    return Path(name)

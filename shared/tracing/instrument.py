@@ -63,9 +63,11 @@ __all__ = ["EXCLUDED_PATHS", "AppTracing", "instrument_app", "sanitize_url", "tr
 
 log = logging.getLogger(__name__)
 
-EXCLUDED_PATHS = (r"/healthz(\?|$)", r"/signlab-static/", r"/static/", r"/favicon\.ico", r"/trainer(/|\?|$)")
-"""Requests that are never traced: health polling, static files and the trainer pages (which
-poll the store: tracing them would grow the store by looking at it)."""
+EXCLUDED_PATHS = (r"/healthz(\?|$)", r"/signlab-static/", r"/static/", r"/favicon\.ico", r"/trainer(/|\?|$)",
+                  r"/transactions/[^/]+/trace(\.|$)")
+"""Requests that are never traced: health polling, static files, the trainer pages and a
+transaction owner's trace routes (which poll the store: tracing them would grow the store by
+looking at it)."""
 
 CORRELATION_FIELDS = frozenset({
     "request_uri", "state", "code", "transaction_id", "transactionid", "tx_id", "rid", "credentialid", "sad",
@@ -279,19 +281,23 @@ def _record_response(state: AppTracing, response: Response) -> None:
                 if name.lower() in TRANSACTION_ID_FIELDS:
                     ids.append(value)
     # Only these bodies fill request.form and request.files; asking another request for them
-    # built (empty) form data for nothing.
-    has_form = req.mimetype in _FORM_TYPES
+    # built (empty) form data for nothing. An over-size body (413) is never read: reading it
+    # would raise again inside this hook and lose the span.
+    oversized = response.status_code == 413
+    if oversized:
+        request_summary["body"] = f"{req.content_length or 'unknown'} bytes: over the size limit, not read"
+    has_form = req.mimetype in _FORM_TYPES and not oversized
     if has_form and req.form:
         request_summary["form"] = _fields(req.form, keys, ids)
     if has_form and req.files:
         request_summary["files"] = [{"field": name, "filename": f.filename, "content_type": f.content_type}
                                     for name, f in req.files.items(multi=True)][:10]
-    if req.is_json:
+    if req.is_json and not oversized:
         body = req.get_json(silent=True)
         if body is not None:
             request_summary["json"] = summarize(body)
             _json_keys(body, keys, ids)
-    elif req.mimetype in _DER_TYPES and (req.content_length or 0) <= _MAX_BODY:
+    elif req.mimetype in _DER_TYPES and not oversized and (req.content_length or 0) <= _MAX_BODY:
         request_summary["body"] = summarize_der(req.mimetype, req.get_data(cache=True))
     # Werkzeug's parsed authorization comes from this header only: without it there is none.
     authorization = req.headers.get("Authorization")

@@ -13,10 +13,13 @@ bodies) into a small JSON-able dict where:
   its decoded header and claims (the signature is dropped, secret-like claims are masked);
 * document digests are shown as fingerprints (hash algorithm, first bytes in hex, length);
 * certificates and CSRs are decoded to subject, issuer, serial, policies, validity and key type;
-* documents and signature objects are reduced to their size and fingerprint.
+* documents and signature objects are reduced to their size and fingerprint;
+* personal data the diagrams do not need is masked (:mod:`shared.personal_data`): birth dates,
+  national identifiers in claims, login hints and certificate subjects (DESIGN §6).
 
 Finally :class:`Scrubber` replaces every occurrence of the service's own known secret values (its
-``SecretStr`` settings) anywhere in the text, as a last line of defence.
+``SecretStr`` settings) anywhere in the text, and masks every national identifier it finds
+(``PNONO-…``), as a last line of defence.
 
 Limits: summaries are bounded (lists cut after 10 items, strings after 200 characters, the whole
 summary after :data:`MAX_SUMMARY_CHARS`); anything not recognised is kept only if it is short.
@@ -33,6 +36,9 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from shared.digests import digest_fingerprint
+from shared.personal_data import PERSONAL_KEYS, mask_field, mask_text
 
 __all__ = [
     "MAX_SUMMARY_CHARS",
@@ -159,8 +165,7 @@ def _digest(value: Any) -> Any:
             raw = bytes.fromhex(value)
         except ValueError:
             return _short(value)
-    names = {20: "SHA-1", 32: "SHA-256", 48: "SHA-384", 64: "SHA-512"}
-    return f"{names.get(len(raw), f'{len(raw)}-byte')} digest {raw[:6].hex()}…{raw[-2:].hex()}"
+    return digest_fingerprint(raw)  # the one format of every digest shown (shared.digests)
 
 
 _MAX_CACHED_BLOB = 64 * 1024
@@ -379,6 +384,8 @@ def _kind(key: str | None) -> str:
     """What a field name says about its value (cached: the same few dozen names recur in every
     message, and classifying them again for every value was most of :func:`summarize`)."""
     name = (key or "").lower().replace("-", "_")
+    if name in PERSONAL_KEYS:
+        return "personal"
     if name in SECRET_KEYS or name.endswith(("_secret", "_pin", "password")):
         return "secret"
     if name in TOKEN_KEYS or name.endswith(("_token", "_assertion")):
@@ -406,6 +413,8 @@ def summarize(value: Any, key: str | None = None) -> Any:
     kind = _kind(key) if key else ""
     if kind == "secret":
         return mask(value if isinstance(value, str) else json.dumps(value, default=str))
+    if kind == "personal":
+        return summarize(mask_field(str(key), value))
     if type(value) in _PLAIN or value is None or isinstance(value, bool | int | float):
         return value
     if kind:
@@ -497,7 +506,8 @@ class Scrubber:
             self._pattern = re.compile("|".join(re.escape(s) for s in alternatives))
 
     def __call__(self, text: str) -> str:
-        """``text`` with every known secret replaced by a mask."""
+        """``text`` with every known secret replaced by a mask and every national identifier masked."""
+        text = mask_text(text) if text else text
         if self._pattern is None or not text:
             return text
         # On long texts (summaries, span names with URLs) a plain substring search per secret is

@@ -12,15 +12,18 @@
 | ``GET /trainer/api/status`` | the services' ``/healthz`` (JSON) |
 
 ``<id>`` is anything ``signlab trace`` accepts (portal ``tx-…``, signer transaction id, trace id,
-``latest``). It also adds the template global ``signlab_trace_embed(id)``: the live diagram for a
-page of the app (the portal's result page: ``{{ signlab_trace_embed(tx.id) }}``).
+``latest``). It also adds the template global ``signlab_trace_embed(id, urls)``: the live diagram for
+a page of the app; ``urls`` names where the page's reader may fetch it (the portal's result page
+passes its owner-only trace routes, :func:`trace_response`), the trainer's pages leave it out.
 
 The pages poll the JSON endpoint and redraw while the transaction grows (static JS and CSS served
 from ``/signlab-static``; no CDN). ``/trainer`` is never traced itself (see
 :data:`shared.tracing.instrument.EXCLUDED_PATHS`).
 
-Limits: no authentication of its own — the trainer pages show redacted data only; mount them
-only where the portal's pages are reachable anyway.
+Every route of the blueprint first calls ``guard`` (the portal passes
+:func:`shared.trainer_access.require_trainer`: 401 without the trainer token), because it shows
+every person's flow. The JSON view masks personal data once more on the way out
+(:mod:`shared.personal_data`; the spans are stored masked already).
 """
 
 from __future__ import annotations
@@ -36,44 +39,65 @@ from markupsafe import Markup
 
 from shared.errors import NotFound
 from shared.flow import SERVICES, STEPS
+from shared.personal_data import mask_personal_data
 from shared.tracing.instrument import store_dir_of
 from shared.tracing.model import Transaction, build_transaction
 from shared.tracing.render import render_mermaid, render_svg
 from shared.tracing.store import TraceStore
 
-__all__ = ["SERVICE_VIEW_SPANS", "trainer_blueprint"]
+__all__ = ["SERVICE_VIEW_SPANS", "trace_response", "trainer_blueprint"]
 
 SERVICE_VIEW_SPANS = 1_500
 """Spans a service's trainer view keeps in memory (about 40 signings, a few kB each; older ones: ``signlab trace``)."""
 
 
+def _store() -> TraceStore:
+    """The app's trace store, as the trainer blueprint configured it."""
+    cached = current_app.extensions.get("signlab.trace_store")
+    if cached is None:
+        directory = current_app.extensions.get("signlab.trace_store_dir") or store_dir_of(current_app)
+        if directory is None:
+            raise NotFound("tracing is off in this service (SIGNLAB_TRACE_ENABLED=false)")
+        # A service runs for days: its view keeps the newest spans only (bounded memory).
+        cached = current_app.extensions["signlab.trace_store"] = TraceStore(directory, max_spans=SERVICE_VIEW_SPANS)
+    return cached  # type: ignore[no-any-return]
+
+
+def _transaction(key: str) -> Transaction:
+    group = _store().find(key)
+    if group is None:
+        raise NotFound(f"no transaction {key!r} in the trace store (yet)")
+    return build_transaction(group)
+
+
+def trace_response(key: str, fmt: str = "json") -> Response:
+    """The trace of ``key`` as ``json`` (personal data masked), ``svg`` or ``mmd``. The caller
+    decided that the reader may see it (trainer token, or the transaction's owner)."""
+    if fmt == "svg":
+        return Response(render_svg(_transaction(key)), mimetype="image/svg+xml")
+    if fmt == "mmd":
+        return Response(render_mermaid(_transaction(key)), mimetype="text/plain")
+    show = bool(getattr(current_app.extensions["signlab.settings"], "show_personal_data", False))
+    response = jsonify(mask_personal_data(_transaction(key).as_dict(), show=show))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
-                      store_dir: Path | None = None, url_prefix: str = "/trainer") -> Blueprint:
+                      store_dir: Path | None = None, url_prefix: str = "/trainer",
+                      guard: Callable[[], None] | None = None) -> Blueprint:
     """Build the trainer blueprint.
 
     :param service_urls: base URL of each service by name (``portal``, ``idp``, ``ca``,
         ``signer``), or a function returning them; default: the app's own ``base_url`` and its
         settings' ``<name>_url`` fields (the portal has ``idp_url``, ``ca_url``, ``signer_url``).
     :param store_dir: the trace store; default: the one the app writes to.
+    :param guard: called before every route; raises to refuse (the trainer token check).
     """
     bp = Blueprint("signlab_trainer", __name__, url_prefix=url_prefix)
-
-    def store() -> TraceStore:
-        cached = current_app.extensions.get("signlab.trace_store")
-        if cached is None:
-            directory = store_dir or store_dir_of(current_app)
-            if directory is None:
-                raise NotFound("tracing is off in this service (SIGNLAB_TRACE_ENABLED=false)")
-            # A service runs for days: its view keeps the newest spans only (bounded memory).
-            cached = current_app.extensions["signlab.trace_store"] = TraceStore(directory, max_spans=SERVICE_VIEW_SPANS)
-        return cached  # type: ignore[no-any-return]
-
-    def transaction(key: str) -> Transaction:
-        group = store().find(key)
-        if group is None:
-            raise NotFound(f"no transaction {key!r} in the trace store (yet)")
-        return build_transaction(group)
-
+    if guard is not None:
+        bp.before_request(guard)
+    store, transaction = _store, _transaction
     def urls() -> dict[str, str]:
         if callable(service_urls):
             return dict(service_urls())
@@ -90,14 +114,17 @@ def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[
     @bp.record_once
     def _globals(state: Any) -> None:
         app: Flask = state.app
+        if store_dir is not None:
+            app.extensions["signlab.trace_store_dir"] = store_dir
 
-        def embed(key: str) -> Markup:
+        def embed(key: str, urls: Mapping[str, str] | None = None) -> Markup:
             try:
                 group = store().find(key)  # drawn server-side too: readable without JavaScript
             except NotFound:
                 return Markup("")  # tracing is off: no diagram slot
             svg = Markup(render_svg(build_transaction(group))) if group is not None else None  # noqa: S704 - escaped by render_svg
-            return Markup(render_template("signlab_trace_embed.html", key=key, svg=svg))  # noqa: S704 - a rendered template
+            return Markup(render_template("signlab_trace_embed.html", key=key, svg=svg,  # noqa: S704 - a rendered template
+                                          urls=urls or trace_urls(key), trainer=urls is None))
 
         app.jinja_env.globals["signlab_trace_embed"] = embed
 
@@ -123,13 +150,10 @@ def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[
 
     @bp.get("/api/transactions/<key>")
     def as_json(key: str) -> Response:
-        if key.endswith(".svg"):
-            return Response(render_svg(transaction(key.removesuffix(".svg"))), mimetype="image/svg+xml")
-        if key.endswith(".mmd"):
-            return Response(render_mermaid(transaction(key.removesuffix(".mmd"))), mimetype="text/plain")
-        response = jsonify(transaction(key).as_dict())
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        for fmt in ("svg", "mmd"):
+            if key.endswith(f".{fmt}"):
+                return trace_response(key.removesuffix(f".{fmt}"), fmt)
+        return trace_response(key)
 
     @bp.app_template_global("signlab_trace_urls")
     def trace_urls(key: str) -> dict[str, str]:

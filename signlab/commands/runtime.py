@@ -1,4 +1,4 @@
-"""``signlab up | down | status | logs``: the embedded runtime (local processes) or, with
+"""``signlab up | down | restart | status | logs``: the embedded runtime (local processes) or, with
 ``--engine docker``, the containers (``signlab.docker_engine``)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from services.registry import REGISTRY
 from signlab.commands import CommandError
@@ -26,17 +27,19 @@ def _port_override(text: str) -> tuple[str, int]:
 
 
 def register(commands: Any) -> None:
-    """Add ``up``, ``down``, ``status`` and ``logs``."""
-    up = commands.add_parser("up", help="provision and start the four services on 127.0.0.1, wait until healthy")
+    """Add ``up``, ``down``, ``restart``, ``status`` and ``logs``."""
+    up = commands.add_parser("up", help="provision and start the services that are not running (all four the "
+                                        "first time) on 127.0.0.1, wait until healthy")
     up.add_argument("--port", type=_port_override, action="append", default=[], metavar="SERVICE=PORT",
                     help="listen on another port (repeatable), e.g. --port portal=9000")
     up.add_argument("--timeout", type=float, default=None,
                     help="seconds to wait for health (default 60; 300 per container with --engine docker)")
     up.add_argument("--no-build", action="store_true", help="--engine docker: use the existing signlab image")
-    up.add_argument("--fault-injection", action="store_true", default=fault_injection_requested(os.environ),
+    up.add_argument("--fault-injection", action="store_true",
+                    default=True if fault_injection_requested(os.environ) else None,
                     help="lab only: enable the guarded fault-injection admin APIs for this run (IdP /admin/failures, "
                          "signer and CA /admin/faults; bearer tokens in secrets.env, or the env file with --engine "
-                         "docker); default: $SIGNLAB_FAULT_INJECTION")
+                         "docker); default: $SIGNLAB_FAULT_INJECTION, or what the running services were started with")
     up.set_defaults(handler=_up)
 
     down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids; "
@@ -44,6 +47,12 @@ def register(commands: Any) -> None:
     down.add_argument("--volumes", action="store_true",
                       help="--engine docker: also delete the deployment's volumes (all its data: CA, HSM token, audit logs)")
     down.set_defaults(handler=_down)
+
+    restart = commands.add_parser("restart", help="stop one service and start it again with the same port and "
+                                                  "settings, wait until healthy")
+    restart.add_argument("service", choices=SERVICE_NAMES, help="the service to restart")
+    restart.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (default 60)")
+    restart.set_defaults(handler=_restart)
 
     status = commands.add_parser("status", help="show each service's role, URL and state; exit 1 unless all are healthy")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -55,7 +64,7 @@ def register(commands: Any) -> None:
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines from the end of each log (default 50)")
     logs.set_defaults(handler=_logs)
 
-    for parser in (up, down, status, logs):
+    for parser in (up, down, restart, status, logs):
         add_docker_options(parser)
 
 
@@ -77,14 +86,17 @@ def runtime_from(args: argparse.Namespace, *, fault_injection: bool | None = Non
 
 
 def table(states: list[ServiceState]) -> str:
-    """The status table: role, service, URL, state, pid."""
+    """The status table: role, service, URL, state, pid; then why each service that is degraded
+    or failing is so (the details of its health checks)."""
     rows = [("ROLE", "SERVICE", "URL", "STATE", "PID")]
     rows += [(s.role, s.name, s.url, s.state, str(s.pid or "-")) for s in states]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += [f"{s.name} is {s.state}: {s.detail}" for s in states if s.state in ("degraded", "failing") and s.detail]
+    return "\n".join(lines)
 
 
-def docker_engine(args: argparse.Namespace, *, fault_injection: bool = False) -> Any:
+def docker_engine(args: argparse.Namespace, *, fault_injection: bool | None = None) -> Any:
     """The Docker engine backend (``--engine docker``), or None for the local runtime.
 
     The engine is ``DOCKER_HOST``, the default socket, or SignLab's own dockerd under
@@ -101,7 +113,7 @@ def docker_engine(args: argparse.Namespace, *, fault_injection: bool = False) ->
     if "DOCKER_HOST" not in os.environ and not Path("/var/run/docker.sock").exists() and own.pid() is not None:
         host = own.host
     return DockerEngine(env_file, dict(getattr(args, "port", None) or []), docker_host=host,
-                        fault_injection=fault_injection)
+                        fault_injection=bool(fault_injection))
 
 
 def _map_lab_hosts() -> None:
@@ -120,20 +132,20 @@ def _map_lab_hosts() -> None:
 
 def _up(args: argparse.Namespace) -> int:
     engine = docker_engine(args, fault_injection=args.fault_injection)
+    _map_lab_hosts()
     if engine is not None:
-        _map_lab_hosts()
         print(f"Starting SignLab in Docker containers (project {engine.project}, env file {engine.env_file}) ...",
               flush=True)
         states = engine.up(timeout=args.timeout or 300.0, build=not args.no_build,
                            progress=lambda line: print(line, flush=True))
         print(table(states))
-        if args.fault_injection:
+        if engine.fault_injection:
             print(f"\nFault injection is ON in these containers (lab only): IdP /admin/failures, signer and CA "
                   f"/admin/faults accept the admin tokens in {engine.env_file}.")
         print(f"\nOpen the portal at {engine.url('portal')}/ . Logs: signlab logs --engine docker -f . "
               "Stop: signlab down --engine docker")
+        print(trainer_sign_in_line(engine.url("portal"), engine.secrets()))
         return 0
-    _map_lab_hosts()
     runtime = runtime_from(args, fault_injection=args.fault_injection)
     print(f"Starting SignLab from {runtime.data_dir} ...", flush=True)
     states = runtime.up(timeout=args.timeout or 60.0, progress=lambda line: print(line, flush=True))
@@ -142,7 +154,15 @@ def _up(args: argparse.Namespace) -> int:
         print("\nFault injection is ON for this run (lab only): IdP /admin/failures, signer and CA /admin/faults "
               f"accept the admin tokens in {runtime.secrets_file}.")
     print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
+    print(trainer_sign_in_line(runtime.url("portal"), runtime.load_or_create_secrets()))
     return 0
+
+
+def trainer_sign_in_line(portal_url: str, secrets: dict[str, str]) -> str:
+    """The trainer's sign-in link (it carries the trainer token: for the lab machine's own browser)."""
+    token = secrets.get("SIGNLAB_PORTAL_TRAINER_TOKEN", "")
+    return (f"Trainer views (dashboard, IdP debugger, CA certificates) need the trainer token; sign in on this "
+            f"machine with:\n  {portal_url}/trainer/sign-in?{urlencode({'token': token})}")
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -152,6 +172,20 @@ def _down(args: argparse.Namespace) -> int:
                            exit_code=2)
     lines = engine.down(remove_volumes=args.volumes) if engine is not None else runtime_from(args).down()
     print("\n".join(lines) if lines else "SignLab is not running.")
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    engine = docker_engine(args)
+    if engine is not None:
+        print(f"Restarting the container of {args.service} ...", flush=True)
+        engine.restart_service(args.service, wait=args.timeout)
+        states = engine.status()
+    else:
+        runtime = runtime_from(args)
+        print("\n".join(runtime.restart_service(args.service, timeout=args.timeout)), flush=True)
+        states = runtime.status()
+    print(table(states))
     return 0
 
 

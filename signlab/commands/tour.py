@@ -7,7 +7,8 @@ headless user agent, driving the running services over real HTTP) and shows what
 the wire, decoded and redacted, as the services' trace store recorded it. It waits for Enter
 (``--auto``: a delay instead).
 
-Steps 1-2, 3, 4 and 5 each run when the trainer presses Enter. Steps 6-10 happen inside one
+Steps 1, 2 (the signer reviews the documents and digests at the portal and confirms), 3, 4 and 5
+each run when the trainer presses Enter. Steps 6-10 happen inside one
 request (the portal's callback: it redeems the code and calls signDoc, the SSASP makes the key,
 gets the certificate, signs and destroys the key), so they run together and the tour then walks
 through them one by one from the trace.
@@ -53,7 +54,10 @@ WHY: dict[int, str] = {
 """Why each step is done this way (the sentence the trainer says after "what happens")."""
 
 GROUPS: tuple[tuple[tuple[int, ...], int, str], ...] = (
-    ((1, 2), 2, "The portal's API receives the documents and pushes the signing request (PAR)."),
+    ((1,), 1, "The partner application sends the documents to the portal's API; the portal prepares each one and "
+              "computes the digest that will be signed."),
+    ((2,), 2, "The signer's browser opens the portal's review page, sees each document with its digest and confirms; "
+              "only then does the portal push the signing request (PAR)."),
     ((3,), 3, "The signer's browser opens the signing service's authorize URL."),
     ((4,), 4, "The browser arrives at the eID provider; with the login hint it logs in headlessly."),
     ((5,), 5, "The eID provider sends the browser back with a code; the SSASP verifies and asks for consent."),
@@ -208,7 +212,7 @@ def _tour(args: argparse.Namespace) -> int:
 
     worker = threading.Thread(target=drive, name="tour-agent", daemon=True)
     worker.start()
-    state = events.get(timeout=300)  # the agent stops before steps 1-2 (or has already finished)
+    state = events.get(timeout=300)  # the agent stops before step 1 (or has already finished)
     for steps, _, action in GROUPS:
         if state[0] != "waiting":
             break

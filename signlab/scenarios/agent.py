@@ -2,12 +2,15 @@
 
 Two drivers:
 
-* **portal** — the signer's browser: ``POST /api/v1/sign-requests`` at the portal (steps 1-2),
-  then the real redirect chain from the ``authorize_url``: signer ``/oauth2/authorize`` (3) → IdP
-  ``/authorize`` with the ``login_hint`` (headless login, 4) → signer ``/oauth2/idp-callback`` (5)
-  → the signer's consent page (SCAL2, 5), submitted as a real form with its CSRF token → the
-  portal's ``/sign/callback`` (the portal redeems the code and calls signDoc: 5-10) → the result;
-  finally ``GET /api/v1/transactions/<id>``.
+* **portal** — the partner application and the signer's browser: ``POST /api/v1/sign-requests``
+  at the portal with the lab's partner credentials (step 1), then the browser opens the
+  ``review_url`` — the portal's review page with each document and the digest to be signed — and
+  confirms it (a real form with its CSRF token; the portal pushes the PAR, step 2), then the real
+  redirect chain: signer ``/oauth2/authorize`` (3) → IdP ``/authorize`` with the ``login_hint``
+  (headless login, 4) → signer ``/oauth2/idp-callback`` (5) → the signer's consent page (SCAL2,
+  5), submitted as a real form with its CSRF token → the portal's ``/sign/callback`` (the portal
+  redeems the code and calls signDoc: 5-10); finally ``GET /api/v1/transactions/<id>`` and the
+  downloads, as the partner application.
 * **partner** — the user agent also plays the partner (SCASP) at the protocol level, with the
   portal's registered client id, secret and redirect URI: it pushes the PAR itself, stops the
   redirect chain at the redirect URI to keep the code, redeems it with PKCE, and calls signDoc.
@@ -143,6 +146,7 @@ class UserAgent:
         self.session = requests.Session()
         self.session.headers.update({"Accept": BROWSER_ACCEPT, "User-Agent": "SignLab-scenario-agent/1.0"})
         self._current: StepRecord | None = None
+        self._documents: list[Document] = []
         self.first_error: Refusal | None = None
 
     # -- recording ----------------------------------------------------------------------------------
@@ -178,7 +182,9 @@ class UserAgent:
         svc, path = self.service_of(url), urlsplit(url).path
         if svc == "portal":
             if path.startswith("/api/v1/sign-requests"):
-                return 2
+                return 1
+            if path.startswith("/review/"):
+                return 2  # the signer's confirmation pushes the PAR
             if path.startswith("/sign/callback") or path.startswith("/transactions") or path.startswith("/api/v1/transactions"):
                 return 10
         if svc == "signer":
@@ -336,27 +342,40 @@ class UserAgent:
                 raise Refused(self.first_error or refusal)
             ctype = response.headers.get("Content-Type", "")
             if "html" in ctype and self.service_of(url) == "signer" and "/oauth2/consent/" in url:
-                url, data = self._consent(url, response.text, decision)
+                url, data = self._decide(url, response.text, decision, "consent", 5)
+                method = "POST"
+                continue
+            if ("html" in ctype and self.service_of(url) == "portal" and "/review/" in url and method == "GET"
+                    and 'value="confirm"' in response.text):
+                self._check_review(response.text)
+                url, data = self._decide(url, response.text, "confirm", "review", 2)
                 method = "POST"
                 continue
             return url, response
         raise AgentError(f"more than {max_hops} redirects from {url}")
 
-    def _consent(self, url: str, html: str, decision: str) -> tuple[str, dict[str, str]]:
-        """Parse the consent page (SCAL2) and fill its form: hidden fields incl. the CSRF token, and
-        the ``decision`` button (approve / decline)."""
+    def _check_review(self, html: str) -> None:
+        """What the signer sees before confirming: one digest fingerprint per document sent."""
+        shown = html.count('class="fingerprint"')
+        if shown != len(self._documents):
+            raise AgentError(f"the portal's review page shows {shown} digest(s) for {len(self._documents)} document(s)",
+                             step=1)
+
+    def _decide(self, url: str, html: str, decision: str, page: str, number: int) -> tuple[str, dict[str, str]]:
+        """Parse a decision page (the portal's review, the SSASP's consent) and fill its form:
+        hidden fields incl. the CSRF token, and the ``decision`` button."""
         forms = [f for f in parse_forms(html) if f["method"] == "post"]
         form = next((f for f in forms if any(name == "decision" for name, _ in f["buttons"])), forms[0] if forms else None)
         if form is None:
-            raise AgentError("the consent page has no POST form", step=5)
+            raise AgentError(f"the {page} page has no POST form", step=number)
         fields = dict(form["fields"])
         buttons = [(n, v) for n, v in form["buttons"]]
         chosen = next(((n, v) for n, v in buttons if v == decision), None)
         if chosen is None:
-            raise AgentError(f"the consent form has no {decision!r} button (buttons: {buttons})", step=5)
+            raise AgentError(f"the {page} form has no {decision!r} button (buttons: {buttons})", step=number)
         fields[chosen[0]] = chosen[1]
         if self._current is not None:
-            self._current.detail = f"consent form: {decision}; fields {sorted(fields)}"
+            self._current.detail = f"{page} form: {decision}; fields {sorted(fields)}"
         return urljoin(url, form["action"] or url), fields
 
     # -- portal driver -----------------------------------------------------------------------------------
@@ -372,26 +391,29 @@ class UserAgent:
         if req.timestamp_fallback:
             body["timestamp_fallback"] = True
         outcome = FlowOutcome(originals=documents, format=req.format.lower())
-        with self.step(2, "steps 1-2: create the signing request at the portal (digests, PAR)"):
-            response = self.send("POST", f"{portal}/api/v1/sign-requests", json=body,
+        self._documents = documents
+        partner = self.partner_application()
+        with self.step(1, "step 1: the partner application creates the signing request at the portal"):
+            response = self.send("POST", f"{portal}/api/v1/sign-requests", json=body, auth=partner,
                                  headers={"Accept": "application/json"})
             if response.status_code != 201:
-                refusal = self._refusal_in_response(response, 2, "POST /api/v1/sign-requests")
+                refusal = self._refusal_in_response(response, 1, "POST /api/v1/sign-requests")
                 self._note_error(refusal)
                 raise Refused(refusal)
             created = response.json()
             outcome.transaction_id = created["transaction_id"]
             self.result.transaction_id = outcome.transaction_id
         refused: Refused | None = None
-        with self.step(3, "steps 3-10: browser through signer, IdP (login_hint), consent, back to the portal"):
+        with self.step(2, "steps 2-10: browser reviews and confirms at the portal (PAR), then signer, IdP "
+                          "(login_hint), consent, back to the portal"):
             try:
-                self.browse(created["authorize_url"], decision=decision)
+                self.browse(created["review_url"], decision=decision)
             except Refused as exc:
                 refused = exc
                 if self._current is not None:
                     self._current.status, self._current.detail = "refused", f"refused: {exc}"
         with self.step(10, "result: the portal's transaction"):
-            tx = self.send("GET", f"{portal}/api/v1/transactions/{outcome.transaction_id}",
+            tx = self.send("GET", f"{portal}/api/v1/transactions/{outcome.transaction_id}", auth=partner,
                            headers={"Accept": "application/json"}).json()
             state = tx.get("state")
             self._current.detail = f"state {state}" if self._current else ""  # type: ignore[union-attr]
@@ -407,13 +429,21 @@ class UserAgent:
             meta = tx.get("signer") or {}
             outcome.certificate_serial = meta.get("certificateSerial") or meta.get("certificate_serial")
             for doc in tx.get("documents", []):
-                signed = self.send("GET", doc["download_url"], step=10)
+                signed = self.send("GET", doc["download_url"], step=10, auth=partner)
                 if signed.status_code != 200:
                     raise AgentError(f"download of {doc['label']} failed: HTTP {signed.status_code}", step=10)
                 outcome.signed.append((doc.get("signed_name") or doc["label"], signed.content))
                 if doc.get("report"):
                     outcome.reports.append(doc["report"])
         return outcome
+
+    def partner_application(self) -> tuple[str, str]:
+        """The lab's partner application at the portal API (HTTP Basic id and secret)."""
+        secret = self.eco.secret("SIGNLAB_PORTAL_API_CLIENT_SECRET")
+        if not secret:
+            raise AgentError("the portal driver needs the partner application's secret at the portal "
+                             "(SIGNLAB_PORTAL_API_CLIENT_SECRET); run against a local runtime", step=1)
+        return str(self.eco.setting("portal", "api_client_id") or "signlab-lab"), secret
 
     # -- partner driver -----------------------------------------------------------------------------------
 

@@ -172,7 +172,8 @@ def _role_of_url(url: str, result: Any) -> str | None:
     path = _path(url)
     if path.startswith(("/oauth2", "/csc")):
         return "SSASP"
-    if path.startswith(("/api/v1/sign-requests", "/api/v1/transactions", "/sign/", "/api/v1/validate", "/transactions")):
+    if path.startswith(("/api/v1/sign-requests", "/api/v1/transactions", "/sign/", "/api/v1/validate", "/transactions",
+                        "/review/")):
         return "SCASP"
     if path.startswith(("/authorize", "/login", "/token")):
         return "IPSP"

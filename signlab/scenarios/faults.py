@@ -4,7 +4,8 @@ Every fault kind (``scenarios/README.md`` has the full table):
 
 * ``idp`` — a named failure of the IdP (``services/idp/failures.py``): by default a ``login_hint``
   directive (``kari-nordmann@no-bankid!cancel``), or ``via: admin`` through the IdP's guarded admin
-  API (``POST /admin/failures``, armed for one request, removed afterwards).
+  API (``POST /admin/failures``, armed for one request, removed afterwards). Both need the IdP's
+  fault injection on: without it the IdP refuses a hint with a directive (``invalid_request``).
 * ``clock`` — the IdP's clock runs ahead/behind: the IdP failure ``clock-skew=<seconds>``.
 * ``network`` — ``target: idp-token``: the IdP token endpoint answers late (``slow=<seconds>``);
   ``target: agent``: the user agent waits before the step (think time, lets codes/requests age).
@@ -66,7 +67,7 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
                 return f"fault '{fault.describe()}' cannot be injected: {problem}"
         if fault.kind == "outage" and eco.control is None:
             return f"fault '{fault.describe()}' needs control over the services (local runtime or docker engine)"
-        if fault.kind == "idp" and fault.params.get("via") == "admin":
+        if _needs_idp_fault_injection(fault.kind, fault.params):
             problem = _idp_admin_problem(eco)
             if problem:
                 return problem
@@ -78,6 +79,12 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
         if not (eco.secret("SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET") or eco.secret("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET")):
             return "the partner driver needs the portal's client secret (run against a local runtime)"
     return None
+
+
+def _needs_idp_fault_injection(kind: str, params: dict[str, Any]) -> bool:
+    """IdP failures — by ``login_hint`` directive or the admin API — exist only while the IdP's
+    fault injection is on (its hint directives are refused otherwise)."""
+    return kind in ("idp", "clock") or (kind == "network" and params.get("target", "agent") == "idp-token")
 
 
 def _admin_get(eco: Ecosystem, service: str, path: str, variable: str,

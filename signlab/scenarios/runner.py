@@ -250,7 +250,7 @@ def _after_signing(agent: UserAgent, eco: Ecosystem, scenario: Scenario, plan: F
             if outcome.format in ("cades", "jades") and i < len(originals):
                 body["original"] = base64.b64encode(originals[i].content).decode()
             response = agent.send("POST", f"{eco.url('portal')}/api/v1/validate", step=None, json=body,
-                                  headers={"Accept": "application/json"})
+                                  auth=agent.partner_application(), headers={"Accept": "application/json"})
             if response.status_code != 200:
                 raise AgentError(f"the portal's validation API answered HTTP {response.status_code}: {response.text[:200]}")
             report = response.json()

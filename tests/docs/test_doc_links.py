@@ -39,7 +39,8 @@ def _app(service: str) -> Flask:
     for spec in BLUEPRINTS[service]:
         module, name = spec.split(":")
         app.register_blueprint(getattr(importlib.import_module(module), name))
-    for path in ("/", "/role", "/healthz"):  # the frame of shared.web.create_service_app
+    # The frame of shared.web.create_service_app, and the trainer sign-in of shared.trainer_access.
+    for path in ("/", "/role", "/healthz", *(("/trainer/sign-in",) if service in ("portal", "idp", "ca") else ())):
         if not any(rule.rule == path for rule in app.url_map.iter_rules()):
             app.add_url_rule(path, f"frame{path}", lambda: "")
     if service == "portal":

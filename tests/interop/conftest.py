@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from services.registry import lab_url
 from services.signer.settings import SignerSettings
-from shared.testing import LiveServer, browse_until, free_port
+from shared.testing import LiveServer, browse_until, confirm_review, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -85,13 +85,13 @@ class Ecosystem:
         self.idp_settings = IdpSettings(
             port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
             signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-            admin_token=SecretStr(secrets.token_urlsafe(16)), log_level="WARNING")
+            admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         # As `signlab up` does: the certificates name the lab host and this CA's port, so a stock
         # validator on this machine fetches their revocation data from this CA (test_stock_validator).
         self.ca_settings = CaSettings(
             port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url, public_cert_base=lab_url("ca", ca_port),
             signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
-            admin_token=SecretStr(self.ca_admin), log_level="WARNING")
+            admin_token=SecretStr(self.ca_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         provision_ca(self.ca_settings)
         self.signer_settings = signer_settings.model_copy(update={
             "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": self.idp_url, "ca_url": self.ca_url,
@@ -102,7 +102,8 @@ class Ecosystem:
         self.portal_settings = PortalSettings(
             port=portal_port, data_dir=tmp / "portal", signer_url=self.signer_url, ca_url=self.ca_url,
             idp_url=self.idp_url, signer_client_secret=SecretStr(self.portal_secret),
-            session_secret=SecretStr(secrets.token_urlsafe(32)), log_level="WARNING", transaction_ttl_seconds=300)
+            session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            api_client_secret=SecretStr("api-secret-of-the-tests"), log_level="WARNING", transaction_ttl_seconds=300)
         self.servers: list[LiveServer] = []
         self.idp = self._serve(create_idp(self.idp_settings), idp_port)
         self.ca = self._serve(create_ca(self.ca_settings), ca_port)
@@ -192,6 +193,9 @@ class Ecosystem:
         assert tokens.body["scope"] == "service" and tokens.credential_id, tokens.body
         return tokens
 
+    partner = ("signlab-lab", "api-secret-of-the-tests")
+    """The lab's partner application at the portal (HTTP Basic)."""
+
     def portal_sign(self, documents: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
         """A signing request through the portal's JSON API, run by the headless agent; the transaction JSON.
 
@@ -199,14 +203,15 @@ class Ecosystem:
         callback does the token exchange, signDoc, packaging and validation).
         """
         created = requests.post(f"{self.portal_url}/api/v1/sign-requests", json={"documents": documents, **options},
-                                timeout=60)
+                                auth=self.partner, timeout=60)
         assert created.status_code == 201, created.text
         body = created.json()
         session = requests.Session()
-        callback = browse_until(body["authorize_url"], f"{self.portal_url}/sign/callback", session=session)
+        authorize_url = confirm_review(body["review_url"], session)
+        callback = browse_until(authorize_url, f"{self.portal_url}/sign/callback", session=session)
         landed = session.get(callback, timeout=120)
         assert landed.status_code == 200, landed.text[:500]
-        return dict(requests.get(body["status_url"], timeout=30).json())
+        return dict(requests.get(body["status_url"], auth=self.partner, timeout=30).json())
 
     def stop(self) -> None:
         """Stop the servers (portal first) and empty the HSM of any key a test left behind."""

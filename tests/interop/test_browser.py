@@ -1,7 +1,8 @@
 """A real browser through the whole flow: Playwright (sync API) driving Debian's Chromium.
 
-The user uploads a PDF at the portal, chooses QES PAdES B-T and signs; the browser goes to the
-signer, to the IdP's interactive login pages (person → eID means → one-time code; no login_hint),
+The user uploads a PDF at the portal, chooses QES PAdES B-T and signs; the portal's review page
+shows the PDF exactly as it will be signed (rendered pages) and the digest, the user confirms; the
+browser goes to the signer, to the IdP's interactive login pages (person → eID means → one-time code; no login_hint),
 back to the signer's consent page, and to the portal's result page with the validation report.
 The signed PDF is downloaded through the browser and validated independently with pyHanko, then
 uploaded again on the portal's validation page. A screenshot of every step goes to
@@ -75,6 +76,11 @@ def shots(artifacts: Path) -> Iterator[Any]:
     yield shot
 
 
+def _hex(fingerprint: str) -> str:
+    """The digest's hex digits of a shown fingerprint (``SHA-256 9F86D081 …`` or plain hex)."""
+    return "".join(re.findall(r"[0-9a-fA-F]{8,}", fingerprint.replace(" ", "").removeprefix("SHA-256"))).lower()
+
+
 def test_qes_pades_b_t_through_the_portal_ui(browser: Any, ecosystem: Any, shots: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
@@ -95,6 +101,19 @@ def test_qes_pades_b_t_through_the_portal_ui(browser: Any, ecosystem: Any, shots
         page.select_option('select[name="flow"]', "person-signing")
         shots(page, "portal-upload")
         page.click('button[type="submit"]:has-text("Sign")')
+
+        # What you see is what you sign: the portal shows the prepared PDF and the digest to be signed.
+        page.wait_for_url(re.compile(re.escape(ecosystem.portal_url) + r"/review/"))
+        document = page.locator("section.document").first
+        expect(document.locator(".label")).to_have_text("employment-contract.pdf")
+        fingerprint = document.locator("code.fingerprint").inner_text().strip()
+        assert re.fullmatch(r"SHA-256( [0-9A-F]{8}){8}", fingerprint), fingerprint
+        first_page = document.locator("img.page").first
+        first_page.scroll_into_view_if_needed()
+        expect(first_page).to_be_visible()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=first_page.element_handle())
+        shots(page, "portal-review")
+        page.click("#confirm")
 
         # Steps 2-4: PAR → signer → the IdP's interactive login (no login_hint from the UI).
         page.wait_for_url(re.compile(re.escape(ecosystem.idp_url) + r"/login/"))
@@ -118,6 +137,9 @@ def test_qes_pades_b_t_through_the_portal_ui(browser: Any, ecosystem: Any, shots
         expect(page.locator("#signer-name")).to_contain_text("Kari Nordmann")
         expect(page.locator("#qualifier")).to_contain_text("Qualified electronic signature (QES)")
         expect(page.locator("table.documents .label")).to_contain_text("employment-contract.pdf")
+        # The same digest as on the portal's review page (compared as hex, whatever the grouping).
+        consent_digest = page.locator("table.documents code.fingerprint").first.inner_text()
+        assert _hex(consent_digest) == _hex(fingerprint), (consent_digest, fingerprint)
         shots(page, "signer-consent")
         page.click('button[name="decision"][value="approve"]')
 
@@ -129,7 +151,9 @@ def test_qes_pades_b_t_through_the_portal_ui(browser: Any, ecosystem: Any, shots
         signature = page.locator(".sig").first
         expect(signature.locator(".pill-q")).to_have_text("QES")
         expect(signature).to_contain_text("B-T")
-        expect(signature).to_contain_text("PNONO-14838540105")
+        # The signer's national identifier is masked on the page (DESIGN §6), its type and country kept.
+        expect(signature).to_contain_text("PNONO-•••••••••05")
+        assert "14838540105" not in page.content()
         shots(page, "portal-result-report")
 
         # The flow diagram, when the tracing work has filled the slot (#flow-diagram).

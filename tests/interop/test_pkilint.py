@@ -8,9 +8,14 @@ pkilint's own CLI entry points are used (``pkilint.bin.<tool>.main(argv)``, in p
 with JSON output parsed; one real subprocess per installed console script proves the same).
 Expectations (`docs/interop.md`):
 
-* Leaf QES / AdES: ``lint_etsi_cert lint -d -s WARNING`` → no finding at WARNING or above; the
-  detected type is ``QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE`` (QES) / ``NCP-NATURAL-PERSON-CERTIFICATE``
-  (AdES); RFC 5280 ``lint_pkix_cert`` and the issuer/subject chain linter are clean as well.
+* Leaf QES / AdES (revocation profile ``crl-ocsp``, the default): ``lint_etsi_cert lint -d -s
+  WARNING`` → no finding at WARNING or above; the detected type is
+  ``QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE`` (QES) / ``NCP-NATURAL-PERSON-CERTIFICATE`` (AdES); RFC 5280
+  ``lint_pkix_cert`` and the issuer/subject chain linter are clean as well.
+* Leaf QES / AdES in the revocation profile ``short-term-no-revocation`` (built by the CA's own
+  profile code with this run's issuing CA): exactly the two findings of EN 319 412-2 GEN-4.3.11-2 /
+  GEN-4.4.1-8 (no CRL DP and no OCSP pointer; pkilint 0.13.3 has no val-assured exemption), and
+  nothing from ``lint_pkix_cert`` or the chain linter.
 * Root, issuing CA, TSA, OCSP responder, trusted-list signer: ``lint_pkix_cert`` and
   ``lint_pkix_signer_signee_cert_chain`` clean at WARNING. pkilint has no ETSI profile for CA,
   TSA (EN 319 422) or OCSP-responder certificates: ``lint_etsi_cert -d`` falls back to an
@@ -32,6 +37,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from pkilint.bin import (
     lint_crl,
@@ -48,6 +55,15 @@ from pkilint.bin import (
     lint_pkix_signer_signee_cert_chain,
 )
 
+from services.ca.pki import load_hierarchy
+from services.ca.profiles import (
+    SHORT_TERM_LINT_FINDINGS,
+    CertificateUrls,
+    Profile,
+    RevocationProfile,
+    SubjectIdentity,
+    build_end_entity,
+)
 from services.ca.store import CertificateStore
 
 pytestmark = pytest.mark.hsm
@@ -201,6 +217,9 @@ def test_every_leaf_certificate_is_etsi_clean(material: Material, tmp_path: Path
     assert profiles == {"qes", "ades"}, profiles
     assert len(material.leaves) >= 3
     for record in material.leaves:
+        # Default revocation profile: CRL DP + OCSP and no noRevAvail claiming the opposite (RFC 9608).
+        oids = {e.oid.dotted_string for e in x509.load_der_x509_certificate(record.der).extensions}
+        assert "2.5.29.31" in oids and "2.5.29.56" not in oids
         path = _pem(tmp_path / f"{record.serial}.pem", record.der)
         etsi = run(lint_etsi_cert.main, "lint", "-d", "-o", "-s", "WARNING", str(path))
         assert etsi.findings == [], (record.profile, record.serial, etsi.findings)
@@ -213,6 +232,30 @@ def test_every_leaf_certificate_is_etsi_clean(material: Material, tmp_path: Path
         issuing = _pem(tmp_path / "issuing.pem", material.infrastructure["issuing"])
         chain = run(lint_pkix_signer_signee_cert_chain.main, "lint", "-s", "WARNING", str(issuing), str(path))
         assert chain.findings == [], chain.findings
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_short_term_profile_has_exactly_the_documented_finding(ecosystem: Any, tmp_path: Path, profile: Profile) -> None:
+    settings = ecosystem.ca_settings
+    issuing = load_hierarchy(settings.data_dir).issuing
+    now = datetime.now(UTC).replace(microsecond=0)
+    leaf = build_end_entity(
+        issuer=issuing, public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+        subject=SubjectIdentity(country="NO", given_name="Kari", family_name="Nordmann",
+                                serial_number="PNONO-01017012345"),
+        profile=profile, serial=x509.random_serial_number(), not_before=now - timedelta(seconds=60),
+        not_after=now + timedelta(minutes=settings.cert_validity_minutes),
+        urls=CertificateUrls(ca_issuers=settings.public_url_for("/certs/issuing.crt"),
+                             ocsp=settings.public_url_for("/ocsp"), crl=settings.public_url_for("/crl/issuing.crl")),
+        pds_url=settings.pds_url, revocation=RevocationProfile.SHORT_TERM_NO_REVOCATION)
+    path = _pem(tmp_path / "short-term.pem", leaf.public_bytes(serialization.Encoding.DER))
+    etsi = run(lint_etsi_cert.main, "lint", "-d", "-o", "-s", "WARNING", str(path))
+    assert etsi.stderr.strip().splitlines()[-1] == {Profile.QES: QES_TYPE, Profile.ADES: ADES_TYPE}[profile]
+    assert etsi.codes == SHORT_TERM_LINT_FINDINGS, etsi.findings
+    assert {f["severity"] for f in etsi.findings} == {"ERROR"}
+    assert run(lint_pkix_cert.main, "lint", "-s", "WARNING", str(path)).findings == []
+    issuer = _pem(tmp_path / "issuing.pem", issuing.der)
+    assert run(lint_pkix_signer_signee_cert_chain.main, "lint", "-s", "WARNING", str(issuer), str(path)).findings == []
 
 
 def test_installed_cli_agrees_on_a_qes_leaf(material: Material, tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ error message for them afterwards.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
 import os
 import secrets
@@ -127,6 +129,27 @@ class Lab:
         from signlab.load import hsm_key_objects
 
         return hsm_key_objects(self.eco)
+
+    def authorize(self, document: bytes, hint: str = "kari-nordmann@no-bankid") -> tuple[str, bytes]:
+        """Steps 2-5 as the partner (PAR, eID login, consent, token): the SAD and the document's digest."""
+        from signlab.load import authorize_as_partner
+
+        digest = hashlib.sha256(document).digest()
+        client = self.eco.signer_client(timeout=30)
+        try:
+            token = authorize_as_partner(self.eco, client, [(digest, "doc.txt")], login_hint=hint,
+                                         qualifier="eu_eidas_qes")
+        finally:
+            client.close()
+        return token.access_token, digest
+
+    def sign_doc(self, sad: str, digest: bytes, timeout: float = 30) -> requests.Response:
+        """signDoc (steps 6-10) for ``digest`` with the SAD, as sent by the partner; the raw answer."""
+        return requests.post(f"{self.urls['signer']}/csc/v2/signatures/signDoc", timeout=timeout,
+                             headers={"Authorization": f"Bearer {sad}"},
+                             json={"documentDigests": [{"hashes": [base64.b64encode(digest).decode()],
+                                                        "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+                                                        "signature_format": "C"}]})
 
     def chains_intact(self) -> None:
         """Both hash-chained logs verify."""

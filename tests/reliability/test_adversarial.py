@@ -55,13 +55,6 @@ def _sad(lab: Lab, document: bytes, hint: str = HINT) -> tuple[str, bytes]:
     return client.exchange_code(_code(lab, url), lab.eco.redirect_uri, verifier).access_token, digest
 
 
-def _sign_doc(lab: Lab, token: str, digest: bytes) -> requests.Response:
-    return requests.post(f"{lab.urls['signer']}/csc/v2/signatures/signDoc", timeout=30,
-                         headers={"Authorization": f"Bearer {token}"},
-                         json={"documentDigests": [{"hashes": [base64.b64encode(digest).decode()],
-                                                    "hashAlgorithmOID": SHA256, "signature_format": "C"}]})
-
-
 def _refused(response: requests.Response, status: int, error: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, (response.status_code, response.text[:300])
     assert b"SignatureObject" not in response.content and b"signatures" not in response.content
@@ -85,7 +78,7 @@ def test_sad_of_one_transaction_cannot_sign_another_document(lab: Lab) -> None:
     """Signer A's consent (the SAD bound to A's digest) reused for signer B's document."""
     token, _ = _sad(lab, b"document of signer A")
     since = lab.audit_count()
-    _refused(_sign_doc(lab, token, hashlib.sha256(b"document of signer B").digest()), 400, "invalid_request")
+    _refused(lab.sign_doc(token, hashlib.sha256(b"document of signer B").digest()), 400, "invalid_request")
     _audited(lab, since, "sad.refused")
 
 
@@ -149,7 +142,7 @@ def test_authorization_code_replay_revokes_the_sad(lab: Lab) -> None:
                                  "code_verifier": verifier})
     _refused(replay, 400, "invalid_grant")
     _audited(lab, since, "token.refused", reason="authorization code replayed")
-    _refused(_sign_doc(lab, token, digest), 401, "invalid_token")
+    _refused(lab.sign_doc(token, digest), 401, "invalid_token")
 
 
 def test_another_client_cannot_redeem_the_code(lab: Lab) -> None:
@@ -173,7 +166,7 @@ def test_service_scope_token_cannot_sign_documents(lab: Lab) -> None:
         qualifier="eu_eidas_qes", scope="service", num_signatures=1, login_hint=HINT)
     service_token = client.exchange_code(_code(lab, pushed.authorize_url), lab.eco.redirect_uri, verifier).access_token
     since = lab.audit_count()
-    _refused(_sign_doc(lab, service_token, hashlib.sha256(b"x").digest()), 401, "invalid_token")
+    _refused(lab.sign_doc(service_token, hashlib.sha256(b"x").digest()), 401, "invalid_token")
     _audited(lab, since, "token.refused")
     # Revoking the service token ends the one-time credential at once: its key is destroyed.
     assert lab.hsm_keys() == 2
@@ -188,7 +181,8 @@ def test_transaction_ids_cannot_be_guessed_or_enumerated(lab: Lab) -> None:
         page = requests.get(f"{lab.urls['signer']}/oauth2/consent/{guess}", timeout=10, headers={"Accept": "application/json"})
         assert page.status_code in (403, 404)
         assert page.json()["error"] in ("not_found", "access_denied")
-    portal = requests.get(f"{lab.urls['portal']}/api/v1/transactions/tx-{secrets.token_hex(8)}", timeout=10)
+    portal = requests.get(f"{lab.urls['portal']}/api/v1/transactions/tx-{secrets.token_hex(8)}", timeout=10,
+                          auth=lab.eco.partner_api)
     assert portal.status_code == 404
     _audited(lab, since, "consent.refused")
     # Ids are long random values: 96 bits at the signer, 64 bits at the portal.
@@ -291,13 +285,13 @@ def test_script_injection_is_escaped_everywhere(lab: Lab) -> None:
     _, _, url = _push(lab, hashlib.sha256(b"xss").digest(), label=f"{script}.pdf")
     pages: list[requests.Response] = []
     BrowserAgent(lab.eco).walk(url, on_consent=lambda u: pages.append(requests.get(u, timeout=5)), decision="decline")
-    # File name and a clientData-like field at the portal; the result page and the API.
-    created = requests.post(f"{lab.urls['portal']}/api/v1/sign-requests", timeout=30, json={
+    # File name and a clientData-like field at the portal; the review page, the outcome page and the API.
+    created = requests.post(f"{lab.urls['portal']}/api/v1/sign-requests", timeout=30, auth=lab.eco.partner_api, json={
         "documents": [{"name": f"{script}.txt", "content": base64.b64encode(b"x").decode()}],
         "qualifier": "qes", "format": "cades", "level": "B-B", "login_hint": HINT,
         "signer_name": script, "clientData": script}).json()
-    BrowserAgent(lab.eco).walk(created["authorize_url"])
-    pages.append(requests.get(f"{lab.urls['portal']}/transactions/{created['transaction_id']}", timeout=10))
+    pages.append(requests.get(created["review_url"], timeout=10))
+    pages.append(BrowserAgent(lab.eco).walk(created["review_url"]))  # type: ignore[arg-type]
     # A typed "national identifier" echoed on the IdP login page.
     _, _, url3 = _push(lab, hashlib.sha256(b"xss idp").digest(), hint="")
     browser = BrowserAgent(lab.eco)
@@ -314,14 +308,16 @@ def test_script_injection_is_escaped_everywhere(lab: Lab) -> None:
 
 def test_path_traversal_in_uploaded_file_names(lab: Lab) -> None:
     name = "../../../../etc/passwd.txt"
-    created = requests.post(f"{lab.urls['portal']}/api/v1/sign-requests", timeout=30, json={
+    created = requests.post(f"{lab.urls['portal']}/api/v1/sign-requests", timeout=30, auth=lab.eco.partner_api, json={
         "documents": [{"name": name, "content": base64.b64encode(b"traversal").decode()}],
         "qualifier": "qes", "format": "cades", "level": "B-B", "login_hint": HINT}).json()
-    BrowserAgent(lab.eco).walk(created["authorize_url"])
-    status = requests.get(f"{lab.urls['portal']}/api/v1/transactions/{created['transaction_id']}", timeout=10).json()
+    BrowserAgent(lab.eco).walk(created["review_url"])
+    status = requests.get(f"{lab.urls['portal']}/api/v1/transactions/{created['transaction_id']}", timeout=10,
+                          auth=lab.eco.partner_api).json()
     document = status["documents"][0]
     assert "/" not in document["label"] and ".." not in document["label"].strip(".")
-    download = requests.get(f"{lab.urls['portal']}/api/v1/transactions/{created['transaction_id']}/documents/0", timeout=10)
+    download = requests.get(f"{lab.urls['portal']}/api/v1/transactions/{created['transaction_id']}/documents/0", timeout=10,
+                            auth=lab.eco.partner_api)
     assert "/" not in download.headers.get("Content-Disposition", "").split("filename", 1)[-1]
     assert not list(lab.runtime.data_dir.rglob("passwd*"))
 
@@ -334,8 +330,9 @@ def test_path_traversal_in_uploaded_file_names(lab: Lab) -> None:
                                           ("idp", "/token")])
 def test_oversized_bodies_are_refused(lab: Lab, service: str, path: str) -> None:
     body = b"{" + b" " * (40 * 1024 * 1024) + b"}"
+    auth = lab.eco.partner_api if service == "portal" else None  # the portal's API answers anonymous callers 401 first
     try:
-        answer = requests.post(lab.urls[service] + path, data=body, timeout=30,
+        answer = requests.post(lab.urls[service] + path, data=body, timeout=30, auth=auth,
                                headers={"Content-Type": "application/json", "Accept": "application/json"})
     except requests.ConnectionError:
         return  # the server closed the connection on the oversized body: refused, nothing processed
@@ -349,8 +346,9 @@ def test_deeply_nested_json_is_a_clear_400(lab: Lab, service: str, path: str) ->
     depth = 100_000
     body = b"[" * depth + b"]" * depth
     answer = requests.post(lab.urls[service] + path, data=body, timeout=30,
+                           auth=lab.eco.partner_api if service == "portal" else None,
                            headers={"Content-Type": "application/json", "Accept": "application/json",
-                                    "Authorization": "Bearer x"})
+                                    **({} if service == "portal" else {"Authorization": "Bearer x"})})
     assert answer.status_code in (400, 401, 413), answer.text[:300]
     assert answer.json()["error"] in ("invalid_request", "invalid_token")
 
@@ -463,7 +461,7 @@ def test_forged_sads_are_refused(lab: Lab) -> None:
     claims = {"sub": "x", "digests": ["00" * 32], "exp": int(time.time()) + 60}
     digest = hashlib.sha256(b"forged sad").digest()
     for token in _forgeries(kid, pem, claims).values():
-        _refused(_sign_doc(lab, token, digest), 401, "invalid_token")
+        _refused(lab.sign_doc(token, digest), 401, "invalid_token")
         sign_hash = requests.post(f"{lab.urls['signer']}/csc/v1/signatures/signHash", timeout=10,
                                   headers={"Authorization": f"Bearer {token}"},
                                   json={"credentialID": "cred-x", "SAD": token, "hash": [base64.b64encode(digest).decode()],
@@ -546,11 +544,14 @@ def test_signer_and_ca_fault_apis_need_the_admin_token_when_enabled(tmp_path: An
             "signer": (create_signer(signer), signer.admin_token.get_secret_value(), "hsm-sign")}
     for service, (app, token, fault) in apps.items():
         client = app.test_client()
-        for header in (None, "Bearer wrong", f"Bearer {token}x", f"Basic {token}", token, f"Bearer {token[:-1]}"):
+        for index, header in enumerate((None, "Bearer wrong", f"Bearer {token}x", f"Basic {token}", token,
+                                        f"Bearer {token[:-1]}")):
             headers = {"Authorization": header} if header else {}
+            # One address per variant: wrong tokens are throttled per address (shared.guard).
+            caller = {"REMOTE_ADDR": f"10.9.0.{index + 1}"}
             for method, path in (("GET", "/admin/faults"), ("POST", "/admin/faults"), ("DELETE", "/admin/faults"),
                                  ("DELETE", "/admin/faults/1")):
-                answer = client.open(path, method=method, json={"name": fault}, headers=headers)
+                answer = client.open(path, method=method, json={"name": fault}, headers=headers, environ_base=caller)
                 assert answer.status_code == 401 and answer.get_json()["error"] == "invalid_token", (service, header)
         good = {"Authorization": f"Bearer {token}"}
         assert client.get("/admin/faults", headers=good).get_json()["armed"] == []  # the refused calls armed nothing

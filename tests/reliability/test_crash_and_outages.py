@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from shared.testing import confirm_review
 from signlab.load import BrowserAgent, FlowFailed, partner_flow
 from reliability_lab import Lab, start_lab
 
@@ -48,7 +49,9 @@ HINT = "kari-nordmann@no-bankid"
 def crash_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = start_lab(
         tmp_path_factory.mktemp("crash") / "var",
-        {"SIGNLAB_SIGNER_HTTP_TIMEOUT_SECONDS": "2", "SIGNLAB_CA_JWKS_CACHE_SECONDS": "0"},
+        # The IdP's fault injection is on: the slow-IdP test uses a login_hint directive (!slow).
+        {"SIGNLAB_SIGNER_HTTP_TIMEOUT_SECONDS": "2", "SIGNLAB_CA_JWKS_CACHE_SECONDS": "0",
+         "SIGNLAB_IDP_ADMIN_API_ENABLED": "true"},
         proxies={"ca_jwks": ("signer", "SIGNLAB_CA_SIGNER_JWKS_URL"), "portal_ca": ("ca", "SIGNLAB_PORTAL_CA_URL")},
     )
     yield lab
@@ -96,14 +99,6 @@ def _sad(lab: Lab, document: bytes, hint: str = HINT) -> tuple[Any, str, bytes]:
     code = parse_qs(urlsplit(back).query)["code"][0]
     token = client.exchange_code(code, lab.eco.redirect_uri, verifier)
     return client, token.access_token, digest
-
-
-def _sign_doc(lab: Lab, sad: str, digest: bytes) -> requests.Response:
-    return requests.post(f"{lab.urls['signer']}/csc/v2/signatures/signDoc", timeout=30,
-                         headers={"Authorization": f"Bearer {sad}"},
-                         json={"documentDigests": [{"hashes": [base64.b64encode(digest).decode()],
-                                                    "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
-                                                    "signature_format": "C"}]})
 
 
 def _tx_of(lab: Lab, since: int, event: str = "sad.accepted") -> str:
@@ -162,7 +157,7 @@ def test_signer_killed_between_consent_and_sign_doc(crash_lab: Lab) -> None:
     crash_lab.kill("signer")
     crash_lab.restart("signer")
 
-    answer = _sign_doc(crash_lab, sad, digest)
+    answer = crash_lab.sign_doc(sad, digest)
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
     assert "SignatureObject" not in answer.text
     row = crash_lab.signer_transaction(tx)
@@ -183,7 +178,7 @@ def test_signer_killed_during_sign_doc_after_key_creation(crash_lab: Lab) -> Non
 
     def call() -> None:
         try:
-            outcome["response"] = _sign_doc(crash_lab, sad, digest)
+            outcome["response"] = crash_lab.sign_doc(sad, digest)
         except requests.RequestException as exc:
             outcome["error"] = exc
 
@@ -208,7 +203,7 @@ def test_signer_killed_during_sign_doc_after_key_creation(crash_lab: Lab) -> Non
     assert not [e for e in entries if e.event in ("signature.created", "transaction.completed")]
     assert crash_lab.hsm_keys() == 0 and _token_objects(crash_lab) == 0
     # The SAD was spent on the attempt: a retry can never sign the half-done transaction.
-    again = _sign_doc(crash_lab, sad, digest)
+    again = crash_lab.sign_doc(sad, digest)
     assert again.status_code in (400, 401) and "SignatureObject" not in again.text
     _survived(crash_lab, done_tx, serial, since)
 
@@ -221,7 +216,7 @@ def test_ca_killed_during_issuance(crash_lab: Lab) -> None:
     proxy = crash_lab.proxies["ca_jwks"]
     proxy.set("/", "hold", 30)
     outcome: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: outcome.setdefault("response", _sign_doc(crash_lab, sad, digest)))
+    worker = threading.Thread(target=lambda: outcome.setdefault("response", crash_lab.sign_doc(sad, digest)))
     worker.start()
     assert proxy.arrived.wait(10), "the CA never started verifying the issuance request"
     crash_lab.kill("ca")
@@ -249,12 +244,12 @@ def test_ca_killed_during_issuance(crash_lab: Lab) -> None:
 
 def test_portal_killed_after_sending_digests_to_sign_doc(crash_lab: Lab) -> None:
     portal = crash_lab.urls["portal"]
-    created = requests.post(f"{portal}/api/v1/sign-requests", timeout=30, json={
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=crash_lab.eco.partner_api, timeout=30, json={
         "documents": [{"name": "crash.txt", "content": base64.b64encode(b"portal crash").decode()}],
         "qualifier": "qes", "format": "cades", "level": "B-B", "login_hint": HINT}).json()
     since = crash_lab.audit_count()
     browser = BrowserAgent(crash_lab.eco)
-    back = browser.walk(created["authorize_url"], stop_at=portal)
+    back = browser.walk(created["review_url"], stop_at=portal)
     assert isinstance(back, str) and "code=" in back
     outcome: dict[str, Any] = {}
 
@@ -274,8 +269,8 @@ def test_portal_killed_after_sending_digests_to_sign_doc(crash_lab: Lab) -> None
     assert "response" not in outcome  # the browser got no page, certainly no signed document
     crash_lab.restart("portal")
 
-    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", timeout=10).json()
-    download = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", timeout=10)
+    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=crash_lab.eco.partner_api, timeout=10).json()
+    download = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", auth=crash_lab.eco.partner_api, timeout=10)
     assert download.status_code != 200
     assert crash_lab.hsm_keys() == 0
     crash_lab.chains_intact()
@@ -287,13 +282,15 @@ def test_portal_restart_keeps_pending_transactions(crash_lab: Lab) -> None:
     transaction (with its PKCE verifier) is durable, so the flow completes after the restart."""
     portal = crash_lab.urls["portal"]
     content = b"pending across a portal crash"
-    created = requests.post(f"{portal}/api/v1/sign-requests", timeout=30, json={
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=crash_lab.eco.partner_api, timeout=30, json={
         "documents": [{"name": "pending.txt", "content": base64.b64encode(content).decode()}],
         "qualifier": "qes", "format": "cades", "level": "B-B", "login_hint": HINT}).json()
+    browser = BrowserAgent(crash_lab.eco)
+    authorize_url = confirm_review(created["review_url"], browser.session)  # the signer confirms: PAR pushed
     crash_lab.kill("portal")
     crash_lab.restart("portal")
-    BrowserAgent(crash_lab.eco).walk(created["authorize_url"])
-    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", timeout=10).json()
+    browser.walk(authorize_url)
+    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=crash_lab.eco.partner_api, timeout=10).json()
     assert status["state"] == "completed", status
 
 
@@ -348,7 +345,7 @@ def test_ca_down_at_step_7(crash_lab: Lab) -> None:
     _, sad, digest = _sad(crash_lab, b"ca down")
     since = crash_lab.audit_count()
     crash_lab.kill("ca")
-    answer = _sign_doc(crash_lab, sad, digest)
+    answer = crash_lab.sign_doc(sad, digest)
     body = answer.json()
     assert answer.status_code == 503 and body["error"] == "temporarily_unavailable"
     assert "step 7" in body["error_description"] and "TSP" in body["error_description"]
@@ -357,7 +354,7 @@ def test_ca_down_at_step_7(crash_lab: Lab) -> None:
     assert sum(1 for e in entries if e.event == "csr.sent") == 1  # no retry of the issuance
     assert crash_lab.hsm_keys() == 0
     crash_lab.restart("ca")
-    again = _sign_doc(crash_lab, sad, digest)  # never re-signed: the SAD was spent
+    again = crash_lab.sign_doc(sad, digest)  # never re-signed: the SAD was spent
     assert again.status_code in (400, 401) and "SignatureObject" not in again.text
 
 
@@ -367,7 +364,7 @@ def test_ca_slow_beyond_timeout_at_step_7(crash_lab: Lab) -> None:
     proxy = crash_lab.proxies["ca_jwks"]
     proxy.set("/", "hold", 8)
     started = time.monotonic()
-    answer = _sign_doc(crash_lab, sad, digest)
+    answer = crash_lab.sign_doc(sad, digest)
     elapsed = time.monotonic() - started
     proxy.release()
     body = answer.json()
@@ -387,14 +384,14 @@ def test_tsa_down_or_slow_for_b_t(crash_lab: Lab, fault: str) -> None:
     proxy.set("/tsa", fault, 12)
     since = crash_lab.audit_count()
     portal = crash_lab.urls["portal"]
-    created = requests.post(f"{portal}/api/v1/sign-requests", timeout=30, json={
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=crash_lab.eco.partner_api, timeout=30, json={
         "documents": [{"name": "tsa.txt", "content": base64.b64encode(b"needs a time-stamp").decode()}],
         "qualifier": "qes", "format": "cades", "level": "B-T", "login_hint": HINT}).json()
     started = time.monotonic()
-    BrowserAgent(crash_lab.eco, timeout=60).walk(created["authorize_url"])
+    BrowserAgent(crash_lab.eco, timeout=60).walk(created["review_url"])
     elapsed = time.monotonic() - started
     proxy.release()
-    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", timeout=10).json()
+    status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=crash_lab.eco.partner_api, timeout=10).json()
     assert status["state"] == "failed", status
     assert "time-stamp" in status["error_description"]
     assert elapsed < 30

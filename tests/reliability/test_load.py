@@ -32,9 +32,13 @@ def test_200_flows_at_concurrency_8(lab: Lab) -> None:
     assert all("intact" in verdict for verdict in report.audit.values())
 
 
-def test_partner_mode_and_the_cli(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+def test_partner_mode_and_the_cli(lab: Lab, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     report = run_load(lab.eco, flows=8, concurrency=4, mode="partner")
     assert report.ok, report.summary()
+    # The CLI reads the secrets as 'signlab up' gave them to the services (the lab's are seeded
+    # in its environment, not in secrets.env): the portal mode needs the partner application's.
+    for name, value in lab.secrets.items():
+        monkeypatch.setenv(name, value)
     code = main(["--data-dir", str(lab.runtime.data_dir), "load", "--flows", "4", "--concurrency", "2"])
     out = capsys.readouterr().out
     assert code == 0, out

@@ -41,7 +41,7 @@ def _drive(lab: Lab) -> list[str]:
     """Success and failure paths with the real secrets in play; every page and error text."""
     seen: list[str] = []
     portal = lab.urls["portal"]
-    samples = requests.get(f"{portal}/api/v1/samples", timeout=10).json()
+    samples = requests.get(f"{portal}/api/v1/samples", auth=lab.eco.partner_api, timeout=10).json()
     pdf = next(s["name"] for s in (samples if isinstance(samples, list) else samples["samples"]) if str(s["name"]).endswith(".pdf"))
     requests_ = [
         {"documents": [{"sample": pdf}], "qualifier": "qes", "format": "pades", "level": "B-LTA"},
@@ -57,14 +57,14 @@ def _drive(lab: Lab) -> list[str]:
         if index >= 3:
             body["login_hint"] = hint
             body["qualifier"] = "qes"
-        created = requests.post(f"{portal}/api/v1/sign-requests", json=body, timeout=60)
+        created = requests.post(f"{portal}/api/v1/sign-requests", auth=lab.eco.partner_api, json=body, timeout=60)
         seen.append(created.text)
         if created.status_code != 201:
             continue
-        final = BrowserAgent(lab.eco).walk(created.json()["authorize_url"])
+        final = BrowserAgent(lab.eco).walk(created.json()["review_url"])
         seen.append(final.text if isinstance(final, requests.Response) else final)
         tx = created.json()["transaction_id"]
-        seen.append(requests.get(f"{portal}/api/v1/transactions/{tx}", timeout=10).text)
+        seen.append(requests.get(f"{portal}/api/v1/transactions/{tx}", auth=lab.eco.partner_api, timeout=10).text)
         seen.append(requests.get(f"{portal}/transactions/{tx}", timeout=10).text)
     # Declined consent, wrong client secrets, admin calls with the real and wrong tokens.
     client = lab.eco.signer_client()

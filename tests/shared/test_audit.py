@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shared.audit import GENESIS, AuditLog, entry_hash, pseudonymise
+from shared.audit import (GENESIS, RECOVERY_EVENT, AuditLog, AuditLogDamaged, AuditWriteFailed, entry_hash,
+                          pseudonymise)
+from shared.testing import fill_filesystem, small_filesystem
 
 
 def _log(tmp_path: Path, n: int = 4) -> AuditLog:
@@ -125,3 +129,94 @@ def test_unsynced_entries_are_written_at_once(tmp_path: Path) -> None:
     assert [e.event for e in AuditLog(tmp_path / "audit.jsonl").entries()] == ["csr.sent"]
     log.sync()
     assert log.verify().ok
+
+
+# --- crashes and full disks -----------------------------------------------------------------------
+
+
+def test_an_interrupted_write_is_cut_and_recorded_not_tampering(tmp_path: Path) -> None:
+    """A process killed inside a write leaves a final line without its newline: verify calls the
+    log intact (naming the torn bytes), and the start-up recovery cuts it and records what it cut."""
+    log = _log(tmp_path, 3)
+    good = log.path.read_bytes()
+    torn = b'{"data":{"index":3},"event":"test.ev'
+    with open(log.path, "ab") as handle:
+        handle.write(torn)
+
+    before = AuditLog(log.path).verify()
+    assert before.ok and before.entries == 3 and before.torn_bytes == len(torn)
+    assert "interrupted write" in before.summary()
+    assert [e.seq for e in AuditLog(log.path).entries()] == [1, 2, 3]
+
+    recovery = AuditLog(log.path).recover()
+    assert recovery is not None and recovery.event == RECOVERY_EVENT and recovery.seq == 4
+    assert recovery.data["cut_bytes"] == len(torn)
+    assert recovery.data["cut_sha256"] == hashlib.sha256(torn).hexdigest()
+    assert log.path.read_bytes().startswith(good) and torn not in log.path.read_bytes()
+    after = log.verify()
+    assert after.ok and after.torn_bytes == 0 and [r.seq for r in after.recoveries] == [4]
+    assert f"recovery at entry 4 ({len(torn)} bytes of an interrupted write cut" in after.summary()
+    assert AuditLog(log.path).recover() is None  # nothing more to repair
+    assert log.append("after").seq == 5 and log.verify().ok
+
+
+def test_an_append_repairs_a_torn_end_by_itself(tmp_path: Path) -> None:
+    """No start-up call needed: the next append (another process's object) cuts and records it."""
+    log = _log(tmp_path, 2)
+    with open(log.path, "ab") as handle:
+        handle.write(b'{"seq":3,"ti')
+    entry = AuditLog(log.path).append("next")
+    assert [e.event for e in log.entries()] == ["test.event", "test.event", RECOVERY_EVENT, "next"]
+    assert entry.seq == 4 and log.verify().ok
+
+
+def test_other_damage_at_the_end_is_tampering_and_blocks_appends(tmp_path: Path) -> None:
+    """A complete (newline-terminated) last line that is not an entry is not an interrupted write."""
+    log = _log(tmp_path, 2)
+    with open(log.path, "ab") as handle:
+        handle.write(b"not an entry\n")
+    size = log.path.stat().st_size
+    result = log.verify()
+    assert not result.ok and result.first_broken == 3 and "not JSON" in result.reason
+    with pytest.raises(AuditLogDamaged) as refused:
+        AuditLog(log.path).append("more")
+    assert refused.value.status == 503 and "signlab audit verify" in refused.value.description
+    assert log.path.stat().st_size == size
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with small_filesystem(tmp_path / "disk", size_mib=1) as mounted:
+        yield mounted
+
+
+def test_a_full_disk_never_leaves_part_of_a_line(small_disk: Path) -> None:
+    """On a real full filesystem an append fails whole (507), the file keeps its last good bytes —
+    also when the line fits partly in the file's last page — and the next append after space
+    returns records the failures before its own entry."""
+    log = AuditLog(small_disk / "audit.jsonl")
+    log.append("before", note="x" * 100)
+    filler = fill_filesystem(small_disk)
+    good = log.path.read_bytes()
+    failures = 0
+    for size in (50, 5000, 20000):  # the first may fit in the last page; the others cannot
+        try:
+            log.append("during", padding="p" * size)
+        except AuditWriteFailed as exc:
+            failures += 1
+            assert exc.status == 507 and "No space left on device" in exc.description
+            assert log.path.read_bytes() == good  # nothing of it stayed
+        else:
+            good = log.path.read_bytes()
+    assert failures >= 2
+    assert log.verify().ok and log.verify().torn_bytes == 0
+
+    filler.unlink()
+    entry = log.append("after")
+    events = [e for e in log.entries()]
+    recovery = events[-2]
+    assert recovery.event == RECOVERY_EVENT and recovery.data["failed_appends"] == failures
+    assert recovery.data["error"] == "No space left on device" and "cut_bytes" not in recovery.data
+    assert entry.seq == recovery.seq + 1
+    result = log.verify()
+    assert result.ok and f"{failures} append(s) failed" in result.summary()

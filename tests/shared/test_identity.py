@@ -108,6 +108,15 @@ def test_time_errors_say_by_how_much() -> None:
     verify_id_token(sign(claims(exp=int(NOW) - 29)), JWKS, issuer=ISSUER, audience=AUD, now=NOW)
 
 
+@pytest.mark.parametrize(("offset", "said"), [(30.4, "30.4"), (30.01, "30.1"), (31.0, "31"), (30.95, "31")])
+def test_a_refusal_just_beyond_the_leeway_states_the_real_offset(offset: float, said: str) -> None:
+    """30.4 s beyond a 30 s leeway is not "30 s" (a refusal that contradicts itself)."""
+    issued_at = 1_800_000_000
+    with pytest.raises(IdentityEvidenceError, match=rf"issued {said} s in the future \(leeway 30 s\)"):
+        verify_id_token(sign(claims(iat=issued_at, exp=issued_at + 300, auth_time=issued_at)), JWKS, issuer=ISSUER,
+                        audience=AUD, now=issued_at - offset)
+
+
 def test_key_and_algorithm_checks() -> None:
     assert check(sign(claims(), key=_key())) == "kid"
     other = _key()

@@ -56,4 +56,5 @@ def test_stored_urls_keep_only_harmless_query_values() -> None:
 def test_digests_and_algorithms_are_readable() -> None:
     digest = base64.b64encode(bytes(range(32))).decode()
     summary = summarize({"hashes": [digest], "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1"})
-    assert summary == {"hashes": ["SHA-256 digest 000102030405…1e1f"], "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1 (SHA-256)"}
+    assert summary == {"hashes": ["SHA-256 00010203 04050607 08090A0B 0C0D0E0F 10111213 14151617 18191A1B 1C1D1E1F"],
+                       "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1 (SHA-256)"}

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 import pytest
 from flask import Flask, request
@@ -9,7 +10,9 @@ from flask import Flask, request
 from shared.settings import ServiceSettings
 from shared.errors import InvalidRequest, SignLabError
 from shared.flow import SERVICES, service, step
-from shared.web import create_service_app
+from shared.logs import JsonFormatter, LineHandler
+from shared.testing import fill_filesystem, small_filesystem
+from shared.web import create_service_app, writes_nothing
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +56,10 @@ def test_failing_health_check_answers_503() -> None:
 
     response = _app({"hsm": broken, "db": lambda: "fine"}).test_client().get("/healthz")
     assert response.status_code == 503
-    assert response.json["checks"] == {"hsm": {"status": "failing", "detail": "token missing"},
-                                       "db": {"status": "ok", "detail": "fine"}}
+    checks = response.json["checks"]
+    assert {name: checks[name] for name in ("hsm", "db")} == {"hsm": {"status": "failing", "detail": "token missing"},
+                                                              "db": {"status": "ok", "detail": "fine"}}
+    assert response.json["status"] == "failing" and checks["disk"]["status"] == "ok"
 
 
 def test_role_page_explains_the_role_and_steps() -> None:
@@ -134,3 +139,114 @@ def test_each_service_has_its_own_session_cookie() -> None:
     names = {create_service_app(f"services.{info.name}", info, ServiceSettings()).config["SESSION_COOKIE_NAME"]
              for info in SERVICES}
     assert names == {"signlab_portal_session", "signlab_idp_session", "signlab_ca_session", "signlab_signer_session"}
+
+
+# --- a full disk ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):  # type: ignore[no-untyped-def]
+    with small_filesystem(tmp_path / "disk", size_mib=3) as mounted:
+        yield mounted
+
+
+def _disk_app(data_dir) -> Flask:  # type: ignore[no-untyped-def]
+    app = create_service_app("services.ca", service("ca"), ServiceSettings(data_dir=data_dir, disk_min_free_mb=1))
+
+    @app.post("/store")
+    def store() -> str:
+        (data_dir / "stored").write_text("x")
+        return "stored"
+
+    @app.post("/answer")
+    @writes_nothing
+    def answer() -> str:
+        return "answered"
+
+    @app.get("/read")
+    def read() -> str:
+        return "read"
+
+    return app
+
+
+def test_a_low_disk_degrades_health_refuses_writes_and_recovers(small_disk) -> None:  # type: ignore[no-untyped-def]
+    """Below the threshold on a real filesystem: /healthz says degraded and why, writing requests
+    get 507 with a plain message (nothing written), reads and write-free POSTs still work; freeing
+    space brings everything back without a restart."""
+    client = _disk_app(small_disk).test_client()
+    assert client.get("/healthz").json["status"] == "ok"
+
+    filler = fill_filesystem(small_disk)
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json["status"] == "degraded"
+    detail = health.json["checks"]["disk"]["detail"]
+    assert health.json["checks"]["disk"]["status"] == "degraded"
+    assert f"0.0 MiB free on the filesystem of {small_disk} (needs 1.0 MiB)" in detail and "507" in detail
+    refused = client.post("/store")
+    assert refused.status_code == 507 and refused.json["error"] == "temporarily_unavailable"
+    assert refused.json["error_description"].startswith("the TSP (ca) cannot store anything right now: only 0.0 MiB")
+    assert "as soon as space is freed" in refused.json["error_description"] and "log" not in refused.json["error_description"]
+    assert not (small_disk / "stored").exists()
+    assert client.post("/answer").data == b"answered" and client.get("/read").data == b"read"
+    assert client.post("/no-such-endpoint").status_code == 404
+
+    filler.unlink()
+    assert client.get("/healthz").json["status"] == "ok"
+    assert client.post("/store").data == b"stored"
+
+
+def test_a_full_disk_met_mid_operation_is_a_plain_507(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ENOSPC (or SQLite's "disk is full") escaping a view is not a 500 pointing at a log on that disk."""
+    import errno
+    import sqlite3
+
+    app = _app()
+
+    @app.get("/full")
+    def full() -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    @app.get("/sqlite-full")
+    def sqlite_full() -> str:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as exc:
+            raise RuntimeError("store failed") from exc
+
+    for path in ("/full", "/sqlite-full"):
+        answer = app.test_client().get(path)
+        assert answer.status_code == 507, path
+        assert answer.json["error_description"].startswith("the IPSP (idp) could not store the result: its disk is full")
+
+
+def test_log_lines_below_warning_are_held_back_while_the_log_disk_is_low(small_disk) -> None:  # type: ignore[no-untyped-def]
+    """The log file's own filesystem decides; held-back records are counted once space returns,
+    and every line in the file is whole JSON."""
+    path = small_disk / "service.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    handler = LineHandler(min_free_bytes=1024 * 1024, fd=fd)
+    handler._RECHECK_SECONDS = 0  # measure on every record here
+    handler.setFormatter(JsonFormatter("ca"))
+    logger = logging.getLogger("test.disk")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("before")
+        filler = fill_filesystem(small_disk)
+        for i in range(3):
+            logger.info("while full %d", i)
+        logger.warning("a warning on a full disk")  # tried: fits in the file's last page, or is lost
+        filler.unlink()
+        logger.info("after")
+    finally:
+        logger.removeHandler(handler)
+        os.close(fd)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]  # every line whole JSON
+    messages = [line["message"] for line in lines]
+    assert lines[1]["held_back"] == 3
+    if lines[1]["lost"] == 0:
+        assert messages[0::2] == ["before", "a warning on a full disk"] and messages[3] == "after"
+    else:
+        assert lines[1]["lost"] == 1 and messages[0::2] == ["before", "after"]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,18 +63,52 @@ def test_up_status_down_cycle(runtime: LocalRuntime) -> None:
     assert (runtime.secrets_file.stat().st_mode & 0o777) == 0o600
     assert runtime.log_file("signer").exists()
 
-    again = LocalRuntime(runtime.data_dir, runtime.ports)
-    with pytest.raises(RuntimeError_, match="already running") as caught:
-        again.up(timeout=10)
-    assert caught.value.exit_code != 0
-
     pids = {s.name: s.pid for s in states}
+    again = LocalRuntime(runtime.data_dir)  # a later 'signlab up': finds the ports, starts nothing new
+    kept: list[str] = []
+    assert [(s.name, s.pid, s.state) for s in again.up(timeout=10, progress=kept.append)] == [
+        (name, pid, "healthy") for name, pid in pids.items()]
+    assert kept == [f"  {name} ({s.role}) is already running (pid {s.pid}); kept" for name, s in
+                    zip(pids, states, strict=True)]
+    with pytest.raises(RuntimeError_, match="with fault injection off; stop it first") as caught:
+        LocalRuntime(runtime.data_dir, fault_injection=True).up(timeout=10)
+    assert caught.value.exit_code == 2
+
+    pids = {s.name: s.pid for s in runtime.status()}
     stopped = runtime.down()
     assert sorted(stopped) == sorted(f"{name}: stopped (pid {pid})" for name, pid in pids.items())
     assert all(s.state == "stopped" for s in runtime.status())
     assert all(_process_gone(pid) for pid in pids.values() if pid)
     assert all(_port_free(port) for port in runtime.ports.values())
     assert not list(runtime.run_dir.glob("*.pid"))
+
+
+def test_up_starts_the_one_service_that_died_and_restart_restarts_one(runtime: LocalRuntime) -> None:
+    """A killed service comes back with 'up' (same port; the others keep running); 'signlab
+    restart SERVICE' (the real command, in its own process) stops and starts exactly that one."""
+    before = {s.name: s.pid for s in runtime.up(timeout=90, progress=lambda _line: None)}
+    os.killpg(before["idp"], signal.SIGKILL)
+    runtime._children.pop("idp").wait(timeout=10)  # noqa: SLF001 - reap our own child
+    assert "idp" not in runtime.running()
+    for _ in range(100):  # the killed worker (the master's child) lets go of the port a moment later
+        if _port_free(runtime.ports["idp"]):
+            break
+        time.sleep(0.1)
+
+    after = {s.name: (s.pid, s.state) for s in runtime.up(timeout=90, progress=lambda _l: None)}
+    assert after["idp"][0] not in (None, before["idp"]) and after["idp"][1] == "healthy"
+    assert {name: pid for name, (pid, _) in after.items() if name != "idp"} == {
+        name: pid for name, pid in before.items() if name != "idp"}
+    assert requests.get(f"http://127.0.0.1:{runtime.ports['idp']}/healthz", timeout=5).json()["status"] == "ok"
+
+    done = subprocess.run([sys.executable, "-m", "signlab.cli", "--data-dir", str(runtime.data_dir), "restart", "ca"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"ca: stopped (pid {before['ca']})" in out and "ca (TSP): started (pid" in out
+    now = {s.name: (s.pid, s.state, s.port) for s in runtime.status()}
+    assert now["ca"][0] != before["ca"] and now["ca"][1:] == ("healthy", runtime.ports["ca"])
+    assert now["signer"][0] == before["signer"] and now["portal"][0] == before["portal"]
 
 
 def test_secrets_are_generated_once_and_linked(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ tokens and client assertions with — so the CA runs its real HTTP fetches and r
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -129,9 +130,10 @@ def csr_factory() -> Callable[..., bytes]:
     return make_csr
 
 
-@pytest.fixture(scope="session")
-def ca_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaEnv]:
-    """A provisioned CA on a loopback port, with a test IdP and a test signer JWKS."""
+@contextlib.contextmanager
+def _running_ca(data_dir: Path, **overrides: Any) -> Iterator[CaEnv]:
+    """A provisioned CA on a loopback port (settings ``overrides`` applied), with a test IdP and a
+    test signer JWKS."""
     idp_key, signer_key = _new_key(), _new_key()
     idp_port = free_port()
     idp_url = f"http://127.0.0.1:{idp_port}"
@@ -140,9 +142,9 @@ def ca_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaEnv]:
     signer = LiveServer(_jwks_app("test-signer", [signer_key])).start()
     port = free_port()
     admin = secrets.token_urlsafe(16)
-    data_dir: Path = tmp_path_factory.mktemp("ca")
     settings = CaSettings(port=port, data_dir=data_dir, idp_url=idp_url, signer_jwks_url=f"{signer.url}/jwks.json",
-                          admin_token=SecretStr(admin), log_level="WARNING")
+                          admin_token=SecretStr(admin), trainer_token=SecretStr("trainer-token-of-the-tests"),
+                          log_level="WARNING", **overrides)
     provision(settings)
     app = create_app(settings)
     server = LiveServer(app, port).start()
@@ -156,12 +158,36 @@ def ca_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaEnv]:
 
 
 @pytest.fixture(scope="session")
-def issue(ca_env: CaEnv) -> Callable[..., Any]:
-    """Issue through the HTTP API; returns (IssuedCertificate, private key)."""
+def ca_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaEnv]:
+    """A provisioned CA with the default settings (revocation profile ``crl-ocsp``)."""
+    with _running_ca(tmp_path_factory.mktemp("ca")) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def short_term_ca_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaEnv]:
+    """A provisioned CA in the revocation profile ``short-term-no-revocation``."""
+    with _running_ca(tmp_path_factory.mktemp("ca-short-term"), revocation_profile="short-term-no-revocation") as env:
+        yield env
+
+
+def _issuer(env: CaEnv) -> Callable[..., Any]:
     def _issue(profile: str = "qes", eid: str = "high") -> Any:
         key = ec.generate_private_key(ec.SECP256R1())
-        issued = ca_env.client.issue_certificate(csr_der=make_csr(key), profile=profile,
-                                                 id_token=ca_env.id_token(eid), client_assertion=ca_env.assertion(),
-                                                 transaction_id="txn-test")
+        issued = env.client.issue_certificate(csr_der=make_csr(key), profile=profile,
+                                              id_token=env.id_token(eid), client_assertion=env.assertion(),
+                                              transaction_id="txn-test")
         return issued, key
     return _issue
+
+
+@pytest.fixture(scope="session")
+def issue(ca_env: CaEnv) -> Callable[..., Any]:
+    """Issue through the HTTP API; returns (IssuedCertificate, private key)."""
+    return _issuer(ca_env)
+
+
+@pytest.fixture(scope="session")
+def issue_short_term(short_term_ca_env: CaEnv) -> Callable[..., Any]:
+    """Like ``issue``, from the CA in the short-term-no-revocation profile."""
+    return _issuer(short_term_ca_env)

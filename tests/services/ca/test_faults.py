@@ -1,4 +1,5 @@
-"""The TSP's guarded fault injection: wrong-key issuance (step 7) and the TSA down (step 10).
+"""The TSP's guarded fault injection: wrong-key issuance (step 7), the TSA down (step 10), and the
+lab switch that issues one certificate in the short-term-no-revocation profile (step 7).
 
 A second CA with ``faults_enabled`` is provisioned beside the suite's default one and served on
 loopback; it uses the same test IdP and test signer JWKS, so issuance runs every real check.
@@ -134,7 +135,9 @@ def test_admin_api_needs_the_admin_token(faulty: FaultyCa) -> None:
             assert answer.status_code == 401 and answer.json()["error"] == "invalid_token", (method, headers)
     listing = faulty.admin("GET").json()
     assert listing["armed"] == []
-    assert {(k["name"], k["step"]) for k in listing["known"]} == {("wrong-key", 7), ("tsa-unavailable", 10)}
+    assert {(k["name"], k["step"]) for k in listing["known"]} == {("wrong-key", 7), ("tsa-unavailable", 10),
+                                                                  ("short-term-no-revocation", 7),
+                                                                  ("hold-after-log", 7)}
     assert faulty.admin("POST", json={"name": "ocsp-down"}).status_code == 400
     assert faulty.admin("POST", json={"name": "wrong-key", "count": 0}).status_code == 400
     assert faulty.admin("POST", json={"name": "wrong-key", "count": 3}).status_code == 201
@@ -151,3 +154,19 @@ def test_faults_are_absent_by_default(ca_env: Any) -> None:
         answer = requests.request(method, ca_env.url + path, json={"name": "tsa-unavailable"}, headers=headers, timeout=10)
         assert answer.status_code == 404 and "SIGNLAB_CA_FAULTS_ENABLED" in answer.json()["error_description"]
     assert _tsa(ca_env.url).status_code == 200
+
+
+def test_short_term_switch_issues_one_certificate_without_revocation(ca_env: Any, faulty: FaultyCa,
+                                                                    csr_factory: Any) -> None:
+    armed = faulty.admin("POST", json={"name": "short-term-no-revocation"})
+    assert armed.status_code == 201 and armed.json()["remaining"] == 1
+    switched, _ = _issue(ca_env, faulty, csr_factory, "txn-short-term")
+    default, _ = _issue(ca_env, faulty, csr_factory, "txn-default")
+    extensions = {name: {e.oid.dotted_string for e in x509.load_der_x509_certificate(issued.certificate).extensions}
+                  for name, issued in (("switched", switched), ("default", default))}
+    assert {"2.5.29.56", "0.4.0.194121.2.1"} <= extensions["switched"]
+    assert "2.5.29.31" not in extensions["switched"]  # no CRL DP
+    assert (switched.ocsp_url, switched.crl_urls) == (None, ())
+    assert not {"2.5.29.56", "0.4.0.194121.2.1"} & extensions["default"] and "2.5.29.31" in extensions["default"]
+    fired = [e for e in faulty.log() if e["event"] == "fault.fired" and e["name"] == "short-term-no-revocation"]
+    assert [e["transaction_id"] for e in fired] == ["txn-short-term"]

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
+from pyhanko.sign.ades import qualified_asn1
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 from pyhanko.sign.validation.qualified.assess import QualificationAssessor
@@ -27,6 +28,8 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import PathValidationError
 
 from services.ca.tsa import _StatusOnlyResp
+
+TRAINER = {"Authorization": "Bearer trainer-token-of-the-tests"}
 
 
 def _validation_context(ca_env: Any) -> ValidationContext:
@@ -221,6 +224,23 @@ def test_tsa_token_verifies_with_pyhanko(ca_env: Any) -> None:
     assert status["trust_problem_indic"] is None
 
 
+def test_tsa_token_claims_to_be_a_qualified_time_stamp(ca_env: Any) -> None:
+    """ETSI EN 319 422 §9.1: a token of a TSA the trusted list calls qualified carries, in the TSTInfo
+    ``extensions`` field, a non-critical qcStatements extension (RFC 3739) holding exactly the
+    statement esi4-qtstStatement-1 (0.4.0.19422.1.1, no statement info). Decoded with pyHanko's
+    QCStatements definition."""
+    query = tsp.TimeStampReq({"version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": "sha256"},
+                                                                   "hashed_message": bytes(32)}})
+    token = tsp.TimeStampResp.load(ca_env.client.timestamp(query.dump()))["time_stamp_token"]
+    info = token["content"]["encap_content_info"]["content"].parsed
+    extensions = list(info["extensions"])
+    assert [e["extn_id"].dotted for e in extensions] == ["1.3.6.1.5.5.7.1.3"]
+    assert extensions[0]["critical"].native is False
+    statements = qualified_asn1.QcStatements.load(extensions[0]["extn_value"].native)
+    assert [(st["statement_id"].dotted, st["statement_info"].native) for st in statements] == [("0.4.0.19422.1.1", None)]
+    assert info["policy"].dotted == "0.4.0.2023.1.1"  # EN 319 422 §9.1: an EN 319 421 policy
+
+
 @pytest.mark.parametrize(("query", "failure"), [
     (b"not DER at all", "bad_data_format"),
     (tsp.TimeStampReq({"version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": "md5"},
@@ -271,13 +291,16 @@ def test_trusted_list_is_signed_and_tells_qes_from_ades(ca_env: Any, issue: Any)
 @pytest.mark.parametrize("path", ["/", "/certificates", "/trusted-list", "/trust", "/issuance-log", "/role",
                                   "/certs/chain.pem", "/healthz"])
 def test_pages_render(ca_env: Any, path: str) -> None:
-    response = requests.get(ca_env.url + path, timeout=10, headers={"Accept": "text/html"})
+    response = requests.get(ca_env.url + path, timeout=10, headers={"Accept": "text/html", **TRAINER})
     assert response.status_code == 200
 
 
 def test_certificate_page_shows_the_decoded_profile(ca_env: Any, issue: Any) -> None:
     issued, _ = issue("qes", "high")
-    page = requests.get(f"{ca_env.url}/certificates/{issued.serial}", timeout=10).text
-    for text in ("QCP-n-qscd", "QcCompliance", "QcSSCD", "QcType: esign", "noRevAvail", "PNONO-01017012345",
+    assert requests.get(f"{ca_env.url}/certificates/{issued.serial}", timeout=10).status_code == 401
+    page = requests.get(f"{ca_env.url}/certificates/{issued.serial}", headers=TRAINER, timeout=10).text
+    # The subject's national identifier is masked (type and country kept).
+    for text in ("QCP-n-qscd", "QcCompliance", "QcSSCD", "QcType: esign", "cRLDistributionPoints", "PNONO-•••••••••45",
                  "countdown"):
         assert text in page
+    assert "01017012345" not in page

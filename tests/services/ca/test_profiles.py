@@ -1,6 +1,6 @@
-"""The end-entity profiles: the per-profile cached extensions give exactly the certificate the
-original one-extension-at-a-time build gave (same TBSCertificate bytes), and the cached
-QCStatements equal freshly built ones."""
+"""The end-entity profiles: the per-profile cached extensions give exactly the certificate a
+one-extension-at-a-time build of the profile gives (same TBSCertificate bytes) in both revocation
+profiles, and the cached QCStatements equal freshly built ones."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from services.ca.profiles import (
     VALASSURED_ST_CERTS,
     CertificateUrls,
     Profile,
+    RevocationProfile,
     SubjectIdentity,
     _static_extensions,
     build_end_entity,
@@ -39,14 +40,16 @@ SUBJECT = SubjectIdentity(country="NO", given_name="Åse Marit", family_name="Æ
 @pytest.fixture(scope="module")
 def issuing(tmp_path_factory: pytest.TempPathFactory) -> KeyedCert:
     data_dir: Path = tmp_path_factory.mktemp("ca-profiles")
-    settings = CaSettings(data_dir=data_dir, admin_token=SecretStr("t" * 24), log_level="WARNING")
+    settings = CaSettings(data_dir=data_dir, admin_token=SecretStr("t" * 24), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
     provision(settings)
     return load_hierarchy(settings.service_dir()).issuing
 
 
-def _reference(issuer: KeyedCert, public_key: object, profile: Profile, serial: int,
+def _reference(issuer: KeyedCert, public_key: object, profile: Profile, revocation: RevocationProfile, serial: int,
                not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
-    """The profile as it was built before the extensions were cached (one add_extension each)."""
+    """The profile built one add_extension at a time, as DESIGN §4 lists it."""
+    ca_issuers = x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+                                        x509.UniformResourceIdentifier(URLS.ca_issuers))
     builder = (
         x509.CertificateBuilder()
         .subject_name(SUBJECT.to_name()).issuer_name(issuer.cert.subject).public_key(public_key)  # type: ignore[arg-type]
@@ -58,31 +61,38 @@ def _reference(issuer: KeyedCert, public_key: object, profile: Profile, serial: 
         .add_extension(x509.CertificatePolicies([x509.PolicyInformation(ObjectIdentifier(profile.policy_oid), None)]),
                        critical=False)
         .add_extension(x509.UnrecognizedExtension(QC_STATEMENTS, qc_statements_der(profile, PDS)), critical=False)
-        .add_extension(x509.AuthorityInformationAccess([
-            x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
-                                   x509.UniformResourceIdentifier(URLS.ca_issuers)),
-            x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP,
-                                   x509.UniformResourceIdentifier(URLS.ocsp))]), critical=False)
-        .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-            full_name=[x509.UniformResourceIdentifier(URLS.crl)], relative_name=None, reasons=None,
-            crl_issuer=None)]), critical=False)
-        .add_extension(x509.UnrecognizedExtension(NO_REV_AVAIL, b"\x05\x00"), critical=False)
-        .add_extension(x509.UnrecognizedExtension(VALASSURED_ST_CERTS, b"\x05\x00"), critical=False)
     )
+    if revocation is RevocationProfile.CRL_OCSP:
+        builder = (
+            builder.add_extension(x509.AuthorityInformationAccess([ca_issuers, x509.AccessDescription(
+                x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(URLS.ocsp))]),
+                critical=False)
+            .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(URLS.crl)], relative_name=None, reasons=None,
+                crl_issuer=None)]), critical=False)
+        )
+    else:
+        builder = (
+            builder.add_extension(x509.AuthorityInformationAccess([ca_issuers]), critical=False)
+            .add_extension(x509.UnrecognizedExtension(NO_REV_AVAIL, b"\x05\x00"), critical=False)
+            .add_extension(x509.UnrecognizedExtension(VALASSURED_ST_CERTS, b"\x05\x00"), critical=False)
+        )
     return builder.sign(issuer.key, hashes.SHA384())  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("revocation", list(RevocationProfile))
 @pytest.mark.parametrize("profile", list(Profile))
 @pytest.mark.parametrize("key_type", ["ec", "rsa"])
-def test_cached_extensions_give_the_same_certificate(issuing: KeyedCert, profile: Profile, key_type: str) -> None:
+def test_cached_extensions_give_the_same_certificate(issuing: KeyedCert, profile: Profile, key_type: str,
+                                                     revocation: RevocationProfile) -> None:
     private = ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     args = dict(serial=x509.random_serial_number(), not_before=now - dt.timedelta(seconds=60),
                 not_after=now + dt.timedelta(minutes=15))
     for _ in range(2):  # the second build comes from the cache
         ours = build_end_entity(issuer=issuing, public_key=private.public_key(), subject=SUBJECT, profile=profile,
-                                urls=URLS, pds_url=PDS, **args)  # type: ignore[arg-type]
-        reference = _reference(issuing, private.public_key(), profile, **args)  # type: ignore[arg-type]
+                                urls=URLS, pds_url=PDS, revocation=revocation, **args)  # type: ignore[arg-type]
+        reference = _reference(issuing, private.public_key(), profile, revocation, **args)  # type: ignore[arg-type]
         assert ours.tbs_certificate_bytes == reference.tbs_certificate_bytes
 
 

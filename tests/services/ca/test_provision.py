@@ -18,7 +18,7 @@ from services.ca.settings import CaSettings
 
 @pytest.fixture
 def settings(tmp_path: Path) -> CaSettings:
-    return CaSettings(data_dir=tmp_path / "ca", admin_token=SecretStr("t"))
+    return CaSettings(data_dir=tmp_path / "ca", admin_token=SecretStr("t"), trainer_token=SecretStr("trainer-token-of-the-tests"))
 
 
 def test_keys_are_private_and_provisioning_is_idempotent(settings: CaSettings) -> None:

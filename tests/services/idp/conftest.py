@@ -43,7 +43,7 @@ def make_settings(data_dir: Path, port: int = 8001, **overrides: Any) -> IdpSett
     values: dict[str, Any] = dict(
         port=port, data_dir=data_dir, signer_client_secret=SecretStr(CLIENT_SECRET),
         signer_redirect_uris=[REDIRECT_URI], signer_post_logout_redirect_uris=[POST_LOGOUT],
-        admin_token=SecretStr(ADMIN_TOKEN), admin_api_enabled=True,
+        admin_token=SecretStr(ADMIN_TOKEN), trainer_token=SecretStr("trainer-token-of-the-tests"), admin_api_enabled=True,
         extra_clients=[ClientRegistration(client_id=OTHER_ID, client_secret=SecretStr(OTHER_SECRET),
                                           redirect_uris=[OTHER_REDIRECT], name="Other relying party")],
         log_level="WARNING",

@@ -583,10 +583,16 @@ def test_key_rotation_keeps_old_tokens_valid(client: FlaskClient, settings: IdpS
 def test_debugger_shows_decoded_tokens_with_secrets_masked(client: FlaskClient) -> None:
     req = AuthRequest(login_hint="kari-nordmann")
     tokens = headless_tokens(client, req)
-    page = client.get("/debugger").get_data(as_text=True)
+    assert client.get("/debugger").status_code == 401  # a trainer view
+    page = client.get("/debugger", headers={"Authorization": "Bearer trainer-token-of-the-tests"}).get_data(as_text=True)
     assert "id_token" in page and "Nordmann" in page and "PNO" in page
     assert tokens["access_token"] not in page and req.verifier not in page and CLIENT_SECRET not in page
     assert tokens["id_token"] not in page
+    # Personal data is stored and shown masked; nonces only by their first characters.
+    assert "14838540105" not in page and "1985-03-14" not in page
+    masked = page.replace("\\u2022", "•")  # the page shows the events as JSON (non-ASCII escaped)
+    assert "•••••••••05" in masked and "••••-••-••" in masked
+    assert req.nonce not in page
 
 
 def test_repeated_wrong_codes_lock_the_person_across_logins(client: FlaskClient, settings: IdpSettings) -> None:

@@ -21,7 +21,7 @@ CATALOGUE = load_catalogue()
     ("!cancel", None, None, (Failure("cancel"),)),
 ])
 def test_parse(text: str, person: str | None, means: str | None, failures: tuple[Failure, ...]) -> None:
-    hint = parse_login_hint(text, CATALOGUE)
+    hint = parse_login_hint(text, CATALOGUE, failures_allowed=True)
     assert (hint.person.id if hint.person else None) == person
     assert (hint.means.id if hint.means else None) == means
     assert hint.failures == failures
@@ -38,7 +38,15 @@ def test_parse(text: str, person: str | None, means: str | None, failures: tuple
 ])
 def test_parse_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        parse_login_hint(text, CATALOGUE)
+        parse_login_hint(text, CATALOGUE, failures_allowed=True)
+
+
+@pytest.mark.parametrize("text", ["kari-nordmann!slow=30", "kari-nordmann@no-bankid!cancel", "!unavailable"])
+def test_failure_directives_are_refused_without_fault_injection(text: str) -> None:
+    with pytest.raises(ValueError, match="fault injection"):
+        parse_login_hint(text, CATALOGUE, failures_allowed=False)
+    # Without directives the same hint parses as before.
+    assert parse_login_hint(text.split("!")[0], CATALOGUE, failures_allowed=False).failures == ()
 
 
 def test_every_failure_parses_and_has_documentation() -> None:

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign import signers
 from pyhanko.sign.ades import qualified_asn1
@@ -37,7 +39,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pydantic import SecretStr
 
 from services.portal.ltv import ValidationMaterial
-from shared.testing import LiveServer, browse_until, free_port
+from shared.testing import LiveServer, browse_until, confirm_review, free_port
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
 NCP = "0.4.0.2042.1.1"
@@ -111,7 +113,20 @@ class TestPki:
         return ValidationMaterial(
             certificates=certs,
             crls=[self.crl(self.root_key, self.root), self.crl(self.issuing_key, self.issuing, revoked)],
+            ocsps=[self.ocsp(leaf)] if leaf is not None and not revoked else [],
         )
+
+    def ocsp(self, leaf: x509.Certificate) -> bytes:
+        """A "good" OCSP response for ``leaf``, signed by the issuing CA itself (RFC 6960 §4.2.2.2)."""
+        now = datetime.now(UTC)
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(cert=leaf, issuer=self.issuing, algorithm=hashes.SHA256(), cert_status=ocsp.OCSPCertStatus.GOOD,
+                          this_update=now - timedelta(minutes=1), next_update=now + timedelta(hours=1),
+                          revocation_time=None, revocation_reason=None)
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.issuing)
+        )
+        return builder.sign(self.issuing_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def timestamper(self) -> DummyTimeStamper:
         return DummyTimeStamper(
@@ -352,10 +367,10 @@ class Stack:
         idp_secret, portal_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         idp_settings = IdpSettings(port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
                                    signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-                                   admin_token=SecretStr(secrets.token_urlsafe(16)), log_level="WARNING")
+                                   admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         ca_settings = CaSettings(port=ca_port, data_dir=tmp / "ca", idp_url=idp_url,
                                  signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
-                                 admin_token=SecretStr(secrets.token_urlsafe(16)), log_level="WARNING")
+                                 admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         provision_ca(ca_settings)
         self.signer_settings = signer_settings.model_copy(update={
             "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": idp_url, "ca_url": self.ca_url,
@@ -369,7 +384,8 @@ class Stack:
         self.signer = LiveServer(self.signer_app, signer_port).start()
         portal_settings = PortalSettings(
             port=portal_port, data_dir=tmp / "portal", signer_url=self.signer_url, ca_url=self.ca_url, idp_url=idp_url,
-            signer_client_secret=SecretStr(portal_secret), session_secret=SecretStr(secrets.token_urlsafe(32)),
+            signer_client_secret=SecretStr(portal_secret), session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            api_client_secret=SecretStr("api-secret-of-the-tests"),
             log_level="WARNING", transaction_ttl_seconds=300,
         )
         provision_portal(portal_settings)
@@ -389,9 +405,12 @@ class Stack:
         """The key objects on the signer's SoftHSM token right now (one-time keys alive)."""
         return list(self.signer_app.extensions["signlab.hsm"].key_objects())
 
+    partner = ("signlab-lab", "api-secret-of-the-tests")
+    """The lab's partner application at the test portals (HTTP Basic)."""
+
     def create(self, documents: list[dict[str, Any]], *, portal_url: str | None = None, **options: Any) -> dict[str, Any]:
-        """``POST /api/v1/sign-requests``; the 201 body."""
-        created = requests.post(f"{portal_url or self.portal_url}/api/v1/sign-requests",
+        """``POST /api/v1/sign-requests`` as the lab's partner application; the 201 body."""
+        created = requests.post(f"{portal_url or self.portal_url}/api/v1/sign-requests", auth=self.partner,
                                 json={"documents": documents, **options}, timeout=60)
         assert created.status_code == 201, created.text
         return dict(created.json())
@@ -399,14 +418,18 @@ class Stack:
     def sign(self, documents: list[dict[str, Any]], *, approve: bool = True, **options: Any) -> dict[str, Any]:
         """Create a request through the API, run the browser, return the transaction JSON."""
         body = self.create(documents, **options)
-        self.browse(body["authorize_url"], approve=approve)
-        return dict(requests.get(body["status_url"], timeout=30).json())
+        self.browse(body["review_url"], approve=approve)
+        return dict(requests.get(body["status_url"], auth=self.partner, timeout=30).json())
 
-    def browse(self, url: str, *, approve: bool = True, headers: dict[str, str] | None = None) -> requests.Response:
-        """Follow redirects like a browser and submit consent, until a portal answers."""
+    def browse(self, review_url: str, *, approve: bool = True, headers: dict[str, str] | None = None,
+               pause: float = 0.0) -> requests.Response:
+        """The signer's browser: confirm at the portal's review page, (wait ``pause`` seconds,)
+        follow redirects, submit consent, until a portal answers."""
         session = requests.Session()
         session.headers.update(headers or {})
-        back = browse_until(url, (self.portal_url, self.short_ttl_portal_url), session=session, approve=approve)
+        authorize_url = confirm_review(review_url, session)
+        time.sleep(pause)
+        back = browse_until(authorize_url, (self.portal_url, self.short_ttl_portal_url), session=session, approve=approve)
         return session.get(back, allow_redirects=False, timeout=60)
 
 

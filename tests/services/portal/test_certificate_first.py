@@ -16,6 +16,7 @@ import re
 import time
 from io import BytesIO
 from pathlib import Path
+from urllib.parse import urljoin
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from services.portal.errors import CredentialUnsuitable, PackagingFailed
 from services.portal.store import StoredDocument
 from services.portal.validation import TrustSettings, load_registry, validate_document
 from shared.clients.signer import CredentialInfo
+from shared.testing import browse_until, confirm_review
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
 QES_HINT = "kari-nordmann@no-bankid"
@@ -94,8 +96,8 @@ def test_dtbsr_is_over_the_signed_attributes_with_the_real_certificate(pki: Any,
         assert pending.prepared is not None
         signed = asyncio.run(pades.augment_pdf(pending.prepared, obj, level=Level.B_T, timestamper=pki.timestamper(),
                                                root=pki.root_asn1, material=material))
-        stamp_text = PdfFileReader(BytesIO(signed)).embedded_regular_signatures[0].sig_object.get("/Name")
-        assert stamp_text is None  # the name comes from the certificate, not from the form
+        name = PdfFileReader(BytesIO(signed)).embedded_regular_signatures[0].sig_object.get("/Name")
+        assert name == "Kari Nordmann"  # the certificate's common name, not what the form said
         report = asyncio.run(validate_document("c.pdf", signed, trust))
     elif fmt is SignatureFormat.CADES:
         assert pki.der(leaf) in {c.chosen.dump() for c in cms.ContentInfo.load(obj)["content"]["certificates"]}
@@ -173,7 +175,7 @@ def test_certificate_first_pades_b_t_qes_validates_as_qes(stack: Any) -> None:
     assert sig["signer"]["serial_number"].startswith("PNONO-")  # the eID person's ETSI identifier
     assert sig["signer"]["certificate_serial"].lower().lstrip("0") == tx["signer"]["certificate_serial"].lstrip("0")
     # The signer signed exactly the DTBS/R the portal computed (hash of the signed attributes).
-    pdf = requests.get(tx["documents"][0]["download_url"], timeout=30).content
+    pdf = requests.get(tx["documents"][0]["download_url"], auth=stack.partner, timeout=30).content
     embedded = PdfFileReader(BytesIO(pdf)).embedded_regular_signatures[0]
     attrs = embedded.signer_info["signed_attrs"]
     dtbsr = hashlib.sha256(attrs.untag().dump()).digest()  # DER SET OF, not the [0] IMPLICIT field
@@ -184,7 +186,7 @@ def test_certificate_first_pades_b_t_qes_validates_as_qes(stack: Any) -> None:
     assert "key.destroyed" in {_name(e) for e in events}
     assert stack.hsm_key_objects() == []
     # Independent re-validation of the downloaded bytes.
-    again = requests.post(f"{stack.portal_url}/api/v1/validate", json={"signed": base64.b64encode(pdf).decode()},
+    again = requests.post(f"{stack.portal_url}/api/v1/validate", auth=stack.partner, json={"signed": base64.b64encode(pdf).decode()},
                           timeout=60).json()
     assert (again["indication"], again["signatures"][0]["qualification"]) == ("TOTAL_PASSED", "QES")
 
@@ -242,19 +244,19 @@ def test_expired_transaction_is_refused_and_nothing_is_signed(stack: Any, flow: 
     portal = stack.short_ttl_portal_url  # SIGNLAB_PORTAL_TRANSACTION_TTL_SECONDS=2
     created = stack.create([{"sample": "employment-contract.pdf"}], portal_url=portal, qualifier="qes",
                            format="pades", level="B-T", flow=flow, login_hint=QES_HINT)
-    time.sleep(2.5)
     keys_before = stack.hsm_key_objects()
-    # A browser gets an HTML page naming the step; the API client JSON.
-    page = stack.browse(created["authorize_url"], headers={"Accept": "text/html"})
+    # The signer confirms at once, then comes back from the SSASP too late. A browser gets an
+    # HTML page naming the step; the API client JSON.
+    page = stack.browse(created["review_url"], headers={"Accept": "text/html"}, pause=2.5)
     assert page.status_code == 410, page.text[:300]
     assert "expired" in page.text and f"step {step_number}" in page.text
-    tx = requests.get(created["status_url"], timeout=30).json()
+    tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
     assert tx["state"] == "expired" and tx["error"] == "expired_transaction", tx
     assert all("download_url" not in d for d in tx["documents"])
-    assert requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", timeout=30).status_code == 404
+    assert requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", auth=stack.partner, timeout=30).status_code == 404
     # The portal never redeemed the code: no one-time key or certificate was made for it.
     assert stack.hsm_key_objects() == keys_before == []
-    again = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", timeout=30,
+    again = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=stack.partner, timeout=30,
                          headers={"Accept": "application/json"}).json()
     assert again["state"] == "expired" and "nothing was signed" in again["error_description"]
 
@@ -267,17 +269,21 @@ def test_ui_offers_and_starts_the_certificate_first_flow(stack: Any) -> None:
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token
     started = browser.post(f"{stack.portal_url}/sign", allow_redirects=False, timeout=60, data={
-        "csrf_token": token.group(1), "samples": "employment-contract.pdf", "qualifier": "qes", "format": "pades",
-        "level": "B-T", "flow": "certificate-first"})
-    # Step 2 done (service-scope PAR accepted by the real signer); the browser goes to the signer.
-    assert started.status_code == 303, started.text[:300]
-    assert started.headers["Location"].startswith(f"{stack.signer_url}/oauth2/authorize?client_id=signlab-portal&request_uri=")
-    # A finished certificate-first transaction's page names the credential and the authorized DTBS/R.
-    tx = stack.sign([{"sample": "loan-agreement.pdf"}], qualifier="ades", format="pades", level="B-B",
-                    flow="certificate-first", login_hint=ADES_HINT)
-    assert tx["state"] == "completed", tx
-    result = requests.get(tx["result_url"], headers={"Accept": "text/html"}, timeout=30).text
-    assert tx["signer"]["credential_id"] in result and tx["signer"]["dtbsr_sha256_b64"][0] in result
+        "csrf_token": token.group(1), "samples": "loan-agreement.pdf", "qualifier": "ades", "format": "pades",
+        "level": "B-B", "flow": "certificate-first", "login_hint": ADES_HINT})
+    # Step 1: the review page; after the confirmation step 2 (service-scope PAR accepted by the
+    # real signer) and the browser goes to the signer.
+    assert started.status_code == 303 and "/review/" in started.headers["Location"], started.text[:300]
+    authorize_url = confirm_review(urljoin(stack.portal_url, started.headers["Location"]), browser)
+    assert authorize_url.startswith(f"{stack.signer_url}/oauth2/authorize?client_id=signlab-portal&request_uri=")
+    # A finished certificate-first transaction's page (this browser's own) names the credential
+    # and the authorized DTBS/R.
+    callback = browse_until(authorize_url, f"{stack.portal_url}/sign/callback", session=browser)
+    result = browser.get(callback, headers={"Accept": "text/html"}, timeout=120)
+    assert result.status_code == 200 and "/transactions/tx-" in result.url, result.text[:300]
+    tx_id = result.url.rsplit("/", 1)[1]
+    meta = stack.portal_app.extensions["signlab.portal"].store.get(tx_id).meta
+    assert meta["credential_id"] in result.text and meta["dtbsr_sha256_b64"][0] in result.text
 
 
 @pytest.mark.hsm
@@ -285,10 +291,10 @@ def test_ui_offers_and_starts_the_certificate_first_flow(stack: Any) -> None:
 def test_certificate_first_refusals_make_no_key_and_keep_nothing(stack: Any, hint: str, approve: bool) -> None:
     created = stack.create([{"sample": "employment-contract.pdf"}], qualifier="qes", format="pades", level="B-T",
                            flow="certificate-first", login_hint=hint)
-    page = stack.browse(created["authorize_url"], approve=approve)
+    page = stack.browse(created["review_url"], approve=approve)
     assert page.status_code == 403, page.text[:300]
     assert page.json()["error"] == "access_denied" and "step 5" in page.json()["error_description"]
-    tx = requests.get(created["status_url"], timeout=30).json()
+    tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
     assert tx["state"] == "failed" and tx["error"] == "access_denied", tx
     assert all("download_url" not in d for d in tx["documents"])
     assert stack.hsm_key_objects() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from services.portal import create_app, pades
 from services.portal.documents import Level, Qualifier
 from services.portal.settings import PortalSettings
 from services.portal.trust import TrustStore
+from shared.digests import digest_fingerprint
 from shared.testing import free_port
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
@@ -29,7 +31,8 @@ def app(tmp_path: Path, pki) -> Iterator[Flask]:
     (trust_dir / "root.der").write_bytes(pki.der(pki.root))
     (trust_dir / "tl.xml").write_text(pki.trusted_list())
     settings = PortalSettings(
-        data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32),
+        data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            api_client_secret=SecretStr("api-secret-of-the-tests"),
         trust_root_file=trust_dir / "root.der", trusted_list_file=trust_dir / "tl.xml", max_document_bytes=200_000,
         signer_url=f"http://127.0.0.1:{free_port()}", http_timeout_seconds=2,
     )
@@ -37,9 +40,15 @@ def app(tmp_path: Path, pki) -> Iterator[Flask]:
     yield create_app(settings, trust=trust)
 
 
+PARTNER_BASIC = "Basic " + base64.b64encode(b"signlab-lab:api-secret-of-the-tests").decode()
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    """A client that is both a browser and the lab's partner application (HTTP Basic on every call)."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = PARTNER_BASIC
+    return test_client
 
 
 def _csrf(client: FlaskClient, path: str = "/") -> str:
@@ -106,13 +115,6 @@ def test_unknown_options_are_refused(client: FlaskClient, field: str, value: str
     assert value in response.get_json()["error_description"]
 
 
-def test_cades_lta_is_refused_before_anything_is_sent(client: FlaskClient) -> None:
-    body = {"format": "cades", "level": "B-LTA", "documents": [{"sample": "meeting-minutes.txt"}]}
-    response = client.post("/api/v1/sign-requests", json=body)
-    assert response.status_code == 400
-    assert "not supported" in response.get_json()["error_description"]
-
-
 def test_validate_api_reports_valid_and_tampered_pdf(client: FlaskClient, pki, sign_digest) -> None:
     pdf = (SAMPLES / "employment-contract.pdf").read_bytes()
     prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="K", bytes_reserved=32768))
@@ -122,7 +124,7 @@ def test_validate_api_reports_valid_and_tampered_pdf(client: FlaskClient, pki, s
     assert ok["indication"] == "TOTAL_PASSED"
     assert ok["signatures"][0]["qualification"] == "QES"
     assert ok["signatures"][0]["level"] == "B-T"
-    assert client.get(ok["download_url"].replace("http://localhost", "")).get_json()["indication"] == "TOTAL_PASSED"
+    assert client.get(ok["download_url"].replace("http://127.0.0.1:8000", "")).get_json()["indication"] == "TOTAL_PASSED"
     tampered = bytearray(signed)
     tampered[tampered.find(b"Salary") + 1] ^= 1
     bad = client.post("/api/v1/validate", json={"signed": base64.b64encode(bytes(tampered)).decode()}).get_json()
@@ -159,6 +161,37 @@ def test_unknown_transaction_is_404(client: FlaskClient) -> None:
 
 def test_unreachable_signing_service_is_a_clear_error_and_nothing_is_pending(client: FlaskClient, app: Flask) -> None:
     # The default signer URL points at a port nothing listens on in tests (the real one is 8003).
-    response = client.post("/api/v1/sign-requests", json={"documents": [{"sample": "employment-contract.pdf"}]})
+    created = client.post("/api/v1/sign-requests", json={"documents": [{"sample": "employment-contract.pdf"}]})
+    assert created.status_code == 201, created.get_json()  # step 1 only: nothing sent before the review
+    review = created.get_json()["review_url"].replace("http://127.0.0.1:8000", "")
+    response = client.post(review, data={"csrf_token": _csrf(client, review), "decision": "confirm"},
+                           headers={"Accept": "application/json"})
     assert response.status_code == 503, response.get_json()
     assert "step 2" in response.get_json()["error_description"]
+    status = client.get(created.get_json()["status_url"].replace("http://127.0.0.1:8000", "")).get_json()
+    assert status["state"] == "failed" and status["error"] == "temporarily_unavailable", status
+
+
+def test_the_review_page_shows_each_document_and_its_digest_to_its_session_only(client: FlaskClient, app: Flask) -> None:
+    token = _csrf(client)
+    started = client.post("/sign", data={"csrf_token": token, "samples": ["employment-contract.pdf", "meeting-minutes.txt"],
+                                         "format": "cades", "level": "B-B"})
+    assert started.status_code == 303 and "/review/" in started.headers["Location"]
+    review = started.headers["Location"].replace("http://127.0.0.1:8000", "")
+    page = client.get(review, headers={"Accept": "text/html"}).get_data(as_text=True)
+    store = app.extensions["signlab.portal"].store
+    tx = store.by_review_key(hashlib.sha256(review.rsplit("/", 1)[1].encode()).hexdigest())
+    for doc in tx.documents:  # the digests that the PAR will carry, in the one shared format
+        assert digest_fingerprint(doc.digest, "sha256") in page
+    assert 'class="page"' in page and 'class="document-text"' in page  # the PDF rendered, the text as text
+    image = client.get(f"{review}/documents/0/pages/1.png")
+    assert image.status_code == 200 and image.data.startswith(b"\x89PNG")
+    assert client.get(f"{review}/documents/0/pages/2.png").status_code == 404
+    # Another browser session: the same 404 as for a link that never existed.
+    stranger = app.test_client()
+    assert stranger.get(review, headers={"Accept": "application/json"}).status_code == 404
+    assert stranger.get(f"/transactions/{tx.id}", headers={"Accept": "application/json"}).status_code == 404
+    # Declining ends it; nothing was sent to the signing service.
+    declined = client.post(review, data={"csrf_token": token, "decision": "decline"})
+    assert declined.status_code == 303
+    assert store.get(tx.id).state == "failed" and "declined" in store.get(tx.id).error_description

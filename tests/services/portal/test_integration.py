@@ -32,13 +32,13 @@ def test_pades_b_lta_end_to_end(stack: Any, qualifier: str, hint: str, expected:
     assert report["indication"] == "TOTAL_PASSED", report
     assert report["signatures"][0]["level"] == "B-LTA"
     assert report["signatures"][0]["qualification"] == expected
-    pdf = requests.get(tx["documents"][0]["download_url"], timeout=30).content
+    pdf = requests.get(tx["documents"][0]["download_url"], auth=stack.partner, timeout=30).content
     # Independent re-validation through the API of the uploaded bytes, then one changed byte.
-    again = requests.post(f"{stack.portal_url}/api/v1/validate", json={"signed": base64.b64encode(pdf).decode()}, timeout=60).json()
+    again = requests.post(f"{stack.portal_url}/api/v1/validate", auth=stack.partner, json={"signed": base64.b64encode(pdf).decode()}, timeout=60).json()
     assert (again["indication"], again["signatures"][0]["qualification"]) == ("TOTAL_PASSED", expected)
     tampered = bytearray(pdf)
     tampered[tampered.find(b"Salary") + 1] ^= 1
-    bad = requests.post(f"{stack.portal_url}/api/v1/validate", json={"signed": base64.b64encode(bytes(tampered)).decode()}, timeout=60).json()
+    bad = requests.post(f"{stack.portal_url}/api/v1/validate", auth=stack.partner, json={"signed": base64.b64encode(bytes(tampered)).decode()}, timeout=60).json()
     assert (bad["indication"], bad["sub_indication"]) == ("TOTAL_FAILED", "HASH_FAILURE")
 
 
@@ -75,19 +75,19 @@ def test_batch_shares_one_authorization_and_signer_never_sees_documents(stack: A
 
 
 def test_declined_consent_and_low_loa_qes_are_clear_and_nothing_is_signed(stack: Any) -> None:
-    created = requests.post(f"{stack.portal_url}/api/v1/sign-requests", timeout=60, json={
+    created = requests.post(f"{stack.portal_url}/api/v1/sign-requests", auth=stack.partner, timeout=60, json={
         "documents": [{"sample": "employment-contract.pdf"}], "qualifier": "qes", "login_hint": QES_HINT}).json()
-    page = stack.browse(created["authorize_url"], approve=False)
+    page = stack.browse(created["review_url"], approve=False)
     assert page.status_code == 403
-    tx = requests.get(created["status_url"], timeout=30).json()
+    tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
     assert tx["state"] == "failed" and tx["error"] == "access_denied"
     assert all("download_url" not in d for d in tx["documents"])
     # QES requested, eID at LoA substantial/low: refused, never silently downgraded.
-    created = requests.post(f"{stack.portal_url}/api/v1/sign-requests", timeout=60, json={
+    created = requests.post(f"{stack.portal_url}/api/v1/sign-requests", auth=stack.partner, timeout=60, json={
         "documents": [{"sample": "employment-contract.pdf"}], "qualifier": "qes", "login_hint": ADES_HINT}).json()
-    page = stack.browse(created["authorize_url"])
+    page = stack.browse(created["review_url"])
     assert page.status_code == 403
-    tx = requests.get(created["status_url"], timeout=30).json()
+    tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
     assert tx["state"] == "failed" and tx["error"] == "access_denied", tx
     # A replayed callback for a finished transaction is refused.
     assert requests.get(f"{stack.portal_url}/sign/callback?state=nope&code=x", timeout=30).status_code == 400

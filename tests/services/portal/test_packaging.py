@@ -7,10 +7,15 @@ keys); the integration tests run the same paths against the real services.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from io import BytesIO
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography.x509.oid import NameOID
+from pyhanko.sign import signers
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 
@@ -20,6 +25,7 @@ from services.portal.errors import PackagingFailed
 from services.portal.ltv import ValidationMaterial, validation_context
 from services.portal.settings import PortalSettings
 from services.portal.validation import TrustSettings, load_registry, validate_document
+from shared.cms_version import version_problems
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
 PDF = (SAMPLES / "employment-contract.pdf").read_bytes()
@@ -82,15 +88,17 @@ def test_b_b_reserves_half_of_the_time_stamped_levels() -> None:
 
 
 @pytest.mark.parametrize("qualifier", ["qes", "ades"])
-@pytest.mark.parametrize("level", cades.SUPPORTED_LEVELS)
+@pytest.mark.parametrize("level", list(Level))
 def test_cades_and_jades_levels(pki, sign_digest, trust, level: Level, qualifier: str) -> None:
     sig = sign_digest(cades.digest(JSON), qualifier, "cades")
-    p7s = asyncio.run(cades.augment_cades(sig.signature, level=level, timestamper=pki.timestamper(), material=sig.material))
+    p7s = asyncio.run(cades.augment_cades(sig.signature, level=level, timestamper=pki.timestamper(), material=sig.material,
+                                          document_digest=cades.digest(JSON)))
     report = asyncio.run(validate_document("p.json.p7s", p7s, trust, original=JSON))
     assert (report.indication, report.signatures[0].level) == ("TOTAL_PASSED", level.value)
     assert report.signatures[0].qualification == ("QES" if qualifier == "qes" else "AdES")
     jsig = sign_digest(jades.digest(JSON), qualifier, "jades")
-    jws = asyncio.run(jades.augment_jades(jsig.signature, level=level, timestamper=pki.timestamper(), material=jsig.material))
+    jws = asyncio.run(jades.augment_jades(jsig.signature, level=level, timestamper=pki.timestamper(), material=jsig.material,
+                                          payload=JSON))
     jreport = asyncio.run(validate_document("p.jades.json", jws, trust, original=JSON))
     assert (jreport.indication, jreport.signatures[0].level) == ("TOTAL_PASSED", level.value), jreport.to_dict()
     assert jreport.signatures[0].qualification == ("QES" if qualifier == "qes" else "AdES")
@@ -187,3 +195,59 @@ def test_not_a_cms_from_the_signer_fails_clearly(pki) -> None:
     prep = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="", bytes_reserved=32768))
     with pytest.raises(PackagingFailed, match="not a CMS"):
         asyncio.run(pades.augment_pdf(prep, b"nonsense", level=Level.B_B, timestamper=None, root=pki.root_asn1, material=ValidationMaterial()))
+
+
+@pytest.mark.parametrize("level", list(Level))
+def test_cades_signed_data_versions_follow_rfc_5652(pki, sign_digest, level: Level) -> None:
+    """RFC 5652 §5.1: with the OCSP response in ``crls`` as ``otherRevocationInfoFormat`` (B-LT and
+    up) the SignedData is version 5; below, version 1 (id-data, signer by issuer and serial)."""
+    sig = sign_digest(cades.digest(JSON), "qes", "cades")
+    assert sig.material.ocsps, "the test SSASP hands out an OCSP response for the leaf"
+    p7s = cms.ContentInfo.load(asyncio.run(cades.augment_cades(sig.signature, level=level, timestamper=pki.timestamper(),
+                                                               material=sig.material, document_digest=cades.digest(JSON))))
+    signed_data = p7s["content"]
+    others = [c for c in signed_data["crls"] if c.name == "other"] if signed_data["crls"].native else []
+    assert bool(others) == (level.rank >= Level.B_LT.rank)
+    assert signed_data["version"].native == ("v5" if others else "v1")
+    assert version_problems(p7s) == []
+
+
+@pytest.mark.parametrize("level", [Level.B_LT, Level.B_LTA])
+def test_dss_vri_key_is_upper_case_sha1_of_the_signature_bytes(pki, sign_digest, level: Level) -> None:
+    """ISO 32000-2 §12.8.4.4: the /VRI key of a signature is the upper-case hex SHA-1 of its bytes —
+    the /Contents string decoded from the gap of the /ByteRange, read here straight from the file."""
+    signed = _signed_pdf(pki, sign_digest, level)
+    reader = PdfFileReader(BytesIO(signed))
+    keys = {str(k)[1:] for k in reader.root["/DSS"]["/VRI"]}
+    signature = reader.embedded_regular_signatures[0]
+    start, gap_start, gap_end, _ = (int(v) for v in signature.sig_object["/ByteRange"])
+    assert signed[gap_start:gap_start + 1] == b"<" and signed[gap_end - 1:gap_end] == b">"
+    contents = bytes.fromhex(signed[gap_start + 1:gap_end - 1].decode("ascii"))
+    expected = hashlib.sha1(contents).hexdigest().upper()
+    assert expected in keys, (expected, keys)
+    assert all(k == k.upper() for k in keys)
+    lower_hex_text_key = hashlib.sha1(contents.hex().encode("ascii")).hexdigest().upper()
+    assert lower_hex_text_key not in keys
+
+
+def test_signature_name_is_never_the_placeholder(pki, sign_digest) -> None:
+    """ISO 32000-2 Table 255 /Name: the signer's name from the certificate (certificate first), or
+    absent while the certificate does not exist yet (person signing) — never a placeholder text."""
+    person_signing = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=True,
+                                                   signer_name="", bytes_reserved=32768))
+    sig_object = _signature_dictionary(person_signing.prepared)
+    assert "/Name" not in sig_object, sig_object.get("/Name")
+    _key, leaf = pki.issue_leaf("qes")
+    external = signers.ExternalSigner(signing_cert=asn1_x509.Certificate.load(pki.der(leaf)), cert_registry=None,
+                                      signature_value=512)
+    certificate_first = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=True,
+                                                      signer_name="Someone Typed This", bytes_reserved=32768,
+                                                      external=external))
+    common_name = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert str(_signature_dictionary(certificate_first.prepared)["/Name"]) == common_name == "Kari Nordmann"
+
+
+def _signature_dictionary(pdf: bytes):
+    reader = PdfFileReader(BytesIO(pdf))
+    field = next(f for f in reader.root["/AcroForm"]["/Fields"] if f.get_object().get("/FT") == "/Sig")
+    return field.get_object()["/V"].get_object()

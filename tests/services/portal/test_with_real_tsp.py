@@ -68,7 +68,7 @@ class RealTsp:
         self.signer = LiveServer(_jwks_app("signer", self.signer_key)).start()
         port = free_port()
         self.settings = CaSettings(port=port, data_dir=tmp, idp_url=self.idp_url, signer_jwks_url=f"{self.signer.url}/jwks.json",
-                                   admin_token=SecretStr(secrets.token_urlsafe(16)), log_level="WARNING")
+                                   admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         provision_ca(self.settings)
         self.server = LiveServer(create_ca(self.settings), port).start()
         self.client = CaClient(self.server.url, public_cert_base=self.settings.public_cert_base)

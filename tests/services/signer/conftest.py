@@ -114,10 +114,10 @@ class Ecosystem:
         self.ca_admin = secrets.token_urlsafe(16)
         idp_settings = IdpSettings(port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(shared_secret),
                                    signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-                                   admin_token=SecretStr(self.idp_admin), log_level="WARNING")
+                                   admin_token=SecretStr(self.idp_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         ca_settings = CaSettings(port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url,
                                  signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
-                                 admin_token=SecretStr(self.ca_admin), log_level="WARNING")
+                                 admin_token=SecretStr(self.ca_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         provision_ca(ca_settings)
         self.settings = signer_settings.model_copy(update={
             "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": self.idp_url, "ca_url": self.ca_url,

@@ -1,0 +1,336 @@
+"""The findings of the outside security review (issue 19), each replayed against real processes.
+
+One test per finding (V1-V4, the IdP half of V7, and the weaknesses on the portal, IdP and admin
+APIs); each failed on the code before the fix. The SSASP's findings (V5, V6, the signer half of V7,
+V8, SCAL2 of the certificate-first flow, CSC 400-before-401) are proven in the signer's tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+import pytest
+import requests
+from reliability_lab import Lab, start_lab
+
+from shared.testing import confirm_review
+from signlab.load import BrowserAgent, portal_flow
+
+pytestmark = [pytest.mark.processes, pytest.mark.hsm]
+
+OTHER_APP = ("other-partner", "other-partner-secret-0123456789")
+"""A second partner application registered at the review lab's portal."""
+TEXT = {"name": "contract.txt", "content": base64.b64encode(b"I agree to the terms.\n").decode()}
+
+
+@pytest.fixture(scope="module")
+def review_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A default ecosystem (no fault injection) whose portal knows a second partner application."""
+    started = start_lab(tmp_path_factory.mktemp("review") / "var", {
+        "SIGNLAB_PORTAL_API_APPLICATIONS": f'[{{"client_id": "{OTHER_APP[0]}", "client_secret": "{OTHER_APP[1]}"}}]'})
+    yield started
+    started.runtime.down()
+
+
+def _partner(lab: Lab) -> tuple[str, str]:
+    return lab.eco.partner_api
+
+
+def _completed_by_partner(lab: Lab) -> str:
+    """A transaction the lab's partner application created and its signer completed."""
+    return str(portal_flow(lab.eco, b"owned by the lab's partner application\n").transaction_id)
+
+
+def _browser_signing(lab: Lab, session: requests.Session) -> tuple[str, str]:
+    """A transaction created in ``session`` through the portal's form, completed; (tx id, report id)."""
+    portal = lab.urls["portal"]
+    page = session.get(f"{portal}/", timeout=10)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    started = session.post(f"{portal}/sign", allow_redirects=False, timeout=60, data={
+        "csrf_token": csrf, "samples": "meeting-minutes.txt", "qualifier": "qes", "format": "cades", "level": "B-B",
+        "login_hint": "kari-nordmann@no-bankid"})
+    assert started.status_code == 303, started.text[:300]
+    authorize = confirm_review(urljoin(portal, started.headers["Location"]), session)
+    agent = BrowserAgent(lab.eco)
+    agent.session = session
+    final = agent.walk(authorize)
+    assert isinstance(final, requests.Response) and "/transactions/tx-" in final.url, final
+    tx_id = final.url.rsplit("/", 1)[1]
+    signed = session.get(f"{portal}/transactions/{tx_id}/documents/0", timeout=10).content
+    report = session.post(f"{portal}/validate", timeout=60, data={"csrf_token": csrf},
+                          files={"signed": ("minutes.p7s", signed)})
+    report_id = re.search(r"/reports/([0-9a-f]+)\.json", report.text).group(1)  # type: ignore[union-attr]
+    return tx_id, report_id
+
+
+# ------------------------------------------------------------------ V1, V2: ownership
+
+
+def test_v1_another_partners_or_anonymous_requests_for_a_transaction_get_nothing(review_lab: Lab) -> None:
+    """V1: status, downloads, trace and the listing of a partner's transaction answer only that partner."""
+    portal = review_lab.urls["portal"]
+    tx_id = _completed_by_partner(review_lab)
+    api = f"{portal}/api/v1/transactions/{tx_id}"
+    owned = requests.get(api, auth=_partner(review_lab), timeout=10)
+    assert owned.status_code == 200 and owned.json()["state"] == "completed"
+    assert "authorize_url" not in owned.json()
+    for path in ("", "/documents/0", "/trace"):
+        anonymous = requests.get(api + path, timeout=10, headers={"Accept": "application/json"})
+        assert anonymous.status_code == 401, (path, anonymous.status_code)
+        assert anonymous.headers["WWW-Authenticate"].startswith("Basic "), anonymous.headers
+        foreign = requests.get(api + path, auth=OTHER_APP, timeout=10, headers={"Accept": "application/json"})
+        assert foreign.status_code == 404 and foreign.json()["error"] == "not_found", (path, foreign.text[:200])
+    # The pages of the transaction: no browser owns it, so every browser gets the same 404.
+    for path in (f"/transactions/{tx_id}", f"/transactions/{tx_id}/documents/0", f"/transactions/{tx_id}/trace.json"):
+        assert requests.get(portal + path, timeout=10).status_code == 404, path
+    # The trainer's listing of every transaction id needs the trainer token.
+    listing = requests.get(f"{portal}/trainer/api/transactions", timeout=10)
+    assert listing.status_code == 401 and tx_id not in listing.text
+
+
+def test_v1_a_browser_sessions_transaction_and_report_answer_only_that_session(review_lab: Lab) -> None:
+    """V1 for the portal's own pages: result page, download, trace and validation report."""
+    portal = review_lab.urls["portal"]
+    owner = requests.Session()
+    tx_id, report_id = _browser_signing(review_lab, owner)
+    paths = (f"/transactions/{tx_id}", f"/transactions/{tx_id}/documents/0", f"/transactions/{tx_id}/trace.json",
+             f"/reports/{report_id}.json")
+    for path in paths:
+        assert owner.get(portal + path, timeout=10).status_code == 200, path
+    stranger = requests.Session()
+    stranger.get(f"{portal}/", timeout=10)  # a session of its own
+    unknown = stranger.get(f"{portal}/transactions/tx-{'0' * 16}", timeout=10, headers={"Accept": "application/json"})
+    for path in paths:
+        answer = stranger.get(portal + path, timeout=10, headers={"Accept": "application/json"})
+        assert answer.status_code == 404, path
+        # No oracle: a foreign id is answered like one that never existed.
+        assert answer.json()["error"] == unknown.json()["error"] == "not_found"
+    assert requests.get(f"{portal}/api/v1/transactions/{tx_id}", auth=_partner(review_lab), timeout=10).status_code == 404
+
+
+def test_v2_anonymous_callers_cannot_create_sign_requests_or_use_the_api(review_lab: Lab) -> None:
+    """V2: the API is the partner's; no credentials or a wrong secret is a 401 with the Basic challenge."""
+    portal = review_lab.urls["portal"]
+    body = {"documents": [TEXT], "qualifier": "qes", "format": "cades", "level": "B-B"}
+    for auth in (None, (_partner(review_lab)[0], "wrong-secret"), ("nobody", "x" * 20)):
+        answer = requests.post(f"{portal}/api/v1/sign-requests", json=body, auth=auth, timeout=10)
+        assert answer.status_code == 401, answer.text[:200]
+        assert answer.json()["error"] == "invalid_client"
+        assert answer.headers["WWW-Authenticate"] == 'Basic realm="signlab-portal-api", charset="UTF-8"'
+        assert "review_url" not in answer.text and "authorize_url" not in answer.text
+    for path in ("/api/v1/validate", "/api/v1/samples"):
+        assert requests.request("POST" if "validate" in path else "GET", portal + path, timeout=10).status_code == 401
+
+
+def test_v2_a_partners_request_cannot_be_completed_into_anyone_elses_download(review_lab: Lab) -> None:
+    """The signer completes a partner's request; only that partner downloads the result."""
+    portal = review_lab.urls["portal"]
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=_partner(review_lab), timeout=30, json={
+        "documents": [TEXT], "qualifier": "qes", "format": "cades", "level": "B-B",
+        "login_hint": "kari-nordmann@no-bankid"}).json()
+    signer_browser = requests.Session()
+    agent = BrowserAgent(review_lab.eco)
+    agent.session = signer_browser
+    final = agent.walk(created["review_url"])
+    # The signer's browser lands on the review link: the outcome, no document, no download link.
+    assert isinstance(final, requests.Response) and final.status_code == 200
+    assert "has the signed document" in final.text and "/documents/" not in final.text
+    tx_id = created["transaction_id"]
+    download = f"{portal}/api/v1/transactions/{tx_id}/documents/0"
+    assert requests.get(download, auth=_partner(review_lab), timeout=10).status_code == 200
+    assert requests.get(download, auth=OTHER_APP, timeout=10).status_code == 404
+    assert requests.get(download, timeout=10).status_code == 401
+    assert signer_browser.get(download, timeout=10).status_code == 401
+    assert signer_browser.get(f"{portal}/transactions/{tx_id}/documents/0", timeout=10).status_code == 404
+
+
+# ------------------------------------------------------------------ V3: trainer views
+
+
+@pytest.mark.parametrize("service,path", [
+    ("portal", "/trainer/"), ("portal", "/trainer/api/transactions"), ("portal", "/trainer/api/transactions/latest"),
+    ("portal", "/trainer/api/status"), ("idp", "/debugger"), ("ca", "/certificates"),
+])
+def test_v3_trainer_and_debugger_views_need_the_trainer_token(review_lab: Lab, service: str, path: str) -> None:
+    url = review_lab.urls[service] + path
+    anonymous = requests.get(url, timeout=10, headers={"Accept": "application/json"})
+    assert anonymous.status_code == 401, anonymous.text[:200]
+    assert anonymous.headers["WWW-Authenticate"] == 'Bearer realm="signlab-trainer"'
+    wrong = requests.get(url, timeout=10, headers={"Authorization": "Bearer wrong", "Accept": "application/json"})
+    assert wrong.status_code == 401 and 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
+    token = review_lab.secrets["SIGNLAB_PORTAL_TRAINER_TOKEN"]
+    trainer = requests.get(url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+    assert trainer.status_code in (200, 404), trainer.text[:200]  # 404: "latest" before any flow
+    # A browser signs in once with the link 'signlab up' prints; the token leaves the address bar.
+    browser = requests.Session()
+    sign_in = browser.get(f"{review_lab.urls[service]}/trainer/sign-in?{urlencode({'token': token, 'next': path})}",
+                          timeout=10, allow_redirects=False)
+    assert sign_in.status_code == 303 and sign_in.headers["Location"] == path
+    cookie = sign_in.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and token not in cookie
+    assert browser.get(url, timeout=30).status_code in (200, 404)
+
+
+def test_v3_the_cas_certificate_pages_and_lookup_mask_the_signers_identifier(review_lab: Lab) -> None:
+    serial = portal_flow(review_lab.eco, b"certificate subject masking\n").certificate_serial
+    token = review_lab.secrets["SIGNLAB_PORTAL_TRAINER_TOKEN"]
+    ca = review_lab.urls["ca"]
+    assert requests.get(f"{ca}/certificates/{serial}", timeout=10).status_code == 401
+    bearer = {"Authorization": f"Bearer {token}"}
+    for page in (requests.get(f"{ca}/certificates", headers=bearer, timeout=10),
+                 requests.get(f"{ca}/certificates/{serial}", headers=bearer, timeout=10),
+                 requests.get(f"{ca}/api/v1/certificates/{serial}", timeout=10)):
+        assert page.status_code == 200
+        text = page.text if "json" not in page.headers["Content-Type"] else str(page.json())
+        at = text.find("14838540105")
+        assert at < 0 and "PNONO-•••••••••05" in text, text[max(0, at - 200):at + 50]
+
+
+# ------------------------------------------------------------------ V4, V7 and the IdP's weaknesses
+
+
+def _idp_app(tmp_path: Path, **settings: Any) -> Any:
+    """An IdP app with default settings (fault injection off) and the signer as its client."""
+    from services.idp import create_app
+    from services.idp.provision import provision
+    from services.idp.settings import IdpSettings
+    from shared.testing import random_secrets
+
+    values = {**random_secrets(IdpSettings), "data_dir": tmp_path / "idp",
+              "signer_redirect_uris": ["http://127.0.0.1:9/cb"], **settings}
+    idp_settings = IdpSettings(**values)
+    provision(idp_settings)
+    return create_app(idp_settings), idp_settings
+
+
+def _authorize(client: Any, **extra: str) -> Any:
+    verifier = "v" * 43
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    params = {"client_id": "signlab-signer", "redirect_uri": "http://127.0.0.1:9/cb", "response_type": "code",
+              "scope": "openid", "nonce": "n-" + "x" * 20, "state": "s-" + "y" * 20, "code_challenge": challenge,
+              "code_challenge_method": "S256", **extra}
+    return client.get("/authorize?" + urlencode(params))
+
+
+def test_v4_login_hint_failure_directives_are_refused_unless_fault_injection_is_on(tmp_path: Path) -> None:
+    """V4: with fault injection off, ``…!slow=30`` (and every other directive) is an invalid hint."""
+    app, _ = _idp_app(tmp_path)
+    client = app.test_client()
+    for hint in ("kari-nordmann@no-bankid!slow=30", "kari-nordmann@no-bankid!unavailable", "!cancel"):
+        answer = _authorize(client, login_hint=hint)
+        assert answer.status_code == 302, answer.get_data(as_text=True)[:200]
+        params = parse_qs(urlsplit(answer.headers["Location"]).query)
+        assert params["error"] == ["invalid_request"] and "code" not in params, params
+        assert "fault injection" in params["error_description"][0]
+    # The same hint without the directive logs in headlessly as before.
+    plain = parse_qs(urlsplit(_authorize(client, login_hint="kari-nordmann@no-bankid").headers["Location"]).query)
+    assert "code" in plain, plain
+
+
+def test_v7_authorization_codes_and_access_tokens_are_hashed_at_rest(tmp_path: Path) -> None:
+    """V7 (IdP): the database and its WAL hold no redeemable code or access token."""
+    app, settings = _idp_app(tmp_path)
+    client = app.test_client()
+    location = _authorize(client, login_hint="kari-nordmann@no-bankid").headers["Location"]
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    files = list((settings.data_dir).glob("idp.sqlite3*"))
+    stored = b"".join(path.read_bytes() for path in files)
+    assert code.encode() not in stored
+    assert hashlib.sha256(code.encode()).hexdigest().encode() in stored
+    token = client.post("/token", data={"grant_type": "authorization_code", "code": code, "code_verifier": "v" * 43,
+                                        "redirect_uri": "http://127.0.0.1:9/cb"},
+                        auth=("signlab-signer", settings.signer_client_secret.get_secret_value()))
+    assert token.status_code == 200, token.get_data(as_text=True)
+    access = token.get_json()["access_token"]
+    stored = b"".join(path.read_bytes() for path in settings.data_dir.glob("idp.sqlite3*"))
+    assert access.encode() not in stored
+    assert client.get("/userinfo", headers={"Authorization": f"Bearer {access}"}).status_code == 200
+    with sqlite3.connect(settings.data_dir / "idp.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM codes").fetchone()[0] == 0  # redeemed once, gone
+
+
+def test_idp_answers_request_not_supported_for_request_objects(tmp_path: Path) -> None:
+    app, _ = _idp_app(tmp_path)
+    client = app.test_client()
+    for parameter, error in (("request", "request_not_supported"), ("request_uri", "request_uri_not_supported")):
+        answer = _authorize(client, login_hint="kari-nordmann@no-bankid", **{parameter: "eyJhbGciOiJub25lIn0.e30."})
+        params = parse_qs(urlsplit(answer.headers["Location"]).query)
+        assert params["error"] == [error] and "code" not in params, params
+    assert app.test_client().get("/.well-known/openid-configuration").get_json()["request_parameter_supported"] is False
+
+
+# ------------------------------------------------------------------ the portal's weaknesses
+
+
+def test_host_header_is_not_reflected_in_the_apis_urls(review_lab: Lab) -> None:
+    portal = review_lab.urls["portal"]
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=_partner(review_lab), timeout=30,
+                            headers={"Host": "evil.example"},
+                            json={"documents": [TEXT], "qualifier": "qes", "format": "cades", "level": "B-B"})
+    assert created.status_code == 201, created.text[:200]
+    body = created.json()
+    for key in ("status_url", "review_url"):
+        assert body[key].startswith(portal + "/"), body
+    status = requests.get(body["status_url"], auth=_partner(review_lab), headers={"Host": "evil.example"}, timeout=10)
+    assert "evil.example" not in status.text
+
+
+def test_oversized_request_is_a_clean_error_and_is_traced(review_lab: Lab) -> None:
+    portal = review_lab.urls["portal"]
+    answer = requests.post(f"{portal}/api/v1/sign-requests", auth=_partner(review_lab), timeout=60,
+                           data=b"{" + b" " * (40 * 1024 * 1024) + b"}",
+                           headers={"Content-Type": "application/json", "Accept": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"] == "invalid_request"
+    request_id = answer.headers["X-Request-ID"]
+    log = review_lab.runtime.log_file("portal").read_text()
+    lines = [line for line in log.splitlines() if request_id in line]
+    assert lines and not any("Traceback" in line for line in lines), lines
+    traces = "".join(p.read_text() for p in (review_lab.runtime.data_dir / "traces").rglob("*.jsonl"))
+    assert "over the size limit, not read" in traces
+
+
+# ------------------------------------------------------------------ admin-token guessing
+
+
+def test_admin_token_guessing_is_throttled(tmp_path: Path) -> None:
+    """Ten wrong admin tokens from one address lock it (429, Retry-After) — even for the right
+    token, so the lock tells nothing; another address is not affected."""
+    app, settings = _idp_app(tmp_path, admin_api_enabled=True)
+    client = app.test_client()
+    right = {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
+    guesser = {"REMOTE_ADDR": "10.0.0.66"}
+    for attempt in range(10):
+        answer = client.get("/admin/failures", headers={"Authorization": f"Bearer guess-{attempt}"}, environ_base=guesser)
+        assert answer.status_code == 401
+    locked = client.get("/admin/failures", headers={"Authorization": "Bearer guess-11"}, environ_base=guesser)
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert locked.get_json()["error"] == "too_many_attempts"
+    assert client.get("/admin/failures", headers=right, environ_base=guesser).status_code == 429
+    assert client.get("/admin/failures", headers=right, environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code == 200
+
+
+def test_the_cas_revoke_and_the_fault_admin_apis_share_the_throttle(review_lab: Lab) -> None:
+    from shared.faults import FaultBoard
+    from shared.guard import TooManyAttempts
+
+    class Recorder:
+        def append(self, event: str, **data: Any) -> None:
+            return None
+
+    board = FaultBoard([], __import__("pydantic").SecretStr("the-right-admin-token"), Recorder())
+    for _ in range(10):
+        with pytest.raises(Exception, match="admin API"):
+            board.check_token("Bearer wrong", "10.1.1.1")
+    with pytest.raises(TooManyAttempts):
+        board.check_token("Bearer the-right-admin-token", "10.1.1.1")
+    # The CA's revoke API over HTTP, from this test's address (the lab serves only this module).
+    revoke = f"{review_lab.urls['ca']}/api/v1/certificates/ab12/revoke"
+    statuses = [requests.post(revoke, headers={"Authorization": f"Bearer wrong-{i}"}, timeout=10).status_code
+                for i in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429, statuses
