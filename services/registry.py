@@ -1,4 +1,4 @@
-"""The four services as the runtime sees them: info, settings class, provisioning hook, WSGI target."""
+"""The services as the runtime sees them: info, settings class, provisioning hook, WSGI target."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from services.portal.provision import provision as provision_portal
 from services.portal.settings import PortalSettings
 from services.signer.provision import provision as provision_signer
 from services.signer.settings import SignerSettings
+from services.wallet.provision import provision as provision_wallet
+from services.wallet.settings import WalletSettings
 from shared.flow import ServiceInfo, service
 from shared.settings import ServiceSettings
 
@@ -42,11 +44,13 @@ class ServiceEntry:
 
 REGISTRY: tuple[ServiceEntry, ...] = (
     ServiceEntry(service("idp"), IdpSettings, provision_idp),
+    ServiceEntry(service("wallet"), WalletSettings, provision_wallet),
     ServiceEntry(service("ca"), CaSettings, provision_ca),
     ServiceEntry(service("signer"), SignerSettings, provision_signer),
     ServiceEntry(service("portal"), PortalSettings, provision_portal),
 )
-"""In start order: the IdP and CA first, the signer (which calls both), the portal last."""
+"""In start order: the IdP first, the wallet (its PID provider issues PIDs to the IdP's test persons
+at provisioning), the CA, the signer (which calls the IdP and the CA), the portal last."""
 
 
 def entry(name: str) -> ServiceEntry:
@@ -67,13 +71,17 @@ URL_LINKS: dict[str, str] = {
     "SIGNLAB_PORTAL_SIGNER_URL": "{signer}",
     "SIGNLAB_PORTAL_CA_URL": "{ca}",
     "SIGNLAB_PORTAL_IDP_URL": "{idp}",
+    "SIGNLAB_IDP_WALLET_URL": "{wallet}",
+    "SIGNLAB_IDP_WALLET_TRUSTED_LIST_URL": "{wallet}/pid-provider/trusted-providers",
+    "SIGNLAB_WALLET_IDP_URL": "{idp}",
     "SIGNLAB_CA_PUBLIC_CERT_BASE": "{ca_public}",
 }
 """How the services find each other: settings whose value is built from the other services'
-base URLs (``{idp}``, ``{ca}``, ``{signer}``, ``{portal}``) or from a service's lab-host URL
-(``{ca_public}``, see :data:`LAB_HOSTS`). The runtime fills in each one whose field exists in the
-service's settings class, unless the environment already sets it; compose sets the same variables
-with the container host names (back channel) or the host-published ports (browsers, validators)."""
+base URLs (``{idp}``, ``{ca}``, ``{signer}``, ``{portal}``, ``{wallet}``) or from a service's
+lab-host URL (``{ca_public}``, see :data:`LAB_HOSTS`). The runtime fills in each one whose field
+exists in the service's settings class, unless the environment already sets it; compose sets the
+same variables with the container host names (back channel) or the host-published ports
+(browsers, validators)."""
 
 LAB_HOSTS: dict[str, str] = {"ca": CA_LAB_HOST}
 """Host names written into signed documents for outside validators to fetch (``{<service>_public}``

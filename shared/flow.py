@@ -1,4 +1,4 @@
-"""The flow vocabulary: eIDAS roles, the four services and flow steps 1-10.
+"""The flow vocabulary: eIDAS roles, the services and flow steps 1-10.
 
 This module is the single definition of the step numbering of design §2. Code, trace
 spans, audit entries, error messages, pages and documents all take step numbers, names and roles
@@ -7,6 +7,10 @@ from here, so that a reader can find any step by its number everywhere.
 Two flows share the numbering: the default *person-signing* flow (CSC v2 ``signDoc``; the steps
 run 1 to 10 in order) and the *certificate-first* flow (CSC v1 ``signHash``; the same steps in
 another order, see :data:`CERTIFICATE_FIRST_ORDER`).
+
+Besides the four eIDAS providers, :data:`SERVICES` lists the signer's EUDI Wallet: the person's own
+device (an emulator), not a provider. It takes part in step 4 when the signer logs in with the
+wallet; the PID provider that issued its credential appears as its own role in traces.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ class Role(StrEnum):
     """Trust service provider: the CA for short-term certificates and the time-stamping authority."""
     HSM = "HSM"
     """The hardware security module behind the SSASP (a lane of the SSASP in diagrams)."""
+    WALLET = "Wallet"
+    """The signer's EUDI Wallet: the person's device holding the PID (not a provider)."""
+    PIDP = "PIDP"
+    """The PID provider: issued the wallet's Person Identification Data and publishes its status."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ def step(number: int) -> FlowStep:
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """One of the four services and the eIDAS role it plays.
+    """One of the services and the role it plays.
 
     :ivar name: the service's short name (folder under ``services/``, settings prefix).
     :ivar role: its eIDAS role.
@@ -150,6 +158,8 @@ class ServiceInfo:
     @property
     def steps(self) -> tuple[FlowStep, ...]:
         """The flow steps this service takes part in (as source or target)."""
+        if self.role is Role.WALLET:  # the signer's device: it presents the PID inside the eID login
+            return (step(4),)
         roles = {self.role, Role.HSM} if self.role is Role.SSASP else {self.role}
         return tuple(s for s in STEPS if s.source in roles or s.target in roles)
 
@@ -188,11 +198,22 @@ SERVICES: tuple[ServiceInfo, ...] = (
         ("authentication requests to the IPSP (step 3)", "CSRs with identity evidence to the TSP (step 7)",
          "signature objects and validation data to the SCASP (step 10)"),
     ),
+    ServiceInfo(
+        "wallet", Role.WALLET, "EUDI Wallet emulator (the signer's phone)", 8004,
+        "Not a provider: the signer's own device. It holds each test person's PID (an SD-JWT VC bound "
+        "to a key of the device) and presents it to the eID provider with OpenID4VP when the signer "
+        "logs in with the EUDI Wallet. The same service hosts the simulated PID provider that issued "
+        "the PIDs, its Token Status List and the lab's list of trusted PID providers.",
+        ("OpenID4VP presentation requests from the IPSP (step 4), opened on the same device or scanned from a QR code",
+         "the signer's approval or refusal"),
+        ("PID presentations (selected claims + key-binding JWT), encrypted to the IPSP (step 4)",
+         "the PID provider's status list and trusted-provider list, to the IPSP (step 4)"),
+    ),
 )
 
 
 def service(name: str) -> ServiceInfo:
-    """Return the service called ``name`` (``portal``, ``idp``, ``ca`` or ``signer``)."""
+    """Return the service called ``name`` (``portal``, ``idp``, ``ca``, ``signer`` or ``wallet``)."""
     for info in SERVICES:
         if info.name == name:
             return info

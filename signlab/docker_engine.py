@@ -132,6 +132,7 @@ BROWSER_FACING_LINKS: frozenset[str] = frozenset({
     "SIGNLAB_IDP_SIGNER_REDIRECT_URIS",     # the IdP sends the browser back to the signer (step 5)
     "SIGNLAB_SIGNER_PORTAL_REDIRECT_URIS",  # the signer sends the browser back to the portal (step 10)
     "SIGNLAB_PORTAL_IDP_URL",               # only shown on the portal's pages
+    "SIGNLAB_IDP_WALLET_URL",               # the IdP sends the browser to the wallet (step 4, same device)
 })
 """Entries of :data:`URL_LINKS` that a browser follows: filled with 127.0.0.1 and the published port."""
 
@@ -142,6 +143,8 @@ BACK_CHANNEL_LINKS: frozenset[str] = frozenset({
     "SIGNLAB_SIGNER_CA_URL",       # issuance, TSA, CRL/OCSP (steps 7, 10)
     "SIGNLAB_PORTAL_SIGNER_URL",   # PAR, token, signDoc (steps 2, 10)
     "SIGNLAB_PORTAL_CA_URL",       # TSA, trust material (step 10)
+    "SIGNLAB_IDP_WALLET_TRUSTED_LIST_URL",  # the list of trusted PID providers (step 4)
+    "SIGNLAB_WALLET_IDP_URL",      # the population register at provisioning
 })
 """Entries of :data:`URL_LINKS` called server to server: filled with ``http://<service>:<port>``."""
 
@@ -372,7 +375,7 @@ def compose_document() -> dict[str, Any]:
 
 
 HEADER = """\
-# SignLab on docker compose: IPSP (idp), TSP (ca), SSASP (signer), SCASP (portal).
+# SignLab on docker compose: IPSP (idp), TSP (ca), SSASP (signer), SCASP (portal), the signer's EUDI Wallet (wallet).
 # GENERATED from the code by `python -m signlab.docker_engine render` - do not edit by hand;
 # tests/compose checks that this file is what the code produces.
 # Works with `docker compose` (v2) and Debian's docker-compose 1.29 (v1). The project name, secrets

@@ -1,4 +1,4 @@
-"""The embedded runtime: the four services as supervised local processes on 127.0.0.1.
+"""The embedded runtime: the services as supervised local processes on 127.0.0.1.
 
 :class:`LocalRuntime` provisions each service (its idempotent first-start hook), starts it under
 gunicorn (a production WSGI server: one worker process with threads, because the signer's one-time
@@ -15,8 +15,9 @@ Layout under the data directory (default ``./var``)::
     <service>/         each service's own state (HSM token, CA keys, databases, audit logs)
 
 Fault injection (``signlab up --fault-injection`` or ``SIGNLAB_FAULT_INJECTION=1``) turns on the
-guarded admin APIs for that run only: the IdP's ``/admin/failures`` and the signer's and CA's
-``/admin/faults`` (:data:`FAULT_INJECTION_SETTINGS`; bearer tokens from ``secrets.env``). It is
+guarded admin APIs for that run only: the IdP's ``/admin/failures``, the signer's and CA's
+``/admin/faults`` and the wallet's PID-status lab API ``/admin/pid-status``
+(:data:`FAULT_INJECTION_SETTINGS`; bearer tokens from ``secrets.env``). It is
 off by default and recorded in ``run/`` so a service restarted later (an outage fault) gets it too.
 
 ``up`` starts whatever service of the ecosystem is not running (all four the first time; later,
@@ -61,6 +62,7 @@ FAULT_INJECTION_SETTINGS = {
     "SIGNLAB_IDP_ADMIN_API_ENABLED": "true",
     "SIGNLAB_SIGNER_FAULTS_ENABLED": "true",
     "SIGNLAB_CA_FAULTS_ENABLED": "true",
+    "SIGNLAB_WALLET_ADMIN_API_ENABLED": "true",
 }
 """What ``--fault-injection`` sets for the services of that run (lab use only, never a real deployment)."""
 

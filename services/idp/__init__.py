@@ -40,6 +40,8 @@ def create_app(settings: IdpSettings | None = None) -> Flask:
     app.extensions["signlab.idp"] = provider
     app.extensions["signlab.idp.server"] = build_server(app, provider)
     from services.idp.http import bp  # the views need the app's extensions, registered just above
+    from services.idp.openid4vp_http import register_wallet_login
 
     app.register_blueprint(bp)
+    register_wallet_login(app, provider)
     return app

@@ -11,6 +11,8 @@ requests). It then acts at one stage:
 * ``id_token`` — the ID token is issued but wrong in one way; the relying party must detect it at
   step 5 (``shared.identity.verify_id_token`` raises ``IdentityEvidenceError`` with the check named
   in :attr:`FailureSpec.detected_by`).
+* ``wallet`` — an EUDI Wallet login (step 4) waits for the wallet; the failure changes that wait.
+  (The wallet's own faults, such as a revoked PID, are asked of the wallet: ``services/wallet/faults.py``.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Literal
 
 __all__ = ["FAILURES", "Failure", "FailureSpec", "parse_failure"]
 
-Stage = Literal["authorize", "login", "token", "id_token"]
+Stage = Literal["authorize", "login", "token", "id_token", "wallet"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ FAILURES: dict[str, FailureSpec] = {spec.name: spec for spec in (
                 "The IdP's clock runs ahead: iat, auth_time and exp are shifted into the future "
                 "(default +300 s, beyond the usual 30 s leeway).",
                 value_unit="seconds", default_value=300.0),
+    FailureSpec("wallet-wait", "wallet", 4, "access_denied", None,
+                "An EUDI Wallet login waits only this long (default 3 s) for the wallet's answer instead of "
+                "SIGNLAB_IDP_WALLET_RESPONSE_SECONDS, so that 'the wallet never answers' ends quickly.",
+                value_unit="seconds", default_value=3.0),
 )}
 """Every failure name, in documentation order."""
 

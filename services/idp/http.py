@@ -46,6 +46,7 @@ from services.idp.login_hint import parse_login_hint
 from services.idp.oauth2 import IdpAuthorizationServer, stored_request
 from services.idp.provider import Provider, mask
 from shared.errors import InvalidRequest, InvalidToken, NotFound
+from shared.eudi import WALLET_MEANS_ID
 from shared.flow import step
 from shared.identity import LOA_NAMES
 from shared.trainer_access import require_trainer
@@ -158,13 +159,15 @@ def authorize() -> Response:
         if any(f.spec.stage == "authorize" for f in failures):
             raise TemporarilyUnavailable("the eID service is temporarily unavailable (injected failure 'unavailable')",
                                          step=step(3))
-        if hint is not None and hint.person is not None:
+        # "@eudi-wallet": the wallet presents the PID (services/idp/openid4vp_http.py), no headless login.
+        wallet = hint is not None and hint.means is not None and hint.means.id == WALLET_MEANS_ID
+        if hint is not None and hint.person is not None and not wallet:
             means = hint.means or choose_means(provider.catalogue, hint.person, min_rank)
             auth = authenticate(provider.catalogue, hint.person, means, min_rank=min_rank, failures=failures, now=time.time())
             return _complete(server, None, grant, LoginOutcome(auth, failures, min_rank))
         sso = _sso_auth(provider)
         login_failures = any(f.spec.stage == "login" for f in failures)
-        if (sso is not None and "login" not in prompts and not login_failures and satisfies(sso, min_rank)
+        if (sso is not None and not wallet and "login" not in prompts and not login_failures and satisfies(sso, min_rank)
                 and (max_age is None or time.time() - sso.auth_time <= max_age)):
             return _complete(server, None, grant, LoginOutcome(sso, failures, min_rank))
         if "none" in prompts:
@@ -175,9 +178,10 @@ def authorize() -> Response:
     provider.store.put_pending(rid, time.time() + provider.settings.login_request_lifetime_seconds, {
         "params": {k: v for k, v in args.items()}, "client_id": client_id, "redirect_uri": redirect_uri,
         "min_rank": min_rank, "failures": [f.as_dict() for f in failures], "bid": _browser_id(),
-        "stage": "person", "person": None, "means": None, "otp": None, "attempts": 0, "message": None,
+        "stage": "wallet" if wallet else "person", "person": None, "means": None, "otp": None, "attempts": 0,
+        "message": None,
     })
-    return redirect(url_for("idp.login", rid=rid))  # type: ignore[return-value]
+    return redirect(url_for("openid4vp.choose" if wallet else "idp.login", rid=rid))  # type: ignore[return-value]
 
 
 # -- step 4: the login pages ------------------------------------------------------------------------
@@ -227,6 +231,10 @@ def login(rid: str) -> Any:
         return _finish_refused(provider, rid, data, UnmetAuthenticationRequirements(
             f"none of the person's eID means reaches level {LOA_NAMES[min_rank - 1] if min_rank else 'requested'}",
             step=step(4)))
+    if action == "wallet":  # the EUDI Wallet button: the wallet login takes over (services/idp/openid4vp_http.py)
+        data.update(stage="wallet")
+        provider.store.put_pending(rid, pending.expires, data)
+        return redirect(url_for("openid4vp.choose", rid=rid))
     if action == "back":
         data.update(stage="person", person=None, means=None, otp=None, attempts=0)
     elif action == "person":

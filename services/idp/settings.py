@@ -94,6 +94,19 @@ class IdpSettings(ServiceSettings):
     )
     debugger_events: int = Field(200, ge=10, le=5000, description="How many debugger events are kept.")
 
+    wallet_url: str = Field(
+        "http://127.0.0.1:8004", description="Base URL of the EUDI Wallet's same-device link (/authorize), the lab's "
+        "stand-in for the openid4vp:// scheme a phone hands to its wallet app; browsers follow it."
+    )
+    wallet_trusted_list_url: str = Field(
+        "http://127.0.0.1:8004/pid-provider/trusted-providers",
+        description="The signed list of trusted PID providers that PIDs are checked against (its signer is pinned "
+        "on first use under DATA_DIR/openid4vp).",
+    )
+    wallet_response_seconds: int = Field(
+        180, ge=5, le=3600, description="How long the IdP waits for the wallet's answer to a presentation request."
+    )
+
     @property
     def browser_base_url(self) -> str:
         """The base URL of the endpoints a browser opens (no trailing slash)."""

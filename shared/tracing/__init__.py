@@ -3,12 +3,13 @@ payload summary; one transaction, one sequence diagram (design §6).
 
 Services get HTTP tracing from :func:`shared.web.create_service_app` (which calls
 :func:`instrument_app`); they call :func:`flow_span` for steps inside a process (HSM, CMS),
-:func:`annotate` to add decoded facts, :func:`correlate` for an extra correlation value. The portal
+:func:`annotate` to add decoded facts, :func:`correlate` for an extra correlation value, :func:`refused`
+when an exchange answers normally but refuses what it carried. The portal
 mounts :func:`trainer_blueprint`. ``signlab trace`` and ``signlab tour`` read :class:`TraceStore`.
 See ``docs/tracing.md``.
 
 Importing this package does not import Flask: the Flask adapters (:func:`instrument_app`,
-:func:`store_dir_of`, :func:`trainer_blueprint`) load on first use, so Flask-free cores can use
+:func:`store_dir_of`, :func:`refused`, :func:`trainer_blueprint`) load on first use, so Flask-free cores can use
 :func:`flow_span` and friends.
 """
 
@@ -24,7 +25,7 @@ from shared.tracing.settings import TraceSettings
 from shared.tracing.store import TraceStore
 
 if TYPE_CHECKING:
-    from shared.tracing.instrument import instrument_app, store_dir_of
+    from shared.tracing.instrument import instrument_app, refused, store_dir_of
     from shared.tracing.web import trainer_blueprint
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "flow_span",
     "instrument_app",
     "label_for",
+    "refused",
     "render_json",
     "render_mermaid",
     "render_svg",
@@ -51,6 +53,7 @@ __all__ = [
 _FLASK_ADAPTERS = {
     "instrument_app": "shared.tracing.instrument",
     "store_dir_of": "shared.tracing.instrument",
+    "refused": "shared.tracing.instrument",
     "trainer_blueprint": "shared.tracing.web",
 }
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import Flask, Response, current_app, g, has_app_context, request
+from flask import Flask, Response, current_app, g, has_app_context, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
@@ -59,7 +59,7 @@ from shared.tracing.redact import (
 from shared.tracing.settings import TraceSettings
 from shared.tracing.store import SpanWriter
 
-__all__ = ["EXCLUDED_PATHS", "AppTracing", "instrument_app", "sanitize_url", "tracer"]
+__all__ = ["EXCLUDED_PATHS", "AppTracing", "instrument_app", "refused", "sanitize_url", "tracer"]
 
 log = logging.getLogger(__name__)
 
@@ -569,6 +569,14 @@ class SanitizingExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the wrapped exporter."""
         return self.inner.force_flush(timeout_millis)
+
+
+def refused(error: SignLabError) -> None:
+    """Mark the HTTP exchange being served as failed with ``error`` (its protocol error and step)
+    although the view answers it normally (an OpenID4VP response endpoint answers 200 to a
+    presentation it rejected): the same record an exception raised by the view makes."""
+    if has_request_context():
+        g.signlab_trace_exception = error
 
 
 def store_dir_of(app: Flask) -> Path | None:

@@ -33,14 +33,15 @@ INTERNAL = "internal"
 class RouteLabel:
     """How one route appears in a trace.
 
-    :ivar service: the service that serves the route (``portal``, ``idp``, ``ca``, ``signer``).
+    :ivar service: the service that serves the route (``portal``, ``idp``, ``ca``, ``signer``, ``wallet``).
     :ivar methods: the HTTP methods it labels.
     :ivar pattern: the path, with ``<name>`` (one segment) and ``<path:name>`` (the rest) variables.
     :ivar step: the flow step of the request.
     :ivar source: the role that sends the request (the logical sender: for a redirect, the role
         that made the browser go there; for a back-channel call, the default when the caller is
         not traced).
-    :ivar target: the role that receives it (the role of ``service``; HSM never appears here).
+    :ivar target: the role that receives it (the role of ``service``, or PIDP for the PID provider the
+        wallet service hosts; HSM never appears here).
     :ivar message: the protocol message's name.
     :ivar response: the name of the response.
     :ivar response_step: the flow step of the response (default: ``step``).
@@ -70,6 +71,7 @@ class RouteLabel:
 
 
 S, SC, SS, IP, TS = Role.SIGNER, Role.SCASP, Role.SSASP, Role.IPSP, Role.TSP
+W, PP = Role.WALLET, Role.PIDP
 GET, POST, ANY = ("GET",), ("POST",), ("GET", "POST")
 
 ROUTES: tuple[RouteLabel, ...] = (
@@ -142,9 +144,40 @@ ROUTES: tuple[RouteLabel, ...] = (
     RouteLabel("idp", GET, "/login/<rid>", 4, S, IP, "eID login page request", "login page", channel=FRONT),
     RouteLabel("idp", POST, "/login/<rid>", 4, S, IP, "eID login step (person, means, one-time code)",
                "next login page or authentication response", channel=FRONT),
+    # The EUDI Wallet login (OpenID4VP, inside step 4): device choice, the wallet's back channel, the return.
+    RouteLabel("idp", GET, "/openid4vp/login/<rid>", 4, S, IP, "EUDI Wallet login page request",
+               "choice: wallet on this device or another", channel=FRONT),
+    RouteLabel("idp", POST, "/openid4vp/login/<rid>", 4, S, IP, "wallet on this device / another device",
+               "OpenID4VP authorization request (client_id, request_uri)", channel=FRONT),
+    RouteLabel("idp", GET, "/openid4vp/request/<id>", 4, W, IP, "request object request (request_uri)",
+               "signed request object (DCQL query, nonce, response_uri)"),
+    RouteLabel("idp", POST, "/openid4vp/response/<id>", 4, W, IP,
+               "authorization response (direct_post.jwt: PID presentation, key-binding JWT)",
+               "response processed (redirect_uri with response_code)"),
+    RouteLabel("idp", GET, "/openid4vp/wait/<id>", 4, S, IP, "QR code page", "QR code (openid4vp:// request)",
+               channel=FRONT),
+    RouteLabel("idp", GET, "/openid4vp/status/<id>", 4, S, IP, "wallet status (polling)", "status", channel=FRONT,
+               draw=False),
+    RouteLabel("idp", GET, "/openid4vp/complete/<id>", 4, W, IP, "back from the wallet (response_code)",
+               "authentication response", channel=FRONT),
     RouteLabel("idp", POST, "/token", 5, SS, IP, "OIDC token request (code + PKCE verifier)",
                "ID token and access token"),
     RouteLabel("idp", ANY, "/userinfo", 5, SS, IP, "userinfo request", "claims"),
+    # ---- the signer's EUDI Wallet (the person's device) and the PID provider it hosts ---------------
+    RouteLabel("wallet", GET, "/authorize", 4, IP, W, "OpenID4VP authorization request (client_id, request_uri)",
+               "the request shown: verifier, purpose, claims", channel=FRONT),
+    RouteLabel("wallet", POST, "/scan", 4, S, W, "scanned QR code (openid4vp:// link)", "the request opened",
+               channel=FRONT),
+    RouteLabel("wallet", GET, "/requests/<id>", 4, S, W, "the request, for another holder", "the request shown",
+               channel=FRONT, draw=False),
+    RouteLabel("wallet", POST, "/requests/<id>", 4, S, W, "the person's decision (share or decline)",
+               "back to the IPSP", channel=FRONT),
+    RouteLabel("wallet", POST, "/api/v1/presentations", 4, S, W, "the person's decision (headless: share or decline)",
+               "presentation sent (the IPSP's answer)", channel=FRONT),
+    RouteLabel("wallet", GET, "/pid-provider/status-lists/<id>", 4, IP, PP, "Token Status List request",
+               "status list (statuslist+jwt)", inherit_step=True),
+    RouteLabel("wallet", GET, "/pid-provider/trusted-providers", 4, IP, PP, "list of trusted PID providers request",
+               "signed list (trust anchors)", inherit_step=True),
     # ---- TSP: CA, OCSP, CRL, TSA, trusted list ------------------------------------------------------
     RouteLabel("ca", POST, "/api/v1/certificates", 7, SS, TS,
                "certificate request (CSR + ID token + client assertion)", "short-term certificate and chain"),

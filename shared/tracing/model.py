@@ -22,15 +22,27 @@ from shared.flow import Role, step
 from shared.tracing.labels import BACK, FRONT, INTERNAL, guess_label
 from shared.tracing.store import TraceGroup
 
-__all__ = ["LANES", "LANE_TITLES", "Arrow", "Exchange", "Transaction", "build_transaction"]
+__all__ = ["LANES", "LANE_TITLES", "WALLET_LANES", "Arrow", "Exchange", "Transaction", "build_transaction", "lanes_for"]
 
 LANES: tuple[str, ...] = (Role.SIGNER, Role.SCASP, Role.SSASP, Role.HSM, Role.IPSP, Role.TSP)
 """The diagram's lanes, left to right (the HSM is a lane of the SSASP, drawn beside it)."""
+WALLET_LANES: tuple[str, ...] = (Role.WALLET, Role.PIDP)
+"""Lanes drawn right of the IPSP only in a transaction that used the EUDI Wallet."""
 
 LANE_TITLES = {
     Role.SIGNER: "signer (browser)", Role.SCASP: "portal", Role.SSASP: "signing service",
     Role.HSM: "HSM of the SSASP", Role.IPSP: "eID provider", Role.TSP: "CA · TSA",
+    Role.WALLET: "EUDI Wallet (phone)", Role.PIDP: "PID provider",
 }
+
+
+def lanes_for(roles: set[str]) -> tuple[str, ...]:
+    """The lanes of a diagram whose arrows touch ``roles``: the six base lanes, plus the wallet's
+    two (after the IPSP) when a wallet role takes part."""
+    if not roles & set(WALLET_LANES):
+        return LANES
+    at = LANES.index(Role.IPSP) + 1
+    return LANES[:at] + WALLET_LANES + LANES[at:]
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,11 @@ class Transaction:
         return seen
 
     @property
+    def lanes(self) -> tuple[str, ...]:
+        """The lanes of this transaction's diagram (:func:`lanes_for`)."""
+        return lanes_for({role for e in self.exchanges for role in (e.source, e.target)})
+
+    @property
     def duration_ms(self) -> float:
         """From the first span's start to the last span's end, in ms."""
         return round((self.end - self.start) / 1e6, 1)
@@ -228,7 +245,7 @@ class Transaction:
             },
             "steps": self.steps,
             "step_timings": self.step_timings(),
-            "lanes": [{"role": str(lane), "title": LANE_TITLES[lane]} for lane in LANES],
+            "lanes": [{"role": str(lane), "title": LANE_TITLES[lane]} for lane in self.lanes],
             "arrows": [a.as_dict() for a in self.arrows()],
             "exchanges": [e.as_dict() for e in self.exchanges],
             "span_count": self.span_count,

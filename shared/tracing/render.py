@@ -20,11 +20,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 from shared.flow import Role
 from shared.tracing.labels import FRONT
-from shared.tracing.model import LANE_TITLES, LANES, Arrow, Transaction
+from shared.tracing.model import LANE_TITLES, Arrow, Transaction
 
 __all__ = ["mermaid_text", "render_json", "render_mermaid", "render_svg"]
 
-_WIDTHS = {Role.SIGNER: 170, Role.SCASP: 200, Role.SSASP: 210, Role.HSM: 120, Role.IPSP: 200, Role.TSP: 180}
+_WIDTHS = {Role.SIGNER: 170, Role.SCASP: 200, Role.SSASP: 210, Role.HSM: 120, Role.IPSP: 200, Role.TSP: 180,
+           Role.WALLET: 190, Role.PIDP: 150}
 _LEFT = 80
 _TOP = 78
 _ROW = 40
@@ -32,10 +33,10 @@ _RED = "#b3261e"
 _COLORS = {"back": "#1b2430", "front": "#1f5fbf", "internal": "#b3541e"}
 
 
-def _centers() -> dict[str, float]:
+def _centers(lanes: tuple[str, ...]) -> dict[str, float]:
     x = float(_LEFT)
     centers = {}
-    for lane in LANES:
+    for lane in lanes:
         centers[str(lane)] = x + _WIDTHS[lane] / 2
         x += _WIDTHS[lane]
     return centers
@@ -54,9 +55,10 @@ def _cut(text: str, limit: int) -> str:
 
 def render_svg(transaction: Transaction, *, title: str | None = None) -> str:
     """The transaction as a standalone SVG document."""
-    centers = _centers()
+    lanes = transaction.lanes
+    centers = _centers(lanes)
     arrows = transaction.arrows()
-    width = _LEFT + sum(_WIDTHS.values()) + 20
+    width = _LEFT + sum(_WIDTHS[lane] for lane in lanes) + 20
     timings = transaction.step_timings()
     diagram_bottom = _TOP + 30 + len(arrows) * _ROW
     height = diagram_bottom + 50 + 22 * (len(timings) + 1) + 20
@@ -78,7 +80,7 @@ def render_svg(transaction: Transaction, *, title: str | None = None) -> str:
     hsm_right = centers[Role.HSM] + _WIDTHS[Role.HSM] / 2 - 4
     out.append(f'<rect x="{ssasp_left}" y="4" width="{hsm_right - ssasp_left}" height="{diagram_bottom - 4}" '
                'fill="#fbf3ee" stroke="#b3541e" stroke-dasharray="4 3" rx="6"/>')
-    for lane in LANES:
+    for lane in lanes:
         cx = centers[str(lane)]
         w = _WIDTHS[lane] - 24
         out.append(f'<g class="sl-lane" data-role="{lane}">'
@@ -164,6 +166,7 @@ def _svg_timings(transaction: Transaction, timings: list[dict[str, Any]], y: flo
 _MERMAID_NAMES = {
     Role.SIGNER: "Signer (browser)", Role.SCASP: "SCASP (portal)", Role.SSASP: "SSASP (signing service)",
     Role.HSM: "HSM (of the SSASP)", Role.IPSP: "IPSP (eID provider)", Role.TSP: "TSP (CA and TSA)",
+    Role.WALLET: "Wallet (the signer's EUDI Wallet)", Role.PIDP: "PIDP (PID provider)",
 }
 
 
@@ -178,7 +181,7 @@ def mermaid_text(text: str) -> str:
 def render_mermaid(transaction: Transaction) -> str:
     """The transaction as a Mermaid ``sequenceDiagram``."""
     lines = ["sequenceDiagram", f"    title {mermaid_text(_title(transaction))}"]
-    for lane in LANES:
+    for lane in transaction.lanes:
         if lane is Role.SSASP:
             lines.append("    box SSASP and its HSM")
         indent = "        " if lane in (Role.SSASP, Role.HSM) else "    "

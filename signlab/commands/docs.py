@@ -8,7 +8,7 @@ The output depends on the code only (no date, no machine), so ``tests/docs/test_
 compares it with the committed file.
 
 ``signlab docs diagrams`` writes ``docs/diagrams/*.mmd``: Mermaid sequence diagrams of real runs.
-It starts the four services with :class:`~signlab.runtime.LocalRuntime` on free loopback ports in a
+It starts the services with :class:`~signlab.runtime.LocalRuntime` on free loopback ports in a
 temporary data directory (never the user's ``var/`` nor ports 8000-8003), runs scenarios of the
 catalogue through the scenario runner's headless user agent (person signing, certificate first and
 a refusal), reads each run's transaction from the trace store and exports it with
@@ -282,6 +282,10 @@ DIAGRAMS: tuple[DiagramSpec, ...] = (
     DiagramSpec("failure-loa-too-low", "loa-too-low-for-qes", "person-signing", "error",
                 "Refusal: QES asked, the signer holds only MinID (LoA substantial); refused at step 4, "
                 "no key, no certificate."),
+    DiagramSpec("wallet-login", "wallet-qes-same-device", "person-signing", "ok",
+                "Person signing after an EUDI Wallet login: step 4 is an OpenID4VP presentation of the PID."),
+    DiagramSpec("failure-wallet-revoked", "wallet-pid-revoked", "person-signing", "error",
+                "Refusal: the wallet presents a PID its provider revoked; the IPSP refuses it at step 4."),
 )
 """The diagrams ``signlab docs diagrams`` writes (and ``tests/docs/test_diagrams.py`` expects)."""
 
@@ -355,6 +359,7 @@ def generate_diagrams(output: Path, specs: Sequence[DiagramSpec] = DIAGRAMS, *,
     :raises CommandError: the ecosystem does not start, a scenario is unknown, a run does not end
         as expected, or no trace was recorded (nothing is written for that diagram).
     """
+    from services.registry import REGISTRY
     from shared.testing import free_port
     from signlab.runtime import LocalRuntime, RuntimeError_
     from signlab.scenarios.environment import ecosystem_from_runtime
@@ -370,11 +375,11 @@ def generate_diagrams(output: Path, specs: Sequence[DiagramSpec] = DIAGRAMS, *,
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="signlab-docs-") as temp:
         data_dir = Path(temp)
-        ports = {name: free_port() for name in ("portal", "idp", "ca", "signer")}
+        ports = {entry.info.name: free_port() for entry in REGISTRY}
         # Only this run's store and data: nothing of the user's installation is read or changed.
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SIGNLAB_")}
         runtime = LocalRuntime(data_dir, ports, environ)
-        progress(f"starting the four services in {data_dir} on ports "
+        progress(f"starting the services in {data_dir} on ports "
                  + ", ".join(f"{name} {port}" for name, port in ports.items()))
         try:
             runtime.up(timeout=timeout, progress=lambda _line: None)

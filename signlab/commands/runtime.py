@@ -38,8 +38,9 @@ def register(commands: Any) -> None:
     up.add_argument("--fault-injection", action="store_true",
                     default=True if fault_injection_requested(os.environ) else None,
                     help="lab only: enable the guarded fault-injection admin APIs for this run (IdP /admin/failures, "
-                         "signer and CA /admin/faults; bearer tokens in secrets.env, or the env file with --engine "
-                         "docker); default: $SIGNLAB_FAULT_INJECTION, or what the running services were started with")
+                         "signer and CA /admin/faults, the wallet's /admin/pid-status; bearer tokens in secrets.env, or "
+                         "the env file with --engine docker); default: $SIGNLAB_FAULT_INJECTION, or what the running "
+                         "services were started with")
     up.set_defaults(handler=_up)
 
     down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids; "
@@ -141,7 +142,7 @@ def _up(args: argparse.Namespace) -> int:
         print(table(states))
         if engine.fault_injection:
             print(f"\nFault injection is ON in these containers (lab only): IdP /admin/failures, signer and CA "
-                  f"/admin/faults accept the admin tokens in {engine.env_file}.")
+                  f"/admin/faults and the wallet's /admin/pid-status accept the admin tokens in {engine.env_file}.")
         print(f"\nOpen the portal at {engine.url('portal')}/ . Logs: signlab logs --engine docker -f . "
               "Stop: signlab down --engine docker")
         print(trainer_sign_in_line(engine.url("portal"), engine.secrets()))
@@ -152,7 +153,7 @@ def _up(args: argparse.Namespace) -> int:
     print(table(states))
     if runtime.fault_injection:
         print("\nFault injection is ON for this run (lab only): IdP /admin/failures, signer and CA /admin/faults "
-              f"accept the admin tokens in {runtime.secrets_file}.")
+              f"and the wallet's /admin/pid-status accept the admin tokens in {runtime.secrets_file}.")
     print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
     print(trainer_sign_in_line(runtime.url("portal"), runtime.load_or_create_secrets()))
     return 0

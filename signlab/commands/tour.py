@@ -150,6 +150,7 @@ def _tour(args: argparse.Namespace) -> int:
     from signlab.scenarios.faults import plan_faults
     from signlab.scenarios.loader import catalogue_dir, load_scenario, samples_dir
     from signlab.scenarios.results import ScenarioResult
+    from signlab.scenarios.wallet import wallet_driver
     from shared.flow import SERVICES
     from shared.tracing import TraceStore
 
@@ -198,7 +199,8 @@ def _tour(args: argparse.Namespace) -> int:
     result = ScenarioResult(scenario)
     agent = UserAgent(eco, scenario, result, login_hint=plan.login_hint(scenario),
                       hooks={agent_step: [(f"tour pause before step {agent_step}", gate(agent_step))]
-                             for _, agent_step, _ in GROUPS}, timeout=120.0)
+                             for _, agent_step, _ in GROUPS}, timeout=120.0,
+                      wallet=wallet_driver(scenario, plan.wallet_faults))
     documents = materialize(scenario.documents, samples_dir())
 
     def drive() -> None:

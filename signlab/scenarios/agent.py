@@ -35,7 +35,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
@@ -45,6 +45,9 @@ from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.messages import error_page, parse_forms, summarize_body, summarize_url
 from signlab.scenarios.model import DocumentSpec, Scenario
 from signlab.scenarios.results import Exchange, Refusal, ScenarioResult, StepRecord
+
+if TYPE_CHECKING:
+    from signlab.scenarios.wallet import WalletDriver
 
 __all__ = ["AgentError", "Document", "FlowOutcome", "Refused", "UserAgent", "materialize"]
 
@@ -135,7 +138,8 @@ class UserAgent:
 
     def __init__(self, eco: Ecosystem, scenario: Scenario, result: ScenarioResult, *,
                  login_hint: str, delays: dict[int, float] | None = None,
-                 hooks: dict[int, list[tuple[str, Callable[[], str]]]] | None = None, timeout: float = 60.0) -> None:
+                 hooks: dict[int, list[tuple[str, Callable[[], str]]]] | None = None, timeout: float = 60.0,
+                 wallet: WalletDriver | None = None) -> None:
         self.eco = eco
         self.scenario = scenario
         self.result = result
@@ -143,6 +147,8 @@ class UserAgent:
         self.delays = dict(delays or {})
         self.hooks = {k: list(v) for k, v in (hooks or {}).items()}
         self.timeout = timeout
+        self.wallet = wallet
+        """Plays the signer's EUDI Wallet when the persona logs in with it (step 4)."""
         self.session = requests.Session()
         self.session.headers.update({"Accept": BROWSER_ACCEPT, "User-Agent": "SignLab-scenario-agent/1.0"})
         self._current: StepRecord | None = None
@@ -198,6 +204,8 @@ class UserAgent:
                 return 6
         if svc == "idp":
             return 4 if not path.startswith("/token") else 5
+        if svc == "wallet":
+            return 4
         return None
 
     def send(self, method: str, url: str, *, step: int | None = None, **kwargs: Any) -> requests.Response:
@@ -321,6 +329,10 @@ class UserAgent:
         """
         method, data = "GET", None
         for _ in range(max_hops):
+            hop = self.wallet.next_hop(self, method, url, None) if self.wallet is not None else None
+            if hop is not None:  # the wallet's link: the phone answers (signlab/scenarios/wallet.py)
+                method, url, data = hop
+                continue
             number = self.step_of(method, url)
             if method == "POST":
                 response = self.send(method, url, data=data)
@@ -350,6 +362,10 @@ class UserAgent:
                 self._check_review(response.text)
                 url, data = self._decide(url, response.text, "confirm", "review", 2)
                 method = "POST"
+                continue
+            hop = self.wallet.next_hop(self, method, url, response.text) if self.wallet and "html" in ctype else None
+            if hop is not None:  # the IdP's EUDI Wallet pages (device choice, QR code)
+                method, url, data = hop
                 continue
             return url, response
         raise AgentError(f"more than {max_hops} redirects from {url}")

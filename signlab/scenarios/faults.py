@@ -13,6 +13,9 @@ Every fault kind (``scenarios/README.md`` has the full table):
 * ``tamper`` — protocol-level tampering by the partner driver (see :mod:`signlab.scenarios.agent`).
 * ``revoke`` — the CA revokes the signer's certificate after signing (admin API), then validation.
 * ``user`` — the signer's own choices (``decline-consent``).
+* ``wallet`` — a named fault of the EUDI Wallet (``services/wallet/faults.py``), asked of the wallet
+  by the user agent for the presentation of step 4; ``timeout`` also shortens the IdP's wait for the
+  wallet (IdP failure ``wallet-wait``) so that the scenario ends in seconds.
 * ``hsm`` (step 6 or 9), ``ca: wrong-key`` (step 7), ``tsa: unavailable`` (step 10) — armed through
   the signer's and the CA's guarded admin API (``POST /admin/faults``, bearer
   ``SIGNLAB_SIGNER_ADMIN_TOKEN`` / ``SIGNLAB_CA_ADMIN_TOKEN``) before the flow and removed afterwards.
@@ -47,6 +50,10 @@ SERVICE_FAULTS: dict[str, tuple[str, str]] = {
 """Fault kinds armed through a service's ``/admin/faults`` (shared.faults)."""
 
 
+WALLET_TIMEOUT_WAIT = 3.0
+"""Seconds the IdP waits for a wallet that never answers, in a scenario (its default is minutes)."""
+
+
 def service_fault(kind: str, params: dict[str, Any]) -> tuple[str, str, int | None]:
     """``(service, fault name, count)`` of an ``hsm``/``ca``/``tsa`` fault (count None: until removed)."""
     if kind == "hsm":
@@ -71,6 +78,8 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
             problem = _idp_admin_problem(eco)
             if problem:
                 return problem
+        if fault.kind == "wallet" and "wallet" not in eco.urls:
+            return f"fault '{fault.describe()}' needs the wallet service (services/wallet), which this ecosystem lacks"
         if fault.kind == "revoke" and not eco.secret("SIGNLAB_CA_ADMIN_TOKEN"):
             return "the revoke fault needs the CA admin token (SIGNLAB_CA_ADMIN_TOKEN); run against a local runtime"
     if scenario.driver == "partner":
@@ -140,6 +149,8 @@ class FaultPlan:
     restores: list[tuple[str, Callable[[], str]]] = field(default_factory=list)
     """Undo actions, run in reverse order after the scenario, whatever happened."""
     tampers: set[str] = field(default_factory=set)
+    wallet_faults: list[str] = field(default_factory=list)
+    """Faults the wallet applies to its presentation (step 4)."""
     decision: str = "approve"
     revoke_reason: str | None = None
 
@@ -179,6 +190,10 @@ def plan_faults(scenario: Scenario, eco: Ecosystem) -> FaultPlan:
                 plan.decision = "decline"
         elif fault.kind == "revoke":
             plan.revoke_reason = p.get("reason", "keyCompromise")
+        elif fault.kind == "wallet":
+            plan.wallet_faults.append(p["name"])
+            if p["name"] == "timeout":
+                plan.hint_directives.append(_directive("wallet-wait", WALLET_TIMEOUT_WAIT))
         elif fault.kind in SERVICE_FAULTS:
             service, name, count = service_fault(fault.kind, p)
             _plan_service_fault(plan, eco, service, name, count)

@@ -29,6 +29,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from services.idp.catalogue import Catalogue, load_catalogue
 from services.idp.failures import FAILURES
+from shared.eudi import WALLET_MEANS_ID
 from signlab.errors import EXIT_USAGE, CliError
 from signlab.scenarios.model import (
     DEFAULT_INVARIANTS,
@@ -191,7 +192,8 @@ def _problem_of(error: ValidationError, marked: _Marked) -> Problem:
         line, col = marked.mark(path)
         return Problem(marked.file, line, col, field_name((*path, missing)), "missing required field")
     elif error.validator in ("minProperties", "maxProperties") and error.schema.get("maxProperties") == 1:
-        message = "each fault is a mapping with exactly one key (idp, clock, network, outage, hsm, ca, tsa, tamper, revoke, user)"
+        message = ("each fault is a mapping with exactly one key (idp, clock, network, outage, hsm, ca, tsa, tamper, revoke, "
+                   "user, wallet)")
     line, col = marked.mark(path, key=error.validator == "additionalProperties")
     return Problem(marked.file, line, col, field_name(path), message)
 
@@ -233,6 +235,9 @@ def _semantic_problems(data: dict[str, Any], marked: _Marked, base: Path) -> lis
             name = value if isinstance(value, str) else value.get("failure") if isinstance(value, dict) else None
             if isinstance(name, str) and name not in failures:
                 add(("faults", i, "idp"), f"unknown IdP failure {name!r}; known: {', '.join(failures)}")
+    for i, fault in enumerate(faults):
+        if isinstance(fault, dict) and "wallet" in fault and isinstance(persona, dict) and persona.get("eid") != WALLET_MEANS_ID:
+            add(("faults", i, "wallet"), f"a wallet fault needs the persona to log in with the EUDI Wallet (eid: {WALLET_MEANS_ID})")
     for i, fault in enumerate(faults):
         if isinstance(fault, dict) and fault.get("tamper") in PARTNER_TAMPERS and data.get("driver") == "portal":
             add(("faults", i, "tamper"), f"tamper {fault['tamper']!r} acts between protocol steps and needs driver: partner")
@@ -284,7 +289,7 @@ def parse_scenario(text: str, *, file: str, name: str, base: Path) -> Scenario:
 
 
 def _build(data: dict[str, Any], marked: _Marked, *, name: str, path: Path, base: Path) -> Scenario:
-    persona = Persona(data["persona"]["person"], data["persona"].get("eid"))
+    persona = Persona(data["persona"]["person"], data["persona"].get("eid"), data["persona"].get("device", "same-device"))
     documents = []
     for doc in data["documents"]:
         if "sample" in doc:

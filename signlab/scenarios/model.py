@@ -37,6 +37,8 @@ class Persona:
     """Catalogue id (``kari-nordmann``) or national identifier."""
     eid: str | None = None
     """eID means id (``no-bankid``); None: the person's best means for the requested level."""
+    device: Literal["same-device", "cross-device"] = "same-device"
+    """With the EUDI Wallet (``eid: eudi-wallet``): where the wallet runs (step 4)."""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from signlab.scenarios.faults import FaultPlan, plan_faults, unsupported
 from signlab.scenarios.loader import samples_dir
 from signlab.scenarios.model import Scenario
 from signlab.scenarios.results import Check, Refusal, ScenarioResult, StepRecord
+from signlab.scenarios.wallet import wallet_driver
 
 __all__ = ["Progress", "run_scenario", "run_scenarios"]
 
@@ -85,7 +86,8 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
     baseline = Baseline.take(eco)
     documents = materialize(scenario.documents, samples_dir())
     agent = UserAgent(eco, scenario, result, login_hint=plan.login_hint(scenario), delays=plan.delays,
-                      hooks=plan.hooks, timeout=min(scenario.timeout_seconds, 120.0))
+                      hooks=plan.hooks, timeout=min(scenario.timeout_seconds, 120.0),
+                      wallet=wallet_driver(scenario, plan.wallet_faults))
     printed = 0
 
     def flush() -> None:

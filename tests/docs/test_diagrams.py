@@ -3,7 +3,7 @@
 The fast tests read the committed files only (no service is started):
 
 * each diagram ``signlab docs diagrams`` writes exists, is a Mermaid ``sequenceDiagram`` with the
-  generator's header (scenario, flow, outcome, steps, date), declares the six lanes of
+  generator's header (scenario, flow, outcome, steps, date), declares the lanes of
   ``shared.tracing`` and only uses them, and its arrows carry step numbers 1-10;
 * its steps fit the flow: person signing has every step and all of step 2 before step 6; the
   certificate-first diagram shows the key and certificate (6, 7) before the DTBS/R is authorized
@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from shared.flow import Role
-from shared.tracing.model import LANES
+from shared.tracing.model import WALLET_LANES, lanes_for
 from signlab.commands.docs import DIAGRAMS, EMBED_END, GENERATOR_MARK, DiagramSpec, generate_diagrams
 from signlab.scenarios.loader import catalogue_dir, load_scenario
 
@@ -97,7 +97,8 @@ def test_generated_by_signlab(spec: DiagramSpec) -> None:
 @pytest.mark.parametrize("spec", SPECS)
 def test_lanes_and_arrows_are_well_formed(spec: DiagramSpec) -> None:
     diagram = _load(spec)
-    assert diagram.participants == [str(lane) for lane in LANES]
+    used = {role for arrow in diagram.arrows for role in arrow[1:3]}
+    assert diagram.participants == [str(lane) for lane in lanes_for(used)]
     depth = 0
     for number, line in enumerate(diagram.lines, 1):
         stripped = line.strip()
@@ -168,6 +169,23 @@ def test_steps_match_the_scenario(spec: DiagramSpec) -> None:
     expect = load_scenario(catalogue_dir() / f"{spec.scenario}.yaml").expect
     assert set(expect.trace or ()) <= set(diagram.steps), f"the scenario expects steps {expect.trace}"
     assert not set(getattr(expect, "trace_absent", None) or ()) & set(diagram.steps)
+
+
+def test_the_wallet_login_is_an_openid4vp_presentation_inside_step_4() -> None:
+    spec = next(s for s in DIAGRAMS if s.name == "wallet-login")
+    diagram = _load(spec)
+    assert diagram.participants[diagram.participants.index(Role.IPSP) + 1:][:2] == list(WALLET_LANES)
+    assert diagram.steps == list(range(1, 11))
+    request = diagram.index(_is(4, Role.WALLET, Role.IPSP, "request object request"))
+    response = diagram.index(_is(4, Role.WALLET, Role.IPSP, "authorization response (direct_post.jwt"))
+    status = diagram.index(_is(4, Role.IPSP, Role.PIDP, "Token Status List"))
+    code = diagram.index(_is(5, Role.SSASP, Role.IPSP, "token request"))
+    assert request and response and status and code
+    assert request[0] < response[0] < status[0] < code[0], "request, presentation, status check, then step 5"
+    refused = _load(next(s for s in DIAGRAMS if s.name == "failure-wallet-revoked"))
+    failed = [a for a in refused.arrows if a[3] == "--x"]
+    assert failed[0][:3] == (4, Role.IPSP, Role.WALLET) and "status" in failed[0][4]
+    assert not refused.index(lambda a: a[0] in (6, 7, 9))
 
 
 def test_flows_md_embeds_the_committed_diagrams() -> None:

@@ -27,8 +27,9 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 BLUEPRINTS = {
     "portal": ["services.portal.http:bp", "services.portal.http:api"],
     "signer": ["services.signer.http:oauth_blueprint", "services.signer.http:csc_blueprint"],
-    "idp": ["services.idp.http:bp"],
+    "idp": ["services.idp.http:bp", "services.idp.openid4vp_http:bp"],
     "ca": ["services.ca.http:api", "services.ca.http:pki", "services.ca.http:pages"],
+    "wallet": ["services.wallet.http:bp"],
 }
 
 

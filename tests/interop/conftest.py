@@ -61,9 +61,10 @@ class Tokens:
 
 
 class Ecosystem:
-    """IdP, CA, signer and portal, each the real app on its own loopback port."""
+    """IdP, CA, signer and portal, each the real app on its own loopback port; the IdP sends wallet
+    logins to the session's wallet (``live_wallet`` in ``tests/conftest.py``)."""
 
-    def __init__(self, tmp: Path, signer_settings: SignerSettings) -> None:
+    def __init__(self, tmp: Path, signer_settings: SignerSettings, wallet_url: str) -> None:
         from services.ca import create_app as create_ca
         from services.ca.provision import provision as provision_ca
         from services.ca.settings import CaSettings
@@ -85,7 +86,10 @@ class Ecosystem:
         self.idp_settings = IdpSettings(
             port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
             signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-            admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
+            admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            log_level="WARNING", wallet_url=wallet_url,
+            wallet_trusted_list_url=f"{wallet_url}/pid-provider/trusted-providers")
+        self.wallet_url = wallet_url
         # As `signlab up` does: the certificates name the lab host and this CA's port, so a stock
         # validator on this machine fetches their revocation data from this CA (test_stock_validator).
         self.ca_settings = CaSettings(
@@ -236,9 +240,10 @@ def headless_browse(url: str, *, session: requests.Session | None = None, stop_a
 
 
 @pytest.fixture(scope="package")
-def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ecosystem]:
-    """The four real services on loopback, shared by the whole interop suite."""
-    env = Ecosystem(tmp_path_factory.mktemp("interop"), signer_settings)
+def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory,
+              live_wallet: Any) -> Iterator[Ecosystem]:
+    """The four real services on loopback (and the session's EUDI Wallet), shared by the interop suite."""
+    env = Ecosystem(tmp_path_factory.mktemp("interop"), signer_settings, live_wallet[0].url)
     try:
         yield env
     finally:

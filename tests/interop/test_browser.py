@@ -5,7 +5,7 @@ shows the PDF exactly as it will be signed (rendered pages) and the digest, the 
 browser goes to the signer, to the IdP's interactive login pages (person → eID means → one-time code; no login_hint),
 back to the signer's consent page, and to the portal's result page with the validation report.
 The signed PDF is downloaded through the browser and validated independently with pyHanko, then
-uploaded again on the portal's validation page. A screenshot of every step goes to
+uploaded again on the portal's validation page. A second test logs in with the EUDI Wallet instead. A screenshot of every step goes to
 ``test-artifacts/browser/`` (gitignored).
 
 Chromium is ``/usr/bin/chromium`` (``make`` installs Debian's package; never ``playwright
@@ -201,3 +201,64 @@ def test_qes_pades_b_t_through_the_portal_ui(browser: Any, ecosystem: Any, shots
     assert status.signing_cert.subject.native["serial_number"] == "PNONO-14838540105"
     assert status.timestamp_validity is not None and status.timestamp_validity.valid  # B-T
     assert status.timestamp_validity.trusted
+
+
+def test_qes_after_a_same_device_wallet_login(browser: Any, ecosystem: Any, artifacts: Path) -> None:
+    """The EUDI Wallet login (step 4) in a real browser: the IdP's login page, "Log in with the EUDI
+    Wallet", "on this device", the wallet's page showing the request in plain words (who asks, what
+    for, which claims it will and will not receive), Share, back to the IdP with the response code,
+    the signer's consent page, and a QES for the person of the PID at the portal. Screenshots go to
+    ``test-artifacts/browser-wallet/``."""
+    from playwright.sync_api import expect
+
+    folder = artifacts / "browser-wallet"
+    folder.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1:", "data:", "blob:"))
+            else outside.append(r.url))
+    try:
+        page.goto(f"{ecosystem.portal_url}/")
+        page.set_input_files('input[name="documents"]', str(SAMPLE))
+        page.select_option('select[name="qualifier"]', "qes")
+        page.select_option('select[name="format"]', "pades")
+        page.select_option('select[name="level"]', "B-B")
+        page.click('button[type="submit"]:has-text("Sign")')
+
+        # Step 4 at the IdP: the EUDI Wallet, on this device.
+        page.wait_for_url(re.compile(re.escape(ecosystem.idp_url) + r"/login/"))
+        page.click("#eudi-wallet")
+        page.wait_for_url(re.compile(re.escape(ecosystem.idp_url) + r"/openid4vp/login/"))
+        expect(page.locator("#purpose")).to_contain_text("Sign 1 document")
+        page.screenshot(path=str(folder / "01-idp-wallet-choice.png"), full_page=True)
+        page.click("#same-device")
+
+        # The wallet (the phone): the request in plain words.
+        page.wait_for_url(re.compile(re.escape(ecosystem.wallet_url) + r"/authorize"))
+        expect(page.locator("#verifier-name")).to_contain_text("SignLab eID provider")
+        page.select_option("#holder", "kari-nordmann")
+        page.wait_for_load_state()
+        disclosed = page.locator("#disclosed li")
+        expect(disclosed).to_have_count(6)
+        expect(page.locator('#disclosed [data-claim="personal_administrative_number"]')).to_contain_text("14838540105")
+        expect(page.locator('#withheld [data-claim="issuing_authority"]')).to_be_visible()
+        page.screenshot(path=str(folder / "02-wallet-consent.png"), full_page=True)
+        page.click("#approve")
+
+        # Back at the IdP with the response code, then the signer's consent page (step 5).
+        page.wait_for_url(re.compile(re.escape(ecosystem.signer_url) + r"/oauth2/consent/"))
+        expect(page.locator("#signer-name")).to_contain_text("Kari Nordmann")
+        page.screenshot(path=str(folder / "03-signer-consent.png"), full_page=True)
+        page.click('button[name="decision"][value="approve"]')
+
+        page.wait_for_url(re.compile(re.escape(ecosystem.portal_url) + r"/transactions/tx-"))
+        expect(page.locator(".verdict").first).to_contain_text("TOTAL_PASSED")
+        signature = page.locator(".sig").first
+        expect(signature.locator(".pill-q")).to_have_text("QES")
+        expect(signature).to_contain_text("PNONO-14838540105")
+        page.screenshot(path=str(folder / "04-portal-result.png"), full_page=True)
+    finally:
+        context.close()
+    assert outside == [], f"the browser left the loopback services: {outside}"

@@ -1,4 +1,4 @@
-"""The real ecosystem the scenario catalogue runs against: the four services as processes.
+"""The real ecosystem the scenario catalogue runs against: the services as processes.
 
 One session-wide :class:`~signlab.runtime.LocalRuntime` on free loopback ports with a temporary data
 directory. Two things differ from a default ``signlab up``, both to exercise more of the catalogue
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services.registry import REGISTRY
 from shared.testing import free_port
 from signlab.runtime import LocalRuntime
 from signlab.scenarios.environment import Ecosystem, ecosystem_from_runtime
@@ -22,9 +23,9 @@ from signlab.scenarios.environment import Ecosystem, ecosystem_from_runtime
 
 @pytest.fixture(scope="session")
 def scenario_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
-    """A running SignLab (all four services); stopped at the end."""
+    """A running SignLab (every service of the registry); stopped at the end."""
     data_dir: Path = tmp_path_factory.mktemp("scenario-ecosystem")
-    ports = {name: free_port() for name in ("portal", "idp", "ca", "signer")}
+    ports = {entry.info.name: free_port() for entry in REGISTRY}
     environ = {**os.environ, "SIGNLAB_SIGNER_SAD_LIFETIME_SECONDS": "10"}
     runtime = LocalRuntime(data_dir, ports, environ, fault_injection=True)
     runtime.up(timeout=120, progress=lambda _line: None)

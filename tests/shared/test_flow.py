@@ -1,4 +1,4 @@
-"""The flow vocabulary: ten steps, both orders, the four services."""
+"""The flow vocabulary: ten steps, both orders, the services."""
 
 import pytest
 
@@ -26,11 +26,13 @@ def test_both_flows_are_permutations_of_the_ten_steps() -> None:
 
 def test_services_and_their_steps() -> None:
     assert [(s.name, s.role, s.default_port) for s in SERVICES] == [
-        ("portal", Role.SCASP, 8000), ("idp", Role.IPSP, 8001), ("ca", Role.TSP, 8002), ("signer", Role.SSASP, 8003)]
+        ("portal", Role.SCASP, 8000), ("idp", Role.IPSP, 8001), ("ca", Role.TSP, 8002), ("signer", Role.SSASP, 8003),
+        ("wallet", Role.WALLET, 8004)]
     assert [s.number for s in service("idp").steps] == [3, 4, 5]
     assert [s.number for s in service("ca").steps] == [7]
     assert [s.number for s in service("portal").steps] == [1, 2, 10]
     assert [s.number for s in service("signer").steps] == [2, 3, 5, 6, 7, 8, 9, 10]
+    assert [s.number for s in service("wallet").steps] == [4]  # the signer's device, inside the eID login
     assert service("signer").env_prefix == "SIGNLAB_SIGNER_"
     with pytest.raises(KeyError, match="unknown service"):
         service("hsm")

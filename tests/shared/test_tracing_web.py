@@ -59,8 +59,9 @@ def test_transaction_page_and_exports(setup: tuple[Flask, str]) -> None:
     listing = client.get("/trainer/api/transactions").get_json()
     assert listing[0]["transaction_ids"] and json.dumps(listing)
     status = client.get("/trainer/api/status").get_json()
+    # The mini ecosystem runs the four providers, not the wallet: the status table says so.
     assert {s["role"]: s["status"] for s in status} == {"SCASP": "healthy", "IPSP": "healthy", "TSP": "healthy",
-                                                        "SSASP": "healthy"}
+                                                        "SSASP": "healthy", "Wallet": "unknown"}
 
 
 def test_unknown_transaction_is_404_and_trainer_pages_are_not_traced(setup: tuple[Flask, str]) -> None:

@@ -138,7 +138,8 @@ def test_each_service_has_its_own_session_cookie() -> None:
     """Cookies ignore ports: on 127.0.0.1 two services with one cookie name would overwrite each other."""
     names = {create_service_app(f"services.{info.name}", info, ServiceSettings()).config["SESSION_COOKIE_NAME"]
              for info in SERVICES}
-    assert names == {"signlab_portal_session", "signlab_idp_session", "signlab_ca_session", "signlab_signer_session"}
+    assert names == {"signlab_portal_session", "signlab_idp_session", "signlab_ca_session", "signlab_signer_session",
+                     "signlab_wallet_session"}
 
 
 # --- a full disk ----------------------------------------------------------------------------------

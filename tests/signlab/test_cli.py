@@ -40,9 +40,9 @@ def test_up_prints_the_table_then_status_and_down(tmp_path: Path) -> None:
         assert logs.returncode == 0 and "signer (SSASP) ready" in logs.stdout
     finally:
         down = _run(tmp_path, "down")
-    assert down.returncode == 0 and down.stdout.count("stopped (pid") == 4
+    assert down.returncode == 0 and down.stdout.count("stopped (pid") == len(REGISTRY)
     stopped = _run(tmp_path, "status")
-    assert stopped.returncode == 1 and stopped.stdout.count("stopped") == 4
+    assert stopped.returncode == 1 and stopped.stdout.count("stopped") == len(REGISTRY)
     assert _run(tmp_path, "down").stdout.strip() == "SignLab is not running."
 
 
