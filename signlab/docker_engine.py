@@ -1,4 +1,4 @@
-"""The Docker engine backend: the four services as containers, and the compose file they share.
+"""The Docker engine backend: the services as containers, and the compose file they share.
 
 One deployment description (:func:`deployment`) is derived from the code — the service registry
 (:data:`~services.registry.REGISTRY`), the settings classes, :data:`~services.registry.URL_LINKS`,
@@ -105,7 +105,7 @@ PROJECT = "signlab"
 NETWORK = "signlab"
 """The deployment's one network, as the compose file names it (the engine's name is ``<project>_signlab``)."""
 IMAGE = "signlab:latest"
-"""The one image all four services run."""
+"""The one image all the services run."""
 LABEL = "com.docker.compose.service"
 """Container label carrying the service name (set by compose, and by the SDK path alike)."""
 PROJECT_LABEL = "com.docker.compose.project"
@@ -181,8 +181,8 @@ FAULT_INJECTION_VARIABLE = "SIGNLAB_FAULT_INJECTION"
 the env file; default off."""
 
 TRACES_VOLUME = "traces"
-"""The trace store (``shared.tracing``): one volume shared by the four containers, because the
-portal's trainer pages draw the spans of all four services."""
+"""The trace store (``shared.tracing``): one volume shared by all the containers, because the
+portal's trainer pages draw the spans of every service."""
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,7 @@ def secret_variables() -> dict[str, str]:
 
 
 def deployment() -> list[ContainerPlan]:
-    """The four containers, in start order, derived from the registry and the settings classes."""
+    """The containers, in start order, derived from the registry and the settings classes."""
     by_name = {e.info.name: e for e in REGISTRY}
     browser = {name: browser_url(e) for name, e in by_name.items()}
     back = {name: back_channel_url(e) for name, e in by_name.items()}
