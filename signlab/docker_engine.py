@@ -742,7 +742,7 @@ class DockerEngine:
 
     def verify_audit_logs(self) -> list[dict[str, Any]]:
         """``signlab audit verify`` on the deployment's volumes: the same check as for the local
-        runtime, run in a one-off container of the image (no network, volumes read-only), so it works
+        runtime, run in a one-off container of the image (no network; it writes nothing), so it works
         while the services run and after ``down``.
 
         :raises RuntimeError_: the image or the volumes are missing, or the check could not run.
@@ -757,7 +757,9 @@ class DockerEngine:
             environment.update(self.container_environment(plans[name], variables))
             for volume, mount in plans[name].volumes.items():
                 if volume != TRACES_VOLUME:
-                    mounts[self.volume_name(volume)] = {"bind": mount, "mode": "ro"}
+                    # Read-write although nothing is written: SQLite reads a WAL database through its
+                    # shared-memory file beside it (the check opens it with mode=ro).
+                    mounts[self.volume_name(volume)] = {"bind": mount, "mode": "rw"}
         missing = [v for v in mounts if not self.client.volumes.list(filters={"name": v})]
         if missing:
             raise RuntimeError_(f"no volume {', '.join(missing)}: has 'signlab up --engine docker' run for project "

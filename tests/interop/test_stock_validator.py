@@ -41,7 +41,7 @@ def test_pdfsig_trusts_a_signlab_pdf_and_sees_its_revocation_live(ecosystem, sto
     assert transaction["state"] == "completed", transaction
     signed = tmp_path / "signed.pdf"
     signed.write_bytes(requests.get(f"{ecosystem.portal_url}/api/v1/transactions/{transaction['transaction_id']}"
-                                    "/documents/0", timeout=30).content)
+                                    "/documents/0", auth=ecosystem.partner, timeout=30).content)
     root = requests.get(f"{ecosystem.ca_url}/certs/root.crt", timeout=10).content
 
     first = pdfsig(signed, root, tmp_path / "first")
