@@ -29,18 +29,17 @@ from services.portal.documents import Document, SignatureFormat, SigningOptions,
 from services.portal.errors import DocumentRejected, TransactionNotFound, TransactionStateError
 from services.portal.partners import PartnerApplications
 from services.portal.preview import PreviewUnavailable, preview_of, render_pdf_page
+from services.portal.refusals import explain
 from services.portal.samples import SAMPLES, sample, sample_path
 from services.portal.settings import PortalSettings
 from services.portal.signing import PortalCore
-from services.portal.refusals import explain
 from services.portal.store import COMPLETED, EXPIRED, FAILED, REVIEW, StoredDocument, Transaction
 from services.portal.validation import validate_document
 from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, InvalidRequest, SignLabError
 from shared.flow import STEPS, step
 from shared.personal_data import mask_personal_data
-from shared.tracing import annotate
-from shared.tracing.instrument import refused
+from shared.tracing import annotate, refused
 from shared.tracing.web import trace_response
 from shared.web import wants_html
 
