@@ -18,6 +18,7 @@ import html
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import requests
@@ -43,6 +44,38 @@ class RemoteTransaction:
     id: str
     body: dict[str, Any]
     svg: str | None
+
+    @property
+    def outcome(self) -> str:
+        """``completed``, ``refused``, ``pending`` or ``abandoned`` (``shared.tracing.Transaction.outcome``)."""
+        return str(self.body.get("outcome"))
+
+    @property
+    def failure(self) -> SimpleNamespace | None:
+        """Where it was refused (``step``, ``error``, ``error_description`` …), or None."""
+        failure = self.body.get("failure")
+        return SimpleNamespace(**failure) if isinstance(failure, dict) else None
+
+    @property
+    def failure_step(self) -> int | None:
+        """The step it was refused at (None when it was not)."""
+        failure = self.failure
+        return None if failure is None else failure.step
+
+    @property
+    def current_step(self) -> int | None:
+        """Where it is, or stopped."""
+        return self.body.get("current_step")
+
+    @property
+    def steps(self) -> list[int]:
+        """The steps of its arrows, in order of first appearance."""
+        return list(self.body.get("steps") or [])
+
+    @property
+    def transaction_ids(self) -> list[str]:
+        """The services' transaction ids."""
+        return list(self.body.get("transaction_ids") or [])
 
     def arrows(self) -> list[Any]:
         """The arrows in time order, as ``shared.tracing.Transaction.arrows`` gives them
