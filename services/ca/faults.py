@@ -30,7 +30,7 @@ from services.ca.settings import CaSettings
 from shared.audit import AuditLog
 from shared.errors import SignLabError
 from shared.faults import FaultBoard, FaultSpec
-from shared.flow import step
+from shared.flow import Role, step
 
 __all__ = ["CA_FAULTS", "DISABLED_HINT", "HOLD_AFTER_LOG", "HOLD_SECONDS", "SHORT_TERM_NO_REVOCATION", "TSA_UNAVAILABLE",
            "WRONG_KEY", "TsaUnavailable", "build_fault_board", "substitute_public_key"]
@@ -67,7 +67,7 @@ class TsaUnavailable(SignLabError):
     default_description = "the time-stamping authority is temporarily unavailable (injected fault tsa-unavailable)"
 
     def __init__(self) -> None:
-        super().__init__(step=step(10))
+        super().__init__(step=step(10).between(Role.SCASP, Role.TSP))  # the portal's time-stamp request
 
 
 def build_fault_board(settings: CaSettings) -> FaultBoard | None:

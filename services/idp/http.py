@@ -423,7 +423,19 @@ def debugger() -> str:
     if not provider.settings.debugger_enabled:
         raise NotFound("the debugger is disabled (SIGNLAB_IDP_DEBUGGER_ENABLED=false)")
     require_trainer()
-    return render_template("idp_debugger.html", events=provider.store.events(100))
+    kind = request.args.get("kind") or None
+    text = (request.args.get("q") or "").strip()[:100] or None
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    total = provider.store.count_events(kind=kind, text=text)
+    pages = max(1, -(-total // DEBUGGER_PAGE))
+    page = min(page, pages)
+    events = provider.store.events(DEBUGGER_PAGE, offset=(page - 1) * DEBUGGER_PAGE, kind=kind, text=text)
+    return render_template("idp_debugger.html", events=events, kinds=provider.store.event_kinds(), kind=kind,
+                           q=text or "", page=page, pages=pages, total=total)
+
+
+DEBUGGER_PAGE = 20
+"""Events per debugger page."""
 
 
 # -- admin API (guarded) -------------------------------------------------------------------------------

@@ -259,8 +259,35 @@ class IdpStore:
                 self._db.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
                                  (self.event_limit,))
 
-    def events(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest events, newest first."""
+    def events(self, limit: int = 50, *, offset: int = 0, kind: str | None = None,
+               text: str | None = None) -> list[dict[str, Any]]:
+        """The newest events, newest first, ``offset`` skipped; only of ``kind`` and containing
+        ``text`` (case-insensitive, in the stored JSON) when given."""
+        where, values = self._event_filter(kind, text)
+        query = f"SELECT id, time, kind, data FROM events{where} ORDER BY id DESC LIMIT ? OFFSET ?"  # noqa: S608 - fixed clauses
         with self._lock:
-            rows = self._db.execute("SELECT id, time, kind, data FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(query, (*values, limit, offset)).fetchall()
         return [{"id": r[0], "time": r[1], "kind": r[2], "data": json.loads(r[3])} for r in rows]
+
+    def count_events(self, *, kind: str | None = None, text: str | None = None) -> int:
+        """How many stored events match (for paging)."""
+        where, values = self._event_filter(kind, text)
+        query = f"SELECT COUNT(*) FROM events{where}"  # noqa: S608 - fixed clauses, values bound
+        with self._lock:
+            return int(self._db.execute(query, values).fetchone()[0])
+
+    def event_kinds(self) -> list[str]:
+        """The kinds of the stored events (the debugger's filter)."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT kind FROM events ORDER BY kind").fetchall()]
+
+    @staticmethod
+    def _event_filter(kind: str | None, text: str | None) -> tuple[str, tuple[str, ...]]:
+        clauses, values = [], []
+        if kind:
+            clauses.append("kind = ?")
+            values.append(kind)
+        if text:
+            clauses.append("instr(lower(data), lower(?)) > 0")
+            values.append(text)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", tuple(values)

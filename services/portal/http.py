@@ -29,16 +29,19 @@ from services.portal.documents import Document, SignatureFormat, SigningOptions,
 from services.portal.errors import DocumentRejected, TransactionNotFound, TransactionStateError
 from services.portal.partners import PartnerApplications
 from services.portal.preview import PreviewUnavailable, preview_of, render_pdf_page
+from services.portal.refusals import explain
 from services.portal.samples import SAMPLES, sample, sample_path
 from services.portal.settings import PortalSettings
 from services.portal.signing import PortalCore
-from services.portal.store import COMPLETED, REVIEW, StoredDocument, Transaction
+from services.portal.store import COMPLETED, EXPIRED, FAILED, REVIEW, StoredDocument, Transaction
 from services.portal.validation import validate_document
 from shared.digests import digest_fingerprint
-from shared.errors import InvalidRequest, SignLabError
+from shared.errors import AccessDenied, InvalidRequest, SignLabError
 from shared.flow import STEPS, step
 from shared.personal_data import mask_personal_data
+from shared.tracing import annotate, refused
 from shared.tracing.web import trace_response
+from shared.web import wants_html
 
 __all__ = ["register"]
 
@@ -206,6 +209,7 @@ def _create_and_review(docs: list[Document], options: SigningOptions, owner: str
     """Create the transaction; return its id and the review URL the signer opens."""
     _check_count(docs)
     created = _core().create(docs, options, owner=owner)
+    annotate(transaction_id=created.transaction_id)  # the trace finds the signing by its portal id
     return created.transaction_id, _public_url("portal.review", review_token=created.review_token)
 
 
@@ -222,7 +226,8 @@ def _remember_review(tx_id: str, review_token: str) -> None:
 @bp.get("/")
 def index() -> str:
     """Step 1: choose documents and options."""
-    return render_template("portal/index.html", samples=SAMPLES, csrf=csrf_token(), settings=_settings(), step1=step(1))
+    return render_template("portal/index.html", samples=SAMPLES, csrf=csrf_token(), settings=_settings(), step1=step(1),
+                           options=SigningOptions)
 
 
 @bp.post("/sign")
@@ -251,7 +256,8 @@ def review(review_token: str) -> str:
     previews = [preview_of(_signed_bytes(tx, doc)) for doc in tx.documents] if tx.state == REVIEW else []
     fingerprints = [digest_fingerprint(doc.digest, "sha256") for doc in tx.documents]
     return render_template("portal/review.html", tx=tx, review_token=review_token, previews=previews,
-                           fingerprints=fingerprints, csrf=csrf_token(), owner=tx.owner == _browser_owner())
+                           fingerprints=fingerprints, csrf=csrf_token(), owner=tx.owner == _browser_owner(),
+                           why=explain(tx.error, tx.error_description))
 
 
 @bp.post("/review/<review_token>")
@@ -259,9 +265,12 @@ def review_decision(review_token: str) -> Response:
     """Step 2 on confirmation: push the authorization request, send the browser to the SSASP."""
     _check_csrf()
     tx = _review_tx(review_token)
+    annotate(transaction_id=tx.id)
     decision = request.form.get("decision")
     if decision == "decline":
         _core().cancel(tx)
+        # The trace shows the refusal where it happened (the page itself answers normally).
+        refused(AccessDenied(tx.error_description or "the signer declined at the portal's review", step=step(1)))
         return redirect(url_for("portal.review", review_token=review_token), code=303)  # type: ignore[return-value]
     if decision != "confirm":
         raise InvalidRequest("choose 'confirm' or 'decline'", step=step(1))
@@ -301,15 +310,47 @@ def _signed_bytes(tx: Transaction, doc: StoredDocument) -> bytes:
 
 
 @bp.get("/sign/callback")
-def callback() -> Response:
+def callback() -> Response | tuple[str, int]:
     """Step 10: the SSASP sends the browser back with ``code`` and ``state`` (or an error). The
     owner's browser goes to the result page; another browser (the signer of a partner
-    application's request) back to the review link, which shows the outcome without documents."""
-    tx = _core().complete(
-        state=request.args.get("state"), code=request.args.get("code"),
-        error=request.args.get("error"), error_description=request.args.get("error_description"),
-    )
+    application's request) back to the review link, which shows the outcome without documents.
+    A refusal is explained on a page that names its transaction and step (:func:`_refusal_page`)."""
+    state = request.args.get("state")
+    try:
+        tx = _core().complete(
+            state=state, code=request.args.get("code"),
+            error=request.args.get("error"), error_description=request.args.get("error_description"),
+        )
+    except SignLabError as exc:
+        failed = _core().store.by_oauth_state(state) if state else None
+        if failed is not None:
+            annotate(transaction_id=failed.id)  # a refusal names its transaction, in the trace too
+        if failed is None or failed.state not in (FAILED, EXPIRED) or not wants_html():
+            raise
+        refused(exc)  # the trace records the refusal, as if the frame had rendered it
+        return _refusal_page(failed), exc.status
+    annotate(transaction_id=tx.id)
     return _after_callback(tx)
+
+
+def _refusal_page(tx: Transaction) -> str:
+    """A refused, declined or expired signing in plain words: the step, the reason, the transaction
+    and (for its owner) its diagram and *start again* with the same documents."""
+    owner = tx.owner == _browser_owner()
+    return render_template("portal/refused.html", tx=tx, why=explain(tx.error, tx.error_description), owner=owner,
+                           csrf=csrf_token())
+
+
+@bp.post("/sign/again")
+def sign_again() -> Response:
+    """Start again after a refusal: a new transaction with the same documents and options (this
+    browser session's own transactions only), shown for review."""
+    _check_csrf()
+    owner = _browser_owner() or ""
+    previous = _owned(str(request.form.get("previous") or ""), owner)
+    created = _core().restart(previous, owner=owner)
+    annotate(transaction_id=created.transaction_id)
+    return redirect(url_for("portal.review", review_token=created.review_token), code=303)  # type: ignore[return-value]
 
 
 def _after_callback(tx: Transaction) -> Response:
@@ -318,8 +359,9 @@ def _after_callback(tx: Transaction) -> Response:
     review_token = (session.get("reviews") or {}).get(tx.id)
     if review_token:
         return redirect(url_for("portal.review", review_token=review_token), code=303)  # type: ignore[return-value]
-    return render_template("portal/review.html", tx=tx, review_token=None, previews=[], fingerprints=[],
-                           csrf=csrf_token(), owner=False)  # type: ignore[return-value]
+    why = explain(tx.error, tx.error_description)
+    return render_template("portal/review.html", tx=tx, review_token=None, previews=[], fingerprints=[],  # type: ignore[return-value]
+                           csrf=csrf_token(), owner=False, why=why)
 
 
 @bp.get("/transactions/<tx_id>")
@@ -327,8 +369,10 @@ def result(tx_id: str) -> str:
     """The result page: downloads, validation report, transaction id, flow diagram (owner only)."""
     tx = _owned(tx_id, _browser_owner())
     reports = [_shown(doc.report) for doc in tx.documents]
+    fingerprints = [digest_fingerprint(doc.digest, "sha256") for doc in tx.documents]
+    why = explain(tx.error, tx.error_description) if tx.state in (FAILED, EXPIRED) else None
     return render_template("portal/result.html", tx=tx, steps=STEPS, reports=reports, meta=_shown(tx.meta),
-                           trace_urls=_owner_trace_urls(tx.id))
+                           trace_urls=_owner_trace_urls(tx.id), fingerprints=fingerprints, why=why, csrf=csrf_token())
 
 
 @bp.get("/transactions/<tx_id>/documents/<int:idx>")

@@ -53,7 +53,7 @@ from services.portal.errors import (
     TransactionStateError,
 )
 from services.portal.ltv import ValidationMaterial
-from services.portal.store import EXPIRED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
+from services.portal.store import EXPIRED, FAILED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
 from services.portal.trust import TrustStore
 from services.portal.validation import validate_document
 from shared.errors import InvalidRequest, SignLabError, UpstreamError
@@ -196,6 +196,20 @@ class PortalCore:
         log.info("step 1: %d document(s) prepared for the signer's review", len(stored),
                  extra={"step": 1, "transaction_id": tx_id})
         return Created(tx_id, review_token)
+
+    def restart(self, previous: Transaction, *, owner: str) -> Created:
+        """Start again after a refusal: a new transaction (new id, new review link) with the same
+        documents and options as ``previous``, prepared afresh for the signer's review.
+
+        :raises TransactionStateError: ``previous`` did not end in a refusal or expiry.
+        """
+        if previous.state not in (FAILED, EXPIRED):
+            raise TransactionStateError(f"transaction {previous.id} is {previous.state}: only a refused or expired "
+                                        "signing is started again", step=step(1))
+        documents = [Document(d.label, d.original, d.media_type) for d in previous.documents]
+        created = self.create(documents, SigningOptions.parse(previous.options), owner=owner)
+        log.info("step 1: started again from %s", previous.id, extra={"step": 1, "transaction_id": created.transaction_id})
+        return created
 
     def by_review(self, review_token: str) -> Transaction:
         """The transaction of a review link (expired ones marked first).

@@ -22,6 +22,7 @@ from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from services.portal.ltv import ValidationMaterial, load_certificate
 from services.portal.validation import TrustSettings, load_registry
 from shared.errors import ConfigurationError, SignLabError
+from shared.tracing import trace_headers
 
 __all__ = ["TspSource", "TrustStore"]
 
@@ -74,7 +75,9 @@ class TrustStore:
         """The TSA client (pyHanko's ``HTTPTimeStamper`` against the TSP)."""
         if self._timestamper is not None:
             return self._timestamper
-        return HTTPTimeStamper(self.tsa_url, timeout=10) if self.tsa_url else None
+        # pyHanko calls the TSA with aiohttp, which the tracing does not instrument: the trace context
+        # goes in the headers, so the TSA's span joins the signing's trace (step 10).
+        return HTTPTimeStamper(self.tsa_url, timeout=10, headers=trace_headers()) if self.tsa_url else None
 
     def certificates(self) -> ValidationMaterial:
         """The current CA and TSA certificates from the TSP (empty when it cannot be reached)."""

@@ -3,7 +3,8 @@
 * **outcome** — signed (and how many signatures), or refused with ``error`` at ``step`` (and an
   optional text in the description);
 * **trace** — the listed steps appear in the observed trace in this order (a subsequence), and the
-  steps of ``trace_absent`` do not appear at all. The trace is merged from the user agent's own
+  steps of ``trace_absent`` do not appear at all; and the step the runner reports is the step the
+  distributed trace shows (a refusal's step is the trace's failure step; a signing is completed). The trace is merged from the user agent's own
   exchanges and the services' hash-chained audit logs (signer audit log, CA issuance log), entries
   written during the scenario;
 * **validation** — the portal's validation API (``POST /api/v1/validate``) on each signed
@@ -31,8 +32,8 @@ from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.model import Scenario
 from signlab.scenarios.results import Check, ScenarioResult, TraceEvent
 
-__all__ = ["AuditWindow", "Baseline", "check_invariants", "check_outcome", "check_trace", "check_validation",
-           "is_subsequence", "trace_from"]
+__all__ = ["AuditWindow", "Baseline", "check_invariants", "check_outcome", "check_trace", "check_trace_agrees",
+           "check_validation", "is_subsequence", "trace_from"]
 
 
 @dataclass
@@ -105,7 +106,7 @@ def trace_from(result: ScenarioResult, baseline: Baseline, transaction: Any = No
             # digest) into this transaction: keep only what happened during this run.
             if arrow.time / 1e9 < result.started - 1.0:
                 continue
-            if not arrow.failed and arrow.kind != "response":
+            if not arrow.failed and not arrow.relay and arrow.kind != "response":
                 events.append(TraceEvent(arrow.time / 1e9, int(arrow.step), "trace",
                                          f"{arrow.source} → {arrow.target}: {arrow.label}"))
     for record in result.steps:
@@ -167,6 +168,27 @@ def check_outcome(scenario: Scenario, result: ScenarioResult) -> list[Check]:
         checks.append(Check("message", found, f"expected the description to contain {exp.message_contains!r}; "
                             f"it is {refusal.description!r}", refusal.step))
     return checks
+
+
+def check_trace_agrees(result: ScenarioResult, transaction: Any) -> list[Check]:
+    """The step the runner reports is the step the distributed trace shows (design §6: one step
+    table): a refusal's step is the trace's failure step (or, when the refusing exchange left no
+    span — a service that did not answer the browser — the step where the trace stops); a signing
+    is a completed transaction. Nothing to compare without a trace."""
+    if transaction is None:
+        return []
+    refusal = result.refusal
+    if refusal is None:
+        if result.signed_documents == 0:
+            return []
+        ok = transaction.outcome == "completed"
+        return [Check("trace agrees", ok, f"the trace of the signing is {transaction.outcome}"
+                      + ("" if ok else f" (steps {transaction.steps})"), 10)]
+    shown = transaction.failure_step if transaction.failure is not None else transaction.current_step
+    where = "fails" if transaction.failure is not None else f"is {transaction.outcome}, stopping"
+    return [Check("trace agrees", shown == refusal.step,
+                  f"reported at step {refusal.step}; the trace {where} at step {shown}"
+                  + (f" ({transaction.failure.error})" if transaction.failure is not None else ""), refusal.step)]
 
 
 def check_trace(scenario: Scenario, events: list[TraceEvent]) -> list[Check]:

@@ -165,6 +165,22 @@ class _Marked:
         return self.marks.get((), (1, 1))
 
 
+CASE_INSENSITIVE = ("qualifier", "format", "level")
+"""Request fields written in any case (``CAdES``, ``cades``: the portal API's spelling)."""
+
+
+def _canonical_case(data: dict[str, Any]) -> None:
+    """Spell the case-insensitive request fields as the schema does."""
+    request = data.get("request")
+    if not isinstance(request, dict):
+        return
+    fields = schema()["properties"]["request"]["properties"]
+    for key in CASE_INSENSITIVE:
+        value = request.get(key)
+        if isinstance(value, str):
+            request[key] = next((v for v in fields[key]["enum"] if v.lower() == value.strip().lower()), value)
+
+
 def _schema_problems(data: Any, marked: _Marked) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(schema())
     problems = []
@@ -280,6 +296,7 @@ def parse_scenario(text: str, *, file: str, name: str, base: Path) -> Scenario:
     if not isinstance(data, dict):
         problems.append(Problem(file, 1, 1, "", "a scenario is a YAML mapping (title:, description:, …)"))
         raise ScenarioFormatError(problems)
+    _canonical_case(data)
     problems += _schema_problems(data, marked)
     if not problems:
         problems += _semantic_problems(data, marked, base)

@@ -24,6 +24,8 @@ class Exchange:
     """One HTTP request and its answer, as the user agent saw it (decoded and redacted)."""
 
     step: int | None
+    """The flow step its answer reached (:data:`shared.tracing.labels.ROUTES`' ``response_step``:
+    the portal's callback answers at step 10), or the step the caller named; None: no step owns it."""
     method: str
     url: str
     status: int | None

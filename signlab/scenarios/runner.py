@@ -35,6 +35,7 @@ from signlab.scenarios.expect import (
     check_invariants,
     check_outcome,
     check_trace,
+    check_trace_agrees,
     check_validation,
     trace_from,
 )
@@ -134,6 +135,7 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
     if result.status != "error":
         result.checks += check_outcome(scenario, result)
         result.checks += check_trace(scenario, result.trace)
+        result.checks += check_trace_agrees(result, transaction)
         if scenario.expect.outcome == "signed" and result.refusal is None:
             result.checks += check_validation(scenario, result.validation)
     result.checks += check_invariants(scenario, eco, baseline, documents)
@@ -141,6 +143,10 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
         mark = "skip" if check.skipped else ("ok" if check.ok else "FAIL")
         progress(f"    {mark:<7} {'expect':<8} {check.name}: {check.detail}")
     failed = result.failed_checks
+    if result.status == "passed" and not failed:
+        # A passed row says what passed: the expected refusal, or what was signed.
+        result.reason = (f"refused as expected: {result.refusal.error} at step {result.refusal.step}"
+                         if result.refusal is not None else f"signed {result.signed_documents} document(s)")
     if result.status == "passed" and failed:
         first = failed[0]
         where = f"step {first.step}: " if first.step else ""

@@ -108,7 +108,7 @@ def test_tsa_unavailable_answers_503_while_the_ca_works(ca_env: Any, faulty: Fau
         down = _tsa(faulty.url)
         assert down.status_code == 503
         assert down.json() == {"error": "temporarily_unavailable", "error_description":
-                               "step 10 (SSASP → SCASP): the time-stamping authority is temporarily unavailable "
+                               "step 10 (SCASP → TSP): the time-stamping authority is temporarily unavailable "
                                "(injected fault tsa-unavailable)"}
     granted = tsp.TimeStampResp.load(_tsa(faulty.url).content)
     assert granted["status"]["status"].native == "granted"

@@ -61,7 +61,7 @@ def _csrf(client: FlaskClient, path: str = "/") -> str:
 def test_index_lists_samples_and_options(client: FlaskClient) -> None:
     page = client.get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert "employment-contract.pdf" in page and "B-LTA" in page and "certificate-first" in page
-    assert "http://" not in page.split("<main>")[0].replace("http://www.w3.org", "")  # no CDN in the head
+    assert "http://" not in page.split("</head>")[0].replace("http://www.w3.org", "")  # no CDN in the head
 
 
 def test_sign_form_without_csrf_is_refused(client: FlaskClient) -> None:
