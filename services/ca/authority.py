@@ -48,6 +48,7 @@ from services.ca.profiles import (
 )
 from services.ca.settings import CaSettings
 from services.ca.store import CertificateRecord, CertificateStore
+from shared.clock import LabClock, lab_clock
 from shared.faults import FaultBoard
 
 __all__ = ["CRL_NAMES", "RECONCILER", "REVOCATION_REASONS", "CertificateAuthority", "IssuedCertificate",
@@ -123,7 +124,10 @@ class PublishedCrl:
     this_update: dt.datetime
     """When it was built (its thisUpdate is backdated from this)."""
     revoked_count: int
-    """How many revoked certificates it lists (the cache's change check)."""
+    """How many revocations the CA knew when it was built (the cache's change check)."""
+    next_revocation: dt.datetime | None = None
+    """The earliest known revocation after :attr:`this_update` (made while the lab clock stood
+    later, then moved back): not listed yet, and the CRL is rebuilt once the clock reaches it."""
 
     @property
     def etag(self) -> str:
@@ -142,6 +146,8 @@ class CertificateAuthority:
     faults: FaultBoard | None = None
     """Lab switches and faults (``short-term-no-revocation``, ``hold-after-log``); None unless
     ``SIGNLAB_CA_FAULTS_ENABLED``."""
+    clock: LabClock = field(default_factory=lab_clock)
+    """The lab clock: issuance, revocation and CRL times."""
     _crl_cache: dict[str, PublishedCrl] = field(default_factory=dict)
     _crl_lock: threading.Lock = field(default_factory=threading.Lock)
     _revoke_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -179,8 +185,7 @@ class CertificateAuthority:
         :param request_id: the requester's id of this request: a second request with the same id
             (a retry) gets the first certificate; the second one is withdrawn in the log.
         """
-        now = now or dt.datetime.now(dt.UTC)
-        now = now.replace(microsecond=0)
+        now = (now or self.clock.now()).replace(microsecond=0)
         not_before = now - dt.timedelta(seconds=self.settings.backdate_seconds)
         not_after = now + dt.timedelta(minutes=self.settings.cert_validity_minutes)
         serial = x509.random_serial_number()
@@ -262,7 +267,7 @@ class CertificateAuthority:
                     "short-term-no-revocation (noRevAvail, RFC 9608): its CA publishes no revocation status for it, "
                     f"so it cannot be revoked; it stops being valid at {_iso(record.not_after)}", step=None)
             if record.revoked_at is None:
-                moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+                moment = (now or self.clock.now()).replace(microsecond=0)
                 self.log.revoked(serial=record.serial, reason=reason, requester=requester,
                                  transaction_id=transaction_id, note=note)
                 self.store.revoke(serial, reason, moment)
@@ -319,7 +324,7 @@ class CertificateAuthority:
     def _mend(self, kind: str, serial: str, reason: str | None) -> str:
         """Repair one mismatch found by :meth:`reconcile`; the line says what was done."""
         number = int(serial, 16)
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        now = self.clock.now().replace(microsecond=0)
         if kind == "not_in_database":
             self.log.withdrawn(serial=serial, cause="the CA stopped after logging it and before storing it; it was "
                                "never answered and never left the CA (start-up reconciliation)")
@@ -363,14 +368,19 @@ class CertificateAuthority:
         """
         if name not in CRL_NAMES:
             raise KeyError(name)
-        now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+        now = (now or self.clock.now()).replace(microsecond=0)
         validity = dt.timedelta(minutes=self.settings.crl_validity_minutes)
         with self._crl_lock:
             cached = self._crl_cache.get(name)
-            if (cached and now - cached.this_update < validity / 2
+            if (cached and dt.timedelta(0) <= now - cached.this_update < validity / 2
+                    and (cached.next_revocation is None or now < cached.next_revocation)
                     and cached.revoked_count == self.store.revoked_count(name)):
                 return cached
-            revoked = self.store.revoked(name)
+            known = self.store.revoked(name)
+            # The CA's view as of the lab clock: a revocation recorded at a later lab time (the
+            # clock was moved back since) has not happened yet.
+            revoked = [r for r in known if r.revoked_at is not None and r.revoked_at <= now]
+            upcoming = min((r.revoked_at for r in known if r.revoked_at is not None and r.revoked_at > now), default=None)
             number = self.store.next_crl_number(name)
             issuer: KeyedCert = self.hierarchy.root if name == "root" else self.hierarchy.issuing
             builder = (
@@ -397,6 +407,6 @@ class CertificateAuthority:
                                                 critical=False)
                 builder = builder.add_revoked_certificate(entry.build())
             der = builder.sign(issuer.key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
-            published = PublishedCrl(der, number, now, len(revoked))
+            published = PublishedCrl(der, number, now, len(known), upcoming)
             self._crl_cache[name] = published
             return published

@@ -266,7 +266,7 @@ def certificates_page() -> str:
     """The issued certificates with status and validity countdown (trainer token)."""
     require_trainer()
     return render_template("ca/certificates.html", records=tsp().authority.store.recent(200), status_of=status_of,
-                           now=dt.datetime.now(dt.UTC), mask=_mask)
+                           now=tsp().authority.clock.now(), mask=_mask)
 
 
 @pages.get("/certificates/<serial>")

@@ -55,7 +55,7 @@ class OcspResponder:
         except (ValueError, TypeError):
             return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
                 serialization.Encoding.DER)
-        now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+        now = (now or self.authority.clock.now()).replace(microsecond=0)
         hierarchy = self.authority.hierarchy
         signer: KeyedCert
         revoked_at: dt.datetime | None = None
@@ -66,7 +66,7 @@ class OcspResponder:
             if (record is None or record.issuer != "issuing"
                     or has_no_rev_avail(x509.load_der_x509_certificate(record.der))):
                 status = ocsp.OCSPCertStatus.UNKNOWN
-            elif record.revoked_at is not None:
+            elif record.revoked_at is not None and record.revoked_at <= now:  # not revoked yet at the lab clock's time
                 status, revoked_at = ocsp.OCSPCertStatus.REVOKED, record.revoked_at
                 reason = REVOCATION_REASONS.get(record.revocation_reason or "unspecified")
             else:

@@ -39,6 +39,14 @@ CREATE INDEX IF NOT EXISTS certificates_issued_at ON certificates(issued_at);
 -- scan of every certificate ever issued.
 CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates(issuer, revoked_at) WHERE revoked_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS crl_numbers (name TEXT PRIMARY KEY, number INTEGER NOT NULL);
+-- Status changes of the services on the trusted list (lab: a withdrawal with its date).
+CREATE TABLE IF NOT EXISTS trusted_list_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,            -- 'ca' | 'tsa'
+    status TEXT NOT NULL,             -- 'granted' | 'withdrawn'
+    since TEXT NOT NULL,              -- status starting time (UTC)
+    note TEXT NOT NULL
+);
 """
 
 _INDEXES = """
@@ -221,6 +229,25 @@ class CertificateStore:
                 "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL",
                 (_iso(at), reason, format(serial, "x")))
             return cursor.rowcount == 1
+
+    def add_status_change(self, service: str, status: str, since: dt.datetime, note: str) -> int:
+        """Record a status change of a trusted-list service; its id."""
+        with self._connect(write=True) as db:
+            cursor = db.execute("INSERT INTO trusted_list_changes (service, status, since, note) VALUES (?, ?, ?, ?)",
+                                (service, status, _iso(since), note))
+            return int(cursor.lastrowid or 0)
+
+    def status_changes(self) -> list[tuple[int, str, str, dt.datetime, str]]:
+        """Every recorded status change: ``(id, service, status, since, note)``, oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, service, status, since, note FROM trusted_list_changes ORDER BY id").fetchall()
+        return [(int(i), str(service), str(status), _parse(since) or dt.datetime.min, str(note))
+                for i, service, status, since, note in rows]
+
+    def clear_status_changes(self) -> int:
+        """Forget every status change (the list shows each service granted again); how many."""
+        with self._connect(write=True) as db:
+            return int(db.execute("DELETE FROM trusted_list_changes").rowcount)
 
     def next_crl_number(self, name: str) -> int:
         """Increment and return the CRL number of CRL ``name`` (monotonic, persisted)."""

@@ -4,6 +4,7 @@
 verifiable: certificates (from the signDoc ``validationInfo`` and the TSP), CRLs and OCSP
 responses. :func:`validation_context` turns it into a pyHanko/certvalidator context that trusts
 only the configured SignLab root and never fetches (the material is complete or the level fails).
+Importing it routes pyHanko's own reads of the clock to the lab clock (:mod:`shared.clock`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from pyhanko.sign.attributes import TSTProvider
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
 
-__all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "replace_fields", "validation_context"]
+from shared.clock import route_library_clocks
+
+# pyHanko reads "now" itself in places no argument reaches: route it to the lab clock (and to the
+# time a validation pins), once, before any signing or validation in this process.
+route_library_clocks()
+
+__all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "prime_certificate", "replace_fields", "shared_certificate",
+           "shared_crl", "validation_context"]
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
@@ -64,20 +72,40 @@ class ValidationMaterial:
         return [ocsp.OCSPResponse.load(o) for o in _unique(self.ocsps)]
 
 
+def prime_certificate(cert: x509.Certificate) -> x509.Certificate:
+    """Parse everything of ``cert`` that asn1crypto would parse lazily, now, in this thread.
+
+    asn1crypto parses fields and prepares name strings on first access and keeps the result on the
+    object. Two threads doing that first access on one shared object at the same time can see it
+    half-built (concurrent first validations on a cold portal failed with a ``KeyError`` in name
+    matching). A certificate shared between threads is primed once, before it is shared.
+    """
+    cert.native  # every field, recursively
+    for name in (cert.subject, cert.issuer):
+        name.hashable, name.human_friendly, name.sha256  # noqa: B018 - computed and cached on the object
+    cert.sha256, cert.sha1, cert.issuer_serial, cert.key_identifier, cert.authority_key_identifier  # noqa: B018
+    cert.public_key.native, cert.self_signed, cert.not_valid_before, cert.not_valid_after  # noqa: B018
+    return cert
+
+
 @lru_cache(maxsize=256)
-def _read_only_certificate(der: bytes) -> x509.Certificate:
-    """A parsed certificate shared between validations (only ever read, never embedded).
+def shared_certificate(der: bytes) -> x509.Certificate:
+    """A parsed, primed certificate shared between validations and threads (only ever read).
 
     The CA, TSA and root certificates recur in every validation; asn1crypto keeps the prepared
     name strings on the parsed object, and matching names was a tenth of the portal's CPU.
     """
-    return load_certificate(der)
+    return prime_certificate(load_certificate(der))
 
 
 @lru_cache(maxsize=32)
-def _read_only_crl(der: bytes) -> crl.CertificateList:
-    """A parsed CRL shared between validations (only ever read); see :func:`_read_only_certificate`."""
-    return crl.CertificateList.load(der)
+def shared_crl(der: bytes) -> crl.CertificateList:
+    """A parsed, primed CRL shared between validations and threads (only ever read); see
+    :func:`shared_certificate`."""
+    parsed = crl.CertificateList.load(der)
+    parsed.native  # noqa: B018 - parse every entry now, before other threads see it
+    parsed.issuer.hashable, parsed.issuer.human_friendly  # noqa: B018
+    return parsed
 
 
 def _unique(items: Iterable[bytes]) -> list[bytes]:
@@ -103,8 +131,8 @@ def validation_context(
     material = material or ValidationMaterial()
     return ValidationContext(
         trust_roots=[root],
-        other_certs=[_read_only_certificate(c) for c in _unique(material.certificates)],
-        crls=[_read_only_crl(c) for c in _unique(material.crls)],
+        other_certs=[shared_certificate(c) for c in _unique(material.certificates)],
+        crls=[shared_crl(c) for c in _unique(material.crls)],
         ocsps=material.asn1_ocsps(),
         allow_fetching=False,
         revocation_mode=revocation_mode,

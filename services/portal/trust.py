@@ -19,7 +19,7 @@ from typing import Protocol
 from asn1crypto import x509
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 
-from services.portal.ltv import ValidationMaterial, load_certificate
+from services.portal.ltv import ValidationMaterial, load_certificate, prime_certificate
 from services.portal.validation import TrustSettings, load_registry
 from shared.errors import ConfigurationError, SignLabError
 
@@ -123,7 +123,9 @@ class TrustStore:
                 xml = self._trusted_list_xml()
                 registry = load_registry(xml) if xml else None
                 source = f"SignLab TSP trusted list ({self.tl_path.name})" if xml else "not available"
-                self._cached = (time.monotonic(), TrustSettings(self.root(), registry, self.certificates(), source))
+                # primed here, in one thread, before validations in other threads share it
+                self._cached = (time.monotonic(), TrustSettings(prime_certificate(self.root()), registry,
+                                                                self.certificates(), source))
             cached = self._cached[1]
         material = ValidationMaterial()
         material.extend(cached.material)

@@ -22,10 +22,8 @@ import hmac
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -58,6 +56,7 @@ from services.signer.store import (
 )
 from services.signer.upstream import CertificateGateway, IdentityGateway, IssuedCertificate
 from shared.audit import AuditLog, pseudonymise
+from shared.clock import lab_clock
 from shared.errors import (
     AccessDenied,
     Conflict,
@@ -143,7 +142,7 @@ class ConsentView:
 
 
 def _now() -> float:
-    return time.time()
+    return lab_clock().time()
 
 
 def _b64(data: bytes) -> str:
@@ -776,7 +775,7 @@ class SigningService:
             mapped = exc.upstream_error if exc.upstream_error in ("access_denied", "invalid_request") else "server_error"
             raise SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
                                error=mapped, status=403 if mapped == "access_denied" else 502, step=s7) from None
-        now = datetime.now(UTC)
+        now = lab_clock().now()
         tbs = issued.certificate["tbs_certificate"]
         problems = []
         try:
