@@ -436,6 +436,11 @@ def _tsa_qualified(trust: TrustSettings, tsa: x509.Certificate | None, moment: d
     return False, f"not a qualified time-stamp: the TSA is not a granted QTST service on the trusted list at {iso(moment)}"
 
 
+def _leaf_first(path: ValidationPath) -> list[x509.Certificate]:
+    """The certificates of ``path`` from the end entity to the trust anchor (pyHanko iterates from the anchor)."""
+    return [c for c in reversed(list(path)) if isinstance(c, x509.Certificate)]
+
+
 def _level_label(rank: int) -> str | None:
     return ["B-B", "B-T", "B-LT", "B-LTA"][rank] if rank >= 0 else None
 
@@ -508,7 +513,7 @@ def _finish(facts: SignatureFacts, run: _Run, indication: Indication, sub: str |
     facts.indication, facts.sub_indication = indication.value, sub
     facts.validation_time = run.moment
     if path is not None:
-        facts.chain = list(path)
+        facts.chain = _leaf_first(path)
     _decide_poe(facts, indication)
     trusted = indication is Indication.TOTAL_PASSED
     at_signing, detail = _qualification(run.trust, path if trusted else None, facts.best_signature_time or run.moment)
@@ -568,7 +573,7 @@ async def _timestamp_fact(kind: str, token: cms.ContentInfo, run: _Run, knowledg
         moment = status["timestamp"]
         qualified, text = _tsa_qualified(run.trust, tsa, moment)
         detail = f"{iso(moment)} by {tsa.subject.human_friendly}" + ("" if ok else " — does not validate to the SignLab root")
-        return TimestampFact(kind, moment, tsa, list(path) if path is not None else [tsa], ok, detail, token.dump(),
+        return TimestampFact(kind, moment, tsa, _leaf_first(path) if path is not None else [tsa], ok, detail, token.dump(),
                              qualified, text)
     except Exception as exc:  # a broken token inside an untrusted upload is a failed time-stamp, not a 500
         return TimestampFact(kind, None, None, [], False, f"could not be validated ({exc.__class__.__name__})", token.dump())
@@ -689,7 +694,7 @@ async def _validate_pdf_signature(sig: EmbeddedPdfSignature, reader: PdfFileRead
         qualified, text = _tsa_qualified(run.trust, ts_status.signing_cert, ts_status.timestamp)
         path = ts_status.validation_path
         facts.timestamps.append(TimestampFact("document", ts_status.timestamp, ts_status.signing_cert,
-                                              list(path) if path is not None else [ts_status.signing_cert], ok,
+                                              _leaf_first(path) if path is not None else [ts_status.signing_cert], ok,
                                               f"{iso(ts_status.timestamp)} by {ts_status.signing_cert.subject.human_friendly}",
                                               doc_ts.signed_data.dump(), qualified, text))
         checks.append(Check("Archive (document) time-stamp", "passed" if ok else "failed", iso(ts_status.timestamp) or ""))

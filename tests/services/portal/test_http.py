@@ -25,7 +25,7 @@ SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
 
 
 @pytest.fixture
-def app(tmp_path: Path, pki) -> Iterator[Flask]:
+def app(tmp_path: Path, pki, pki_tsp) -> Iterator[Flask]:
     trust_dir = tmp_path / "trust"
     trust_dir.mkdir()
     (trust_dir / "root.der").write_bytes(pki.der(pki.root))
@@ -36,7 +36,7 @@ def app(tmp_path: Path, pki) -> Iterator[Flask]:
         trust_root_file=trust_dir / "root.der", trusted_list_file=trust_dir / "tl.xml", max_document_bytes=200_000,
         signer_url=f"http://127.0.0.1:{free_port()}", http_timeout_seconds=2,
     )
-    trust = TrustStore(settings.trust_root_path(), settings.trusted_list_path(), None, None, timestamper=pki.timestamper())
+    trust = TrustStore(settings.trust_root_path(), settings.trusted_list_path(), pki_tsp, None, timestamper=pki.timestamper())
     yield create_app(settings, trust=trust)
 
 
