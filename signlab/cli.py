@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "signlab.commands.runtime",
     "signlab.commands.audit",
     "signlab.commands.scenario",
+    "signlab.commands.validate",
+    "signlab.commands.clock",
     "signlab.commands.load",
     "signlab.commands.trace",
     "signlab.commands.tour",

@@ -477,19 +477,23 @@ def _adjust(facts: SignatureFacts, indication: Indication, sub: str | None) -> t
     return indication, sub
 
 
+def _common_name(cert: x509.Certificate | None) -> str:
+    if cert is None:
+        return "an unknown TSA"
+    return str(cert.subject.native.get("common_name") or cert.subject.human_friendly)
+
+
 def _decide_poe(facts: SignatureFacts, indication: Indication) -> None:
     """Name the proof of existence that carried the decision (``facts.decided_by``)."""
     signature_ts = next((t for t in facts.timestamps if t.kind == "signature" and t.valid), None)
     archives = [t for t in facts.timestamps if t.kind in ("archive", "document") and t.valid]
     if signature_ts is not None and signature_ts.time is not None:
-        facts.poe.append(ProofOfExistence("signature", signature_ts.time, f"signature time-stamp by "
-                                          f"{signature_ts.tsa.subject.human_friendly if signature_ts.tsa else 'a TSA'}",
-                                          signature_ts.id))
+        facts.poe.append(ProofOfExistence("signature", signature_ts.time,
+                                          f"signature time-stamp by {_common_name(signature_ts.tsa)}", signature_ts.id))
     for archive in archives:
         if archive.time is not None:
             facts.poe.append(ProofOfExistence("signature, signature time-stamp and validation data", archive.time,
-                                              f"{archive.kind} time-stamp by "
-                                              f"{archive.tsa.subject.human_friendly if archive.tsa else 'a TSA'}", archive.id))
+                                              f"{archive.kind} time-stamp by {_common_name(archive.tsa)}", archive.id))
     signer, moment = facts.signer, facts.validation_time
     expired = signer is not None and moment is not None and moment > signer.not_valid_after
     if indication is not Indication.TOTAL_PASSED:
