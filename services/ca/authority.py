@@ -35,9 +35,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
 from services.ca.errors import RevocationNotAvailable
-from services.ca.faults import HOLD_AFTER_LOG, HOLD_SECONDS, SHORT_TERM_NO_REVOCATION
+from services.ca.faults import (
+    EXPIRED_CERTIFICATE,
+    HOLD_AFTER_LOG,
+    HOLD_SECONDS,
+    REVOKED_AT_ISSUANCE,
+    SHORT_TERM_NO_REVOCATION,
+    UNLISTED_CA,
+)
 from services.ca.issuance_log import IssuanceGate, IssuanceLog, cross_check
-from services.ca.pki import Hierarchy, KeyedCert
+from services.ca.pki import Hierarchy, KeyedCert, unlisted_ca
 from services.ca.profiles import (
     CertificateUrls,
     Profile,
@@ -189,11 +196,20 @@ class CertificateAuthority:
         not_before = now - dt.timedelta(seconds=self.settings.backdate_seconds)
         not_after = now + dt.timedelta(minutes=self.settings.cert_validity_minutes)
         serial = x509.random_serial_number()
+        serial_hex = format(serial, "x")
         revocation = self.revocation_profile(transaction_id)
-        cert = build_end_entity(issuer=self.hierarchy.issuing, public_key=public_key, subject=subject,
+        issuer, issuer_name = self.hierarchy.issuing, "issuing"
+        chain: tuple[x509.Certificate, ...] = (self.hierarchy.issuing.cert, self.hierarchy.root.cert)
+        if self._lab_fault(EXPIRED_CERTIFICATE, serial_hex, transaction_id):
+            not_after = now - dt.timedelta(minutes=1)  # lab fault: its validity ended before it was issued
+            not_before = not_after - dt.timedelta(minutes=self.settings.cert_validity_minutes)
+        if self._lab_fault(UNLISTED_CA, serial_hex, transaction_id):
+            # lab fault: a CA on no trusted list, whose certificates point to no revocation service
+            issuer, issuer_name, revocation = unlisted_ca(), "unlisted", RevocationProfile.SHORT_TERM_NO_REVOCATION
+            chain = (issuer.cert,)
+        cert = build_end_entity(issuer=issuer, public_key=public_key, subject=subject,
                                 profile=profile, serial=serial, not_before=not_before, not_after=not_after,
                                 urls=self.urls, pds_url=self.settings.pds_url, revocation=revocation)
-        serial_hex = format(serial, "x")
         der = cert.public_bytes(serialization.Encoding.DER)
         with self.gate.issuing():
             self.log.issued(serial=serial_hex, subject_id=subject_id, profile=str(profile), loa=loa,
@@ -203,7 +219,7 @@ class CertificateAuthority:
                                                             transaction_id=transaction_id):
                 time.sleep(HOLD_SECONDS)  # lab fault: the window between log and database, held open
             try:
-                self.store.add(serial=serial, issuer="issuing", profile=str(profile),
+                self.store.add(serial=serial, issuer=issuer_name, profile=str(profile),
                                subject=cert.subject.rfc4514_string(), subject_id_hash=subject_id, loa=loa,
                                requester=requester, transaction_id=transaction_id, not_before=not_before,
                                not_after=not_after, issued_at=now, der=der, request_id=request_id)
@@ -218,11 +234,17 @@ class CertificateAuthority:
             except BaseException as exc:
                 self._withdraw_unstored(serial_hex, f"storing it failed ({exc.__class__.__name__})")
                 raise
+        if self._lab_fault(REVOKED_AT_ISSUANCE, serial_hex, transaction_id):
+            self.revoke(serial, "keyCompromise", requester="lab fault revoked-at-issuance", now=now,
+                        transaction_id=transaction_id or None, note="revoked the moment it was issued (lab fault)")
         published = revocation is RevocationProfile.CRL_OCSP
-        return IssuedCertificate(serial=serial_hex, certificate=cert,
-                                 chain=(self.hierarchy.issuing.cert, self.hierarchy.root.cert), profile=profile,
+        return IssuedCertificate(serial=serial_hex, certificate=cert, chain=chain, profile=profile,
                                  policy_oid=profile.policy_oid, ocsp_url=self.urls.ocsp if published else None,
                                  crl_urls=(self.urls.crl,) if published else (), der=der)
+
+    def _lab_fault(self, name: str, serial: str, transaction_id: str) -> bool:
+        """Whether the lab fault ``name`` is armed for this issuance (it is consumed then)."""
+        return self.faults is not None and self.faults.fire(name, serial=serial, transaction_id=transaction_id) is not None
 
     def _withdraw_unstored(self, serial: str, why: str) -> None:
         """Log that a logged certificate was not stored (so it is not answered); when even that

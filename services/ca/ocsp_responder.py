@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from services.ca.authority import REVOCATION_REASONS, CertificateAuthority
+from services.ca.faults import OCSP_UNAVAILABLE, OcspUnavailable
 from services.ca.pki import KeyedCert
 from services.ca.profiles import has_no_rev_avail
 
@@ -46,7 +47,13 @@ class OcspResponder:
         self.authority = authority
 
     def respond(self, request_der: bytes, now: dt.datetime | None = None) -> bytes:
-        """The DER OCSPResponse for ``request_der`` (always a response, never an exception)."""
+        """The DER OCSPResponse for ``request_der`` (always a response, an error one for a bad request).
+
+        :raises OcspUnavailable: only when the lab fault ``ocsp-unavailable`` is armed (HTTP 503).
+        """
+        faults = self.authority.faults
+        if faults is not None and faults.fire(OCSP_UNAVAILABLE):
+            raise OcspUnavailable()
         try:
             request = ocsp.load_der_ocsp_request(request_der)
             algorithm = request.hash_algorithm

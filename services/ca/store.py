@@ -19,7 +19,7 @@ __all__ = ["CertificateRecord", "CertificateStore"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
     serial TEXT PRIMARY KEY,          -- lower-case hex, no leading zeros
-    issuer TEXT NOT NULL,             -- 'issuing' (end entities) or 'root'
+    issuer TEXT NOT NULL,             -- 'issuing' (end entities), 'root', or 'unlisted' (lab fault unlisted-ca)
     profile TEXT NOT NULL,            -- 'qes' | 'ades' | 'infrastructure'
     subject TEXT NOT NULL,            -- RFC 4514 subject (personal data: shown to trainers only)
     subject_id_hash TEXT NOT NULL,    -- SHA-256 of the serialNumber attribute (pseudonymised)
@@ -65,7 +65,8 @@ def _parse(text: str | None) -> dt.datetime | None:
 
 
 def _states(db: sqlite3.Connection) -> dict[str, str | None]:
-    rows = db.execute("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer = 'issuing'")
+    # end-entity certificates: the issuing CA's, and the lab fault unlisted-ca's (logged alike)
+    rows = db.execute("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer != 'root'")
     return {serial: (reason or "unspecified") if revoked else None for serial, revoked, reason in rows}
 
 

@@ -20,11 +20,14 @@ from pyhanko.sign.attributes import TSTProvider
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
 
+from shared.asn1_fixes import fix_indefinite_length_check
 from shared.clock import route_library_clocks
 
 # pyHanko reads "now" itself in places no argument reaches: route it to the lab clock (and to the
 # time a validation pins), once, before any signing or validation in this process.
 route_library_clocks()
+# asn1crypto re-encodes whole CMS structures whose length happens to end in 0x80 (shared.asn1_fixes).
+fix_indefinite_length_check()
 
 __all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "prime_certificate", "replace_fields", "shared_certificate",
            "shared_crl", "validation_context"]

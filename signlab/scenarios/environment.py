@@ -57,6 +57,8 @@ class Ecosystem:
     engine: str = "local"
     trace_dir: Path | None = None
     """The trace store of ``shared.tracing`` (spans of all four services), when readable."""
+    clock_file: Path | None = None
+    """The lab clock file every service reads (:mod:`shared.clock`), when the runner can write it."""
 
     def url(self, name: str) -> str:
         """Base URL of service ``name``."""
@@ -121,6 +123,7 @@ class LocalControl:
 def ecosystem_from_runtime(runtime: Any) -> Ecosystem:
     """The ecosystem of a (running) :class:`~signlab.runtime.LocalRuntime`."""
     from services.registry import REGISTRY
+    from shared.clock import ClockSettings
 
     secrets = runtime.load_or_create_secrets()
     settings: dict[str, Any] = {}
@@ -136,4 +139,5 @@ def ecosystem_from_runtime(runtime: Any) -> Ecosystem:
         log_files={e.info.name: runtime.log_file(e.info.name) for e in REGISTRY},
         control=LocalControl(runtime), engine="local",
         trace_dir=Path(runtime.environ.get("SIGNLAB_TRACE_DIR") or runtime.data_dir / "traces"),
+        clock_file=ClockSettings.from_env(runtime.environ).clock_file(runtime.data_dir / "portal"),
     )
