@@ -483,31 +483,46 @@ def _common_name(cert: x509.Certificate | None) -> str:
     return str(cert.subject.native.get("common_name") or cert.subject.human_friendly)
 
 
-def _decide_poe(facts: SignatureFacts, indication: Indication) -> None:
-    """Name the proof of existence that carried the decision (``facts.decided_by``)."""
+def _poe_needed(facts: SignatureFacts) -> tuple[str, dt.datetime] | None:
+    """Why the signature needs a proof of existence earlier than the validation time: ``("expired",
+    when)`` or ``("was revoked", when)`` of its certificate by then; None when it needs none."""
+    signer, moment = facts.signer, facts.validation_time
+    if signer is None or moment is None:
+        return None
+    if moment > signer.not_valid_after:
+        return "expired", signer.not_valid_after
+    revoked = [t for r in facts.revocation if r.covers(signer) and (t := r.revoked_at(signer)) is not None and t <= moment]
+    return ("was revoked", min(revoked)) if revoked else None
+
+
+def _decide_poe(facts: SignatureFacts, indication: Indication) -> ProofOfExistence | None:
+    """List the proofs of existence, name the one that carried the decision (``facts.decided_by``)
+    and return it (None when the validation time itself did)."""
     signature_ts = next((t for t in facts.timestamps if t.kind == "signature" and t.valid), None)
     archives = [t for t in facts.timestamps if t.kind in ("archive", "document") and t.valid]
+    deciding = None
     if signature_ts is not None and signature_ts.time is not None:
-        facts.poe.append(ProofOfExistence("signature", signature_ts.time,
-                                          f"signature time-stamp by {_common_name(signature_ts.tsa)}", signature_ts.id))
+        deciding = ProofOfExistence("signature", signature_ts.time,
+                                    f"signature time-stamp by {_common_name(signature_ts.tsa)}", signature_ts.id)
+        facts.poe.append(deciding)
     for archive in archives:
         if archive.time is not None:
             facts.poe.append(ProofOfExistence("signature, signature time-stamp and validation data", archive.time,
                                               f"{archive.kind} time-stamp by {_common_name(archive.tsa)}", archive.id))
-    signer, moment = facts.signer, facts.validation_time
-    expired = signer is not None and moment is not None and moment > signer.not_valid_after
+    needed = _poe_needed(facts)
     if indication is not Indication.TOTAL_PASSED:
-        facts.decided_by = ("no proof of existence while the certificate was valid" if expired and signature_ts is None
-                            else f"{facts.sub_indication or facts.indication}")
-    elif not expired or signature_ts is None:
-        facts.decided_by = "the validation time: the certificate was valid then, no earlier proof was needed"
-    elif archives:
-        facts.decided_by = (f"the signature time-stamp ({iso(signature_ts.time)}) proves the signature existed while the "
-                            f"certificate was valid; the {archives[-1].kind} time-stamp ({iso(archives[-1].time)}) proves the "
-                            "validation data (certificates, revocation data) existed then too")
-    else:
-        facts.decided_by = (f"the signature time-stamp ({iso(signature_ts.time)}) proves the signature existed while the "
-                            "certificate was valid")
+        facts.decided_by = (f"no proof that the signature existed before its certificate {needed[0]} ({iso(needed[1])})"
+                            if needed and deciding is None else f"{facts.sub_indication or facts.indication}")
+        return None
+    if needed is None or deciding is None:
+        facts.decided_by = "the validation time: the certificate was valid and not revoked then, no earlier proof was needed"
+        return None
+    facts.decided_by = (f"the certificate {needed[0]} at {iso(needed[1])}, but the signature time-stamp "
+                        f"({iso(deciding.time)}) proves the signature existed before that")
+    if archives:
+        facts.decided_by += (f"; the {archives[-1].kind} time-stamp ({iso(archives[-1].time)}) proves the validation data "
+                             "(certificates, revocation data) existed then too")
+    return deciding
 
 
 def _finish(facts: SignatureFacts, run: _Run, indication: Indication, sub: str | None, path: ValidationPath | None,
@@ -518,7 +533,7 @@ def _finish(facts: SignatureFacts, run: _Run, indication: Indication, sub: str |
     facts.validation_time = run.moment
     if path is not None:
         facts.chain = _leaf_first(path)
-    _decide_poe(facts, indication)
+    deciding = _decide_poe(facts, indication)
     trusted = indication is Indication.TOTAL_PASSED
     at_signing, detail = _qualification(run.trust, path if trusted else None, facts.best_signature_time or run.moment)
     at_validation, detail_now = _qualification(run.trust, path if trusted else None, run.moment)
@@ -533,8 +548,6 @@ def _finish(facts: SignatureFacts, run: _Run, indication: Indication, sub: str |
         "time": iso(signature_ts.time) or "", "tsa": signature_ts.tsa.subject.human_friendly if signature_ts.tsa else "",
         "status": "valid" if signature_ts.valid else "not valid", "qualified": signature_ts.qualified,
         "qualification": signature_ts.qualification_detail}
-    deciding = next((p for p in facts.poe if p.of == "signature"), None) if trusted and facts.best_signature_time and \
-        facts.signer is not None and run.moment > facts.signer.not_valid_after else None
     return SignatureReport(
         id=facts.id, format=facts.format, indication=indication.value, sub_indication=sub,
         signer=_signer_info(facts.signer), signing_time=claimed, timestamp=timestamp,
