@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from asn1crypto import algos, cms, core
+from pyhanko.sign.ades.asn1_util import register_cms_attribute
 
 __all__ = ["ARCHIVE_TIMESTAMP_V3", "ATS_HASH_INDEX_V3", "ATSHashIndexV3"]
 
@@ -35,12 +36,15 @@ class ATSHashIndexV3(core.Sequence):
     ]
 
 
-class _SetOfATSHashIndexV3(core.SetOf):
-    _child_spec = ATSHashIndexV3
+def _register(dotted_oid: str, name: str, asn1_type: type) -> None:
+    # pyHanko's registration, plus the reverse name → OID table when asn1crypto already built it:
+    # resetting that table (as an earlier version did) made CMSAttributeType.unmap fail in every
+    # later user of the process until an instance rebuilt it.
+    register_cms_attribute(dotted_oid, name, asn1_type)
+    reverse = cms.CMSAttributeType._reverse_map
+    if reverse is not None:
+        reverse[name] = dotted_oid
 
 
-cms.CMSAttributeType._map["0.4.0.1733.2.4"] = ARCHIVE_TIMESTAMP_V3
-cms.CMSAttributeType._map["0.4.0.19122.1.5"] = ATS_HASH_INDEX_V3
-cms.CMSAttributeType._reverse_map = None  # rebuilt from _map on next use
-cms.CMSAttribute._oid_specs[ARCHIVE_TIMESTAMP_V3] = cms.SetOfContentInfo
-cms.CMSAttribute._oid_specs[ATS_HASH_INDEX_V3] = _SetOfATSHashIndexV3
+_register("0.4.0.1733.2.4", ARCHIVE_TIMESTAMP_V3, cms.ContentInfo)
+_register("0.4.0.19122.1.5", ATS_HASH_INDEX_V3, ATSHashIndexV3)

@@ -4,7 +4,8 @@
 verifiable: certificates (from the signDoc ``validationInfo`` and the TSP), CRLs and OCSP
 responses. :func:`validation_context` turns it into a pyHanko/certvalidator context that trusts
 only the configured SignLab root and never fetches (the material is complete or the level fails).
-Importing it routes pyHanko's own reads of the clock to the lab clock (:mod:`shared.clock`).
+Importing it routes pyHanko's own reads of the clock to the lab clock (:mod:`shared.clock`) and
+corrects asn1crypto's indefinite-length test (:mod:`shared.asn1_fixes`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asn1crypto import cms, core, crl, ocsp, x509
 from pyhanko.sign.attributes import TSTProvider
@@ -29,8 +30,10 @@ route_library_clocks()
 # asn1crypto re-encodes whole CMS structures whose length happens to end in 0x80 (shared.asn1_fixes).
 fix_indefinite_length_check()
 
-__all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "prime_certificate", "replace_fields", "shared_certificate",
-           "shared_crl", "validation_context"]
+__all__ = ["ValidationMaterial", "add_signature_timestamp", "fully_parsed", "load_certificate", "read_only_certificate",
+           "read_only_crl", "replace_fields", "validation_context"]
+
+_Shared = TypeVar("_Shared", x509.Certificate, crl.CertificateList)
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
@@ -75,40 +78,37 @@ class ValidationMaterial:
         return [ocsp.OCSPResponse.load(o) for o in _unique(self.ocsps)]
 
 
-def prime_certificate(cert: x509.Certificate) -> x509.Certificate:
-    """Parse everything of ``cert`` that asn1crypto would parse lazily, now, in this thread.
-
-    asn1crypto parses fields and prepares name strings on first access and keeps the result on the
-    object. Two threads doing that first access on one shared object at the same time can see it
-    half-built (concurrent first validations on a cold portal failed with a ``KeyError`` in name
-    matching). A certificate shared between threads is primed once, before it is shared.
-    """
-    cert.native  # every field, recursively
-    for name in (cert.subject, cert.issuer):
-        name.hashable, name.human_friendly, name.sha256  # noqa: B018 - computed and cached on the object
-    cert.sha256, cert.sha1, cert.issuer_serial, cert.key_identifier, cert.authority_key_identifier  # noqa: B018
-    cert.public_key.native, cert.self_signed, cert.not_valid_before, cert.not_valid_after  # noqa: B018
-    return cert
-
-
 @lru_cache(maxsize=256)
-def shared_certificate(der: bytes) -> x509.Certificate:
-    """A parsed, primed certificate shared between validations and threads (only ever read).
+def read_only_certificate(der: bytes) -> x509.Certificate:
+    """A parsed certificate shared between validations (only ever read, never embedded).
 
     The CA, TSA and root certificates recur in every validation; asn1crypto keeps the prepared
     name strings on the parsed object, and matching names was a tenth of the portal's CPU.
     """
-    return prime_certificate(load_certificate(der))
+    return fully_parsed(load_certificate(der))
 
 
 @lru_cache(maxsize=32)
-def shared_crl(der: bytes) -> crl.CertificateList:
-    """A parsed, primed CRL shared between validations and threads (only ever read); see
-    :func:`shared_certificate`."""
-    parsed = crl.CertificateList.load(der)
-    parsed.native  # noqa: B018 - parse every entry now, before other threads see it
-    parsed.issuer.hashable, parsed.issuer.human_friendly  # noqa: B018
-    return parsed
+def read_only_crl(der: bytes) -> crl.CertificateList:
+    """A parsed CRL shared between validations (only ever read); see :func:`read_only_certificate`."""
+    return fully_parsed(crl.CertificateList.load(der))
+
+
+def fully_parsed(value: _Shared) -> _Shared:
+    """``value`` with every nested structure parsed, before other threads may read it.
+
+    asn1crypto parses lazily and not atomically: a sequence's child list exists, still empty,
+    while the first reader fills it, and a second thread reading then gets "No field numbered N"
+    (a KeyError that failed concurrent validations on a cold portal). ``.native`` parses the whole
+    tree; the names' prepared forms, which validation compares, are computed too.
+    """
+    value.native  # noqa: B018 - parses every child, which is the point
+    if isinstance(value, x509.Certificate):
+        value.subject.hashable  # noqa: B018
+        value.issuer.hashable  # noqa: B018
+    else:
+        value["tbs_cert_list"]["issuer"].hashable  # noqa: B018
+    return value
 
 
 def _unique(items: Iterable[bytes]) -> list[bytes]:
@@ -134,8 +134,8 @@ def validation_context(
     material = material or ValidationMaterial()
     return ValidationContext(
         trust_roots=[root],
-        other_certs=[shared_certificate(c) for c in _unique(material.certificates)],
-        crls=[shared_crl(c) for c in _unique(material.crls)],
+        other_certs=[read_only_certificate(c) for c in _unique(material.certificates)],
+        crls=[read_only_crl(c) for c in _unique(material.crls)],
         ocsps=material.asn1_ocsps(),
         allow_fetching=False,
         revocation_mode=revocation_mode,

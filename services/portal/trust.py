@@ -21,7 +21,7 @@ from asn1crypto import x509
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from pyhanko.sign.validation.qualified.tsp import TSPRegistry
 
-from services.portal.ltv import ValidationMaterial, load_certificate, prime_certificate
+from services.portal.ltv import ValidationMaterial, fully_parsed, load_certificate
 from services.portal.validation import TrustSettings, load_registry
 from shared.errors import ConfigurationError, SignLabError
 
@@ -139,8 +139,8 @@ class TrustStore:
         they change rarely), and the trusted list and revocation data as of now."""
         with self._lock:
             if not (self._cached and time.monotonic() - self._cached[0] < self._ttl):
-                # primed here, in one thread, before validations in other threads share it
-                self._cached = (time.monotonic(), TrustSettings(prime_certificate(self.root()), None,
+                # fully parsed here, in one thread, before validations in other threads share it
+                self._cached = (time.monotonic(), TrustSettings(fully_parsed(self.root()), None,
                                                                 self.certificates()))
             cached = self._cached[1]
         registry, source = self._registry()

@@ -101,7 +101,13 @@ from services.portal import cades_asn1  # noqa: F401 - asn1crypto then parses CA
 from services.portal.archive_timestamps import ArchiveCheck, cades_archive_checks, jades_archive_checks
 from services.portal.documents import SignatureFormat
 from services.portal.jades import b64url_decode, parse_jws
-from services.portal.ltv import ValidationMaterial, load_certificate, shared_certificate, shared_crl, validation_context
+from services.portal.ltv import (
+    ValidationMaterial,
+    load_certificate,
+    read_only_certificate,
+    read_only_crl,
+    validation_context,
+)
 from services.portal.validation_detail import (
     ProofOfExistence,
     RevocationFact,
@@ -330,7 +336,7 @@ class _Run:
         time is after the signer's certificate expired, those about the signer issued after that
         are left out (see the module docstring)."""
         for der in self.trust.material.certificates:
-            facts.know_certificate(shared_certificate(der), "tsp")
+            facts.know_certificate(read_only_certificate(der), "tsp")
         for kind, items in (("CRL", self.trust.material.crls), ("OCSP", self.trust.material.ocsps)):
             for der in items:
                 fact = revocation_fact(kind, der, "tsp")
@@ -348,7 +354,7 @@ class _Run:
     @staticmethod
     def knowledge(facts: SignatureFacts, extra_certs: list[x509.Certificate] | None = None) -> LocalKnowledge:
         """pyHanko's local knowledge: the used revocation objects and every known certificate."""
-        crls = [CRLContainer(shared_crl(r.der)) for r in facts.revocation if r.used and r.kind == "CRL"]
+        crls = [CRLContainer(read_only_crl(r.der)) for r in facts.revocation if r.used and r.kind == "CRL"]
         ocsps = [OCSPContainer(ocsp.OCSPResponse.load(r.der)) for r in facts.revocation if r.used and r.kind == "OCSP"]
         certs = [c.certificate for c in facts.certificates.values()] + list(extra_certs or [])
         return LocalKnowledge(known_crls=crls, known_ocsps=ocsps, known_certs=certs)
@@ -734,7 +740,7 @@ def _modification_level(integrity: dict[str, Any]) -> ModificationLevel | None:
 def _tsp_only_knowledge(facts: SignatureFacts) -> LocalKnowledge:
     """For the LTA process, which reads the DSS itself: only what the TSP gave (and the certificates)."""
     used = [r for r in facts.revocation if r.source == "tsp" and r.used]
-    return LocalKnowledge(known_crls=[CRLContainer(shared_crl(r.der)) for r in used if r.kind == "CRL"],
+    return LocalKnowledge(known_crls=[CRLContainer(read_only_crl(r.der)) for r in used if r.kind == "CRL"],
                           known_ocsps=[OCSPContainer(ocsp.OCSPResponse.load(r.der)) for r in used if r.kind == "OCSP"],
                           known_certs=[c.certificate for c in facts.certificates.values()])
 

@@ -3,6 +3,10 @@
 Views only parse, call :class:`~services.signer.service.SigningService` and serialize; errors are
 raised and rendered by :mod:`shared.web` (``{"error", "error_description"}``), except
 authorization errors after the redirect URI is trusted, which go back to the client by redirect.
+
+A CSC body is parsed once, here: checked against the method's published JSON schema, then (after
+the SAM has checked the bearer token) turned into the method's typed request
+(:mod:`services.signer.csc`, v1 and v2 spellings alike); the core gets typed requests only.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
 
 from services.signer import csc
+from services.signer.authorization import RedirectError
 from services.signer.faults import DISABLED_HINT
 from services.signer.openapi import openapi_document, request_schemas
-from services.signer.service import RedirectError, SigningService
+from services.signer.service import SigningService
+from services.signer.store import TokenRecord
 from shared.errors import InvalidRequest
 from shared.faults import add_fault_admin_routes
 from shared.jose_keys import public_jwks
@@ -79,6 +85,16 @@ def _json_body(method: str, *, optional: bool = False) -> dict[str, Any]:
         # Name the rule, never the value: a reflected SAD or token would leak into logs and pages.
         raise InvalidRequest(f"Invalid parameter {where or 'body'}: must satisfy {error.validator} {error.validator_value!r}")
     return body
+
+
+def _authorized(method: str, kind: str, *, optional: bool = False) -> tuple[dict[str, Any], TokenRecord]:
+    """The schema-checked body of a CSC call and its bearer token, checked by the SAM.
+
+    The order is the API's contract: a body that breaks the published schema is refused first
+    (400), then a missing or bad token (401), and only then what the body says (400).
+    """
+    body = _json_body(method, optional=optional)
+    return body, _service().sam.access_token(_bearer(), (kind,))
 
 
 def _no_store(response: Response) -> Response:
@@ -238,19 +254,26 @@ def _register_csc(version: int) -> None:
         return jsonify(_info(version))
 
     def credentials_list() -> Response:
-        return jsonify(_service().credentials_list(_bearer(), _json_body("credentials/list", optional=True), version))
+        body, access = _authorized("credentials/list", "service", optional=True)
+        return jsonify(_service().credentials_list(access, csc.CredentialsListRequest.parse(body), version))
 
     def credentials_info() -> Response:
-        return jsonify(_service().credentials_info(_bearer(), _json_body("credentials/info"), version))
+        body, access = _authorized("credentials/info", "service")
+        return jsonify(_service().credentials_info(access, csc.CredentialInfoRequest.parse(body), version))
 
     def credentials_authorize() -> Response:
-        return _no_store(jsonify(_service().credentials_authorize(_bearer(), _json_body("credentials/authorize"))))
+        body, access = _authorized("credentials/authorize", "service")
+        return _no_store(jsonify(_service().credentials_authorize(access, csc.CredentialsAuthorizeRequest.parse(body))))
 
     def sign_hash() -> Response:
-        return jsonify(_service().sign_hash(_bearer(), _json_body("signatures/signHash"), version))
+        body = _json_body("signatures/signHash")
+        holder = _service().sam.sign_hash_token(_bearer(), sad_in_body=bool(body.get("SAD")))
+        return jsonify(_service().sign_hash(holder, csc.SignHashRequest.parse(body)))
 
     def timestamp() -> Response:
-        return jsonify(_service().timestamp(_bearer(), _json_body("signatures/timestamp")))
+        body = _json_body("signatures/timestamp")
+        _service().sam.any_access_token(_bearer())
+        return jsonify(_service().timestamp(csc.TimestampRequest.parse(body)))
 
     csc_blueprint.add_url_rule(f"{prefix}/info", f"v{version}_info", info, methods=["GET", "POST"])
     csc_blueprint.add_url_rule(f"{prefix}/credentials/list", f"v{version}_credentials_list", credentials_list,
@@ -272,13 +295,16 @@ _register_csc(2)
 @csc_blueprint.post("/csc/v1/credentials/extendTransaction")
 def credentials_extend_transaction() -> Response:
     """CSC v1 ``credentials/extendTransaction``."""
-    return _no_store(jsonify(_service().extend_transaction(_bearer(), _json_body("credentials/extendTransaction"))))
+    body, access = _authorized("credentials/extendTransaction", "service")
+    return _no_store(jsonify(_service().extend_transaction(access, csc.ExtendTransactionRequest.parse(body))))
 
 
 @csc_blueprint.post("/csc/v2/signatures/signDoc")
 def signatures_sign_doc() -> Response:
     """CSC v2 ``signatures/signDoc`` with a one-time key (steps 6-10)."""
-    return _no_store(jsonify(_service().sign_doc(_bearer(), _json_body("signatures/signDoc"))))
+    body, access = _authorized("signatures/signDoc", "sign")
+    request = csc.SignDocRequest.parse(body, max_documents=_service().settings.max_documents)
+    return _no_store(jsonify(_service().sign_doc(access, request)))
 
 
 @csc_blueprint.get("/csc/openapi.json")

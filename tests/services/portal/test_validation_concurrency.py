@@ -3,7 +3,7 @@
 asn1crypto parses names and fields on first access and keeps the result on the object; two
 threads doing that first access on one shared certificate at once saw it half-built. The trust
 root and the TSP's certificates and CRLs are shared by every validation, so they are primed in one
-thread before they are shared (``services.portal.ltv.prime_certificate``).
+thread before they are shared (``services.portal.ltv.fully_parsed``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from services.portal import pades
 from services.portal.documents import Level, Qualifier
-from services.portal.ltv import shared_certificate, shared_crl
+from services.portal.ltv import read_only_certificate, read_only_crl
 from services.portal.trust import TrustStore
 from services.portal.validation import validate_document
 
@@ -30,8 +30,8 @@ def test_concurrent_first_validations_on_a_cold_portal(tmp_path: Path, pki, pki_
     signed = asyncio.run(pades.augment_pdf(prep, sig.signature, level=Level.B_T, timestamper=pki.timestamper(),
                                            root=pki.root_asn1, material=sig.material))
     (tmp_path / "root.der").write_bytes(pki.der(pki.root))
-    shared_certificate.cache_clear()  # cold: nothing parsed yet in this process's shared caches
-    shared_crl.cache_clear()
+    read_only_certificate.cache_clear()  # cold: nothing parsed yet in this process's shared caches
+    read_only_crl.cache_clear()
     store = TrustStore(tmp_path / "root.der", tmp_path / "tl.xml", pki_tsp, None)
     start = threading.Barrier(THREADS)
     outcomes: list[object] = []

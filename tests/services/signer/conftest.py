@@ -1,4 +1,5 @@
-"""Fixtures of the signer tests: settings with every secret, a provisioned SoftHSM2 token, the HSM.
+"""Fixtures of the signer tests: settings with every secret, a provisioned SoftHSM2 token, the HSM,
+the real IdP/CA/signer on loopback, and for the core's unit tests an in-process TSP and a clock.
 
 SoftHSM reads its configuration once per process, so every signer app of the test process shares
 the suite's one data directory; each app gets its own ``state_dir`` (database and audit log)
@@ -7,10 +8,13 @@ through :func:`fresh_settings`.
 
 from __future__ import annotations
 
+import base64
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import x509 as asn1_x509
@@ -148,3 +152,150 @@ def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPath
         yield env
     finally:
         env.stop()
+
+
+# ---------------------------------------------------------------------------- the core without HTTP
+
+
+class InProcessTsp:
+    """The TSP's own CA code (``services.ca``) called in process, in place of the signer's
+    :class:`~services.signer.upstream.CertificateGateway`, for unit tests of the signer's core.
+
+    Real parts: the CSR's proof of possession is checked (``services.ca.issuance.parse_csr``) and
+    the certificate comes from the real ``CertificateAuthority`` with the real profiles, CRL and
+    TSA. Left to the TSP's own tests (and the HTTP tests here): the client assertion and the
+    identity evidence; the subject is one fixed test person.
+
+    :ivar refuse: an error code the next issuance answers with (the TSP refusing at step 7).
+    :ivar certify_other_key: issue the next certificate for another key (the TSP's ``wrong-key``).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        from services.ca.core import build_tsp
+        from services.ca.provision import provision
+        from services.ca.settings import CaSettings
+        from shared.testing import random_secrets
+
+        settings = CaSettings(data_dir=data_dir, log_level="WARNING", **random_secrets(CaSettings))
+        provision(settings)
+        self.tsp = build_tsp(settings)
+        self.refuse: str | None = None
+        self.certify_other_key = False
+        self.issued: list[str] = []
+
+    def issue(self, *, csr_der: bytes, profile: str, id_token: str, transaction_id: str) -> Any:
+        """The certificate for the CSR's key, as the signer's gateway returns it."""
+        from services.ca.faults import substitute_public_key
+        from services.ca.issuance import parse_csr
+        from services.ca.profiles import Profile, SubjectIdentity
+        from services.signer.upstream import IssuedCertificate
+        from shared.errors import UpstreamError
+        from shared.flow import Role
+
+        if self.refuse:
+            error, self.refuse = self.refuse, None
+            raise UpstreamError(Role.TSP, error, "refused by the test", 403)
+        csr = parse_csr(base64.b64encode(csr_der).decode())
+        public_key = substitute_public_key() if self.certify_other_key else csr.public_key()
+        self.certify_other_key = False
+        issued = self.tsp.authority.issue(
+            public_key=public_key, subject=SubjectIdentity("NO", "Kari", "Nordmann", "PNONO-14838540105"),  # type: ignore[arg-type]
+            profile=Profile(profile), subject_id="ps-unit-test", loa="high", requester="signlab-signer",
+            transaction_id=transaction_id)
+        self.issued.append(issued.serial)
+        return IssuedCertificate(
+            serial=issued.serial, certificate=asn1_x509.Certificate.load(issued.der),
+            chain=[asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in issued.chain],
+            profile=str(issued.profile), policy_oid=issued.policy_oid)
+
+    def validation_info(self, certificate: asn1_x509.Certificate,
+                        issuer: asn1_x509.Certificate) -> dict[str, list[str]]:
+        """The issuing CA's CRL (no OCSP here: the responder's own tests cover it)."""
+        return {"crl": [base64.b64encode(self.tsp.authority.crl("issuing")).decode()], "ocsp": []}
+
+    def timestamp(self, query_der: bytes) -> bytes:
+        """The TSA's answer to a DER ``TimeStampReq``."""
+        return self.tsp.tsa.respond(query_der)
+
+
+@pytest.fixture(scope="module")
+def in_process_tsp(tmp_path_factory: pytest.TempPathFactory) -> InProcessTsp:
+    """A provisioned TSP called in process (one per test module)."""
+    return InProcessTsp(tmp_path_factory.mktemp("tsp"))
+
+
+class Clock:
+    """An injected time source the test moves (seconds since the epoch, starting now)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock for one test."""
+    return Clock()
+
+
+@pytest.fixture
+def core(fresh_settings: SignerSettings, own_hsm: Hsm, in_process_tsp: InProcessTsp, clock: Clock) -> Any:
+    """The signer's core (``SigningService``) built directly: real HSM, store and audit log, the
+    in-process TSP, the injected clock; its IdP client is never called (no browser login here)."""
+    from services.signer.service import SigningService
+    from services.signer.store import Store
+    from services.signer.upstream import IdentityGateway
+    from shared.audit import AuditLog
+
+    made = SigningService(fresh_settings, own_hsm, Store(fresh_settings.database_path),
+                          AuditLog(fresh_settings.audit_path),
+                          IdentityGateway(fresh_settings, "http://127.0.0.1:9/never-called"), in_process_tsp,
+                          secrets.token_bytes(32), clock=clock)
+    made.startup()
+    return made
+
+
+@pytest.fixture
+def consented(core: Any) -> Any:
+    """``consented(**par_params) -> (transaction id, code, code_verifier)``: a real PAR at ``core``
+    (step 2), then the state the IdP login and the consent (steps 3-5) leave behind."""
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    from services.signer.store import secret_hash
+
+    def make(**par: str) -> tuple[str, str, str]:
+        client = core.clients.client(core.settings.portal_client_id)
+        verifier = secrets.token_urlsafe(48)
+        pushed = core.push_authorization_request(client, {
+            "response_type": "code", "code_challenge": create_s256_code_challenge(verifier),
+            "code_challenge_method": "S256", "state": "s", **par})
+        record = core.store.transaction_by("par_hash", secret_hash(pushed["request_uri"].rsplit(":", 1)[1]))
+        code = secrets.token_urlsafe(32)
+        core.store.advance(record.id, ["requested"], "consented", subject="ps-kari", identity={"loa": "high"},
+                           id_token="evidence", code_hash=secret_hash(code), code_expires=core.now() + 60)
+        return record.id, code, verifier
+
+    return make
+
+
+@pytest.fixture
+def own_hsm(signer_settings: SignerSettings) -> Iterator[Hsm]:
+    """An HSM handle of its own on the session token, for tests that arm faults on it."""
+    made = Hsm(signer_settings)
+    yield made
+    made.faults = None
+
+
+@pytest.fixture
+def failing_hsm(own_hsm: Hsm, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    """The lab fault board on :func:`own_hsm`: ``failing_hsm.arm("hsm-sign")`` fails its next C_Sign."""
+    from services.signer.faults import SIGNER_FAULTS
+    from shared.audit import AuditLog
+    from shared.faults import FaultBoard
+
+    if "core" in request.fixturenames:
+        request.getfixturevalue("core")  # built first: the core sets its HSM's (disabled) fault board
+    own_hsm.faults = FaultBoard(SIGNER_FAULTS, SecretStr("admin"), AuditLog(tmp_path / "faults.jsonl"))
+    return own_hsm.faults

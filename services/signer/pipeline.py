@@ -1,0 +1,305 @@
+"""The one-time signing pipeline, steps 6-10: key → CSR → certificate → signed attributes →
+signature → destroy.
+
+Person signing (``signDoc``, :meth:`SigningPipeline.sign_documents`) runs every step in one
+request, after the SAM accepted the credential token:
+
+=====  =========================================  ==================================================
+step   what                                       where
+=====  =========================================  ==================================================
+6      a fresh key pair in the HSM                :meth:`OneTimeKeys.step6_create
+                                                  <services.signer.keys.OneTimeKeys.step6_create>`
+7      CSR (proof of possession, signed in the    :meth:`SigningPipeline.step7_certify`,
+       HSM) + identity evidence to the TSP; the   :func:`check_issued_certificate`
+       certificate checked against key, policy
+       and time
+8      CMS signed attributes / JAdES header       :meth:`SigningPipeline.step8_9_sign_document`
+       (:mod:`services.signer.signing`)
+9      HSM signature, then the key destroyed      :meth:`SigningPipeline.step8_9_sign_document`,
+       (in ``finally``: on every path)            :meth:`OneTimeKeys.step9_destroy
+                                                  <services.signer.keys.OneTimeKeys.step9_destroy>`
+10     response: signature objects, chain, and    :meth:`SigningPipeline.step10_response`
+       CRL/OCSP when asked
+=====  =========================================  ==================================================
+
+Certificate first runs steps 6-7 at the token exchange
+(:meth:`SigningPipeline.step6_7_create_credential_key`) and step 9 per ``signHash``
+(:meth:`SigningPipeline.step9_sign_hashes`); the credential's bookkeeping is in
+:mod:`services.signer.credentials`.
+
+Every failure ends the transaction (``failed``), is audited (``signing.failed`` /
+``credential.failed``) and destroys the key; no signature leaves the service.
+
+**Seam: revoking an orphan certificate.** A failure after step 7 (at step 8 or 9) leaves a
+certificate the TSP issued for a key that no longer exists. Its revocation belongs in the failure
+branches of :meth:`SigningPipeline.sign_documents` (and of
+:meth:`SigningPipeline.step6_7_create_credential_key`), where ``issued`` is set exactly when step
+7 succeeded: call the TSP's revocation there, through :class:`~services.signer.upstream.CertificateGateway`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from asn1crypto import cms
+from cryptography import x509 as cx509
+
+from services.signer.csc import DocumentToSign
+from services.signer.errors import SigningFailed
+from services.signer.hsm import Hsm, HsmError, OneTimeKey, operation_step
+from services.signer.keys import OneTimeKeys
+from services.signer.lifecycle import TransactionLifecycle
+from services.signer.signing import HsmCmsSigner, build_cms, build_csr, build_jades
+from services.signer.store import CredentialRecord, Store, TransactionRecord
+from services.signer.upstream import CertificateGateway, IssuedCertificate
+from shared.audit import AuditLog
+from shared.errors import SignLabError, UpstreamError
+from shared.flow import Role, step
+from shared.tracing import flow_span
+
+__all__ = ["POLICY", "PROFILE", "SigningPipeline", "check_issued_certificate"]
+
+log = logging.getLogger(__name__)
+
+PROFILE = {"eu_eidas_qes": "qes", "eu_eidas_aes": "ades"}
+"""The TSP certificate profile of each qualifier (step 7)."""
+POLICY = {"eu_eidas_qes": "0.4.0.194112.1.2", "eu_eidas_aes": "0.4.0.2042.1.1"}
+"""The certificate policy OID each qualifier requires in the issued certificate."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def check_issued_certificate(issued: IssuedCertificate, key: OneTimeKey, qualifier: str, now: datetime) -> datetime:
+    """Step 7: the TSP's certificate is for the one-time key, has the qualifier's policy and is
+    valid ``now``; its ``notAfter``.
+
+    :raises SignLabError: unusable (every problem named), at step 7.
+    """
+    try:
+        # Extensions and validity read with cryptography: asn1crypto's extension parsing
+        # (certificate_policies_value) was the costlier half of this check.
+        checked = cx509.load_der_x509_certificate(issued.certificate.dump())
+        try:
+            policies = checked.extensions.get_extension_for_class(cx509.CertificatePolicies).value
+            policy_oids = {p.policy_identifier.dotted_string for p in policies}
+        except cx509.ExtensionNotFound:
+            policy_oids = set()
+        not_before, not_after = checked.not_valid_before_utc, checked.not_valid_after_utc
+    except ValueError as exc:
+        raise SignLabError(f"the certificate from the TSP is unusable: it cannot be parsed ({exc})",
+                           step=step(7)) from None
+    problems = []
+    if issued.certificate["tbs_certificate"]["subject_public_key_info"].dump() != key.public_key_info.dump():
+        problems.append("its public key is not the one-time key")
+    if POLICY[qualifier] not in policy_oids:
+        problems.append(f"it lacks the {qualifier} policy {POLICY[qualifier]} (has {sorted(policy_oids)})")
+    if not not_before <= now <= not_after:
+        problems.append("it is not valid now")
+    if problems:
+        raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), step=step(7))
+    return not_after
+
+
+def _signed_attrs_digest(cms_der: bytes, algorithm: str) -> str:
+    """Hex digest of the DER signed attributes of a CMS (the DTBS/R the HSM signed), for the audit."""
+    signer_info = cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0]
+    attrs = bytearray(signer_info["signed_attrs"].dump())
+    attrs[0] = 0x31  # the signature covers the SET OF encoding, not the [0] IMPLICIT tag (RFC 5652 §5.4)
+    return hashlib.new(algorithm, bytes(attrs)).hexdigest()
+
+
+class SigningPipeline:
+    """Steps 6-10 with a one-time key.
+
+    :param hsm: the HSM handle.
+    :param ca: the TSP client (certificate issuance, validation data).
+    :param store: the transaction database.
+    :param audit: the hash-chained audit log.
+    :param keys: the one-time keys of this process.
+    :param lifecycle: ends a transaction that fails.
+    :param clock: the time source (seconds since the epoch).
+    """
+
+    def __init__(self, hsm: Hsm, ca: CertificateGateway, store: Store, audit: AuditLog, keys: OneTimeKeys,
+                 lifecycle: TransactionLifecycle, clock: Callable[[], float]) -> None:
+        self.hsm = hsm
+        self.ca = ca
+        self.store = store
+        self.audit = audit
+        self.keys = keys
+        self.lifecycle = lifecycle
+        self.clock = clock
+
+    # -- the steps ----------------------------------------------------------------------------------
+
+    def step7_certify(self, transaction: TransactionRecord, key: OneTimeKey, *,
+                      durable_later: bool = False) -> IssuedCertificate:
+        """Step 7: CSR + identity evidence to the TSP; the certificate checked against key and profile.
+
+        :param durable_later: as for :meth:`OneTimeKeys.step6_create` (``csr.sent``, ``certificate.issued``).
+        :raises SignLabError: the TSP refused (its reason kept; a policy refusal stays
+            ``access_denied``) or the certificate is unusable.
+        """
+        qualifier = transaction.request["qualifier"]
+        with operation_step(7):  # the CSR's proof of possession, not a document signature
+            csr_der = build_csr(self.hsm, key, common_name=f"SignLab one-time key {transaction.id}")
+        self.audit.append("csr.sent", step=7, transaction_id=transaction.id, key_id=key.key_id,
+                          csr_sha256=hashlib.sha256(csr_der).hexdigest(), profile=PROFILE[qualifier],
+                          sync=not durable_later)
+        try:
+            issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=transaction.id_token or "",
+                                   transaction_id=transaction.id)
+        except UpstreamError as exc:
+            kept = exc.upstream_error in ("access_denied", "invalid_request")
+            mapped = exc.upstream_error if kept else "server_error"
+            raise SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
+                               error=mapped, status=403 if mapped == "access_denied" else 502, step=step(7)) from None
+        not_after = check_issued_certificate(issued, key, qualifier, datetime.fromtimestamp(self.clock(), UTC))
+        self.audit.append("certificate.issued", step=7, transaction_id=transaction.id, serial=issued.serial,
+                          profile=issued.profile, policy=issued.policy_oid,
+                          not_after=not_after.isoformat(), sync=not durable_later)
+        return issued
+
+    def step8_9_sign_document(self, transaction: TransactionRecord, key: OneTimeKey, issued: IssuedCertificate,
+                              document: DocumentToSign, label: str) -> str:
+        """Steps 8-9 for one digest: signed attributes (CMS) or protected header (JAdES), signed in
+        the HSM; the signature object, standard base64."""
+        if document.signature_format == "J":
+            jws = build_jades(self.hsm, key, issued.certificate, issued.chain, document.digest,
+                              document.hash_algorithm, label)
+            signature_object = jws.encode("ascii")
+            dtbsr = hashlib.sha256(jws.split(".")[0].encode("ascii") + b".").hexdigest()
+        else:
+            signer = HsmCmsSigner(self.hsm, key, issued.certificate, issued.chain, document.hash_algorithm)
+            signature_object = build_cms(signer, document.digest, document.hash_algorithm, document.signature_format)
+            dtbsr = _signed_attrs_digest(signature_object, document.hash_algorithm)
+        self.audit.append("dtbsr.built", step=8, transaction_id=transaction.id, document_digest=document.digest.hex(),
+                          dtbsr_digest=dtbsr, format=document.signature_format, sync=False)
+        self.audit.append("signature.created", step=9, transaction_id=transaction.id, key_id=key.key_id,
+                          document_digest=document.digest.hex(), dtbsr_digest=dtbsr, format=document.signature_format,
+                          level=document.conformance_level, sync=False)
+        return _b64(signature_object)
+
+    def step10_response(self, transaction: TransactionRecord, issued: IssuedCertificate, objects: list[str],
+                        documents: Sequence[DocumentToSign], *, with_revocation: bool) -> dict[str, Any]:
+        """Step 10: the ``signDoc`` answer; the chain always, the CRL and OCSP response when asked."""
+        info: dict[str, list[str]] = {"crl": [], "ocsp": []}
+        if with_revocation and issued.chain:
+            with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
+                           summary={"certificate_serial": issued.serial}):
+                info = self.ca.validation_info(issued.certificate, issued.chain[0])
+        certificates = [_b64(c.dump()) for c in (issued.certificate, *issued.chain)]
+        self.audit.append("transaction.completed", step=10, transaction_id=transaction.id, signatures=len(objects))
+        return {
+            "SignatureObject": objects,
+            "signatureObject": objects,
+            "validationInfo": {"certificates": certificates, "crl": info["crl"], "ocsp": info["ocsp"]},
+            "transactionID": transaction.id,
+            "signatureQualifier": transaction.request["qualifier"],
+            "loa": transaction.identity.get("loa"),
+            "certificateSerial": issued.serial,
+            "signatureFormats": [d.signature_format for d in documents],
+        }
+
+    # -- person signing: steps 6-10 in one request -------------------------------------------------
+
+    def sign_documents(self, transaction: TransactionRecord, documents: Sequence[DocumentToSign],
+                       labels: Mapping[bytes, str], *, with_revocation: bool = False) -> dict[str, Any]:
+        """Steps 6-10 for ``signDoc``; the key is destroyed in ``finally`` on every path.
+
+        :param labels: the document label of each authorized digest (the JAdES ``sigD`` name).
+        :param with_revocation: CSC ``returnValidationInfo``: also fetch the certificate's CRL and
+            OCSP response for the client (needed for B-LT/B-LTA); the chain is always returned.
+        :raises SignLabError: the step that failed, named; the transaction is ``failed``.
+        """
+        key: OneTimeKey | None = None
+        signed = False
+        try:
+            # Every path below ends with a synced audit entry (transaction.completed after the
+            # signatures, signing.failed / key.destroyed on a failure), so the entries on the
+            # way are written without their own fsync.
+            key = self.keys.step6_create(transaction.id, durable_later=True)
+            self.store.move(transaction.id, ["consented"], "key_created", key_id=key.key_id)
+            issued = self.step7_certify(transaction, key, durable_later=True)
+            self.store.move(transaction.id, ["key_created"], "certificate_issued", certificate_serial=issued.serial)
+            objects = [self.step8_9_sign_document(transaction, key, issued, d, labels.get(d.digest, ""))
+                       for d in documents]
+            self.store.move(transaction.id, ["certificate_issued"], "signed")
+            signed = True
+        except SignLabError as exc:
+            self._failed(transaction, exc.error_description, step=exc.step.number if exc.step else None,
+                         error=exc.error, reason=exc.description)
+            raise
+        except Exception as exc:
+            self._failed(transaction, f"internal error {exc.__class__.__name__}", error="server_error",
+                         reason=exc.__class__.__name__)
+            log.exception("step 8-9: signing failed")
+            raise SigningFailed(step=step(9)) from None
+        finally:
+            if key is not None:
+                self.keys.step9_destroy(key.key_id, transaction.id, sync=not signed)
+        self.store.move(transaction.id, ["signed"], "completed", id_token=None)
+        return self.step10_response(transaction, issued, objects, documents, with_revocation=with_revocation)
+
+    def _failed(self, transaction: TransactionRecord, why: str, **audit: Any) -> None:
+        self.lifecycle.fail(transaction, why)
+        self.audit.append("signing.failed", transaction_id=transaction.id, **audit)
+
+    # -- certificate first: steps 6-7 at the token exchange, 9 per signHash ------------------------
+
+    def step6_7_create_credential_key(self, transaction: TransactionRecord) -> tuple[OneTimeKey, IssuedCertificate]:
+        """Steps 6-7 of certificate first: the key and certificate of a one-time credential.
+
+        :raises SignLabError: as :meth:`sign_documents`; the key is destroyed, the transaction
+            ``failed`` (audited as ``credential.failed``).
+        """
+        key: OneTimeKey | None = None
+        try:
+            key = self.keys.step6_create(transaction.id)
+            self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id)
+            issued = self.step7_certify(transaction, key)
+            self.store.advance(transaction.id, ["key_created"], "certificate_issued",
+                               certificate_serial=issued.serial, id_token=None)
+        except Exception as exc:
+            if key is not None:
+                self.keys.step9_destroy(key.key_id, transaction.id)
+            reason = exc.error_description if isinstance(exc, SignLabError) else exc.__class__.__name__
+            self.lifecycle.fail(transaction, reason)
+            self.audit.append("credential.failed", transaction_id=transaction.id, reason=reason)
+            if isinstance(exc, SignLabError):
+                raise
+            log.exception("steps 6-7: credential creation failed")
+            raise SigningFailed("the one-time credential could not be created", step=step(7)) from None
+        return key, issued
+
+    def step9_sign_hashes(self, credential: CredentialRecord, digests: Sequence[bytes], algorithm: str) -> list[bytes]:
+        """Step 9 of certificate first: sign DTBS/R hashes (already authorized by the SAM) as given.
+
+        :raises HsmError: the key is gone (destroyed, or the service restarted) or the HSM failed
+            (audited as ``signing.failed``).
+        """
+        try:
+            key = self.keys.get(credential.key_id)
+            if key is None:
+                raise HsmError("the one-time key is not in this process (destroyed or the service restarted)",
+                               step=step(9))
+            signatures = []
+            for digest in digests:
+                with flow_span(step(9), "C_Sign", summary={"key_id": key.key_id, "digest": digest.hex(),
+                                                           "credential_id": credential.id}):
+                    signatures.append(self.hsm.sign_digest(key, digest, algorithm))
+        except SignLabError as exc:
+            self.audit.append("signing.failed", step=9, transaction_id=credential.transaction_id, error=exc.error,
+                              reason=exc.description)
+            raise
+        for digest in digests:
+            self.audit.append("signature.created", step=9, transaction_id=credential.transaction_id,
+                              key_id=credential.key_id, dtbsr_digest=digest.hex(), credential_id=credential.id)
+        return signatures

@@ -1,0 +1,128 @@
+"""The authorization server built directly (no HTTP): PAR, the pushed request's single use,
+consent with its browser and CSRF checks, the token endpoint's checks, revocation.
+
+The redirect to the IdP and its callback need the IdP's login and are covered over HTTP
+(test_http.py, tests/interop); here the transaction is moved past them in the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from services.signer.authorization import PAR_URN, RedirectError
+from services.signer.service import SigningService
+from services.signer.store import secret_hash
+from shared.errors import AccessDenied, Conflict, InvalidGrant, InvalidRequest, NotFound
+
+SHA256 = "2.16.840.1.101.3.4.2.1"
+DETAILS = json.dumps([{"type": "credential", "signatureQualifier": "eu_eidas_qes", "hashAlgorithmOID": SHA256,
+                       "documentDigests": [{"hash": base64.b64encode(hashlib.sha256(b"a").digest()).decode(),
+                                            "label": "a.pdf"}]}])
+
+
+def events(core: SigningService) -> list[str]:
+    return [e.event for e in core.audit.entries()]
+
+
+def portal(core: SigningService) -> Any:
+    return core.clients.client(core.settings.portal_client_id)
+
+
+def test_pushed_request_is_stored_and_single_use(core: SigningService) -> None:
+    pushed = core.push_authorization_request(portal(core), {
+        "response_type": "code", "code_challenge": "c" * 43, "code_challenge_method": "S256",
+        "authorization_details": DETAILS})
+    assert pushed["request_uri"].startswith(PAR_URN) and pushed["expires_in"] == core.settings.par_lifetime_seconds
+    record = core.store.transaction_by("par_hash", secret_hash(pushed["request_uri"].removeprefix(PAR_URN)))
+    assert record is not None and (record.kind, record.state) == ("sign", "requested")
+    core.store.consume_par(secret_hash(pushed["request_uri"].removeprefix(PAR_URN)), core.now())  # used once
+    with pytest.raises(InvalidRequest, match="already used"):
+        core.start_authorization({"client_id": portal(core).client_id, "request_uri": pushed["request_uri"]})
+    with pytest.raises(InvalidRequest, match="step 2.*S256"):
+        core.push_authorization_request(portal(core), {"response_type": "code", "code_challenge": "c" * 43,
+                                                       "code_challenge_method": "plain", "scope": "service"})
+    assert events(core) == ["par.accepted", "authorize.refused", "par.refused"]
+
+
+def test_an_expired_pushed_request_fails_its_transaction(core: SigningService, clock: Any) -> None:
+    pushed = core.push_authorization_request(portal(core), {
+        "response_type": "code", "code_challenge": "c" * 43, "code_challenge_method": "S256", "scope": "service"})
+    record = core.store.transaction_by("par_hash", secret_hash(pushed["request_uri"].removeprefix(PAR_URN)))
+    assert record is not None
+    clock.now += core.settings.par_lifetime_seconds + 1
+    with pytest.raises(InvalidRequest, match="request_uri expired"):
+        core.start_authorization({"client_id": portal(core).client_id, "request_uri": pushed["request_uri"]})
+    ended = core.store.transaction(record.id)
+    assert ended is not None and ended.state == "failed" and ended.idp_state is None  # the IdP was never asked
+
+
+def authenticated(core: SigningService, consented: Any) -> tuple[str, str]:
+    """A transaction right after the IdP callback, and its browser-binding value."""
+    transaction_id, _, _ = consented(authorization_details=DETAILS)
+    core.store.update_transaction(transaction_id, browser_hash=secret_hash("browser"))
+    core.store.advance(transaction_id, ["consented"], "authenticated")
+    return transaction_id, "browser"
+
+
+def test_consent_needs_the_same_browser_and_the_form_token(core: SigningService, consented: Any) -> None:
+    transaction_id, browser = authenticated(core, consented)
+    with pytest.raises(AccessDenied, match="this browser did not start"):
+        core.consent_view(transaction_id, "another browser")
+    with pytest.raises(NotFound):
+        core.consent_view("tx-guessed", browser)
+    view = core.consent_view(transaction_id, browser)
+    assert view.qualified and view.documents == [{"label": "a.pdf", "fingerprint": hashlib.sha256(b"a").hexdigest(),
+                                                  "algorithm": "SHA256"}]
+    with pytest.raises(AccessDenied, match="CSRF"):
+        core.consent_decision(transaction_id, browser, "forged", True)
+    location = core.consent_decision(transaction_id, browser, view.csrf_token, True)
+    assert parse_qs(urlparse(location).query)["state"] == ["s"] and "code" in parse_qs(urlparse(location).query)
+    with pytest.raises(Conflict, match="consented; consent is no longer possible"):
+        core.consent_decision(transaction_id, browser, view.csrf_token, True)
+    assert events(core)[-4:] == ["browser.refused", "consent.refused", "consent.refused", "consent.given"]
+
+
+def test_declining_goes_back_to_the_partner(core: SigningService, consented: Any) -> None:
+    transaction_id, browser = authenticated(core, consented)
+    view = core.consent_view(transaction_id, browser)
+    with pytest.raises(RedirectError) as declined:
+        core.consent_decision(transaction_id, browser, view.csrf_token, False)
+    assert parse_qs(urlparse(declined.value.location).query)["error"] == ["access_denied"]
+    assert core.store.transaction(transaction_id).state == "failed"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    ({"code_verifier": "wrong" * 10}, "PKCE verification failed"),
+    ({"redirect_uri": "https://elsewhere.example.com/"}, "redirect_uri differs"),
+    ({"grant_type": "client_credentials"}, "grant_type"),
+    ({"code": "unknown"}, "unknown authorization code"),
+], ids=["pkce", "redirect-uri", "grant-type", "unknown-code"])
+def test_token_endpoint_checks(core: SigningService, consented: Any, change: dict[str, str], fragment: str) -> None:
+    _, code, verifier = consented(authorization_details=DETAILS)
+    params = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier, **change}
+    with pytest.raises((InvalidGrant, InvalidRequest), match=fragment):
+        core.exchange_code(portal(core), params)
+
+
+def test_an_expired_code_is_refused_by_the_clock(core: SigningService, consented: Any, clock: Any) -> None:
+    _, code, verifier = consented(authorization_details=DETAILS)
+    clock.now += 61
+    with pytest.raises(InvalidGrant, match="expired"):
+        core.exchange_code(portal(core), {"grant_type": "authorization_code", "code": code, "code_verifier": verifier})
+
+
+def test_revoking_a_service_token_destroys_the_credential_key_at_once(core: SigningService, consented: Any) -> None:
+    transaction_id, code, verifier = consented(scope="service", numSignatures="1")
+    answer = core.exchange_code(portal(core), {"grant_type": "authorization_code", "code": code,
+                                               "code_verifier": verifier})
+    assert len([row for row in core.hsm.key_objects() if row["label"] == transaction_id]) == 2
+    core.revoke(portal(core), answer["access_token"])
+    core.revoke(portal(core), "unknown-token")  # RFC 7009: no error
+    assert [row for row in core.hsm.key_objects() if row["label"] == transaction_id] == []
+    assert core.store.transaction(transaction_id).state == "expired"  # type: ignore[union-attr]

@@ -1,0 +1,167 @@
+"""The one-time signing pipeline, steps 6-10, on the real SoftHSM token with the TSP's CA code
+in process and an injected clock: what it signs verifies, and every path destroys the key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from services.signer.csc import DocumentToSign
+from services.signer.faults import HSM_SIGN
+from services.signer.hsm import Hsm, HsmError
+from services.signer.keys import OneTimeKeys
+from services.signer.lifecycle import TransactionLifecycle
+from services.signer.pipeline import SigningPipeline, check_issued_certificate
+from services.signer.settings import SignerSettings
+from services.signer.store import CredentialRecord, Store, TransactionRecord
+from shared.audit import AuditLog
+from shared.errors import SignLabError
+
+pytestmark = pytest.mark.hsm
+
+
+class Parts:
+    """The pipeline and what it is made of, built directly (no app, no HTTP)."""
+
+    def __init__(self, settings: SignerSettings, hsm: Hsm, tsp: Any, clock: Any) -> None:
+        self.hsm = hsm
+        self.store = Store(settings.database_path)
+        self.audit = AuditLog(settings.audit_path)
+        self.keys = OneTimeKeys(self.hsm, self.audit, "ec-p256")
+        self.lifecycle = TransactionLifecycle(self.store, self.audit, self.keys, clock)
+        self.pipeline = SigningPipeline(self.hsm, tsp, self.store, self.audit, self.keys, self.lifecycle, clock)
+
+    def consented(self, qualifier: str = "eu_eidas_qes", kind: str = "sign") -> TransactionRecord:
+        """A transaction the signer consented to (what steps 2-5 leave behind)."""
+        now = datetime.now(UTC).timestamp()
+        record = TransactionRecord(f"tx-{secrets.token_hex(6)}", kind, "signlab-portal", "requested", now, now,
+                                   now + 600, {"qualifier": qualifier, "num_signatures": 2})
+        self.store.create_transaction(record)
+        return self.store.advance(record.id, ["requested"], "consented", identity={"loa": "high"},
+                                  id_token="evidence")
+
+    def events(self, transaction_id: str) -> list[str]:
+        return [e.event for e in self.audit.entries() if e.data.get("transaction_id") == transaction_id]
+
+    def keys_left(self, transaction_id: str) -> list[dict[str, object]]:
+        return [row for row in self.hsm.key_objects() if row["label"] == transaction_id]
+
+
+@pytest.fixture
+def parts(fresh_settings: SignerSettings, own_hsm: Hsm, in_process_tsp: Any, clock: Any) -> Parts:
+    return Parts(fresh_settings, own_hsm, in_process_tsp, clock)
+
+
+def document(text: str, fmt: str) -> DocumentToSign:
+    return DocumentToSign(hashlib.sha256(text.encode()).digest(), "sha256", fmt, "ades-b-b", None)
+
+
+def test_steps_6_to_10_sign_every_document_and_destroy_the_key(parts: Parts, in_process_tsp: Any) -> None:
+    transaction = parts.consented()
+    documents = [document("contract", "P"), document("annex", "C"), document("payload", "J")]
+    answer = parts.pipeline.sign_documents(transaction, documents, {documents[2].digest: "payload.json"},
+                                           with_revocation=True)
+    assert answer["transactionID"] == transaction.id and answer["signatureFormats"] == ["P", "C", "J"]
+    assert answer["certificateSerial"] == in_process_tsp.issued[-1] and len(answer["validationInfo"]["crl"]) == 1
+    leaf = x509.load_der_x509_certificate(base64.b64decode(answer["validationInfo"]["certificates"][0]))
+    public_key = leaf.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    for signed, doc in zip(answer["SignatureObject"][:2], documents, strict=False):
+        signer_info = cms.ContentInfo.load(base64.b64decode(signed))["content"]["signer_infos"][0]
+        attributes = {a["type"].native: a["values"][0].native for a in signer_info["signed_attrs"]}
+        assert attributes["message_digest"] == doc.digest  # the document digest, signed as given
+        assert ("signing_time" in attributes) == (doc.signature_format == "C")  # PAdES: the PDF's /M carries the time
+        signed_attrs = bytearray(signer_info["signed_attrs"].dump())
+        signed_attrs[0] = 0x31
+        public_key.verify(signer_info["signature"].native, bytes(signed_attrs), ec.ECDSA(hashes.SHA256()))
+    assert parts.keys_left(transaction.id) == []
+    assert parts.events(transaction.id) == [
+        "key.created", "csr.sent", "certificate.issued", *["dtbsr.built", "signature.created"] * 3, "key.destroyed",
+        "transaction.completed"]
+    ended = parts.store.transaction(transaction.id)
+    assert ended is not None and (ended.state, ended.id_token) == ("completed", None)
+    assert parts.audit.verify().ok
+
+
+@pytest.mark.parametrize(("arrange", "error", "status", "fragment"), [
+    (lambda tsp, clock: setattr(tsp, "refuse", "access_denied"), "access_denied", 403, "the TSP refused"),
+    (lambda tsp, clock: setattr(tsp, "refuse", "server_error"), "server_error", 502, "the TSP refused"),
+    (lambda tsp, clock: setattr(tsp, "certify_other_key", True), "server_error", 500, "not the one-time key"),
+    (lambda tsp, clock: setattr(clock, "now", clock.now + 86400), "server_error", 500, "not valid now"),
+], ids=["tsp-policy-refusal", "tsp-failure", "certificate-for-another-key", "certificate-expired-by-the-clock"])
+def test_step_7_failure_fails_the_transaction_and_destroys_the_key(parts: Parts, in_process_tsp: Any, clock: Any,
+                                                                   arrange: Any, error: str, status: int,
+                                                                   fragment: str) -> None:
+    transaction = parts.consented()
+    arrange(in_process_tsp, clock)
+    with pytest.raises(SignLabError) as refused:
+        parts.pipeline.sign_documents(transaction, [document("contract", "P")], {})
+    assert (refused.value.error, refused.value.status) == (error, status)
+    assert refused.value.step is not None and refused.value.step.number == 7
+    assert fragment in refused.value.description
+    assert parts.keys_left(transaction.id) == []
+    events = parts.events(transaction.id)
+    assert events[-2:] == ["signing.failed", "key.destroyed"] and "signature.created" not in events
+    assert parts.store.transaction(transaction.id).state == "failed"  # type: ignore[union-attr]
+
+
+def test_hsm_failure_at_step_9_leaves_no_signature_and_no_key(parts: Parts, failing_hsm: Any) -> None:
+    transaction = parts.consented()
+    failing_hsm.arm(HSM_SIGN)
+    with pytest.raises(HsmError) as refused:
+        parts.pipeline.sign_documents(transaction, [document("contract", "P")], {})
+    assert refused.value.step is not None and refused.value.step.number == 9  # not the CSR's step-7 signature
+    assert parts.keys_left(transaction.id) == []
+    assert parts.events(transaction.id)[-2:] == ["signing.failed", "key.destroyed"]
+
+
+def test_certificate_first_key_signs_hashes_as_given_until_destroyed(parts: Parts) -> None:
+    transaction = parts.consented("eu_eidas_aes", kind="service")
+    key, issued = parts.pipeline.step6_7_create_credential_key(transaction)
+    assert parts.store.transaction(transaction.id).state == "certificate_issued"  # type: ignore[union-attr]
+    credential = CredentialRecord("cred-unit", transaction.id, "signlab-portal", "ps-1", key.key_id, key.algorithm,
+                                  "", "", [], "eu_eidas_aes", issued.serial, 1, 1, "enabled", 0.0, 0.0)
+    dtbsr = hashlib.sha256(b"signed attributes from the portal").digest()
+    [signature] = parts.pipeline.step9_sign_hashes(credential, [dtbsr], "sha256")
+    public_key = x509.load_der_x509_certificate(issued.certificate.dump()).public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    public_key.verify(signature, dtbsr, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # never hashed again
+    parts.keys.step9_destroy(key.key_id, transaction.id)
+    with pytest.raises(HsmError, match="not in this process"):
+        parts.pipeline.step9_sign_hashes(credential, [dtbsr], "sha256")
+    assert parts.events(transaction.id)[-3:] == ["signature.created", "key.destroyed", "signing.failed"]
+    assert parts.keys_left(transaction.id) == []
+
+
+def test_certificate_first_step_7_failure_destroys_the_key(parts: Parts, in_process_tsp: Any) -> None:
+    transaction = parts.consented(kind="service")
+    in_process_tsp.refuse = "invalid_request"
+    with pytest.raises(SignLabError, match="the TSP refused"):
+        parts.pipeline.step6_7_create_credential_key(transaction)
+    assert parts.keys_left(transaction.id) == []
+    assert parts.events(transaction.id)[-2:] == ["key.destroyed", "credential.failed"]
+    assert parts.store.transaction(transaction.id).state == "failed"  # type: ignore[union-attr]
+
+
+def test_issued_certificate_check_names_the_missing_policy(parts: Parts) -> None:
+    """An AdES certificate where QES was consented to is unusable (never a silent downgrade)."""
+    transaction = parts.consented("eu_eidas_aes", kind="service")
+    key, issued = parts.pipeline.step6_7_create_credential_key(transaction)
+    now = datetime.now(UTC)
+    try:
+        assert check_issued_certificate(issued, key, "eu_eidas_aes", now) > now
+        with pytest.raises(SignLabError, match="lacks the eu_eidas_qes policy 0.4.0.194112.1.2"):
+            check_issued_certificate(issued, key, "eu_eidas_qes", now)
+        with pytest.raises(SignLabError, match="not valid now"):
+            check_issued_certificate(issued, key, "eu_eidas_aes", now + timedelta(days=1))
+    finally:
+        parts.keys.step9_destroy(key.key_id, transaction.id)
