@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.clock import LabClock, format_offset, parse_moment, parse_offset
 from signlab.commands import CommandError
+from signlab.errors import EXIT_USAGE
 
 __all__ = ["clock_file", "register"]
 
@@ -29,9 +30,10 @@ def register(commands: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     set_ = actions.add_parser("set", help="set the offset from the machine's clock (+1d, -90m, 0) or the lab time "
                                           "itself (2027-01-01T12:00:00Z)")
-    set_.add_argument("value", help="an offset such as +1d, +1d2h, -15m, 0, or an ISO 8601 time")
+    set_.add_argument("value", help="an offset such as +1d, +1d2h, 0, or an ISO 8601 time; a negative offset after "
+                                    "--: signlab clock set -- -15m")
     advance = actions.add_parser("advance", help="move the lab clock on (or back, with -) from where it stands")
-    advance.add_argument("offset", help="e.g. +1d, 16m, -1h")
+    advance.add_argument("offset", help="e.g. +1d, 16m; back: signlab clock advance -- -1h")
     actions.add_parser("reset", help="back to the machine's time")
     parser.set_defaults(handler=_clock)
 
@@ -57,7 +59,7 @@ def _clock(args: argparse.Namespace) -> int:
         elif action == "reset":
             clock.reset()
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(str(exc), exit_code=EXIT_USAGE) from None
     state = clock.describe()
     if getattr(args, "json", False):
         print(json.dumps(state, indent=2))
