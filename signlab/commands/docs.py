@@ -182,6 +182,7 @@ def _link_notes() -> dict[str, str]:
 def settings_markdown() -> str:
     """The complete ``docs/settings.md``: one table per service, then the tracing settings."""
     from services.registry import entry
+    from shared.clock import ClockSettings
     from shared.flow import SERVICES
     from shared.tracing.settings import TraceSettings
 
@@ -225,6 +226,7 @@ def settings_markdown() -> str:
             section += _settings_table(nested, lambda name: name, {}, generated_secrets=False, header="Field")
         sections.append(section)
     out.append("- [Flow tracing, all four services (`SIGNLAB_TRACE_*`)](#flow-tracing-all-four-services)")
+    out.append("- [The lab clock, every service (`SIGNLAB_CLOCK_*`)](#the-lab-clock-every-service)")
     out.append("")
     for section in sections:
         out += section + [""]
@@ -232,6 +234,11 @@ def settings_markdown() -> str:
             f"Class `{TraceSettings.__module__}.{TraceSettings.__name__}`, prefix `{TraceSettings.env_prefix}`, "
             "read by every service.", ""]
     out += _settings_table(TraceSettings, TraceSettings.env_name, notes)
+    out += ["", "## The lab clock (every service)", "",
+            f"Class `{ClockSettings.__module__}.{ClockSettings.__name__}`, prefix `{ClockSettings.env_prefix}`, "
+            "read by every service: the file with the lab clock's offset from the machine's clock "
+            "(`signlab clock`, [portal](portal.md#validation-at-a-chosen-time)).", ""]
+    out += _settings_table(ClockSettings, ClockSettings.env_name, notes)
     out.append("")
     return "\n".join(out)
 
