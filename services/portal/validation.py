@@ -352,12 +352,13 @@ class _Run:
                 facts.revocation.append(fact)
 
     @staticmethod
-    def knowledge(facts: SignatureFacts, extra_certs: list[x509.Certificate] | None = None) -> LocalKnowledge:
-        """pyHanko's local knowledge: the used revocation objects and every known certificate."""
-        crls = [CRLContainer(read_only_crl(r.der)) for r in facts.revocation if r.used and r.kind == "CRL"]
-        ocsps = [OCSPContainer(ocsp.OCSPResponse.load(r.der)) for r in facts.revocation if r.used and r.kind == "OCSP"]
-        certs = [c.certificate for c in facts.certificates.values()] + list(extra_certs or [])
-        return LocalKnowledge(known_crls=crls, known_ocsps=ocsps, known_certs=certs)
+    def knowledge(facts: SignatureFacts, *, tsp_only: bool = False) -> LocalKnowledge:
+        """pyHanko's local knowledge: every known certificate and the used revocation objects
+        (``tsp_only``: only the TSP's, for the LTA process, which reads the PDF's DSS itself)."""
+        used = [r for r in facts.revocation if r.used and (r.source == "tsp" or not tsp_only)]
+        return LocalKnowledge(known_crls=[CRLContainer(read_only_crl(r.der)) for r in used if r.kind == "CRL"],
+                              known_ocsps=[OCSPContainer(ocsp.OCSPResponse.load(r.der)) for r in used if r.kind == "OCSP"],
+                              known_certs=[c.certificate for c in facts.certificates.values()])
 
 
 async def validate_document(label: str, signed: bytes, trust: TrustSettings, *, original: bytes | None = None,
@@ -659,7 +660,7 @@ async def _validate_pdf_signature(sig: EmbeddedPdfSignature, reader: PdfFileRead
     has_dss_revinfo = _dss_facts(reader, facts)
     sig.compute_integrity_info()  # coverage and later changes (pyHanko's difference analysis)
     has_tst = next(generic_cms.extract_tst_data_iter(signer_info, signed=False), None) is not None
-    knowledge = run.knowledge(facts) if not has_dss_revinfo else _tsp_only_knowledge(facts)
+    knowledge = run.knowledge(facts, tsp_only=has_dss_revinfo)
     spec = run.spec(knowledge)
     integrity = sig.summarise_integrity_info()
     if not has_tst:
@@ -735,14 +736,6 @@ def _modification_level(integrity: dict[str, Any]) -> ModificationLevel | None:
             return None
         return ModificationLevel.NONE if coverage is SignatureCoverageLevel.ENTIRE_FILE else ModificationLevel.OTHER
     return diff.modification_level if isinstance(diff, DiffResult) else ModificationLevel.OTHER
-
-
-def _tsp_only_knowledge(facts: SignatureFacts) -> LocalKnowledge:
-    """For the LTA process, which reads the DSS itself: only what the TSP gave (and the certificates)."""
-    used = [r for r in facts.revocation if r.source == "tsp" and r.used]
-    return LocalKnowledge(known_crls=[CRLContainer(read_only_crl(r.der)) for r in used if r.kind == "CRL"],
-                          known_ocsps=[OCSPContainer(ocsp.OCSPResponse.load(r.der)) for r in used if r.kind == "OCSP"],
-                          known_certs=[c.certificate for c in facts.certificates.values()])
 
 
 def _material_of(facts: SignatureFacts) -> ValidationMaterial:
