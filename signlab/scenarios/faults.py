@@ -87,21 +87,17 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
                 return problem
         if fault.kind == "wallet" and "wallet" not in eco.urls:
             return f"fault '{fault.describe()}' needs the wallet service (services/wallet), which this ecosystem lacks"
-        if fault.kind == "revoke" and not eco.secret("SIGNLAB_CA_ADMIN_TOKEN"):
-            return "the revoke fault needs the CA admin token (SIGNLAB_CA_ADMIN_TOKEN); run against a local runtime"
-        if fault.kind == "trusted_list":
+    actions = [(f.kind, f"fault '{f.describe()}'") for f in scenario.faults]
+    actions += [(t.kind if t.kind != "clock" else "lab-clock", f"timeline step '{t.describe()}'") for t in scenario.timeline]
+    for kind, label in actions:
+        if kind == "lab-clock" and eco.clock_file is None:
+            return f"{label} needs the lab clock file (the local runtime)"
+        if kind == "revoke" and not eco.secret("SIGNLAB_CA_ADMIN_TOKEN"):
+            return f"{label} needs the CA admin token (SIGNLAB_CA_ADMIN_TOKEN); run against a local runtime"
+        if kind == "trusted_list":
             problem = _trusted_list_admin_problem(eco)
             if problem:
-                return f"fault '{fault.describe()}' cannot be injected: {problem}"
-    for item in scenario.timeline:
-        if item.kind == "clock" and eco.clock_file is None:
-            return f"timeline step '{item.describe()}' needs the lab clock file (the local runtime)"
-        if item.kind == "revoke" and not eco.secret("SIGNLAB_CA_ADMIN_TOKEN"):
-            return "revoking needs the CA admin token (SIGNLAB_CA_ADMIN_TOKEN); run against a local runtime"
-        if item.kind == "trusted_list":
-            problem = _trusted_list_admin_problem(eco)
-            if problem:
-                return f"timeline step '{item.describe()}' cannot be done: {problem}"
+                return f"{label} cannot be done: {problem}"
     if scenario.driver == "partner":
         if scenario.request.format != "CAdES" or scenario.request.flow != "person-signing":
             return "the partner driver drives CAdES in the person-signing flow only"
