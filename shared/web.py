@@ -22,6 +22,7 @@ from flask.json.provider import DefaultJSONProvider
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.exceptions import HTTPException
 
+from shared.clock import ClockSettings, configure_lab_clock
 from shared.disk import MIB, DiskGuard, storage_failure
 from shared.errors import SignLabError
 from shared.flow import SERVICES, ServiceInfo
@@ -81,6 +82,8 @@ def create_service_app(
     """
     disk = DiskGuard(state_dir or settings.data_dir, settings.disk_min_free_mb * MIB)
     configure_logging(info.name, settings.log_level, disk=disk)
+    # One lab clock for the whole run (shared/clock.py): every service reads the same clock file.
+    clock = configure_lab_clock(ClockSettings.from_env().clock_file(settings.data_dir))
     app = Flask(import_name)
     app.json = _BoundedJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -91,13 +94,14 @@ def create_service_app(
     app.extensions["signlab.settings"] = settings
     app.extensions["signlab.service"] = info
     app.extensions["signlab.disk"] = disk
+    app.extensions["signlab.clock"] = clock
     # Service templates first, then the shared ones (base layout, error page, role page).
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(_SHARED_DIR / "templates")])  # type: ignore[list-item]
     app.register_blueprint(
         Blueprint("signlab_shared", __name__, static_folder="static", static_url_path="/signlab-static")
     )
     app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version(),
-                                 signlab_nav=nav_links(info))
+                                 signlab_nav=nav_links(info), signlab_clock=clock)
     app.jinja_env.filters.update(utc_time=utc_time, pretty_json=pretty_json, json_digest=json_digest, sentence=sentence)
     # Browsers ask every service for /favicon.ico; one icon for the lab (never traced).
     app.add_url_rule("/favicon.ico", "signlab_favicon", lambda: send_from_directory(

@@ -13,13 +13,13 @@ link the owner hands to the signer) and confirms there before anything goes to t
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import json
 import secrets
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session, url_for
@@ -34,7 +34,7 @@ from services.portal.samples import SAMPLES, sample, sample_path
 from services.portal.settings import PortalSettings
 from services.portal.signing import PortalCore
 from services.portal.store import COMPLETED, EXPIRED, FAILED, REVIEW, StoredDocument, Transaction
-from services.portal.validation import validate_document
+from shared.clock import lab_clock, parse_moment
 from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, InvalidRequest, SignLabError
 from shared.flow import STEPS, step
@@ -195,6 +195,8 @@ def _transaction_json(tx: Transaction) -> dict[str, Any]:
                 "download_url": _public_url("portal_api.download", tx_id=tx.id, idx=doc.idx),
                 "report": _shown(doc.report),
             })
+            if doc.report and doc.report.get("report_id"):
+                entry["report_urls"] = report_urls(str(doc.report["report_id"]), api_urls=True)
         docs.append(entry)
     return {
         "transaction_id": tx.id, "state": tx.state, "options": {k: v for k, v in tx.options.items() if k != "login_hint"},
@@ -398,28 +400,61 @@ def _owner_trace_urls(tx_id: str) -> dict[str, str]:
 
 @bp.route("/validate", methods=["GET", "POST"])
 def validate_page() -> str | tuple[str, int]:
-    """Upload a signed PDF, .p7s + file, or JAdES JSON + payload; show the report."""
+    """Upload a signed PDF, .p7s + file, or JAdES JSON + payload, and optionally a validation
+    time; show the report with its downloads (simple and detailed JSON, ETSI TS 119 102-2 XML)."""
     if request.method == "GET":
         return render_template("portal/validate.html", csrf=csrf_token(), report=None, report_id=None)
     _check_csrf()
     report, report_id = _validate_uploads(_browser_owner(create=True) or "")
-    return render_template("portal/validate.html", csrf=csrf_token(), report=_shown(report.to_dict()),
+    return render_template("portal/validate.html", csrf=csrf_token(), report=_shown(dict(report.to_dict(), report_id=report_id)),
                            report_id=report_id)
+
+
+REPORT_PARTS = {"simple": ("json", "application/json"), "detailed": ("detailed.json", "application/json"),
+                "etsi_xml": ("etsi.xml", "application/xml")}
+"""The downloads of a stored validation: part → (file suffix, media type)."""
 
 
 @bp.get("/reports/<report_id>.json")
 def report_json(report_id: str) -> Response:
     """A stored validation report, as a JSON download (its owner only)."""
-    return _report_download(report_id, _browser_owner())
+    return _report_download(report_id, _browser_owner(), "simple")
 
 
-def _report_download(report_id: str, owner: str | None) -> Response:
+@bp.get("/reports/<report_id>.detailed.json")
+def report_detailed(report_id: str) -> Response:
+    """The detailed report of a stored validation (its owner only)."""
+    return _report_download(report_id, _browser_owner(), "detailed")
+
+
+@bp.get("/reports/<report_id>.etsi.xml")
+def report_etsi(report_id: str) -> Response:
+    """The ETSI TS 119 102-2 XML report of a stored validation (its owner only)."""
+    return _report_download(report_id, _browser_owner(), "etsi_xml")
+
+
+def _report_download(report_id: str, owner: str | None, part: str) -> Response:
     body = _core().store.report(report_id, owner) if owner else None
-    if body is None:
-        raise TransactionNotFound(report_id)
-    response = Response(json.dumps(_shown(body), indent=2), mimetype="application/json")
-    response.headers["Content-Disposition"] = f'attachment; filename="validation-report-{report_id}.json"'
+    if body is not None and "simple" not in body:
+        body = {"simple": body}  # a report stored before the detailed and ETSI reports existed
+    if body is None or part not in body:
+        raise TransactionNotFound(report_id if body is None else f"{report_id} ({part} report)")
+    suffix, media = REPORT_PARTS[part]
+    content = body[part] if part == "etsi_xml" else json.dumps(_shown(body[part]), indent=2)
+    response = Response(content, mimetype=media)
+    response.headers["Content-Disposition"] = f'attachment; filename="validation-report-{report_id}.{suffix}"'
     return response
+
+
+def report_urls(report_id: str, *, api_urls: bool) -> dict[str, str]:
+    """Where the three reports of a stored validation are downloaded (browser or API routes)."""
+    if api_urls:
+        return {"simple": _public_url("portal_api.api_report", report_id=report_id),
+                "detailed": _public_url("portal_api.api_report_detailed", report_id=report_id),
+                "etsi": _public_url("portal_api.api_report_etsi", report_id=report_id)}
+    return {"simple": url_for("portal.report_json", report_id=report_id),
+            "detailed": url_for("portal.report_detailed", report_id=report_id),
+            "etsi": url_for("portal.report_etsi", report_id=report_id)}
 
 
 @bp.get("/trust")
@@ -442,15 +477,23 @@ def _validate_uploads(owner: str) -> tuple[Any, str]:
     signed = _read_upload("signed", required=True)
     assert signed is not None
     original = _read_upload("original", required=False)
-    return _validate(signed[0], signed[1], original[1] if original else None, owner)
+    return _core().validate(signed[0], signed[1], original=original[1] if original else None, owner=owner,
+                            at=validation_time(request.form.get("at")))
 
 
-def _validate(name: str, signed: bytes, original: bytes | None, owner: str) -> tuple[Any, str]:
-    """Validate and keep the report for its owner."""
-    report = asyncio.run(validate_document(name, signed, _core().trust.settings(), original=original))
-    report_id = secrets.token_hex(16)
-    _core().store.save_report(report_id, report.to_dict(), owner)
-    return report, report_id
+def validation_time(text: Any) -> datetime | None:
+    """The validation time a caller asked for: None (empty: now on the lab clock), an ISO 8601 time
+    (``2027-01-01T12:00:00Z``, or a browser's ``2027-01-01T12:00`` taken as UTC), or an offset from
+    the lab clock's now (``+1d``, ``now-2h``).
+
+    :raises InvalidRequest: anything else (400, the message shows the accepted forms).
+    """
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return parse_moment(str(text), lab_clock().now())
+    except ValueError as exc:
+        raise InvalidRequest(f"'at': {exc}") from None
 
 
 # ---------------------------------------------------------------- JSON API (partner applications)
@@ -534,19 +577,33 @@ def api_validate() -> Response:
             raise InvalidRequest("'signed' is missing or empty")
         if len(signed) > _settings().max_document_bytes:
             raise DocumentRejected("signed", "larger than the size limit", status=413)
-        report, report_id = _validate(safe_label(body.get("name"), "signed"), signed, original, _api_caller())
+        report, report_id = _core().validate(safe_label(body.get("name"), "signed"), signed, original=original,
+                                             owner=_api_caller(), at=validation_time(body.get("at")))
     else:
         report, report_id = _validate_uploads(_api_caller())
     body = _shown(report.to_dict())
-    body["report_id"] = report_id
-    body["download_url"] = _public_url("portal_api.api_report", report_id=report_id)
+    urls = report_urls(report_id, api_urls=True)
+    body.update(report_id=report_id, download_url=urls["simple"], detailed_report_url=urls["detailed"],
+                etsi_report_url=urls["etsi"])
     return jsonify(body)
 
 
 @api.get("/reports/<report_id>")
 def api_report(report_id: str) -> Response:
     """A stored validation report (its application only)."""
-    return _report_download(report_id, _api_caller())
+    return _report_download(report_id, _api_caller(), "simple")
+
+
+@api.get("/reports/<report_id>/detailed")
+def api_report_detailed(report_id: str) -> Response:
+    """The detailed report of a stored validation (its application only)."""
+    return _report_download(report_id, _api_caller(), "detailed")
+
+
+@api.get("/reports/<report_id>/etsi")
+def api_report_etsi(report_id: str) -> Response:
+    """The ETSI TS 119 102-2 XML report of a stored validation (its application only)."""
+    return _report_download(report_id, _api_caller(), "etsi_xml")
 
 
 @api.get("/samples")
@@ -560,4 +617,5 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(api)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["report_urls"] = report_urls
     app.jinja_env.globals["sample_info"] = sample

@@ -37,7 +37,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
+from datetime import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,7 +55,8 @@ from services.portal.errors import (
 from services.portal.ltv import ValidationMaterial
 from services.portal.store import EXPIRED, FAILED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
 from services.portal.trust import TrustStore
-from services.portal.validation import validate_document
+from services.portal.validation import ValidationReport, validate_document
+from shared.clock import lab_clock
 from shared.errors import InvalidRequest, SignLabError, UpstreamError
 from shared.flow import step
 
@@ -160,6 +161,22 @@ class PortalCore:
         self.bytes_reserved = bytes_reserved
         self.ttl_seconds = ttl_seconds
 
+    # ------------------------------------------------------------------ validation
+
+    def validate(self, label: str, signed: bytes, *, original: bytes | None, owner: str,
+                 at: datetime | None = None) -> tuple[ValidationReport, str]:
+        """Validate an uploaded signed file at ``at`` (default: now on the lab clock) and keep the
+        reports for ``owner``; the report and its id."""
+        report = asyncio.run(validate_document(label, signed, self.trust.settings(), original=original, at=at))
+        return report, self.keep_report(report, owner)
+
+    def keep_report(self, report: ValidationReport, owner: str) -> str:
+        """Store the simple, detailed and ETSI reports of a validation for ``owner``; the report id."""
+        report_id = secrets.token_hex(16)
+        self.store.save_report(report_id, {"simple": report.to_dict(), "detailed": report.detailed(),
+                                           "etsi_xml": report.etsi_xml()}, owner)
+        return report_id
+
     # ------------------------------------------------------------------ steps 1-2
 
     def create(self, documents: Sequence[Document], options: SigningOptions, *, owner: str) -> Created:
@@ -182,7 +199,7 @@ class PortalCore:
         stored = [self._prepare(i, doc, options, certificate_first_flow) for i, doc in enumerate(documents)]
         tx_id = "tx-" + secrets.token_hex(8)
         review_token = secrets.token_urlsafe(32)
-        now = time.time()
+        now = lab_clock().time()
         tx = Transaction(
             id=tx_id, created_at=now, expires_at=now + self.ttl_seconds, state=REVIEW,
             options={"qualifier": options.qualifier.value, "format": options.format.value, "level": options.level.value,
@@ -485,7 +502,8 @@ class PortalCore:
                     _output_name(doc.label, options.format), signed, trust,
                     original=None if options.format is SignatureFormat.PADES else doc.original,
                 )
-                done.append((doc.idx, signed, _output_name(doc.label, options.format), report.to_dict()))
+                simple = dict(report.to_dict(), report_id=self.keep_report(report, tx.owner))
+                done.append((doc.idx, signed, _output_name(doc.label, options.format), simple))
             return done
 
         outputs = asyncio.run(package_and_validate())

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from asn1crypto import algos, cms, core, x509
 from pyhanko.sign.signers.pdf_cms import Signer
@@ -28,6 +28,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.signer.hsm import Hsm, OneTimeKey
 from shared import jades
+from shared.clock import lab_clock
 from shared.flow import Role, step
 from shared.jades import JADES_HASH_METHODS, b64url
 from shared.tracing import flow_span
@@ -187,7 +188,7 @@ def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str,
     """
     certificate = signer.signing_cert
     assert certificate is not None
-    signing_time = None if signature_format == "P" else datetime.now(UTC).replace(microsecond=0)
+    signing_time = None if signature_format == "P" else lab_clock().now().replace(microsecond=0)
     with flow_span(step(8), "CMS signed attributes", response="signed attributes (DTBS/R)", summary={
             "message_digest": document_digest.hex(), "format": "PAdES" if signature_format == "P" else "CAdES",
             "certificate_serial": format(certificate.serial_number, "x"), "signing_certificate_v2": True}):
@@ -232,7 +233,7 @@ def build_jades(hsm: Hsm, key: OneTimeKey, certificate: x509.Certificate, chain:
     """
     with flow_span(step(8), "JAdES protected header", response="JWS signing input",
                    summary={"hashV": document_digest.hex(), "sigD": "ObjectIdByURIHash", "x5t#S256": True}):
-        header = jades_header(key, certificate, chain, document_digest, hash_algorithm, label, datetime.now(UTC))
+        header = jades_header(key, certificate, chain, document_digest, hash_algorithm, label, lab_clock().now())
         signing_input = jades.signing_input(header)
         digest = hashlib.sha256(signing_input.encode("ascii")).digest()
     with flow_span(step(9), "C_Sign", summary={"key_id": key.key_id, "digest": digest.hex()}):  # after step 8 ended

@@ -43,6 +43,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import SecretStr
 
+from shared.clock import lab_clock
 from shared.errors import SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import ServiceInfo
 from shared.settings import ServiceSettings
@@ -535,7 +536,9 @@ class _StoreProcessor(SpanProcessor):
             return  # a call made outside any traced service (a test's user agent, the CLI)
         with self._lock:
             self._live[span.context.span_id] = state
-        span.set_attributes({"signlab.service": state.info.name, "signlab.role": str(state.info.role)})
+        # Span times are the machine's; the lab clock's offset says what time the services saw.
+        span.set_attributes({"signlab.service": state.info.name, "signlab.role": str(state.info.role),
+                             "signlab.lab_clock_offset_seconds": round(lab_clock().offset(), 3)})
 
     def on_end(self, span: ReadableSpan) -> None:
         with self._lock:

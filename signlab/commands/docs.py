@@ -187,6 +187,7 @@ def _link_notes() -> dict[str, str]:
 def settings_markdown() -> str:
     """The complete ``docs/settings.md``: one table per service, then the tracing settings."""
     from services.registry import entry
+    from shared.clock import ClockSettings
     from shared.flow import SERVICES
     from shared.navigation import LabSettings
     from shared.tracing.settings import TraceSettings
@@ -233,6 +234,7 @@ def settings_markdown() -> str:
         sections.append(section)
     out.append("- [Flow tracing, all four services (`SIGNLAB_TRACE_*`)](#flow-tracing-all-four-services)")
     out.append("- [The lab, every service (`SIGNLAB_LAB_*`)](#the-lab-every-service)")
+    out.append("- [The lab clock, every service (`SIGNLAB_CLOCK_*`)](#the-lab-clock-every-service)")
     out.append("")
     for section in sections:
         out += section + [""]
@@ -244,6 +246,11 @@ def settings_markdown() -> str:
             f"Class `{LabSettings.__module__}.{LabSettings.__name__}`, prefix `{LabSettings.env_prefix}`, "
             "read by every service for the navigation bar its pages share.", ""]
     out += _settings_table(LabSettings, LabSettings.env_name, notes)
+    out += ["", "## The lab clock (every service)", "",
+            f"Class `{ClockSettings.__module__}.{ClockSettings.__name__}`, prefix `{ClockSettings.env_prefix}`, "
+            "read by every service: the file with the lab clock's offset from the machine's clock "
+            "(`signlab clock`, [portal](portal.md#validation-at-a-chosen-time)).", ""]
+    out += _settings_table(ClockSettings, ClockSettings.env_name, notes)
     out.append("")
     return "\n".join(out)
 

@@ -108,6 +108,8 @@ class ScenarioResult:
     signed_documents: int = 0
     transaction_id: str | None = None
     validation: list[dict[str, Any]] = field(default_factory=list)
+    timeline_validations: list[tuple[str, Any, list[dict[str, Any]]]] = field(default_factory=list)
+    """The timeline's validations: (name, expectation, the portal's reports)."""
     diagram_svg: str | None = None
     diagram_note: str = ""
 
