@@ -38,7 +38,7 @@ import requests
 
 from shared.testing import confirm_review
 from signlab.load import BrowserAgent, FlowFailed, partner_flow
-from reliability_lab import Lab, start_lab
+from shared.testing.reliability_lab import Lab, start_lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 

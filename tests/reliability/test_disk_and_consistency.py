@@ -39,7 +39,7 @@ from shared.clients.ca import CaClient
 from shared.jose_keys import load_or_create_ec_key
 from shared.testing import fill_filesystem, small_filesystem
 from signlab.load import partner_flow
-from reliability_lab import Lab, start_lab
+from shared.testing.reliability_lab import Lab, start_lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from reliability_lab import Lab, start_lab
+from shared.testing.reliability_lab import Lab, start_lab
 
 from services.idp.catalogue import load_catalogue
 from services.idp.identifiers import identifier_aliases

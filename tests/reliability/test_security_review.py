@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import pytest
 import requests
-from reliability_lab import Lab, start_lab
+from shared.testing.reliability_lab import Lab, start_lab
 
 from shared.testing import confirm_review
 from signlab.load import BrowserAgent, portal_flow

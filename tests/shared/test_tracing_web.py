@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +11,10 @@ import pytest
 from flask import Flask, render_template_string
 from pydantic import SecretStr
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import tracing_ecosystem  # noqa: E402
-
-from shared.flow import service  # noqa: E402
-from shared.tracing import trainer_blueprint  # noqa: E402
-from shared.web import create_service_app  # noqa: E402
+from shared.flow import service
+from shared.testing import tracing_ecosystem
+from shared.tracing import trainer_blueprint
+from shared.web import create_service_app
 
 
 @pytest.fixture(scope="module")

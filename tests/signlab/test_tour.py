@@ -14,14 +14,11 @@ from pathlib import Path
 import pytest
 
 from services.registry import REGISTRY
+from shared.testing import chromium, free_port
+from shared.testing.mermaid import check_mermaid
+from shared.tracing import TraceStore, build_transaction, render_mermaid
 from signlab.cli import main
 from signlab.runtime import LocalRuntime
-from shared.testing import chromium, free_port
-from shared.tracing import TraceStore, build_transaction, render_mermaid
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))
-
-from test_tracing import check_mermaid  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))
-
-import tracing_ecosystem  # noqa: E402
-
-from signlab.cli import main  # noqa: E402
+from shared.testing import tracing_ecosystem
+from signlab.cli import main
 
 
 @pytest.fixture(scope="module")
