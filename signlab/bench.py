@@ -393,15 +393,9 @@ def floor_in_process(ca_data_dir: Path, ca_env: dict[str, str], iterations: int)
     The certificate comes from the TSP's own ``CertificateAuthority`` over the ecosystem's
     issuing CA (read only), with a temporary store and issuance log.
     """
-    from services.ca.authority import CertificateAuthority
-    from services.ca.issuance import parse_csr
-    from services.ca.issuance_log import IssuanceLog
-    from services.ca.pki import load_hierarchy
-    from services.ca.profiles import Profile, SubjectIdentity
-    from services.ca.settings import CaSettings
-    from services.ca.store import CertificateStore
+    from services.ca import detached_qes_issuer
+    from services.registry import CaSettings, SignerSettings
     from services.signer.hsm import Hsm, provision_token
-    from services.signer.settings import SignerSettings
     from services.signer.signing import HsmCmsSigner, build_cms, build_csr
     from shared.settings import secret_fields
 
@@ -414,9 +408,8 @@ def floor_in_process(ca_data_dir: Path, ca_env: dict[str, str], iterations: int)
         provision_token(signer_settings)
         hsm = Hsm(signer_settings)
         ca_settings = CaSettings.from_env({**ca_env, CaSettings.env_name("data_dir"): str(work / "ca")})
-        authority = CertificateAuthority(settings=ca_settings, hierarchy=load_hierarchy(ca_data_dir),
-                                         store=CertificateStore(work / "ca.sqlite3"), log=IssuanceLog(work / "issuance.log"))
-        subject = SubjectIdentity(country="NO", given_name="Kari", family_name="Nordmann", serial_number="PNONO-01017012345")
+        (work / "ca-records").mkdir()
+        issue_certificate = detached_qes_issuer(ca_settings, ca_data_dir, work / "ca-records")
         ops: dict[str, list[float]] = {k: [] for k in ("keygen", "csr", "certificate", "cms", "destroy", "total")}
         for i in range(iterations + 3):
             marks = [time.perf_counter()]
@@ -424,9 +417,7 @@ def floor_in_process(ca_data_dir: Path, ca_env: dict[str, str], iterations: int)
             marks.append(time.perf_counter())
             csr_der = build_csr(hsm, key, common_name=f"floor {i}")
             marks.append(time.perf_counter())
-            csr = parse_csr(base64.b64encode(csr_der).decode())
-            issued = authority.issue(public_key=csr.public_key(), subject=subject, profile=Profile.QES,  # type: ignore[arg-type]
-                                     subject_id="ps-bench", loa="high", requester="bench", transaction_id=f"floor-{i}")
+            issued = issue_certificate(csr_der, f"floor-{i}")
             from cryptography.hazmat.primitives import serialization
 
             leaf = x509.Certificate.load(issued.certificate.public_bytes(serialization.Encoding.DER))
@@ -725,8 +716,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
     _pool_map(lambda _i: _thread_client(client_local, eco).info(), calls, concurrency)
     exchange = {name: ms for name, ms in _cpu_per_item(cpu_before, rss.cpu_seconds(), calls).items()
                 if name in ("bench", "signer")}
-    from services.ca.settings import CaSettings
-    from services.registry import entry
+    from services.registry import CaSettings, entry
 
     progress("signer: the in-process floor (child process, temporary SoftHSM token)")
     ca_env = runtime.service_environment(entry("ca"))
@@ -744,7 +734,7 @@ def _run_batch(eco: Ecosystem, runtime: Any, report: BenchReport, *, documents: 
                progress: Callable[[str], None]) -> None:
     from services.portal.documents import Level, Qualifier
     from services.portal.pades import contents_reservation, finish_pdf, prepare_pdf
-    from services.portal.settings import PortalSettings
+    from services.registry import PortalSettings
 
     reserved = contents_reservation(Level.B_B, PortalSettings.model_fields["pdf_bytes_reserved"].default)
     pdf = bench_pdf()

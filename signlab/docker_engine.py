@@ -962,8 +962,7 @@ def audit() -> int:
     """(In a one-off container) verify the audit logs named by this environment's signer and CA
     settings; print ``{"results": [...]}`` (or ``{"error": ...}``) as JSON. Exit 0 either way: the
     caller reads the verdict from the JSON (a non-zero exit would hide it behind the engine's error)."""
-    from services.ca.settings import CaSettings
-    from services.signer.settings import SignerSettings
+    from services.registry import CaSettings, SignerSettings
     from signlab.commands import CommandError
     from signlab.commands.audit import verify_installation
 

@@ -50,10 +50,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from services.ca.settings import CaSettings
-from services.portal.settings import PortalSettings
-from services.registry import entry
-from services.signer.settings import SignerSettings
+from services.registry import CaSettings, PortalSettings, SignerSettings, entry
 from shared.audit import AuditLog
 from shared.clients.signer import SignerClient
 from signlab.errors import CliError
