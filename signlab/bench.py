@@ -43,6 +43,7 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -110,7 +111,7 @@ def percentiles(values: Iterable[float]) -> dict[str, float]:
         return {"n": 0}
 
     def rank(p: float) -> float:
-        return data[min(len(data) - 1, max(0, int(round(p / 100 * len(data) + 0.5)) - 1))]
+        return data[min(len(data) - 1, max(0, round(p / 100 * len(data) + 0.5) - 1))]
 
     return {"n": len(data), "p50": statistics.median(data), "p95": rank(95), "p99": rank(99),
             "mean": statistics.fmean(data), "min": data[0], "max": data[-1]}
@@ -430,7 +431,7 @@ def floor_in_process(ca_data_dir: Path, ca_env: dict[str, str], iterations: int)
             marks.append(time.perf_counter())
             if i < 3:
                 continue  # warm-up
-            for name, (a, b) in zip(("keygen", "csr", "certificate", "cms", "destroy"), zip(marks, marks[1:]), strict=True):
+            for name, (a, b) in zip(("keygen", "csr", "certificate", "cms", "destroy"), itertools.pairwise(marks), strict=True):
                 ops[name].append(b - a)
             ops["total"].append(marks[-1] - marks[0])
         hsm.close()
@@ -655,7 +656,7 @@ def _run_e2e(eco: Ecosystem, data_dir: Path, report: BenchReport, rss: RssSample
     for run in good:
         try:
             verify_signed_pdf(run.signed or b"", root)
-        except (FlowFailed, Exception) as exc:  # noqa: BLE001 - every failed check is reported
+        except (FlowFailed, Exception) as exc:
             report.errors.append(f"e2e transaction {run.transaction_id}: {exc}")
     latency = percentiles(r.seconds for r in good)
     local_stats = percentiles(local)
@@ -692,7 +693,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
         try:
             result = client.sign_doc(tokens[index], digests=[digests[index]], signature_format="P",
                                      qualifier="eu_eidas_qes")
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             return 0.0, None, f"signDoc {index}: {exc.__class__.__name__}: {exc}"
         return time.perf_counter() - started, result, None
 
@@ -707,7 +708,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
             try:
                 chain = [x509.Certificate.load(c) for c in result.certificates]
                 verify_cms_signature(result.signature_objects[0], digests[index], chain, root)
-            except Exception as exc:  # noqa: BLE001 - reported
+            except Exception as exc:
                 report.errors.append(f"signDoc {index}: {exc}")
     good = [s for s, _, e in results if e is None]
     calls = max(300, signatures)
@@ -771,7 +772,7 @@ def _run_batch(eco: Ecosystem, runtime: Any, report: BenchReport, *, documents: 
     for i, document in enumerate(signed):
         try:
             verify_signed_pdf(document, root)
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             report.errors.append(f"batch document {i}: {exc}")
     report.batch = {"documents": documents, "seconds": round(finished - started, 3), "phases_s": {
         "prepare PDFs (steps 1-2, partner)": round(t_prepared - started, 3),

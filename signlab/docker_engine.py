@@ -891,7 +891,7 @@ def engine_problem(host: str | None = None, timeout: float = 5.0) -> str | None:
         return f"{exc.__class__.__name__}: {exc}"
     try:
         client.ping()
-    except Exception as exc:  # docker's, and requests' ConnectionError for a dead socket  # noqa: BLE001
+    except Exception as exc:  # docker's, and requests' ConnectionError for a dead socket
         return f"{exc.__class__.__name__}: {str(exc)[:200]}"
     finally:
         client.close()
@@ -954,7 +954,7 @@ def serve(name: str, also_bind: list[str]) -> int:
     main_bind = f"{settings.host}:{settings.port}"
     binds = [main_bind, *dict.fromkeys(b for b in also_bind if b != main_bind)]  # the same port once
     argv = gunicorn_argv(item, binds)
-    os.execv(argv[0], argv)
+    os.execv(argv[0], argv)  # noqa: S606 - the container's process becomes gunicorn (its signals, its exit code)
     return 0  # pragma: no cover - execv does not return
 
 

@@ -563,8 +563,8 @@ def gunicorn_argv(entry: ServiceEntry, binds: list[str]) -> list[str]:
     argv = [sys.executable, "-m", "gunicorn"]
     for bind in binds:
         argv += ["--bind", bind]
-    return argv + [
-        "--workers", "1", "--worker-class", "gthread", "--threads", "8",
+    return [
+        *argv, "--workers", "1", "--worker-class", "gthread", "--threads", "8",
         "--timeout", "120", "--graceful-timeout", "5", "--keep-alive", str(SERVER_KEEPALIVE_SECONDS),
         "--error-logfile", "-", "--log-level", "warning",
         "--name", f"signlab-{entry.info.name}",

@@ -37,8 +37,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from services.ca.authority import REVOCATION_REASONS, CertificateAuthority, IssuedCertificate
-from services.ca.errors import (STEP_7, BodyTooLarge, CaError, CallerRejected, CertificateNotFound, CsrRejected,
-                                EvidenceRejected, PolicyRefused, RequestConflict, RequestRejected)
+from services.ca.errors import (
+    STEP_7,
+    BodyTooLarge,
+    CaError,
+    CallerRejected,
+    CertificateNotFound,
+    CsrRejected,
+    EvidenceRejected,
+    PolicyRefused,
+    RequestConflict,
+    RequestRejected,
+)
 from services.ca.faults import WRONG_KEY, substitute_public_key
 from services.ca.profiles import Profile, SubjectIdentity
 from services.ca.remote_keys import RemoteJwks

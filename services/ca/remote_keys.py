@@ -129,7 +129,7 @@ class RemoteJwks:
     def _refresh(self) -> None:
         try:
             keys = self._download()
-        except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the known keys for their grace period
+        except Exception as exc:
             log.warning("JWKS of the %s not refreshed: %s", self.role.value, exc)
             with self._lock:
                 self._refreshing, self._refresh_failed_at = False, time.monotonic()

@@ -33,7 +33,6 @@ secure element.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import json
 import re
@@ -54,8 +53,8 @@ from sd_jwt.verifier import SDJWTVerifier
 
 from services.wallet.pid_provider import PidProvider, Register, RegisterEntry, Variant
 from services.wallet.store import HeldCredential, WalletStore
-from shared.clock import lab_clock
 from shared.clients.verifier import VerifierClient
+from shared.clock import lab_clock
 from shared.errors import SignLabError
 from shared.eudi import (
     CLIENT_ID_PREFIX,
@@ -449,8 +448,9 @@ class Wallet:
         if request.state:
             body["state"] = request.state
         if request.encrypted:
-            assert request.encryption_key is not None
             key = request.encryption_key
+            if key is None:  # parse_request sets one for every direct_post.jwt request
+                raise WalletRequestError("direct_post.jwt needs the verifier's encryption key", step=STEP_4)
             header = {"alg": key["alg"], "enc": request.encryption_enc, "kid": key["kid"]}
             form = {"response": jwe.encrypt_compact(header, json.dumps(body).encode(), ECKey.import_key(key))}
         else:

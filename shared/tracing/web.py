@@ -4,9 +4,9 @@
 
 | route | what |
 |---|---|
-| ``GET /trainer/`` | the four services with role and health, recent signings (person, qualifier, format, level, outcome), the live diagram of the latest, following new signings as they arrive |
+| ``GET /trainer/`` | the services (role, health), recent signings, the live diagram of the latest (follows new ones) |
 | ``GET /trainer/transactions/<id>`` | one transaction: live diagram, click an arrow for its decoded payload, step timings, exports |
-| ``GET /trainer/api/transactions`` | recent signings (JSON; ``?kind=activity`` the traced activity that is no signing, ``?kind=all`` both; ``?limit=N``, at most 100) |
+| ``GET /trainer/api/transactions`` | recent signings (JSON; ``?kind=activity``: other activity, ``?kind=all``; ``?limit=N`` ≤ 100) |
 | ``GET /trainer/api/transactions/<id>`` | the transaction (JSON, as ``signlab trace --format json``) |
 | ``GET /trainer/api/transactions/<id>.svg`` / ``.mmd`` | SVG / Mermaid export |
 | ``GET /trainer/api/status`` | the services' ``/healthz`` (JSON) |

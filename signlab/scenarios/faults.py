@@ -39,6 +39,7 @@ from typing import Any
 
 import requests
 
+from signlab.errors import CliError
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.model import Scenario
 
@@ -254,7 +255,8 @@ def _plan_clock_restore(plan: FaultPlan, eco: Ecosystem) -> None:
     """Put the lab clock back where it stood before the scenario."""
     from shared.clock import LabClock, format_offset
 
-    assert eco.clock_file is not None
+    if eco.clock_file is None:  # unsupported() refuses such a scenario before it starts
+        raise CliError("restoring the lab clock needs its clock file (the local runtime)")
     clock = LabClock(eco.clock_file)
     before = clock.offset()
 
@@ -323,7 +325,8 @@ def _plan_idp_admin(plan: FaultPlan, eco: Ecosystem, name: str, value: Any) -> N
 
 def _plan_outage(plan: FaultPlan, eco: Ecosystem, service: str, before_step: int, mode: str) -> None:
     control = eco.control
-    assert control is not None
+    if control is None:  # unsupported() refuses such a scenario before it starts
+        raise CliError(f"an outage of the {service} needs control over the services (local runtime or docker engine)")
     state = {"done": False}
 
     def down() -> str:

@@ -24,8 +24,8 @@ from typing import Any
 
 import jsonschema
 import yaml
-from yaml.constructor import SafeConstructor
 from jsonschema.exceptions import ValidationError, best_match
+from yaml.constructor import SafeConstructor
 
 from services.idp.catalogue import Catalogue, load_catalogue
 from services.idp.failures import FAILURES

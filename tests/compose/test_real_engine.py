@@ -74,13 +74,13 @@ class Lab:
     def compose_run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """The compose CLI on this deployment (fault injection on, as ``--fault-injection``)."""
         return subprocess.run([*self.compose, "--env-file", str(self.env_file), "-f", str(COMPOSE_FILE), *args],
-                              capture_output=True, text=True, timeout=timeout, cwd=self.workdir,
+                              capture_output=True, check=False, text=True, timeout=timeout, cwd=self.workdir,
                               env=self.environment(SIGNLAB_FAULT_INJECTION="true"))
 
     def signlab(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """``signlab ARGS --engine docker --env-file <this deployment>``."""
         return subprocess.run([SIGNLAB, "--data-dir", str(self.workdir / "var"), *args, "--engine", "docker",
-                               "--env-file", str(self.env_file)], capture_output=True, text=True, timeout=timeout,
+                               "--env-file", str(self.env_file)], capture_output=True, check=False, text=True, timeout=timeout,
                               cwd=REPO_ROOT, env=self.environment())
 
 
@@ -102,7 +102,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, engine_stage) -> Iterator[Lab]
             log("SKIPPED: no compose CLI (docker compose or docker-compose)")
             pytest.skip("no compose CLI here (neither 'docker compose' nor Debian's docker-compose; make test "
                         "installs docker-compose as root)")
-        version_line = subprocess.run([*compose, "version"], capture_output=True, text=True, timeout=60).stdout
+        version_line = subprocess.run([*compose, "version"], capture_output=True, check=False, text=True, timeout=60).stdout
         log(f"compose CLI: {' '.join(compose)} ({version_line.splitlines()[0] if version_line else '?'})")
         workdir = tmp_path_factory.mktemp("docker-stage")
         env_file = workdir / "deployment.env"

@@ -155,5 +155,5 @@ def test_other_json_apis_are_fuzzed_when_they_publish_openapi(ecosystem: Any, se
     assert cli, "schemathesis CLI missing from the venv"
     answer = subprocess.run([cli, "run", base + found[0], "--url", base, "--checks", "all", "-n", str(MAX_EXAMPLES),
                              "--seed", "1", "--report", "junit", "--report-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, check=False, text=True, timeout=120)
     assert answer.returncode == 0, answer.stdout[-4000:]

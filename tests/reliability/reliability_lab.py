@@ -72,7 +72,7 @@ class Lab:
         """SIGKILL the whole process group of a service (master and worker): a hard crash."""
         pid = self.pid(name)
         os.killpg(pid, signal.SIGKILL)
-        child = self.runtime._children.get(name)  # noqa: SLF001 - reap our own child
+        child = self.runtime._children.get(name)
         if child is not None:
             child.wait(timeout=10)
         deadline = time.monotonic() + 10

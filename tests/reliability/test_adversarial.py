@@ -412,10 +412,11 @@ def test_forged_id_tokens_are_refused_by_the_verifier_the_signer_and_ca_use(lab:
 
 def test_forged_client_assertions_and_id_tokens_at_the_ca(lab: Lab) -> None:
     """Client assertions (caller authentication) and ID tokens (evidence) at the CA's issuance API."""
-    from cryptography.hazmat.primitives.asymmetric import ec as cec
-    from asn1crypto import csr as acsr, keys as akeys
-    from cryptography.hazmat.primitives import hashes, serialization
+    from asn1crypto import csr as acsr
+    from asn1crypto import keys as akeys
     from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec as cec
 
     private = cec.generate_private_key(cec.SECP256R1())
     csr = cx509.CertificateSigningRequestBuilder().subject_name(cx509.Name([])).sign(private, hashes.SHA256())
@@ -432,9 +433,9 @@ def test_forged_client_assertions_and_id_tokens_at_the_ca(lab: Lab) -> None:
             "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion})
         assert answer.status_code == 401 and answer.json()["error"] == "invalid_client", (name, answer.text)
     # A genuine caller (the signer's real key) with a forged ID token: policy refusal at step 7.
-    from shared.jose_keys import load_or_create_ec_key
     from services.registry import entry
     from services.signer.settings import SignerSettings
+    from shared.jose_keys import load_or_create_ec_key
 
     signer = SignerSettings.from_env(lab.runtime.service_environment(entry("signer")))
     key = load_or_create_ec_key(signer.client_assertion_key_path)

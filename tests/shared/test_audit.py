@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.audit import (GENESIS, RECOVERY_EVENT, AuditLog, AuditLogDamaged, AuditWriteFailed, entry_hash,
-                          pseudonymise)
+from shared.audit import GENESIS, RECOVERY_EVENT, AuditLog, AuditLogDamaged, AuditWriteFailed, entry_hash, pseudonymise
 from shared.testing import fill_filesystem, small_filesystem
 
 

@@ -14,11 +14,11 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import tracing_ecosystem  # noqa: E402
+import tracing_ecosystem
 
-from shared.flow import service  # noqa: E402
-from shared.tracing import trainer_blueprint  # noqa: E402
-from shared.web import create_service_app  # noqa: E402
+from shared.flow import service
+from shared.tracing import trainer_blueprint
+from shared.web import create_service_app
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))
 
-import tracing_ecosystem  # noqa: E402
+import tracing_ecosystem
 
-from signlab.cli import main  # noqa: E402
+from signlab.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def _lint(der: bytes, tmp_path: Path) -> tuple[int, str, str]:
     path = tmp_path / "cert.der"
     path.write_bytes(der)
     result = subprocess.run([str(LINT), "lint", "-d", "-o", "-s", "WARNING", str(path)],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, check=False, text=True, timeout=120)
     return result.returncode, result.stdout, result.stderr.strip()
 
 

@@ -8,11 +8,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ObjectIdentifier
+from pydantic import SecretStr
 
 from services.ca.pki import KeyedCert, load_hierarchy
 from services.ca.profiles import (
