@@ -96,9 +96,9 @@ def sign_doc_schema(ecosystem: Any, fuzz_auth: FuzzAuth) -> Any:
 
 def _with_real_credential(case: Any, credential_id: str) -> None:
     """Half of the bodies that name a credential name the real one (deterministically)."""
-    if isinstance(case.body, dict) and "credentialID" in case.body:
-        if hashlib.sha256(repr(case.body).encode()).digest()[0] % 2 == 0:
-            case.body = {**case.body, "credentialID": credential_id}
+    if (isinstance(case.body, dict) and "credentialID" in case.body
+            and hashlib.sha256(repr(case.body).encode()).digest()[0] % 2 == 0):
+        case.body = {**case.body, "credentialID": credential_id}
 
 
 SIGN_DOC = "/csc/v2/signatures/signDoc"

@@ -201,7 +201,8 @@ def test_open_redirect_through_redirect_uri_is_refused(lab: Lab) -> None:
                             "response_type": "code", "client_id": lab.eco.portal_client_id, "redirect_uri": evil,
                             "state": "s", "code_challenge": "a" * 43, "code_challenge_method": "S256",
                             "authorization_details": json.dumps([{"type": "credential", "signatureQualifier": "eu_eidas_qes",
-                                                                  "documentDigests": [{"hash": base64.b64encode(b"\0" * 32).decode(), "label": "x"}],
+                                                                  "documentDigests": [{"hash": base64.b64encode(b"\0" * 32).decode(),
+                                                                                       "label": "x"}],
                                                                   "hashAlgorithmOID": SHA256}])})
     _refused(par, 400, "invalid_request")
     _audited(lab, since, "par.refused")
@@ -325,7 +326,7 @@ def test_path_traversal_in_uploaded_file_names(lab: Lab) -> None:
 # ------------------------------------------------------------------ bodies
 
 
-@pytest.mark.parametrize("service,path", [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/oauth2/par"),
+@pytest.mark.parametrize(("service", "path"), [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/oauth2/par"),
                                           ("ca", "/api/v1/certificates"), ("portal", "/api/v1/sign-requests"),
                                           ("idp", "/token")])
 def test_oversized_bodies_are_refused(lab: Lab, service: str, path: str) -> None:
@@ -339,7 +340,7 @@ def test_oversized_bodies_are_refused(lab: Lab, service: str, path: str) -> None
     assert answer.status_code == 413, answer.text[:200]
 
 
-@pytest.mark.parametrize("service,path", [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/csc/v1/credentials/info"),
+@pytest.mark.parametrize(("service", "path"), [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/csc/v1/credentials/info"),
                                           ("ca", "/api/v1/certificates"), ("portal", "/api/v1/sign-requests"),
                                           ("portal", "/api/v1/validate")])
 def test_deeply_nested_json_is_a_clear_400(lab: Lab, service: str, path: str) -> None:

@@ -270,7 +270,8 @@ def test_portal_killed_after_sending_digests_to_sign_doc(crash_lab: Lab) -> None
     crash_lab.restart("portal")
 
     status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=crash_lab.eco.partner_api, timeout=10).json()
-    download = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", auth=crash_lab.eco.partner_api, timeout=10)
+    download = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0",
+                            auth=crash_lab.eco.partner_api, timeout=10)
     assert download.status_code != 200
     assert crash_lab.hsm_keys() == 0
     crash_lab.chains_intact()
