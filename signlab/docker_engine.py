@@ -370,7 +370,7 @@ def compose_document() -> dict[str, Any]:
         "networks": [NETWORK],
         "restart": "unless-stopped",
     }
-    volumes = {volume: {} for plan in deployment() for volume in plan.volumes}
+    volumes: dict[str, dict[str, Any]] = {volume: {} for plan in deployment() for volume in plan.volumes}
     return {"services": services, "networks": {NETWORK: {}}, "volumes": volumes}
 
 
@@ -907,7 +907,7 @@ def _sdk_healthcheck(plan: ContainerPlan) -> dict[str, Any]:
         return int(float(str(text).removesuffix("s")) * 1_000_000_000)
 
     return {"test": plan.healthcheck_command(), "interval": nanos(HEALTHCHECK["interval"]),
-            "timeout": nanos(HEALTHCHECK["timeout"]), "retries": int(HEALTHCHECK["retries"]),
+            "timeout": nanos(HEALTHCHECK["timeout"]), "retries": int(str(HEALTHCHECK["retries"])),
             "start_period": nanos(HEALTHCHECK["start_period"])}
 
 

@@ -307,7 +307,7 @@ class IssuanceService:
             try:
                 serial = int(serial_text, 16) if serial_text is not None else None
             except ValueError:
-                raise RequestRejected("serial_invalid", f"serial {serial_text[:40]!r} is not hexadecimal",
+                raise RequestRejected("serial_invalid", f"serial {(serial_text or '')[:40]!r} is not hexadecimal",
                                       step=None) from None
             revoked = self.authority.revoke_issued_to(requester, serial=serial, transaction_id=transaction_id,
                                                       reason=str(reason), note=note)

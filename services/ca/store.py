@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["CertificateRecord", "CertificateStore"]
 
@@ -154,7 +155,7 @@ class CertificateStore:
             )
 
     @staticmethod
-    def _record(row: tuple) -> CertificateRecord:  # type: ignore[type-arg]
+    def _record(row: tuple[Any, ...]) -> CertificateRecord:
         (serial, issuer, profile, subject, sid, loa, requester, txn, nb, na, issued, der, revoked, reason,
          request_id) = row
         return CertificateRecord(serial, issuer, profile, subject, sid, loa, requester, txn,

@@ -340,7 +340,7 @@ class Transaction:
                 if exchange.wraps:
                     label += f" (interrupted by the step-{failure_step} failure)"
             if carried:
-                step_no = failure_step  # type: ignore[assignment] - not None when carried
+                step_no = failure_step  # type: ignore[assignment]  # not None when carried
             if is_failure:
                 label = (f"✗ carries the step-{failure_step} failure: {error_text or 'failed'}" if carried
                          else f"✗ {error_text or 'failed'}")

@@ -69,7 +69,7 @@ def _store() -> TraceStore:
             raise NotFound("tracing is off in this service (SIGNLAB_TRACE_ENABLED=false)")
         # A service runs for days: its view keeps the newest spans only (bounded memory).
         cached = current_app.extensions["signlab.trace_store"] = TraceStore(directory, max_spans=SERVICE_VIEW_SPANS)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _transaction(key: str) -> Transaction:
