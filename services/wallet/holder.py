@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwe, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
@@ -337,8 +338,11 @@ class Wallet:
         now = lab_clock().now()
         if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
             raise WalletRequestError("the verifier's certificate is not valid now", step=STEP_4)
+        public_key = leaf.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise WalletRequestError("the verifier's certificate has no EC key (ES256 needs P-256)", step=STEP_4)
         try:
-            verified = jws.deserialize_compact(token, ECKey.import_key(leaf.public_key()), algorithms=["ES256"],
+            verified = jws.deserialize_compact(token, ECKey.import_key(public_key), algorithms=["ES256"],
                                                registry=X5C_JWS)
             claims = json.loads(verified.payload)
         except (JoseError, ValueError) as exc:

@@ -65,7 +65,7 @@ LANES: tuple[str, ...] = (Role.SIGNER, Role.SCASP, Role.SSASP, Role.HSM, Role.IP
 WALLET_LANES: tuple[str, ...] = (Role.WALLET, Role.PIDP)
 """Lanes drawn right of the IPSP only in a transaction that used the EUDI Wallet."""
 
-LANE_TITLES = {
+LANE_TITLES: dict[str, str] = {
     Role.SIGNER: "signer (browser)", Role.SCASP: "portal", Role.SSASP: "signing service",
     Role.HSM: "HSM of the SSASP", Role.IPSP: "eID provider", Role.TSP: "CA · TSA",
     Role.WALLET: "EUDI Wallet (phone)", Role.PIDP: "PID provider",

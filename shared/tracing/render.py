@@ -25,7 +25,7 @@ from shared.tracing.model import LANE_TITLES, Arrow, Transaction
 
 __all__ = ["FOLD_MIN", "FOLD_STEP", "lane_layout", "mermaid_text", "render_json", "render_mermaid", "render_svg"]
 
-_WIDTHS = {Role.SIGNER: 170, Role.SCASP: 200, Role.SSASP: 210, Role.HSM: 120, Role.IPSP: 200, Role.TSP: 180,
+_WIDTHS: dict[str, int] = {Role.SIGNER: 170, Role.SCASP: 200, Role.SSASP: 210, Role.HSM: 120, Role.IPSP: 200, Role.TSP: 180,
            Role.WALLET: 190, Role.PIDP: 150}
 _LEFT = 80
 _TOP = 78

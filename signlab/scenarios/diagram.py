@@ -163,8 +163,8 @@ def own_diagram(result: ScenarioResult) -> str:
     for record in result.steps:
         for ex in record.exchanges:
             # The roles come from the one table of routes, like the traces' (the logical sender).
-            label = guess_label(ex.method, _path(ex.url))
-            source, target = (str(label.source), str(label.target)) if label else ("Signer", "SCASP")
+            route = guess_label(ex.method, _path(ex.url))
+            source, target = (str(route.source), str(route.target)) if route else ("Signer", "SCASP")
             failed = ex.status is None or ex.status >= 400 or "error" in str(ex.response.get("location", ""))
             text = f"{'step ' + str(ex.step) + ': ' if ex.step else ''}{ex.method} {_path(ex.url)} → {ex.status or 'no answer'}"
             arrows.append((ex.started, source, target, text, failed))

@@ -33,6 +33,7 @@ the runner reports the scenario as skipped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,7 +225,8 @@ def plan_faults(scenario: Scenario, eco: Ecosystem) -> FaultPlan:
             _plan_service_fault(plan, eco, service, name, count)
         elif fault.kind == "trusted_list":
             plan.hooks.setdefault(1, []).append((f"the trusted list: {p['service']} {p['status']} (lab admin API)",
-                                                 lambda p=p: _change_trusted_list(eco, p["service"], p["status"], scenario.name)))
+                                                 functools.partial(_change_trusted_list, eco, p["service"], p["status"],
+                                                                   scenario.name)))
     if any(f.kind == "trusted_list" for f in scenario.faults) or any(t.kind == "trusted_list" for t in scenario.timeline):
         plan.restores.append(("restore the trusted list (forget the scenario's status changes)", lambda: _clear_trusted_list(eco)))
     if any(t.kind == "clock" for t in scenario.timeline) and eco.clock_file is not None:

@@ -233,7 +233,7 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(answer.content)
 
-            do_GET = do_POST = _forward  # noqa: N815
+            do_GET = do_POST = _forward  # noqa: N815 - the names http.server dispatches to
 
         self.port = free_port()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
