@@ -245,7 +245,7 @@ def _svg_timings(transaction: Transaction, timings: list[dict[str, Any]], y: flo
 
 # ---------------------------------------------------------------------------- Mermaid
 
-_MERMAID_NAMES = {
+_MERMAID_NAMES: dict[str, str] = {
     Role.SIGNER: "Signer (browser)", Role.SCASP: "SCASP (portal)", Role.SSASP: "SSASP (signing service)",
     Role.HSM: "HSM (of the SSASP)", Role.IPSP: "IPSP (eID provider)", Role.TSP: "TSP (CA and TSA)",
     Role.WALLET: "Wallet (the signer's EUDI Wallet)", Role.PIDP: "PIDP (PID provider)",
