@@ -350,8 +350,8 @@ class LoadReport:
         lines = [f"{len(self.results)} flows ({self.mode} mode) at concurrency {self.concurrency} in {self.seconds:.1f} s"
                  f" ({len(self.results) / self.seconds:.2f} flows/s), {len(self.errors)} error(s)" if self.seconds else ""]
         if times:
-            lines.append(f"flow time: median {times[len(times) // 2]:.2f} s, p95 {times[int(len(times) * 0.95) - 1 if len(times) > 1 else 0]:.2f} s,"
-                         f" max {times[-1]:.2f} s")
+            p95 = times[int(len(times) * 0.95) - 1 if len(times) > 1 else 0]
+            lines.append(f"flow time: median {times[len(times) // 2]:.2f} s, p95 {p95:.2f} s, max {times[-1]:.2f} s")
         for item in self.errors[:10]:
             lines.append(f"  ERROR {item.error}")
         for label, verdict in self.audit.items():

@@ -66,7 +66,7 @@ LANES: tuple[str, ...] = (Role.SIGNER, Role.SCASP, Role.SSASP, Role.HSM, Role.IP
 WALLET_LANES: tuple[str, ...] = (Role.WALLET, Role.PIDP)
 """Lanes drawn right of the IPSP only in a transaction that used the EUDI Wallet."""
 
-LANE_TITLES = {
+LANE_TITLES: dict[str, str] = {
     Role.SIGNER: "signer (browser)", Role.SCASP: "portal", Role.SSASP: "signing service",
     Role.HSM: "HSM of the SSASP", Role.IPSP: "eID provider", Role.TSP: "CA · TSA",
     Role.WALLET: "EUDI Wallet (phone)", Role.PIDP: "PID provider",
@@ -348,7 +348,7 @@ class Transaction:
                 if exchange.wraps:
                     label += f" (interrupted by the step-{failure_step} failure)"
             if carried:
-                step_no = failure_step  # type: ignore[assignment] - not None when carried
+                step_no = failure_step  # type: ignore[assignment]  # not None when carried
             if is_failure:
                 label = (f"✗ carries the step-{failure_step} failure: {error_text or 'failed'}" if carried
                          else f"✗ {error_text or 'failed'}")

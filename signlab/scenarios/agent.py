@@ -386,7 +386,7 @@ class UserAgent:
         req = self.scenario.request
         payload_docs = [{"sample": d.sample} if d.sample else
                         {"name": d.name, "content": base64.b64encode(d.content).decode()} for d in documents]
-        body = {"documents": payload_docs, "qualifier": req.qualifier, "format": req.format.lower(),
+        body: dict[str, Any] = {"documents": payload_docs, "qualifier": req.qualifier, "format": req.format.lower(),
                 "level": req.level, "flow": req.flow, "login_hint": self.login_hint}
         if req.timestamp_fallback:
             body["timestamp_fallback"] = True

@@ -176,6 +176,7 @@ def ecosystem_from_runtime(runtime: Any) -> Ecosystem:
     """The ecosystem of a (running) :class:`~signlab.runtime.LocalRuntime`."""
     from services.registry import REGISTRY
     from shared.clock import ClockSettings
+    from shared.errors import ConfigurationError
 
     secrets = runtime.load_or_create_secrets()
     settings: dict[str, Any] = {}
@@ -183,8 +184,8 @@ def ecosystem_from_runtime(runtime: Any) -> Ecosystem:
         try:
             settings[service_entry.info.name] = service_entry.settings_class.from_env(
                 runtime.service_environment(service_entry))
-        except Exception:  # noqa: BLE001 - unreadable settings only disable white-box checks
-            continue
+        except ConfigurationError:
+            continue  # settings that do not validate here: the scenario reads only the services it can
     return Ecosystem(
         urls={e.info.name: runtime.url(e.info.name) for e in REGISTRY},
         secrets=secrets, settings=settings,

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the lab helpers beside this file
 
-from reliability_lab import Lab, start_lab  # noqa: E402
+from reliability_lab import Lab, start_lab
 
 
 @pytest.fixture(scope="session")

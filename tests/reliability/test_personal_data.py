@@ -12,9 +12,9 @@ the published test-data sheet and is the one page not searched.
 from __future__ import annotations
 
 import re
-from urllib.parse import urljoin
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests

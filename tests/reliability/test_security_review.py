@@ -153,7 +153,7 @@ def test_v2_a_partners_request_cannot_be_completed_into_anyone_elses_download(re
 # ------------------------------------------------------------------ V3: trainer views
 
 
-@pytest.mark.parametrize("service,path", [
+@pytest.mark.parametrize(("service", "path"), [
     ("portal", "/trainer/"), ("portal", "/trainer/api/transactions"), ("portal", "/trainer/api/transactions/latest"),
     ("portal", "/trainer/api/status"), ("idp", "/debugger"), ("ca", "/certificates"),
 ])

@@ -7,8 +7,8 @@ later views never extend one, one failure origin whose relays are drawn at its s
 
 from __future__ import annotations
 
-import hashlib
 import base64
+import hashlib
 from typing import Any
 
 from shared.tracing.model import build_transaction

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,13 +11,15 @@ import pytest
 from flask import Flask, render_template_string
 from pydantic import SecretStr
 
+from shared.xml_schemas import parse as parse_xml
+
 sys.path.insert(0, str(Path(__file__).parent))
 
-import tracing_ecosystem  # noqa: E402
+import tracing_ecosystem
 
-from shared.flow import service  # noqa: E402
-from shared.tracing import trainer_blueprint  # noqa: E402
-from shared.web import create_service_app  # noqa: E402
+from shared.flow import service
+from shared.tracing import trainer_blueprint
+from shared.web import create_service_app
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_transaction_page_and_exports(setup: tuple[Flask, str]) -> None:
     data = client.get(f"/trainer/api/transactions/{tx_id}").get_json()
     assert data["steps"] == list(range(1, 11)) and data["outcome"] == "completed" and data["kind"] == "signing"
     svg = client.get(f"/trainer/api/transactions/{tx_id}.svg")
-    assert svg.mimetype == "image/svg+xml" and ET.fromstring(svg.get_data()).tag.endswith("svg")
+    assert svg.mimetype == "image/svg+xml" and parse_xml(svg.get_data()).tag.endswith("svg")
     assert client.get(f"/trainer/api/transactions/{tx_id}.mmd").get_data(as_text=True).startswith("sequenceDiagram")
     listing = client.get("/trainer/api/transactions").get_json()
     assert listing[0]["transaction_ids"] and json.dumps(listing)

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from services.registry import REGISTRY
-from signlab.cli import main
-from signlab.runtime import LocalRuntime
 from shared.testing import chromium, free_port
 from shared.tracing import TraceStore, build_transaction, render_mermaid
+from signlab.cli import main
+from signlab.runtime import LocalRuntime
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))
 
-from test_tracing import check_mermaid  # noqa: E402
+from test_tracing import check_mermaid
 
 
 @pytest.fixture(scope="module")

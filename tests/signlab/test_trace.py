@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from shared.xml_schemas import parse as parse_xml
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))
 
-import tracing_ecosystem  # noqa: E402
+import tracing_ecosystem
 
-from signlab.cli import main  # noqa: E402
+from signlab.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_list_and_formats(data_dir: Path, capsys: pytest.CaptureFixture[str], mo
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", ok_id, "--format", "json")
     assert code == 0 and json.loads(out)["steps"] == list(range(1, 11))
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", ok_id, "--format", "svg")
-    assert ET.fromstring(out).tag == "{http://www.w3.org/2000/svg}svg"
+    assert parse_xml(out.encode()).tag == "{http://www.w3.org/2000/svg}svg"
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", ok_id, "--format", "mermaid")
     assert out.startswith("sequenceDiagram\n") and "SSASP->>TSP: 7 · certificate request" in out
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace")  # latest, as text
