@@ -25,8 +25,18 @@ demo: system-packages $(STAMP)
 diagrams: $(STAMP)
 	$(VENV)/bin/signlab docs diagrams
 
+# The Docker stage (tests/compose: its own engine, base image and stack; mostly waiting on dpkg,
+# image builds and containers) runs alongside the rest of the suite, in its own pytest process
+# with its own log, printed when both are done; either failing fails make test.
 test: system-packages engine-packages $(STAMP) lab-hosts lint
-	$(VENV)/bin/python -m pytest
+	@mkdir -p var; \
+	$(VENV)/bin/python -m pytest tests/compose -p no:cacheprovider > var/docker-stage.log 2>&1 & stage=$$!; \
+	$(VENV)/bin/python -m pytest --ignore=tests/compose; suite=$$?; \
+	wait $$stage; docker=$$?; \
+	echo; echo "==== the Docker stage (tests/compose), run alongside the suite: var/docker-stage.log ===="; \
+	cat var/docker-stage.log; \
+	echo "suite exit $$suite, Docker stage exit $$docker"; \
+	[ $$suite -eq 0 ] && [ $$docker -eq 0 ]
 
 # The static checks (docs/development.md), all three run and any finding fails: ruff with the rule
 # set of pyproject.toml, mypy over the source packages, import-linter's layer contracts.
