@@ -58,7 +58,6 @@ import json
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,15 +67,15 @@ from urllib.parse import urlencode
 from joserfc import jwe, jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
-from jwcrypto.jwk import JWK
+from jwcrypto.jwk import JWK  # type: ignore[import-untyped]  # no type information published
 from sd_jwt.verifier import SDJWTVerifier
 
 from services.idp.authn import Authentication
 from services.idp.catalogue import Catalogue, EidMeans, Person
 from services.idp.errors import AuthorizationRefused, LoginRefused, UnmetAuthenticationRequirements
 from services.idp.wallet_trust import TrustedPidProviders, TrustProblem, certificates_of
-from shared.clock import lab_clock
 from shared.clients.wallet import PidProviderClient
+from shared.clock import lab_clock
 from shared.eudi import (
     KB_JWT_TYPE,
     PID_VCT,
@@ -470,7 +469,7 @@ class Verifier:
         try:
             sd_jwt = SDJWTVerifier(presentation, lambda _iss, _header: issuer_key)
             claims = dict(sd_jwt.get_verified_payload())
-        except Exception as exc:  # noqa: BLE001 - the library raises plain exceptions for every defect
+        except Exception as exc:
             text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
             check = "signature" if "signature" in text.lower() or exc.__class__.__name__ == "InvalidJWSSignature" else "disclosures"
             raise PresentationRefused(check, f"the PID does not verify (RFC 9901 §7.1): {text}") from None

@@ -29,18 +29,30 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
-from shared.clock import lab_clock
 from shared.clients.wallet import PidProviderClient
+from shared.clock import lab_clock
 from shared.errors import SignLabError
 from shared.eudi import TRUSTED_LIST_TYPE, X5C_JWS
 from shared.lab_pki import VerificationError, verify_chain
 from shared.status_list import TOKEN_TYPE, Status, StatusListError, status_at
 
 __all__ = ["LIST_CACHE_SECONDS", "TrustProblem", "TrustedPidProviders", "certificates_of"]
+
+
+def _ec_key(certificate: x509.Certificate) -> ECKey:
+    """The certificate's public key for joserfc (the lab signs ES256 only).
+
+    :raises ValueError: not an elliptic-curve key.
+    """
+    key = certificate.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError(f"{certificate.subject.rfc4514_string()} has no elliptic-curve key")
+    return ECKey.import_key(key)
 
 LIST_CACHE_SECONDS = 60.0
 
@@ -104,7 +116,7 @@ class TrustedPidProviders:
         operator = certificates_of(header)[0]
         pinned = self._pin(operator)
         try:
-            verified = jws.deserialize_compact(token, ECKey.import_key(pinned.public_key()), algorithms=["ES256"],
+            verified = jws.deserialize_compact(token, _ec_key(pinned), algorithms=["ES256"],
                                                registry=X5C_JWS)
             body = json.loads(verified.payload)
             anchors, names = [], []
@@ -173,7 +185,7 @@ class TrustedPidProviders:
             raise TrustProblem("status", "the status list is signed by another party than the PID's issuer")
         self.check_chain(chain, at)
         try:
-            claims = jwt.decode(token, ECKey.import_key(chain[0].public_key()), algorithms=["ES256"],
+            claims = jwt.decode(token, _ec_key(chain[0]), algorithms=["ES256"],
                                 registry=X5C_JWS).claims
         except (JoseError, ValueError) as exc:
             raise TrustProblem("status", f"the status list's signature does not verify ({exc.__class__.__name__})") from None
@@ -187,5 +199,6 @@ class TrustedPidProviders:
         except StatusListError as exc:
             raise TrustProblem("status", f"the PID's status cannot be read: {exc}") from None
         if value != Status.VALID:
-            word = {Status.INVALID: "revoked (INVALID)", Status.SUSPENDED: "suspended"}.get(value, f"status {value}")
+            words: dict[int, str] = {Status.INVALID: "revoked (INVALID)", Status.SUSPENDED: "suspended"}
+            word = words.get(value, f"status {value}")
             raise TrustProblem("status", f"the PID provider's status list says the PID is {word}")
