@@ -25,7 +25,8 @@ from services.idp.authn import Authentication
 from services.idp.errors import LoginRefused
 from services.idp.http import browser_id, check_csrf, login_core, respond
 from services.idp.login import LoginState
-from services.idp.openid4vp import Presentation, PresentationRefused, Verifier, identify, masked_claims
+from services.idp.openid4vp import Presentation, Verifier
+from services.idp.pid_presentation import PresentationRefused, identify, masked_claims
 from services.idp.provider import Provider
 from shared.errors import InvalidRequest, NotFound
 from shared.eudi import REQUEST_OBJECT_TYPE, WALLET_MEANS_ID
@@ -44,7 +45,8 @@ def register_wallet_login(app: Flask, provider: Provider) -> None:
     app.extensions["signlab.idp.openid4vp"] = Verifier(
         settings.service_dir("openid4vp"), issuer=provider.issuer, browser_url=settings.browser_base_url,
         wallet_url=settings.wallet_url, trusted_list_url=settings.wallet_trusted_list_url,
-        wait_seconds=settings.wallet_response_seconds, timeout=settings.http_timeout_seconds)
+        wait_seconds=settings.wallet_response_seconds, timeout=settings.http_timeout_seconds,
+        clock=provider.clock)
     app.register_blueprint(bp)
 
 

@@ -35,7 +35,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from shared.clients.wallet import PidProviderClient
-from shared.clock import lab_clock
+from shared.clock import LabClock, lab_clock
 from shared.errors import SignLabError
 from shared.eudi import TRUSTED_LIST_TYPE, X5C_JWS
 from shared.lab_pki import VerificationError, verify_chain
@@ -94,8 +94,9 @@ class TrustedPidProviders:
     :param pin_dir: where the list operator's certificate is pinned.
     """
 
-    def __init__(self, list_url: str, pin_dir: Path, client: PidProviderClient) -> None:
+    def __init__(self, list_url: str, pin_dir: Path, client: PidProviderClient, *, clock: LabClock | None = None) -> None:
         self.list_url = list_url
+        self.clock = clock or lab_clock()
         self.pin_path = pin_dir / "list-operator.pem"
         self.client = client
         self._lock = threading.Lock()
@@ -127,7 +128,7 @@ class TrustedPidProviders:
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise TrustProblem("trusted list", f"the list of trusted PID providers does not verify with the "
                                                f"pinned operator certificate ({exc.__class__.__name__})") from None
-        return _List(tuple(anchors), tuple(names), lab_clock().time())
+        return _List(tuple(anchors), tuple(names), self.clock.time())
 
     def _pin(self, operator: x509.Certificate) -> x509.Certificate:
         """The pinned list operator (the one presented now, on first use)."""
@@ -145,7 +146,7 @@ class TrustedPidProviders:
     def anchors(self) -> tuple[tuple[x509.Certificate, ...], tuple[str, ...]]:
         """The trusted anchors and provider names (the list, cached for :data:`LIST_CACHE_SECONDS`)."""
         with self._lock:
-            if self._list is None or lab_clock().time() - self._list.read_at > LIST_CACHE_SECONDS:
+            if self._list is None or self.clock.time() - self._list.read_at > LIST_CACHE_SECONDS:
                 self._list = self._read_list()
             return self._list.anchors, self._list.names
 
