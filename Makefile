@@ -1,6 +1,7 @@
 # SignLab: the two commands of the README.
 #   make demo  installs what is missing, starts the ecosystem and runs the main flow (QES, PAdES)
-#   make test  installs what is missing and runs the whole test suite, including the Docker stage
+#   make test  installs what is missing, runs the static checks (make lint) and the whole test suite,
+#              including the Docker stage
 # Both install Debian packages (apt-get, only when missing) and a virtual environment in .venv.
 
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ DEB_PACKAGES := softhsm2 poppler-utils libnss3-tools chromium
 ENGINE_PACKAGES := docker.io debootstrap
 COMPOSE_PACKAGE := docker-compose
 
-.PHONY: demo test diagrams system-packages engine-packages lab-hosts venv down
+.PHONY: demo test lint diagrams system-packages engine-packages lab-hosts venv down
 
 demo: system-packages $(STAMP)
 	@$(VENV)/bin/signlab status >/dev/null 2>&1 || $(VENV)/bin/signlab up --fault-injection
@@ -24,8 +25,27 @@ demo: system-packages $(STAMP)
 diagrams: $(STAMP)
 	$(VENV)/bin/signlab docs diagrams
 
-test: system-packages engine-packages $(STAMP) lab-hosts
-	$(VENV)/bin/python -m pytest
+# The Docker stage (tests/compose: its own engine, base image and stack; mostly waiting on dpkg,
+# image builds and containers) runs alongside the rest of the suite, in its own pytest process
+# with its own log, printed when both are done; either failing fails make test.
+test: system-packages engine-packages $(STAMP) lab-hosts lint
+	@mkdir -p var; \
+	$(VENV)/bin/python -m pytest tests/compose -p no:cacheprovider > var/docker-stage.log 2>&1 & stage=$$!; \
+	$(VENV)/bin/python -m pytest --ignore=tests/compose; suite=$$?; \
+	wait $$stage; docker=$$?; \
+	echo; echo "==== the Docker stage (tests/compose), run alongside the suite: var/docker-stage.log ===="; \
+	cat var/docker-stage.log; \
+	echo "suite exit $$suite, Docker stage exit $$docker"; \
+	[ $$suite -eq 0 ] && [ $$docker -eq 0 ]
+
+# The static checks (docs/development.md), all three run and any finding fails: ruff with the rule
+# set of pyproject.toml, mypy over the source packages, import-linter's layer contracts.
+lint: $(STAMP)
+	@status=0; \
+	echo "ruff check ."; $(VENV)/bin/ruff check . || status=1; \
+	echo "mypy"; $(VENV)/bin/mypy || status=1; \
+	echo "lint-imports"; $(VENV)/bin/lint-imports --no-cache || status=1; \
+	exit $$status
 
 down: $(STAMP)
 	$(VENV)/bin/signlab down

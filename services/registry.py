@@ -20,7 +20,9 @@ from services.wallet.settings import WalletSettings
 from shared.flow import ServiceInfo, service
 from shared.settings import ServiceSettings
 
-__all__ = ["LAB_HOSTS", "LINKED_SECRETS", "REGISTRY", "URL_LINKS", "ServiceEntry", "entry", "lab_url"]
+__all__ = ["LAB_HOSTS", "LINKED_SECRETS", "REGISTRY", "URL_LINKS", "CaSettings", "IdpSettings", "PortalSettings",
+           "ServiceEntry", "SignerSettings", "WalletSettings", "entry", "lab_url"]
+"""Also each service's settings class, typed, for the CLI's commands that read a service's settings."""
 
 
 @dataclass(frozen=True)

@@ -68,4 +68,4 @@ def fix_indefinite_length_check() -> None:
     for cls in _PATCHED:
         method = cls.__dict__["dump"]
         if not getattr(method, "signlab_guarded", False):
-            cls.dump = _guarded(method)  # type: ignore[method-assign]
+            cls.dump = _guarded(method)

@@ -209,7 +209,8 @@ class AuditLog:
         :raises AuditLogDamaged: the log ends in a line that is not a valid entry.
         """
         entry = self._write(event, step, sync, data)
-        assert entry is not None
+        if entry is None:  # _write returns None only for event=None (a recovery check), never here
+            raise AuditWriteFailed(f"the {event!r} entry was not written")
         return entry
 
     def _write(self, event: str | None, step: int | None, sync: bool, data: dict[str, Any]) -> AuditEntry | None:

@@ -43,7 +43,7 @@ class SignLabError(Exception):
     error: ClassVar[str] = "server_error"
     status: ClassVar[int] = 500
     default_description: ClassVar[str] = "the service failed; see its log for details"
-    headers: dict[str, str] = {}  # noqa: RUF012 - read-only default; instances assign their own
+    headers: dict[str, str] = {}
     """Extra response headers (``WWW-Authenticate`` of a 401, ``Retry-After`` of a 429)."""
 
     def __init__(

@@ -7,7 +7,7 @@ holds ``None`` and its hooks never consult anything. Its code asks ``board.fire(
 hook point: a fault armed for that name is consumed (one-shot by default) and the hook makes the
 operation fail the way the catalogue says.
 
-The admin API (:func:`add_fault_admin_routes`, the same on every service)::
+The admin API (:func:`shared.fault_admin.add_fault_admin_routes`, the same on every service)::
 
     GET    /admin/faults        → {"armed": [...], "known": [{"name", "step", "description"}]}
     POST   /admin/faults        {"name": "...", "count": 1}  → 201 {"id", "name", "step", "remaining", ...}
@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,8 +47,6 @@ __all__ = [
     "FaultInjectionDisabled",
     "FaultRecorder",
     "FaultSpec",
-    "add_fault_admin_routes",
-    "lab_admin",
 ]
 
 MAX_COUNT = 1000
@@ -189,55 +187,12 @@ class FaultBoard:
         return body["name"], body.get("count", 1)
 
 
-def lab_admin(board: FaultBoard | None, disabled_hint: str) -> FaultBoard:
-    """The board of a lab admin request, after its checks: 404 while fault injection is disabled
-    (before looking at the token), then the admin bearer token (401, throttled).
+def __getattr__(name: str) -> Any:
+    """The Flask half of the admin API, which moved to :mod:`shared.fault_admin` so this module
+    stays Flask-free. Forwarded lazily (PEP 562) only for ``services/signer/http.py``, which another
+    change of issue 24 is rewriting: drop this once it imports from :mod:`shared.fault_admin`."""
+    if name in ("add_fault_admin_routes", "lab_admin"):
+        import importlib
 
-    :raises FaultInjectionDisabled: no board.
-    """
-    from flask import request
-
-    if board is None:
-        raise FaultInjectionDisabled(f"fault injection is disabled; {disabled_hint}")
-    board.check_token(request.headers.get("Authorization"), request.remote_addr)
-    return board
-
-
-def add_fault_admin_routes(blueprint: Any, board_of: Callable[[], FaultBoard | None], disabled_hint: str) -> None:
-    """Add the guarded ``/admin/faults`` API to ``blueprint`` (a Flask blueprint of the service).
-
-    :param board_of: the app's board, or None while fault injection is disabled (then every
-        route answers 404, before looking at the token).
-    :param disabled_hint: how to enable it, for the 404 description (e.g. the setting's name).
-    """
-    from flask import jsonify, request  # the board above stays usable without Flask
-
-    def guarded() -> FaultBoard:
-        return lab_admin(board_of(), disabled_hint)
-
-    @blueprint.get("/admin/faults", endpoint="fault_admin_list")
-    def list_faults() -> Any:
-        """Armed faults and the catalogue."""
-        board = guarded()
-        return jsonify({"armed": [a.as_dict() for a in board.armed()],
-                        "known": [s.as_dict() for s in board.catalogue.values()]})
-
-    @blueprint.post("/admin/faults", endpoint="fault_admin_arm")
-    def arm_fault() -> Any:
-        """Arm a fault: ``{"name", "count"?}``."""
-        board = guarded()
-        name, count = board.parse_arm_request(request.get_json(silent=True))
-        return jsonify(board.arm(name, count).as_dict()), 201
-
-    @blueprint.delete("/admin/faults", endpoint="fault_admin_clear")
-    def clear_faults() -> Any:
-        """Remove every armed fault."""
-        return jsonify({"removed": guarded().disarm()})
-
-    @blueprint.delete("/admin/faults/<int:fault_id>", endpoint="fault_admin_remove")
-    def remove_fault(fault_id: int) -> Any:
-        """Remove one armed fault."""
-        removed = guarded().disarm(fault_id)
-        if not removed:
-            raise NotFound(f"no armed fault {fault_id} (unknown, or already consumed)")
-        return jsonify({"removed": removed})
+        return getattr(importlib.import_module("shared.fault_admin"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,9 +61,10 @@ class _IdleLimitedPool(HTTPConnectionPool):
     def _get_conn(self, timeout: float | None = None) -> Any:
         conn = super()._get_conn(timeout)
         idle_since = getattr(conn, "_signlab_idle_since", None)
-        if idle_since is not None and conn.sock is not None and time.monotonic() - idle_since > CLIENT_MAX_IDLE_SECONDS:
+        # sock: on urllib3's HTTPConnection, not on the BaseHTTPConnection protocol it is typed as
+        if idle_since is not None and getattr(conn, "sock", None) is not None and time.monotonic() - idle_since > CLIENT_MAX_IDLE_SECONDS:
             conn.close()  # reconnects on use
-        _reuse.reused = conn.sock is not None
+        _reuse.reused = getattr(conn, "sock", None) is not None
         return conn
 
     def _put_conn(self, conn: Any) -> None:

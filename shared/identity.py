@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
@@ -147,6 +147,10 @@ class VerifiedIdentity:
         return f"{self.person_id_semantics}{self.country}-{self.person_id_value}"
 
 
+@overload
+def _number(claims: dict[str, Any], name: str, *, required: Literal[True]) -> float: ...
+@overload
+def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | None: ...
 def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | None:
     value = claims.get(name)
     if value is None:
@@ -215,14 +219,12 @@ def verify_id_token(
         raise IdentityEvidenceError("aud", f"several audiences and azp {claims.get('azp')!r} is not {audience!r}")
 
     exp = _number(claims, "exp", required=True)
-    assert exp is not None
     if current > exp + leeway:
         raise IdentityEvidenceError("exp", f"expired {seconds(current - exp)} s ago (leeway {leeway} s)")
     nbf = _number(claims, "nbf", required=False)
     if nbf is not None and nbf > current + leeway:
         raise IdentityEvidenceError("nbf", f"not valid for another {seconds(nbf - current)} s (leeway {leeway} s)")
     iat = _number(claims, "iat", required=True)
-    assert iat is not None
     if iat > current + leeway:
         raise IdentityEvidenceError("iat", f"issued {seconds(iat - current)} s in the future (leeway {leeway} s); "
                                            "the IdP's clock or ours is skewed")

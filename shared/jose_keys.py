@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey
 
 __all__ = ["load_or_create_ec_key", "public_jwks"]
 
@@ -39,4 +39,4 @@ def load_or_create_ec_key(path: Path) -> ECKey:
 
 def public_jwks(*keys: ECKey) -> dict[str, Any]:
     """The public JWKS document (``{"keys": [...]}``) of ``keys``."""
-    return KeySet([ECKey.import_key(key.as_dict(private=False)) for key in keys]).as_dict(private=False)
+    return {"keys": [key.as_dict(private=False) for key in keys]}

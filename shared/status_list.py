@@ -25,7 +25,7 @@ __all__ = ["ALLOWED_BITS", "MEDIA_TYPE", "TOKEN_TYPE", "Status", "StatusListErro
            "status_at"]
 
 ALLOWED_BITS = (1, 2, 4, 8)
-TOKEN_TYPE = "statuslist+jwt"
+TOKEN_TYPE = "statuslist+jwt"  # noqa: S105 - a JWT typ header value, not a secret
 """The ``typ`` header of a Status List Token in JWT format (draft §5.1)."""
 MEDIA_TYPE = "application/statuslist+jwt"
 """The content type a Status Provider serves the token with (draft §8.1)."""

@@ -88,7 +88,7 @@ class TrainerAccess:
 
 
 def _access() -> TrainerAccess:
-    return current_app.extensions["signlab.trainer"]  # type: ignore[no-any-return]
+    return current_app.extensions["signlab.trainer"]
 
 
 def is_trainer() -> bool:

@@ -43,6 +43,7 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -67,13 +68,14 @@ from asn1crypto import x509
 from shared.clients.signer import SignerClient
 from signlab.load import (
     BrowserAgent,
-    Ecosystem,
     FlowFailed,
     authorize_as_partner,
     fetch_root,
     partner_client,
     verify_cms_signature,
 )
+from signlab.processes import ServiceProcesses
+from signlab.scenarios.environment import Ecosystem, ecosystem_from_runtime
 
 __all__ = [
     "TARGETS",
@@ -110,7 +112,7 @@ def percentiles(values: Iterable[float]) -> dict[str, float]:
         return {"n": 0}
 
     def rank(p: float) -> float:
-        return data[min(len(data) - 1, max(0, int(round(p / 100 * len(data) + 0.5)) - 1))]
+        return data[min(len(data) - 1, max(0, round(p / 100 * len(data) + 0.5) - 1))]
 
     return {"n": len(data), "p50": statistics.median(data), "p95": rank(95), "p99": rank(99),
             "mean": statistics.fmean(data), "min": data[0], "max": data[-1]}
@@ -132,8 +134,7 @@ class RssSampler:
 
     CHILDREN_REFRESH_SECONDS = 1.0
     """How often the worker processes of each service are looked up again (a worker restarted by
-    gunicorn is seen within this time). Looking them up scans every process of the machine, which
-    at every sample cost the bench more CPU per flow than its user agent."""
+    gunicorn is seen within this time)."""
 
     def __init__(self, run_dir: Path, interval: float = 0.05) -> None:
         self.run_dir = run_dir
@@ -141,47 +142,18 @@ class RssSampler:
         self.peak: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
-        self._processes: dict[str, psutil.Process] = {}
-        self._children: dict[str, tuple[float, list[psutil.Process]]] = {}
-
-    def _masters(self) -> dict[str, psutil.Process]:
-        if not self._processes:
-            for pid_file in sorted(self.run_dir.glob("*.pid")):
-                try:
-                    self._processes[pid_file.stem] = psutil.Process(int(json.loads(pid_file.read_text())["pid"]))
-                except (OSError, ValueError, KeyError, psutil.Error):
-                    continue
-        return self._processes
-
-    def _family(self, name: str, master: psutil.Process) -> list[psutil.Process]:
-        """The master and its workers (looked up again every :attr:`CHILDREN_REFRESH_SECONDS`)."""
-        found_at, children = self._children.get(name, (0.0, []))
-        if time.monotonic() - found_at > self.CHILDREN_REFRESH_SECONDS:
-            children = master.children(recursive=True)
-            self._children[name] = (time.monotonic(), children)
-        return [master, *children]
+        self._processes = ServiceProcesses(run_dir, children_refresh_seconds=self.CHILDREN_REFRESH_SECONDS)
 
     def sample(self) -> dict[str, int]:
         """One sample: bytes per service; updates the peaks."""
-        now: dict[str, int] = {}
-        for name, master in self._masters().items():
-            try:
-                total = sum(p.memory_info().rss for p in self._family(name, master))
-            except psutil.Error:
-                self._children.pop(name, None)  # a worker went away: look again next time
-                continue
-            now[name] = total
+        now = self._processes.resident_bytes()
+        for name, total in now.items():
             self.peak[name] = max(self.peak.get(name, 0), total)
         return now
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far per service (master + workers) and by this bench process."""
-        out: dict[str, float] = {}
-        for name, master in self._masters().items():
-            try:
-                out[name] = sum(sum(p.cpu_times()[:2]) for p in (master, *master.children(recursive=True)))
-            except psutil.Error:
-                continue
+        out = self._processes.cpu_seconds()
         out["bench"] = sum(psutil.Process().cpu_times()[:2])
         return out
 
@@ -393,15 +365,9 @@ def floor_in_process(ca_data_dir: Path, ca_env: dict[str, str], iterations: int)
     The certificate comes from the TSP's own ``CertificateAuthority`` over the ecosystem's
     issuing CA (read only), with a temporary store and issuance log.
     """
-    from services.ca.authority import CertificateAuthority
-    from services.ca.issuance import parse_csr
-    from services.ca.issuance_log import IssuanceLog
-    from services.ca.pki import load_hierarchy
-    from services.ca.profiles import Profile, SubjectIdentity
-    from services.ca.settings import CaSettings
-    from services.ca.store import CertificateStore
+    from services.ca import detached_qes_issuer
+    from services.registry import CaSettings, SignerSettings
     from services.signer.hsm import Hsm, provision_token
-    from services.signer.settings import SignerSettings
     from services.signer.signing import HsmCmsSigner, build_cms, build_csr
     from shared.settings import secret_fields
 
@@ -414,9 +380,8 @@ def floor_in_process(ca_data_dir: Path, ca_env: dict[str, str], iterations: int)
         provision_token(signer_settings)
         hsm = Hsm(signer_settings)
         ca_settings = CaSettings.from_env({**ca_env, CaSettings.env_name("data_dir"): str(work / "ca")})
-        authority = CertificateAuthority(settings=ca_settings, hierarchy=load_hierarchy(ca_data_dir),
-                                         store=CertificateStore(work / "ca.sqlite3"), log=IssuanceLog(work / "issuance.log"))
-        subject = SubjectIdentity(country="NO", given_name="Kari", family_name="Nordmann", serial_number="PNONO-01017012345")
+        (work / "ca-records").mkdir()
+        issue_certificate = detached_qes_issuer(ca_settings, ca_data_dir, work / "ca-records")
         ops: dict[str, list[float]] = {k: [] for k in ("keygen", "csr", "certificate", "cms", "destroy", "total")}
         for i in range(iterations + 3):
             marks = [time.perf_counter()]
@@ -424,9 +389,7 @@ def floor_in_process(ca_data_dir: Path, ca_env: dict[str, str], iterations: int)
             marks.append(time.perf_counter())
             csr_der = build_csr(hsm, key, common_name=f"floor {i}")
             marks.append(time.perf_counter())
-            csr = parse_csr(base64.b64encode(csr_der).decode())
-            issued = authority.issue(public_key=csr.public_key(), subject=subject, profile=Profile.QES,  # type: ignore[arg-type]
-                                     subject_id="ps-bench", loa="high", requester="bench", transaction_id=f"floor-{i}")
+            issued = issue_certificate(csr_der, f"floor-{i}")
             from cryptography.hazmat.primitives import serialization
 
             leaf = x509.Certificate.load(issued.certificate.public_bytes(serialization.Encoding.DER))
@@ -439,7 +402,7 @@ def floor_in_process(ca_data_dir: Path, ca_env: dict[str, str], iterations: int)
             marks.append(time.perf_counter())
             if i < 3:
                 continue  # warm-up
-            for name, (a, b) in zip(("keygen", "csr", "certificate", "cms", "destroy"), zip(marks, marks[1:]), strict=True):
+            for name, (a, b) in zip(("keygen", "csr", "certificate", "cms", "destroy"), itertools.pairwise(marks), strict=True):
                 ops[name].append(b - a)
             ops["total"].append(marks[-1] - marks[0])
         hsm.close()
@@ -664,7 +627,7 @@ def _run_e2e(eco: Ecosystem, data_dir: Path, report: BenchReport, rss: RssSample
     for run in good:
         try:
             verify_signed_pdf(run.signed or b"", root)
-        except (FlowFailed, Exception) as exc:  # noqa: BLE001 - every failed check is reported
+        except (FlowFailed, Exception) as exc:
             report.errors.append(f"e2e transaction {run.transaction_id}: {exc}")
     latency = percentiles(r.seconds for r in good)
     local_stats = percentiles(local)
@@ -701,7 +664,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
         try:
             result = client.sign_doc(tokens[index], digests=[digests[index]], signature_format="P",
                                      qualifier="eu_eidas_qes")
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             return 0.0, None, f"signDoc {index}: {exc.__class__.__name__}: {exc}"
         return time.perf_counter() - started, result, None
 
@@ -716,7 +679,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
             try:
                 chain = [x509.Certificate.load(c) for c in result.certificates]
                 verify_cms_signature(result.signature_objects[0], digests[index], chain, root)
-            except Exception as exc:  # noqa: BLE001 - reported
+            except Exception as exc:
                 report.errors.append(f"signDoc {index}: {exc}")
     good = [s for s, _, e in results if e is None]
     calls = max(300, signatures)
@@ -725,8 +688,7 @@ def _run_signer(eco: Ecosystem, runtime: Any, report: BenchReport, rss: RssSampl
     _pool_map(lambda _i: _thread_client(client_local, eco).info(), calls, concurrency)
     exchange = {name: ms for name, ms in _cpu_per_item(cpu_before, rss.cpu_seconds(), calls).items()
                 if name in ("bench", "signer")}
-    from services.ca.settings import CaSettings
-    from services.registry import entry
+    from services.registry import CaSettings, entry
 
     progress("signer: the in-process floor (child process, temporary SoftHSM token)")
     ca_env = runtime.service_environment(entry("ca"))
@@ -744,7 +706,7 @@ def _run_batch(eco: Ecosystem, runtime: Any, report: BenchReport, *, documents: 
                progress: Callable[[str], None]) -> None:
     from services.portal.documents import Level, Qualifier
     from services.portal.pades import contents_reservation, finish_pdf, prepare_pdf
-    from services.portal.settings import PortalSettings
+    from services.registry import PortalSettings
 
     reserved = contents_reservation(Level.B_B, PortalSettings.model_fields["pdf_bytes_reserved"].default)
     pdf = bench_pdf()
@@ -781,7 +743,7 @@ def _run_batch(eco: Ecosystem, runtime: Any, report: BenchReport, *, documents: 
     for i, document in enumerate(signed):
         try:
             verify_signed_pdf(document, root)
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             report.errors.append(f"batch document {i}: {exc}")
     report.batch = {"documents": documents, "seconds": round(finished - started, 3), "phases_s": {
         "prepare PDFs (steps 1-2, partner)": round(t_prepared - started, 3),
@@ -795,7 +757,7 @@ def run_bench(runtime: Any, *, parts: Iterable[str] = PARTS, flows: int = 200, c
               progress: Callable[[str], None] = lambda _line: None) -> BenchReport:
     """Run the chosen parts against the ecosystem ``runtime`` (a healthy :class:`~signlab.runtime.LocalRuntime`)."""
     parts = set(parts)
-    eco = Ecosystem.from_runtime(runtime)
+    eco = ecosystem_from_runtime(runtime)
     report = BenchReport(machine=machine_info())
     root = fetch_root(eco)
     with RssSampler(runtime.run_dir) as rss:

@@ -370,7 +370,7 @@ def compose_document() -> dict[str, Any]:
         "networks": [NETWORK],
         "restart": "unless-stopped",
     }
-    volumes = {volume: {} for plan in deployment() for volume in plan.volumes}
+    volumes: dict[str, dict[str, Any]] = {volume: {} for plan in deployment() for volume in plan.volumes}
     return {"services": services, "networks": {NETWORK: {}}, "volumes": volumes}
 
 
@@ -891,7 +891,7 @@ def engine_problem(host: str | None = None, timeout: float = 5.0) -> str | None:
         return f"{exc.__class__.__name__}: {exc}"
     try:
         client.ping()
-    except Exception as exc:  # docker's, and requests' ConnectionError for a dead socket  # noqa: BLE001
+    except Exception as exc:  # docker's, and requests' ConnectionError for a dead socket
         return f"{exc.__class__.__name__}: {str(exc)[:200]}"
     finally:
         client.close()
@@ -907,7 +907,7 @@ def _sdk_healthcheck(plan: ContainerPlan) -> dict[str, Any]:
         return int(float(str(text).removesuffix("s")) * 1_000_000_000)
 
     return {"test": plan.healthcheck_command(), "interval": nanos(HEALTHCHECK["interval"]),
-            "timeout": nanos(HEALTHCHECK["timeout"]), "retries": int(HEALTHCHECK["retries"]),
+            "timeout": nanos(HEALTHCHECK["timeout"]), "retries": int(str(HEALTHCHECK["retries"])),
             "start_period": nanos(HEALTHCHECK["start_period"])}
 
 
@@ -954,7 +954,7 @@ def serve(name: str, also_bind: list[str]) -> int:
     main_bind = f"{settings.host}:{settings.port}"
     binds = [main_bind, *dict.fromkeys(b for b in also_bind if b != main_bind)]  # the same port once
     argv = gunicorn_argv(item, binds)
-    os.execv(argv[0], argv)
+    os.execv(argv[0], argv)  # noqa: S606 - the container's process becomes gunicorn (its signals, its exit code)
     return 0  # pragma: no cover - execv does not return
 
 
@@ -962,8 +962,7 @@ def audit() -> int:
     """(In a one-off container) verify the audit logs named by this environment's signer and CA
     settings; print ``{"results": [...]}`` (or ``{"error": ...}``) as JSON. Exit 0 either way: the
     caller reads the verdict from the JSON (a non-zero exit would hide it behind the engine's error)."""
-    from services.ca.settings import CaSettings
-    from services.signer.settings import SignerSettings
+    from services.registry import CaSettings, SignerSettings
     from signlab.commands import CommandError
     from signlab.commands.audit import verify_installation
 

@@ -102,7 +102,7 @@ def _answers(host: str, timeout: float = 5.0) -> str | None:
         return f"{exc.__class__.__name__}: {exc}"
     try:
         client.ping()
-    except Exception as exc:  # docker's and requests' connection errors alike  # noqa: BLE001
+    except Exception as exc:  # docker's and requests' connection errors alike
         return f"{exc.__class__.__name__}: {str(exc)[:200]}"
     finally:
         client.close()
@@ -267,7 +267,7 @@ def compose_command() -> list[str] | None:
     """``docker compose`` (v2) when the docker CLI has the plugin, else Debian's ``docker-compose``
     (v1.29), else None."""
     docker_cli = shutil.which("docker")
-    if docker_cli and subprocess.run([docker_cli, "compose", "version"], capture_output=True,
+    if docker_cli and subprocess.run([docker_cli, "compose", "version"], capture_output=True, check=False,
                                      timeout=30).returncode == 0:
         return [docker_cli, "compose"]
     legacy = shutil.which("docker-compose")
@@ -331,7 +331,7 @@ def ensure_base_image(client: Any, cache_dir: Path, progress: Progress = print) 
         client.images.pull(repository, tag=tag)
         progress(f"base image: {OFFICIAL_BASE} (pulled from Docker Hub)")
         return OFFICIAL_BASE
-    except Exception as exc:  # noqa: BLE001 - no Docker Hub: the reason goes into the log line
+    except Exception as exc:
         reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
     name = base_tag()
     if _has_image(client, name):
@@ -364,7 +364,7 @@ def _debootstrap(tarball: Path, progress: Progress) -> None:
              f"from {mirror} ...")
     try:
         result = subprocess.run([binary, "--variant=minbase", f"--include={','.join(DEBIAN_BASE_PACKAGES)}",
-                                 SUITE, str(rootfs), mirror], capture_output=True, text=True, timeout=1200)
+                                 SUITE, str(rootfs), mirror], capture_output=True, check=False, text=True, timeout=1200)
         if result.returncode != 0:
             raise EngineUnavailable(f"debootstrap failed ({result.returncode}): {result.stdout[-1500:]}{result.stderr[-1500:]}")
         # Package caches and lists are not part of an image.
@@ -386,7 +386,8 @@ def _unmount_below(folder: Path) -> None:
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     below = [m for m in mounts if m == str(folder) or m.startswith(f"{folder}/")]
     for mount in sorted(below, key=len, reverse=True):
-        subprocess.run(["umount", "--lazy", mount], capture_output=True, timeout=60)
+        # check: a mount left in place would let the removal that follows reach into it.
+        subprocess.run(["umount", "--lazy", mount], capture_output=True, check=True, timeout=60)
 
 
 # -- a wheelhouse ------------------------------------------------------------------------------
@@ -414,7 +415,7 @@ def ensure_wheelhouse(progress: Progress = print, directory: Path = WHEELHOUSE) 
         listing.write("\n".join(requirements) + "\n")
         listing.flush()
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(directory),
-                                 "--requirement", listing.name], capture_output=True, text=True, timeout=1200)
+                                 "--requirement", listing.name], capture_output=True, check=False, text=True, timeout=1200)
     if result.returncode != 0:
         raise RuntimeError_(f"pip wheel failed: {result.stderr[-2000:]}")
     stamp.write_text(key)

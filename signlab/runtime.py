@@ -180,7 +180,7 @@ class LocalRuntime:
             if name in self.port_overrides:
                 continue
             if record is not None and isinstance(record.get("port"), int):
-                self.ports[name] = int(record["port"])  # type: ignore[arg-type]
+                self.ports[name] = int(str(record["port"]))
             elif name in recorded:
                 self.ports[name] = recorded[name]
 
@@ -287,7 +287,7 @@ class LocalRuntime:
         record = self._read_pid(name)
         if record is None:
             return None
-        pid = int(record["pid"])  # type: ignore[arg-type]
+        pid = int(str(record["pid"]))
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except FileNotFoundError:
@@ -398,7 +398,7 @@ class LocalRuntime:
         for name in self.running():
             record = self._read_pid(name)
             if record is not None and isinstance(record.get("port"), int):
-                found[name] = int(record["port"])  # type: ignore[arg-type]
+                found[name] = int(str(record["port"]))
         return found
 
     def _spawn(self, entry: ServiceEntry, env: dict[str, str]) -> None:
@@ -563,8 +563,8 @@ def gunicorn_argv(entry: ServiceEntry, binds: list[str]) -> list[str]:
     argv = [sys.executable, "-m", "gunicorn"]
     for bind in binds:
         argv += ["--bind", bind]
-    return argv + [
-        "--workers", "1", "--worker-class", "gthread", "--threads", "8",
+    return [
+        *argv, "--workers", "1", "--worker-class", "gthread", "--threads", "8",
         "--timeout", "120", "--graceful-timeout", "5", "--keep-alive", str(SERVER_KEEPALIVE_SECONDS),
         "--error-logfile", "-", "--log-level", "warning",
         "--name", f"signlab-{entry.info.name}",

@@ -31,7 +31,7 @@ def signer_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer
     data_dir: Path = tmp_path_factory.mktemp("signer")
     settings = SignerSettings(data_dir=data_dir, **random_secrets(SignerSettings))
     provision_token(settings)
-    yield settings
+    return settings
 
 
 @pytest.fixture(scope="session")

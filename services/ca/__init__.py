@@ -6,14 +6,15 @@ import threading
 
 from flask import Flask
 
-from services.ca.core import build_tsp
+from services.ca.core import build_tsp, cross_check_installation, detached_qes_issuer
 from services.ca.settings import CaSettings
 from shared.flow import service
 from shared.guard import SecretGuard
 from shared.trainer_access import install_trainer_access
 from shared.web import create_service_app
 
-__all__ = ["create_app"]
+__all__ = ["CaSettings", "create_app", "cross_check_installation", "detached_qes_issuer"]
+"""The public API: the app factory, and what ``signlab`` (audit, bench) needs without HTTP."""
 
 
 def create_app(settings: CaSettings | None = None) -> Flask:

@@ -295,7 +295,8 @@ class CertificateAuthority:
                 self.store.revoke(serial, reason, moment)
                 self._drop_crl(record.issuer)
         updated = self.store.get(serial)
-        assert updated is not None
+        if updated is None:  # the store never deletes: only a database replaced meanwhile gets here
+            raise KeyError(format(serial, "x"))
         return updated
 
     def revoke_issued_to(self, requester: str, *, serial: int | None, transaction_id: str | None, reason: str,
@@ -352,7 +353,8 @@ class CertificateAuthority:
                                "never answered and never left the CA (start-up reconciliation)")
             return f"serial {serial}: logged but never stored, recorded as withdrawn"
         record = self.store.get(number)
-        assert record is not None
+        if record is None:  # gone since the cross-check (the store never deletes: a replaced database)
+            return f"serial {serial}: no longer in the database, nothing to mend"
         if kind == "not_in_log":
             self.log.issued(serial=serial, subject_id=record.subject_id_hash, profile=record.profile, loa=record.loa,
                             requester=record.requester, transaction_id=record.transaction_id,
@@ -421,7 +423,8 @@ class CertificateAuthority:
                     only_contains_user_certs=True, only_contains_ca_certs=False, only_some_reasons=None,
                     indirect_crl=False, only_contains_attribute_certs=False), critical=True)
             for record in revoked:
-                assert record.revoked_at is not None
+                if record.revoked_at is None:  # filtered out above; the check narrows the type
+                    continue
                 entry = (x509.RevokedCertificateBuilder().serial_number(record.serial_int)
                          .revocation_date(record.revoked_at))
                 if record.revocation_reason and record.revocation_reason != "unspecified":

@@ -6,27 +6,32 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from services.ca.authority import CertificateAuthority
+from services.ca.authority import CertificateAuthority, IssuedCertificate
 from services.ca.faults import build_fault_board
-from services.ca.issuance import IssuanceService
-from services.ca.issuance_log import IssuanceLog
+from services.ca.issuance import IssuanceService, certified_key, parse_csr
+from services.ca.issuance_log import CrossCheck, IssuanceGate, IssuanceLog, cross_check
 from services.ca.ocsp_responder import OcspResponder
 from services.ca.pki import Hierarchy, load_hierarchy
+from services.ca.profiles import Profile, SubjectIdentity
 from services.ca.provision import load_pseudonym_key
 from services.ca.remote_keys import JsonClient, RemoteJwks, idp_jwks_url
 from services.ca.settings import CaSettings
 from services.ca.store import CertificateStore
 from services.ca.trusted_list import SERVICE_STATUSES, TL_SERVICES, StatusChange, build_trusted_list
 from services.ca.tsa import TimeStampAuthority
+from shared.audit import AuditLog
 from shared.client_assertion import ReplayCache
 from shared.faults import FaultBoard
 from shared.flow import Role
 
-__all__ = ["PUBLISHED_CERTIFICATES", "TrustServiceProvider", "build_tsp"]
+__all__ = ["PUBLISHED_CERTIFICATES", "TrustServiceProvider", "build_tsp", "cross_check_installation", "detached_qes_issuer"]
 
 PUBLISHED_CERTIFICATES = ("root", "issuing", "tsa", "ocsp", "tl-signer")
 """Certificates downloadable at ``/certs/<name>.crt``."""
@@ -107,3 +112,46 @@ def build_tsp(settings: CaSettings) -> TrustServiceProvider:
                                 tsa=TimeStampAuthority(hierarchy.tsa, settings.tsa_policy_oid, faults=faults,
                                                         clock=authority.clock),
                                 faults=faults)
+
+
+def cross_check_installation(settings: CaSettings, quiet_seconds: float) -> CrossCheck | None:
+    """The CA's certificate database against its issuance log (:func:`~services.ca.issuance_log.cross_check`),
+    read only, while no issuance is halfway between the two (``signlab audit verify``).
+
+    :param quiet_seconds: how long to wait for issuances halfway between log and database.
+    :returns: None when an issuance stayed halfway for ``quiet_seconds`` (a CA paused in the middle).
+    :raises sqlite3.Error: the database cannot be read (not provisioned).
+    """
+    with IssuanceGate(settings.issuance_log_path).quiet(quiet_seconds) as quiet:
+        if not quiet:
+            return None
+        states = CertificateStore.read_states(settings.database_path)
+        return cross_check(states, AuditLog(settings.issuance_log_path).entries())
+
+
+DETACHED_SUBJECT = SubjectIdentity(country="NO", given_name="Kari", family_name="Nordmann",
+                                   serial_number="PNONO-01017012345")
+"""The test person of :func:`detached_qes_issuer`'s certificates."""
+
+
+def detached_qes_issuer(settings: CaSettings, hierarchy_dir: Path, work_dir: Path) -> Callable[[bytes, str], IssuedCertificate]:
+    """A QES issuer over a provisioned hierarchy, without HTTP and apart from the running TSP.
+
+    The TSP's own :class:`~services.ca.authority.CertificateAuthority` over the issuing CA in
+    ``hierarchy_dir`` (read only), with its own certificate store and issuance log in ``work_dir``,
+    so the TSP's records are not touched (``signlab bench``'s in-process floor). The returned
+    function takes a DER PKCS#10 request and a transaction id, checks the request as the issuance
+    API does and issues a QES certificate to :data:`DETACHED_SUBJECT`. No identity evidence is
+    checked: the caller is trusted.
+
+    :raises CsrRejected: (from the returned function) the request fails the API's CSR checks.
+    """
+    authority = CertificateAuthority(settings=settings, hierarchy=load_hierarchy(hierarchy_dir),
+                                     store=CertificateStore(work_dir / "ca.sqlite3"), log=IssuanceLog(work_dir / "issuance.log"))
+
+    def issue(csr_der: bytes, transaction_id: str) -> IssuedCertificate:
+        csr = parse_csr(base64.b64encode(csr_der).decode())
+        return authority.issue(public_key=certified_key(csr), subject=DETACHED_SUBJECT, profile=Profile.QES,
+                               subject_id="ps-bench", loa="high", requester="bench", transaction_id=transaction_id)
+
+    return issue

@@ -24,7 +24,7 @@ from services.ca.issuance_log import cross_check
 from services.ca.store import CertificateRecord
 from services.ca.trusted_list import SERVICE_STATUSES, TL_SERVICES, StatusChange
 from shared.clock import parse_moment
-from shared.faults import add_fault_admin_routes, lab_admin
+from shared.fault_admin import add_fault_admin_routes, lab_admin
 from shared.guard import SecretGuard, bearer_token
 from shared.personal_data import mask_personal_data
 from shared.trainer_access import is_trainer, require_trainer
@@ -41,7 +41,7 @@ _DER_TYPES = {"crt": "application/pkix-cert", "crl": "application/pkix-crl"}
 
 def tsp() -> TrustServiceProvider:
     """The app's TSP."""
-    return current_app.extensions["signlab.ca"]  # type: ignore[no-any-return]
+    return current_app.extensions["signlab.ca"]
 
 
 def _iso(moment: dt.datetime | None) -> str | None:

@@ -37,8 +37,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from services.ca.authority import REVOCATION_REASONS, CertificateAuthority, IssuedCertificate
-from services.ca.errors import (STEP_7, BodyTooLarge, CaError, CallerRejected, CertificateNotFound, CsrRejected,
-                                EvidenceRejected, PolicyRefused, RequestConflict, RequestRejected)
+from services.ca.errors import (
+    STEP_7,
+    BodyTooLarge,
+    CaError,
+    CallerRejected,
+    CertificateNotFound,
+    CsrRejected,
+    EvidenceRejected,
+    PolicyRefused,
+    RequestConflict,
+    RequestRejected,
+)
 from services.ca.faults import WRONG_KEY, substitute_public_key
 from services.ca.profiles import Profile, SubjectIdentity
 from services.ca.remote_keys import RemoteJwks
@@ -49,7 +59,7 @@ from shared.faults import FaultBoard
 from shared.flow import FlowStep
 from shared.identity import IdentityEvidenceError, VerifiedIdentity, loa_rank, verify_id_token
 
-__all__ = ["ALLOWED_CURVES", "MIN_RSA_BITS", "IssuanceService", "parse_csr", "subject_from_identity"]
+__all__ = ["ALLOWED_CURVES", "MIN_RSA_BITS", "IssuanceService", "certified_key", "parse_csr", "subject_from_identity"]
 
 ALLOWED_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
 """EC curves accepted in a CSR (ETSI TS 119 312)."""
@@ -92,6 +102,17 @@ def parse_csr(text: object) -> x509.CertificateSigningRequest:
         raise CsrRejected("csr_signature_invalid", "the CSR signature does not verify with its public key "
                           "(no proof of possession of the private key)")
     return csr
+
+
+def certified_key(csr: x509.CertificateSigningRequest) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """The public key of a request :func:`parse_csr` accepted, typed as the kinds it accepts.
+
+    :raises CsrRejected: ``unsupported_key`` — neither EC nor RSA (a request that skipped :func:`parse_csr`).
+    """
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise CsrRejected("unsupported_key", f"{type(public_key).__name__.removeprefix('_')} keys are not accepted")
+    return public_key
 
 
 def subject_from_identity(identity: VerifiedIdentity) -> SubjectIdentity:
@@ -229,10 +250,10 @@ class IssuanceService:
         subject = subject_from_identity(identity)
         context["subject_id"] = self.subject_id(subject.serial_number)
         check_policy(profile, identity)
-        public_key = csr.public_key()
+        public_key = certified_key(csr)
         if self.faults is not None and self.faults.fire(WRONG_KEY, transaction_id=transaction_id):
             public_key = substitute_public_key()  # lab fault: certify a key other than the CSR's
-        return self.authority.issue(public_key=public_key, subject=subject, profile=profile,  # type: ignore[arg-type]
+        return self.authority.issue(public_key=public_key, subject=subject, profile=profile,
                                     subject_id=context["subject_id"], loa=identity.loa,
                                     requester=context["requester"], transaction_id=transaction_id or "",
                                     request_id=request_id)
@@ -286,7 +307,7 @@ class IssuanceService:
             try:
                 serial = int(serial_text, 16) if serial_text is not None else None
             except ValueError:
-                raise RequestRejected("serial_invalid", f"serial {serial_text[:40]!r} is not hexadecimal",
+                raise RequestRejected("serial_invalid", f"serial {(serial_text or '')[:40]!r} is not hexadecimal",
                                       step=None) from None
             revoked = self.authority.revoke_issued_to(requester, serial=serial, transaction_id=transaction_id,
                                                       reason=str(reason), note=note)

@@ -62,7 +62,7 @@ class IssuanceLog:
 
         :param recovered: why it is logged only now (start-up reconciliation), else ``None``.
         """
-        extra = {"recovered": recovered} if recovered else {}
+        extra: dict[str, Any] = {"recovered": recovered} if recovered else {}
         self._log.append(EVENT_ISSUED, step=7, serial=serial, subject_id=subject_id, profile=profile, loa=loa,
                          requester=requester, transaction_id=transaction_id, policy_oid=policy_oid,
                          not_before=not_before, not_after=not_after, **extra)
@@ -78,7 +78,7 @@ class IssuanceLog:
         :param note: why the requester revoked it (e.g. the failed step of its flow).
         :param recovered: why it is logged only now (start-up reconciliation), else ``None``.
         """
-        extra = {key: value for key, value in (("transaction_id", transaction_id), ("note", note),
+        extra: dict[str, Any] = {key: value for key, value in (("transaction_id", transaction_id), ("note", note),
                                                ("recovered", recovered)) if value}
         self._log.append(EVENT_REVOKED, serial=serial, reason=reason, requester=requester, **extra)
 

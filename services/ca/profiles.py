@@ -270,6 +270,7 @@ def _static_extensions(profile: Profile, urls: CertificateUrls, pds_url: str, is
         ext(x509.CertificatePolicies([x509.PolicyInformation(ObjectIdentifier(profile.policy_oid), None)])),
         ext(x509.UnrecognizedExtension(QC_STATEMENTS, qc_statements_der(profile, pds_url))),
     )
+    tail: tuple[x509.Extension, ...]
     if revocation is RevocationProfile.SHORT_TERM_NO_REVOCATION:
         tail = (
             *common,

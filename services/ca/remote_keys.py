@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
@@ -33,7 +34,7 @@ class JsonClient(ServiceClient):
         super().__init__("", timeout=timeout)
         self.role = role
 
-    def get_json(self, url: str) -> dict:  # type: ignore[type-arg]
+    def get_json(self, url: str) -> dict[str, Any]:
         """GET ``url`` and return its JSON object."""
         response = self.request("GET", url, step=step(7), headers={"Accept": "application/json"})
         try:
@@ -46,7 +47,7 @@ class JsonClient(ServiceClient):
         return body
 
 
-def idp_jwks_url(idp_url: str, client: Callable[[str], dict]) -> str:  # type: ignore[type-arg]
+def idp_jwks_url(idp_url: str, client: Callable[[str], dict[str, Any]]) -> str:
     """The ``jwks_uri`` of the IdP's OIDC discovery document."""
     discovery = client(f"{idp_url.rstrip('/')}/.well-known/openid-configuration")
     uri = discovery.get("jwks_uri")
@@ -129,7 +130,7 @@ class RemoteJwks:
     def _refresh(self) -> None:
         try:
             keys = self._download()
-        except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the known keys for their grace period
+        except Exception as exc:
             log.warning("JWKS of the %s not refreshed: %s", self.role.value, exc)
             with self._lock:
                 self._refreshing, self._refresh_failed_at = False, time.monotonic()

@@ -91,7 +91,8 @@ class CaSettings(ServiceSettings):
         "member states publish) or 5 (TS 119 612 V2.1.1); each is checked against its official XSD before publishing.",
     )
     tsa_policy_oid: str = Field(
-        "0.4.0.2023.1.1", description="TSA policy OID written into every time-stamp token (RFC 3161 TSTInfo.policy); default: ETSI EN 319 421 best-practices-ts-policy."
+        "0.4.0.2023.1.1", description="TSA policy OID written into every time-stamp token (RFC 3161 TSTInfo.policy); "
+                                      "default: ETSI EN 319 421 best-practices-ts-policy."
     )
     pds_url: str = Field(
         "https://ca.signlab.example.com/pds/pds_en.pdf",

@@ -6,7 +6,8 @@ genTime, accuracy 1 s), signed by the TSA key with ESS signing-certificate-v2 in
 attributes. The trusted list names this TSA as a qualified time-stamping service, so every token
 says so itself as ETSI EN 319 422 §9.1 wants: the TSTInfo ``extensions`` field holds a
 non-critical qcStatements extension (RFC 3739 syntax) with the statement
-``esi4-qtstStatement-1`` (``id-etsi-tsts-EuQCompliance``, 0.4.0.19422.1.1, no statement info). A bad request gets a ``rejection`` with the RFC 3161 failure bit (badAlg,
+``esi4-qtstStatement-1`` (``id-etsi-tsts-EuQCompliance``, 0.4.0.19422.1.1, no statement info). A bad
+request gets a ``rejection`` with the RFC 3161 failure bit (badAlg,
 badRequest, badDataFormat, unacceptedPolicy, unacceptedExtension) — as RFC 3161 wants, the
 failure is inside a well-formed response, not an HTTP error.
 """
@@ -73,7 +74,7 @@ class TimeStampAuthority:
             raise TsaUnavailable()
         try:
             request = tsp.TimeStampReq.load(query_der, strict=True)  # strict: no trailing bytes
-            request.native  # parse everything now: asn1crypto is lazy
+            _ = request.native  # parse everything now: asn1crypto is lazy
         except (ValueError, TypeError, KeyError):
             return self._rejection("bad_data_format", "the body is not a DER TimeStampReq (RFC 3161)")
         if request["version"].native != "v1":

@@ -1,15 +1,18 @@
 """The IPSP: the mock eID OpenID Connect provider (flow steps 3-5).
 
 ``create_app`` builds the Flask app: the shared frame (errors, health, role page), the domain core
-(:class:`services.idp.provider.Provider`: catalogue, key ring, SQLite state), authlib's
-authorization server (:mod:`services.idp.oauth2`) and the views (:mod:`services.idp.http`).
+(:class:`services.idp.provider.Provider`: catalogue, key ring, SQLite state, the lab clock), the
+login state machine (:mod:`services.idp.login`), authlib's authorization server
+(:mod:`services.idp.authorization_server` running the grants of :mod:`services.idp.oauth2`) and the
+views (:mod:`services.idp.http`, :mod:`services.idp.openid4vp_http`).
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from services.idp.oauth2 import build_server
+from services.idp.authorization_server import build_server
+from services.idp.login import LoginCore
 from services.idp.provider import Provider, load_or_create_session_secret
 from services.idp.settings import IdpSettings
 from shared.flow import service
@@ -39,6 +42,7 @@ def create_app(settings: IdpSettings | None = None) -> Flask:
                            landing="/debugger")
     app.extensions["signlab.idp"] = provider
     app.extensions["signlab.idp.server"] = build_server(app, provider)
+    app.extensions["signlab.idp.login"] = LoginCore(provider)
     from services.idp.http import bp  # the views need the app's extensions, registered just above
     from services.idp.openid4vp_http import register_wallet_login
 

@@ -157,12 +157,8 @@ class Catalogue:
 
     def means_of(self, person: Person) -> list[tuple[EidMeans, Holding]]:
         """The person's means with their status, in catalogue order of the holdings."""
-        result = []
-        for holding in person.holdings:
-            means = self.get_means(holding.means_id)
-            assert means is not None  # checked at load time
-            result.append((means, holding))
-        return result
+        by_id = {m.id: m for m in self.means}  # every holding names a known means (checked at load time)
+        return [(by_id[holding.means_id], holding) for holding in person.holdings]
 
 
 def _text(item: dict[str, Any], key: str, where: str) -> str:

@@ -19,39 +19,34 @@ from typing import Any
 from authlib.oauth2.rfc6749 import OAuth2Error, OAuth2Request
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, session, url_for
 
-from services.idp.authn import (
-    Authentication,
-    LoginOutcome,
-    authenticate,
-    choose_means,
-    parse_acr_values,
-    satisfies,
-    usable_means,
+from services.idp.authorization_server import IdpAuthorizationServer
+from services.idp.errors import AdminApiDisabled
+from services.idp.failures import FAILURES, parse_failure
+from services.idp.login import (
+    MAX_CODE_ATTEMPTS,
+    Action,
+    Cancel,
+    ChooseMeans,
+    ChoosePerson,
+    Completed,
+    EnterCode,
+    LoginCore,
+    Redirect,
+    Refusal,
+    Render,
+    Result,
+    Show,
+    StartOver,
+    Unexpected,
+    Unmet,
+    UseWallet,
 )
-from services.idp.errors import (
-    AdminApiDisabled,
-    AuthorizationRefused,
-    InvalidAuthorizationRequest,
-    LoginRefused,
-    LoginRequestUnknown,
-    LoginRequired,
-    RequestObjectNotSupported,
-    TemporarilyUnavailable,
-    UnmetAuthenticationRequirements,
-)
-from services.idp.failures import FAILURES, Failure, parse_failure
-from services.idp.identifiers import validate_identifier
-from services.idp.login_hint import parse_login_hint
-from services.idp.oauth2 import IdpAuthorizationServer, stored_request
+from services.idp.oauth2 import stored_request
 from services.idp.provider import Provider, mask
-from shared.clock import lab_clock
 from shared.errors import InvalidRequest, InvalidToken, NotFound
-from shared.eudi import WALLET_MEANS_ID
-from shared.flow import step
-from shared.identity import LOA_NAMES
 from shared.trainer_access import require_trainer
 
-__all__ = ["bp"]
+__all__ = ["bp", "browser_id", "check_csrf", "login_core", "respond"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("idp", __name__)
@@ -59,25 +54,34 @@ bp = Blueprint("idp", __name__)
 _ANY_USER = object()
 """Given to authlib's consent validation so that it leaves ``prompt=none`` to us (we know about
 headless hints and SSO sessions, authlib does not)."""
-_MAX_OTP_ATTEMPTS = 3
 
 
 def _provider() -> Provider:
-    return current_app.extensions["signlab.idp"]  # type: ignore[no-any-return]
+    return current_app.extensions["signlab.idp"]
 
 
 def _server() -> IdpAuthorizationServer:
-    return current_app.extensions["signlab.idp.server"]  # type: ignore[no-any-return]
+    return current_app.extensions["signlab.idp.server"]
 
 
-def _browser_id() -> str:
+def login_core() -> LoginCore:
+    """The app's login state machine."""
+    return current_app.extensions["signlab.idp.login"]
+
+
+def browser_id() -> str:
+    """This browser's id in the IdP session cookie (set, with a CSRF token, on first use)."""
     if "bid" not in session:
         session["bid"] = secrets.token_urlsafe(16)
         session["csrf"] = secrets.token_urlsafe(24)
     return str(session["bid"])
 
 
-def _check_csrf() -> None:
+def check_csrf() -> None:
+    """The posted form echoes this browser's CSRF token.
+
+    :raises InvalidRequest: it does not.
+    """
     sent = request.form.get("csrf_token", "")
     expected = session.get("csrf", "")
     if not expected or not secrets.compare_digest(sent.encode(), str(expected).encode()):
@@ -100,35 +104,10 @@ def jwks() -> Response:
 
 
 # -- step 3: the authentication request -------------------------------------------------------------
-def _sso_auth(provider: Provider) -> Authentication | None:
-    data = session.get("sso")
-    if not isinstance(data, dict) or float(data.get("expires", 0)) < lab_clock().time():
-        return None
-    try:
-        return Authentication.from_dict(data["auth"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _max_age(args: Any) -> int | None:
-    raw = args.get("max_age")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise InvalidAuthorizationRequest(f"max_age must be a non-negative integer of seconds, not {raw!r}", step=step(3))
-    return int(raw)
-
-
-def _complete(server: IdpAuthorizationServer, oreq: OAuth2Request | None, grant: Any, outcome: LoginOutcome) -> Response:
-    _provider().record("login", {"txn": outcome.auth.txn, "person": outcome.auth.person_id, "means": outcome.auth.means_id,
-                                 "acr": outcome.auth.acr, "auth_time": outcome.auth.auth_time})
-    return server.create_authorization_response(request=oreq, grant_user=outcome, grant=grant)  # type: ignore[no-any-return]
-
-
 @bp.get("/authorize")
 def authorize() -> Response:
-    """The OIDC authorization endpoint (step 3): validate, then log in headlessly, reuse the SSO
-    session, or send the browser to the login pages."""
+    """The OIDC authorization endpoint (step 3): authlib validates, the login core decides (log in
+    headlessly, reuse the SSO session, or send the browser to the login pages)."""
     provider, server = _provider(), _server()
     provider.record("authorize", dict(request.args))
     try:
@@ -136,196 +115,82 @@ def authorize() -> Response:
     except OAuth2Error as error:
         return server.handle_error_response(None, error)
     oreq: OAuth2Request = grant.request
-    redirect_uri: str = grant.redirect_uri
-    client_id: str = oreq.payload.client_id
-    args = request.args
-    try:
-        for parameter in ("request", "request_uri"):
-            if parameter in args:
-                raise RequestObjectNotSupported(parameter, step=step(3))
-        if "openid" not in (oreq.scope or "").split():
-            raise InvalidAuthorizationRequest("scope must include openid", step=step(3))
-        max_age = _max_age(args)
-        min_rank = parse_acr_values(args.get("acr_values"))
-        prompts = set(args.get("prompt", "").split())
-        hint = None
-        if args.get("login_hint"):
-            try:
-                hint = parse_login_hint(args["login_hint"], provider.catalogue,
-                                        failures_allowed=provider.settings.admin_api_enabled)
-            except ValueError as exc:
-                raise InvalidAuthorizationRequest(f"login_hint: {exc}", step=step(3)) from None
-        failures = provider.failures_for_request(client_id, hint.failures if hint else ())
-        if any(f.spec.stage == "authorize" for f in failures):
-            raise TemporarilyUnavailable("the eID service is temporarily unavailable (injected failure 'unavailable')",
-                                         step=step(3))
-        # "@eudi-wallet": the wallet presents the PID (services/idp/openid4vp_http.py), no headless login.
-        wallet = hint is not None and hint.means is not None and hint.means.id == WALLET_MEANS_ID
-        if hint is not None and hint.person is not None and not wallet:
-            means = hint.means or choose_means(provider.catalogue, hint.person, min_rank)
-            auth = authenticate(provider.catalogue, hint.person, means, min_rank=min_rank, failures=failures, now=lab_clock().time())
-            return _complete(server, None, grant, LoginOutcome(auth, failures, min_rank))
-        sso = _sso_auth(provider)
-        login_failures = any(f.spec.stage == "login" for f in failures)
-        if (sso is not None and not wallet and "login" not in prompts and not login_failures and satisfies(sso, min_rank)
-                and (max_age is None or lab_clock().time() - sso.auth_time <= max_age)):
-            return _complete(server, None, grant, LoginOutcome(sso, failures, min_rank))
-        if "none" in prompts:
-            raise LoginRequired("prompt=none but there is no usable login session at the IdP", step=step(3))
-    except AuthorizationRefused as refusal:
-        return server.redirect_refusal(oreq, redirect_uri, refusal)
-    rid = secrets.token_urlsafe(18)
-    provider.store.put_pending(rid, lab_clock().time() + provider.settings.login_request_lifetime_seconds, {
-        "params": {k: v for k, v in args.items()}, "client_id": client_id, "redirect_uri": redirect_uri,
-        "min_rank": min_rank, "failures": [f.as_dict() for f in failures], "bid": _browser_id(),
-        "stage": "wallet" if wallet else "person", "person": None, "means": None, "otp": None, "attempts": 0,
-        "message": None,
-    })
-    return redirect(url_for("openid4vp.choose" if wallet else "idp.login", rid=rid))  # type: ignore[return-value]
+    result = login_core().start(dict(request.args.items()), client_id=oreq.payload.client_id,
+                                redirect_uri=grant.redirect_uri, scope=oreq.scope, sso_session=session.get("sso"),
+                                browser=browser_id)
+    if isinstance(result, Completed):
+        return _issue_code(server, None, grant, result)
+    return respond(result, oreq)
 
 
 # -- step 4: the login pages ------------------------------------------------------------------------
-def _render_login(provider: Provider, rid: str, data: dict[str, Any], status: int = 200) -> tuple[str, int]:
-    client = provider.client(data["client_id"])
-    person = provider.catalogue.get_person(data["person"]) if data.get("person") else None
-    means = provider.catalogue.get_means(data["means"]) if data.get("means") else None
-    min_rank = data.get("min_rank")
-    held = provider.catalogue.means_of(person) if person else []
-    usable = {m.id for m in usable_means(provider.catalogue, person, None)} if person else set()
-    page = render_template(
-        "idp_login.html", rid=rid, data=data, client=client, person=person, means=means, held=held, usable=usable,
-        min_rank=min_rank, required=LOA_NAMES[min_rank - 1] if min_rank else None,
-        sign_message=data["params"].get("binding_message"), scope=data["params"].get("scope", ""),
-        failures=[Failure.from_dict(f) for f in data.get("failures") or ()],
-        persons=provider.catalogue.persons, csrf_token=session.get("csrf", ""), max_attempts=_MAX_OTP_ATTEMPTS,
-    )
-    return page, status
+_FORM_ACTIONS: dict[str, type[Cancel | Unmet | UseWallet | StartOver]] = {
+    action.form_action: action for action in (Cancel, Unmet, UseWallet, StartOver)}
 
 
-def _finish_refused(provider: Provider, rid: str, data: dict[str, Any], refusal: AuthorizationRefused) -> Response:
-    provider.store.take_pending(rid)
-    oreq = stored_request(provider.issuer, data["params"])
-    return _server().redirect_refusal(oreq, data["redirect_uri"], refusal)
+def _form_action() -> Action:
+    """The login page's form as an action of the login core."""
+    form = request.form
+    name = form.get("action", "")
+    if name in _FORM_ACTIONS:
+        return _FORM_ACTIONS[name]()
+    if name == ChoosePerson.form_action:
+        return ChoosePerson((form.get("identifier") or "").strip() or form.get("person", ""))
+    if name == ChooseMeans.form_action:
+        return ChooseMeans(form.get("means", ""))
+    if name == EnterCode.form_action:
+        return EnterCode(form.get("otp") or "")
+    return Unexpected(name)
 
 
 @bp.route("/login/<rid>", methods=["GET", "POST"])
 def login(rid: str) -> Any:
     """The interactive login (step 4): person → eID means → simulated credential / one-time code."""
-    provider = _provider()
-    pending = provider.store.get_pending(rid)
-    if pending is None:
-        raise LoginRequestUnknown(step=step(4))
-    data = pending.data
-    if data.get("bid") != session.get("bid"):
-        raise LoginRequestUnknown("this login was started in another browser; go back to the service and start again",
-                                  step=step(4))
+    core = login_core()
+    state = core.pending(rid, session.get("bid"))
     if request.method == "GET":
-        return _render_login(provider, rid, data)
-    _check_csrf()
-    action = request.form.get("action", "")
-    data["message"] = None
-    min_rank = data.get("min_rank")
-    if action == "cancel":
-        return _finish_refused(provider, rid, data, LoginRefused("the user cancelled the login", step=step(4)))
-    if action == "unmet":
-        return _finish_refused(provider, rid, data, UnmetAuthenticationRequirements(
-            f"none of the person's eID means reaches level {LOA_NAMES[min_rank - 1] if min_rank else 'requested'}",
-            step=step(4)))
-    if action == "wallet":  # the EUDI Wallet button: the wallet login takes over (services/idp/openid4vp_http.py)
-        data.update(stage="wallet")
-        provider.store.put_pending(rid, pending.expires, data)
-        return redirect(url_for("openid4vp.choose", rid=rid))
-    if action == "back":
-        data.update(stage="person", person=None, means=None, otp=None, attempts=0)
-    elif action == "person":
-        typed = (request.form.get("identifier") or "").strip()
-        chosen = typed or request.form.get("person", "")
-        person = provider.catalogue.find_person(chosen) if chosen else None
-        if person is None:
-            data["message"] = _unknown_identifier_message(typed or chosen)
-            provider.store.put_pending(rid, pending.expires, data)
-            return _render_login(provider, rid, data, 400)
-        data.update(stage="means", person=person.id, means=None)
-    elif action == "means" and data.get("person"):
-        person = provider.catalogue.get_person(data["person"])
-        means = provider.catalogue.get_means(request.form.get("means", ""))
-        if person is None or means is None or person.holding(means.id) is None:
-            data["message"] = "choose one of the eID means listed"
-            provider.store.put_pending(rid, pending.expires, data)
-            return _render_login(provider, rid, data, 400)
-        if _locked(provider, person.id):
-            return _finish_refused(provider, rid, data, _lockout_refusal(provider))
-        data.update(stage="otp", means=means.id, otp=f"{secrets.randbelow(10**6):06d}", attempts=0)
-    elif action == "otp" and data.get("means") and data.get("otp"):
-        code = (request.form.get("otp") or "").strip()
-        if not secrets.compare_digest(code.encode(), str(data["otp"]).encode()):
-            provider.store.record_failed_code(str(data["person"]))
-            if _locked(provider, str(data["person"])):
-                return _finish_refused(provider, rid, data, _lockout_refusal(provider))
-            data["attempts"] = int(data.get("attempts", 0)) + 1
-            if data["attempts"] >= _MAX_OTP_ATTEMPTS:
-                return _finish_refused(provider, rid, data, LoginRefused(
-                    f"wrong one-time code {_MAX_OTP_ATTEMPTS} times; authentication failed", step=step(4)))
-            data["message"] = f"wrong code; {_MAX_OTP_ATTEMPTS - data['attempts']} attempt(s) left"
-            provider.store.put_pending(rid, pending.expires, data)
-            return _render_login(provider, rid, data, 400)
-        return _finish_login(provider, rid, data)
-    else:
-        raise InvalidRequest(f"unexpected form action {action!r} at this stage of the login", step=step(4))
-    provider.store.put_pending(rid, pending.expires, data)
-    return redirect(url_for("idp.login", rid=rid))
+        return respond(core.advance(state, Show()))
+    check_csrf()
+    return respond(core.advance(state, _form_action()))
 
 
-def _locked(provider: Provider, person: str) -> bool:
-    """Brute-force protection: too many wrong codes for this person recently (any login, any browser)."""
-    window = provider.settings.lockout_seconds
-    return provider.store.failed_codes_since(person, lab_clock().time() - window) >= provider.settings.lockout_failures
-
-
-def _lockout_refusal(provider: Provider) -> LoginRefused:
-    settings = provider.settings
-    return LoginRefused(f"this eID login is locked for {settings.lockout_seconds // 60} minutes after "
-                        f"{settings.lockout_failures} wrong one-time codes", step=step(4))
-
-
-def _unknown_identifier_message(typed: str) -> str:
-    compact = "".join(typed.split())
-    for country, semantics in (("NO", "PNO"), ("SE", "PNO"), ("FI", "PNO"), ("DK", "PNO")):
-        looks_like = {"NO": compact.isdigit() and len(compact) == 11,
-                      "SE": compact.replace("-", "").replace("+", "").isdigit() and len(compact.replace("-", "")) in (10, 12),
-                      "FI": len(compact) == 11 and compact[:6].isdigit() and compact[6] in "+-ABCDEFUVWXY",
-                      "DK": compact.replace("-", "").isdigit() and len(compact.replace("-", "")) == 10}[country]
-        if looks_like:
-            try:
-                validate_identifier(country, semantics, compact)
-            except ValueError as exc:
-                if country != "SE" or len(compact) != 10:  # Danish and Swedish short forms overlap
-                    return f"{exc}; check the number"
-    return "no test person with this id or national identifier; pick one from the list"
-
-
-def _finish_login(provider: Provider, rid: str, data: dict[str, Any]) -> Response:
-    person = provider.catalogue.get_person(data["person"])
-    means = provider.catalogue.get_means(data["means"])
-    if person is None or means is None:
-        raise LoginRequestUnknown(step=step(4))
-    if provider.store.take_pending(rid) is None:  # finished in another tab meanwhile
-        raise LoginRequestUnknown(step=step(4))
-    failures = tuple(Failure.from_dict(f) for f in data.get("failures") or ())
-    oreq = stored_request(provider.issuer, data["params"])
-    server = _server()
+def respond(result: Result, oreq: OAuth2Request | None = None) -> Any:
+    """The HTTP response for a result of the login core (``oreq``: the live authorization request;
+    by default the stored one is rebuilt)."""
+    provider, server = _provider(), _server()
+    if isinstance(result, Render):
+        return _render_login(result), result.status
+    if isinstance(result, Redirect):
+        return redirect(url_for("openid4vp.choose" if result.to == "wallet" else "idp.login", rid=result.rid))
+    request_ = oreq or stored_request(provider.issuer, dict(result.params))
+    if isinstance(result, Refusal):
+        return server.redirect_refusal(request_, result.redirect_uri, result.refusal)
     try:
-        auth = authenticate(provider.catalogue, person, means, min_rank=data.get("min_rank"), failures=failures,
-                            now=lab_clock().time())
-    except AuthorizationRefused as refusal:
-        return server.redirect_refusal(oreq, data["redirect_uri"], refusal)
-    try:
-        grant = server.get_consent_grant(request=oreq, end_user=_ANY_USER)
+        grant = server.get_consent_grant(request=request_, end_user=_ANY_USER)
     except OAuth2Error as error:  # e.g. the client registration changed meanwhile
-        return server.handle_error_response(oreq, error)
-    if provider.settings.sso_session_seconds > 0:
-        session["sso"] = {"auth": auth.as_dict(), "expires": lab_clock().time() + provider.settings.sso_session_seconds}
-    return _complete(server, oreq, grant, LoginOutcome(auth, failures, data.get("min_rank")))
+        return server.handle_error_response(request_, error)
+    if result.sso_until is not None:
+        session["sso"] = {"auth": result.outcome.auth.as_dict(), "expires": result.sso_until}
+    return _issue_code(server, request_, grant, result)
+
+
+def _issue_code(server: IdpAuthorizationServer, oreq: OAuth2Request | None, grant: Any, result: Completed) -> Response:
+    auth = result.outcome.auth
+    _provider().record("login", {"txn": auth.txn, "person": auth.person_id, "means": auth.means_id, "acr": auth.acr,
+                                 "auth_time": auth.auth_time})
+    return server.create_authorization_response(request=oreq, grant_user=result.outcome, grant=grant)
+
+
+def _render_login(result: Render) -> str:
+    page = result.page
+    state = page.state
+    return render_template(
+        "idp_login.html", rid=state.rid, data=state, client=page.client, person=page.person, means=page.means,
+        held=page.held, usable=page.usable, min_rank=state.min_rank, required=state.required,
+        sign_message=state.params.get("binding_message"), scope=state.params.get("scope", ""),
+        failures=list(state.failures), persons=page.persons, csrf_token=session.get("csrf", ""),
+        max_attempts=MAX_CODE_ATTEMPTS,
+    )
 
 
 # -- step 5: token, userinfo; logout ------------------------------------------------------------------
@@ -342,7 +207,7 @@ def token() -> Response:
     })
     response = _server().create_token_response()
     response.headers["Cache-Control"] = "no-store"
-    return response  # type: ignore[no-any-return]
+    return response
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
@@ -364,9 +229,9 @@ def logout() -> Any:
     except OAuth2Error as error:
         raise InvalidRequest(f"logout: {error.description or error.error}") from None
     if request.method == "POST":
-        _check_csrf()
+        check_csrf()
     elif end.needs_confirmation:
-        _browser_id()
+        browser_id()
         return render_template("idp_logout.html", confirm=True, csrf_token=session.get("csrf", ""),
                                params=dict(request.args))
     response = server.create_endpoint_response("end_session", end)

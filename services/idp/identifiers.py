@@ -99,7 +99,7 @@ def fi_hetu_check_char(ddmmyy: str, individual: str) -> str:
 def fi_hetu_valid(value: str) -> bool:
     """True for a Finnish henkilötunnus with a right check character and known century sign."""
     match = re.fullmatch(r"(\d{6})([-+A-FU-Y])(\d{3})([0-9A-Y])", value)
-    return bool(match) and fi_hetu_check_char(match.group(1), match.group(3)) == match.group(4)
+    return match is not None and fi_hetu_check_char(match.group(1), match.group(3)) == match.group(4)
 
 
 def dk_cpr_valid(value: str) -> bool:

@@ -79,7 +79,7 @@ class KeyRing:
 
     def public_keyset(self) -> KeySet:
         """The published keys as a joserfc key set (public parts only)."""
-        return KeySet.import_key_set(self.jwks())
+        return KeySet([ECKey.import_key(key.as_dict(private=False)) for key in self.published()])
 
     def rotate(self) -> ECKey:
         """Create a new active key and drop keys older than the retained ones; return the new key."""

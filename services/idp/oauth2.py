@@ -1,9 +1,7 @@
-"""authlib server side of the IdP: client model, code grant with OpenID Connect, PKCE S256 only,
-RP-initiated logout.
+"""authlib grants of the IdP (no Flask): client model, code grant with OpenID Connect, PKCE S256
+only. The Flask authorization server that runs them is :mod:`services.idp.authorization_server`.
 
-* :class:`IdpAuthorizationServer` — authlib's Flask ``AuthorizationServer``; protocol errors that
-  cannot go back to a validated redirect URI become :class:`~shared.errors.SignLabError` (so the
-  frame renders them as JSON or as an HTML page), redirectable ones are sent to the client.
+* :class:`OidcClient` — a registered client as authlib sees it (code flow, exact redirect URIs).
 * :class:`IdpCodeGrant` — ``redirect_uri`` required and compared exactly; codes single-use
   (consumed atomically), bound to client, redirect URI, nonce, PKCE challenge and the login.
 * :class:`S256CodeChallenge` — PKCE required for every client, ``S256`` only; a missing, malformed
@@ -19,14 +17,11 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from authlib.common.urls import add_params_to_uri
-from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     ClientMixin,
     InvalidGrantError,
     InvalidRequestError,
-    OAuth2Error,
     OAuth2Request,
     list_to_scope,
     scope_to_list,
@@ -36,17 +31,12 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, create_s256_code_challenge
 from authlib.oidc.core.grants import OpenIDCode
-from authlib.oidc.rpinitiated import EndSessionEndpoint
-from flask import Flask, Response, request, session
 
 from services.idp.authn import LoginOutcome
-from services.idp.errors import AuthorizationRefused
 from services.idp.provider import SUPPORTED_SCOPES, Provider, RegisteredClient, mask
-from shared.clock import lab_clock, seconds
-from shared.errors import SignLabError
-from shared.flow import step
+from shared.clock import seconds
 
-__all__ = ["IdpAuthorizationServer", "OidcClient", "build_server", "stored_request"]
+__all__ = ["AuthCode", "IdpCodeGrant", "IdpOpenIDCode", "OidcClient", "S256CodeChallenge", "stored_request"]
 
 
 class OidcClient(ClientMixin):
@@ -188,7 +178,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
     """The authorization code grant backed by the provider's store."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-    provider: Provider  # set by build_server on a subclass
+    provider: Provider  # set on a subclass by services.idp.authorization_server.build_server
 
     @staticmethod
     def validate_authorization_redirect_uri(request: OAuth2Request, client: ClientMixin) -> str:
@@ -202,7 +192,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
         outcome: LoginOutcome = request.user
         data = request.payload.data
         client_id = request.client.get_client_id()
-        self.provider.store.put_code(code, client_id, lab_clock().time() + self.provider.settings.code_lifetime_seconds, {
+        self.provider.store.put_code(code, client_id, self.provider.clock.time() + self.provider.settings.code_lifetime_seconds, {
             "redirect_uri": request.payload.redirect_uri, "scope": request.scope, "nonce": data.get("nonce"),
             "code_challenge": data.get("code_challenge"), "code_challenge_method": data.get("code_challenge_method"),
             "outcome": outcome.as_dict(),
@@ -216,7 +206,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
         stored = self.provider.store.take_code(code)
         if stored is None or stored.client_id != client.get_client_id():
             return None
-        late = lab_clock().time() - stored.expires
+        late = self.provider.clock.time() - stored.expires
         if late > 0:
             raise InvalidGrantError(f"step 5: the authorization code expired {seconds(late)} s ago")
         found = AuthCode(code, stored.data)
@@ -238,7 +228,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
 class IdpOpenIDCode(OpenIDCode):
     """OpenID Connect for the code grant; the provider mints the ID token."""
 
-    provider: Provider  # set by build_server on a subclass
+    provider: Provider  # set on a subclass by services.idp.authorization_server.build_server
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         """A nonce may not be reused while a code carrying it is outstanding."""
@@ -253,81 +243,3 @@ class IdpOpenIDCode(OpenIDCode):
     def generate_user_info(self, user: Any, scope: str) -> dict[str, Any]:
         """Unused: :meth:`encode_id_token` builds all claims."""
         return {}
-
-
-class IdpEndSession(EndSessionEndpoint):
-    """RP-initiated logout: the ``id_token_hint`` must verify against our JWKS."""
-
-    provider: Provider  # set by build_server on a subclass
-
-    def get_server_jwks(self) -> Any:
-        """The published keys."""
-        return self.provider.keys.public_keyset()
-
-    def get_algorithms(self) -> list[str]:
-        """ES256 only."""
-        return ["ES256"]
-
-    def end_session(self, end_session_request: Any) -> None:
-        """Forget the single sign-on session."""
-        session.pop("sso", None)
-        claims = end_session_request.id_token_claims or {}
-        self.provider.record("logout", {"client_id": getattr(end_session_request.client, "client_id", None),
-                                        "sub": claims.get("sub"), "redirect": end_session_request.redirect_uri})
-
-
-class IdpAuthorizationServer(AuthorizationServer):
-    """authlib's Flask server with SignLab error handling."""
-
-    provider: Provider
-
-    def create_oauth2_request(self, req: Any) -> OAuth2Request:
-        """Use a stored request as is (login completion); otherwise the current Flask request."""
-        if isinstance(req, OAuth2Request):
-            return req
-        return super().create_oauth2_request(req)
-
-    def handle_error_response(self, req: Any, error: OAuth2Error) -> Response:
-        """Redirect to the client when authlib validated its redirect URI; otherwise raise, so the
-        frame renders ``{"error","error_description"}`` (or an HTML page for a browser)."""
-        if error.redirect_uri:
-            return super().handle_error_response(req, error)
-        at_token = request.path.rstrip("/").endswith("/token")
-        description = error.description or error.error or "invalid request"
-        flow_step = step(5) if at_token else step(3)
-        if description.startswith(f"step {flow_step.number}: "):
-            description = description.split(": ", 1)[1]
-        raise SignLabError(description, error=error.error, status=error.status_code or 400, step=flow_step)
-
-    def redirect_refusal(self, req: OAuth2Request, redirect_uri: str, refusal: AuthorizationRefused) -> Response:
-        """Send an authorization error (refused login, unmet LoA …) to the client's redirect URI."""
-        params = [("error", refusal.error), ("error_description", refusal.error_description)]
-        if req.payload.state:
-            params.append(("state", req.payload.state))
-        self.provider.record("authorization_error", {"client_id": req.payload.client_id, "error": refusal.error,
-                                                     "error_description": refusal.error_description})
-        return Response("", status=302, headers={"Location": add_params_to_uri(redirect_uri, params)})
-
-
-def build_server(app: Flask, provider: Provider) -> IdpAuthorizationServer:
-    """Create the authorization server for ``app`` with the grants, PKCE, OIDC and logout."""
-
-    def query_client(client_id: str) -> OidcClient | None:
-        registered = provider.client(client_id)
-        return OidcClient(registered) if registered else None
-
-    def save_token(token: dict[str, Any], req: OAuth2Request) -> None:
-        provider.save_access_token(token, req.client.get_client_id(), req.user)
-        provider.record("token", {"client_id": req.client.get_client_id(), "access_token": mask(token.get("access_token")),
-                                  "expires_in": token.get("expires_in"), "scope": token.get("scope")})
-
-    app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {"authorization_code": provider.settings.access_token_lifetime_seconds}
-    server = IdpAuthorizationServer(app, query_client=query_client, save_token=save_token)
-    server.provider = provider
-    grant = type("BoundIdpCodeGrant", (IdpCodeGrant,), {"provider": provider})
-    oidc = type("BoundIdpOpenIDCode", (IdpOpenIDCode,), {"provider": provider})
-    logout = type("BoundIdpEndSession", (IdpEndSession,), {"provider": provider})
-    server.register_grant(grant, [S256CodeChallenge(required=True), oidc(require_nonce=provider.settings.require_nonce)])
-    server.register_endpoint(logout)
-    return server
-

@@ -9,8 +9,8 @@
 * ``GET /openid4vp/complete/<id>`` — the browser returns (same-device: with the ``response_code``);
   the OIDC login ends with the code, or with ``access_denied`` at the client.
 
-The protocol core is :mod:`services.idp.openid4vp`; the login's completion is the login pages' own
-(:mod:`services.idp.http`).
+The protocol core is :mod:`services.idp.openid4vp`; the login in progress and its completion are the
+login core's (:mod:`services.idp.login`), answered as the login pages answer (:func:`services.idp.http.respond`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from typing import Any
 import segno
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session, url_for
 
-from services.idp.authn import Authentication, LoginOutcome
-from services.idp.errors import LoginRefused, LoginRequestUnknown
-from services.idp.failures import Failure
-from services.idp.http import _ANY_USER, _browser_id, _check_csrf, _complete, _finish_refused, _provider, _server
-from services.idp.oauth2 import stored_request
-from services.idp.openid4vp import Presentation, PresentationRefused, Verifier, identify, masked_claims
+from services.idp.authn import Authentication
+from services.idp.errors import LoginRefused
+from services.idp.http import browser_id, check_csrf, login_core, respond
+from services.idp.login import LoginState
+from services.idp.openid4vp import Presentation, Verifier
+from services.idp.pid_presentation import PresentationRefused, identify, masked_claims
 from services.idp.provider import Provider
-from shared.clock import lab_clock
 from shared.errors import InvalidRequest, NotFound
 from shared.eudi import REQUEST_OBJECT_TYPE, WALLET_MEANS_ID
 from shared.flow import step
@@ -46,37 +45,36 @@ def register_wallet_login(app: Flask, provider: Provider) -> None:
     app.extensions["signlab.idp.openid4vp"] = Verifier(
         settings.service_dir("openid4vp"), issuer=provider.issuer, browser_url=settings.browser_base_url,
         wallet_url=settings.wallet_url, trusted_list_url=settings.wallet_trusted_list_url,
-        wait_seconds=settings.wallet_response_seconds, timeout=settings.http_timeout_seconds)
+        wait_seconds=settings.wallet_response_seconds, timeout=settings.http_timeout_seconds,
+        clock=provider.clock)
     app.register_blueprint(bp)
 
 
+def _provider() -> Provider:
+    return current_app.extensions["signlab.idp"]
+
+
 def _verifier() -> Verifier:
-    return current_app.extensions["signlab.idp.openid4vp"]  # type: ignore[no-any-return]
+    return current_app.extensions["signlab.idp.openid4vp"]
 
 
-def _login(rid: str) -> dict[str, Any]:
+def _login(rid: str) -> LoginState:
     """The login in progress ``rid``, started in this browser."""
-    pending = _provider().store.get_pending(rid)
-    if pending is None:
-        raise LoginRequestUnknown(step=STEP_4)
-    if pending.data.get("bid") != _browser_id():
-        raise LoginRequestUnknown("this login was started in another browser; go back to the service and start again",
-                                  step=STEP_4)
-    return pending.data
+    return login_core().pending(rid, browser_id())
 
 
 def _presentation(presentation_id: str) -> Presentation:
     """A presentation of a login started in this browser (status and completion are bound to it)."""
     item = _verifier().get(presentation_id)
-    if item is None or item.browser != _browser_id():
+    if item is None or item.browser != browser_id():
         raise NotFound("this wallet login is unknown, finished, or was started in another browser", step=STEP_4)
     return item
 
 
-def _purpose(provider: Provider, data: dict[str, Any]) -> str:
-    client = provider.client(data["client_id"])
-    purpose = f"log in to {client.name if client else data['client_id']}"
-    message = data["params"].get("binding_message")
+def _purpose(provider: Provider, login: LoginState) -> str:
+    client = provider.client(login.client_id)
+    purpose = f"log in to {client.name if client else login.client_id}"
+    message = login.params.get("binding_message")
     return f"{purpose}: {message}" if message else purpose
 
 
@@ -91,24 +89,23 @@ def choose(rid: str) -> str:
 
 
 def _browser_csrf() -> str:
-    _browser_id()
+    browser_id()
     return str(session.get("csrf", ""))
 
 
 @bp.post("/login/<rid>")
 def start(rid: str) -> Response:
     """Create the presentation request and invoke the wallet (same device) or show the QR code."""
-    _check_csrf()
+    check_csrf()
     data = _login(rid)
     provider = _provider()
     mode = request.form.get("device", "")
     if request.form.get("action") == "cancel":
-        return _finish_refused(provider, rid, data, LoginRefused("the user cancelled the wallet login", step=STEP_4))
+        return respond(login_core().refuse(data, LoginRefused("the user cancelled the wallet login", step=STEP_4)))
     if mode not in ("same-device", "cross-device"):
         raise InvalidRequest("choose same-device or cross-device", step=STEP_4)
-    failures = [Failure.from_dict(f) for f in data.get("failures") or ()]
-    wait = next((f.amount() for f in failures if f.name == "wallet-wait"), None)
-    item = _verifier().start(rid, mode, browser=_browser_id(), purpose=_purpose(provider, data), wait=wait)
+    wait = next((f.amount() for f in data.failures if f.name == "wallet-wait"), None)
+    item = _verifier().start(rid, mode, browser=browser_id(), purpose=_purpose(provider, data), wait=wait)
     provider.record("wallet_request", {"presentation": item.id, "mode": mode, "client_id": _verifier().client_id,
                                        "deadline": item.deadline})
     if mode == "same-device":
@@ -132,11 +129,12 @@ def response_endpoint(presentation_id: str) -> Response:
     """The response endpoint (``direct_post.jwt``): verify, remember, answer 200 JSON (OpenID4VP §8.2)."""
     verifier, provider = _verifier(), _provider()
     item = verifier.get(presentation_id)
-    login = provider.store.get_pending(item.rid) if item is not None else None
-    min_rank = login.data.get("min_rank") if login is not None else None
+    login = login_core().find(item.rid) if item is not None else None
+    min_rank = login.min_rank if login is not None else None
     means = provider.catalogue.get_means(WALLET_MEANS_ID)
-    assert means is not None  # the catalogue ships the means (checked by the catalogue's tests)
-    now = lab_clock().time()
+    if means is None:  # the catalogue ships the means (checked by the catalogue's tests)
+        raise NotFound(f"the catalogue has no eID means {WALLET_MEANS_ID}", step=STEP_4)
+    now = provider.clock.time()
 
     def as_login(verified: Any) -> Authentication:
         return identify(verified, provider.catalogue, means, min_rank=min_rank, now=now)
@@ -185,14 +183,14 @@ def wait(presentation_id: str) -> str:
     return render_template("idp_wallet_wait.html", item=item, link=link, qr_svg=qr.svg_inline(scale=4, border=2),
                            lab_link=verifier.same_device_url(item), status_url=url_for("openid4vp.status",
                            presentation_id=item.id), complete_url=url_for("openid4vp.complete", presentation_id=item.id),
-                           seconds=max(0, int(item.deadline - lab_clock().time())))
+                           seconds=max(0, int(item.deadline - _provider().clock.time())))
 
 
 @bp.get("/status/<presentation_id>")
 def status(presentation_id: str) -> Response:
     """Has the wallet answered? (polled by the QR page; only in the browser that started the login)."""
     item = _presentation(presentation_id)
-    now = lab_clock().time()
+    now = _provider().clock.time()
     state = "expired" if item.expired(now) else item.status
     return jsonify({"status": state, "done": item.answered or item.expired(now),
                     "seconds_left": max(0, int(item.deadline - now)),
@@ -203,12 +201,9 @@ def status(presentation_id: str) -> Response:
 def complete(presentation_id: str) -> Any:
     """The browser is back: finish the OIDC login with the wallet's outcome."""
     item = _presentation(presentation_id)
-    provider, verifier = _provider(), _verifier()
-    pending = provider.store.get_pending(item.rid)
-    if pending is None:
-        raise LoginRequestUnknown(step=STEP_4)
-    data = pending.data
-    now = lab_clock().time()
+    core, verifier = login_core(), _verifier()
+    login = core.pending(item.rid, item.browser)
+    now = _provider().clock.time()
     if item.mode == "same-device" and item.answered:
         sent = request.args.get("response_code", "")
         if not item.response_code or not hmac.compare_digest(sent.encode(), item.response_code.encode()):
@@ -219,21 +214,10 @@ def complete(presentation_id: str) -> Any:
     elif item.status in ("refused", "declined"):
         refusal = LoginRefused(item.error_description or "the wallet login failed", step=STEP_4)
     elif item.status == "verified" and item.auth is not None:
-        verifier.finish(item)
-        return _finish_wallet_login(provider, item.rid, data, Authentication.from_dict(item.auth))
+        verifier.finish(item)  # no SSO session: every signing asks the wallet again
+        return respond(core.complete(login, Authentication.from_dict(item.auth)))
     else:  # the wallet has not answered yet (a reload of the return URL): keep waiting
         return redirect(url_for("openid4vp.wait", presentation_id=item.id))
     verifier.finish(item)
-    return _finish_refused(provider, item.rid, data, refusal)
+    return respond(core.refuse(login, refusal))
 
-
-def _finish_wallet_login(provider: Provider, rid: str, data: dict[str, Any], auth: Authentication) -> Response:
-    """Complete the OIDC login of ``rid`` with the wallet's authentication (no SSO session: every
-    signing asks the wallet again)."""
-    if provider.store.take_pending(rid) is None:  # finished in another tab meanwhile
-        raise LoginRequestUnknown(step=STEP_4)
-    server = _server()
-    oreq = stored_request(provider.issuer, data["params"])
-    grant = server.get_consent_grant(request=oreq, end_user=_ANY_USER)
-    failures = tuple(Failure.from_dict(f) for f in data.get("failures") or ())
-    return _complete(server, oreq, grant, LoginOutcome(auth, failures, data.get("min_rank")))

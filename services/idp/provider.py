@@ -24,12 +24,12 @@ from services.idp.keys import KeyRing
 from services.idp.settings import IdpSettings
 from services.idp.store import IdpStore
 from services.idp.tokens import IdTokenMinter, IssuedIdToken, identity_claims
-from shared.clock import lab_clock
+from shared.clock import LabClock, lab_clock
 from shared.errors import InvalidToken
-from shared.guard import SecretGuard, bearer_token
-from shared.personal_data import mask_personal_data
 from shared.flow import step
+from shared.guard import SecretGuard, bearer_token
 from shared.identity import LOA_HIGH, LOA_LOW, LOA_SUBSTANTIAL
+from shared.personal_data import mask_personal_data
 
 __all__ = ["Provider", "RegisteredClient", "load_or_create_session_secret", "mask"]
 
@@ -89,14 +89,17 @@ class RegisteredClient:
 class Provider:
     """Everything the IdP knows and does, independent of HTTP."""
 
-    def __init__(self, settings: IdpSettings, catalogue: Catalogue | None = None) -> None:
+    def __init__(self, settings: IdpSettings, catalogue: Catalogue | None = None, clock: LabClock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or lab_clock()
+        """Where every part of the IdP takes the time (the lab clock; tests give one with a fake time)."""
         self.issuer = settings.base_url
         self.catalogue = catalogue or load_catalogue()
         self.keys = KeyRing(settings.service_dir("keys"), retain=settings.key_retention)
         self.keys.ensure()
-        self.store = IdpStore(settings.service_dir() / "idp.sqlite3", event_limit=settings.debugger_events)
-        self.minter = IdTokenMinter(self.keys, self.issuer, lifetime=settings.id_token_lifetime_seconds)
+        self.store = IdpStore(settings.service_dir() / "idp.sqlite3", event_limit=settings.debugger_events,
+                             clock=self.clock)
+        self.minter = IdTokenMinter(self.keys, self.issuer, lifetime=settings.id_token_lifetime_seconds, clock=self.clock)
         self.admin_guard = SecretGuard(settings.admin_token, "the IdP admin API")
         clients = [RegisteredClient(settings.signer_client_id, settings.signer_client_secret,
                                     tuple(settings.signer_redirect_uris), settings.signer_client_name,
@@ -150,7 +153,7 @@ class Provider:
 
     def save_access_token(self, token: dict[str, Any], client_id: str, outcome: LoginOutcome) -> None:
         """Remember an access token for the userinfo endpoint."""
-        expires = lab_clock().time() + int(token.get("expires_in") or self.settings.access_token_lifetime_seconds)
+        expires = self.clock.time() + int(token.get("expires_in") or self.settings.access_token_lifetime_seconds)
         self.store.put_token(token["access_token"], client_id, expires,
                              {"outcome": outcome.as_dict(), "scope": token.get("scope", "")})
 

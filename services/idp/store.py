@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.clock import lab_clock
+from shared.clock import LabClock, lab_clock
 
 __all__ = ["ArmedFailure", "IdpStore", "StoredCode", "StoredPending", "StoredToken", "at_rest"]
 
@@ -103,8 +103,9 @@ _PRUNE_EVERY = 50
 class IdpStore:
     """SQLite-backed state of one IdP instance."""
 
-    def __init__(self, path: Path, *, event_limit: int = 200) -> None:
+    def __init__(self, path: Path, *, event_limit: int = 200, clock: LabClock | None = None) -> None:
         self.path = path
+        self.clock = clock or lab_clock()
         self.event_limit = event_limit
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -129,14 +130,14 @@ class IdpStore:
     def put_pending(self, rid: str, expires: float, data: dict[str, Any]) -> None:
         """Store or replace a login in progress."""
         with self._lock:
-            self._purge(lab_clock().time())
+            self._purge(self.clock.time())
             self._db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)", (rid, expires, json.dumps(data)))
 
     def get_pending(self, rid: str) -> StoredPending | None:
         """The login in progress ``rid``, unless expired or finished."""
         with self._lock:
             row = self._db.execute("SELECT rid, expires, data FROM pending WHERE rid = ?", (rid,)).fetchone()
-        if row is None or row[1] < lab_clock().time():
+        if row is None or row[1] < self.clock.time():
             return None
         return StoredPending(row[0], row[1], json.loads(row[2]))
 
@@ -144,7 +145,7 @@ class IdpStore:
         """Remove and return the login in progress (it finishes exactly once)."""
         with self._lock:
             row = self._db.execute("DELETE FROM pending WHERE rid = ? RETURNING rid, expires, data", (rid,)).fetchone()
-        if row is None or row[1] < lab_clock().time():
+        if row is None or row[1] < self.clock.time():
             return None
         return StoredPending(row[0], row[1], json.loads(row[2]))
 
@@ -152,7 +153,7 @@ class IdpStore:
     def record_failed_code(self, person: str, now: float | None = None) -> None:
         """Remember one wrong one-time code entered for ``person`` (in any login, any browser)."""
         with self._lock:
-            self._db.execute("INSERT INTO failed_codes VALUES (?, ?)", (person, now or lab_clock().time()))
+            self._db.execute("INSERT INTO failed_codes VALUES (?, ?)", (person, now or self.clock.time()))
 
     def failed_codes_since(self, person: str, since: float) -> int:
         """How many wrong one-time codes were entered for ``person`` since ``since``."""
@@ -166,7 +167,7 @@ class IdpStore:
     def put_code(self, code: str, client_id: str, expires: float, data: dict[str, Any]) -> None:
         """Store a new authorization code."""
         with self._lock:
-            self._purge(lab_clock().time())
+            self._purge(self.clock.time())
             self._db.execute("INSERT INTO codes VALUES (?, ?, ?, ?)",
                              (at_rest(code), client_id, expires, json.dumps(data)))
 
@@ -183,14 +184,14 @@ class IdpStore:
         """True when an unredeemed code of ``client_id`` already carries ``nonce``."""
         with self._lock:
             rows = self._db.execute("SELECT data FROM codes WHERE client_id = ? AND expires >= ?",
-                                    (client_id, lab_clock().time())).fetchall()
+                                    (client_id, self.clock.time())).fetchall()
         return any(json.loads(r[0]).get("nonce") == nonce for r in rows)
 
     # -- tokens -----------------------------------------------------------------------------
     def put_token(self, token: str, client_id: str, expires: float, data: dict[str, Any]) -> None:
         """Store an access token."""
         with self._lock:
-            self._purge(lab_clock().time())
+            self._purge(self.clock.time())
             self._db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?)",
                              (at_rest(token), client_id, expires, json.dumps(data)))
 
@@ -199,14 +200,14 @@ class IdpStore:
         with self._lock:
             row = self._db.execute("SELECT token, client_id, expires, data FROM tokens WHERE token = ?",
                                    (at_rest(token),)).fetchone()
-        if row is None or row[2] < lab_clock().time():
+        if row is None or row[2] < self.clock.time():
             return None
         return StoredToken(row[0], row[1], row[2], json.loads(row[3]))
 
     # -- armed failures ---------------------------------------------------------------------
     def arm(self, name: str, value: float | None, client_id: str | None, remaining: int | None) -> ArmedFailure:
         """Arm a failure for the next ``remaining`` authorization requests (None: until removed)."""
-        now = lab_clock().time()
+        now = self.clock.time()
         with self._lock:
             cursor = self._db.execute("INSERT INTO armed (name, value, client_id, remaining, created) VALUES (?, ?, ?, ?, ?)",
                                       (name, value, client_id, remaining, now))
@@ -251,7 +252,7 @@ class IdpStore:
         """Append a debugger event (callers mask secrets first); old events are dropped."""
         text = json.dumps(data, ensure_ascii=False, default=str)
         with self._lock:
-            self._db.execute("INSERT INTO events (time, kind, data) VALUES (?, ?, ?)", (lab_clock().time(), kind, text))
+            self._db.execute("INSERT INTO events (time, kind, data) VALUES (?, ?, ?)", (self.clock.time(), kind, text))
             # Old events are dropped every _PRUNE_EVERY inserts, not after each one (six events
             # per login); the table holds at most event_limit + _PRUNE_EVERY rows.
             self._events_since_prune += 1

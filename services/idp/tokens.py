@@ -25,7 +25,7 @@ from services.idp.authn import Authentication
 from services.idp.catalogue import EidMeans, Person
 from services.idp.failures import Failure
 from services.idp.keys import KeyRing
-from shared.clock import lab_clock
+from shared.clock import LabClock, lab_clock
 from shared.identity import LOA_NAMES
 
 __all__ = ["IssuedIdToken", "IdTokenMinter", "identity_claims"]
@@ -94,10 +94,12 @@ class IdTokenMinter:
     """Signs ID tokens with the active key of the ring.
 
     :param lifetime: seconds from ``iat`` to ``exp``.
+    :param clock: where ``iat`` comes from (the lab clock by default).
     """
 
-    def __init__(self, keys: KeyRing, issuer: str, *, lifetime: int = 300) -> None:
+    def __init__(self, keys: KeyRing, issuer: str, *, lifetime: int = 300, clock: LabClock | None = None) -> None:
         self.keys = keys
+        self.clock = clock or lab_clock()
         self.issuer = issuer
         self.lifetime = lifetime
 
@@ -115,7 +117,7 @@ class IdTokenMinter:
         now: float | None = None,
     ) -> IssuedIdToken:
         """Build and sign the ID token of ``auth`` for ``client_id``, applying ``id_token`` failures."""
-        current = int(lab_clock().time() if now is None else now)
+        current = int(self.clock.time() if now is None else now)
         names = {f.name: f for f in failures}
         skew = int(names["clock-skew"].amount()) if "clock-skew" in names else 0
         iat = current + skew

@@ -29,18 +29,30 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
-from shared.clock import lab_clock
 from shared.clients.wallet import PidProviderClient
+from shared.clock import LabClock, lab_clock
 from shared.errors import SignLabError
 from shared.eudi import TRUSTED_LIST_TYPE, X5C_JWS
 from shared.lab_pki import VerificationError, verify_chain
 from shared.status_list import TOKEN_TYPE, Status, StatusListError, status_at
 
 __all__ = ["LIST_CACHE_SECONDS", "TrustProblem", "TrustedPidProviders", "certificates_of"]
+
+
+def _ec_key(certificate: x509.Certificate) -> ECKey:
+    """The certificate's public key for joserfc (the lab signs ES256 only).
+
+    :raises ValueError: not an elliptic-curve key.
+    """
+    key = certificate.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError(f"{certificate.subject.rfc4514_string()} has no elliptic-curve key")
+    return ECKey.import_key(key)
 
 LIST_CACHE_SECONDS = 60.0
 
@@ -82,8 +94,9 @@ class TrustedPidProviders:
     :param pin_dir: where the list operator's certificate is pinned.
     """
 
-    def __init__(self, list_url: str, pin_dir: Path, client: PidProviderClient) -> None:
+    def __init__(self, list_url: str, pin_dir: Path, client: PidProviderClient, *, clock: LabClock | None = None) -> None:
         self.list_url = list_url
+        self.clock = clock or lab_clock()
         self.pin_path = pin_dir / "list-operator.pem"
         self.client = client
         self._lock = threading.Lock()
@@ -104,7 +117,7 @@ class TrustedPidProviders:
         operator = certificates_of(header)[0]
         pinned = self._pin(operator)
         try:
-            verified = jws.deserialize_compact(token, ECKey.import_key(pinned.public_key()), algorithms=["ES256"],
+            verified = jws.deserialize_compact(token, _ec_key(pinned), algorithms=["ES256"],
                                                registry=X5C_JWS)
             body = json.loads(verified.payload)
             anchors, names = [], []
@@ -115,7 +128,7 @@ class TrustedPidProviders:
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise TrustProblem("trusted list", f"the list of trusted PID providers does not verify with the "
                                                f"pinned operator certificate ({exc.__class__.__name__})") from None
-        return _List(tuple(anchors), tuple(names), lab_clock().time())
+        return _List(tuple(anchors), tuple(names), self.clock.time())
 
     def _pin(self, operator: x509.Certificate) -> x509.Certificate:
         """The pinned list operator (the one presented now, on first use)."""
@@ -133,7 +146,7 @@ class TrustedPidProviders:
     def anchors(self) -> tuple[tuple[x509.Certificate, ...], tuple[str, ...]]:
         """The trusted anchors and provider names (the list, cached for :data:`LIST_CACHE_SECONDS`)."""
         with self._lock:
-            if self._list is None or lab_clock().time() - self._list.read_at > LIST_CACHE_SECONDS:
+            if self._list is None or self.clock.time() - self._list.read_at > LIST_CACHE_SECONDS:
                 self._list = self._read_list()
             return self._list.anchors, self._list.names
 
@@ -173,7 +186,7 @@ class TrustedPidProviders:
             raise TrustProblem("status", "the status list is signed by another party than the PID's issuer")
         self.check_chain(chain, at)
         try:
-            claims = jwt.decode(token, ECKey.import_key(chain[0].public_key()), algorithms=["ES256"],
+            claims = jwt.decode(token, _ec_key(chain[0]), algorithms=["ES256"],
                                 registry=X5C_JWS).claims
         except (JoseError, ValueError) as exc:
             raise TrustProblem("status", f"the status list's signature does not verify ({exc.__class__.__name__})") from None
@@ -187,5 +200,6 @@ class TrustedPidProviders:
         except StatusListError as exc:
             raise TrustProblem("status", f"the PID's status cannot be read: {exc}") from None
         if value != Status.VALID:
-            word = {Status.INVALID: "revoked (INVALID)", Status.SUSPENDED: "suspended"}.get(value, f"status {value}")
+            words: dict[int, str] = {Status.INVALID: "revoked (INVALID)", Status.SUSPENDED: "suspended"}
+            word = words.get(value, f"status {value}")
             raise TrustProblem("status", f"the PID provider's status list says the PID is {word}")

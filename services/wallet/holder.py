@@ -33,7 +33,6 @@ secure element.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import json
 import re
@@ -45,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwe, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
@@ -54,8 +54,8 @@ from sd_jwt.verifier import SDJWTVerifier
 
 from services.wallet.pid_provider import PidProvider, Register, RegisterEntry, Variant
 from services.wallet.store import HeldCredential, WalletStore
-from shared.clock import lab_clock
 from shared.clients.verifier import VerifierClient
+from shared.clock import lab_clock
 from shared.errors import SignLabError
 from shared.eudi import (
     CLIENT_ID_PREFIX,
@@ -338,8 +338,11 @@ class Wallet:
         now = lab_clock().now()
         if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
             raise WalletRequestError("the verifier's certificate is not valid now", step=STEP_4)
+        public_key = leaf.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise WalletRequestError("the verifier's certificate has no EC key (ES256 needs P-256)", step=STEP_4)
         try:
-            verified = jws.deserialize_compact(token, ECKey.import_key(leaf.public_key()), algorithms=["ES256"],
+            verified = jws.deserialize_compact(token, ECKey.import_key(public_key), algorithms=["ES256"],
                                                registry=X5C_JWS)
             claims = json.loads(verified.payload)
         except (JoseError, ValueError) as exc:
@@ -449,8 +452,9 @@ class Wallet:
         if request.state:
             body["state"] = request.state
         if request.encrypted:
-            assert request.encryption_key is not None
             key = request.encryption_key
+            if key is None:  # parse_request sets one for every direct_post.jwt request
+                raise WalletRequestError("direct_post.jwt needs the verifier's encryption key", step=STEP_4)
             header = {"alg": key["alg"], "enc": request.encryption_enc, "kid": key["kid"]}
             form = {"response": jwe.encrypt_compact(header, json.dumps(body).encode(), ECKey.import_key(key))}
         else:

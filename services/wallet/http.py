@@ -38,7 +38,7 @@ _REQUEST_LIFETIME = 600.0
 
 
 def _core() -> WalletService:
-    return current_app.extensions["signlab.wallet"]  # type: ignore[no-any-return]
+    return current_app.extensions["signlab.wallet"]
 
 
 def _csrf() -> str:

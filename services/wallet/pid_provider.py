@@ -222,7 +222,7 @@ class PidProvider:
         """The Status List Token (JWT, ``typ`` ``statuslist+jwt``, draft §5.1), signed by the provider
         key with its ``x5c`` (the same key as the PIDs: draft §11.3, same issuer)."""
         current = int(lab_clock().time() if now is None else now)
-        statuses = [Status.VALID] * STATUS_LIST_SIZE
+        statuses: list[int] = [Status.VALID] * STATUS_LIST_SIZE
         for index, status in self.store.statuses():
             statuses[index] = status
         header = {"alg": "ES256", "typ": TOKEN_TYPE, "x5c": self.trust.provider.x5c}

@@ -112,8 +112,8 @@ class IdpClient(ServiceClient):
         """:func:`shared.identity.verify_id_token` against this IdP's issuer and JWKS, refetching
         the JWKS once if the token's ``kid`` is unknown."""
         issuer = self.discovery().issuer
-        kwargs: dict[str, Any] = dict(issuer=issuer, audience=audience, nonce=nonce, leeway=leeway, now=now,
-                                      max_age=max_age, max_token_age=max_token_age, min_loa=min_loa)
+        kwargs: dict[str, Any] = {"issuer": issuer, "audience": audience, "nonce": nonce, "leeway": leeway, "now": now,
+                                  "max_age": max_age, "max_token_age": max_token_age, "min_loa": min_loa}
         try:
             return verify_id_token(id_token, self.jwks(), **kwargs)
         except IdentityEvidenceError as exc:

@@ -62,7 +62,7 @@ class CredentialToken:
     access_token: str
     expires_in: int
     authorization_details: list[dict[str, Any]] | None
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth 2.0 token type, not a secret
     scope: str | None = None
     credential_id: str | None = None
     """Set for ``scope=service`` (the certificate-first one-time credential) and credential scope."""

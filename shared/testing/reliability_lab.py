@@ -29,8 +29,8 @@ from services.registry import LINKED_SECRETS, REGISTRY
 from shared.audit import AuditEntry, AuditLog
 from shared.settings import secret_fields
 from shared.testing import free_port
-from signlab.load import Ecosystem
 from signlab.runtime import LocalRuntime
+from signlab.scenarios.environment import Ecosystem, ecosystem_from_runtime
 
 
 def seeded_secrets() -> dict[str, str]:
@@ -72,7 +72,7 @@ class Lab:
         """SIGKILL the whole process group of a service (master and worker): a hard crash."""
         pid = self.pid(name)
         os.killpg(pid, signal.SIGKILL)
-        child = self.runtime._children.get(name)  # noqa: SLF001 - reap our own child
+        child = self.runtime._children.get(name)
         if child is not None:
             child.wait(timeout=10)
         deadline = time.monotonic() + 10
@@ -233,7 +233,7 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(answer.content)
 
-            do_GET = do_POST = _forward  # noqa: N815
+            do_GET = do_POST = _forward  # noqa: N815 - the names http.server dispatches to
 
         self.port = free_port()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
@@ -280,7 +280,7 @@ def start_lab(data_dir: Path, extra_env: dict[str, str] | None = None,
         environ[variable] = made[name].url + path
     runtime = LocalRuntime(data_dir, ports, environ=environ)
     runtime.up(timeout=90, progress=lambda _line: None)
-    return Lab(runtime, seeded, Ecosystem.from_runtime(runtime), made)
+    return Lab(runtime, seeded, ecosystem_from_runtime(runtime), made)
 
 
 def json_or_text(response: requests.Response) -> Any:

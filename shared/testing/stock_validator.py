@@ -49,7 +49,7 @@ def pdfsig(pdf: Path, trusted_root_der: bytes, workdir: Path) -> PdfsigVerdict:
                     ["certutil", "-A", "-d", f"sql:{database}", "-n", "signlab-root", "-t", "CT,C,C",
                      "-i", str(workdir / "root.der")]):
         subprocess.run(command, check=True, capture_output=True, timeout=60)
-    result = subprocess.run(["pdfsig", "-nssdir", f"sql:{database}", str(pdf)], capture_output=True, text=True,
+    result = subprocess.run(["pdfsig", "-nssdir", f"sql:{database}", str(pdf)], capture_output=True, check=False, text=True,
                             timeout=120)
     output = result.stdout + result.stderr
 

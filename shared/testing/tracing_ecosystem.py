@@ -91,8 +91,9 @@ class Ecosystem:
 
 
 def _settings(name: str, port: int, data: Path, used: Secrets) -> MiniSettings:
-    return MiniSettings(host="127.0.0.1", port=port, data_dir=data / name,
-                        client_secret=SecretStr(used.new(f"{name}-client-secret")), pin=SecretStr(used.new(f"{name}-pin")))
+    return MiniSettings.model_validate({
+        "host": "127.0.0.1", "port": port, "data_dir": data / name,
+        "client_secret": SecretStr(used.new(f"{name}-client-secret")), "pin": SecretStr(used.new(f"{name}-pin"))})
 
 
 def start(tmp_path: Path) -> Ecosystem:
@@ -269,7 +270,7 @@ def _signer(settings: MiniSettings, urls: dict[str, str], used: Secrets, idp: Mi
     @bp.get("/oauth2/authorize")
     def authorize() -> Any:
         pushed = requests_by_uri.pop(request.args["request_uri"])
-        tx = {"id": "tx-" + secrets.token_hex(12), "pushed": pushed, "state": used.new("idp-state"),
+        tx: dict[str, Any] = {"id": "tx-" + secrets.token_hex(12), "pushed": pushed, "state": used.new("idp-state"),
               "nonce": used.new("nonce"), "verifier": used.new("idp-verifier", 48)}
         by_state[tx["state"]] = tx
         challenge = base64.urlsafe_b64encode(hashlib.sha256(tx["verifier"].encode()).digest()).rstrip(b"=").decode()

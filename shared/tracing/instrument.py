@@ -244,8 +244,9 @@ def _install_hooks(app: Flask, state: AppTracing) -> None:
         g.signlab_trace_exception = exc
         return original_unhandled(exc)
 
-    app.handle_user_exception = handle_user_exception  # type: ignore[method-assign]
-    app.handle_exception = handle_exception  # type: ignore[method-assign]
+    # Wrapped on this app object only (Flask offers no hook that sees the exception and the span).
+    app.handle_user_exception = handle_user_exception  # type: ignore[method-assign,assignment]
+    app.handle_exception = handle_exception  # type: ignore[method-assign,assignment]
 
 
 def _label_request(state: AppTracing) -> None:
@@ -373,13 +374,19 @@ def _record_response(state: AppTracing, response: Response) -> None:
         response_summary.update(_annotated(span, "signlab.response_summary"))
         attributes["signlab.summary"] = to_json(request_summary, state.scrub)
         attributes["signlab.response_summary"] = to_json(response_summary, state.scrub)
-    extra_keys = list(span.attributes.get("signlab.correlation") or ()) if isinstance(span, Span) and span.attributes else []
+    extra_keys = _sequence_attribute(span, "signlab.correlation")
     if keys or extra_keys:
         attributes["signlab.correlation"] = sorted(set(keys) | set(extra_keys))
-    extra_ids = list(span.attributes.get("signlab.transaction_ids") or ()) if isinstance(span, Span) and span.attributes else []
+    extra_ids = _sequence_attribute(span, "signlab.transaction_ids")
     if ids or extra_ids:
         attributes["signlab.transaction_ids"] = sorted(set(ids) | set(extra_ids))
     span.set_attributes(attributes)
+
+
+def _sequence_attribute(span: Any, key: str) -> list[Any]:
+    """A sequence attribute already on ``span`` (OpenTelemetry keeps them as tuples), else ``[]``."""
+    value = span.attributes.get(key) if isinstance(span, Span) and span.attributes else None
+    return list(value) if isinstance(value, list | tuple) else []
 
 
 def _annotated(span: Any, attribute: str) -> dict[str, Any]:

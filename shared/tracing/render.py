@@ -25,7 +25,7 @@ from shared.tracing.model import LANE_TITLES, Arrow, Transaction
 
 __all__ = ["FOLD_MIN", "FOLD_STEP", "lane_layout", "mermaid_text", "render_json", "render_mermaid", "render_svg"]
 
-_WIDTHS = {Role.SIGNER: 170, Role.SCASP: 200, Role.SSASP: 210, Role.HSM: 120, Role.IPSP: 200, Role.TSP: 180,
+_WIDTHS: dict[str, int] = {Role.SIGNER: 170, Role.SCASP: 200, Role.SSASP: 210, Role.HSM: 120, Role.IPSP: 200, Role.TSP: 180,
            Role.WALLET: 190, Role.PIDP: 150}
 _LEFT = 80
 _TOP = 78
@@ -245,7 +245,7 @@ def _svg_timings(transaction: Transaction, timings: list[dict[str, Any]], y: flo
 
 # ---------------------------------------------------------------------------- Mermaid
 
-_MERMAID_NAMES = {
+_MERMAID_NAMES: dict[str, str] = {
     Role.SIGNER: "Signer (browser)", Role.SCASP: "SCASP (portal)", Role.SSASP: "SSASP (signing service)",
     Role.HSM: "HSM (of the SSASP)", Role.IPSP: "IPSP (eID provider)", Role.TSP: "TSP (CA and TSA)",
     Role.WALLET: "Wallet (the signer's EUDI Wallet)", Role.PIDP: "PIDP (PID provider)",

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +234,7 @@ class TraceGroup:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TraceGroup) and (self.trace_ids, self.spans) == (other.trace_ids, other.spans)
 
-    __hash__ = None  # type: ignore[assignment] - mutable, compared by value
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __repr__(self) -> str:
         return f"TraceGroup({self.trace_ids!r}, {len(self._stored) or len(self.spans)} spans)"

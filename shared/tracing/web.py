@@ -4,9 +4,9 @@
 
 | route | what |
 |---|---|
-| ``GET /trainer/`` | the four services with role and health, recent signings (person, qualifier, format, level, outcome), the live diagram of the latest, following new signings as they arrive |
+| ``GET /trainer/`` | the services (role, health), recent signings, the live diagram of the latest (follows new ones) |
 | ``GET /trainer/transactions/<id>`` | one transaction: live diagram, click an arrow for its decoded payload, step timings, exports |
-| ``GET /trainer/api/transactions`` | recent signings (JSON; ``?kind=activity`` the traced activity that is no signing, ``?kind=all`` both; ``?limit=N``, at most 100) |
+| ``GET /trainer/api/transactions`` | recent signings (JSON; ``?kind=activity``: other activity, ``?kind=all``; ``?limit=N`` ≤ 100) |
 | ``GET /trainer/api/transactions/<id>`` | the transaction (JSON, as ``signlab trace --format json``) |
 | ``GET /trainer/api/transactions/<id>.svg`` / ``.mmd`` | SVG / Mermaid export |
 | ``GET /trainer/api/status`` | the services' ``/healthz`` (JSON) |
@@ -69,7 +69,7 @@ def _store() -> TraceStore:
             raise NotFound("tracing is off in this service (SIGNLAB_TRACE_ENABLED=false)")
         # A service runs for days: its view keeps the newest spans only (bounded memory).
         cached = current_app.extensions["signlab.trace_store"] = TraceStore(directory, max_spans=SERVICE_VIEW_SPANS)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _transaction(key: str) -> Transaction:

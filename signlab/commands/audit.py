@@ -7,7 +7,7 @@ removed or reordered line breaks the chain from that line on; this command names
 An interrupted write repaired at start-up is not tampering: its ``audit.recovered`` entry is listed.
 
 It also cross-checks the CA's certificate database against its issuance log
-(:func:`services.ca.issuance_log.cross_check`): every certificate must be in both, every
+(:func:`services.ca.cross_check_installation`): every certificate must be in both, every
 revocation too.
 
 With ``--engine docker`` the logs and the database live in the deployment's volumes; the same
@@ -23,11 +23,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from services.ca.issuance_log import IssuanceGate, cross_check
-from services.ca.settings import CaSettings
-from services.ca.store import CertificateStore
-from services.registry import entry
-from services.signer.settings import SignerSettings
+from services.ca import cross_check_installation
+from services.registry import CaSettings, SignerSettings, entry
 from shared.audit import AuditLog
 from signlab.commands import CommandError
 from signlab.commands.runtime import add_docker_options, docker_engine, runtime_from
@@ -64,16 +61,14 @@ def logs_of(signer: SignerSettings, ca: CaSettings) -> dict[str, Path]:
 def _cross_check(settings: CaSettings) -> dict[str, Any]:
     """The CA database against its issuance log, while no issuance is halfway between them."""
     item: dict[str, Any] = {"log": CROSS_CHECK_LABEL, "path": str(settings.database_path)}
-    with IssuanceGate(settings.issuance_log_path).quiet(QUIET_SECONDS) as quiet:
-        if not quiet:
-            return {**item, "ok": False, "summary": f"not checked: an issuance stayed halfway between log and "
-                                                    f"database for {QUIET_SECONDS:g} s (is the CA paused?)"}
-        try:
-            states = CertificateStore.read_states(settings.database_path)
-        except sqlite3.Error as exc:
-            raise CommandError(f"the CA database {settings.database_path} cannot be read ({exc}): has 'signlab up' "
-                               "run with this installation?") from None
-        check = cross_check(states, AuditLog(settings.issuance_log_path).entries())
+    try:
+        check = cross_check_installation(settings, QUIET_SECONDS)
+    except sqlite3.Error as exc:
+        raise CommandError(f"the CA database {settings.database_path} cannot be read ({exc}): has 'signlab up' "
+                           "run with this installation?") from None
+    if check is None:
+        return {**item, "ok": False, "summary": f"not checked: an issuance stayed halfway between log and "
+                                                f"database for {QUIET_SECONDS:g} s (is the CA paused?)"}
     return {**item, "ok": check.ok, "certificates": check.certificates, "summary": check.summary(),
             "mismatches": [vars(m) for m in check.mismatches]}
 

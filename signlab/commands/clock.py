@@ -50,7 +50,7 @@ def _clock(args: argparse.Namespace) -> int:
     try:
         if action == "set":
             value = args.value.strip()
-            if value[:1] in "+-" or value == "0" or value[-1:] in "smhdw" and value[:1].isdigit():
+            if value[:1] in "+-" or value == "0" or (value[-1:] in "smhdw" and value[:1].isdigit()):
                 clock.set_offset(parse_offset(value), note=f"signlab clock set {value}")
             else:
                 clock.set_time(parse_moment(value, clock.now()), note=f"signlab clock set {value}")
@@ -64,6 +64,6 @@ def _clock(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(json.dumps(state, indent=2))
     else:
-        print(f"lab clock: {state['now']} ({'machine time ' + format_offset(state['offset_seconds']) if state['moved'] else 'the machine time'})"
-              f"  [{state['file']}]")
+        moved = "machine time " + format_offset(state["offset_seconds"]) if state["moved"] else "the machine time"
+        print(f"lab clock: {state['now']} ({moved})  [{state['file']}]")
     return 0

@@ -189,12 +189,12 @@ def _compact(summary: Any, limit: int = 24) -> str:
 
 
 def _tour(args: argparse.Namespace) -> int:
+    from shared.flow import SERVICES
+    from shared.tracing import TraceStore
     from signlab.commands.runtime import runtime_from
     from signlab.commands.trace import store_dir
     from signlab.scenarios.environment import ecosystem_from_runtime
     from signlab.scenarios.loader import catalogue_dir, load_scenario
-    from shared.flow import SERVICES
-    from shared.tracing import TraceStore
 
     runtime = runtime_from(args)
     if len(runtime.running()) < 4:

@@ -87,12 +87,12 @@ def _trace(args: argparse.Namespace) -> int:
                   + (f"  {describe_facts(row['facts'])}" if row["facts"] else "")
                   + (f"  ({row['failure']})" if row["failure"] else ""))
         return 0
-    group = store.find(args.transaction)
-    if group is None:
+    found = store.find(args.transaction)
+    if found is None:
         missing = "" if directory.exists() else f" (it does not exist: run '{hint(args, 'up')}' and sign something first)"
         raise CommandError(f"no transaction {args.transaction!r} in the trace store {directory}{missing}; "
                            f"'{hint(args, 'trace --list')}' shows the recent ones")
-    transaction = build_transaction(group)
+    transaction = build_transaction(found)
     renderers = {"text": text_report, "svg": render_svg, "mermaid": render_mermaid, "json": render_json}
     output = renderers[args.format](transaction)
     if args.output:

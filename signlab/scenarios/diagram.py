@@ -30,7 +30,7 @@ from signlab.scenarios.results import ScenarioResult
 
 __all__ = ["RemoteTransaction", "own_diagram", "sequence_diagram", "trace_of"]
 
-TRAINER_TOKEN = "SIGNLAB_PORTAL_TRAINER_TOKEN"
+TRAINER_TOKEN = "SIGNLAB_PORTAL_TRAINER_TOKEN"  # noqa: S105 - the variable's name, not its value
 """The portal's secret that guards its trainer views (sent as a bearer token when the installation has it)."""
 
 LANES = [("Signer", "Signer (browser)"), ("SCASP", "SCASP portal"), ("SSASP", "SSASP signer"),
@@ -151,7 +151,7 @@ def sequence_diagram(eco: Ecosystem, result: ScenarioResult, transaction: Any = 
                          f"step {refusal.step} ({refusal.error}: {refusal.description}); the trace stops at step "
                          f"{transaction.current_step}")
             return render_svg(transaction, title=title), f"from the distributed trace {transaction.id} (shared.tracing)"
-        except Exception as exc:  # noqa: BLE001 - fall back to the runner's own view
+        except Exception as exc:
             return own_diagram(result), f"trace diagram failed ({exc.__class__.__name__}); drawn from the runner's observations"
     return own_diagram(result), ("drawn from the user agent's exchanges and the services' audit logs "
                                  "(no distributed trace found for this run)")
@@ -163,8 +163,8 @@ def own_diagram(result: ScenarioResult) -> str:
     for record in result.steps:
         for ex in record.exchanges:
             # The roles come from the one table of routes, like the traces' (the logical sender).
-            label = guess_label(ex.method, _path(ex.url))
-            source, target = (str(label.source), str(label.target)) if label else ("Signer", "SCASP")
+            route = guess_label(ex.method, _path(ex.url))
+            source, target = (str(route.source), str(route.target)) if route else ("Signer", "SCASP")
             failed = ex.status is None or ex.status >= 400 or "error" in str(ex.response.get("location", ""))
             text = f"{'step ' + str(ex.step) + ': ' if ex.step else ''}{ex.method} {_path(ex.url)} → {ex.status or 'no answer'}"
             arrows.append((ex.started, source, target, text, failed))

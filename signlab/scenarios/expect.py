@@ -4,9 +4,9 @@
   optional text in the description);
 * **trace** — the listed steps appear in the observed trace in this order (a subsequence), and the
   steps of ``trace_absent`` do not appear at all; and the step the runner reports is the step the
-  distributed trace shows (a refusal's step is the trace's failure step; a signing is completed). The trace is merged from the user agent's own
-  exchanges and the services' hash-chained audit logs (signer audit log, CA issuance log), entries
-  written during the scenario;
+  distributed trace shows (a refusal's step is the trace's failure step; a signing is completed).
+  The trace is merged from the user agent's own exchanges and the services' hash-chained audit
+  logs (signer audit log, CA issuance log), entries written during the scenario;
 * **validation** — the portal's validation API (``POST /api/v1/validate``) on each signed
   document: indication, sub-indication, level, qualified (QES per the trusted list), revoked;
 * **invariants** — no key left in the HSM (the signer's ``/healthz`` key-object count), audit

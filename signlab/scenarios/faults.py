@@ -33,12 +33,14 @@ the runner reports the scenario as skipped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
+from signlab.errors import CliError
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.model import Scenario
 
@@ -223,7 +225,8 @@ def plan_faults(scenario: Scenario, eco: Ecosystem) -> FaultPlan:
             _plan_service_fault(plan, eco, service, name, count)
         elif fault.kind == "trusted_list":
             plan.hooks.setdefault(1, []).append((f"the trusted list: {p['service']} {p['status']} (lab admin API)",
-                                                 lambda p=p: _change_trusted_list(eco, p["service"], p["status"], scenario.name)))
+                                                 functools.partial(_change_trusted_list, eco, p["service"], p["status"],
+                                                                   scenario.name)))
     if any(f.kind == "trusted_list" for f in scenario.faults) or any(t.kind == "trusted_list" for t in scenario.timeline):
         plan.restores.append(("restore the trusted list (forget the scenario's status changes)", lambda: _clear_trusted_list(eco)))
     if any(t.kind == "clock" for t in scenario.timeline) and eco.clock_file is not None:
@@ -254,7 +257,8 @@ def _plan_clock_restore(plan: FaultPlan, eco: Ecosystem) -> None:
     """Put the lab clock back where it stood before the scenario."""
     from shared.clock import LabClock, format_offset
 
-    assert eco.clock_file is not None
+    if eco.clock_file is None:  # unsupported() refuses such a scenario before it starts
+        raise CliError("restoring the lab clock needs its clock file (the local runtime)")
     clock = LabClock(eco.clock_file)
     before = clock.offset()
 
@@ -323,7 +327,8 @@ def _plan_idp_admin(plan: FaultPlan, eco: Ecosystem, name: str, value: Any) -> N
 
 def _plan_outage(plan: FaultPlan, eco: Ecosystem, service: str, before_step: int, mode: str) -> None:
     control = eco.control
-    assert control is not None
+    if control is None:  # unsupported() refuses such a scenario before it starts
+        raise CliError(f"an outage of the {service} needs control over the services (local runtime or docker engine)")
     state = {"done": False}
 
     def down() -> str:

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import yaml
-from yaml.constructor import SafeConstructor
 from jsonschema.exceptions import ValidationError, best_match
+from yaml.constructor import SafeConstructor
 
 from services.idp.catalogue import Catalogue, load_catalogue
 from services.idp.failures import FAILURES
@@ -198,8 +198,9 @@ def _problem_of(error: ValidationError, marked: _Marked) -> Problem:
             error = deeper
     path = tuple(error.absolute_path)
     message = error.message
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
         if extra:
             path = (*path, extra[0])
@@ -208,7 +209,7 @@ def _problem_of(error: ValidationError, marked: _Marked) -> Problem:
         missing = message.split(" is a required property")[0].strip("'\"")
         line, col = marked.mark(path)
         return Problem(marked.file, line, col, field_name((*path, missing)), "missing required field")
-    elif error.validator in ("minProperties", "maxProperties") and error.schema.get("maxProperties") == 1:
+    elif error.validator in ("minProperties", "maxProperties") and schema.get("maxProperties") == 1:
         message = ("each timeline step is a mapping with exactly one key (clock, revoke, trusted_list, validate)"
                    if path[:1] == ("timeline",) else
                    "each fault is a mapping with exactly one key (idp, clock, network, outage, hsm, ca, tsa, ocsp, "
@@ -349,7 +350,7 @@ def _build(data: dict[str, Any], marked: _Marked, *, name: str, path: Path, base
         validation=validation, invariants=tuple(exp.get("invariants", DEFAULT_INVARIANTS)),
     )
     needs_partner = any(f.kind == "tamper" and f.params["name"] in PARTNER_TAMPERS for f in faults)
-    driver = data.get("driver") or ("partner" if needs_partner else "portal")
+    driver: Literal["portal", "partner"] = data["driver"] if data.get("driver") else ("partner" if needs_partner else "portal")
     return Scenario(
         name=name, path=path, title=data["title"], description=data["description"].strip(),
         tags=tuple(data["tags"]), persona=persona, documents=tuple(documents), request=request,

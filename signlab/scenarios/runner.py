@@ -124,7 +124,7 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
             begin = time.monotonic()
             try:
                 record.detail = undo()
-            except Exception as exc:  # noqa: BLE001 - report and go on restoring the rest
+            except Exception as exc:
                 record.status, record.detail = "error", f"{exc.__class__.__name__}: {exc}"
                 if result.status == "passed":
                     result.status, result.reason = "error", f"could not undo a fault: {description}: {exc}"

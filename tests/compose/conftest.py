@@ -30,7 +30,7 @@ STAGE = StageLog()
 @pytest.fixture(scope="session")
 def engine_stage() -> Iterator[StageLog]:
     """The Docker stage's log."""
-    yield STAGE
+    return STAGE
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +36,14 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
+from lxml import etree
 
 from services.portal.settings import PortalSettings
 from services.registry import LAB_HOSTS, REGISTRY
 from shared.clients.ca import CaClient
 from shared.testing import browse_until, confirm_review, free_port
 from shared.testing.stock_validator import pdfsig, stock_validator_problem
+from shared.xml_schemas import parse as parse_xml
 from signlab import docker_host
 from signlab.docker_engine import COMPOSE_FILE, IMAGE, REPO_ROOT, DockerEngine, prepare_env_file
 from signlab.hosts import lab_host_problems
@@ -74,13 +75,13 @@ class Lab:
     def compose_run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """The compose CLI on this deployment (fault injection on, as ``--fault-injection``)."""
         return subprocess.run([*self.compose, "--env-file", str(self.env_file), "-f", str(COMPOSE_FILE), *args],
-                              capture_output=True, text=True, timeout=timeout, cwd=self.workdir,
+                              capture_output=True, check=False, text=True, timeout=timeout, cwd=self.workdir,
                               env=self.environment(SIGNLAB_FAULT_INJECTION="true"))
 
     def signlab(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """``signlab ARGS --engine docker --env-file <this deployment>``."""
         return subprocess.run([SIGNLAB, "--data-dir", str(self.workdir / "var"), *args, "--engine", "docker",
-                               "--env-file", str(self.env_file)], capture_output=True, text=True, timeout=timeout,
+                               "--env-file", str(self.env_file)], capture_output=True, check=False, text=True, timeout=timeout,
                               cwd=REPO_ROOT, env=self.environment())
 
 
@@ -102,7 +103,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, engine_stage) -> Iterator[Lab]
             log("SKIPPED: no compose CLI (docker compose or docker-compose)")
             pytest.skip("no compose CLI here (neither 'docker compose' nor Debian's docker-compose; make test "
                         "installs docker-compose as root)")
-        version_line = subprocess.run([*compose, "version"], capture_output=True, text=True, timeout=60).stdout
+        version_line = subprocess.run([*compose, "version"], capture_output=True, check=False, text=True, timeout=60).stdout
         log(f"compose CLI: {' '.join(compose)} ({version_line.splitlines()[0] if version_line else '?'})")
         workdir = tmp_path_factory.mktemp("docker-stage")
         env_file = workdir / "deployment.env"
@@ -132,9 +133,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, engine_stage) -> Iterator[Lab]
             log(f"Docker stage done in {time.monotonic() - log.started:.0f} s")
 
 
-def _passed_all(result: subprocess.CompletedProcess[str], junit: Path, expected: int) -> ET.Element:
+def _passed_all(result: subprocess.CompletedProcess[str], junit: Path, expected: int) -> etree._Element:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    suite = ET.parse(junit).getroot()
+    suite = parse_xml(junit.read_bytes())
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")  # type: ignore[assignment]
     assert suite is not None
     counts = {key: int(suite.get(key, "0")) for key in ("tests", "failures", "errors", "skipped")}

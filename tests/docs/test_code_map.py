@@ -79,7 +79,7 @@ def test_every_step_appears(flow: str) -> None:
 
 @pytest.mark.parametrize(("flow", "row"), ROWS)
 def test_named_code_exists(flow: str, row: tuple[int, str, str, str]) -> None:
-    number, service, endpoints, code = row
+    number, service, _endpoints, code = row
     assert service in BLUEPRINTS, f"{flow} step {number}: unknown service {service!r}"
     names = CODE.findall(code)
     assert names, f"{flow} step {number} ({service}): no `module:qualname` in {code!r}"

@@ -1,8 +1,9 @@
 """The pages and files the documents point trainers and users at exist.
 
-Every ``http://127.0.0.1:800N/…`` URL in the README and the pages of ``docs/`` must be a route of the service on that default port (its blueprints plus
-the frame of ``shared.web``: ``/``, ``/role``, ``/healthz``; ``/trainer/…`` is checked against the
-trainer blueprint of ``shared.tracing``, which the portal is to mount). Relative Markdown links
+Every ``http://127.0.0.1:800N/…`` URL in the README and the pages of ``docs/`` must be a route of
+the service on that default port (its blueprints plus the frame of ``shared.web``: ``/``,
+``/role``, ``/healthz``; ``/trainer/…`` is checked against the trainer blueprint of
+``shared.tracing``, which the portal is to mount). Relative Markdown links
 must point at files of the repository, and the scenarios named in ``signlab scenario run NAME``
 must exist.
 """

@@ -13,9 +13,9 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from services.registry import REGISTRY
+from shared.clock import ClockSettings
 from shared.navigation import LabSettings
 from shared.settings import secret_fields
-from shared.clock import ClockSettings
 from shared.tracing.settings import TraceSettings
 from signlab.cli import main
 from signlab.commands.docs import SECRET_DEFAULT, settings_markdown

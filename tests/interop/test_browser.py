@@ -52,7 +52,7 @@ def shots(artifacts: Path) -> Iterator[Any]:
         return path
 
     shot.taken = taken  # type: ignore[attr-defined]
-    yield shot
+    return shot
 
 
 def _hex(fingerprint: str) -> str:

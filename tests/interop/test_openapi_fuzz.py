@@ -96,9 +96,9 @@ def sign_doc_schema(ecosystem: Any, fuzz_auth: FuzzAuth) -> Any:
 
 def _with_real_credential(case: Any, credential_id: str) -> None:
     """Half of the bodies that name a credential name the real one (deterministically)."""
-    if isinstance(case.body, dict) and "credentialID" in case.body:
-        if hashlib.sha256(repr(case.body).encode()).digest()[0] % 2 == 0:
-            case.body = {**case.body, "credentialID": credential_id}
+    if (isinstance(case.body, dict) and "credentialID" in case.body
+            and hashlib.sha256(repr(case.body).encode()).digest()[0] % 2 == 0):
+        case.body = {**case.body, "credentialID": credential_id}
 
 
 SIGN_DOC = "/csc/v2/signatures/signDoc"
@@ -155,5 +155,5 @@ def test_other_json_apis_are_fuzzed_when_they_publish_openapi(ecosystem: Any, se
     assert cli, "schemathesis CLI missing from the venv"
     answer = subprocess.run([cli, "run", base + found[0], "--url", base, "--checks", "all", "-n", str(MAX_EXAMPLES),
                              "--seed", "1", "--report", "junit", "--report-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, check=False, text=True, timeout=120)
     assert answer.returncode == 0, answer.stdout[-4000:]

@@ -127,10 +127,10 @@ def test_one_signing_seen_truthfully_at_1280_px(page: Any, ecosystem: Any, scree
     diagram.scroll_into_view_if_needed()
     expect(page.locator("#flow-diagram svg g.sl-fold")).to_have_count(1)
     for box in _lanes_inside(page):
-        assert 0 <= box["x"] and box["x"] + box["width"] <= 1280, box
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, box
     for lane in page.locator("#flow-diagram svg g.sl-lane").all():
         box = lane.bounding_box()
-        assert box and 0 <= box["x"] and box["x"] + box["width"] <= 1280, box
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 1280, box
     states = [li.get_attribute("class") for li in page.locator("#flow-diagram .sl-steps li").all()]
     assert states == ["sl-step-state-done"] * 10, states
     page.screenshot(path=str(screenshots / "result-page.png"), full_page=True)
@@ -139,8 +139,8 @@ def test_one_signing_seen_truthfully_at_1280_px(page: Any, ecosystem: Any, scree
     page.wait_for_timeout(200)
     top = scroller.bounding_box()
     for box in _lanes_inside(page):
-        assert 0 <= box["x"] and box["x"] + box["width"] <= 1280, box
-        assert 0 <= box["y"] and box["y"] + box["height"] <= 900 and box["y"] >= top["y"] - 1, box
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 900 and box["y"] >= top["y"] - 1, box
     arrows = page.locator("#flow-diagram svg g.sl-arrow").count()
     page.locator("#flow-diagram svg g.sl-fold").click()
     expect(page.locator("#flow-diagram svg g.sl-fold")).to_have_count(0)

@@ -17,10 +17,10 @@ import pytest
 import requests
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
-from shared.testing.reliability_lab import Lab
 
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.identity import IdentityEvidenceError, verify_id_token
+from shared.testing.reliability_lab import Lab
 from signlab.load import BrowserAgent, partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
@@ -201,7 +201,8 @@ def test_open_redirect_through_redirect_uri_is_refused(lab: Lab) -> None:
                             "response_type": "code", "client_id": lab.eco.portal_client_id, "redirect_uri": evil,
                             "state": "s", "code_challenge": "a" * 43, "code_challenge_method": "S256",
                             "authorization_details": json.dumps([{"type": "credential", "signatureQualifier": "eu_eidas_qes",
-                                                                  "documentDigests": [{"hash": base64.b64encode(b"\0" * 32).decode(), "label": "x"}],
+                                                                  "documentDigests": [{"hash": base64.b64encode(b"\0" * 32).decode(),
+                                                                                       "label": "x"}],
                                                                   "hashAlgorithmOID": SHA256}])})
     _refused(par, 400, "invalid_request")
     _audited(lab, since, "par.refused")
@@ -325,7 +326,7 @@ def test_path_traversal_in_uploaded_file_names(lab: Lab) -> None:
 # ------------------------------------------------------------------ bodies
 
 
-@pytest.mark.parametrize("service,path", [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/oauth2/par"),
+@pytest.mark.parametrize(("service", "path"), [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/oauth2/par"),
                                           ("ca", "/api/v1/certificates"), ("portal", "/api/v1/sign-requests"),
                                           ("idp", "/token")])
 def test_oversized_bodies_are_refused(lab: Lab, service: str, path: str) -> None:
@@ -339,7 +340,7 @@ def test_oversized_bodies_are_refused(lab: Lab, service: str, path: str) -> None
     assert answer.status_code == 413, answer.text[:200]
 
 
-@pytest.mark.parametrize("service,path", [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/csc/v1/credentials/info"),
+@pytest.mark.parametrize(("service", "path"), [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/csc/v1/credentials/info"),
                                           ("ca", "/api/v1/certificates"), ("portal", "/api/v1/sign-requests"),
                                           ("portal", "/api/v1/validate")])
 def test_deeply_nested_json_is_a_clear_400(lab: Lab, service: str, path: str) -> None:
@@ -412,10 +413,11 @@ def test_forged_id_tokens_are_refused_by_the_verifier_the_signer_and_ca_use(lab:
 
 def test_forged_client_assertions_and_id_tokens_at_the_ca(lab: Lab) -> None:
     """Client assertions (caller authentication) and ID tokens (evidence) at the CA's issuance API."""
-    from cryptography.hazmat.primitives.asymmetric import ec as cec
-    from asn1crypto import csr as acsr, keys as akeys
-    from cryptography.hazmat.primitives import hashes, serialization
+    from asn1crypto import csr as acsr
+    from asn1crypto import keys as akeys
     from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec as cec
 
     private = cec.generate_private_key(cec.SECP256R1())
     csr = cx509.CertificateSigningRequestBuilder().subject_name(cx509.Name([])).sign(private, hashes.SHA256())
@@ -432,9 +434,9 @@ def test_forged_client_assertions_and_id_tokens_at_the_ca(lab: Lab) -> None:
             "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion})
         assert answer.status_code == 401 and answer.json()["error"] == "invalid_client", (name, answer.text)
     # A genuine caller (the signer's real key) with a forged ID token: policy refusal at step 7.
-    from shared.jose_keys import load_or_create_ec_key
     from services.registry import entry
     from services.signer.settings import SignerSettings
+    from shared.jose_keys import load_or_create_ec_key
 
     signer = SignerSettings.from_env(lab.runtime.service_environment(entry("signer")))
     key = load_or_create_ec_key(signer.client_assertion_key_path)

@@ -37,8 +37,8 @@ import pytest
 import requests
 
 from shared.testing import confirm_review
-from signlab.load import BrowserAgent, FlowFailed, partner_flow
 from shared.testing.reliability_lab import Lab, start_lab
+from signlab.load import BrowserAgent, FlowFailed, partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 
@@ -108,8 +108,8 @@ def _tx_of(lab: Lab, since: int, event: str = "sad.accepted") -> str:
 def _token_objects(lab: Lab) -> int:
     """Key objects persisted on the token, seen from a separate process (session objects of a dead
     process cannot survive it; this proves no token object was left either)."""
-    from services.signer.settings import SignerSettings
     from services.registry import entry
+    from services.signer.settings import SignerSettings
 
     settings = SignerSettings.from_env(lab.runtime.service_environment(entry("signer")))
     code = (
@@ -270,7 +270,8 @@ def test_portal_killed_after_sending_digests_to_sign_doc(crash_lab: Lab) -> None
     crash_lab.restart("portal")
 
     status = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=crash_lab.eco.partner_api, timeout=10).json()
-    download = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", auth=crash_lab.eco.partner_api, timeout=10)
+    download = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0",
+                            auth=crash_lab.eco.partner_api, timeout=10)
     assert download.status_code != 200
     assert crash_lab.hsm_keys() == 0
     crash_lab.chains_intact()

@@ -38,8 +38,8 @@ from shared.client_assertion import create_client_assertion
 from shared.clients.ca import CaClient
 from shared.jose_keys import load_or_create_ec_key
 from shared.testing import fill_filesystem, small_filesystem
-from signlab.load import partner_flow
 from shared.testing.reliability_lab import Lab, start_lab
+from signlab.load import partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 
@@ -247,7 +247,7 @@ def test_idle_keep_alive_connections_outlive_the_old_two_seconds(fault_lab: Lab)
     time.sleep(3)  # longer than gunicorn's default keep-alive, well under SignLab's
     client.certificate("issuing")
     manager = client.session.get_adapter(fault_lab.urls["ca"]).poolmanager
-    pools = [manager.pools[key] for key in manager.pools.keys()]
+    pools = [manager.pools[key] for key in manager.pools]
     assert [(pool.num_connections, pool.num_requests) for pool in pools] == [(1, 2)]
 
 

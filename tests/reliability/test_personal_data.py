@@ -12,17 +12,17 @@ the published test-data sheet and is the one page not searched.
 from __future__ import annotations
 
 import re
-from urllib.parse import urljoin
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests
-from shared.testing.reliability_lab import Lab, start_lab
 
 from services.idp.catalogue import load_catalogue
 from services.idp.identifiers import identifier_aliases
 from shared.testing import confirm_review
+from shared.testing.reliability_lab import Lab, start_lab
 from signlab.load import BrowserAgent, portal_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

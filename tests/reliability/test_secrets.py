@@ -24,8 +24,8 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from shared.testing.reliability_lab import Lab
 
+from shared.testing.reliability_lab import Lab
 from signlab.load import BrowserAgent, FlowFailed, partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import pytest
 import requests
-from shared.testing.reliability_lab import Lab, start_lab
 
 from shared.testing import confirm_review
+from shared.testing.reliability_lab import Lab, start_lab
 from signlab.load import BrowserAgent, portal_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
@@ -153,7 +153,7 @@ def test_v2_a_partners_request_cannot_be_completed_into_anyone_elses_download(re
 # ------------------------------------------------------------------ V3: trainer views
 
 
-@pytest.mark.parametrize("service,path", [
+@pytest.mark.parametrize(("service", "path"), [
     ("portal", "/trainer/"), ("portal", "/trainer/api/transactions"), ("portal", "/trainer/api/transactions/latest"),
     ("portal", "/trainer/api/status"), ("idp", "/debugger"), ("ca", "/certificates"),
 ])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from shared.xml_schemas import parse as parse_xml
 from signlab.cli import main
 from signlab.runtime import LocalRuntime
 
@@ -36,7 +36,7 @@ def test_run_with_repeat_writes_junit_and_html(scenario_runtime: LocalRuntime, t
     assert code == 0, out
     assert "[4/4] idp-cancel" in out and "ok      step 2" in out and "4 run(s): 4 passed" in out
     assert "qes-pades-b-b#2" in out and f"HTML report: {html}" in out
-    suite = ET.parse(junit).getroot().find("testsuite")
+    suite = parse_xml(junit.read_bytes()).find("testsuite")
     assert suite is not None and suite.get("tests") == "4" and suite.get("failures") == "0"
     page = html.read_text()
     assert "<svg" in page and "Messages (decoded, secrets masked)" in page and "acr_values" in page and "login_hint" in page

@@ -144,7 +144,7 @@ def test_every_pyhanko_module_that_reads_the_clock_is_routed() -> None:
     for package in ("pyhanko", "pyhanko_certvalidator"):
         spec = importlib.util.find_spec(package)
         assert spec is not None and spec.submodule_search_locations
-        root = Path(list(spec.submodule_search_locations)[0])
+        root = Path(next(iter(spec.submodule_search_locations)))
         for source in root.rglob("*.py"):
             text = source.read_text("utf-8")
             if re.search(r"\bdatetime\.(now|utcnow)\(|\btime\.time\(\)", text):

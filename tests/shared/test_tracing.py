@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from shared.testing import tracing_ecosystem
 from shared.testing.mermaid import check_mermaid
 from shared.tracing import TraceStore, build_transaction, render_json, render_mermaid, render_svg
 from shared.tracing.model import Transaction
+from shared.xml_schemas import parse as parse_xml
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_a_refusal_is_drawn_at_step_5_in_red(refused: Transaction) -> None:
     origin = [a for a in refused.arrows() if a.origin]
     assert len(origin) == 1 and origin[0].step == 5 and origin[0].failed
     svg = render_svg(refused)
-    root = ET.fromstring(svg)
+    root = parse_xml(svg.encode())
     ns = {"s": "http://www.w3.org/2000/svg"}
     marked = root.findall(".//s:g[@class='sl-arrow sl-response step-5 sl-failed sl-origin']", ns)
     assert len(marked) == 1
@@ -134,7 +134,7 @@ def test_a_refusal_is_drawn_at_step_5_in_red(refused: Transaction) -> None:
 
 
 def test_svg_is_well_formed_with_lanes_and_hover_summaries(signed: Transaction) -> None:
-    root = ET.fromstring(render_svg(signed))
+    root = parse_xml(render_svg(signed).encode())
     ns = "{http://www.w3.org/2000/svg}"
     assert root.tag == f"{ns}svg"
     lanes = [g.get("data-role") for g in root.iter(f"{ns}g") if g.get("class") == "sl-lane"]
@@ -144,7 +144,7 @@ def test_svg_is_well_formed_with_lanes_and_hover_summaries(signed: Transaction) 
     folded = [g for g in root.iter(f"{ns}g") if (g.get("class") or "").startswith("sl-fold")]
     assert len(folded) == 1 and folded[0].get("data-step") == "4"
     assert len(arrows) + int(folded[0].get("data-arrows")) == len(signed.arrows())
-    expanded = ET.fromstring(render_svg(signed, expand=frozenset({4})))
+    expanded = parse_xml(render_svg(signed, expand=frozenset({4})).encode())
     arrows = [g for g in expanded.iter(f"{ns}g") if (g.get("class") or "").startswith("sl-arrow")]
     assert len(arrows) == len(signed.arrows())
     assert [int(g.get("data-step")) for g in arrows if "sl-request" in g.get("class")] == sorted(

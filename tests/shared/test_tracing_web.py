@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from shared.flow import service
 from shared.testing import tracing_ecosystem
 from shared.tracing import trainer_blueprint
 from shared.web import create_service_app
+from shared.xml_schemas import parse as parse_xml
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_transaction_page_and_exports(setup: tuple[Flask, str]) -> None:
     data = client.get(f"/trainer/api/transactions/{tx_id}").get_json()
     assert data["steps"] == list(range(1, 11)) and data["outcome"] == "completed" and data["kind"] == "signing"
     svg = client.get(f"/trainer/api/transactions/{tx_id}.svg")
-    assert svg.mimetype == "image/svg+xml" and ET.fromstring(svg.get_data()).tag.endswith("svg")
+    assert svg.mimetype == "image/svg+xml" and parse_xml(svg.get_data()).tag.endswith("svg")
     assert client.get(f"/trainer/api/transactions/{tx_id}.mmd").get_data(as_text=True).startswith("sequenceDiagram")
     listing = client.get("/trainer/api/transactions").get_json()
     assert listing[0]["transaction_ids"] and json.dumps(listing)

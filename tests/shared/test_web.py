@@ -8,10 +8,10 @@ import re
 import pytest
 from flask import Flask, request
 
-from shared.settings import ServiceSettings
 from shared.errors import InvalidRequest, SignLabError
 from shared.flow import SERVICES, service, step
 from shared.logs import JsonFormatter, LineHandler
+from shared.settings import ServiceSettings
 from shared.testing import fill_filesystem, small_filesystem
 from shared.web import create_service_app, writes_nothing
 

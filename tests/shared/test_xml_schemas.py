@@ -15,7 +15,7 @@ ETSI_REPORT = "http://uri.etsi.org/19102/v1.2.1#"
 def test_vendored_schemas_are_the_recorded_files() -> None:
     """The README names every vendored file with its SHA-256; the files on disk still match."""
     readme = (SCHEMA_DIR / "README.md").read_text("utf-8")
-    recorded = dict((name, digest) for digest, name in re.findall(r"^([0-9a-f]{64})  (\S+\.xsd)$", readme, flags=re.M))
+    recorded = {name: digest for digest, name in re.findall(r"^([0-9a-f]{64})  (\S+\.xsd)$", readme, flags=re.M)}
     on_disk = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SCHEMA_DIR.glob("*.xsd")}
     assert recorded == on_disk
 

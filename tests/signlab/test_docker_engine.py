@@ -120,7 +120,7 @@ def test_without_an_engine_the_cli_says_so(tmp_path: Path) -> None:
         DockerEngine(tmp_path / "compose.env", environ=nowhere).status()
     result = subprocess.run([SIGNLAB, "--data-dir", str(tmp_path), "status", "--engine", "docker",
                              "--env-file", str(tmp_path / "compose.env")],
-                            capture_output=True, text=True, timeout=60, env={**os.environ, **nowhere})
+                            capture_output=True, check=False, text=True, timeout=60, env={**os.environ, **nowhere})
     assert result.returncode == 1
     assert "no Docker engine reachable" in result.stderr and "--engine local" in result.stderr
 
@@ -207,7 +207,7 @@ def test_entry_point_refuses_a_missing_secret_with_exit_78(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNLAB_")}
     env["SIGNLAB_CA_DATA_DIR"] = str(tmp_path / "ca")
     result = subprocess.run([sys.executable, "-m", "signlab.docker_engine", "serve", "ca"], env=env,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, check=False, text=True, timeout=120)
     assert result.returncode == 78
     assert "SIGNLAB_CA_ADMIN_TOKEN" in result.stderr
 

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from services.registry import REGISTRY
-from signlab.runtime import LocalRuntime, RuntimeError_
 from shared.testing import free_port
+from signlab.runtime import LocalRuntime, RuntimeError_
 
 pytestmark = pytest.mark.processes
 
@@ -88,7 +88,7 @@ def test_up_starts_the_one_service_that_died_and_restart_restarts_one(runtime: L
     restart SERVICE' (the real command, in its own process) stops and starts exactly that one."""
     before = {s.name: s.pid for s in runtime.up(timeout=90, progress=lambda _line: None)}
     os.killpg(before["idp"], signal.SIGKILL)
-    runtime._children.pop("idp").wait(timeout=10)  # noqa: SLF001 - reap our own child
+    runtime._children.pop("idp").wait(timeout=10)
     assert "idp" not in runtime.running()
     for _ in range(100):  # the killed worker (the master's child) lets go of the port a moment later
         if _port_free(runtime.ports["idp"]):

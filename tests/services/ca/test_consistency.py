@@ -19,8 +19,7 @@ from pydantic import SecretStr
 from services.ca import create_app
 from services.ca.authority import RECONCILER, CertificateAuthority
 from services.ca.core import build_tsp
-from services.ca.issuance_log import (EVENT_ISSUED, EVENT_REVOCATION_REFUSED, EVENT_REVOKED, EVENT_WITHDRAWN,
-                                      IssuanceLog, cross_check)
+from services.ca.issuance_log import EVENT_ISSUED, EVENT_REVOCATION_REFUSED, EVENT_REVOKED, EVENT_WITHDRAWN, IssuanceLog, cross_check
 from services.ca.profiles import Profile, SubjectIdentity
 from services.ca.provision import provision
 from services.ca.settings import CaSettings

@@ -252,9 +252,9 @@ def _tl_admin(faulty: FaultyCa, method: str, path: str = "", token: str | None =
 
 
 def test_trusted_list_status_changes_through_the_lab_admin_api(ca_env: Any, faulty: FaultyCa) -> None:
+    from asn1crypto import x509 as asn1_x509
     from pyhanko.sign.validation.qualified.eutl_parse import trust_list_to_registry_unsafe
     from pyhanko_certvalidator.authority import AuthorityWithCert
-    from asn1crypto import x509 as asn1_x509
 
     assert _tl_admin(faulty, "GET", token="wrong").status_code == 401
     assert requests.get(f"{ca_env.url}/admin/trusted-list", timeout=10,

@@ -8,11 +8,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ObjectIdentifier
+from pydantic import SecretStr
 
 from services.ca.pki import KeyedCert, load_hierarchy
 from services.ca.profiles import (
@@ -40,7 +40,8 @@ SUBJECT = SubjectIdentity(country="NO", given_name="Åse Marit", family_name="Æ
 @pytest.fixture(scope="module")
 def issuing(tmp_path_factory: pytest.TempPathFactory) -> KeyedCert:
     data_dir: Path = tmp_path_factory.mktemp("ca-profiles")
-    settings = CaSettings(data_dir=data_dir, admin_token=SecretStr("t" * 24), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
+    settings = CaSettings(data_dir=data_dir, admin_token=SecretStr("t" * 24), trainer_token=SecretStr("trainer-token-of-the-tests"),
+                          log_level="WARNING")
     provision(settings)
     return load_hierarchy(settings.service_dir()).issuing
 
@@ -87,8 +88,8 @@ def test_cached_extensions_give_the_same_certificate(issuing: KeyedCert, profile
                                                      revocation: RevocationProfile) -> None:
     private = ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    args = dict(serial=x509.random_serial_number(), not_before=now - dt.timedelta(seconds=60),
-                not_after=now + dt.timedelta(minutes=15))
+    args = {"serial": x509.random_serial_number(), "not_before": now - dt.timedelta(seconds=60),
+            "not_after": now + dt.timedelta(minutes=15)}
     for _ in range(2):  # the second build comes from the cache
         ours = build_end_entity(issuer=issuing, public_key=private.public_key(), subject=SUBJECT, profile=profile,
                                 urls=URLS, pds_url=PDS, revocation=revocation, **args)  # type: ignore[arg-type]

@@ -138,8 +138,8 @@ def test_the_ca_prefetches_the_signer_jwks_from_its_first_request(owner: Owner, 
     from services.ca.provision import provision
     from services.ca.settings import CaSettings
 
-    settings = CaSettings(data_dir=tmp_path, signer_jwks_url=owner.url, admin_token=SecretStr("a" * 24), trainer_token=SecretStr("trainer-token-of-the-tests"),
-                          idp_url="http://127.0.0.1:9", log_level="WARNING")
+    settings = CaSettings(data_dir=tmp_path, signer_jwks_url=owner.url, admin_token=SecretStr("a" * 24),
+                          trainer_token=SecretStr("trainer-token-of-the-tests"), idp_url="http://127.0.0.1:9", log_level="WARNING")
     provision(settings)
     app = create_app(settings)
     keys = app.extensions["signlab.ca"].issuance.signer_keys

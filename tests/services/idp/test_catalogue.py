@@ -53,7 +53,7 @@ def test_loader_rejects_bad_check_digit(tmp_path: Path) -> None:
     persons = tmp_path / "persons.yaml"
     persons.write_text('- {id: x, given_name: A, family_name: B, birthdate: "1985-03-14", nationality: "NO",\n'
                        '   person_id: {semantics: PNO, country: "NO", value: "14838540106"}, means: [{id: no-bankid}]}\n')
-    with pytest.raises(ValueError, match="person 'x'.*not a valid"):
+    with pytest.raises(ValueError, match=r"person 'x'.*not a valid"):
         load_catalogue(persons_file=persons)
 
 

@@ -19,7 +19,8 @@ from joserfc.jwk import KeySet
 
 from idp_testkit import CLIENT_ID, REDIRECT_URI, AuthRequest, make_settings, query_of
 from services.idp import create_app
-from services.idp.openid4vp import REQUIRED_CLAIMS, PresentationRefused, Verifier
+from services.idp.openid4vp import Verifier
+from services.idp.pid_presentation import REQUIRED_CLAIMS, PresentationRefused
 from services.idp.provision import provision
 from services.idp.settings import IdpSettings
 from services.wallet.holder import VerifierRequest

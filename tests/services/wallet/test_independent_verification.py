@@ -62,7 +62,7 @@ def verify_independently(presentation: str, anchor: x509.Certificate, *, nonce: 
                 if digest in used:
                     raise Refused("digest used twice")
                 if digest in by_digest:
-                    salt, name, claim = _decode(by_digest[digest])
+                    _salt, name, claim = _decode(by_digest[digest])
                     if name in out or name in ("_sd", "..."):
                         raise Refused(f"claim {name} twice")
                     used.add(digest)

@@ -32,7 +32,8 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     port = free_port()
     settings = IdpSettings(port=port, data_dir=Path(tmp_path_factory.mktemp("idp")), log_level="WARNING",
                            signer_client_secret=SecretStr(CLIENT_SECRET), signer_redirect_uris=[REDIRECT],
-                           admin_token=SecretStr(ADMIN_TOKEN), trainer_token=SecretStr("trainer-token-of-the-tests"), admin_api_enabled=True)
+                           admin_token=SecretStr(ADMIN_TOKEN), trainer_token=SecretStr("trainer-token-of-the-tests"),
+                           admin_api_enabled=True)
     provision(settings)
     app = create_app(settings)
     with LiveServer(app, port) as server:

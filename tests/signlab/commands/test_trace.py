@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from shared.testing import tracing_ecosystem
+from shared.xml_schemas import parse as parse_xml
 from signlab.cli import main
 
 
@@ -44,7 +44,7 @@ def test_list_and_formats(data_dir: Path, capsys: pytest.CaptureFixture[str], mo
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", ok_id, "--format", "json")
     assert code == 0 and json.loads(out)["steps"] == list(range(1, 11))
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", ok_id, "--format", "svg")
-    assert ET.fromstring(out).tag == "{http://www.w3.org/2000/svg}svg"
+    assert parse_xml(out.encode()).tag == "{http://www.w3.org/2000/svg}svg"
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", ok_id, "--format", "mermaid")
     assert out.startswith("sequenceDiagram\n") and "SSASP->>TSP: 7 · certificate request" in out
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace")  # latest, as text

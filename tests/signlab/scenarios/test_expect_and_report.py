@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from shared.xml_schemas import parse as parse_xml
 from signlab.scenarios.expect import check_outcome, check_trace, check_validation, is_subsequence
 from signlab.scenarios.loader import load_scenario
 from signlab.scenarios.model import Scenario
@@ -77,7 +77,7 @@ def test_summary_and_exit_code() -> None:
 def test_junit_and_html(tmp_path: Path) -> None:
     results = _results()
     write_junit(results, tmp_path / "j.xml")
-    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    suite = parse_xml((tmp_path / "j.xml").read_bytes()).find("testsuite")
     assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "1" and suite.get("skipped") == "1"
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert cases["sad-replay"].find("failure").get("message") == "step 6: outcome: expected refused"  # type: ignore[union-attr]

@@ -21,7 +21,7 @@ expect:
 """
 
 
-def parse(text: str):  # noqa: ANN201 - helper
+def parse(text: str):
     return parse_scenario(text, file="x.yaml", name="x", base=Path("."))
 
 
