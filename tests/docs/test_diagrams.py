@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from shared.flow import Role
+from shared.testing.mermaid import MERMAID_CACHE, MERMAID_SCRIPT
 from shared.tracing.model import WALLET_LANES, lanes_for
 from signlab.commands.docs import DIAGRAMS, EMBED_END, GENERATOR_MARK, DiagramSpec, generate_diagrams
 from signlab.scenarios.loader import catalogue_dir, load_scenario
@@ -200,13 +201,13 @@ def test_flows_md_embeds_the_committed_diagrams() -> None:
 
 
 def test_mermaid_accepts_the_diagrams() -> None:
-    """Mermaid's own parser, if ``tests/shared/test_tracing.py`` already installed it (never installs)."""
-    cache = Path.home() / ".cache" / "signlab" / "mermaid-check"
+    """Mermaid's own parser, if ``shared.testing.mermaid`` already installed it (never installs)."""
+    cache = MERMAID_CACHE
     node = shutil.which("node")
     if node is None or not (cache / "node_modules" / "mermaid").exists():
         pytest.skip("Mermaid's parser is not installed (tests/shared/test_tracing.py installs it when npm works)")
     script = cache / "check.mjs"
-    shutil.copyfile(ROOT / "tests" / "shared" / "tracing_mermaid_check.mjs", script)
+    shutil.copyfile(MERMAID_SCRIPT, script)
     for spec in DIAGRAMS:
         text = (DIAGRAM_DIR / f"{spec.name}.mmd").read_text()
         result = subprocess.run([node, str(script)], input=text, capture_output=True, check=False, text=True, timeout=120, cwd=cache)

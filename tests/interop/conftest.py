@@ -25,11 +25,10 @@ import requests
 from asn1crypto import x509
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from pydantic import SecretStr
 
-from services.registry import lab_url
 from services.signer.settings import SignerSettings
-from shared.testing import LiveServer, browse_until, chromium, confirm_review, free_port
+from shared.testing import browse_until, chromium, confirm_review, free_port
+from shared.testing.ecosystem import Ecosystem
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -60,78 +59,34 @@ class Tokens:
         return self.body.get("credentialID")
 
 
-class Ecosystem:
-    """IdP, CA, signer and portal, each the real app on its own loopback port; the IdP sends wallet
+class InteropEcosystem(Ecosystem):
+    """IdP, CA, signer and portal (:class:`shared.testing.ecosystem.Ecosystem`), the partner's
+    client registered with a second redirect URI (:data:`PARTNER_REDIRECT`); the IdP sends wallet
     logins to the session's wallet (``live_wallet`` in ``tests/conftest.py``)."""
 
-    def __init__(self, tmp: Path, signer_settings: SignerSettings, wallet_url: str) -> None:
-        from services.ca import create_app as create_ca
-        from services.ca.provision import provision as provision_ca
-        from services.ca.settings import CaSettings
-        from services.idp import create_app as create_idp
-        from services.idp.settings import IdpSettings
-        from services.portal import create_app as create_portal
-        from services.portal.provision import provision as provision_portal
-        from services.portal.settings import PortalSettings
-        from services.signer import create_app as create_signer
-        from services.signer.provision import provision as provision_signer
-
-        self.tmp = tmp
-        idp_port, ca_port, signer_port, portal_port = free_port(), free_port(), free_port(), free_port()
-        self.idp_url, self.ca_url = f"http://127.0.0.1:{idp_port}", f"http://127.0.0.1:{ca_port}"
-        self.signer_url, self.portal_url = f"http://127.0.0.1:{signer_port}", f"http://127.0.0.1:{portal_port}"
-        # The two linked secrets (registry.LINKED_SECRETS) get one value each, as `signlab up` does.
-        idp_secret, self.portal_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self.ca_admin = secrets.token_urlsafe(16)
-        self.idp_settings = IdpSettings(
-            port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
-            signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-            admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"),
-            log_level="WARNING", wallet_url=wallet_url,
-            wallet_trusted_list_url=f"{wallet_url}/pid-provider/trusted-providers")
+    def __init__(self, root: Path, hsm: SignerSettings, wallet_url: str) -> None:
+        portal_port = free_port()
+        super().__init__(root, hsm=hsm, ports={"portal": portal_port}, outside={"wallet": wallet_url}, settings={
+            "signer": {"portal_redirect_uris": [f"http://127.0.0.1:{portal_port}/sign/callback", PARTNER_REDIRECT]},
+            "portal": {"transaction_ttl_seconds": 300}})
         self.wallet_url = wallet_url
-        # As `signlab up` does: the certificates name the lab host and this CA's port, so a stock
-        # validator on this machine fetches their revocation data from this CA (test_stock_validator).
-        self.ca_settings = CaSettings(
-            port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url, public_cert_base=lab_url("ca", ca_port),
-            signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
-            admin_token=SecretStr(self.ca_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
-        provision_ca(self.ca_settings)
-        self.signer_settings = signer_settings.model_copy(update={
-            "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": self.idp_url, "ca_url": self.ca_url,
-            "idp_client_secret": SecretStr(idp_secret), "portal_client_secret": SecretStr(self.portal_secret),
-            "portal_redirect_uris": [f"{self.portal_url}/sign/callback", PARTNER_REDIRECT],
-            "sweep_interval_seconds": 0, "log_level": "WARNING"})
-        provision_signer(self.signer_settings)
-        self.portal_settings = PortalSettings(
-            port=portal_port, data_dir=tmp / "portal", signer_url=self.signer_url, ca_url=self.ca_url,
-            idp_url=self.idp_url, signer_client_secret=SecretStr(self.portal_secret),
-            session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
-            api_client_secret=SecretStr("api-secret-of-the-tests"), log_level="WARNING", transaction_ttl_seconds=300)
-        self.servers: list[LiveServer] = []
-        self.idp = self._serve(create_idp(self.idp_settings), idp_port)
-        self.ca = self._serve(create_ca(self.ca_settings), ca_port)
-        self.signer_app = create_signer(self.signer_settings)
-        self.signer = self._serve(self.signer_app, signer_port)
-        provision_portal(self.portal_settings)  # fetches the root and trusted list from the running CA
-        self.portal = self._serve(create_portal(self.portal_settings), portal_port)
 
-    def _serve(self, app: Any, port: int) -> LiveServer:
-        live = LiveServer(app, port).start()
-        self.servers.append(live)
-        return live
+    @property
+    def portal_secret(self) -> str:
+        """The partner's client secret at the signer."""
+        return str(self.settings_of("signer").portal_client_secret.get_secret_value())
+
+    @property
+    def ca_admin(self) -> str:
+        """The CA's admin bearer token."""
+        return str(self.settings_of("ca").admin_token.get_secret_value())
 
     # ------------------------------------------------------------------ handles
 
     @property
-    def signer_service(self) -> Any:
-        """The signer's core (store, audit, HSM) — only for checking side effects, never for driving."""
-        return self.signer_app.extensions["signlab.signer"]
-
-    @property
     def ca_database(self) -> Path:
         """The CA's certificate database (every certificate it issued)."""
-        return self.ca_settings.data_dir / "ca.sqlite3"
+        return Path(self.settings_of("ca").data_dir) / "ca.sqlite3"
 
     def root(self) -> x509.Certificate:
         """The SignLab root, as any relying party downloads it."""
@@ -147,7 +102,7 @@ class Ecosystem:
 
         from shared.clients.ca import CaClient
 
-        ca = CaClient(self.ca_url, public_cert_base=self.ca_settings.public_cert_base)
+        ca = CaClient(self.ca_url, public_cert_base=self.settings_of("ca").public_cert_base)
         options: dict[str, Any] = {"trust_roots": [self.root()], "allow_fetching": True,
                                    "revocation_mode": "require", "fetcher_backend": ca.fetcher_backend()}
         options.update(kwargs)
@@ -197,9 +152,6 @@ class Ecosystem:
         assert tokens.body["scope"] == "service" and tokens.credential_id, tokens.body
         return tokens
 
-    partner = ("signlab-lab", "api-secret-of-the-tests")
-    """The lab's partner application at the portal (HTTP Basic)."""
-
     def portal_sign(self, documents: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
         """A signing request through the portal's JSON API, run by the headless agent; the transaction JSON.
 
@@ -217,18 +169,6 @@ class Ecosystem:
         assert landed.status_code == 200, landed.text[:500]
         return dict(requests.get(body["status_url"], auth=self.partner, timeout=30).json())
 
-    def stop(self) -> None:
-        """Stop the servers (portal first) and empty the HSM of any key a test left behind."""
-        for live in reversed(self.servers):
-            live.stop()
-        service = self.signer_service
-        real = service.clock
-        service.clock = lambda: real() + 24 * 3600  # every credential and transaction is now expired
-        try:
-            service.sweep()
-        finally:
-            service.clock = real
-
 
 def headless_browse(url: str, *, session: requests.Session | None = None, stop_at: str = PARTNER_REDIRECT,
                     approve: bool = True) -> dict[str, list[str]]:
@@ -241,17 +181,15 @@ def headless_browse(url: str, *, session: requests.Session | None = None, stop_a
 
 @pytest.fixture(scope="package")
 def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory,
-              live_wallet: Any) -> Iterator[Ecosystem]:
-    """The four real services on loopback (and the session's EUDI Wallet), shared by the interop suite."""
-    tmp = tmp_path_factory.mktemp("interop")
-    # One trace store for the four apps, as `signlab up` gives them (the signer's data directory is
-    # the suite's provisioned token's, elsewhere): the traces of one signing are one transaction.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SIGNLAB_TRACE_DIR", str(tmp / "traces"))
-        env = Ecosystem(tmp, signer_settings, live_wallet[0].url)
+              live_wallet: Any) -> Iterator[InteropEcosystem]:
+    """The four real services on loopback (and the session's EUDI Wallet), shared by the interop
+    suite; one trace store for the four, as `signlab up` gives them: the traces of one signing are
+    one transaction."""
+    env = InteropEcosystem(tmp_path_factory.mktemp("interop"), signer_settings, live_wallet[0].url)
     try:
         yield env
     finally:
+        env.expire_signer_state()
         env.stop()
         assert env.signer_service.hsm.key_objects() == [], "one-time keys left in the HSM after the interop suite"
 

@@ -28,7 +28,7 @@ def test_signer_authorization_server_metadata(ecosystem: Any) -> None:
     assert metadata["pushed_authorization_request_endpoint"] == f"{ecosystem.signer_url}/oauth2/par"  # RFC 9126 §5
     assert metadata["code_challenge_methods_supported"] == ["S256"]  # RFC 7636, no "plain"
     assert "credential" in metadata["authorization_details_types_supported"]  # RFC 9396 §10
-    # The endpoints the interop flows use are the advertised ones (conftest.Ecosystem.authorize).
+    # The endpoints the interop flows use are the advertised ones (conftest.InteropEcosystem.authorize).
     assert metadata["token_endpoint"] == f"{ecosystem.signer_url}/oauth2/token"
     assert metadata["authorization_endpoint"] == f"{ecosystem.signer_url}/oauth2/authorize"
 

@@ -236,7 +236,7 @@ def test_every_leaf_certificate_is_etsi_clean(material: Material, tmp_path: Path
 
 @pytest.mark.parametrize("profile", list(Profile))
 def test_short_term_profile_has_exactly_the_documented_finding(ecosystem: Any, tmp_path: Path, profile: Profile) -> None:
-    settings = ecosystem.ca_settings
+    settings = ecosystem.settings_of("ca")
     issuing = load_hierarchy(settings.data_dir).issuing
     now = datetime.now(UTC).replace(microsecond=0)
     leaf = build_end_entity(

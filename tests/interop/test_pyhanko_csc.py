@@ -5,7 +5,7 @@ Everything on the client side is pyHanko's published API — ``CSCServiceSession
 extension point, implemented here only with its own ``format_csc_auth_request`` /
 ``parse_csc_auth_response`` helpers), ``PrefetchedSADAuthorizationManager`` and
 ``async_sign_pdf`` / interrupted signing. The OAuth 2 side (PAR, token with PKCE) uses authlib's
-client (see ``conftest.Ecosystem.authorize``). Signatures are validated by pyHanko against the
+client (see ``conftest.InteropEcosystem.authorize``). Signatures are validated by pyHanko against the
 SignLab root only, with revocation *required* (OCSP/CRL fetched from the running CA).
 
 Certificate-first flow (`docs/signer.md`): service authorization with an eID login at the

@@ -32,7 +32,6 @@ pytestmark = pytest.mark.hsm
 
 SAMPLE = Path(__file__).resolve().parents[2] / "services" / "portal" / "samples" / "employment-contract.pdf"
 FINGERPRINT = re.compile(r"SHA-256( [0-9A-F]{8}){8}")
-TRAINER_TOKEN = "trainer-token-of-the-tests"
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +161,11 @@ def test_one_signing_seen_truthfully_at_1280_px(page: Any, ecosystem: Any, scree
     after = _trace(page, tx_id)
     assert after["duration_ms"] == before["duration_ms"] and after["steps"] == list(range(1, 11))
     assert after["outcome"] == "completed" and after["later_views"] > before["later_views"]
-    latest = build_transaction(TraceStore(ecosystem.tmp / "traces").find("latest"))  # type: ignore[arg-type]
+    latest = build_transaction(TraceStore(ecosystem.trace_dir).find("latest"))  # type: ignore[arg-type]
     assert tx_id in latest.transaction_ids and latest.duration_ms == before["duration_ms"]
 
     # The trainer dashboard: its latest row is this signing, with person, qualifier, format, level.
-    page.goto(f"{ecosystem.portal_url}/trainer/sign-in?token={TRAINER_TOKEN}")
+    page.goto(f"{ecosystem.portal_url}/trainer/sign-in?token={ecosystem.settings_of('portal').trainer_token.get_secret_value()}")
     page.goto(f"{ecosystem.portal_url}/trainer/")
     first = page.locator("table.sl-transactions tbody tr").first
     expect(first).to_contain_text(tx_id)

@@ -1,16 +1,12 @@
-"""Fixtures of the reliability suite (helpers in :mod:`reliability_lab` beside this file)."""
+"""Fixtures of the reliability suite (helpers in :mod:`shared.testing.reliability_lab`)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the lab helpers beside this file
-
-from reliability_lab import Lab, start_lab
+from shared.testing.reliability_lab import Lab, start_lab
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,10 @@ import pytest
 import requests
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
-from reliability_lab import Lab
 
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.identity import IdentityEvidenceError, verify_id_token
+from shared.testing.reliability_lab import Lab
 from signlab.load import BrowserAgent, partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

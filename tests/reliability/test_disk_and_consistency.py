@@ -28,7 +28,6 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
-from reliability_lab import Lab, start_lab
 
 from services.ca.issuance_log import EVENT_ISSUED, EVENT_WITHDRAWN, cross_check
 from services.ca.store import CertificateStore
@@ -39,6 +38,7 @@ from shared.client_assertion import create_client_assertion
 from shared.clients.ca import CaClient
 from shared.jose_keys import load_or_create_ec_key
 from shared.testing import fill_filesystem, small_filesystem
+from shared.testing.reliability_lab import Lab, start_lab
 from signlab.load import partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from reliability_lab import Lab
 
+from shared.testing.reliability_lab import Lab
 from signlab.cli import main
 from signlab.load import run_load
 

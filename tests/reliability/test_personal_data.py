@@ -18,11 +18,11 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
-from reliability_lab import Lab, start_lab
 
 from services.idp.catalogue import load_catalogue
 from services.idp.identifiers import identifier_aliases
 from shared.testing import confirm_review
+from shared.testing.reliability_lab import Lab, start_lab
 from signlab.load import BrowserAgent, portal_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

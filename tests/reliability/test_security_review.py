@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import pytest
 import requests
-from reliability_lab import Lab, start_lab
 
 from shared.testing import confirm_review
+from shared.testing.reliability_lab import Lab, start_lab
 from signlab.load import BrowserAgent, portal_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

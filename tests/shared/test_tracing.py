@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from shared.xml_schemas import parse as parse_xml
-
-sys.path.insert(0, str(Path(__file__).parent))  # the miniature ecosystem beside this file
-
-import tracing_ecosystem
-
 from shared.flow import STEPS, step
+from shared.testing import tracing_ecosystem
+from shared.testing.mermaid import check_mermaid
 from shared.tracing import TraceStore, build_transaction, render_json, render_mermaid, render_svg
 from shared.tracing.model import Transaction
+from shared.xml_schemas import parse as parse_xml
 
 
 @pytest.fixture(scope="module")
@@ -183,76 +174,6 @@ def test_store_finds_by_trace_id_prefix_and_latest(eco: tracing_ecosystem.Ecosys
     assert store.find(signed.id[:12]).id == signed.id  # type: ignore[union-attr]
     assert store.find("latest").id == refused.id  # type: ignore[union-attr]
     assert store.find("no-such-transaction") is None
-
-
-# ---------------------------------------------------------------- a strict Mermaid checker
-
-_ID = r"(Signer|SCASP|SSASP|HSM|IPSP|TSP)"
-_TEXT = r"[^\n;#<>%{}\"`]*(?:#\d+;[^\n;#<>%{}\"`]*)*"
-_LINES = [
-    re.compile(r"^sequenceDiagram$"),
-    re.compile(rf"^    title {_TEXT}$"),
-    re.compile(rf"^ {{4,8}}participant {_ID} as [A-Za-z][A-Za-z ()]*$"),
-    re.compile(r"^    box [A-Za-z ]+$"),
-    re.compile(r"^    end$"),
-    re.compile(r"^    rect rgb\(\d{1,3}, \d{1,3}, \d{1,3}\)$"),
-    re.compile(rf"^ {{4,8}}{_ID}(->>|-\)|-->>|--x|-x){_ID}: \d{{1,2}} · {_TEXT}$"),
-    re.compile(rf"^ {{4,8}}Note over {_ID}: {_TEXT}$"),
-]
-
-
-def check_mermaid(text: str) -> None:
-    """The subset of Mermaid's sequenceDiagram grammar the renderer emits, checked line by line,
-    with balanced box/rect … end blocks, known participants only, and (when Node and the mermaid
-    package are available) Mermaid's own parser."""
-    lines = text.rstrip("\n").split("\n")
-    assert lines[0] == "sequenceDiagram"
-    depth = 0
-    declared: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        assert any(p.match(line) for p in _LINES), f"line {number} is outside the grammar: {line!r}"
-        if line.strip().startswith(("box ", "rect ")):
-            depth += 1
-        elif line.strip() == "end":
-            depth -= 1
-            assert depth >= 0, f"line {number}: 'end' without an open block"
-        elif line.strip().startswith("participant "):
-            declared.add(line.split()[1])
-        else:
-            for actor in re.findall(_ID, line.split(":", 1)[0]):
-                assert actor in declared, f"line {number}: {actor} not declared"
-    assert depth == 0, "unclosed box/rect block"
-    _mermaid_parse(text)
-
-
-def _mermaid_parse(text: str) -> None:
-    """Mermaid's own parser (mermaid + jsdom from the npm registry, cached per user); skipped
-    when Node or the registry is unavailable — the strict check above always runs."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        return
-    cache = Path.home() / ".cache" / "signlab" / "mermaid-check"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    # Several test runs may share the per-user cache: one installs under a lock, into a fresh
-    # folder renamed into place, so nobody ever sees a half-installed node_modules.
-    with (cache.parent / "mermaid-check.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (cache / "node_modules" / "jsdom" / "package.json").exists():
-            staging = Path(tempfile.mkdtemp(prefix="mermaid-check-", dir=cache.parent))
-            (staging / "package.json").write_text('{"name": "signlab-mermaid-check", "private": true}')
-            try:
-                subprocess.run([npm, "install", "--no-audit", "--no-fund", "mermaid@11", "jsdom@26"], cwd=staging,
-                               capture_output=True, timeout=240, check=True)
-            except (subprocess.SubprocessError, OSError):
-                shutil.rmtree(staging, ignore_errors=True)
-                return
-            shutil.rmtree(cache, ignore_errors=True)
-            staging.rename(cache)
-    script = cache / "check.mjs"  # beside its node_modules: ES modules resolve imports from their own folder
-    shutil.copyfile(Path(__file__).with_name("tracing_mermaid_check.mjs"), script)
-    result = subprocess.run([node, str(script)], input=text, capture_output=True, check=False, text=True, timeout=120, cwd=cache)
-    assert result.returncode == 0, f"Mermaid rejected the diagram: {result.stdout}{result.stderr}"
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"ok": True, "type": "sequence"}
 
 
 def test_checker_rejects_what_mermaid_rejects() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,15 +10,11 @@ import pytest
 from flask import Flask, render_template_string
 from pydantic import SecretStr
 
-from shared.xml_schemas import parse as parse_xml
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-import tracing_ecosystem
-
 from shared.flow import service
+from shared.testing import tracing_ecosystem
 from shared.tracing import trainer_blueprint
 from shared.web import create_service_app
+from shared.xml_schemas import parse as parse_xml
 
 
 @pytest.fixture(scope="module")

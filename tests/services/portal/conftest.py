@@ -36,10 +36,10 @@ from pyhanko.sign import signers
 from pyhanko.sign.ades import qualified_asn1
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
-from pydantic import SecretStr
 
 from services.portal.ltv import ValidationMaterial
-from shared.testing import LiveServer, browse_until, confirm_review, free_port
+from shared.testing import browse_until, confirm_review, free_port
+from shared.testing.ecosystem import Ecosystem
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
 NCP = "0.4.0.2042.1.1"
@@ -370,68 +370,26 @@ def other_sign_digest(other_pki: TestPki) -> Callable[..., OneTimeSignature]:
 # ---------------------------------------------------------------- the real ecosystem (integration tests)
 
 
-class Stack:
-    """IdP, CA, signer and portal, each a real app on its own loopback port (+ a short-TTL portal)."""
+class Stack(Ecosystem):
+    """IdP, CA, signer and portal (:class:`shared.testing.ecosystem.Ecosystem`) and a second
+    portal, ``portal-short-ttl``, with a 2-second transaction TTL for the expiry tests."""
 
-    def __init__(self, tmp: Path, signer_settings: Any) -> None:
-        from services.ca import create_app as create_ca
-        from services.ca.provision import provision as provision_ca
-        from services.ca.settings import CaSettings
-        from services.idp import create_app as create_idp
-        from services.idp.settings import IdpSettings
-        from services.portal import create_app as create_portal
-        from services.portal.provision import provision as provision_portal
-        from services.portal.settings import PortalSettings
-        from services.signer import create_app as create_signer
-        from services.signer.provision import provision as provision_signer
-
-        idp_port, ca_port, signer_port, portal_port, short_port = (free_port() for _ in range(5))
-        idp_url, self.ca_url = f"http://127.0.0.1:{idp_port}", f"http://127.0.0.1:{ca_port}"
-        self.signer_url, self.portal_url = f"http://127.0.0.1:{signer_port}", f"http://127.0.0.1:{portal_port}"
+    def __init__(self, root: Path, hsm: Any) -> None:
+        portal_port, short_port = free_port(), free_port()
         self.short_ttl_portal_url = f"http://127.0.0.1:{short_port}"
-        idp_secret, portal_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        idp_settings = IdpSettings(port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
-                                   signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-                                   admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
-        ca_settings = CaSettings(port=ca_port, data_dir=tmp / "ca", idp_url=idp_url,
-                                 signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
-                                 admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
-        provision_ca(ca_settings)
-        self.signer_settings = signer_settings.model_copy(update={
-            "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": idp_url, "ca_url": self.ca_url,
-            "idp_client_secret": SecretStr(idp_secret), "portal_client_secret": SecretStr(portal_secret),
-            "portal_redirect_uris": [f"{self.portal_url}/sign/callback", f"{self.short_ttl_portal_url}/sign/callback"],
-            "log_level": "WARNING"})
-        provision_signer(self.signer_settings)
-        self.idp = LiveServer(create_idp(idp_settings), idp_port).start()
-        self.ca = LiveServer(create_ca(ca_settings), ca_port).start()
-        self.signer_app = create_signer(self.signer_settings)
-        self.signer = LiveServer(self.signer_app, signer_port).start()
-        portal_settings = PortalSettings(
-            port=portal_port, data_dir=tmp / "portal", signer_url=self.signer_url, ca_url=self.ca_url, idp_url=idp_url,
-            signer_client_secret=SecretStr(portal_secret), session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
-            api_client_secret=SecretStr("api-secret-of-the-tests"),
-            log_level="WARNING", transaction_ttl_seconds=300,
-        )
-        provision_portal(portal_settings)
-        self.portal_app = create_portal(portal_settings)
-        self.portal = LiveServer(self.portal_app, portal_port).start()
+        callbacks = [f"http://127.0.0.1:{port}/sign/callback" for port in (portal_port, short_port)]
+        super().__init__(root, hsm=hsm, ports={"portal": portal_port}, settings={
+            "signer": {"portal_redirect_uris": callbacks}, "portal": {"transaction_ttl_seconds": 300}})
         # The same partner with SIGNLAB_PORTAL_TRANSACTION_TTL_SECONDS=2, for the expiry tests.
-        short_settings = portal_settings.model_copy(update={
-            "port": short_port, "data_dir": tmp / "portal-short-ttl", "transaction_ttl_seconds": 2})
-        provision_portal(short_settings)
-        self.short_ttl_portal = LiveServer(create_portal(short_settings), short_port).start()
+        self.start_instance("portal", "portal-short-ttl", port=short_port, transaction_ttl_seconds=2)
 
-    def stop(self) -> None:
-        for live in (self.short_ttl_portal, self.portal, self.signer, self.ca, self.idp):
-            live.stop()
+    @property
+    def signer_settings(self) -> Any:
+        return self.settings_of("signer")
 
-    def hsm_key_objects(self) -> list[Any]:
-        """The key objects on the signer's SoftHSM token right now (one-time keys alive)."""
-        return list(self.signer_app.extensions["signlab.hsm"].key_objects())
-
-    partner = ("signlab-lab", "api-secret-of-the-tests")
-    """The lab's partner application at the test portals (HTTP Basic)."""
+    @property
+    def portal_app(self) -> Any:
+        return self.app("portal")
 
     def create(self, documents: list[dict[str, Any]], *, portal_url: str | None = None, **options: Any) -> dict[str, Any]:
         """``POST /api/v1/sign-requests`` as the lab's partner application; the 201 body."""
@@ -461,8 +419,5 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(signer_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The real ecosystem, started once for all portal integration tests."""
-    env = Stack(tmp_path_factory.mktemp("stack"), signer_settings.model_copy(update={"sweep_interval_seconds": 0}))
-    try:
+    with Stack(tmp_path_factory.mktemp("stack"), signer_settings) as env:
         yield env
-    finally:
-        env.stop()

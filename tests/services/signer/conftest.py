@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ from pydantic import SecretStr
 
 from services.signer.hsm import Hsm, OneTimeKey
 from services.signer.settings import SignerSettings
-from shared.testing import LiveServer, free_port
+from shared.testing import LiveServer
+from shared.testing.ecosystem import Ecosystem
+from shared.testing.partner import PORTAL_REDIRECT
 
 
 @pytest.fixture(scope="session")
@@ -93,65 +95,44 @@ def local_ca() -> LocalTestCa:
     return LocalTestCa()
 
 
-PORTAL_REDIRECT = "http://127.0.0.1:9/sign/callback"
-"""The portal's registered redirect URI in these tests (never contacted: the test reads the redirect)."""
+class SignerEcosystem(Ecosystem):
+    """The real IdP, CA and signer (:class:`shared.testing.ecosystem.Ecosystem`), the portal's
+    redirect URI :data:`PORTAL_REDIRECT`; ``settings``, ``service`` and ``ca`` name the signer's
+    settings, the signer's core and the CA's server, as the signer tests use them."""
 
-
-class Ecosystem:
-    """The real IdP and CA apps and a signer app, each on its own loopback port."""
-
-    def __init__(self, tmp: Path, signer_settings: SignerSettings) -> None:
-        from services.ca import create_app as create_ca
-        from services.ca.provision import provision as provision_ca
-        from services.ca.settings import CaSettings
-        from services.idp import create_app as create_idp
-        from services.idp.settings import IdpSettings
-        from services.signer import create_app as create_signer
-        from services.signer.provision import provision as provision_signer
-
-        signer_port, idp_port, ca_port = free_port(), free_port(), free_port()
-        self.signer_url = f"http://127.0.0.1:{signer_port}"
-        self.idp_url = f"http://127.0.0.1:{idp_port}"
-        self.ca_url = f"http://127.0.0.1:{ca_port}"
-        shared_secret = secrets.token_urlsafe(24)
-        self.idp_admin = secrets.token_urlsafe(16)
-        self.ca_admin = secrets.token_urlsafe(16)
-        idp_settings = IdpSettings(port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(shared_secret),
-                                   signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
-                                   admin_token=SecretStr(self.idp_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
-        ca_settings = CaSettings(port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url,
-                                 signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
-                                 admin_token=SecretStr(self.ca_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
-        provision_ca(ca_settings)
-        self.settings = signer_settings.model_copy(update={
-            "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": self.idp_url, "ca_url": self.ca_url,
-            "idp_client_secret": SecretStr(shared_secret), "portal_redirect_uris": [PORTAL_REDIRECT],
-            "log_level": "WARNING"})
-        provision_signer(self.settings)
-        self.idp = LiveServer(create_idp(idp_settings), idp_port).start()
-        self.ca = LiveServer(create_ca(ca_settings), ca_port).start()
-        self.signer_app = create_signer(self.settings)
-        self.signer = LiveServer(self.signer_app, signer_port).start()
+    def __init__(self, root: Path, hsm: SignerSettings, **signer_settings: Any) -> None:
+        super().__init__(root, ("idp", "ca", "signer"), hsm=hsm,
+                         settings={"signer": {"portal_redirect_uris": [PORTAL_REDIRECT], **signer_settings}})
 
     @property
-    def service(self):  # type: ignore[no-untyped-def]
-        """The signer's core (store, audit, HSM)."""
-        return self.signer_app.extensions["signlab.signer"]
+    def settings(self) -> Any:
+        return self.settings_of("signer")
 
-    def stop(self) -> None:
-        """Stop the three servers."""
-        for live in (self.signer, self.ca, self.idp):
-            live.stop()
+    @property
+    def service(self) -> Any:
+        return self.signer_service
+
+    @property
+    def ca(self) -> LiveServer:
+        return self.servers["ca"]
+
+    @ca.setter
+    def ca(self, server: LiveServer) -> None:  # a test restarts the CA (an outage)
+        self.servers["ca"] = server
+
+
+@pytest.fixture(scope="session")
+def start_ecosystem(signer_settings: SignerSettings) -> Callable[..., SignerEcosystem]:
+    """``start_ecosystem(root, **signer_settings)``: a :class:`SignerEcosystem` on the session's token."""
+    return lambda root, **settings: SignerEcosystem(root, signer_settings, **settings)
 
 
 @pytest.fixture(scope="module")
-def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ecosystem]:
+def ecosystem(start_ecosystem: Callable[..., SignerEcosystem],
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignerEcosystem]:
     """Real IdP + CA + signer on loopback (one per test module)."""
-    env = Ecosystem(tmp_path_factory.mktemp("eco"), signer_settings)
-    try:
+    with start_ecosystem(tmp_path_factory.mktemp("eco")) as env:
         yield env
-    finally:
-        env.stop()
 
 
 # ---------------------------------------------------------------------------- the core without HTTP

@@ -26,24 +26,9 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from shared.errors import UpstreamError
+from shared.testing.partner import Portal, make_pdf
 
 pytestmark = pytest.mark.hsm
-
-_PORTAL = "test_http"  # the Portal helper and PDF maker live in test_http.py
-
-
-def _helpers() -> Any:
-    import importlib.util
-    import pathlib
-
-    spec = importlib.util.spec_from_file_location(_PORTAL, pathlib.Path(__file__).with_name("test_http.py"))
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-helpers = _helpers()
-
 
 class AuthorizeManager(CSCAuthorizationManager):
     """Gets a SAD from credentials/authorize for exactly the hashes pyHanko computed (SCAL 2)."""
@@ -63,7 +48,7 @@ class AuthorizeManager(CSCAuthorizationManager):
 
 @pytest.fixture(scope="module")
 def portal(ecosystem: Any) -> Any:
-    return helpers.Portal(ecosystem)
+    return Portal(ecosystem)
 
 
 def _service_token(portal: Any, qualifier: str = "eu_eidas_qes") -> Any:
@@ -89,7 +74,7 @@ def test_pyhanko_csc_signer_unchanged(portal: Any, ecosystem: Any) -> None:
             signer = CSCSigner(session, auth_manager=manager)
             meta = signers.PdfSignatureMetadata(field_name="Sig1", md_algorithm="sha256",
                                                 subfilter=fields.SigSeedSubFilter.PADES)
-            out = await signers.async_sign_pdf(IncrementalPdfFileWriter(BytesIO(helpers.make_pdf())), meta,
+            out = await signers.async_sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf())), meta,
                                                signer=signer)
             return out.getvalue(), manager.calls
 
@@ -192,7 +177,7 @@ def test_timestamp_is_proxied_to_the_tsa_with_the_nonce(portal: Any, ecosystem: 
                                  json={"hash": base64.b64encode(digest).decode()})
     assert no_algorithm.status_code == 400 and "hashAlgorithmOID" in no_algorithm.json()["error_description"]
     portal.client.revoke(token.access_token)  # the unused one-time credential's key goes at once
-    helpers.no_keys(ecosystem)
+    assert ecosystem.service.hsm.key_objects() == []
 
 
 def test_extend_transaction_rebinds_the_sad_to_new_hashes(portal: Any, ecosystem: Any) -> None:
@@ -220,4 +205,4 @@ def test_extend_transaction_rebinds_the_sad_to_new_hashes(portal: Any, ecosystem
     public_key = cx509.load_der_x509_certificate(info.certificates[0]).public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
     public_key.verify(signature, second, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-    helpers.no_keys(ecosystem)
+    assert ecosystem.service.hsm.key_objects() == []

@@ -8,10 +8,8 @@ the way a failing HSM does (no signature, key destroyed, clear error naming the 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,20 +22,9 @@ from services.signer.settings import SignerSettings
 from services.signer.signing import build_csr
 from shared.errors import InvalidRequest, InvalidToken, UpstreamError
 from shared.faults import FaultBoard
+from shared.testing.partner import Portal
 
 pytestmark = pytest.mark.hsm
-
-
-def _beside(filename: str) -> Any:
-    """A helper module beside this file (the partner ``Portal`` of test_http, the ``Ecosystem`` of conftest)."""
-    spec = importlib.util.spec_from_file_location(f"signer_faults_{Path(filename).stem}", Path(__file__).with_name(filename))
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-Portal = _beside("test_http.py").Portal
-Ecosystem = _beside("conftest.py").Ecosystem
 
 
 class Recorder:
@@ -118,13 +105,10 @@ def test_board_refuses_unknown_names_bad_counts_and_wrong_tokens() -> None:
 
 
 @pytest.fixture(scope="module")
-def eco(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def eco(start_ecosystem: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """IdP + CA + a signer with fault injection enabled."""
-    env = Ecosystem(tmp_path_factory.mktemp("faults"), signer_settings.model_copy(update={"faults_enabled": True}))
-    try:
+    with start_ecosystem(tmp_path_factory.mktemp("faults"), faults_enabled=True) as env:
         yield env
-    finally:
-        env.stop()
 
 
 def _admin(eco: Any, method: str, path: str = "", token: str | None = None, **kwargs: Any) -> requests.Response:

@@ -8,16 +8,14 @@ import hashlib
 import secrets
 from io import BytesIO
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlparse
+from urllib.parse import urljoin
 
 import pytest
 import requests
 from asn1crypto import cms, x509
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.signers.pdf_cms import ExternalSigner
 from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
@@ -26,53 +24,9 @@ from pyhanko_certvalidator import ValidationContext
 
 from shared.clients.signer import SignerClient
 from shared.errors import UpstreamError
-from shared.testing import browse_until
+from shared.testing.partner import PORTAL_REDIRECT, Portal, make_pdf
 
 pytestmark = pytest.mark.hsm
-
-PORTAL_REDIRECT = "http://127.0.0.1:9/sign/callback"
-
-
-def make_pdf() -> bytes:
-    """A one-page PDF."""
-    writer = PdfFileWriter()
-    stream = writer.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 72 720 Td (Contract) Tj ET"))
-    writer.insert_page(PageObject(contents=stream, media_box=(0, 0, 595, 842)))
-    out = BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
-class Portal:
-    """The partner side of the tests: PAR, a headless browser through IdP and consent, token."""
-
-    def __init__(self, eco: Any) -> None:
-        self.eco = eco
-        self.client = SignerClient(eco.signer_url, client_id="signlab-portal",
-                                   client_secret=eco.settings.portal_client_secret.get_secret_value())
-
-    def authorize(self, *, documents: list[tuple[bytes, str]] = (), qualifier: str = "eu_eidas_qes",  # type: ignore[assignment]
-                  login_hint: str = "kari-nordmann@no-bankid", approve: bool = True, scope: str | None = None,
-                  num_signatures: int | None = None) -> tuple[dict[str, list[str]], str, str]:
-        """PAR + browser; returns (query of the final redirect to the portal, code_verifier, state)."""
-        verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(8)
-        par = self.client.push_authorization_request(
-            redirect_uri=PORTAL_REDIRECT, state=state, code_challenge=create_s256_code_challenge(verifier),
-            qualifier=qualifier, documents=documents, login_hint=login_hint, scope=scope,
-            num_signatures=num_signatures)
-        return browse(par.authorize_url, approve=approve), verifier, state
-
-    def token(self, **kwargs: Any) -> Any:
-        query, verifier, state = self.authorize(**kwargs)
-        assert query.get("state") == [state]
-        assert "code" in query, query
-        return self.client.exchange_code(query["code"][0], PORTAL_REDIRECT, verifier)
-
-
-def browse(url: str, *, approve: bool = True, session: requests.Session | None = None) -> dict[str, list[str]]:
-    """Through the IdP and consent like a browser; the query of the redirect to the portal."""
-    return parse_qs(urlparse(browse_until(url, PORTAL_REDIRECT, session=session, approve=approve)).query)
-
 
 @pytest.fixture(scope="module")
 def portal(ecosystem: Any) -> Portal:

@@ -4,8 +4,13 @@ Each app is built by the shared frame (``create_service_app``, so it is traced e
 service is) and serves the *routes of the contract* (PAR, authorize, IdP authorize/login/token,
 consent, token, signDoc, CA issuance) with real cryptography: an ES256 ID token (joserfc), an
 RFC 7523 client assertion, a real CSR and X.509 certificate (cryptography), an ECDSA signature.
-It is not a second implementation of the services (those have their own tests); it exists so the
-tracing machinery can be tested end to end, with known secret values, while the services evolve.
+It is not a second implementation of the services (those have their own tests, and the real
+services run in :class:`shared.testing.ecosystem.Ecosystem`); it exists so the tracing machinery
+(``shared/tracing``: stitching, rendering, redaction, the trainer pages, ``signlab trace``) can be
+tested end to end with every secret value the flow used known, which the real services never hand
+out (tokens, codes, verifiers, one-time codes), while the services evolve.
+
+Limits: for the tracing tests only; never a stand-in for a service in any other test.
 """
 
 from __future__ import annotations
@@ -86,8 +91,9 @@ class Ecosystem:
 
 
 def _settings(name: str, port: int, data: Path, used: Secrets) -> MiniSettings:
-    return MiniSettings(host="127.0.0.1", port=port, data_dir=data / name,
-                        client_secret=SecretStr(used.new(f"{name}-client-secret")), pin=SecretStr(used.new(f"{name}-pin")))
+    return MiniSettings.model_validate({
+        "host": "127.0.0.1", "port": port, "data_dir": data / name,
+        "client_secret": SecretStr(used.new(f"{name}-client-secret")), "pin": SecretStr(used.new(f"{name}-pin"))})
 
 
 def start(tmp_path: Path) -> Ecosystem:
@@ -264,7 +270,7 @@ def _signer(settings: MiniSettings, urls: dict[str, str], used: Secrets, idp: Mi
     @bp.get("/oauth2/authorize")
     def authorize() -> Any:
         pushed = requests_by_uri.pop(request.args["request_uri"])
-        tx = {"id": "tx-" + secrets.token_hex(12), "pushed": pushed, "state": used.new("idp-state"),
+        tx: dict[str, Any] = {"id": "tx-" + secrets.token_hex(12), "pushed": pushed, "state": used.new("idp-state"),
               "nonce": used.new("nonce"), "verifier": used.new("idp-verifier", 48)}
         by_state[tx["state"]] = tx
         challenge = base64.urlsafe_b64encode(hashlib.sha256(tx["verifier"].encode()).digest()).rstrip(b"=").decode()

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from shared.testing import tracing_ecosystem
 from shared.xml_schemas import parse as parse_xml
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))
-
-import tracing_ecosystem
-
 from signlab.cli import main
 
 

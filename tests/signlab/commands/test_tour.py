@@ -15,13 +15,10 @@ import pytest
 
 from services.registry import REGISTRY
 from shared.testing import chromium, free_port
+from shared.testing.mermaid import check_mermaid
 from shared.tracing import TraceStore, build_transaction, render_mermaid
 from signlab.cli import main
 from signlab.runtime import LocalRuntime
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))
-
-from test_tracing import check_mermaid
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +73,7 @@ def test_tour_needs_a_running_ecosystem(tmp_path: Path, capsys: pytest.CaptureFi
 def test_browser_tour_waits_for_the_class_and_narrates_each_step(running: LocalRuntime, tmp_path: Path) -> None:
     """``--browser``: the tour prints the review link, a real browser (the class) reviews, logs in
     and consents; the tour narrates steps 1-10 as they happen, wrapped at the terminal width."""
-    screenshots = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+    screenshots = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
     screenshots.mkdir(parents=True, exist_ok=True)
     tour = subprocess.Popen(
         [sys.executable, "-c", "import sys; from signlab.cli import main; sys.exit(main(sys.argv[1:]))",
