@@ -5,7 +5,7 @@ service is) and serves the *routes of the contract* (PAR, authorize, IdP authori
 consent, token, signDoc, CA issuance) with real cryptography: an ES256 ID token (joserfc), an
 RFC 7523 client assertion, a real CSR and X.509 certificate (cryptography), an ECDSA signature.
 It is not a second implementation of the services (those have their own tests, and the real
-services run in :class:`shared.testing.ecosystem.Ecosystem`); it exists so the tracing machinery
+services run in :class:`testkit.ecosystem.Ecosystem`); it exists so the tracing machinery
 (``shared/tracing``: stitching, rendering, redaction, the trainer pages, ``signlab trace``) can be
 tested end to end with every secret value the flow used known, which the real services never hand
 out (tokens, codes, verifiers, one-time codes), while the services evolve.

@@ -28,7 +28,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from services.signer.settings import SignerSettings
 from shared.testing import browse_until, chromium, confirm_review, free_port
-from shared.testing.ecosystem import Ecosystem
+from testkit.ecosystem import Ecosystem
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -60,7 +60,7 @@ class Tokens:
 
 
 class InteropEcosystem(Ecosystem):
-    """IdP, CA, signer and portal (:class:`shared.testing.ecosystem.Ecosystem`), the partner's
+    """IdP, CA, signer and portal (:class:`testkit.ecosystem.Ecosystem`), the partner's
     client registered with a second redirect URI (:data:`PARTNER_REDIRECT`); the IdP sends wallet
     logins to the session's wallet (``live_wallet`` in ``tests/conftest.py``)."""
 

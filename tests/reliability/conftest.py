@@ -1,4 +1,4 @@
-"""Fixtures of the reliability suite (helpers in :mod:`shared.testing.reliability_lab`)."""
+"""Fixtures of the reliability suite (helpers in :mod:`testkit.reliability_lab`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.testing.reliability_lab import Lab, start_lab
+from testkit.reliability_lab import Lab, start_lab
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from joserfc.jwk import ECKey
 
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.identity import IdentityEvidenceError, verify_id_token
-from shared.testing.reliability_lab import Lab
+from testkit.reliability_lab import Lab
 from signlab.load import BrowserAgent, partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

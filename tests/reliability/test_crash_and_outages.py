@@ -37,7 +37,7 @@ import pytest
 import requests
 
 from shared.testing import confirm_review
-from shared.testing.reliability_lab import Lab, start_lab
+from testkit.reliability_lab import Lab, start_lab
 from signlab.load import BrowserAgent, FlowFailed, partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

@@ -38,7 +38,7 @@ from shared.client_assertion import create_client_assertion
 from shared.clients.ca import CaClient
 from shared.jose_keys import load_or_create_ec_key
 from shared.testing import fill_filesystem, small_filesystem
-from shared.testing.reliability_lab import Lab, start_lab
+from testkit.reliability_lab import Lab, start_lab
 from signlab.load import partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

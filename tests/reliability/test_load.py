@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from shared.testing.reliability_lab import Lab
+from testkit.reliability_lab import Lab
 from signlab.cli import main
 from signlab.load import run_load
 

@@ -22,7 +22,7 @@ import requests
 from services.idp.catalogue import load_catalogue
 from services.idp.identifiers import identifier_aliases
 from shared.testing import confirm_review
-from shared.testing.reliability_lab import Lab, start_lab
+from testkit.reliability_lab import Lab, start_lab
 from signlab.load import BrowserAgent, portal_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

@@ -2,7 +2,7 @@
 appear in any log, trace, audit file, page or error message.
 
 The shared ecosystem (:func:`lab`) was started with known secret values (``seeded-…``, see
-:func:`shared.testing.reliability_lab.seeded_secrets`). By the time this module runs (files run in name order),
+:func:`testkit.reliability_lab.seeded_secrets`). By the time this module runs (files run in name order),
 the adversarial and load tests have driven hundreds of flows and every refusal path through it;
 this test adds a representative set of its own (every format and level, IdP failures, declined
 consent, wrong client secrets, admin calls with the real tokens) and then searches:
@@ -25,7 +25,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shared.testing.reliability_lab import Lab
+from testkit.reliability_lab import Lab
 from signlab.load import BrowserAgent, FlowFailed, partner_flow
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]

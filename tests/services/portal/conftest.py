@@ -39,7 +39,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.portal.ltv import ValidationMaterial
 from shared.testing import browse_until, confirm_review, free_port
-from shared.testing.ecosystem import Ecosystem
+from testkit.ecosystem import Ecosystem
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
 NCP = "0.4.0.2042.1.1"
@@ -371,7 +371,7 @@ def other_sign_digest(other_pki: TestPki) -> Callable[..., OneTimeSignature]:
 
 
 class Stack(Ecosystem):
-    """IdP, CA, signer and portal (:class:`shared.testing.ecosystem.Ecosystem`) and a second
+    """IdP, CA, signer and portal (:class:`testkit.ecosystem.Ecosystem`) and a second
     portal, ``portal-short-ttl``, with a 2-second transaction TTL for the expiry tests."""
 
     def __init__(self, root: Path, hsm: Any) -> None:

@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from services.signer.hsm import Hsm, OneTimeKey
 from services.signer.settings import SignerSettings
 from shared.testing import LiveServer
-from shared.testing.ecosystem import Ecosystem
+from testkit.ecosystem import Ecosystem
 from shared.testing.partner import PORTAL_REDIRECT
 
 
@@ -96,7 +96,7 @@ def local_ca() -> LocalTestCa:
 
 
 class SignerEcosystem(Ecosystem):
-    """The real IdP, CA and signer (:class:`shared.testing.ecosystem.Ecosystem`), the portal's
+    """The real IdP, CA and signer (:class:`testkit.ecosystem.Ecosystem`), the portal's
     redirect URI :data:`PORTAL_REDIRECT`; ``settings``, ``service`` and ``ca`` name the signer's
     settings, the signer's core and the CA's server, as the signer tests use them."""
 
