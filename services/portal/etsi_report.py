@@ -37,7 +37,7 @@ from services.portal.validation_detail import CertificateFact, SignatureFacts, T
 from shared.xml_schemas import combined_schema, errors_of
 
 if TYPE_CHECKING:
-    from services.portal.validation import ValidationReport
+    from services.portal.validation_report import ValidationReport
 
 __all__ = ["ETSI_NAMESPACE", "EtsiReportInvalid", "etsi_report_schema", "etsi_validation_report", "schema_problems"]
 
