@@ -1,4 +1,4 @@
-"""Packaging and validation core: every format × level × QES/AdES, tampering, wrong root, revocation.
+"""Packaging (``pades``, ``cades``, ``jades`` and ``packaging``): every format × level × QES/AdES.
 
 The SSASP and TSA here are the test fixtures of ``conftest.py`` (real pyHanko/cryptography, test
 keys); the integration tests run the same paths against the real services.
@@ -7,6 +7,7 @@ keys); the integration tests run the same paths against the real services.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from io import BytesIO
 from pathlib import Path
@@ -20,10 +21,13 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 
 from services.portal import cades, jades, pades
+from services.portal.documents import SignatureFormat, SigningOptions
 from services.portal.documents import Level, Qualifier
 from services.portal.errors import PackagingFailed
 from services.portal.ltv import ValidationMaterial, validation_context
+from services.portal.packaging import package_signature, sign_doc_validation_material, signed_file_name
 from services.portal.settings import PortalSettings
+from services.portal.store import StoredDocument
 from services.portal.validation import TrustSettings, load_registry, validate_document
 from shared.cms_version import version_problems
 
@@ -254,3 +258,34 @@ def _signature_dictionary(pdf: bytes):
     reader = PdfFileReader(BytesIO(pdf))
     field = next(f for f in reader.root["/AcroForm"]["/Fields"] if f.get_object().get("/FT") == "/Sig")
     return field.get_object()["/V"].get_object()
+
+
+def test_signed_files_are_named_after_the_document() -> None:
+    assert signed_file_name("contract.pdf", SignatureFormat.PADES) == "contract-signed.pdf"
+    assert signed_file_name("order.json", SignatureFormat.CADES) == "order.json.p7s"
+    assert signed_file_name("order.json", SignatureFormat.JADES) == "order.jades.json"
+    assert signed_file_name("README", SignatureFormat.PADES) == "README-signed.pdf"
+
+
+def test_sign_doc_validation_material_reads_certificates_and_revocation_data(pki, sign_digest) -> None:
+    sig = sign_digest(cades.digest(JSON), "qes", "cades")
+    leaf, crl = sig.material.certificates[0], sig.material.crls[0]
+
+    class Answer:  # the fields of a signDoc answer the portal reads (shared.clients.signer)
+        certificates = [base64.b64encode(leaf).decode()]
+        validation_info = {"crl": [base64.b64encode(crl).decode(), "not base64!"], "ocsp": [b"raw-der"]}
+
+    material = sign_doc_validation_material(Answer())
+    assert (material.certificates, material.crls, material.ocsps) == ([leaf], [crl], [b"raw-der"])
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_package_signature_takes_a_jws_as_text_or_as_base64(pki, sign_digest, trust, encoded: bool) -> None:
+    """signDoc's JAdES object is the JWS text; some SSASPs send it base64-encoded: both are packaged."""
+    jsig = sign_digest(jades.digest(JSON), "qes", "jades")
+    signature = base64.b64encode(jsig.signature) if encoded else jsig.signature
+    doc = StoredDocument(0, "order.json", "application/json", JSON, jades.digest(JSON))
+    options = SigningOptions.parse({"format": "jades", "level": "B-T"})
+    signed = asyncio.run(package_signature(doc, signature, None, options, jsig.material, pki.timestamper(), pki.root_asn1))
+    report = asyncio.run(validate_document("order.jades.json", signed, trust, original=JSON))
+    assert (report.indication, report.signatures[0].level) == ("TOTAL_PASSED", "B-T"), report.to_dict()
