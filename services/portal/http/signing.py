@@ -18,7 +18,7 @@ from werkzeug.datastructures import FileStorage
 
 from services.portal.documents import Document, SignatureFormat, SigningOptions, check_document, safe_label
 from services.portal.errors import DocumentRejected, TransactionNotFound, TransactionStateError
-from services.portal.http_common import (
+from services.portal.http.common import (
     API_PREFIX,
     api_caller,
     authenticate_partner,
@@ -31,7 +31,7 @@ from services.portal.http_common import (
     public_url,
     shown,
 )
-from services.portal.http_validation import report_urls
+from services.portal.http.validation import report_urls
 from services.portal.preview import PreviewUnavailable, preview_of, render_pdf_page
 from services.portal.refusals import explain
 from services.portal.samples import SAMPLES, sample_path

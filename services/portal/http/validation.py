@@ -19,7 +19,7 @@ from flask import Blueprint, Response, jsonify, render_template, request, url_fo
 
 from services.portal.documents import safe_label
 from services.portal.errors import DocumentRejected, TransactionNotFound
-from services.portal.http_common import (
+from services.portal.http.common import (
     API_PREFIX,
     api_caller,
     authenticate_partner,
@@ -39,11 +39,10 @@ api = Blueprint("validation_api", __name__, url_prefix=API_PREFIX)
 api.before_request(authenticate_partner)
 
 
-def _read_upload(field: str, required: bool) -> tuple[str, bytes] | None:
+def _read_upload(field: str) -> tuple[str, bytes] | None:
+    """The uploaded file of ``field`` (its safe label and bytes), None when none was chosen."""
     item = request.files.get(field)
     if item is None or not item.filename:
-        if required:
-            raise InvalidRequest(f"upload the file in the '{field}' field")
         return None
     limit = portal_settings().max_document_bytes
     content = item.read(limit + 1)
@@ -131,9 +130,10 @@ def trust_root() -> Response:
 
 
 def _validate_uploads(owner: str) -> tuple[Any, str]:
-    signed = _read_upload("signed", required=True)
-    assert signed is not None
-    original = _read_upload("original", required=False)
+    signed = _read_upload("signed")
+    if signed is None:
+        raise InvalidRequest("upload the file in the 'signed' field")
+    original = _read_upload("original")
     return portal_core().validate(signed[0], signed[1], original=original[1] if original else None, owner=owner,
                             at=validation_time(request.form.get("at")))
 
