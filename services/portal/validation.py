@@ -58,6 +58,7 @@ at or before the best signature time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -111,12 +112,10 @@ def detect_format(content: bytes) -> SignatureFormat:
     head = content.lstrip()[:5]
     if head == b"%PDF-":
         return SignatureFormat.PADES
-    if head[:1] == b"{" or content.count(b".") == 2 and b"{" not in content[:10]:
-        try:
+    if head[:1] == b"{" or (content.count(b".") == 2 and b"{" not in content[:10]):
+        with contextlib.suppress(Exception):  # not a JWS: fall through
             parse_jws(content)
             return SignatureFormat.JADES
-        except Exception:  # not JWS: fall through
-            pass
     try:
         json.loads(content)
     except (ValueError, UnicodeDecodeError):

@@ -64,6 +64,7 @@ async def validate_cades(label: str, signature: bytes, original: bytes | None, r
     run.tsp_facts(facts)
     has_tst = next(generic_cms.extract_tst_data_iter(signer_info, signed=False), None) is not None
     spec = run.spec(run.knowledge(facts))
+    result: ades.AdESBasicValidationResult
     if has_tst:
         facts.process = "LTVM"
         result = await ades.ades_with_time_validation(signed_data, spec, timing_info=run.timing(), raw_digest=facts.document_digest)
@@ -71,6 +72,8 @@ async def validate_cades(label: str, signature: bytes, original: bytes | None, r
         facts.process = "Basic"
         result = await ades.ades_basic_validation(signed_data, spec, timing_info=run.timing(), raw_digest=facts.document_digest)
     status = result.api_status
+    if status is None:  # pyHanko answers every process with a status; without one there is nothing to report
+        return format_failure(label, SignatureFormat.CADES, run, "pyHanko's validation gave no signature status")
     facts.pyhanko_message = result.failure_msg
     facts.best_signature_time = getattr(result, "best_signature_time", None) or run.moment
     indication, sub = verdict_of(result.ades_subindic)

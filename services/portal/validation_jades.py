@@ -105,7 +105,8 @@ async def validate_jades(label: str, signature: bytes, payload: bytes | None, ru
         rank = 2
         rank = await archive_level(lambda: jades_archive_checks(signature, payload), "arcTst, TS 119 182-1",
                                     rank, checks, run, facts)
-    report = finish_signature_report(facts, run, indication, sub, path, checks, rank, str(header.get("sigT")) if header.get("sigT") else None)
+    claimed = str(header.get("sigT")) if header.get("sigT") else None
+    report = finish_signature_report(facts, run, indication, sub, path, checks, rank, claimed)
     return document_report(label, SignatureFormat.JADES, [report], run, [facts])
 
 

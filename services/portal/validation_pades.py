@@ -112,6 +112,8 @@ async def _validate_pdf_signature(sig: EmbeddedPdfSignature, reader: PdfFileRead
         facts.process = "LTA"
         result = await ades.ades_lta_validation(sig, PdfSignatureValidationSpec(spec), timing_info=run.timing())
     status = result.api_status
+    if status is None:  # pyHanko answers every process with a status; without one there is nothing to report
+        raise ValueError("pyHanko's validation gave no signature status")
     facts.pyhanko_message = result.failure_msg
     # the basic process has no proof of existence: the best signature time is the validation time
     facts.best_signature_time = getattr(result, "best_signature_time", None) or run.moment
@@ -142,7 +144,8 @@ async def _validate_pdf_signature(sig: EmbeddedPdfSignature, reader: PdfFileRead
         checks.append(Check("Signature time-stamp", "info", "none (level B-B)"))
     if rank >= 1 and has_dss_revinfo:
         rank = 2
-        checks.append(Check("Long-term validation data (DSS)", "passed", "certificates and CRL/OCSP embedded in the document security store"))
+        checks.append(Check("Long-term validation data (DSS)", "passed",
+                            "certificates and CRL/OCSP embedded in the document security store"))
     else:
         checks.append(Check("Long-term validation data (DSS)", "info", "none"))
     for doc_ts in doc_timestamps:

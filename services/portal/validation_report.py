@@ -191,7 +191,7 @@ def document_report(label: str, fmt: SignatureFormat, reports: list[SignatureRep
 
 
 def format_failure(label: str, fmt: SignatureFormat, run: ValidationRun, detail: str) -> ValidationReport:
-    return document_report(label, fmt, [failed_signature("document", fmt.title, run, "FORMAT_FAILURE", detail)], run, [])
+    return document_report(label, fmt, [failed_signature("document", fmt.display_name, run, "FORMAT_FAILURE", detail)], run, [])
 
 
 def no_signature(label: str, fmt: SignatureFormat, run: ValidationRun, detail: str, *, sub: str = "FORMAT_FAILURE",

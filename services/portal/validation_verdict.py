@@ -65,7 +65,8 @@ def _qualification(trust: TrustSettings, path: ValidationPath | None, moment: dt
         return "QES", (f"Qualified electronic signature: qualified certificate for e-signatures with the key in a "
                        f"QSCD{managed}, per the trusted-list service '{service}' granted{when}.")
     if status.qualified:
-        return "AdES-QC", f"Advanced electronic signature with a qualified certificate, but the key is not in a QSCD (per '{service}'{when})."
+        return "AdES-QC", (f"Advanced electronic signature with a qualified certificate, but the key is not in a QSCD "
+                           f"(per '{service}'{when}).")
     return "AdES", (f"Advanced electronic signature: valid and trusted, but the certificate is not qualified according to "
                     f"the trusted list{when} (no granted qualified service for its issuer then).")
 
