@@ -292,8 +292,10 @@ class PortalCore:
         if tx.expired:
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
-            tx = self.store.get(tx_id)
-            assert tx is not None
+            refreshed = self.store.get(tx_id)
+            if refreshed is None:
+                raise TransactionNotFound(tx_id)
+            return refreshed
         return tx
 
     def cancel(self, tx: Transaction) -> None:
@@ -392,7 +394,8 @@ class PortalCore:
 
     def _sign_certificate_first(self, tx: Transaction, code: str) -> Transaction:
         """Certificate first (CSC v1): service token → credential → DTBS/R → SAD → signHash → package."""
-        assert self.signer is not None and tx.code_verifier is not None
+        if self.signer is None or tx.code_verifier is None:
+            raise SignLabError(f"transaction {tx.id} cannot be completed: no signing service, or no PKCE data kept", step=step(10))
         options = SigningOptions.parse(tx.options)
         count = len(tx.documents)
         # Steps 5-7: the token exchange makes the SSASP create the one-time key and certificate.
