@@ -67,13 +67,14 @@ from asn1crypto import x509
 from shared.clients.signer import SignerClient
 from signlab.load import (
     BrowserAgent,
-    Ecosystem,
     FlowFailed,
     authorize_as_partner,
     fetch_root,
     partner_client,
     verify_cms_signature,
 )
+from signlab.processes import ServiceProcesses
+from signlab.scenarios.environment import Ecosystem, ecosystem_from_runtime
 
 __all__ = [
     "TARGETS",
@@ -132,8 +133,7 @@ class RssSampler:
 
     CHILDREN_REFRESH_SECONDS = 1.0
     """How often the worker processes of each service are looked up again (a worker restarted by
-    gunicorn is seen within this time). Looking them up scans every process of the machine, which
-    at every sample cost the bench more CPU per flow than its user agent."""
+    gunicorn is seen within this time)."""
 
     def __init__(self, run_dir: Path, interval: float = 0.05) -> None:
         self.run_dir = run_dir
@@ -141,47 +141,18 @@ class RssSampler:
         self.peak: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
-        self._processes: dict[str, psutil.Process] = {}
-        self._children: dict[str, tuple[float, list[psutil.Process]]] = {}
-
-    def _masters(self) -> dict[str, psutil.Process]:
-        if not self._processes:
-            for pid_file in sorted(self.run_dir.glob("*.pid")):
-                try:
-                    self._processes[pid_file.stem] = psutil.Process(int(json.loads(pid_file.read_text())["pid"]))
-                except (OSError, ValueError, KeyError, psutil.Error):
-                    continue
-        return self._processes
-
-    def _family(self, name: str, master: psutil.Process) -> list[psutil.Process]:
-        """The master and its workers (looked up again every :attr:`CHILDREN_REFRESH_SECONDS`)."""
-        found_at, children = self._children.get(name, (0.0, []))
-        if time.monotonic() - found_at > self.CHILDREN_REFRESH_SECONDS:
-            children = master.children(recursive=True)
-            self._children[name] = (time.monotonic(), children)
-        return [master, *children]
+        self._processes = ServiceProcesses(run_dir, children_refresh_seconds=self.CHILDREN_REFRESH_SECONDS)
 
     def sample(self) -> dict[str, int]:
         """One sample: bytes per service; updates the peaks."""
-        now: dict[str, int] = {}
-        for name, master in self._masters().items():
-            try:
-                total = sum(p.memory_info().rss for p in self._family(name, master))
-            except psutil.Error:
-                self._children.pop(name, None)  # a worker went away: look again next time
-                continue
-            now[name] = total
+        now = self._processes.resident_bytes()
+        for name, total in now.items():
             self.peak[name] = max(self.peak.get(name, 0), total)
         return now
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far per service (master + workers) and by this bench process."""
-        out: dict[str, float] = {}
-        for name, master in self._masters().items():
-            try:
-                out[name] = sum(sum(p.cpu_times()[:2]) for p in (master, *master.children(recursive=True)))
-            except psutil.Error:
-                continue
+        out = self._processes.cpu_seconds()
         out["bench"] = sum(psutil.Process().cpu_times()[:2])
         return out
 
@@ -795,7 +766,7 @@ def run_bench(runtime: Any, *, parts: Iterable[str] = PARTS, flows: int = 200, c
               progress: Callable[[str], None] = lambda _line: None) -> BenchReport:
     """Run the chosen parts against the ecosystem ``runtime`` (a healthy :class:`~signlab.runtime.LocalRuntime`)."""
     parts = set(parts)
-    eco = Ecosystem.from_runtime(runtime)
+    eco = ecosystem_from_runtime(runtime)
     report = BenchReport(machine=machine_info())
     root = fetch_root(eco)
     with RssSampler(runtime.run_dir) as rss:

@@ -30,14 +30,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
-import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,17 +48,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from services.ca.settings import CaSettings
-from services.portal.settings import PortalSettings
-from services.registry import entry
-from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
 from shared.clients.signer import SignerClient
+from signlab.browser import BROWSER_ACCEPT, decision_page, fill_decision_form
 from signlab.errors import CliError
+from signlab.processes import ServiceProcesses
+from signlab.scenarios.environment import Ecosystem
 
 __all__ = [
     "BrowserAgent",
-    "Ecosystem",
     "FlowFailed",
     "FlowResult",
     "LoadReport",
@@ -70,57 +66,13 @@ __all__ = [
     "partner_flow",
     "portal_flow",
     "run_load",
-    "service_rss",
     "verify_cms_signature",
 ]
 
-BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-_CSRF = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
-_KEY_OBJECTS = re.compile(r"(\d+) key objects")
 
 
 class FlowFailed(CliError):
     """A flow did not end with a valid signature; the message names the step and the reason."""
-
-
-@dataclass(frozen=True)
-class Ecosystem:
-    """Where the services are and what the agent needs to play the partner.
-
-    :ivar urls: base URL by service name.
-    :ivar portal_client_id / portal_client_secret: the portal's client at the signer (partner mode).
-    :ivar partner_api: the lab's partner application at the portal API (id, secret; portal mode).
-    :ivar redirect_uri: the portal's registered redirect URI at the signer.
-    :ivar signer_audit / ca_issuance_log: the hash-chained logs.
-    :ivar run_dir: the pid files.
-    """
-
-    urls: dict[str, str]
-    portal_client_id: str
-    portal_client_secret: str
-    redirect_uri: str
-    signer_audit: Path
-    ca_issuance_log: Path
-    run_dir: Path
-    partner_api: tuple[str, str] = ("", "")
-
-    @classmethod
-    def from_runtime(cls, runtime: Any) -> Ecosystem:
-        """The ecosystem a :class:`~signlab.runtime.LocalRuntime` runs."""
-        signer = SignerSettings.from_env(runtime.service_environment(entry("signer")))
-        ca = CaSettings.from_env(runtime.service_environment(entry("ca")))
-        portal = PortalSettings.from_env(runtime.service_environment(entry("portal")))
-        urls = {name: runtime.url(name) for name in runtime.ports}
-        return cls(urls=urls, portal_client_id=signer.portal_client_id,
-                   portal_client_secret=signer.portal_client_secret.get_secret_value(),
-                   redirect_uri=signer.portal_redirect_uris[0], signer_audit=signer.audit_path,
-                   ca_issuance_log=ca.issuance_log_path, run_dir=runtime.run_dir,
-                   partner_api=(portal.api_client_id, portal.api_client_secret.get_secret_value()))
-
-    def signer_client(self, timeout: float = 60.0) -> SignerClient:
-        """A client of the signer with the portal's credentials (the agent plays the partner)."""
-        return SignerClient(self.urls["signer"], client_id=self.portal_client_id,
-                            client_secret=self.portal_client_secret, timeout=timeout)
 
 
 class BrowserAgent:
@@ -158,14 +110,12 @@ class BrowserAgent:
                     return target
                 url = target
                 continue
-            match = _CSRF.search(response.text) if response.status_code == 200 else None
-            if match and "/review/" in url and 'value="confirm"' in response.text:
-                method, data = "POST", {"csrf_token": html.unescape(match.group(1)), "decision": "confirm"}
-                continue
-            if match and "/oauth2/consent/" in url:
-                if on_consent is not None:
+            page = decision_page(url, response.text) if response.status_code == 200 else None
+            if page is not None:
+                if page == "consent" and on_consent is not None:
                     on_consent(url)
-                method, data = "POST", {"csrf_token": html.unescape(match.group(1)), "decision": decision}
+                url, data = fill_decision_form(url, response.text, "confirm" if page == "review" else decision, page)
+                method = "POST"
                 continue
             return response
         raise FlowFailed(f"more than {max_hops} redirects from {url}")
@@ -353,49 +303,13 @@ def hsm_key_objects(eco: Ecosystem) -> int:
     """Key objects in the signer's HSM, as the signer process sees them (its ``/healthz``).
 
     One-time keys are PKCS#11 session objects: only the process that made them sees them.
+
+    :raises FlowFailed: the signer does not report them.
     """
-    health = requests.get(f"{eco.urls['signer']}/healthz", timeout=10).json()
-    detail = str(health.get("checks", {}).get("hsm", {}).get("detail", ""))
-    match = _KEY_OBJECTS.search(detail)
-    if match is None:
-        raise FlowFailed(f"the signer's health check does not report key objects: {detail!r}")
-    return int(match.group(1))
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def service_rss(run_dir: Path) -> dict[str, int]:
-    """Resident memory (KiB) per service: the recorded gunicorn master plus its workers."""
-    import json
-
-    out = {}
-    for pid_file in sorted(run_dir.glob("*.pid")):
-        try:
-            pid = int(json.loads(pid_file.read_text())["pid"])
-        except (OSError, ValueError, KeyError):
-            continue
-        out[pid_file.stem] = _rss_kib(pid) + sum(_rss_kib(child) for child in _children(pid))
-    return out
+    count = eco.hsm_key_objects()
+    if count is None:
+        raise FlowFailed("the signer's health check does not report its HSM key objects")
+    return count
 
 
 @dataclass
@@ -458,6 +372,13 @@ class LoadReport:
         return "\n".join(line for line in lines if line)
 
 
+def _memory_kib(eco: Ecosystem) -> dict[str, int]:
+    """Resident memory (KiB) per service: the gunicorn master and its workers."""
+    if eco.run_dir is None:
+        return {}
+    return {name: rss // 1024 for name, rss in ServiceProcesses(eco.run_dir).resident_bytes().items()}
+
+
 def _audit_events(path: Path) -> list[Any]:
     return list(AuditLog(path).entries()) if path.exists() else []
 
@@ -474,7 +395,7 @@ def run_load(eco: Ecosystem, *, flows: int, concurrency: int, mode: str = "porta
     report = LoadReport(flows, concurrency, mode)
     root = fetch_root(eco)
     audit_before = len(_audit_events(eco.signer_audit))
-    report.rss_samples.append(service_rss(eco.run_dir))
+    report.rss_samples.append(_memory_kib(eco))
     quarters = {max(1, round(flows * q / 4)) for q in (1, 2, 3)} if flows >= 4 else set()
     lock = threading.Lock()
     done = 0
@@ -494,7 +415,7 @@ def run_load(eco: Ecosystem, *, flows: int, concurrency: int, mode: str = "porta
         with lock:
             done += 1
             if done in quarters:
-                report.rss_samples.append(service_rss(eco.run_dir))
+                report.rss_samples.append(_memory_kib(eco))
             if progress is not None and (done % max(1, flows // 10) == 0 or result.error):
                 progress(f"{done}/{flows} flows" + (f" — {result.error}" if result.error else ""))
         return result
@@ -503,7 +424,7 @@ def run_load(eco: Ecosystem, *, flows: int, concurrency: int, mode: str = "porta
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         report.results = list(pool.map(one, range(flows)))
     report.seconds = time.monotonic() - started
-    report.rss_samples.append(service_rss(eco.run_dir))
+    report.rss_samples.append(_memory_kib(eco))
     # After-run checks: hash chains, keys created == destroyed, HSM empty.
     for label, path in (("signer (SSASP) audit log", eco.signer_audit), ("ca (TSP) issuance log", eco.ca_issuance_log)):
         outcome = AuditLog(path).verify()

@@ -17,7 +17,8 @@ What a transaction is (design §6, the fidelity rule):
 * **outcome** — ``completed`` (the completing exchange answered: the portal's callback, or
   ``signDoc`` / ``signHash`` called by a partner directly), ``refused`` at the step where the
   first failure happened, ``pending`` while it runs, ``abandoned`` when it stopped without an end
-  for :data:`ABANDONED_AFTER_SECONDS`.
+  for :data:`ABANDONED_AFTER_SECONDS`. A failure the flow recovered from (the OCSP responder down
+  and the CRL taken instead) does not refuse a signing whose completing exchange answered.
 * **where it failed** — the first failed exchange that did not just carry an earlier failure on.
   An exchange *relays* a failure when it received it (an OAuth2 error arriving at a redirect URI)
   or when one of its own callees failed (the SSASP's signDoc answering the HSM's error, the
@@ -232,7 +233,11 @@ class Transaction:
     def failure(self) -> Exchange | None:
         """Where the transaction failed: the earliest failed exchange that did not just carry an
         earlier failure on (when every failure is relayed — the origin was not traced — the
-        earliest of them)."""
+        earliest of them). None when the flow completed anyway: a failure its caller recovered
+        from (an OCSP responder down and the CRL used instead, a retried request) did not end it;
+        its exchange still shows as failed."""
+        if self._completing_answered():
+            return None
         errors = [e for e in self.exchanges if e.failed]
         own = [e for e in errors if not e.relays and not e.wraps]
         candidates = own or errors
@@ -244,11 +249,14 @@ class Transaction:
         failure = self.failure
         return None if failure is None else failure.failure_step
 
+    def _completing_answered(self) -> bool:
+        return any(e.completes and not e.caller_traced and not e.failed for e in self.exchanges)
+
     @property
     def completed(self) -> bool:
-        """The completing exchange answered without error (and nothing failed)."""
-        return self.failure is None and any(e.completes and not e.caller_traced and not e.failed
-                                            for e in self.exchanges)
+        """The completing exchange (the portal's callback, or a partner's own signDoc/signHash)
+        answered without error."""
+        return self._completing_answered()
 
     @property
     def outcome(self) -> str:

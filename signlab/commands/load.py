@@ -30,7 +30,8 @@ def register(commands: Any) -> None:
 
 def _load(args: argparse.Namespace) -> int:
     from signlab.commands.runtime import runtime_from
-    from signlab.load import Ecosystem, run_load
+    from signlab.load import run_load
+    from signlab.scenarios.environment import ecosystem_from_runtime
 
     if args.flows < 1 or args.concurrency < 1:
         raise CommandError("--flows and --concurrency must be at least 1", exit_code=2)
@@ -38,7 +39,7 @@ def _load(args: argparse.Namespace) -> int:
     missing = [s.name for s in runtime.status() if s.state != "healthy"]
     if missing:
         raise CommandError(f"not running or not healthy: {', '.join(missing)}; start the ecosystem with 'signlab up'")
-    eco = Ecosystem.from_runtime(runtime)
+    eco = ecosystem_from_runtime(runtime)
     report = run_load(eco, flows=args.flows, concurrency=args.concurrency, mode=args.mode, login_hint=args.login_hint,
                       max_growth=None if args.max_growth is None else args.max_growth / 100,
                       progress=None if args.json else (lambda line: print(line, flush=True)))

@@ -42,9 +42,10 @@ import requests
 
 from shared.flow import step_in_text
 from shared.tracing.labels import label_for
+from signlab.browser import BROWSER_ACCEPT, DecisionPageError, decision_page, fill_decision_form
 from signlab.errors import CliError
 from signlab.scenarios.environment import Ecosystem
-from signlab.scenarios.messages import error_page, parse_forms, summarize_body, summarize_url
+from signlab.scenarios.messages import error_page, summarize_body, summarize_url
 from signlab.scenarios.model import DocumentSpec, Scenario
 from signlab.scenarios.results import Exchange, Refusal, ScenarioResult, StepRecord
 
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AgentError", "Document", "FlowOutcome", "Refused", "UserAgent", "materialize"]
 
-BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
 _INNER_ERROR = re.compile(r"answered (?:HTTP )?\d{3} ([a-z_]+)\b")
 
@@ -343,12 +343,12 @@ class UserAgent:
                 self._note_error(refusal)
                 raise Refused(self.first_error or refusal)
             ctype = response.headers.get("Content-Type", "")
-            if "html" in ctype and self.service_of(url) == "signer" and "/oauth2/consent/" in url:
+            page = decision_page(url, response.text) if "html" in ctype else None
+            if page == "consent" and self.service_of(url) == "signer":
                 url, data = self._decide(url, response.text, decision, "consent", 5)
                 method = "POST"
                 continue
-            if ("html" in ctype and self.service_of(url) == "portal" and "/review/" in url and method == "GET"
-                    and 'value="confirm"' in response.text):
+            if page == "review" and self.service_of(url) == "portal" and method == "GET":
                 self._check_review(response.text)
                 url, data = self._decide(url, response.text, "confirm", "review", 2)
                 method = "POST"
@@ -368,21 +368,15 @@ class UserAgent:
                              step=1)
 
     def _decide(self, url: str, html: str, decision: str, page: str, number: int) -> tuple[str, dict[str, str]]:
-        """Parse a decision page (the portal's review, the SSASP's consent) and fill its form:
-        hidden fields incl. the CSRF token, and the ``decision`` button."""
-        forms = [f for f in parse_forms(html) if f["method"] == "post"]
-        form = next((f for f in forms if any(name == "decision" for name, _ in f["buttons"])), forms[0] if forms else None)
-        if form is None:
-            raise AgentError(f"the {page} page has no POST form", step=number)
-        fields = dict(form["fields"])
-        buttons = [(n, v) for n, v in form["buttons"]]
-        chosen = next(((n, v) for n, v in buttons if v == decision), None)
-        if chosen is None:
-            raise AgentError(f"the {page} form has no {decision!r} button (buttons: {buttons})", step=number)
-        fields[chosen[0]] = chosen[1]
+        """Fill a decision page's form (the portal's review, the SSASP's consent) as
+        :func:`signlab.browser.fill_decision_form` does, recording what was sent."""
+        try:
+            action, fields = fill_decision_form(url, html, decision, page)
+        except DecisionPageError as exc:
+            raise AgentError(str(exc), step=number) from None
         if self._current is not None:
             self._current.detail = f"{page} form: {decision}; fields {sorted(fields)}"
-        return urljoin(url, form["action"] or url), fields
+        return action, fields
 
     # -- portal driver -----------------------------------------------------------------------------------
 

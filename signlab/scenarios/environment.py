@@ -24,6 +24,9 @@ from typing import Any, Protocol
 
 import requests
 
+from shared.clients.signer import SignerClient
+from signlab.errors import CliError
+
 __all__ = ["Ecosystem", "LocalControl", "ServiceControl", "ecosystem_from_runtime"]
 
 
@@ -63,6 +66,8 @@ class Ecosystem:
     (docker: it is a volume); bearer ``SIGNLAB_PORTAL_TRAINER_TOKEN`` when the installation has one."""
     clock_file: Path | None = None
     """The lab clock file every service reads (:mod:`shared.clock`), when the runner can write it."""
+    run_dir: Path | None = None
+    """The local runtime's pid files (each service's memory and CPU for load and bench runs)."""
 
     def url(self, name: str) -> str:
         """Base URL of service ``name``."""
@@ -76,6 +81,49 @@ class Ecosystem:
         """A setting of a service, or None when unknown."""
         settings = self.settings.get(service)
         return getattr(settings, name, None) if settings is not None else None
+
+    def _known(self, service: str, name: str) -> Any:
+        value = self.setting(service, name)
+        if value is None:
+            raise CliError(f"the {service}'s setting {name} is unknown here: load and bench runs need the local runtime")
+        return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+    # What the load and bench agents need to play the partner (local runtime only).
+
+    @property
+    def portal_client_id(self) -> str:
+        """The portal's client id at the SSASP."""
+        return str(self._known("signer", "portal_client_id"))
+
+    @property
+    def portal_client_secret(self) -> str:
+        """The portal's client secret at the SSASP."""
+        return str(self._known("signer", "portal_client_secret"))
+
+    @property
+    def redirect_uri(self) -> str:
+        """The portal's (first) registered redirect URI at the SSASP."""
+        return str(self._known("signer", "portal_redirect_uris")[0])
+
+    @property
+    def partner_api(self) -> tuple[str, str]:
+        """The lab's partner application at the portal API: (id, secret)."""
+        return str(self._known("portal", "api_client_id")), str(self._known("portal", "api_client_secret"))
+
+    @property
+    def signer_audit(self) -> Path:
+        """The SSASP's hash-chained audit log."""
+        return Path(self._known("signer", "audit_path"))
+
+    @property
+    def ca_issuance_log(self) -> Path:
+        """The TSP's hash-chained issuance log."""
+        return Path(self._known("ca", "issuance_log_path"))
+
+    def signer_client(self, timeout: float = 60.0) -> SignerClient:
+        """A client of the SSASP with the portal's credentials (an agent plays the partner)."""
+        return SignerClient(self.url("signer"), client_id=self.portal_client_id,
+                            client_secret=self.portal_client_secret, timeout=timeout)
 
     def hsm_key_objects(self) -> int | None:
         """Key objects the signer's HSM holds now, from its ``/healthz`` (None when not reported)."""
@@ -144,4 +192,5 @@ def ecosystem_from_runtime(runtime: Any) -> Ecosystem:
         control=LocalControl(runtime), engine="local",
         trace_dir=Path(runtime.environ.get("SIGNLAB_TRACE_DIR") or runtime.data_dir / "traces"),
         clock_file=ClockSettings.from_env(runtime.environ).clock_file(runtime.data_dir / "portal"),
+        run_dir=runtime.run_dir,
     )

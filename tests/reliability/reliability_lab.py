@@ -29,7 +29,7 @@ from services.registry import LINKED_SECRETS, REGISTRY
 from shared.audit import AuditEntry, AuditLog
 from shared.settings import secret_fields
 from shared.testing import free_port
-from signlab.load import Ecosystem
+from signlab.scenarios.environment import Ecosystem, ecosystem_from_runtime
 from signlab.runtime import LocalRuntime
 
 
@@ -280,7 +280,7 @@ def start_lab(data_dir: Path, extra_env: dict[str, str] | None = None,
         environ[variable] = made[name].url + path
     runtime = LocalRuntime(data_dir, ports, environ=environ)
     runtime.up(timeout=90, progress=lambda _line: None)
-    return Lab(runtime, seeded, Ecosystem.from_runtime(runtime), made)
+    return Lab(runtime, seeded, ecosystem_from_runtime(runtime), made)
 
 
 def json_or_text(response: requests.Response) -> Any:

@@ -110,3 +110,23 @@ def test_a_hex_sha256_digest_is_named_sha256_like_its_base64_form() -> None:
                        "hashV": digest.hex().upper()})
     assert shown["message_digest"] == shown["hash"] == shown["hashV"]
     assert shown["hash"].startswith("SHA-256 ") and digest.hex().upper()[:8] in shown["hash"]
+
+
+def test_a_failure_the_flow_recovered_from_does_not_refuse_a_completed_signing() -> None:
+    """Step 10 with the OCSP responder down: the portal's OCSP request fails, the portal takes the
+    CRL instead, and the callback answers: the signing completed (the failed exchange still shows)."""
+    tx = _transaction(
+        _span("61", 1, "signing request (API)", 0, 10),
+        _span("62", 5, "authorization response (code, state)", 40, 400, response_step=10, completes=True,
+              source="SSASP"),
+        _span("63", 10, "OCSP request", 200, 210, parent="62", role="TSP", service="ca", channel="back",
+              source="SCASP", outcome="error", error="temporarily_unavailable", error_step=10),
+    )
+    assert tx.outcome == "completed" and tx.failure is None and tx.failure_step is None
+    assert any(e.failed for e in tx.exchanges)
+    refused = _transaction(
+        _span("71", 1, "signing request (API)", 0, 10),
+        _span("72", 5, "authorization response (code, state)", 40, 400, response_step=10, completes=True,
+              source="SSASP", outcome="error", error="packaging_failed", error_step=10),
+    )
+    assert refused.outcome == "refused" and refused.failure_step == 10

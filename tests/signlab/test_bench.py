@@ -77,7 +77,8 @@ def test_a_small_bench_completes_with_sane_numbers(running: LocalRuntime) -> Non
     budget = {b["what"]: b for b in report.budget()}
     e2e_cpu, signer_cpu = sum(e2e["cpu_ms_per_flow"].values()), signer["cpu_ms_per_signature"]
     little = budget["e2e median ≤ 1.5 × local at concurrency 4 (Little's law)"]
-    assert little["needs_per_second"] == pytest.approx(4 / (1.5 * e2e["local_ms"]["p50"] / 1000), rel=0.01)
+    # the report rounds to 0.1/s: on a slow machine the figure is small and the rounding dominates
+    assert little["needs_per_second"] == pytest.approx(4 / (1.5 * e2e["local_ms"]["p50"] / 1000), rel=0.01, abs=0.05)
     assert little["allowed_cpu_ms"] == pytest.approx(1000 * cpus / little["needs_per_second"], rel=0.01)
     assert little["measured_cpu_ms"] == pytest.approx(e2e_cpu, abs=0.01)
     assert budget["e2e ≥ 20 flows/s"]["allowed_cpu_ms"] == pytest.approx(1000 * cpus / 20)
