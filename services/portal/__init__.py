@@ -6,13 +6,13 @@ from flask import Flask
 
 from services.portal.partners import PartnerApplications
 from services.portal.settings import PortalSettings
-from shared.clients.ca import CaClient
-from shared.clients.signer import SignerClient
-from shared.tracing import trainer_blueprint
 from services.portal.signing import PortalCore, SigningService
 from services.portal.store import TransactionStore
 from services.portal.trust import TrustStore, TspSource
+from shared.clients.ca import CaClient
+from shared.clients.signer import SignerClient
 from shared.flow import service
+from shared.tracing import trainer_blueprint
 from shared.trainer_access import install_trainer_access, require_trainer
 from shared.web import create_service_app
 

@@ -29,6 +29,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 __all__ = ["ArchiveCheck", "cades_archive_checks", "jades_archive_checks"]
 
@@ -271,7 +272,7 @@ def jades_archive_checks(jades_json: bytes, payload: bytes | None) -> list[Archi
         expected = hashlib.new(algorithm, covered.encode("ascii")).digest()
         problems = [] if expected == token_imprint else [
             "the arcTst message imprint does not match the signature (TS 119 182-1 §5.3.6.3)"]
-        if member["arcTst"].get("timeStamped", "all") != "all":  # type: ignore[union-attr]
+        if cast(dict[str, Any], member["arcTst"]).get("timeStamped", "all") != "all":
             problems.append("only arcTst with timeStamped 'all' is supported")
         checks.append(ArchiveCheck(token, algorithm, expected, token_imprint, problems))
     return checks

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 
-from asn1crypto import algos, cms, core
+from asn1crypto import algos, cms
 from pyhanko.sign.timestamps import TimeStamper
 
 from services.portal.cades_asn1 import ARCHIVE_TIMESTAMP_V3, ATS_HASH_INDEX_V3, ATSHashIndexV3
@@ -73,7 +73,8 @@ async def augment_cades(
     if level is Level.B_LTA:
         if document_digest is None:  # pragma: no cover - the portal always passes it
             raise PackagingFailed("B-LTA needs the digest of the signed file for the archive time-stamp")
-        assert timestamper is not None
+        if timestamper is None:
+            raise PackagingFailed(f"{level} needs a time-stamping authority, and none is configured")
         content_info = await _with_archive_timestamp(content_info, document_digest, timestamper)
     return content_info.dump()
 

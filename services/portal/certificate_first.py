@@ -205,7 +205,8 @@ async def assemble(pending: PendingSignature, credential: OneTimeCredential, sig
             size = (credential.certificate.public_key.bit_size + 7) // 8
             signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
         return f"{pending.protected}..{shared_jades.b64url(signature)}".encode("ascii")
-    assert pending.signed_attrs is not None
+    if pending.signed_attrs is None:
+        raise PackagingFailed("the pending CMS signature has no signed attributes to assemble")
     content_info = await credential.external_signer(signature).async_sign_prescribed_attributes(
         "sha256", pending.signed_attrs)
     return bytes(content_info.dump())

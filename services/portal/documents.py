@@ -45,7 +45,7 @@ class SignatureFormat(StrEnum):
         return {"pades": "P", "cades": "C", "jades": "J"}[self.value]
 
     @property
-    def title(self) -> str:
+    def display_name(self) -> str:
         """Human name."""
         return {"pades": "PAdES (PDF)", "cades": "CAdES detached (.p7s)", "jades": "JAdES (JSON, detached)"}[self.value]
 
@@ -81,7 +81,7 @@ class Qualifier(StrEnum):
         return "eu_eidas_qes" if self is Qualifier.QES else "eu_eidas_aes"
 
     @property
-    def title(self) -> str:
+    def display_name(self) -> str:
         """``QES`` or ``AdES``."""
         return "QES" if self is Qualifier.QES else "AdES"
 
@@ -131,7 +131,7 @@ class SigningOptions:
             try:
                 return enum(str(value).strip())
             except ValueError:
-                allowed = ", ".join(e.value for e in enum)  # type: ignore[attr-defined]
+                allowed = ", ".join(e.value for e in enum)
                 raise UnsupportedOption(f"{key} {str(value)[:40]!r} is not one of: {allowed}") from None
 
         visible = raw.get("visible")

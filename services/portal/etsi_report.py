@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from asn1crypto import x509
 from pyhanko.generated.etsi import ts_11910202, xades
 from pyhanko.generated.w3c import xmldsig_core
 from pyhanko.sign.validation.report.tools import DIGEST_ALGO_URIS, NAMESPACES
@@ -37,7 +38,7 @@ from services.portal.validation_detail import CertificateFact, SignatureFacts, T
 from shared.xml_schemas import combined_schema, errors_of
 
 if TYPE_CHECKING:
-    from services.portal.validation import ValidationReport
+    from services.portal.validation_report import ValidationReport
 
 __all__ = ["ETSI_NAMESPACE", "EtsiReportInvalid", "etsi_report_schema", "etsi_validation_report", "schema_problems"]
 
@@ -53,7 +54,7 @@ class EtsiReportInvalid(RuntimeError):
     """The report built is not valid against the TS 119 102-2 schema (a bug: it is never served)."""
 
 
-def etsi_report_schema():  # noqa: ANN201 - lxml's XMLSchema
+def etsi_report_schema():
     """The TS 119 102-2 V1.2.2 schema (vendored, offline)."""
     return combined_schema((ETSI_NAMESPACE, _SCHEMA_FILE))
 
@@ -76,7 +77,8 @@ def _digest(algorithm: str, value: bytes) -> xades.DigestAlgAndValueType:
                                        digest_value=xmldsig_core.DigestValue(value))
 
 
-def _status(indication: str, sub: str | None, data: tuple[ts_11910202.ValidationReportDataType, ...] = ()) -> ts_11910202.ValidationStatusType:
+def _status(indication: str, sub: str | None,
+            data: tuple[ts_11910202.ValidationReportDataType, ...] = ()) -> ts_11910202.ValidationStatusType:
     return ts_11910202.ValidationStatusType(
         main_indication=f"urn:etsi:019102:mainindication:{_MAIN[indication]}",
         sub_indication=(f"urn:etsi:019102:subindication:{sub}",) if sub else (),
@@ -102,7 +104,8 @@ def _objects(facts: SignatureFacts) -> list[ts_11910202.ValidationObjectType]:
     certificates: dict[str, CertificateFact] = dict(facts.certificates)
     for chain in [facts.chain, *(t.chain for t in facts.timestamps)]:
         for cert in chain:
-            certificates.setdefault(CertificateFact(cert, "").id, CertificateFact(cert, "anchor" if cert.self_signed != "no" else "timestamp"))
+            certificates.setdefault(CertificateFact(cert, "").id,
+                                    CertificateFact(cert, "anchor" if cert.self_signed != "no" else "timestamp"))
     for fact in certificates.values():
         objects.append(ts_11910202.ValidationObjectType(
             id=fact.id, object_type=ValidationObjectType.CERTIFICATE.urn(),
@@ -131,7 +134,7 @@ def _objects(facts: SignatureFacts) -> list[ts_11910202.ValidationObjectType]:
     return objects
 
 
-def _chain(chain: list) -> ts_11910202.CertificateChainType:  # type: ignore[type-arg]
+def _chain(chain: list[x509.Certificate]) -> ts_11910202.CertificateChainType:
     ids = [CertificateFact(c, "").id for c in chain]
     anchor = ids[-1] if len(ids) > 1 and chain[-1].self_signed != "no" else None
     middle = ids[1:-1] if anchor else ids[1:]
@@ -170,9 +173,11 @@ def _signature_report(facts: SignatureFacts) -> ts_11910202.SignatureValidationR
         validation_time_info=ts_11910202.ValidationTimeInfoType(
             validation_time=_time(facts.validation_time),
             best_signature_time=ts_11910202.POEType(poetime=_time(facts.best_signature_time), type_of_proof=_PROOF_VALIDATION,
-                                                    poeobject=_ref(facts.poe[0].timestamp_id) if facts.poe and facts.poe[0].timestamp_id else None)
+                                                    poeobject=_ref(facts.poe[0].timestamp_id)
+                                                    if facts.poe and facts.poe[0].timestamp_id else None)
             if facts.best_signature_time else None),
-        signers_document=ts_11910202.SignersDocumentType(digest_alg_and_value=_digest(facts.document_digest_algorithm, facts.document_digest)),
+        signers_document=ts_11910202.SignersDocumentType(
+            digest_alg_and_value=_digest(facts.document_digest_algorithm, facts.document_digest)),
         signature_attributes=attributes,
         signer_information=ts_11910202.SignerInformationType(
             signer_certificate=_ref(CertificateFact(signer, "").id), signer=signer.subject.human_friendly) if signer else None,

@@ -155,7 +155,8 @@ async def augment_jades(
     if level is Level.B_LTA:
         if payload is None:  # pragma: no cover - the portal always passes it
             raise PackagingFailed("B-LTA needs the signed payload for the archive time-stamp")
-        assert timestamper is not None
+        if timestamper is None:
+            raise PackagingFailed(f"{level} needs a time-stamping authority, and none is configured")
         covered = ".".join((b64url(payload), jws.protected, jws.signature)) + "." + "".join(etsi_u)
         token = await _timestamp(hashlib.sha256(covered.encode("ascii")).digest(), timestamper,
                                  "archive time-stamp")

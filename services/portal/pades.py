@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from io import BytesIO
+from typing import cast
 
 from asn1crypto import cms, x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -140,7 +141,7 @@ async def prepare_pdf(
             signer=external,
             new_field_spec=SigFieldSpec(field_name, box=_stamp_box(reader, index)),
             stamp_style=TextStampStyle(
-                stamp_text=f"Signed by: %(signer)s\nDate: %(ts)s\n{qualifier.title} · SignLab (simulation)",
+                stamp_text=f"Signed by: %(signer)s\nDate: %(ts)s\n{qualifier.display_name} · SignLab (simulation)",
                 border_width=1,
             ),
         )
@@ -150,7 +151,7 @@ async def prepare_pdf(
     prep, _tbs, output = await pdf_signer.async_digest_doc_for_signing(
         writer, bytes_reserved=bytes_reserved, appearance_text_params={"signer": stamp_name})
     return PreparedPdf(
-        prepared=output.getvalue(),
+        prepared=cast(BytesIO, output).getvalue(),  # pyHanko writes to a new BytesIO when given no output
         digest=prep.document_digest,
         reserved_start=prep.reserved_region_start,
         reserved_end=prep.reserved_region_end,
@@ -210,7 +211,8 @@ async def augment_pdf(
     if level.rank >= Level.B_LT.rank:
         signed = await _add_dss(signed, prepared.field_name, root, material)
     if level is Level.B_LTA:
-        assert timestamper is not None
+        if timestamper is None:
+            raise PackagingFailed(f"{level} needs a time-stamping authority, and none is configured")
         signed = await _add_document_timestamp(signed, timestamper, root, material)
     return signed
 

@@ -87,7 +87,7 @@ def render_pdf_page(pdf: bytes, page: int) -> bytes:
     command = ["pdftoppm", "-png", "-f", str(page), "-l", str(page), "-singlefile", "-scale-to", str(RENDER_WIDTH),
                "fd://0"]
     try:
-        done = subprocess.run(command, input=pdf, capture_output=True, timeout=RENDER_TIMEOUT_SECONDS, check=False)  # noqa: S603
+        done = subprocess.run(command, input=pdf, capture_output=True, timeout=RENDER_TIMEOUT_SECONDS, check=False)
     except FileNotFoundError:
         raise PreviewUnavailable("pdftoppm is not installed (Debian package poppler-utils)") from None
     except subprocess.TimeoutExpired:

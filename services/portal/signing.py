@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import hmac
 import logging
 import secrets
-from datetime import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from services.portal import cades, certificate_first, jades, pades
@@ -53,6 +52,7 @@ from services.portal.errors import (
     TransactionStateError,
 )
 from services.portal.ltv import ValidationMaterial
+from services.portal.packaging import package_signature, prepared_pdf_of, sign_doc_validation_material, signed_file_name
 from services.portal.store import EXPIRED, FAILED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
 from services.portal.trust import TrustStore
 from services.portal.validation import ValidationReport, validate_document
@@ -116,28 +116,6 @@ def review_key(review_token: str) -> str:
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _output_name(label: str, fmt: SignatureFormat) -> str:
-    stem = label.rsplit(".", 1)[0] if "." in label else label
-    if fmt is SignatureFormat.PADES:
-        return f"{stem}-signed.pdf"
-    if fmt is SignatureFormat.CADES:
-        return f"{label}.p7s"
-    return f"{stem}.jades.json"
-
-
-def _decode_list(values: Any) -> list[bytes]:
-    out = []
-    for value in values or []:
-        if isinstance(value, bytes):
-            out.append(value)
-        else:
-            try:
-                out.append(base64.b64decode(str(value), validate=True))
-            except binascii.Error:
-                continue
-    return out
 
 
 class PortalCore:
@@ -245,7 +223,8 @@ class PortalCore:
         :raises TransactionStateError: already confirmed, completed or failed.
         :raises TransactionExpired: the review waited longer than the lifetime.
         """
-        assert self.signer is not None and tx.oauth_state is not None and tx.code_verifier is not None
+        if self.signer is None or tx.oauth_state is None or tx.code_verifier is None:
+            raise SignLabError(f"transaction {tx.id} cannot be sent: no signing service, or no PKCE data kept", step=step(2))
         if tx.state == EXPIRED:
             raise self._expired(tx)
         if not self.store.confirm(tx.id):
@@ -313,8 +292,10 @@ class PortalCore:
         if tx.expired:
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
-            tx = self.store.get(tx_id)
-            assert tx is not None
+            refreshed = self.store.get(tx_id)
+            if refreshed is None:
+                raise TransactionNotFound(tx_id)
+            return refreshed
         return tx
 
     def cancel(self, tx: Transaction) -> None:
@@ -381,7 +362,8 @@ class PortalCore:
             raise
 
     def _sign_and_package(self, tx: Transaction, code: str) -> Transaction:
-        assert self.signer is not None and tx.code_verifier is not None
+        if self.signer is None or tx.code_verifier is None:
+            raise SignLabError(f"transaction {tx.id} cannot be completed: no signing service, or no PKCE data kept", step=step(10))
         options = SigningOptions.parse(tx.options)
         token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
         try:
@@ -399,13 +381,8 @@ class PortalCore:
         objects = list(result.signature_objects)
         if len(objects) != len(tx.documents):
             raise PackagingFailed(f"the signing service returned {len(objects)} signatures for {len(tx.documents)} documents")
-        material = ValidationMaterial()
-        info = getattr(result, "validation_info", None) or {}
-        material.certificates.extend(_decode_list(getattr(result, "certificates", None)))
-        material.certificates.extend(_decode_list(info.get("certificates")))
-        material.crls.extend(_decode_list(info.get("crl") or info.get("crls")))
-        material.ocsps.extend(_decode_list(info.get("ocsp") or info.get("ocsps")))
-        prepared = [self._stored_pdf(doc) if options.format is SignatureFormat.PADES else None for doc in tx.documents]
+        material = sign_doc_validation_material(result)
+        prepared = [prepared_pdf_of(doc) if options.format is SignatureFormat.PADES else None for doc in tx.documents]
         meta = {
             "flow": Flow.PERSON_SIGNING.value,
             "signer_transaction_id": getattr(result, "transaction_id", None),
@@ -417,7 +394,8 @@ class PortalCore:
 
     def _sign_certificate_first(self, tx: Transaction, code: str) -> Transaction:
         """Certificate first (CSC v1): service token → credential → DTBS/R → SAD → signHash → package."""
-        assert self.signer is not None and tx.code_verifier is not None
+        if self.signer is None or tx.code_verifier is None:
+            raise SignLabError(f"transaction {tx.id} cannot be completed: no signing service, or no PKCE data kept", step=step(10))
         options = SigningOptions.parse(tx.options)
         count = len(tx.documents)
         # Steps 5-7: the token exchange makes the SSASP create the one-time key and certificate.
@@ -474,16 +452,11 @@ class PortalCore:
 
     def _discard(self, token: str) -> None:
         """Best effort: revoke the service token so the credential cannot be used any more."""
-        assert self.signer is not None
         try:
-            self.signer.revoke(token)
+            if self.signer is not None:
+                self.signer.revoke(token)
         except SignLabError as exc:
             log.warning("could not revoke the service token: %s", exc.description)
-
-    @staticmethod
-    def _stored_pdf(doc: StoredDocument) -> pades.PreparedPdf:
-        assert doc.prepared is not None and doc.reserved_start is not None and doc.reserved_end is not None
-        return pades.PreparedPdf(doc.prepared, doc.digest, doc.reserved_start, doc.reserved_end, doc.field_name or "Signature1")
 
     def _package_all(self, tx: Transaction, options: SigningOptions, objects: list[bytes],
                      prepared: Sequence[pades.PreparedPdf | None], material: ValidationMaterial,
@@ -497,13 +470,13 @@ class PortalCore:
             # One event loop for all documents (pyHanko's API is async; a loop per call costs).
             done = []
             for doc, signature, pdf in zip(tx.documents, objects, prepared, strict=True):
-                signed = await self._package(doc, signature, pdf, options, material, timestamper)
+                signed = await package_signature(doc, signature, pdf, options, material, timestamper, self.trust.root())
                 report = await validate_document(
-                    _output_name(doc.label, options.format), signed, trust,
+                    signed_file_name(doc.label, options.format), signed, trust,
                     original=None if options.format is SignatureFormat.PADES else doc.original,
                 )
                 simple = dict(report.to_dict(), report_id=self.keep_report(report, tx.owner))
-                done.append((doc.idx, signed, _output_name(doc.label, options.format), simple))
+                done.append((doc.idx, signed, signed_file_name(doc.label, options.format), simple))
             return done
 
         outputs = asyncio.run(package_and_validate())
@@ -511,28 +484,7 @@ class PortalCore:
         self.store.complete(tx.id, outputs, meta)
         log.info("step 10: packaged %d document(s) at %s", len(outputs), options.level, extra={"step": 10, "transaction_id": tx.id})
         done = self.store.get(tx.id)
-        assert done is not None
+        if done is None:
+            raise TransactionNotFound(tx.id)
         return done
 
-    async def _package(self, doc: StoredDocument, signature: bytes, prepared: pades.PreparedPdf | None,
-                       options: SigningOptions, material: ValidationMaterial, timestamper: Any) -> bytes:
-        if options.format is SignatureFormat.PADES:
-            assert prepared is not None
-            return await pades.augment_pdf(prepared, signature, level=options.level, timestamper=timestamper,
-                                           root=self.trust.root(), material=material)
-        if options.format is SignatureFormat.CADES:
-            return await cades.augment_cades(signature, level=options.level, timestamper=timestamper, material=material,
-                                             document_digest=cades.digest(doc.original))
-        return await jades.augment_jades(_jws_bytes(signature), level=options.level, timestamper=timestamper,
-                                         material=material, payload=doc.original)
-
-
-def _jws_bytes(signature: bytes) -> bytes:
-    """The JWS from a signDoc object: the compact/JSON text itself, or base64 of it."""
-    text = signature.strip()
-    if text.startswith(b"{") or text.count(b".") == 2:
-        return text
-    try:
-        return base64.b64decode(text, validate=True)
-    except binascii.Error:
-        return text

@@ -133,8 +133,8 @@ class TransactionStore:
         conn = self._conn()
         conn.executescript(_SCHEMA)  # executescript manages its own transaction
         for table, column, kind in _ADDED_COLUMNS:
-            if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:  # noqa: S608 - fixed names
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")  # noqa: S608 - fixed names
+            if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS transactions_review_key ON transactions (review_key)")
 
     def _conn(self) -> sqlite3.Connection:

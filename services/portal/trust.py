@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import replace
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 class TspSource(Protocol):
     """The TSP endpoints the portal reads (``shared.clients.ca.CaClient`` has these methods)."""
 
-    def certificate(self, name: str) -> bytes: ...  # noqa: D102 - protocol
-    def crl(self, name: str) -> bytes: ...  # noqa: D102
-    def trusted_list(self) -> bytes: ...  # noqa: D102
+    def certificate(self, name: str) -> bytes: ...
+    def crl(self, name: str) -> bytes: ...
+    def trusted_list(self) -> bytes: ...
 
 
 class TrustStore:

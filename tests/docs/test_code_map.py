@@ -22,7 +22,8 @@ CODE = re.compile(r"`([a-z_][\w.]*):([A-Za-z_][\w.]*)`")
 ENDPOINT = re.compile(r"`(GET|POST|PUT|DELETE) (/[^`]*)`")
 FLOWS = {"Person signing": PERSON_SIGNING_ORDER, "Certificate first": CERTIFICATE_FIRST_ORDER}
 BLUEPRINTS = {
-    "portal": ["services.portal.http:bp", "services.portal.http:api"],
+    "portal": ["services.portal.http.signing:pages", "services.portal.http.signing:api",
+               "services.portal.http.validation:pages", "services.portal.http.validation:api"],
     "signer": ["services.signer.http:oauth_blueprint", "services.signer.http:csc_blueprint"],
     "idp": ["services.idp.http:bp"],
     "ca": ["services.ca.http:api", "services.ca.http:pki", "services.ca.http:pages"],

@@ -26,7 +26,8 @@ DOCS = ["README.md", "scenarios/README.md", *sorted(str(p.relative_to(ROOT)) for
 URL = re.compile(r"http://127\.0\.0\.1:(800\d)(/[^\s`)\"'>]*)?")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 BLUEPRINTS = {
-    "portal": ["services.portal.http:bp", "services.portal.http:api"],
+    "portal": ["services.portal.http.signing:pages", "services.portal.http.signing:api",
+               "services.portal.http.validation:pages", "services.portal.http.validation:api"],
     "signer": ["services.signer.http:oauth_blueprint", "services.signer.http:csc_blueprint"],
     "idp": ["services.idp.http:bp", "services.idp.openid4vp_http:bp"],
     "ca": ["services.ca.http:api", "services.ca.http:pki", "services.ca.http:pages"],

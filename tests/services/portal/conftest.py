@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import SecretStr
 from pyhanko.sign import signers
 from pyhanko.sign.ades import qualified_asn1
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
@@ -159,7 +160,8 @@ class TestPki:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.issuing_key.public_key()), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(
-                x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(f"{PUBLIC_BASE}/crl/issuing.crl")], None, None, None)]),
+                x509.CRLDistributionPoints([x509.DistributionPoint(
+                    [x509.UniformResourceIdentifier(f"{PUBLIC_BASE}/crl/issuing.crl")], None, None, None)]),
                 critical=False,
             )
         )
@@ -206,7 +208,7 @@ class TestPki:
   </TSPServices>
  </TrustServiceProvider></TrustServiceProviderList>
 </TrustServiceStatusList>
-"""
+"""  # noqa: E501 - the trusted list's XML, one element per line as ETSI TS 119 612 shows it
 
 
 @dataclass
@@ -242,7 +244,8 @@ def _ca_cert(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivate
     )
     if crl_name:
         builder = builder.add_extension(
-            x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(f"{PUBLIC_BASE}/crl/{crl_name}")], None, None, None)]),
+            x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier(f"{PUBLIC_BASE}/crl/{crl_name}")], None, None, None)]),
             critical=False,
         )
     return builder.sign(signing_key, hashes.SHA256())
@@ -264,7 +267,8 @@ def build_pki(label: str = "SignLab Test") -> TestPki:
         .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuing_key.public_key()), critical=False)
         .add_extension(
-            x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(f"{PUBLIC_BASE}/crl/issuing.crl")], None, None, None)]),
+            x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier(f"{PUBLIC_BASE}/crl/issuing.crl")], None, None, None)]),
             critical=False,
         )
         .sign(issuing_key, hashes.SHA256())
@@ -320,7 +324,8 @@ def one_time_sign(pki: TestPki, digest: bytes, *, qualifier: str, fmt: str, labe
                 "hashV": [base64.urlsafe_b64encode(digest).rstrip(b"=").decode()],
             },
         }
-        jwk = ECKey.import_key(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        jwk = ECKey.import_key(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
         registry = jws.JWSRegistry(
             header_registry={
                 "sigT": HeaderParameter("JAdES claimed signing time", "str"),
@@ -351,6 +356,36 @@ def sign_digest(pki: TestPki) -> Callable[..., OneTimeSignature]:
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+@pytest.fixture(scope="module")
+def trust(pki: TestPki) -> Any:
+    """What the validator trusts: the test root, the test trusted list, the test TSP's current data."""
+    from services.portal.validation import TrustSettings, load_registry
+
+    return TrustSettings(pki.root_asn1, load_registry(pki.trusted_list()), pki.material(), "test list")
+
+
+@pytest.fixture
+def signed_pdf(pki: TestPki, sign_digest: Callable[..., OneTimeSignature]) -> Callable[..., bytes]:
+    """``signed_pdf(level, qualifier="qes", visible=False, pdf=<employment contract>)``: the sample PDF
+    signed at ``level`` with the portal's default /Contents reservation for that level."""
+    from services.portal import pades
+    from services.portal.documents import Qualifier
+    from services.portal.settings import PortalSettings
+
+    reservation = PortalSettings.model_fields["pdf_bytes_reserved"].default
+    contract = (Path(__file__).parents[3] / "services" / "portal" / "samples" / "employment-contract.pdf").read_bytes()
+
+    def _signed(level: Any, qualifier: str = "qes", visible: bool = False, pdf: bytes = contract) -> bytes:
+        prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier(qualifier), visible=visible,
+                                             signer_name="Kari Nordmann",
+                                             bytes_reserved=pades.contents_reservation(level, reservation)))
+        sig = sign_digest(prep.digest, qualifier, "pades")
+        return asyncio.run(pades.augment_pdf(prep, sig.signature, level=level, timestamper=pki.timestamper(),
+                                             root=pki.root_asn1, material=sig.material))
+
+    return _signed
 
 
 def random_id() -> str:

@@ -9,14 +9,13 @@ import base64
 import json
 from pathlib import Path
 
-import pytest
 from asn1crypto import cms
 
 from services.portal import cades, jades
-from shared.jades import b64url
 from services.portal.archive_timestamps import cades_archive_checks, jades_archive_checks
 from services.portal.documents import Level
-from services.portal.validation import TrustSettings, load_registry, validate_document
+from services.portal.validation import validate_document
+from shared.jades import b64url
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dss"
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
@@ -40,11 +39,6 @@ def test_agrees_with_dss_on_a_jades_b_lta_and_its_broken_twin() -> None:
     [broken] = jades_archive_checks((FIXTURES / "jades-lta-broken-arcTst.json").read_bytes(), None)
     assert not broken.imprint_matches
     assert broken.problems == ["the arcTst message imprint does not match the signature (TS 119 182-1 §5.3.6.3)"]
-
-
-@pytest.fixture(scope="module")
-def trust(pki) -> TrustSettings:
-    return TrustSettings(pki.root_asn1, load_registry(pki.trusted_list()), pki.material(), "test list")
 
 
 def _cades_lta(pki, sign_digest) -> bytes:

@@ -13,11 +13,10 @@ import base64
 import hashlib
 import json
 import re
-import time
 from io import BytesIO
 from pathlib import Path
-from urllib.parse import urljoin
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -30,7 +29,7 @@ from services.portal import cades, certificate_first, jades, pades
 from services.portal.documents import Flow, Level, Qualifier, SignatureFormat, SigningOptions
 from services.portal.errors import CredentialUnsuitable, PackagingFailed
 from services.portal.store import StoredDocument
-from services.portal.validation import TrustSettings, load_registry, validate_document
+from services.portal.validation import TrustSettings, validate_document
 from shared.clients.signer import CredentialInfo
 from shared.testing import browse_until, confirm_review
 
@@ -51,11 +50,6 @@ def _info(pki: Any, leaf: Any, **changes: Any) -> CredentialInfo:
                               "multisign": 1, "qualifier": "eu_eidas_qes", "raw": {}}
     values.update(changes)
     return CredentialInfo(**values)
-
-
-@pytest.fixture(scope="module")
-def trust(pki: Any) -> TrustSettings:
-    return TrustSettings(pki.root_asn1, load_registry(pki.trusted_list()), pki.material(), "test list")
 
 
 @pytest.mark.parametrize("fmt", list(SignatureFormat))
@@ -253,7 +247,8 @@ def test_expired_transaction_is_refused_and_nothing_is_signed(stack: Any, flow: 
     tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
     assert tx["state"] == "expired" and tx["error"] == "expired_transaction", tx
     assert all("download_url" not in d for d in tx["documents"])
-    assert requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0", auth=stack.partner, timeout=30).status_code == 404
+    download = f"{portal}/api/v1/transactions/{created['transaction_id']}/documents/0"
+    assert requests.get(download, auth=stack.partner, timeout=30).status_code == 404
     # The portal never redeemed the code: no one-time key or certificate was made for it.
     assert stack.hsm_key_objects() == keys_before == []
     again = requests.get(f"{portal}/api/v1/transactions/{created['transaction_id']}", auth=stack.partner, timeout=30,

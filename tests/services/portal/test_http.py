@@ -31,13 +31,14 @@ def app(tmp_path: Path, pki, pki_tsp) -> Iterator[Flask]:
     (trust_dir / "root.der").write_bytes(pki.der(pki.root))
     (trust_dir / "tl.xml").write_text(pki.trusted_list())
     settings = PortalSettings(
-        data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32), trainer_token=SecretStr("trainer-token-of-the-tests"),
+        data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32),
+        trainer_token=SecretStr("trainer-token-of-the-tests"),
             api_client_secret=SecretStr("api-secret-of-the-tests"),
         trust_root_file=trust_dir / "root.der", trusted_list_file=trust_dir / "tl.xml", max_document_bytes=200_000,
         signer_url=f"http://127.0.0.1:{free_port()}", http_timeout_seconds=2,
     )
     trust = TrustStore(settings.trust_root_path(), settings.trusted_list_path(), pki_tsp, None, timestamper=pki.timestamper())
-    yield create_app(settings, trust=trust)
+    return create_app(settings, trust=trust)
 
 
 PARTNER_BASIC = "Basic " + base64.b64encode(b"signlab-lab:api-secret-of-the-tests").decode()
@@ -119,7 +120,8 @@ def test_validate_api_reports_valid_and_tampered_pdf(client: FlaskClient, pki, s
     pdf = (SAMPLES / "employment-contract.pdf").read_bytes()
     prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="K", bytes_reserved=32768))
     sig = sign_digest(prep.digest, "qes", "pades")
-    signed = asyncio.run(pades.augment_pdf(prep, sig.signature, level=Level.B_T, timestamper=pki.timestamper(), root=pki.root_asn1, material=sig.material))
+    signed = asyncio.run(pades.augment_pdf(prep, sig.signature, level=Level.B_T, timestamper=pki.timestamper(),
+                                           root=pki.root_asn1, material=sig.material))
     ok = client.post("/api/v1/validate", json={"name": "c.pdf", "signed": base64.b64encode(signed).decode()}).get_json()
     assert ok["indication"] == "TOTAL_PASSED"
     assert ok["signatures"][0]["qualification"] == "QES"
@@ -201,7 +203,8 @@ def _signed_b_t(pki, sign_digest) -> bytes:  # type: ignore[no-untyped-def]
     pdf = (SAMPLES / "employment-contract.pdf").read_bytes()
     prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="K", bytes_reserved=32768))
     sig = sign_digest(prep.digest, "qes", "pades")
-    return asyncio.run(pades.augment_pdf(prep, sig.signature, level=Level.B_T, timestamper=pki.timestamper(), root=pki.root_asn1, material=sig.material))
+    return asyncio.run(pades.augment_pdf(prep, sig.signature, level=Level.B_T, timestamper=pki.timestamper(),
+                                         root=pki.root_asn1, material=sig.material))
 
 
 def test_validation_page_takes_a_time_and_offers_the_three_reports(app: Flask, client: FlaskClient, pki, sign_digest) -> None:

@@ -34,11 +34,13 @@ def test_pades_b_lta_end_to_end(stack: Any, qualifier: str, hint: str, expected:
     assert report["signatures"][0]["qualification"] == expected
     pdf = requests.get(tx["documents"][0]["download_url"], auth=stack.partner, timeout=30).content
     # Independent re-validation through the API of the uploaded bytes, then one changed byte.
-    again = requests.post(f"{stack.portal_url}/api/v1/validate", auth=stack.partner, json={"signed": base64.b64encode(pdf).decode()}, timeout=60).json()
+    again = requests.post(f"{stack.portal_url}/api/v1/validate", auth=stack.partner,
+                          json={"signed": base64.b64encode(pdf).decode()}, timeout=60).json()
     assert (again["indication"], again["signatures"][0]["qualification"]) == ("TOTAL_PASSED", expected)
     tampered = bytearray(pdf)
     tampered[tampered.find(b"Salary") + 1] ^= 1
-    bad = requests.post(f"{stack.portal_url}/api/v1/validate", auth=stack.partner, json={"signed": base64.b64encode(bytes(tampered)).decode()}, timeout=60).json()
+    bad = requests.post(f"{stack.portal_url}/api/v1/validate", auth=stack.partner,
+                        json={"signed": base64.b64encode(bytes(tampered)).decode()}, timeout=60).json()
     assert (bad["indication"], bad["sub_indication"]) == ("TOTAL_FAILED", "HASH_FAILURE")
 
 

@@ -46,7 +46,7 @@ def test_concurrent_first_readers_of_a_shared_certificate_all_succeed(pki: Any) 
         ltv.read_only_crl.cache_clear()
         start = threading.Barrier(8)
 
-        def read() -> None:
+        def read(start: threading.Barrier = start) -> None:
             try:
                 start.wait()
                 for der in material.certificates:
@@ -55,7 +55,7 @@ def test_concurrent_first_readers_of_a_shared_certificate_all_succeed(pki: Any) 
                     cert.subject.hashable  # noqa: B018
                 for der in material.crls:
                     ltv.read_only_crl(der)["tbs_cert_list"]["revoked_certificates"].native  # noqa: B018
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=read) for _ in range(8)]

@@ -1,4 +1,4 @@
-"""Packaging and validation core: every format × level × QES/AdES, tampering, wrong root, revocation.
+"""Packaging (``pades``, ``cades``, ``jades`` and ``packaging``): every format × level × QES/AdES.
 
 The SSASP and TSA here are the test fixtures of ``conftest.py`` (real pyHanko/cryptography, test
 keys); the integration tests run the same paths against the real services.
@@ -7,6 +7,7 @@ keys); the integration tests run the same paths against the real services.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from io import BytesIO
 from pathlib import Path
@@ -15,16 +16,17 @@ import pytest
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography.x509.oid import NameOID
-from pyhanko.sign import signers
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import signers
 from pyhanko.sign.validation import async_validate_pdf_signature
 
 from services.portal import cades, jades, pades
-from services.portal.documents import Level, Qualifier
+from services.portal.documents import Level, Qualifier, SignatureFormat, SigningOptions
 from services.portal.errors import PackagingFailed
 from services.portal.ltv import ValidationMaterial, validation_context
-from services.portal.settings import PortalSettings
-from services.portal.validation import TrustSettings, load_registry, validate_document
+from services.portal.packaging import package_signature, sign_doc_validation_material, signed_file_name
+from services.portal.store import StoredDocument
+from services.portal.validation import validate_document
 from shared.cms_version import version_problems
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
@@ -32,28 +34,10 @@ PDF = (SAMPLES / "employment-contract.pdf").read_bytes()
 JSON = (SAMPLES / "payment-order.json").read_bytes()
 
 
-@pytest.fixture(scope="module")
-def trust(pki) -> TrustSettings:
-    return TrustSettings(pki.root_asn1, load_registry(pki.trusted_list()), pki.material(), "test list")
-
-
-DEFAULT_RESERVATION = PortalSettings.model_fields["pdf_bytes_reserved"].default
-
-
-def _signed_pdf(pki, sign_digest, level: Level, qualifier: str = "qes", visible: bool = False, pdf: bytes = PDF) -> bytes:
-    """Signed at ``level`` with the portal's default /Contents reservation for that level."""
-    prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier(qualifier), visible=visible,
-                                         signer_name="Kari Nordmann",
-                                         bytes_reserved=pades.contents_reservation(level, DEFAULT_RESERVATION)))
-    sig = sign_digest(prep.digest, qualifier, "pades")
-    return asyncio.run(pades.augment_pdf(prep, sig.signature, level=level, timestamper=pki.timestamper(),
-                                         root=pki.root_asn1, material=sig.material))
-
-
 @pytest.mark.parametrize("qualifier", ["qes", "ades"])
 @pytest.mark.parametrize("level", list(Level))
-def test_pades_every_level(pki, sign_digest, trust, level: Level, qualifier: str) -> None:
-    signed = _signed_pdf(pki, sign_digest, level, qualifier)
+def test_pades_every_level(pki, signed_pdf, trust, level: Level, qualifier: str) -> None:
+    signed = signed_pdf(level, qualifier)
     # pyHanko's own validator, independently of the report code
     reader = PdfFileReader(BytesIO(signed))
     status = asyncio.run(async_validate_pdf_signature(reader.embedded_regular_signatures[0],
@@ -104,10 +88,10 @@ def test_cades_and_jades_levels(pki, sign_digest, trust, level: Level, qualifier
     assert jreport.signatures[0].qualification == ("QES" if qualifier == "qes" else "AdES")
 
 
-def test_visible_signature_shows_name_and_qualifier(pki, sign_digest, trust, tmp_path: Path) -> None:
+def test_visible_signature_shows_name_and_qualifier(signed_pdf, tmp_path: Path) -> None:
     import subprocess
 
-    signed = _signed_pdf(pki, sign_digest, Level.B_B, "qes", visible=True)
+    signed = signed_pdf(Level.B_B, "qes", visible=True)
     path = tmp_path / "v.pdf"
     path.write_bytes(signed)
     # The stamp is an appearance stream, not page text: check the appearance contents via pyHanko.
@@ -116,64 +100,16 @@ def test_visible_signature_shows_name_and_qualifier(pki, sign_digest, trust, tmp
     appearance = field["/AP"]["/N"].get_object().data
     assert b"Kari Nordmann" in appearance or b"Kari" in appearance
     assert b"QES" in appearance
-    assert subprocess.run(["pdfinfo", str(path)], capture_output=True).returncode == 0
+    assert subprocess.run(["pdfinfo", str(path)], capture_output=True, check=False).returncode == 0
 
 
-def test_second_signature_keeps_the_first_valid(pki, sign_digest, trust) -> None:
-    first = _signed_pdf(pki, sign_digest, Level.B_T)
-    second = _signed_pdf(pki, sign_digest, Level.B_T, "ades", pdf=first)
+def test_second_signature_keeps_the_first_valid(signed_pdf, trust) -> None:
+    first = signed_pdf(Level.B_T)
+    second = signed_pdf(Level.B_T, "ades", pdf=first)
     report = asyncio.run(validate_document("twice.pdf", second, trust))
     assert [s.id for s in report.signatures] == ["Signature1", "Signature2"]
     assert all(s.indication == "TOTAL_PASSED" for s in report.signatures), report.to_dict()
     assert [s.qualification for s in report.signatures] == ["QES", "AdES"]
-
-
-def test_tampered_pdf_is_total_failed_with_explanation(pki, sign_digest, trust) -> None:
-    signed = bytearray(_signed_pdf(pki, sign_digest, Level.B_LTA))
-    signed[signed.find(b"Salary") + 1] ^= 0x01
-    report = asyncio.run(validate_document("t.pdf", bytes(signed), trust))
-    assert report.indication == "TOTAL_FAILED"
-    assert report.signatures[0].sub_indication == "HASH_FAILURE"
-    assert "changed after it was signed" in report.signatures[0].explanations[0]
-    assert report.signatures[0].qualification == "not qualified"
-
-
-def test_wrong_root_is_indeterminate(other_sign_digest, trust) -> None:
-    prep = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="", bytes_reserved=32768))
-    sig = other_sign_digest(prep.digest, "qes", "pades")
-    signed = asyncio.run(pades.finish_pdf(prep, sig.signature))
-    report = asyncio.run(validate_document("c.pdf", signed, trust))
-    assert (report.indication, report.sub_indication) == ("INDETERMINATE", "NO_CERTIFICATE_CHAIN_FOUND")
-    assert "trust anchor" in report.signatures[0].explanations[0]
-
-
-def test_revoked_b_b_signature_is_revoked_no_poe(pki, sign_digest) -> None:
-    """EN 319 102-1 §5.3 as pyHanko runs it: a revoked certificate with no proof that the signature
-    existed before the revocation (B-B) is INDETERMINATE / REVOKED_NO_POE."""
-    prep = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="", bytes_reserved=32768))
-    sig = sign_digest(prep.digest, "qes", "pades")
-    signed = asyncio.run(pades.finish_pdf(prep, sig.signature))
-    revoked_trust = TrustSettings(pki.root_asn1, load_registry(pki.trusted_list()), pki.material(revoked=[sig.leaf.serial_number]))
-    report = asyncio.run(validate_document("c.pdf", signed, revoked_trust))
-    assert (report.indication, report.sub_indication) == ("INDETERMINATE", "REVOKED_NO_POE")
-    assert "revoked" in " ".join(c.detail for c in report.signatures[0].checks if c.name == "Revocation status")
-
-
-def test_detached_payload_changed_or_missing(pki, sign_digest, trust) -> None:
-    changed = JSON.replace(b"12500", b"92500")
-    sig = sign_digest(cades.digest(JSON), "qes", "cades")
-    assert asyncio.run(validate_document("x.p7s", sig.signature, trust, original=changed)).sub_indication == "HASH_FAILURE"
-    missing = asyncio.run(validate_document("x.p7s", sig.signature, trust))
-    assert (missing.indication, missing.sub_indication) == ("INDETERMINATE", "SIGNED_DATA_NOT_FOUND")
-    jsig = sign_digest(jades.digest(JSON), "qes", "jades")
-    assert asyncio.run(validate_document("x.json", jsig.signature, trust, original=changed)).sub_indication == "HASH_FAILURE"
-
-
-def test_garbage_is_format_failure(trust) -> None:
-    for junk in (b"%PDF-1.7 garbage", b"\x30\x03\x02\x01\x01", b"{\"protected\": 1}"):
-        report = asyncio.run(validate_document("junk", junk, trust, original=b"x"))
-        assert report.indication in ("TOTAL_FAILED", "INDETERMINATE")
-        assert report.sub_indication in ("FORMAT_FAILURE",), report.to_dict()
 
 
 def test_small_reservation_fails_clearly(pki, sign_digest) -> None:
@@ -197,7 +133,8 @@ def test_lt_without_revocation_data_fails_clearly(pki, sign_digest) -> None:
 def test_not_a_cms_from_the_signer_fails_clearly(pki) -> None:
     prep = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="", bytes_reserved=32768))
     with pytest.raises(PackagingFailed, match="not a CMS"):
-        asyncio.run(pades.augment_pdf(prep, b"nonsense", level=Level.B_B, timestamper=None, root=pki.root_asn1, material=ValidationMaterial()))
+        asyncio.run(pades.augment_pdf(prep, b"nonsense", level=Level.B_B, timestamper=None, root=pki.root_asn1,
+                                      material=ValidationMaterial()))
 
 
 @pytest.mark.parametrize("level", list(Level))
@@ -216,20 +153,20 @@ def test_cades_signed_data_versions_follow_rfc_5652(pki, sign_digest, level: Lev
 
 
 @pytest.mark.parametrize("level", [Level.B_LT, Level.B_LTA])
-def test_dss_vri_key_is_upper_case_sha1_of_the_signature_bytes(pki, sign_digest, level: Level) -> None:
+def test_dss_vri_key_is_upper_case_sha1_of_the_signature_bytes(signed_pdf, level: Level) -> None:
     """ISO 32000-2 §12.8.4.4: the /VRI key of a signature is the upper-case hex SHA-1 of its bytes —
     the /Contents string decoded from the gap of the /ByteRange, read here straight from the file."""
-    signed = _signed_pdf(pki, sign_digest, level)
+    signed = signed_pdf(level)
     reader = PdfFileReader(BytesIO(signed))
     keys = {str(k)[1:] for k in reader.root["/DSS"]["/VRI"]}
     signature = reader.embedded_regular_signatures[0]
-    start, gap_start, gap_end, _ = (int(v) for v in signature.sig_object["/ByteRange"])
+    _start, gap_start, gap_end, _ = (int(v) for v in signature.sig_object["/ByteRange"])
     assert signed[gap_start:gap_start + 1] == b"<" and signed[gap_end - 1:gap_end] == b">"
     contents = bytes.fromhex(signed[gap_start + 1:gap_end - 1].decode("ascii"))
-    expected = hashlib.sha1(contents).hexdigest().upper()
+    expected = hashlib.sha1(contents, usedforsecurity=False).hexdigest().upper()  # the key ISO 32000-2 defines
     assert expected in keys, (expected, keys)
     assert all(k == k.upper() for k in keys)
-    lower_hex_text_key = hashlib.sha1(contents.hex().encode("ascii")).hexdigest().upper()
+    lower_hex_text_key = hashlib.sha1(contents.hex().encode("ascii"), usedforsecurity=False).hexdigest().upper()
     assert lower_hex_text_key not in keys
 
 
@@ -254,3 +191,34 @@ def _signature_dictionary(pdf: bytes):
     reader = PdfFileReader(BytesIO(pdf))
     field = next(f for f in reader.root["/AcroForm"]["/Fields"] if f.get_object().get("/FT") == "/Sig")
     return field.get_object()["/V"].get_object()
+
+
+def test_signed_files_are_named_after_the_document() -> None:
+    assert signed_file_name("contract.pdf", SignatureFormat.PADES) == "contract-signed.pdf"
+    assert signed_file_name("order.json", SignatureFormat.CADES) == "order.json.p7s"
+    assert signed_file_name("order.json", SignatureFormat.JADES) == "order.jades.json"
+    assert signed_file_name("README", SignatureFormat.PADES) == "README-signed.pdf"
+
+
+def test_sign_doc_validation_material_reads_certificates_and_revocation_data(pki, sign_digest) -> None:
+    sig = sign_digest(cades.digest(JSON), "qes", "cades")
+    leaf, crl = sig.material.certificates[0], sig.material.crls[0]
+
+    class Answer:  # the fields of a signDoc answer the portal reads (shared.clients.signer)
+        certificates = [base64.b64encode(leaf).decode()]
+        validation_info = {"crl": [base64.b64encode(crl).decode(), "not base64!"], "ocsp": [b"raw-der"]}
+
+    material = sign_doc_validation_material(Answer())
+    assert (material.certificates, material.crls, material.ocsps) == ([leaf], [crl], [b"raw-der"])
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_package_signature_takes_a_jws_as_text_or_as_base64(pki, sign_digest, trust, encoded: bool) -> None:
+    """signDoc's JAdES object is the JWS text; some SSASPs send it base64-encoded: both are packaged."""
+    jsig = sign_digest(jades.digest(JSON), "qes", "jades")
+    signature = base64.b64encode(jsig.signature) if encoded else jsig.signature
+    doc = StoredDocument(0, "order.json", "application/json", JSON, jades.digest(JSON))
+    options = SigningOptions.parse({"format": "jades", "level": "B-T"})
+    signed = asyncio.run(package_signature(doc, signature, None, options, jsig.material, pki.timestamper(), pki.root_asn1))
+    report = asyncio.run(validate_document("order.jades.json", signed, trust, original=JSON))
+    assert (report.indication, report.signatures[0].level) == ("TOTAL_PASSED", "B-T"), report.to_dict()

@@ -64,11 +64,13 @@ class RealTsp:
         self.idp_key, self.signer_key = _key(), _key()
         idp_port = free_port()
         self.idp_url = f"http://127.0.0.1:{idp_port}"
-        self.idp = LiveServer(_jwks_app("idp", self.idp_key, {"issuer": self.idp_url, "jwks_uri": f"{self.idp_url}/jwks.json"}), idp_port).start()
+        idp_metadata = {"issuer": self.idp_url, "jwks_uri": f"{self.idp_url}/jwks.json"}
+        self.idp = LiveServer(_jwks_app("idp", self.idp_key, idp_metadata), idp_port).start()
         self.signer = LiveServer(_jwks_app("signer", self.signer_key)).start()
         port = free_port()
         self.settings = CaSettings(port=port, data_dir=tmp, idp_url=self.idp_url, signer_jwks_url=f"{self.signer.url}/jwks.json",
-                                   admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
+                                   admin_token=SecretStr(secrets.token_urlsafe(16)),
+                                   trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         provision_ca(self.settings)
         self.server = LiveServer(create_ca(self.settings), port).start()
         self.client = CaClient(self.server.url, public_cert_base=self.settings.public_cert_base)
