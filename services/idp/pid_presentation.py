@@ -36,7 +36,7 @@ from typing import Any
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
-from jwcrypto.jwk import JWK  # type: ignore[import-untyped]  # no type information published
+from jwcrypto.jwk import JWK
 from sd_jwt.verifier import SDJWTVerifier
 
 from services.idp.authn import Authentication

@@ -20,8 +20,8 @@ from joserfc.jwk import ECKey
 
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.identity import IdentityEvidenceError, verify_id_token
-from testkit.reliability_lab import Lab
 from signlab.load import BrowserAgent, partner_flow
+from testkit.reliability_lab import Lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 

@@ -37,8 +37,8 @@ import pytest
 import requests
 
 from shared.testing import confirm_review
-from testkit.reliability_lab import Lab, start_lab
 from signlab.load import BrowserAgent, FlowFailed, partner_flow
+from testkit.reliability_lab import Lab, start_lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 

@@ -38,8 +38,8 @@ from shared.client_assertion import create_client_assertion
 from shared.clients.ca import CaClient
 from shared.jose_keys import load_or_create_ec_key
 from shared.testing import fill_filesystem, small_filesystem
-from testkit.reliability_lab import Lab, start_lab
 from signlab.load import partner_flow
+from testkit.reliability_lab import Lab, start_lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 

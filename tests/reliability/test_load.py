@@ -13,9 +13,9 @@ import os
 
 import pytest
 
-from testkit.reliability_lab import Lab
 from signlab.cli import main
 from signlab.load import run_load
+from testkit.reliability_lab import Lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 

@@ -22,8 +22,8 @@ import requests
 from services.idp.catalogue import load_catalogue
 from services.idp.identifiers import identifier_aliases
 from shared.testing import confirm_review
-from testkit.reliability_lab import Lab, start_lab
 from signlab.load import BrowserAgent, portal_flow
+from testkit.reliability_lab import Lab, start_lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 

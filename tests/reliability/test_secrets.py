@@ -25,8 +25,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from testkit.reliability_lab import Lab
 from signlab.load import BrowserAgent, FlowFailed, partner_flow
+from testkit.reliability_lab import Lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 

@@ -40,14 +40,14 @@ POST_LOGOUT = "http://127.0.0.1:8999/logged-out"
 
 def make_settings(data_dir: Path, port: int = 8001, **overrides: Any) -> IdpSettings:
     """IdP settings for a test: the signer client plus a second client, admin API on."""
-    values: dict[str, Any] = dict(
-        port=port, data_dir=data_dir, signer_client_secret=SecretStr(CLIENT_SECRET),
-        signer_redirect_uris=[REDIRECT_URI], signer_post_logout_redirect_uris=[POST_LOGOUT],
-        admin_token=SecretStr(ADMIN_TOKEN), trainer_token=SecretStr("trainer-token-of-the-tests"), admin_api_enabled=True,
-        extra_clients=[ClientRegistration(client_id=OTHER_ID, client_secret=SecretStr(OTHER_SECRET),
+    values: dict[str, Any] = {
+        "port": port, "data_dir": data_dir, "signer_client_secret": SecretStr(CLIENT_SECRET),
+        "signer_redirect_uris": [REDIRECT_URI], "signer_post_logout_redirect_uris": [POST_LOGOUT],
+        "admin_token": SecretStr(ADMIN_TOKEN), "trainer_token": SecretStr("trainer-token-of-the-tests"), "admin_api_enabled": True,
+        "extra_clients": [ClientRegistration(client_id=OTHER_ID, client_secret=SecretStr(OTHER_SECRET),
                                           redirect_uris=[OTHER_REDIRECT], name="Other relying party")],
-        log_level="WARNING",
-    )
+        "log_level": "WARNING",
+    }
     values.update(overrides)
     return IdpSettings(**values)
 

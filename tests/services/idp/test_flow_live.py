@@ -17,14 +17,13 @@ import pytest
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
+from idp_testkit import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, query_of  # type: ignore[import-not-found]
 
 from services.idp.catalogue import load_catalogue
 from services.idp.settings import IdpSettings
 from shared.clients.idp import IdpClient
 from shared.identity import IdentityEvidenceError
 from shared.testing import LiveServer
-
-from idp_testkit import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, query_of  # type: ignore[import-not-found]
 
 CATALOGUE = load_catalogue()
 CASES = [(p, m, h) for p in CATALOGUE.persons for m, h in CATALOGUE.means_of(p)]

@@ -10,12 +10,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from joserfc import jwt
-from joserfc.jwk import KeySet
-
-from services.idp.settings import IdpSettings
-from shared.identity import LOA_HIGH, LOA_LOW, LOA_SUBSTANTIAL, IdentityEvidenceError, verify_id_token
-
 from idp_testkit import (  # type: ignore[import-not-found]
     ADMIN_TOKEN,
     CLIENT_ID,
@@ -31,6 +25,11 @@ from idp_testkit import (  # type: ignore[import-not-found]
     query_of,
     redeem,
 )
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from services.idp.settings import IdpSettings
+from shared.identity import LOA_HIGH, LOA_LOW, LOA_SUBSTANTIAL, IdentityEvidenceError, verify_id_token
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -74,6 +73,7 @@ def test_discovery_is_valid_openid_provider_metadata(client: FlaskClient, settin
 def test_browser_endpoints_can_live_under_another_name(tmp_path: Path) -> None:
     """In docker compose services call the issuer by container name; browsers use 127.0.0.1."""
     from idp_testkit import make_settings  # type: ignore[import-not-found]
+
     from services.idp import create_app
     from services.idp.provision import provision
 
@@ -516,9 +516,9 @@ def test_acr_lower_below_low_is_not_an_eidas_level(client: FlaskClient, settings
 
 # -- admin API -----------------------------------------------------------------------------------------
 def test_admin_api_disabled_by_default(tmp_path: Any) -> None:
-    from services.idp import create_app
-
     from idp_testkit import make_settings  # type: ignore[import-not-found]
+
+    from services.idp import create_app
 
     app = create_app(make_settings(tmp_path / "idp", admin_api_enabled=False))
     response = app.test_client().get("/admin/failures", headers=ADMIN)

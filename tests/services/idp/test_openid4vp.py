@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from idp_testkit import CLIENT_ID, REDIRECT_URI, AuthRequest, make_settings, query_of
 from joserfc.jwk import KeySet
 
-from idp_testkit import CLIENT_ID, REDIRECT_URI, AuthRequest, make_settings, query_of
 from services.idp import create_app
 from services.idp.openid4vp import Verifier
 from services.idp.pid_presentation import REQUIRED_CLAIMS, PresentationRefused

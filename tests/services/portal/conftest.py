@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pydantic import SecretStr
 from pyhanko.sign import signers
 from pyhanko.sign.ades import qualified_asn1
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
