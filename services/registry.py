@@ -67,6 +67,7 @@ URL_LINKS: dict[str, str] = {
     "SIGNLAB_SIGNER_IDP_URL": "{idp}",
     "SIGNLAB_SIGNER_CA_URL": "{ca}",
     "SIGNLAB_SIGNER_PORTAL_REDIRECT_URIS": '["{portal}/sign/callback"]',
+    "SIGNLAB_SIGNER_PORTAL_JWKS_URL": "{portal}/.well-known/jwks.json",
     "SIGNLAB_PORTAL_SIGNER_URL": "{signer}",
     "SIGNLAB_PORTAL_CA_URL": "{ca}",
     "SIGNLAB_PORTAL_IDP_URL": "{idp}",
@@ -81,7 +82,6 @@ sets the same variables with the container host names."""
 
 LINKED_SECRETS: tuple[tuple[str, ...], ...] = (
     ("SIGNLAB_IDP_SIGNER_CLIENT_SECRET", "SIGNLAB_SIGNER_IDP_CLIENT_SECRET"),
-    ("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET", "SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET"),
     # One trainer token for every trainer and debugger view (DESIGN §6).
     ("SIGNLAB_PORTAL_TRAINER_TOKEN", "SIGNLAB_IDP_TRAINER_TOKEN", "SIGNLAB_CA_TRAINER_TOKEN"),
 )

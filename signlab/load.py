@@ -55,7 +55,9 @@ from services.portal.settings import PortalSettings
 from services.registry import entry
 from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
+from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.clients.signer import SignerClient
+from shared.jose_keys import load_ec_key
 from signlab.errors import CliError
 
 __all__ = [
@@ -88,7 +90,8 @@ class Ecosystem:
     """Where the services are and what the agent needs to play the partner.
 
     :ivar urls: base URL by service name.
-    :ivar portal_client_id / portal_client_secret: the portal's client at the signer (partner mode).
+    :ivar portal_client_id / portal_assertion_key: the portal's client at the signer and the key of
+        its ``private_key_jwt`` client assertions (partner mode: the agent plays the portal).
     :ivar partner_api: the lab's partner application at the portal API (id, secret; portal mode).
     :ivar redirect_uri: the portal's registered redirect URI at the signer.
     :ivar signer_audit / ca_issuance_log: the hash-chained logs.
@@ -97,7 +100,7 @@ class Ecosystem:
 
     urls: dict[str, str]
     portal_client_id: str
-    portal_client_secret: str
+    portal_assertion_key: Path
     redirect_uri: str
     signer_audit: Path
     ca_issuance_log: Path
@@ -112,15 +115,23 @@ class Ecosystem:
         portal = PortalSettings.from_env(runtime.service_environment(entry("portal")))
         urls = {name: runtime.url(name) for name in runtime.ports}
         return cls(urls=urls, portal_client_id=signer.portal_client_id,
-                   portal_client_secret=signer.portal_client_secret.get_secret_value(),
+                   portal_assertion_key=portal.client_assertion_key_path,
                    redirect_uri=signer.portal_redirect_uris[0], signer_audit=signer.audit_path,
                    ca_issuance_log=ca.issuance_log_path, run_dir=runtime.run_dir,
                    partner_api=(portal.api_client_id, portal.api_client_secret.get_secret_value()))
 
+    def portal_authentication(self) -> dict[str, str]:
+        """Form fields that authenticate the portal's client at the signer: a fresh
+        ``private_key_jwt`` client assertion signed with the portal's key (for raw requests)."""
+        assertion = create_client_assertion(load_ec_key(self.portal_assertion_key), client_id=self.portal_client_id,
+                                            audience=self.urls["signer"])
+        return {"client_id": self.portal_client_id, "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                "client_assertion": assertion}
+
     def signer_client(self, timeout: float = 60.0) -> SignerClient:
-        """A client of the signer with the portal's credentials (the agent plays the partner)."""
+        """A client of the signer with the portal's key (the agent plays the partner)."""
         return SignerClient(self.urls["signer"], client_id=self.portal_client_id,
-                            client_secret=self.portal_client_secret, timeout=timeout)
+                            assertion_key=load_ec_key(self.portal_assertion_key), timeout=timeout)
 
 
 class BrowserAgent:

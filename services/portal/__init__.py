@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from joserfc.jwk import ECKey
 
 from services.portal.partners import PartnerApplications
 from services.portal.settings import PortalSettings
@@ -13,18 +14,19 @@ from services.portal.signing import PortalCore, SigningService
 from services.portal.store import TransactionStore
 from services.portal.trust import TrustStore, TspSource
 from shared.flow import service
+from shared.jose_keys import load_or_create_ec_key
 from shared.trainer_access import install_trainer_access, require_trainer
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
 
 
-def _signer_client(settings: PortalSettings) -> SigningService:
-    """The SSASP client: back channel to ``signer_url``; browsers are sent to ``signer_browser_base_url``."""
+def _signer_client(settings: PortalSettings, assertion_key: ECKey) -> SigningService:
+    """The SSASP client: back channel to ``signer_url`` with ``private_key_jwt``; browsers are sent to
+    ``signer_browser_base_url``."""
     return SignerClient(
-        settings.signer_url, client_id=settings.signer_client_id,
-        client_secret=settings.signer_client_secret.get_secret_value(), timeout=settings.http_timeout_seconds,
-        browser_url=settings.signer_browser_url or None,
+        settings.signer_url, client_id=settings.signer_client_id, assertion_key=assertion_key,
+        timeout=settings.http_timeout_seconds, browser_url=settings.signer_browser_url or None,
     )
 
 
@@ -44,6 +46,9 @@ def create_app(
     settings = settings or PortalSettings.from_env()
     from services.portal import http
 
+    # The key of the portal's client assertions to the SSASP; its public half is served as JWKS.
+    assertion_key = load_or_create_ec_key(settings.client_assertion_key_path)
+
     store = TransactionStore(settings.service_dir() / "portal.sqlite3")
     interrupted = store.fail_interrupted()
     if trust is None:
@@ -53,7 +58,7 @@ def create_app(
             settings.tsa_url,
         )
     core = PortalCore(
-        store, trust, signer if signer is not None else _signer_client(settings), callback_url=settings.callback_url,
+        store, trust, signer if signer is not None else _signer_client(settings, assertion_key), callback_url=settings.callback_url,
         bytes_reserved=settings.pdf_bytes_reserved, ttl_seconds=settings.transaction_ttl_seconds,
     )
     app = create_service_app(__name__, service("portal"), settings, health_checks={"store": store.health},
@@ -67,6 +72,7 @@ def create_app(
                       SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"))
     app.extensions["signlab.portal"] = core
     app.extensions["signlab.portal.partners"] = PartnerApplications(settings)
+    app.extensions["signlab.portal.assertion_key"] = assertion_key
     if interrupted:
         app.logger.warning("%d transaction(s) interrupted by a restart were marked failed", interrupted)
     http.register(app)

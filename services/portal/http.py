@@ -37,6 +37,7 @@ from services.portal.validation import validate_document
 from shared.digests import digest_fingerprint
 from shared.errors import InvalidRequest, SignLabError
 from shared.flow import STEPS, step
+from shared.jose_keys import public_jwks
 from shared.personal_data import mask_personal_data
 from shared.tracing.web import trace_response
 
@@ -376,6 +377,12 @@ def _report_download(report_id: str, owner: str | None) -> Response:
     response = Response(json.dumps(_shown(body), indent=2), mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="validation-report-{report_id}.json"'
     return response
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    """The public key of the portal's client assertions to the SSASP (``private_key_jwt``, RFC 7523)."""
+    return jsonify(public_jwks(current_app.extensions["signlab.portal.assertion_key"]))
 
 
 @bp.get("/trust")

@@ -39,9 +39,10 @@ class PortalSettings(ServiceSettings):
     )
     ca_url: str = Field("http://127.0.0.1:8002", description="Base URL of the TSP (TSA, CRL, OCSP, trusted list).")
     idp_url: str = Field("http://127.0.0.1:8001", description="Base URL of the IPSP (shown on pages; the portal never calls it).")
-    signer_client_id: str = Field("signlab-portal", description="The portal's OAuth2 client id at the SSASP.")
-    signer_client_secret: SecretStr = Field(
-        description="The portal's OAuth2 client secret at the SSASP (must equal SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET)."
+    signer_client_id: str = Field(
+        "signlab-portal", description="The portal's OAuth2 client id at the SSASP; it authenticates with "
+        "private_key_jwt (client assertions signed by <data_dir>/client-assertion-key.pem, published at "
+        "/.well-known/jwks.json), never with a shared secret."
     )
     session_secret: SecretStr = Field(
         description="Key that signs the portal's browser session cookie (CSRF tokens, the session's transactions)."
@@ -88,6 +89,12 @@ class PortalSettings(ServiceSettings):
     def tsa_url(self) -> str:
         """The RFC 3161 time-stamping endpoint of the TSP."""
         return f"{self.ca_url.rstrip('/')}/tsa"
+
+    @property
+    def client_assertion_key_path(self) -> Path:
+        """The EC key of the portal's client assertions to the SSASP (``private_key_jwt``; its public
+        half is served at ``/.well-known/jwks.json``)."""
+        return self.data_dir / "client-assertion-key.pem"
 
     @property
     def callback_url(self) -> str:

@@ -22,6 +22,7 @@ from jsonschema.exceptions import best_match
 
 from services.signer import csc
 from services.signer.authorization import RedirectError
+from services.signer.clients import Client, ClientCredentials
 from services.signer.faults import DISABLED_HINT
 from services.signer.openapi import openapi_document, request_schemas
 from services.signer.service import SigningService
@@ -46,8 +47,12 @@ def _form() -> dict[str, str]:
     return {k: v for k, v in request.form.items()}
 
 
-def _client_credentials() -> tuple[str | None, str | None]:
-    """Client id and secret from HTTP Basic (RFC 6749 §2.3.1, form-url-encoded parts) or the form."""
+def _client_credentials() -> ClientCredentials:
+    """What the request presents to authenticate its client: a client assertion (RFC 7523 §2.2,
+    ``private_key_jwt``), or an id and secret from HTTP Basic (RFC 6749 §2.3.1, form-url-encoded
+    parts) or the form."""
+    form = request.form
+    assertion = {"assertion_type": form.get("client_assertion_type"), "assertion": form.get("client_assertion")}
     header = request.headers.get("Authorization", "")
     if header[:6].lower() == "basic ":
         try:
@@ -55,8 +60,15 @@ def _client_credentials() -> tuple[str | None, str | None]:
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidRequest("malformed HTTP Basic client credentials", error="invalid_client", status=401) from None
         client_id, _, secret = decoded.partition(":")
-        return unquote(client_id), unquote(secret)
-    return request.form.get("client_id"), request.form.get("client_secret")
+        return ClientCredentials(unquote(client_id), unquote(secret), **assertion)
+    return ClientCredentials(form.get("client_id"), form.get("client_secret"), **assertion)
+
+
+def _authenticated_client() -> Client:
+    """The client of a PAR, token or revocation request, authenticated (audited on refusal)."""
+    service = _service()
+    return service.authenticate_client(_client_credentials(), request.remote_addr or "",
+                                       endpoint=f"{service.settings.base_url}{request.path}")
 
 
 def _bearer() -> str | None:
@@ -107,9 +119,9 @@ def _no_store(response: Response) -> Response:
 
 @oauth_blueprint.post("/oauth2/par")
 def par() -> tuple[Response, int]:
-    """RFC 9126 pushed authorization request (step 2); client_secret_basic or client_secret_post."""
-    client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
+    """RFC 9126 pushed authorization request (step 2); the client authenticates (``private_key_jwt``
+    for the portal, a client secret for further partners)."""
+    client = _authenticated_client()
     return _no_store(jsonify(_service().push_authorization_request(client, _form()))), 201
 
 
@@ -165,16 +177,14 @@ def consent(transaction_id: str) -> Any:
 @oauth_blueprint.post("/oauth2/token")
 def token() -> Response:
     """Token endpoint: authorization_code + PKCE, client authentication required."""
-    client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
+    client = _authenticated_client()
     return _no_store(jsonify(_service().exchange_code(client, _form())))
 
 
 @oauth_blueprint.post("/oauth2/revoke")
 def revoke() -> Response:
     """RFC 7009 token revocation (200, also for unknown tokens)."""
-    client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
+    client = _authenticated_client()
     _service().revoke(client, request.form.get("token"))
     return Response(status=200)
 
@@ -192,7 +202,8 @@ def metadata() -> Response:
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": _service().clients.auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
         "scopes_supported": ["service", "credential"],
         "authorization_details_types_supported": ["credential", "https://cloudsignatureconsortium.org/2025/credential"],
         "require_pushed_authorization_requests": False,

@@ -46,7 +46,7 @@ from asn1crypto import tsp
 
 from services.signer import csc
 from services.signer.authorization import AuthorizationServer, ConsentView
-from services.signer.clients import Client, ClientRegistry
+from services.signer.clients import Client, ClientCredentials, ClientRegistry
 from services.signer.credentials import Credentials
 from services.signer.faults import build_fault_board
 from services.signer.hsm import Hsm
@@ -60,7 +60,6 @@ from services.signer.upstream import CertificateGateway, IdentityGateway
 from shared.audit import AuditLog
 from shared.errors import UpstreamError
 from shared.flow import step
-from shared.throttle import FailureThrottle
 
 __all__ = ["SigningService"]
 
@@ -117,14 +116,9 @@ class SigningService:
 
     # -- OAuth2 authorization server (steps 2-5) ----------------------------------------------------
 
-    @property
-    def client_throttle(self) -> FailureThrottle:
-        """The lock-out of client authentication (one client id from one address)."""
-        return self.clients.throttle
-
-    def authenticate_client(self, client_id: str | None, secret: str | None, peer: str = "") -> Client:
+    def authenticate_client(self, presented: ClientCredentials, peer: str = "", *, endpoint: str = "") -> Client:
         """Client authentication at PAR, token and revocation (:meth:`ClientRegistry.authenticate`)."""
-        return self.clients.authenticate(client_id, secret, peer)
+        return self.clients.authenticate(presented, peer, endpoint=endpoint)
 
     def push_authorization_request(self, client: Client, params: Mapping[str, str]) -> dict[str, Any]:
         """RFC 9126 PAR, step 2 (:meth:`AuthorizationServer.push_authorization_request`)."""

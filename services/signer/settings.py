@@ -5,14 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from shared.settings import ServiceSettings
 
-__all__ = ["QUALIFIERS", "SignerSettings"]
+__all__ = ["QUALIFIERS", "SecretPartner", "SignerSettings"]
 
 QUALIFIERS = ("eu_eidas_qes", "eu_eidas_aes")
 """The signature qualifiers this service offers (CSC ``signatureQualifier``)."""
+
+Qualifier = Literal["eu_eidas_qes", "eu_eidas_aes"]
+
+
+class SecretPartner(BaseModel):
+    """A further partner that authenticates with a client secret (``SIGNLAB_SIGNER_PARTNER_CLIENTS``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="Its client id.")
+    client_secret: SecretStr = Field(min_length=16, description="Its secret; at least 16 characters.")
+    name: str = Field(min_length=1, max_length=100, description="The name the consent page shows.")
+    redirect_uris: list[str] = Field(min_length=1, description="Its redirect URIs (compared exactly).")
+    qualifiers: list[Qualifier] = Field(["eu_eidas_qes", "eu_eidas_aes"], description="Qualifiers it may ask for.")
 
 
 class SignerSettings(ServiceSettings):
@@ -36,17 +50,23 @@ class SignerSettings(ServiceSettings):
         "signlab-signer", description="Client id in the signer's RFC 7523 client assertions to the TSP (step 7)."
     )
     portal_client_id: str = Field("signlab-portal", description="OAuth2 client id of the partner portal (SCASP).")
-    portal_client_secret: SecretStr = Field(
-        description="OAuth2 client secret of the partner portal (secret; equals SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET)."
+    portal_jwks_url: str = Field(
+        "http://127.0.0.1:8000/.well-known/jwks.json",
+        description="JWKS of the partner portal: it authenticates with private_key_jwt (RFC 7523 client assertions "
+        "signed by its key), never with a shared secret.",
     )
     portal_redirect_uris: list[str] = Field(
         ["http://127.0.0.1:8000/sign/callback"],
         description="Registered redirect URIs of the partner portal (JSON list; compared exactly).",
     )
     portal_name: str = Field("SignLab Demo Partner", description="Partner name shown to the signer on the consent page.")
-    portal_qualifiers: list[Literal["eu_eidas_qes", "eu_eidas_aes"]] = Field(
+    portal_qualifiers: list[Qualifier] = Field(
         ["eu_eidas_qes", "eu_eidas_aes"],
         description="Signature qualifiers the partner portal may request (JSON list).",
+    )
+    partner_clients: list[SecretPartner] = Field(
+        [], description="Further partners that authenticate with a client secret (client_secret_basic or "
+        "client_secret_post): JSON list of {client_id, client_secret, name, redirect_uris, qualifiers}.",
     )
     key_algorithm: Literal["ec-p256", "rsa-3072"] = Field(
         "ec-p256", description="Algorithm of the one-time keys: ec-p256 (ECDSA P-256) or rsa-3072."
@@ -65,10 +85,12 @@ class SignerSettings(ServiceSettings):
     clock_leeway_seconds: int = Field(30, ge=0, le=300, description="Clock skew tolerated when checking ID tokens.")
     max_documents: int = Field(20, ge=1, le=100, description="Most documents (digests) one transaction may sign.")
     client_lockout_failures: int = Field(
-        5, ge=1, le=1000, description="Failed client authentications (one client id, one address) that lock the pair."
+        5, ge=1, le=1000,
+        description="Wrong client secrets (one secret-authenticated client, one address) that lock the pair; a client "
+        "that authenticates with private_key_jwt is never locked by wrong secrets.",
     )
     client_lockout_seconds: int = Field(
-        60, ge=1, le=86400, description="Window that counts client-authentication failures, and how long the lock lasts."
+        60, ge=1, le=86400, description="Window that counts wrong client secrets, and how long the lock lasts."
     )
     sweep_interval_seconds: float = Field(
         15.0, ge=0, description="How often expired transactions are swept (keys destroyed); 0 disables the timer."

@@ -1,12 +1,14 @@
 """Typed client of the SSASP (CSC signing service) for partner portals and tests.
 
 One method per endpoint; results are frozen dataclasses. Client authentication at the
-authorization server is ``client_secret_basic``. Binary values in results are raw bytes (the wire
-uses standard base64).
+authorization server is ``private_key_jwt`` (RFC 7523: a fresh client assertion signed by
+``assertion_key`` for each call, ``aud`` = the server's issuer identifier from its RFC 8414
+metadata) — the partner portal's method — or, for partners registered with a secret,
+``client_secret_basic``. Binary values in results are raw bytes (the wire uses standard base64).
 
 Typical person-signing use (design §2, steps 2, 5, 10)::
 
-    signer = SignerClient(url, client_id="signlab-portal", client_secret=secret)
+    signer = SignerClient(url, client_id="signlab-portal", assertion_key=portal_key)
     par = signer.push_authorization_request(redirect_uri=..., state=..., code_challenge=...,
                                             qualifier="eu_eidas_qes", documents=[(digest, "contract.pdf")])
     # the browser opens par.authorize_url … and comes back to redirect_uri with code and state
@@ -18,14 +20,17 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
+from joserfc.jwk import ECKey
 
-from shared.flow import Role, step
+from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
+from shared.flow import FlowStep, Role, step
 from shared.http_client import ServiceClient
 
 __all__ = [
@@ -102,19 +107,49 @@ class SignerClient(ServiceClient):
     """Calls the SSASP.
 
     :param base_url: the signer's base URL (``SIGNLAB_PORTAL_SIGNER_URL``).
-    :param client_id: the portal's client id at the signer.
-    :param client_secret: its client secret (``SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET``).
+    :param client_id: the partner's client id at the signer.
+    :param assertion_key: the key of its ``private_key_jwt`` client assertions (the portal's).
+    :param client_secret: or its client secret (a partner registered with one); exactly one of the two.
     """
 
     role = Role.SSASP
 
-    def __init__(self, base_url: str, *, client_id: str, client_secret: str, timeout: float = 30.0,
-                 session: requests.Session | None = None, browser_url: str | None = None) -> None:
+    def __init__(self, base_url: str, *, client_id: str, assertion_key: ECKey | None = None,
+                 client_secret: str | None = None, timeout: float = 30.0, session: requests.Session | None = None,
+                 browser_url: str | None = None) -> None:
+        if (assertion_key is None) == (client_secret is None):
+            raise ValueError("give the client exactly one of assertion_key (private_key_jwt) and client_secret")
         super().__init__(base_url, timeout=timeout, session=session)
         self.client_id = client_id
         # Browsers may reach the signer under another name than the back channel (docker compose).
         self.browser_url = (browser_url or base_url).rstrip("/")
-        self._auth = (client_id, client_secret)
+        self._assertion_key = assertion_key
+        self._secret = client_secret
+        self._issuer: str | None = None
+        self._issuer_lock = threading.Lock()
+
+    def issuer(self, at: FlowStep | None = None) -> str:
+        """The authorization server's issuer identifier (RFC 8414 metadata, read once): the ``aud``
+        of the client assertions (the back-channel URL may differ from it, e.g. in docker compose).
+
+        :param at: the flow step of the call that needs it (named in errors).
+        """
+        with self._issuer_lock:
+            if self._issuer is None:
+                metadata = self.request_json("GET", "/.well-known/oauth-authorization-server", step=at)
+                self._issuer = str(metadata["issuer"])
+            return self._issuer
+
+    def _authenticated(self, path: str, form: dict[str, str], *, at: FlowStep | None,
+                       expected: tuple[int, ...] = (200,)) -> requests.Response:
+        """POST ``form`` to an endpoint that authenticates the client (PAR, token, revocation)."""
+        if self._assertion_key is None:
+            return self.request("POST", path, step=at, data=form, auth=(self.client_id, self._secret or ""),
+                                expected=expected)
+        assertion = create_client_assertion(self._assertion_key, client_id=self.client_id, audience=self.issuer(at))
+        return self.request("POST", path, step=at, expected=expected, data={
+            **form, "client_id": self.client_id, "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": assertion})
 
     # -- OAuth2 ------------------------------------------------------------------------------
 
@@ -143,21 +178,21 @@ class SignerClient(ServiceClient):
         if login_hint:
             form["login_hint"] = login_hint
         form.update(extra or {})
-        answer = self.request("POST", "/oauth2/par", step=step(2), data=form, auth=self._auth, expected=(201,)).json()
+        answer = self._authenticated("/oauth2/par", form, at=step(2), expected=(201,)).json()
         url = f"{self.browser_url}/oauth2/authorize?{urlencode({'client_id': self.client_id, 'request_uri': answer['request_uri']})}"
         return PushedAuthorization(answer["request_uri"], int(answer["expires_in"]), url)
 
     def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> CredentialToken:
         """Token endpoint: authorization code + PKCE verifier (step 5)."""
-        answer = self.request("POST", "/oauth2/token", step=step(5), auth=self._auth, data={
+        answer = self._authenticated("/oauth2/token", {
             "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier}).json()
+            "code_verifier": code_verifier}, at=step(5)).json()
         return CredentialToken(answer["access_token"], int(answer["expires_in"]), answer.get("authorization_details"),
                                answer.get("token_type", "Bearer"), answer.get("scope"), answer.get("credentialID"))
 
     def revoke(self, token: str) -> None:
         """RFC 7009 revocation."""
-        self.request("POST", "/oauth2/revoke", auth=self._auth, data={"token": token})
+        self._authenticated("/oauth2/revoke", {"token": token}, at=None)
 
     # -- CSC v2 ------------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ class Ecosystem:
     urls: dict[str, str]
     """Base URL by service name (``portal``, ``idp``, ``ca``, ``signer``)."""
     secrets: dict[str, str] = field(default_factory=dict)
-    """Environment-style secrets (``SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET`` …) when known."""
+    """Environment-style secrets (``SIGNLAB_PORTAL_API_CLIENT_SECRET`` …) when known."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Each service's settings object (local runtime only): data dirs, audit paths, lifetimes."""
     log_files: dict[str, Path] = field(default_factory=dict)

@@ -23,11 +23,14 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 from asn1crypto import x509
+from authlib.common.urls import add_params_to_qs
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
-from services.signer.settings import SignerSettings
+from services.signer.settings import SecretPartner, SignerSettings
+from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
+from shared.jose_keys import load_ec_key
 from shared.testing import LiveServer, browse_until, confirm_review, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +62,20 @@ class Tokens:
         return self.body.get("credentialID")
 
 
+class _PortalAssertionAuth:
+    """authlib client authentication ``private_key_jwt`` (RFC 7523) with the portal's key and
+    ``aud`` = the called endpoint (authlib's own ``PrivateKeyJWT`` makes assertions that live an
+    hour; the signer accepts at most five minutes, as the TSP does)."""
+
+    name = "private_key_jwt"
+
+    def __init__(self, ecosystem: Ecosystem) -> None:
+        self.ecosystem = ecosystem
+
+    def __call__(self, auth: Any, method: str, uri: str, headers: Any, body: str) -> tuple[str, Any, str]:
+        return uri, headers, add_params_to_qs(body or "", list(self.ecosystem.portal_assertion(uri).items()))
+
+
 class Ecosystem:
     """IdP, CA, signer and portal, each the real app on its own loopback port; the IdP sends wallet
     logins to the session's wallet (``live_wallet`` in ``tests/conftest.py``)."""
@@ -79,8 +96,10 @@ class Ecosystem:
         idp_port, ca_port, signer_port, portal_port = free_port(), free_port(), free_port(), free_port()
         self.idp_url, self.ca_url = f"http://127.0.0.1:{idp_port}", f"http://127.0.0.1:{ca_port}"
         self.signer_url, self.portal_url = f"http://127.0.0.1:{signer_port}", f"http://127.0.0.1:{portal_port}"
-        # The two linked secrets (registry.LINKED_SECRETS) get one value each, as `signlab up` does.
-        idp_secret, self.portal_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        # The linked secret (registry.LINKED_SECRETS) gets one value, as `signlab up` does.
+        idp_secret = secrets.token_urlsafe(24)
+        # A further partner that authenticates with a client secret (HTTP Basic): the fuzzer's.
+        self.secret_partner = ("interop-partner", secrets.token_urlsafe(24))
         self.ca_admin = secrets.token_urlsafe(16)
         self.idp_settings = IdpSettings(
             port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
@@ -96,14 +115,17 @@ class Ecosystem:
         provision_ca(self.ca_settings)
         self.signer_settings = signer_settings.model_copy(update={
             "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": self.idp_url, "ca_url": self.ca_url,
-            "idp_client_secret": SecretStr(idp_secret), "portal_client_secret": SecretStr(self.portal_secret),
+            "idp_client_secret": SecretStr(idp_secret),
+            "portal_jwks_url": f"{self.portal_url}/.well-known/jwks.json",
             "portal_redirect_uris": [f"{self.portal_url}/sign/callback", PARTNER_REDIRECT],
+            "partner_clients": [SecretPartner(client_id=self.secret_partner[0],
+                                              client_secret=SecretStr(self.secret_partner[1]),
+                                              name="Interop partner", redirect_uris=[PARTNER_REDIRECT])],
             "sweep_interval_seconds": 0, "log_level": "WARNING"})
         provision_signer(self.signer_settings)
         self.portal_settings = PortalSettings(
             port=portal_port, data_dir=tmp / "portal", signer_url=self.signer_url, ca_url=self.ca_url,
-            idp_url=self.idp_url, signer_client_secret=SecretStr(self.portal_secret),
-            session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            idp_url=self.idp_url, session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
             api_client_secret=SecretStr("api-secret-of-the-tests"), log_level="WARNING", transaction_ttl_seconds=300)
         self.servers: list[LiveServer] = []
         self.idp = self._serve(create_idp(self.idp_settings), idp_port)
@@ -152,11 +174,19 @@ class Ecosystem:
 
     # ------------------------------------------------------------------ a partner's OAuth client
 
+    def portal_assertion(self, audience: str) -> dict[str, str]:
+        """The form fields of a ``private_key_jwt`` client assertion signed with the portal's key
+        (the harness plays the portal, whose key the signer knows from its JWKS)."""
+        key = load_ec_key(self.portal_settings.client_assertion_key_path)
+        return {"client_assertion_type": CLIENT_ASSERTION_TYPE,
+                "client_assertion": create_client_assertion(key, client_id="signlab-portal", audience=audience)}
+
     def oauth_client(self) -> OAuth2Session:
-        """authlib's OAuth 2 client for the partner (client_secret_basic, PKCE S256)."""
-        return OAuth2Session(client_id="signlab-portal", client_secret=self.portal_secret,
-                             token_endpoint_auth_method="client_secret_basic",
-                             redirect_uri=PARTNER_REDIRECT, code_challenge_method="S256")
+        """authlib's OAuth 2 client for the partner (private_key_jwt with the portal's key, PKCE S256)."""
+        session = OAuth2Session(client_id="signlab-portal", token_endpoint_auth_method="private_key_jwt",
+                                redirect_uri=PARTNER_REDIRECT, code_challenge_method="S256")
+        session.register_client_auth_method(_PortalAssertionAuth(self))
+        return session
 
     def authorize(self, form: dict[str, str], *, login_hint: str | None = QES_HINT) -> Tokens:
         """A complete partner authorization: PAR (RFC 9126), browser, token (RFC 6749 + RFC 7636).
@@ -171,8 +201,8 @@ class Ecosystem:
                 "code_challenge_method": "S256", **form}
         if login_hint:
             body["login_hint"] = login_hint
-        par = requests.post(f"{self.signer_url}/oauth2/par", data=body, auth=("signlab-portal", self.portal_secret),
-                            timeout=30)
+        par_url = f"{self.signer_url}/oauth2/par"
+        par = requests.post(par_url, data={**body, **self.portal_assertion(par_url)}, timeout=30)
         assert par.status_code == 201, par.text
         assert par.headers.get("Cache-Control") == "no-store"
         request_uri = par.json()["request_uri"]

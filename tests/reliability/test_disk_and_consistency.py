@@ -105,8 +105,7 @@ def test_a_disk_filled_during_flows_tears_nothing_and_heals_by_itself(disk_lab: 
 
         client = lab.eco.signer_client(timeout=30)
         refused = client.session.post(f"{lab.urls['signer']}/oauth2/par", timeout=30,
-                                      auth=(lab.eco.portal_client_id, lab.eco.portal_client_secret),
-                                      data={"response_type": "code", "client_id": lab.eco.portal_client_id})
+                                      data={"response_type": "code", **lab.eco.portal_authentication()})
         client.close()
         assert refused.status_code == 507 and refused.json()["error"] == "temporarily_unavailable"
         assert refused.json()["error_description"].startswith("the SSASP (signer) cannot store anything right now")

@@ -1,8 +1,7 @@
 """The findings of the outside security review (issue 19), each replayed against real processes.
 
-One test per finding (V1-V4, the IdP half of V7, and the weaknesses on the portal, IdP and admin
-APIs); each failed on the code before the fix. The SSASP's findings (V5, V6, the signer half of V7,
-V8, SCAL2 of the certificate-first flow, CSC 400-before-401) are proven in the signer's tests.
+One test per finding (V1-V8, and the weaknesses on the portal, IdP, SSASP and admin APIs); each
+failed on the code before the fix. The SSASP's findings are at the end of this file.
 """
 
 from __future__ import annotations
@@ -334,3 +333,26 @@ def test_the_cas_revoke_and_the_fault_admin_apis_share_the_throttle(review_lab: 
     statuses = [requests.post(revoke, headers={"Authorization": f"Bearer wrong-{i}"}, timeout=10).status_code
                 for i in range(11)]
     assert statuses[:10] == [401] * 10 and statuses[10] == 429, statuses
+
+
+# ------------------------------------------------------------------ the SSASP's findings
+
+
+def test_v5_wrong_secrets_for_the_portals_client_id_do_not_lock_the_portal_out(review_lab: Lab) -> None:
+    """V5: the portal authenticates with private_key_jwt; secrets guessed for its client id from
+    the lab's shared loopback address are refused (and audited) but lock nothing, so the portal's
+    next signing request goes through."""
+    signer, portal_id = review_lab.urls["signer"], review_lab.eco.portal_client_id
+    since = review_lab.audit_count()
+    for attempt in range(8):
+        guess = requests.post(f"{signer}/oauth2/par", auth=(portal_id, f"guess-{attempt}"), timeout=10,
+                              data={"response_type": "code", "client_id": portal_id})
+        assert guess.status_code == 401 and guess.json()["error"] == "invalid_client", guess.text
+        assert "private_key_jwt" in guess.json()["error_description"]
+    assert portal_flow(review_lab.eco, b"the portal is not locked out\n").certificate_serial
+    events = [e.event for e in review_lab.audit(since)]
+    assert events.count("client.refused") == 8 and "client.locked" not in events
+    metadata = requests.get(f"{signer}/.well-known/oauth-authorization-server", timeout=10).json()
+    assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+    jwks = requests.get(f"{review_lab.urls['portal']}/.well-known/jwks.json", timeout=10).json()
+    assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]

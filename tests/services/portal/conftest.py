@@ -16,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -364,7 +365,7 @@ class Stack:
         idp_url, self.ca_url = f"http://127.0.0.1:{idp_port}", f"http://127.0.0.1:{ca_port}"
         self.signer_url, self.portal_url = f"http://127.0.0.1:{signer_port}", f"http://127.0.0.1:{portal_port}"
         self.short_ttl_portal_url = f"http://127.0.0.1:{short_port}"
-        idp_secret, portal_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        idp_secret = secrets.token_urlsafe(24)
         idp_settings = IdpSettings(port=idp_port, data_dir=tmp / "idp", signer_client_secret=SecretStr(idp_secret),
                                    signer_redirect_uris=[f"{self.signer_url}/oauth2/idp-callback"],
                                    admin_token=SecretStr(secrets.token_urlsafe(16)), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
@@ -374,7 +375,7 @@ class Stack:
         provision_ca(ca_settings)
         self.signer_settings = signer_settings.model_copy(update={
             "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": idp_url, "ca_url": self.ca_url,
-            "idp_client_secret": SecretStr(idp_secret), "portal_client_secret": SecretStr(portal_secret),
+            "idp_client_secret": SecretStr(idp_secret), "portal_jwks_url": f"{self.portal_url}/.well-known/jwks.json",
             "portal_redirect_uris": [f"{self.portal_url}/sign/callback", f"{self.short_ttl_portal_url}/sign/callback"],
             "log_level": "WARNING"})
         provision_signer(self.signer_settings)
@@ -384,7 +385,7 @@ class Stack:
         self.signer = LiveServer(self.signer_app, signer_port).start()
         portal_settings = PortalSettings(
             port=portal_port, data_dir=tmp / "portal", signer_url=self.signer_url, ca_url=self.ca_url, idp_url=idp_url,
-            signer_client_secret=SecretStr(portal_secret), session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
+            session_secret=SecretStr(secrets.token_urlsafe(32)), trainer_token=SecretStr("trainer-token-of-the-tests"),
             api_client_secret=SecretStr("api-secret-of-the-tests"),
             log_level="WARNING", transaction_ttl_seconds=300,
         )
@@ -394,6 +395,9 @@ class Stack:
         # The same partner with SIGNLAB_PORTAL_TRANSACTION_TTL_SECONDS=2, for the expiry tests.
         short_settings = portal_settings.model_copy(update={
             "port": short_port, "data_dir": tmp / "portal-short-ttl", "transaction_ttl_seconds": 2})
+        # One partner, one key: the second portal signs with the key the signer knows.
+        short_settings.client_assertion_key_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(portal_settings.client_assertion_key_path, short_settings.client_assertion_key_path)
         provision_portal(short_settings)
         self.short_ttl_portal = LiveServer(create_portal(short_settings), short_port).start()
 

@@ -25,7 +25,8 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from services.signer.hsm import Hsm, OneTimeKey
-from services.signer.settings import SignerSettings
+from services.signer.settings import SecretPartner, SignerSettings
+from shared.jose_keys import load_or_create_ec_key
 from shared.testing import LiveServer, free_port
 
 
@@ -98,7 +99,12 @@ PORTAL_REDIRECT = "http://127.0.0.1:9/sign/callback"
 
 
 class Ecosystem:
-    """The real IdP and CA apps and a signer app, each on its own loopback port."""
+    """The real IdP and CA apps and a signer app, each on its own loopback port.
+
+    The tests play the partner portal: they hold its client-assertion key (``portal_key``) and
+    publish its JWKS, as the portal does at ``/.well-known/jwks.json``; a second partner
+    (``settings.partner_clients[0]``) authenticates with a client secret (``partner_secret``).
+    """
 
     def __init__(self, tmp: Path, signer_settings: SignerSettings) -> None:
         from services.ca import create_app as create_ca
@@ -123,9 +129,15 @@ class Ecosystem:
                                  signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
                                  admin_token=SecretStr(self.ca_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         provision_ca(ca_settings)
+        self.portal_key = load_or_create_ec_key(tmp / "portal" / "client-assertion-key.pem")
+        self.portal_jwks = LiveServer(_jwks_app(self.portal_key)).start()
+        self.partner_secret = secrets.token_urlsafe(24)
         self.settings = signer_settings.model_copy(update={
             "port": signer_port, "state_dir": tmp / "signer-state", "idp_url": self.idp_url, "ca_url": self.ca_url,
             "idp_client_secret": SecretStr(shared_secret), "portal_redirect_uris": [PORTAL_REDIRECT],
+            "portal_jwks_url": f"{self.portal_jwks.url}/.well-known/jwks.json",
+            "partner_clients": [SecretPartner(client_id="secret-partner", client_secret=SecretStr(self.partner_secret),
+                                              name="Secret Partner", redirect_uris=[PORTAL_REDIRECT])],
             "log_level": "WARNING"})
         provision_signer(self.settings)
         self.idp = LiveServer(create_idp(idp_settings), idp_port).start()
@@ -139,9 +151,20 @@ class Ecosystem:
         return self.signer_app.extensions["signlab.signer"]
 
     def stop(self) -> None:
-        """Stop the three servers."""
-        for live in (self.signer, self.ca, self.idp):
+        """Stop the servers."""
+        for live in (self.signer, self.ca, self.idp, self.portal_jwks):
             live.stop()
+
+
+def _jwks_app(key: Any) -> Any:
+    """The partner's key publication (``/.well-known/jwks.json``), as the portal serves its own."""
+    from flask import Flask, jsonify
+
+    from shared.jose_keys import public_jwks
+
+    app = Flask("partner-jwks")
+    app.add_url_rule("/.well-known/jwks.json", "jwks", lambda: jsonify(public_jwks(key)))
+    return app
 
 
 @pytest.fixture(scope="module")

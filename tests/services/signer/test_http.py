@@ -48,8 +48,7 @@ class Portal:
 
     def __init__(self, eco: Any) -> None:
         self.eco = eco
-        self.client = SignerClient(eco.signer_url, client_id="signlab-portal",
-                                   client_secret=eco.settings.portal_client_secret.get_secret_value())
+        self.client = SignerClient(eco.signer_url, client_id="signlab-portal", assertion_key=eco.portal_key)
 
     def authorize(self, *, documents: list[tuple[bytes, str]] = (), qualifier: str = "eu_eidas_qes",  # type: ignore[assignment]
                   login_hint: str = "kari-nordmann@no-bankid", approve: bool = True, scope: str | None = None,
@@ -328,22 +327,29 @@ def test_bodies_are_checked_against_the_published_schema(ecosystem: Any, path: s
     assert "secret-sad" not in answer.text and "\"ten\"" not in answer.text
 
 
-def test_client_secret_guessing_is_locked(portal: Portal, ecosystem: Any) -> None:
-    """Brute force of a client secret: one client id from one address is locked after the limit,
-    even for the right secret, until the window passes; other addresses are not affected."""
-    from shared.errors import InvalidClient
+def test_client_secret_guessing_locks_that_client_only(portal: Portal, ecosystem: Any) -> None:
+    """Brute force of a partner's client secret over HTTP: that partner is locked for that address
+    after the limit (429, even the right secret); the portal, which authenticates with
+    private_key_jwt, keeps working from the same address."""
+    partner = ecosystem.settings.partner_clients[0].client_id
+    par = f"{ecosystem.signer_url}/oauth2/par"
+    form = {"response_type": "code", "client_id": partner}
+    for _ in range(ecosystem.settings.client_lockout_failures):
+        refused = requests.post(par, auth=(partner, "guess"), data=form, timeout=10)
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client", refused.text
+    locked = requests.post(par, auth=(partner, ecosystem.partner_secret), data=form, timeout=10)
+    assert locked.status_code == 429 and locked.json()["error"] == "too_many_attempts", locked.text
+    assert int(locked.headers["Retry-After"]) >= 1
+    assert portal.token(documents=[(hashlib.sha256(b"still works").digest(), "x.txt")]).access_token
+    assert any(e.event == "client.locked" and e.data["client_id"] == partner
+               for e in ecosystem.service.audit.entries())
 
-    service, secret = ecosystem.service, ecosystem.settings.portal_client_secret.get_secret_value()
-    peer = "198.51.100.7"  # a documentation address: this test's lock never touches the other tests
-    for _ in range(service.client_throttle.limit):
-        with pytest.raises(InvalidClient) as refused:
-            service.authenticate_client("signlab-portal", "guess", peer)
-        assert refused.value.status == 401
-    with pytest.raises(InvalidClient) as locked:
-        service.authenticate_client("signlab-portal", secret, peer)
-    assert locked.value.status == 429 and "locked" in locked.value.description
-    assert service.authenticate_client("signlab-portal", secret, "198.51.100.8").client_id == "signlab-portal"
-    assert any(e.event == "client.locked" for e in service.audit.entries())
+
+def test_metadata_names_the_client_authentication_methods(ecosystem: Any) -> None:
+    metadata = requests.get(f"{ecosystem.signer_url}/.well-known/oauth-authorization-server", timeout=10).json()
+    assert metadata["token_endpoint_auth_methods_supported"] == [
+        "private_key_jwt", "client_secret_basic", "client_secret_post"]
+    assert "ES256" in metadata["token_endpoint_auth_signing_alg_values_supported"]
 
 
 def test_revocation_data_only_when_asked(portal: Portal, ecosystem: Any) -> None:
