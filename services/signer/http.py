@@ -283,7 +283,7 @@ def _register_csc(version: int) -> None:
 
     def timestamp() -> Response:
         body = _json_body("signatures/timestamp")
-        _service().sam.any_access_token(_bearer())
+        _service().sam.timestamp_token(_bearer())
         return jsonify(_service().timestamp(csc.TimestampRequest.parse(body)))
 
     csc_blueprint.add_url_rule(f"{prefix}/info", f"v{version}_info", info, methods=["GET", "POST"])

@@ -14,6 +14,7 @@ rule                                   function                               re
 token known (not unknown or revoked)   :func:`check_token_known`              401 ``invalid_token``
 token type / scope                     :func:`check_token_type`               401 ``invalid_token``
 token expiry                           :func:`check_token_expiry`             401 ``invalid_token``
+a spent SAD authorizes nothing more    :func:`check_token_not_spent`          401 ``invalid_token``
 credential of this user and client     :func:`check_credential_owner`         400 ``invalid_request``
 SAD given, known, of this credential   :func:`check_sad_given`,               400 ``invalid_request``
                                        :func:`check_sad_known`,
@@ -85,6 +86,7 @@ __all__ = [
     "check_signatures_left",
     "check_token_expiry",
     "check_token_known",
+    "check_token_not_spent",
     "check_token_type",
     "consume_single_use",
     "spend_credential_budget",
@@ -92,6 +94,8 @@ __all__ = [
 
 SAD_KINDS = ("sad", "credential")
 """Token kinds that authorize signatures: a v1 SAD, or a credential-scope access token used as one."""
+SINGLE_USE_KINDS = ("sad", "credential", "sign")
+"""Token kinds spent by their one use: SADs, credential-scope tokens, person-signing tokens."""
 
 
 # ---------------------------------------------------------------------------- the rules
@@ -115,6 +119,13 @@ def check_token_expiry(record: TokenRecord, now: float) -> None:
     late = now - record.expires_at
     if late > 0:
         raise InvalidToken(f"the access token expired {int(late) or 1} s ago", error="invalid_token")
+
+
+def check_token_not_spent(record: TokenRecord) -> None:
+    """A single-use token (a SAD, a credential or person-signing token) that was used is spent: it
+    authorizes nothing more, not even a time-stamp (review V6)."""
+    if record.kind in SINGLE_USE_KINDS and record.used_at is not None:
+        raise InvalidToken(f"the {record.kind} token was already used; a spent SAD authorizes nothing more")
 
 
 def check_credential_owner(token: TokenRecord, credential_id: str,
@@ -292,14 +303,19 @@ class SignatureActivationModule:
             check_token_expiry(record, now)
         return record
 
-    def any_access_token(self, token: str | None) -> TokenRecord:
-        """Any token this service issued (``signatures/timestamp`` needs no particular scope).
+    def timestamp_token(self, token: str | None) -> TokenRecord:
+        """The token of a ``signatures/timestamp`` call: any scope of this service, but known, not
+        revoked, not a spent SAD, unexpired (refusals audited as ``token.refused``).
 
-        :raises InvalidToken: missing or unknown.
+        :raises InvalidToken: missing, unknown, revoked, spent or expired (401).
         """
-        record = self._token(token)
-        if record is None:
-            raise InvalidToken("an access token of this service is required")
+        if not token:
+            raise InvalidToken("an access token of this service is required (Authorization: Bearer)")
+        with self._refusals_audited("token.refused", reason="unknown or revoked bearer token"):
+            record = check_token_known(self._token(token))
+        with self._refusals_audited("token.refused", transaction_id=record.transaction_id):
+            check_token_not_spent(record)
+            check_token_expiry(record, self.clock())
         return record
 
     def owned_credential(self, token: TokenRecord, credential_id: str | None) -> CredentialRecord:

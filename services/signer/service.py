@@ -191,7 +191,7 @@ class SigningService:
 
     def timestamp(self, request: csc.TimestampRequest) -> dict[str, Any]:
         """``signatures/timestamp``: an RFC 3161 token from the TSP's TSA for one hash (the caller
-        holds a token of this service: :meth:`SignatureActivationModule.any_access_token`)."""
+        holds a live token of this service: :meth:`SignatureActivationModule.timestamp_token`)."""
         imprint = {"hash_algorithm": {"algorithm": request.hash_algorithm}, "hashed_message": request.digest}
         query: dict[str, Any] = {"version": "v1", "message_imprint": imprint, "cert_req": True}
         if request.nonce is not None:

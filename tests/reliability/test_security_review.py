@@ -356,3 +356,28 @@ def test_v5_wrong_secrets_for_the_portals_client_id_do_not_lock_the_portal_out(r
     assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     jwks = requests.get(f"{review_lab.urls['portal']}/.well-known/jwks.json", timeout=10).json()
     assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
+
+
+def _timestamp(lab: Lab, token: str) -> requests.Response:
+    return requests.post(f"{lab.urls['signer']}/csc/v2/signatures/timestamp", timeout=30,
+                         headers={"Authorization": f"Bearer {token}"},
+                         json={"hash": base64.b64encode(hashlib.sha256(b"stamp me").digest()).decode(),
+                               "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1"})
+
+
+def test_v6_timestamp_refuses_a_used_sad_and_a_revoked_token(review_lab: Lab) -> None:
+    """V6: signatures/timestamp is no free TSA for whoever holds a spent SAD or a revoked token."""
+    sad, digest = review_lab.authorize(b"a SAD that will be spent\n")
+    assert _timestamp(review_lab, sad).status_code == 200  # live: a time-stamp is fine
+    assert review_lab.sign_doc(sad, digest).status_code == 200
+    since = review_lab.audit_count()
+    spent = _timestamp(review_lab, sad)
+    assert spent.status_code == 401 and spent.json()["error"] == "invalid_token", spent.text
+    assert "already used" in spent.json()["error_description"]
+    revoked_sad, _ = review_lab.authorize(b"a SAD that will be revoked\n")
+    client = review_lab.eco.signer_client()
+    client.revoke(revoked_sad)
+    client.close()
+    revoked = _timestamp(review_lab, revoked_sad)
+    assert revoked.status_code == 401 and revoked.json()["error"] == "invalid_token", revoked.text
+    assert [e.event for e in review_lab.audit(since)].count("token.refused") == 2

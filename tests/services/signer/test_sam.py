@@ -87,6 +87,8 @@ RULES: list[tuple[str, Callable[[], Any], Callable[[], Any], type[SignLabError],
      InvalidToken, "unknown or revoked"),
     ("token type", lambda: sam.check_token_type(token(kind="sign"), ("sign",)),
      lambda: sam.check_token_type(token(kind="service"), ("sign",)), InvalidToken, "service-scope token"),
+    ("spent SAD", lambda: sam.check_token_not_spent(token(kind="service", used_at=NOW)),
+     lambda: sam.check_token_not_spent(token(kind="sad", used_at=NOW)), InvalidToken, "already used"),
     ("token expiry", lambda: sam.check_token_expiry(token(expires_at=NOW), NOW),
      lambda: sam.check_token_expiry(token(expires_at=NOW - 5), NOW), InvalidToken, "expired 5 s ago"),
     ("credential owner", lambda: sam.check_credential_owner(token(), "cred-1", credential()),
@@ -200,6 +202,24 @@ def test_access_token_refusals_are_audited(module: sam.SignatureActivationModule
     with pytest.raises(InvalidToken, match="expired 1 s ago"):
         module.access_token("sign-token", ("sign",))
     assert events(audit) == ["token.refused", "token.refused", "sad.refused"]
+
+
+def test_timestamp_token_refuses_spent_revoked_and_expired_tokens(module: sam.SignatureActivationModule,
+                                                                   store: Store, audit: AuditLog, clock: Any) -> None:
+    """V6: a time-stamp needs a live token; a used SAD or a revoked token gets 401, audited."""
+    sign_token(store, "service-token", kind="service")
+    sign_token(store, "used-sad", kind="sad", used_at=NOW)
+    sign_token(store, "used-sign-token", kind="sign", used_at=NOW)
+    sign_token(store, "revoked", kind="service", revoked=1)
+    assert module.timestamp_token("service-token").kind == "service"
+    for value, fragment in (("used-sad", "already used"), ("used-sign-token", "already used"),
+                            ("revoked", "unknown or revoked"), (None, "required")):
+        with pytest.raises(InvalidToken, match=fragment):
+            module.timestamp_token(value)
+    clock.now = NOW + 301
+    with pytest.raises(InvalidToken, match="expired"):
+        module.timestamp_token("service-token")
+    assert events(audit) == ["token.refused"] * 4
 
 
 def test_sign_doc_spends_the_token_once(module: sam.SignatureActivationModule, store: Store, audit: AuditLog) -> None:
