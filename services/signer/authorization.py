@@ -39,6 +39,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from services.signer.authorization_request import REQUIRED_LOA, binding_message, parse_authorization_request
 from services.signer.clients import Client, ClientRegistry
 from services.signer.credentials import Credentials
+from services.signer.evidence import IdentityEvidence
 from services.signer.lifecycle import TransactionLifecycle
 from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
@@ -106,13 +107,15 @@ class AuthorizationServer:
     :param sam: checks credentials named in a request.
     :param credentials: makes the one-time credential at a service-scope token exchange.
     :param lifecycle: ends transactions that fail or expire.
+    :param evidence: where the verified ID token waits for step 7 (memory only).
     :param pseudonym_key: key of the subject pseudonyms in the audit log.
     :param clock: the time source (seconds since the epoch).
     """
 
     def __init__(self, settings: SignerSettings, store: Store, audit: AuditLog, clients: ClientRegistry,
                  identity: IdentityGateway, sam: SignatureActivationModule, credentials: Credentials,
-                 lifecycle: TransactionLifecycle, pseudonym_key: bytes, clock: Callable[[], float]) -> None:
+                 lifecycle: TransactionLifecycle, evidence: IdentityEvidence, pseudonym_key: bytes,
+                 clock: Callable[[], float]) -> None:
         self.settings = settings
         self.store = store
         self.audit = audit
@@ -121,6 +124,7 @@ class AuthorizationServer:
         self.sam = sam
         self.credentials = credentials
         self.lifecycle = lifecycle
+        self.evidence = evidence
         self.pseudonym_key = pseudonym_key
         self.clock = clock
 
@@ -279,8 +283,8 @@ class AuthorizationServer:
             "loa": identity.loa, "acr": identity.acr, "eid_id": identity.eid_id, "eid_name": identity.eid_name,
             "qes_approved": identity.qes_approved, "issuer": identity.issuer,
         }
-        record = self.store.advance(record.id, ["requested"], "authenticated", subject=subject, identity=shown,
-                                    id_token=id_token)
+        record = self.store.advance(record.id, ["requested"], "authenticated", subject=subject, identity=shown)
+        self.evidence.keep(record.id, id_token)  # memory only, until step 7 (services.signer.evidence)
         self.audit.append("authentication.verified", step=5, transaction_id=record.id, subject=subject,
                           idp=identity.issuer, loa=identity.loa, acr=identity.acr, eid=identity.eid_id,
                           qes_approved=identity.qes_approved)

@@ -51,6 +51,7 @@ from cryptography import x509 as cx509
 
 from services.signer.csc import DocumentToSign
 from services.signer.errors import SigningFailed
+from services.signer.evidence import IdentityEvidence
 from services.signer.hsm import Hsm, HsmError, OneTimeKey, operation_step
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
@@ -123,17 +124,19 @@ class SigningPipeline:
     :param store: the transaction database.
     :param audit: the hash-chained audit log.
     :param keys: the one-time keys of this process.
+    :param evidence: the verified ID tokens of the transactions in flight (step 7 sends one).
     :param lifecycle: ends a transaction that fails.
     :param clock: the time source (seconds since the epoch).
     """
 
     def __init__(self, hsm: Hsm, ca: CertificateGateway, store: Store, audit: AuditLog, keys: OneTimeKeys,
-                 lifecycle: TransactionLifecycle, clock: Callable[[], float]) -> None:
+                 evidence: IdentityEvidence, lifecycle: TransactionLifecycle, clock: Callable[[], float]) -> None:
         self.hsm = hsm
         self.ca = ca
         self.store = store
         self.audit = audit
         self.keys = keys
+        self.evidence = evidence
         self.lifecycle = lifecycle
         self.clock = clock
 
@@ -142,25 +145,32 @@ class SigningPipeline:
     def step7_certify(self, transaction: TransactionRecord, key: OneTimeKey, *,
                       durable_later: bool = False) -> IssuedCertificate:
         """Step 7: CSR + identity evidence to the TSP; the certificate checked against key and profile.
+        The evidence (the ID token) is dropped once the TSP has answered: nothing needs it later.
 
         :param durable_later: as for :meth:`OneTimeKeys.step6_create` (``csr.sent``, ``certificate.issued``).
         :raises SignLabError: the TSP refused (its reason kept; a policy refusal stays
             ``access_denied``) or the certificate is unusable.
         """
         qualifier = transaction.request["qualifier"]
+        id_token = self.evidence.of(transaction.id)
+        if id_token is None:
+            raise SigningFailed("the identity evidence of this transaction is not in this process (the service "
+                                "restarted after the eID login)", step=step(7))
         with operation_step(7):  # the CSR's proof of possession, not a document signature
             csr_der = build_csr(self.hsm, key, common_name=f"SignLab one-time key {transaction.id}")
         self.audit.append("csr.sent", step=7, transaction_id=transaction.id, key_id=key.key_id,
                           csr_sha256=hashlib.sha256(csr_der).hexdigest(), profile=PROFILE[qualifier],
                           sync=not durable_later)
         try:
-            issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=transaction.id_token or "",
+            issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=id_token,
                                    transaction_id=transaction.id)
         except UpstreamError as exc:
             kept = exc.upstream_error in ("access_denied", "invalid_request")
             mapped = exc.upstream_error if kept else "server_error"
             raise SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
                                error=mapped, status=403 if mapped == "access_denied" else 502, step=step(7)) from None
+        finally:
+            self.evidence.drop(transaction.id)
         not_after = check_issued_certificate(issued, key, qualifier, datetime.fromtimestamp(self.clock(), UTC))
         self.audit.append("certificate.issued", step=7, transaction_id=transaction.id, serial=issued.serial,
                           profile=issued.profile, policy=issued.policy_oid,
@@ -245,7 +255,7 @@ class SigningPipeline:
         finally:
             if key is not None:
                 self.keys.step9_destroy(key.key_id, transaction.id, sync=not signed)
-        self.store.move(transaction.id, ["signed"], "completed", id_token=None)
+        self.store.move(transaction.id, ["signed"], "completed")
         return self.step10_response(transaction, issued, objects, documents, with_revocation=with_revocation)
 
     def _failed(self, transaction: TransactionRecord, why: str, **audit: Any) -> None:
@@ -266,7 +276,7 @@ class SigningPipeline:
             self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id)
             issued = self.step7_certify(transaction, key)
             self.store.advance(transaction.id, ["key_created"], "certificate_issued",
-                               certificate_serial=issued.serial, id_token=None)
+                               certificate_serial=issued.serial)
         except Exception as exc:
             if key is not None:
                 self.keys.step9_destroy(key.key_id, transaction.id)

@@ -26,6 +26,7 @@ part                                                     responsibility
                                                          destroy (steps 6-10)
 :class:`~services.signer.credentials.Credentials`        certificate-first credentials
 :class:`~services.signer.keys.OneTimeKeys`               the one-time key handles of this process
+:class:`~services.signer.evidence.IdentityEvidence`      the verified ID tokens until step 7 (memory only)
 :class:`~services.signer.lifecycle.TransactionLifecycle` failed / expired transactions, start-up,
                                                          the sweep
 =======================================================  =========================================
@@ -48,6 +49,7 @@ from services.signer import csc
 from services.signer.authorization import AuthorizationServer, ConsentView
 from services.signer.clients import Client, ClientCredentials, ClientRegistry
 from services.signer.credentials import Credentials
+from services.signer.evidence import IdentityEvidence
 from services.signer.faults import build_fault_board
 from services.signer.hsm import Hsm
 from services.signer.keys import OneTimeKeys
@@ -89,13 +91,15 @@ class SigningService:
         self.clients = ClientRegistry(settings, audit)
         self.sam = SignatureActivationModule(store, audit, self.now)
         self.keys = OneTimeKeys(hsm, audit, settings.key_algorithm)
-        self.lifecycle = TransactionLifecycle(store, audit, self.keys, self.now)
-        self.pipeline = SigningPipeline(hsm, ca, store, audit, self.keys, self.lifecycle, self.now)
+        self.evidence = IdentityEvidence()
+        self.lifecycle = TransactionLifecycle(store, audit, self.keys, self.evidence, self.now)
+        self.pipeline = SigningPipeline(hsm, ca, store, audit, self.keys, self.evidence, self.lifecycle, self.now)
         self.credentials = Credentials(store, audit, self.sam, self.pipeline, self.keys, self.lifecycle,
                                        token_lifetime=settings.service_token_lifetime_seconds,
                                        sad_lifetime=settings.sad_lifetime_seconds, clock=self.now)
         self.authorization = AuthorizationServer(settings, store, audit, self.clients, identity, self.sam,
-                                                 self.credentials, self.lifecycle, pseudonym_key, self.now)
+                                                 self.credentials, self.lifecycle, self.evidence, pseudonym_key,
+                                                 self.now)
         # Lab fault injection (HSM failures at steps 6 and 9): None unless FAULTS_ENABLED.
         self.faults = build_fault_board(settings, audit)
         hsm.faults = self.faults

@@ -10,8 +10,10 @@ Transitions are compare-and-set (``UPDATE … WHERE state IN (…)``), so two co
 never both move the same transaction (single use of codes and SADs rests on the same trick).
 
 Secrets (request URIs, codes, tokens, CSRF and browser-binding values) are stored as SHA-256
-hashes only. The ID token (the identity evidence the CA needs at step 7) is kept only while the
-transaction is open and wiped when it ends.
+hashes only. The signed ID token (the identity evidence the CA needs at step 7) is never stored
+here: it waits for step 7 in memory (:mod:`services.signer.evidence`), because a value wiped from
+a row still lingers in the WAL and in free pages. A database of an older version that had an
+``id_token`` column is cleaned when it is opened (column dropped, file rewritten, WAL truncated).
 
 Limits: one SQLite file per service; fine for one process with threads (the runtime's shape).
 """
@@ -68,7 +70,6 @@ CREATE TABLE IF NOT EXISTS transactions (
     csrf_hash TEXT,
     subject TEXT,
     identity TEXT,
-    id_token TEXT,
     code_hash TEXT UNIQUE,
     code_expires REAL,
     code_used INTEGER NOT NULL DEFAULT 0,
@@ -138,7 +139,6 @@ class TransactionRecord:
     csrf_hash: str | None = None
     subject: str | None = None
     identity: dict[str, Any] = field(default_factory=dict)
-    id_token: str | None = None
     code_expires: float | None = None
     code_used: int = 0
     key_id: str | None = None
@@ -201,6 +201,7 @@ class Store:
         self._write_lock = threading.Lock()
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            _purge_stored_id_tokens(db)
 
     def _connect(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -400,6 +401,17 @@ class Store:
         """Disable a credential (its key is destroyed)."""
         with self._tx() as db:
             db.execute("UPDATE credentials SET status = 'disabled' WHERE id = ?", (credential_id,))
+
+
+def _purge_stored_id_tokens(db: sqlite3.Connection) -> None:
+    """Older versions kept the signed ID token in ``transactions.id_token``: drop the column and
+    rewrite the file so that no copy stays in free pages or in the WAL (review V7)."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(transactions)")}
+    if "id_token" not in columns:
+        return
+    db.execute("ALTER TABLE transactions DROP COLUMN id_token")
+    db.execute("VACUUM")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _transaction(row: sqlite3.Row) -> TransactionRecord:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -381,3 +382,25 @@ def test_v6_timestamp_refuses_a_used_sad_and_a_revoked_token(review_lab: Lab) ->
     revoked = _timestamp(review_lab, revoked_sad)
     assert revoked.status_code == 401 and revoked.json()["error"] == "invalid_token", revoked.text
     assert [e.event for e in review_lab.audit(since)].count("token.refused") == 2
+
+
+def test_v7_the_signer_database_never_holds_a_signed_id_token(review_lab: Lab) -> None:
+    """V7 (SSASP): the verified ID token waits for step 7 in memory; neither during nor after a
+    flow do the database or its WAL hold a JWS (header.payload.signature, base64url JSON), while
+    the audit keeps the pseudonymised facts of the authentication."""
+    database = review_lab.eco.signer_audit.parent
+    jws = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{40,}")
+
+    def stored() -> list[bytes]:
+        return jws.findall(b"".join(path.read_bytes() for path in database.glob("signer.sqlite3*")))
+
+    sad, digest = review_lab.authorize(b"no ID token at rest\n")
+    assert stored() == []  # consented, step 7 still ahead
+    answer = review_lab.sign_doc(sad, digest)
+    assert answer.status_code == 200, answer.text
+    assert stored() == []
+    transaction = answer.json()["transactionID"]
+    verified = next(e for e in review_lab.audit() if e.event == "authentication.verified"
+                    and e.data["transaction_id"] == transaction)
+    assert verified.data["subject"].startswith("ps-") and verified.data["loa"] and verified.data["eid"]
+    assert "14838540105" not in json.dumps(verified.data)

@@ -297,7 +297,8 @@ def consented(core: Any) -> Any:
         record = core.store.transaction_by("par_hash", secret_hash(pushed["request_uri"].rsplit(":", 1)[1]))
         code = secrets.token_urlsafe(32)
         core.store.advance(record.id, ["requested"], "consented", subject="ps-kari", identity={"loa": "high"},
-                           id_token="evidence", code_hash=secret_hash(code), code_expires=core.now() + 60)
+                           code_hash=secret_hash(code), code_expires=core.now() + 60)
+        core.evidence.keep(record.id, "evidence")
         return record.id, code, verifier
 
     return make

@@ -38,7 +38,8 @@ def service_token(core: SigningService, signatures: int) -> TokenRecord:
     record = TransactionRecord(f"tx-{secrets.token_hex(6)}", "service", "signlab-portal", "requested", now, now,
                                now + 600, {"qualifier": "eu_eidas_aes", "num_signatures": signatures})
     core.store.create_transaction(record)
-    transaction = core.store.advance(record.id, ["requested"], "consented", subject="ps-kari", id_token="evidence")
+    transaction = core.store.advance(record.id, ["requested"], "consented", subject="ps-kari")
+    core.evidence.keep(record.id, "evidence")
     credential = core.credentials.create(transaction)
     token = TokenRecord(secret_hash(BEARER), "service", "signlab-portal", record.id, credential.id, "ps-kari",
                         None, [], signatures, now + 600, None, 0, None)

@@ -123,7 +123,7 @@ def test_qes_pades_flow_validates_with_pyhanko(portal: Portal, ecosystem: Any, r
                   "transaction.completed"):
         assert event in events
     assert ecosystem.service.store.transaction(result.transaction_id).state == "completed"
-    assert ecosystem.service.store.transaction(result.transaction_id).id_token is None
+    assert ecosystem.service.evidence.of(result.transaction_id) is None
     assert ecosystem.service.audit.verify().ok
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.signer.evidence import IdentityEvidence
 from services.signer.hsm import Hsm
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.hsm
 def lifecycle(signer_settings: SignerSettings, tmp_path: Path, clock: Any) -> TransactionLifecycle:
     audit = AuditLog(tmp_path / "audit.jsonl")
     return TransactionLifecycle(Store(tmp_path / "signer.sqlite3"), audit,
-                                OneTimeKeys(Hsm(signer_settings), audit, "ec-p256"), clock)
+                                OneTimeKeys(Hsm(signer_settings), audit, "ec-p256"), IdentityEvidence(), clock)
 
 
 def transaction(lifecycle: TransactionLifecycle, kind: str = "service", state: str = "consented",
@@ -52,8 +53,10 @@ def test_expiry_destroys_keys_disables_credentials_and_revokes_tokens(lifecycle:
     key = lifecycle.keys.step6_create(record.id)
     lifecycle.store.add_credential(CredentialRecord("cred-life", record.id, "portal", "ps", key.key_id, "ec-p256", "",
                                                     "", [], "eu_eidas_aes", "1", 1, 1, "enabled", 0, 0))
+    lifecycle.evidence.keep(record.id, "an ID token")
     lifecycle.expire(record, "test")
     assert lifecycle.store.transaction(record.id).state == "expired"  # type: ignore[union-attr]
+    assert lifecycle.evidence.of(record.id) is None
     assert lifecycle.store.credential("cred-life").status == "disabled"  # type: ignore[union-attr]
     assert on_token(lifecycle, record) == [] and tokens_revoked(lifecycle, record)
     lifecycle.expire(record, "again")  # an ended transaction never restarts or ends twice
@@ -64,7 +67,9 @@ def test_expiry_destroys_keys_disables_credentials_and_revokes_tokens(lifecycle:
 def test_failure_revokes_the_tokens_except_the_spent_person_signing_token(lifecycle: TransactionLifecycle, kind: str,
                                                                           revoked: bool) -> None:
     record = transaction(lifecycle, kind)
+    lifecycle.evidence.keep(record.id, "an ID token")
     lifecycle.fail(record, "x" * 600)
+    assert lifecycle.evidence.of(record.id) is None
     failed = lifecycle.store.transaction(record.id)
     assert failed is not None and failed.state == "failed" and failed.error == "x" * 500
     assert tokens_revoked(lifecycle, record) is revoked

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from services.signer.csc import DocumentToSign
+from services.signer.evidence import IdentityEvidence
 from services.signer.faults import HSM_SIGN
 from services.signer.hsm import Hsm, HsmError
 from services.signer.keys import OneTimeKeys
@@ -37,8 +38,10 @@ class Parts:
         self.store = Store(settings.database_path)
         self.audit = AuditLog(settings.audit_path)
         self.keys = OneTimeKeys(self.hsm, self.audit, "ec-p256")
-        self.lifecycle = TransactionLifecycle(self.store, self.audit, self.keys, clock)
-        self.pipeline = SigningPipeline(self.hsm, tsp, self.store, self.audit, self.keys, self.lifecycle, clock)
+        self.evidence = IdentityEvidence()
+        self.lifecycle = TransactionLifecycle(self.store, self.audit, self.keys, self.evidence, clock)
+        self.pipeline = SigningPipeline(self.hsm, tsp, self.store, self.audit, self.keys, self.evidence,
+                                        self.lifecycle, clock)
 
     def consented(self, qualifier: str = "eu_eidas_qes", kind: str = "sign") -> TransactionRecord:
         """A transaction the signer consented to (what steps 2-5 leave behind)."""
@@ -46,8 +49,8 @@ class Parts:
         record = TransactionRecord(f"tx-{secrets.token_hex(6)}", kind, "signlab-portal", "requested", now, now,
                                    now + 600, {"qualifier": qualifier, "num_signatures": 2})
         self.store.create_transaction(record)
-        return self.store.advance(record.id, ["requested"], "consented", identity={"loa": "high"},
-                                  id_token="evidence")
+        self.evidence.keep(record.id, "evidence")
+        return self.store.advance(record.id, ["requested"], "consented", identity={"loa": "high"})
 
     def events(self, transaction_id: str) -> list[str]:
         return [e.event for e in self.audit.entries() if e.data.get("transaction_id") == transaction_id]
@@ -88,7 +91,7 @@ def test_steps_6_to_10_sign_every_document_and_destroy_the_key(parts: Parts, in_
         "key.created", "csr.sent", "certificate.issued", *["dtbsr.built", "signature.created"] * 3, "key.destroyed",
         "transaction.completed"]
     ended = parts.store.transaction(transaction.id)
-    assert ended is not None and (ended.state, ended.id_token) == ("completed", None)
+    assert ended is not None and ended.state == "completed" and parts.evidence.of(transaction.id) is None
     assert parts.audit.verify().ok
 
 
