@@ -351,7 +351,8 @@ class AuthorizationServer:
 
     def _redeem_code(self, client: Client, params: Mapping[str, str]) -> TransactionRecord:
         """The consented transaction of an authorization code: single use (a replay revokes its
-        tokens), this client's, unexpired, same redirect URI, PKCE verified."""
+        tokens), this client's, unexpired, the same redirect URI (required when the authorization
+        request named one), PKCE verified."""
         if params.get("grant_type") != "authorization_code":
             raise InvalidRequest("grant_type must be authorization_code", error="unsupported_grant_type", step=step(5))
         record, first_use = self.store.consume_code(secret_hash(params.get("code") or ""))
@@ -369,6 +370,8 @@ class AuthorizationServer:
         checks = [
             (record.client_id == client.client_id, "the code was issued to another client"),
             ((record.code_expires or 0) >= self.clock(), "the authorization code expired"),
+            (params.get("redirect_uri") is not None or not stored.get("redirect_uri_given", True),
+             "redirect_uri is required: the authorization request had one (RFC 6749 §4.1.3)"),
             (params.get("redirect_uri", stored["redirect_uri"]) == stored["redirect_uri"],
              "redirect_uri differs from the authorization request"),
             (bool(verifier) and hmac.compare_digest(create_s256_code_challenge(verifier), stored["code_challenge"]),

@@ -12,7 +12,8 @@ and never a whole document. What is asked for comes in one of three forms:
 
 The stored request is a JSON object (``TransactionRecord.request``) with ``kind`` (``sign``,
 ``service`` or ``credential``), ``qualifier``, ``documents`` (``[{hash, label}]``, standard
-base64), ``num_signatures``, ``hash_alg`` and the OAuth2 values the later steps need.
+base64), ``num_signatures``, ``hash_alg`` and the OAuth2 values the later steps need (the
+``redirect_uri``, and whether the request named it: then the token request must name it too).
 """
 
 from __future__ import annotations
@@ -81,8 +82,11 @@ def _oauth_parameters(client: Client, params: Mapping[str, str]) -> dict[str, An
     if login_hint is not None and len(login_hint) > 512:
         raise InvalidRequest("login_hint is longer than 512 characters", step=s2)
     csc.refuse_documents(params, step=s2)
-    return {"client_id": client.client_id, "redirect_uri": redirect_uri, "state": state, "code_challenge": challenge,
-            "login_hint": login_hint, "description": (params.get("description") or "")[:500]}
+    # RFC 6749 §4.1.3: a redirect_uri sent here must be sent again, identical, to the token endpoint.
+    return {"client_id": client.client_id, "redirect_uri": redirect_uri,
+            "redirect_uri_given": params.get("redirect_uri") is not None, "state": state,
+            "code_challenge": challenge, "login_hint": login_hint,
+            "description": (params.get("description") or "")[:500]}
 
 
 def _from_authorization_details(client: Client, params: Mapping[str, str], max_documents: int,

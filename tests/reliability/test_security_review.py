@@ -404,3 +404,25 @@ def test_v7_the_signer_database_never_holds_a_signed_id_token(review_lab: Lab) -
                     and e.data["transaction_id"] == transaction)
     assert verified.data["subject"].startswith("ps-") and verified.data["loa"] and verified.data["eid"]
     assert "14838540105" not in json.dumps(verified.data)
+
+
+def test_v8_the_token_endpoint_requires_the_redirect_uri_the_authorization_request_had(review_lab: Lab) -> None:
+    """V8: RFC 6749 §4.1.3 — a code issued for a request with redirect_uri is not redeemed without it."""
+    eco = review_lab.eco
+    client = eco.signer_client()
+    verifier = "v" * 43
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    digest = hashlib.sha256(b"redirect_uri at the token endpoint\n").digest()
+    pushed = client.push_authorization_request(redirect_uri=eco.redirect_uri, state="s", code_challenge=challenge,
+                                               qualifier="eu_eidas_qes", documents=[(digest, "v8.txt")],
+                                               login_hint="kari-nordmann@no-bankid")
+    client.close()
+    back = BrowserAgent(eco).walk(pushed.authorize_url, stop_at=eco.redirect_uri)
+    code = parse_qs(urlsplit(str(back)).query)["code"][0]
+    since = review_lab.audit_count()
+    answer = requests.post(f"{review_lab.urls['signer']}/oauth2/token", timeout=10, data={
+        "grant_type": "authorization_code", "code": code, "code_verifier": verifier, **eco.portal_authentication()})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant", answer.text
+    assert "redirect_uri is required" in answer.json()["error_description"]
+    refused = [e for e in review_lab.audit(since) if e.event == "token.refused"]
+    assert refused and "redirect_uri is required" in refused[0].data["reason"]
