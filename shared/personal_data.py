@@ -5,8 +5,11 @@ answer, log line and trace a person other than the signer could read — the tra
 IdP debugger, the CA's certificate list, the portal's reports — unless a lab setting
 (``SHOW_PERSONAL_DATA`` of that service) shows them. What is masked:
 
-* an ETSI EN 319 412-1 semantics identifier anywhere in a text (``PNONO-14838540105``, as in a
-  certificate's subject serialNumber) keeps its type and country: ``PNONO-•••••••••05``;
+* an ETSI EN 319 412-1 semantics identifier of a natural person (§5.1.3: ``PAS``, ``IDC``,
+  ``PNO``, ``TIN``) anywhere in a text (``PNONO-14838540105``, as in a certificate's subject
+  serialNumber) keeps its type and country: ``PNONO-•••••••••05``; a legal person's identifier
+  (§5.1.4: ``VAT``, ``NTR``, ``LEI``, e.g. the TSP's own ``organizationIdentifier``) is public
+  and stays;
 * the values of the claims ``birthdate``, ``signlab_person_id`` (its ``value``) and
   ``eidas_person_identifier``, wherever they appear in a JSON-like structure;
 * identifier-like digit runs in a ``login_hint`` (``signlab:14838540105``).
@@ -28,8 +31,8 @@ __all__ = ["BIRTHDATE_MASK", "PERSONAL_KEYS", "mask_birthdate", "mask_field", "m
 MASK_CHAR = "•"
 BIRTHDATE_MASK = "••••-••-••"
 
-_ETSI_IDENTIFIER = re.compile(r"\b((?:PNO|IDC|PAS|TIN|NTR|VAT|LEI)[A-Z]{2}[-:])([0-9A-Za-z+\-]{3,40})")
-"""A semantics identifier: type, country, hyphen, the number (EN 319 412-1 §5.1.3)."""
+_ETSI_IDENTIFIER = re.compile(r"\b((?:PNO|IDC|PAS|TIN)[A-Z]{2}[-:])([0-9A-Za-z+\-]{3,40})")
+"""A natural person's semantics identifier: type, country, hyphen, the number (EN 319 412-1 §5.1.3)."""
 _DIGIT_RUN = re.compile(r"\d{6}[-+A]?\d{4,6}")
 """A national-identifier-like run of digits (NO, SE, FI, DK forms) inside a free text."""
 _EIDAS_IDENTIFIER = re.compile(r"^([A-Z]{2}/[A-Z]{2}/)(.+)$")

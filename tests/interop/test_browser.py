@@ -227,6 +227,10 @@ def test_qes_after_a_same_device_wallet_login(browser: Any, ecosystem: Any, arti
         page.select_option('select[name="level"]', "B-B")
         page.click('button[type="submit"]:has-text("Sign")')
 
+        # The portal's review page (what you see is what you sign), then on to the SSASP.
+        page.wait_for_url(re.compile(re.escape(ecosystem.portal_url) + r"/review/"))
+        page.click("#confirm")
+
         # Step 4 at the IdP: the EUDI Wallet, on this device.
         page.wait_for_url(re.compile(re.escape(ecosystem.idp_url) + r"/login/"))
         page.click("#eudi-wallet")
@@ -257,7 +261,7 @@ def test_qes_after_a_same_device_wallet_login(browser: Any, ecosystem: Any, arti
         expect(page.locator(".verdict").first).to_contain_text("TOTAL_PASSED")
         signature = page.locator(".sig").first
         expect(signature.locator(".pill-q")).to_have_text("QES")
-        expect(signature).to_contain_text("PNONO-14838540105")
+        expect(signature).to_contain_text("PNONO-•••••••••05")
         page.screenshot(path=str(folder / "04-portal-result.png"), full_page=True)
     finally:
         context.close()

@@ -27,3 +27,11 @@ def test_claims_are_masked_by_name_wherever_they_are() -> None:
                       "login_hint": "signlab:•••••••••05!cancel", "person": "kari-nordmann",
                       "person_id": "kari-nordmann"}
     assert mask_personal_data(claims, show=True) is claims  # the lab setting shows them
+
+
+def test_a_legal_persons_identifier_is_public_and_stays() -> None:
+    from shared.personal_data import mask_text
+
+    subject = "Organization Identifier: NTRNO-123456799, Serial Number: PNONO-14838540105"
+    assert mask_text(subject) == "Organization Identifier: NTRNO-123456799, Serial Number: PNONO-•••••••••05"
+    assert mask_text("VATNO-987654321 LEIXG-5493001KJTIIGC8Y1R12") == "VATNO-987654321 LEIXG-5493001KJTIIGC8Y1R12"
