@@ -32,7 +32,7 @@ from services.portal.preview import PreviewUnavailable, preview_of, render_pdf_p
 from services.portal.samples import SAMPLES, sample, sample_path
 from services.portal.settings import PortalSettings
 from services.portal.signing import PortalCore
-from services.portal.store import COMPLETED, REVIEW, StoredDocument, Transaction
+from services.portal.store import COMPLETED, PENDING, REVIEW, StoredDocument, Transaction
 from services.portal.validation import validate_document
 from shared.digests import digest_fingerprint
 from shared.errors import InvalidRequest, SignLabError
@@ -305,7 +305,9 @@ def _signed_bytes(tx: Transaction, doc: StoredDocument) -> bytes:
 def callback() -> Response:
     """Step 10: the SSASP sends the browser back with ``code`` and ``state`` (or an error). The
     owner's browser goes to the result page; another browser (the signer of a partner
-    application's request) back to the review link, which shows the outcome without documents."""
+    application's request) back to the review link, which shows the outcome without documents.
+    In the certificate-first flow the first return sends the browser on to the SSASP, where the
+    person approves the hashes; the second one ends like the others."""
     tx = _core().complete(
         state=request.args.get("state"), code=request.args.get("code"),
         error=request.args.get("error"), error_description=request.args.get("error_description"),
@@ -314,6 +316,8 @@ def callback() -> Response:
 
 
 def _after_callback(tx: Transaction) -> Response:
+    if tx.state == PENDING and tx.authorize_url:  # certificate first: on to the approval of the hashes
+        return redirect(tx.authorize_url, code=303)  # type: ignore[return-value]
     if tx.owner == _browser_owner():
         return redirect(url_for("portal.result", tx_id=tx.id), code=303)  # type: ignore[return-value]
     review_token = (session.get("reviews") or {}).get(tx.id)

@@ -14,15 +14,20 @@
   exchanges the code for the credential token (the SAD), calls ``signDoc`` with the same digests,
   packages each signature at the chosen level, validates the result and stores it — all-or-nothing.
 
-Certificate-first flow (DESIGN §2, second flow; CSC v1 ``signHash``): :meth:`PortalCore.confirm`
-pushes a *service* authorization (``scope=service``,
-``signatureQualifier``, ``numSignatures`` = N) — still one browser round trip with the eID login
-and consent (steps 3-5). On return the token exchange makes the SSASP create the one-time key and
-certificate (6-7); the portal reads them with ``credentials/info``, computes each document's DTBS/R
-over the signed attributes with the real certificate (2, :mod:`services.portal.certificate_first`),
-gets ONE SAD bound to exactly these N hashes with ``credentials/authorize`` (SCAL 2), calls
-``signatures/signHash`` once (8-9; the SSASP destroys the key when the budget is spent), assembles
-the CMS / JWS and packages it like the person-signing flow (10).
+Certificate-first flow (DESIGN §2, second flow; CSC v1 ``signHash``), two browser round trips
+because the hashes exist only once the certificate does (SCAL 2: the person approves them):
+
+1. :meth:`PortalCore.confirm` pushes a *service* authorization (``scope=service``,
+   ``signatureQualifier``, ``numSignatures`` = N); eID login and consent (steps 3-5). On return
+   the token exchange makes the SSASP create the one-time key and certificate (6-7); the portal
+   reads them with ``credentials/info``, computes each document's DTBS/R over the signed
+   attributes with the real certificate (2, :mod:`services.portal.certificate_first`), keeps them,
+   and pushes a *credential* authorization for exactly these N hashes with the documents' labels;
+   the callback sends the browser there (the transaction is ``pending`` again).
+2. The person logs in again and approves the listed hashes on the SSASP's consent page. On
+   return the token exchange gives the SAD (the credential-scope token, bound to those hashes);
+   ``signatures/signHash`` signs them once (8-9; the SSASP destroys the key when the budget is
+   spent); the portal assembles the CMS / JWS and packages it like the person-signing flow (10).
 
 The SSASP is reached through :class:`SigningService` (``shared.clients.signer.SignerClient``
 implements it); the TSP through :class:`~services.portal.trust.TrustStore`.
@@ -38,7 +43,8 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -282,6 +288,7 @@ class PortalCore:
         if tx.expired:
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
+            self._release_credential(tx)
             tx = self.store.get(tx_id)
             assert tx is not None
         return tx
@@ -324,6 +331,7 @@ class PortalCore:
             # (certificate first) and no signature exists (person signing).
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
+            self._release_credential(tx)
             raise expired
         if tx.state != PENDING:
             raise TransactionStateError(f"transaction {tx.id} is already {tx.state}; each authorization can be used once",
@@ -331,6 +339,7 @@ class PortalCore:
         if error:
             description = (error_description or "no reason given")[:300]
             self.store.fail(tx.id, error, description)
+            self._release_credential(tx)
             raise SigningRefused(f"the signing service ended the request with {error}: {description} "
                                  f"(transaction {tx.id}; nothing was signed)", step=step(5))
         if not code:
@@ -385,7 +394,14 @@ class PortalCore:
         return self._package_all(tx, options, [bytes(o) for o in objects], prepared, material, meta)
 
     def _sign_certificate_first(self, tx: Transaction, code: str) -> Transaction:
-        """Certificate first (CSC v1): service token → credential → DTBS/R → SAD → signHash → package."""
+        """Certificate first: the first callback makes the credential and asks the person to approve
+        the hashes; the second signs them."""
+        if tx.awaiting_hash_approval:
+            return self._sign_approved_hashes(tx, code)
+        return self._ask_approval_of_the_hashes(tx, code)
+
+    def _ask_approval_of_the_hashes(self, tx: Transaction, code: str) -> Transaction:
+        """Round 1 (CSC v1): service token → credential → DTBS/R → the person's approval asked."""
         assert self.signer is not None and tx.code_verifier is not None
         options = SigningOptions.parse(tx.options)
         count = len(tx.documents)
@@ -398,7 +414,7 @@ class PortalCore:
             raise
         if not token.credential_id:
             raise CredentialUnsuitable("the service token names no credentialID")
-        try:
+        with self._discarding(token.access_token):
             info = self.signer.credentials_info(token.access_token, token.credential_id)
             credential = certificate_first.OneTimeCredential.from_info(
                 token.credential_id, info, needed=count, qualifier=options.qualifier.csc_qualifier)
@@ -406,30 +422,58 @@ class PortalCore:
                      extra={"step": 7, "transaction_id": tx.id})
             # Step 2 of this flow: the DTBS/R over the signed attributes with the real certificate.
             reserved = pades.contents_reservation(options.level, self.bytes_reserved)
-            pending = [asyncio.run(certificate_first.compute_dtbsr(doc, options, credential, bytes_reserved=reserved))
-                       for doc in tx.documents]
+            try:
+                pending = [asyncio.run(certificate_first.compute_dtbsr(doc, options, credential,
+                                                                       bytes_reserved=reserved))
+                           for doc in tx.documents]
+            except SignLabError:
+                raise
+            except Exception as exc:  # pyHanko/asn1crypto while building the signed attributes
+                raise PackagingFailed(f"the DTBS/R could not be computed ({exc.__class__.__name__}: "
+                                      f"{str(exc)[:200]})") from None
             certificate_first.check_distinct(pending)
+            # The person approves exactly these hashes at the SSASP (SCAL 2): a credential
+            # authorization with the documents' labels; its token will be the SAD.
+            oauth_state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+            pushed = self.signer.push_authorization_request(
+                redirect_uri=self.callback_url, state=oauth_state,
+                code_challenge=_b64url(hashlib.sha256(verifier.encode("ascii")).digest()),
+                documents=[(p.dtbsr, p.doc.label) for p in pending], credential_id=credential.credential_id,
+                hash_algorithm="sha256", login_hint=options.login_hint)
+            meta = {**tx.meta, "awaiting": "hash-approval", "credential_id": credential.credential_id}
+            if not self.store.await_hash_approval(
+                    tx.id, signer_token=token.access_token, oauth_state=oauth_state, code_verifier=verifier,
+                    authorize_url=str(pushed.authorize_url), pending=[p.stored() for p in pending], meta=meta):
+                raise TransactionStateError(f"transaction {tx.id} ended while its credential was made", step=step(2))
+        log.info("step 2: %d DTBS/R hash(es) sent for the signer's approval", count,
+                 extra={"step": 2, "transaction_id": tx.id})
+        waiting = self.store.get(tx.id)
+        assert waiting is not None
+        return waiting
+
+    def _sign_approved_hashes(self, tx: Transaction, code: str) -> Transaction:
+        """Round 2: the SAD of the person's approval → signHash → assemble → package."""
+        assert self.signer is not None and tx.code_verifier is not None and tx.signer_token is not None
+        options = SigningOptions.parse(tx.options)
+        service_token, credential_id = tx.signer_token, str(tx.meta["credential_id"])
+        with self._discarding(service_token):
+            try:
+                approval = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
+            except UpstreamError as exc:
+                if exc.upstream_status == 403:
+                    raise SigningRefused(exc.description, step=exc.step or step(5)) from None
+                raise
+            info = self.signer.credentials_info(service_token, credential_id)
+            credential = certificate_first.OneTimeCredential.from_info(
+                credential_id, info, needed=len(tx.documents), qualifier=options.qualifier.csc_qualifier)
+            pending = [certificate_first.PendingSignature.restore(doc) for doc in tx.documents]
             hashes = [p.dtbsr for p in pending]
-            # One SAD for the N hashes (SCAL 2: bound to exactly these, single use).
-            sad, _expires = self.signer.credentials_authorize(token.access_token, credential.credential_id, hashes)
-            log.info("step 2: SAD bound to %d DTBS/R hash(es)", count, extra={"step": 2, "transaction_id": tx.id})
-            signatures = self.signer.sign_hash(token.access_token, credential.credential_id, sad, hashes,
+            signatures = self.signer.sign_hash(service_token, credential_id, approval.access_token, hashes,
                                                credential.sign_algo)
             log.info("step 9: signHash returned %d signature value(s)", len(signatures),
                      extra={"step": 9, "transaction_id": tx.id})
-        except UpstreamError as exc:
-            self._discard(token.access_token)
-            if exc.upstream_status == 403:
-                raise SigningRefused(exc.description, step=exc.step or step(9)) from None
-            raise
-        except SignLabError:
-            self._discard(token.access_token)
-            raise
-        except Exception as exc:  # pyHanko/asn1crypto while building the signed attributes
-            self._discard(token.access_token)
-            raise PackagingFailed(f"the DTBS/R could not be computed ({exc.__class__.__name__}: {str(exc)[:200]})") from None
-        if len(signatures) != count:
-            raise PackagingFailed(f"signHash returned {len(signatures)} signature values for {count} documents")
+        if len(signatures) != len(hashes):
+            raise PackagingFailed(f"signHash returned {len(signatures)} signature values for {len(hashes)} documents")
         objects = [asyncio.run(certificate_first.assemble(p, credential, s)) for p, s in zip(pending, signatures, strict=True)]
         material = ValidationMaterial(certificates=credential.certificate_der)
         meta = {
@@ -440,6 +484,26 @@ class PortalCore:
             "dtbsr_sha256_b64": [base64.b64encode(h).decode("ascii") for h in hashes],
         }
         return self._package_all(tx, options, objects, [p.prepared for p in pending], material, meta)
+
+    @contextmanager
+    def _discarding(self, service_token: str) -> Iterator[None]:
+        """On any failure inside, revoke the service token (the SSASP destroys the credential's key)."""
+        try:
+            yield
+        except UpstreamError as exc:
+            self._discard(service_token)
+            if exc.upstream_status == 403:
+                raise SigningRefused(exc.description, step=exc.step or step(9)) from None
+            raise
+        except BaseException:
+            self._discard(service_token)
+            raise
+
+    def _release_credential(self, tx: Transaction) -> None:
+        """A certificate-first transaction that ends while the person approves the hashes: its
+        one-time credential is of no use any more (revoking the service token destroys its key)."""
+        if tx.signer_token:
+            self._discard(tx.signer_token)
 
     def _discard(self, token: str) -> None:
         """Best effort: revoke the service token so the credential cannot be used any more."""

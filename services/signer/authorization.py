@@ -56,6 +56,12 @@ PAR_URN = "urn:ietf:params:oauth:request_uri:"
 """The prefix of a pushed request's ``request_uri`` (RFC 9126)."""
 
 
+def _named_credential(request: Mapping[str, Any]) -> dict[str, str]:
+    """``{"credential_id": …}`` for a credential authorization's audit entries (the person's approval
+    of hashes is found next to the credential's own entries), else nothing."""
+    return {"credential_id": request["credential_id"]} if request.get("credential_id") else {}
+
+
 class RedirectError(SignLabError):
     """An authorization error returned to the client by redirect (RFC 6749 §4.1.2.1).
 
@@ -94,6 +100,8 @@ class ConsentView:
     kind: str
     documents: list[dict[str, str]]
     num_signatures: int
+    scal: str | None = None
+    """The SCAL of the one-time credential a service authorization makes (``"2"`` or ``"1"``)."""
 
 
 class AuthorizationServer:
@@ -157,7 +165,8 @@ class AuthorizationServer:
         self.store.update_transaction(record.id, code_expires=record.created + self.settings.par_lifetime_seconds)
         self.audit.append("par.accepted", step=2, transaction_id=record.id, client_id=client.client_id,
                           kind=record.kind, qualifier=request["qualifier"], hash_alg=request.get("hash_alg"),
-                          digests=[d["hash"] for d in request["documents"]], count=request["num_signatures"])
+                          digests=[d["hash"] for d in request["documents"]], count=request["num_signatures"],
+                          **_named_credential(request))
         return {"request_uri": PAR_URN + handle, "expires_in": self.settings.par_lifetime_seconds}
 
     # -- step 3: authorize → IdP --------------------------------------------------------------------
@@ -182,7 +191,7 @@ class AuthorizationServer:
         record = self._new_transaction(client, request)
         self.audit.append("authorize.accepted", step=2, transaction_id=record.id, client_id=client.client_id,
                           kind=record.kind, qualifier=request["qualifier"],
-                          digests=[d["hash"] for d in request["documents"]])
+                          digests=[d["hash"] for d in request["documents"]], **_named_credential(request))
         return record
 
     def start_authorization(self, params: Mapping[str, str]) -> tuple[str, TransactionRecord, str]:
@@ -305,7 +314,7 @@ class AuthorizationServer:
             qualifier=request["qualifier"], qualified=request["qualifier"] == "eu_eidas_qes",
             loa=record.identity.get("loa", ""), signer_name=record.identity.get("name", ""),
             eid_name=record.identity.get("eid_name", ""), kind=record.kind, documents=documents,
-            num_signatures=int(request["num_signatures"]),
+            num_signatures=int(request["num_signatures"]), scal=request.get("scal"),
         )
 
     def _authenticated(self, transaction_id: str, browser: str | None) -> TransactionRecord:
@@ -340,7 +349,8 @@ class AuthorizationServer:
                            code_expires=self.clock() + self.settings.code_lifetime_seconds)
         self.audit.append("consent.given", step=5, transaction_id=record.id, subject=record.subject,
                           qualifier=request["qualifier"], digests=[d["hash"] for d in request["documents"]],
-                          count=request["num_signatures"])
+                          count=request["num_signatures"], **({"scal": request["scal"]} if "scal" in request else {}),
+                          **_named_credential(request))
         params = {"code": code}
         if request.get("state") is not None:
             params["state"] = request["state"]
@@ -416,7 +426,7 @@ class AuthorizationServer:
             if request.get("credential_id"):
                 body["credentialID"] = request["credential_id"]
         self.audit.append("token.issued", step=5, transaction_id=record.id, kind=record.kind,
-                          expires_in=body["expires_in"], digests=digests)
+                          expires_in=body["expires_in"], digests=digests, **_named_credential(request))
         return body
 
     def revoke(self, client: Client, token: str | None) -> None:

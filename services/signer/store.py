@@ -110,7 +110,8 @@ CREATE TABLE IF NOT EXISTS credentials (
     remaining INTEGER NOT NULL,
     status TEXT NOT NULL,
     expires_at REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    scal TEXT NOT NULL DEFAULT '2'
 );
 """
 
@@ -169,7 +170,11 @@ class TokenRecord:
 
 @dataclass(frozen=True)
 class CredentialRecord:
-    """A row of ``credentials``: a certificate-first one-time credential."""
+    """A row of ``credentials``: a certificate-first one-time credential.
+
+    :ivar scal: ``"2"`` (every SAD from the person's approval of the exact hashes) or ``"1"``
+        (count only, asked for explicitly).
+    """
 
     id: str
     transaction_id: str
@@ -187,6 +192,7 @@ class CredentialRecord:
     status: str
     expires_at: float
     created: float
+    scal: str = "2"
 
 
 class Store:
@@ -202,6 +208,7 @@ class Store:
         with self._connect() as db:
             db.executescript(_SCHEMA)
             _purge_stored_id_tokens(db)
+            _add_missing_columns(db)
 
     def _connect(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -369,10 +376,10 @@ class Store:
         """Store a certificate-first one-time credential."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO credentials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO credentials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.id, record.transaction_id, record.client_id, record.subject, record.key_id, record.algorithm,
                  record.public_key, record.certificate, json.dumps(record.chain), record.qualifier, record.serial,
-                 record.multisign, record.remaining, record.status, record.expires_at, record.created),
+                 record.multisign, record.remaining, record.status, record.expires_at, record.created, record.scal),
             )
 
     def credential(self, credential_id: str) -> CredentialRecord | None:
@@ -401,6 +408,16 @@ class Store:
         """Disable a credential (its key is destroyed)."""
         with self._tx() as db:
             db.execute("UPDATE credentials SET status = 'disabled' WHERE id = ?", (credential_id,))
+
+
+_ADDED_COLUMNS = (("credentials", "scal", "TEXT NOT NULL DEFAULT '2'"),)
+"""Columns newer than the first schema, added to an older database when it is opened."""
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:  # noqa: S608 - fixed names
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")  # noqa: S608 - fixed names
 
 
 def _purge_stored_id_tokens(db: sqlite3.Connection) -> None:

@@ -156,17 +156,22 @@ class SignerClient(ServiceClient):
     def push_authorization_request(
         self, *, redirect_uri: str, state: str, code_challenge: str, qualifier: str | None = None,
         documents: Sequence[tuple[bytes, str]] = (), hash_algorithm: str = "sha256", login_hint: str | None = None,
-        scope: str | None = None, num_signatures: int | None = None, extra: dict[str, str] | None = None,
+        scope: str | None = None, num_signatures: int | None = None, credential_id: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> PushedAuthorization:
-        """RFC 9126 PAR (step 2). With ``documents`` (digest, label): RAR ``credential`` for signDoc;
-        with ``scope="service"``: the certificate-first service authorization (``num_signatures``).
+        """RFC 9126 PAR (step 2). With ``documents`` (digest, label): RAR ``credential`` for signDoc —
+        or, with ``credential_id``, the person's approval of exactly these hashes (DTBS/R) for that
+        certificate-first credential (SCAL 2; the token is the SAD for ``signHash``); with
+        ``scope="service"``: the certificate-first service authorization (``num_signatures``).
         """
         form: dict[str, str] = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
                                 "state": state, "code_challenge": code_challenge, "code_challenge_method": "S256"}
         if documents:
+            detail: dict[str, Any] = {"type": "credential", "signatureQualifier": qualifier}
+            if credential_id:
+                detail = {"type": "credential", "credentialID": credential_id}
             form["authorization_details"] = json.dumps([{
-                "type": "credential", "signatureQualifier": qualifier,
-                "documentDigests": [{"hash": _b64(d), "label": label} for d, label in documents],
+                **detail, "documentDigests": [{"hash": _b64(d), "label": label} for d, label in documents],
                 "hashAlgorithmOID": HASH_OIDS[hash_algorithm],
             }])
         if scope:
@@ -259,7 +264,9 @@ class SignerClient(ServiceClient):
 
     def credentials_authorize(self, access_token: str, credential_id: str, hashes: Sequence[bytes],
                               version: int = 1) -> tuple[str, int]:
-        """``credentials/authorize``: a SAD for exactly ``hashes`` (SCAL 2); ``(SAD, expiresIn)``."""
+        """``credentials/authorize`` (a SCAL 1 credential): a SAD for exactly ``hashes`` without the
+        person; ``(SAD, expiresIn)``. A SCAL 2 credential's SAD comes from
+        :meth:`push_authorization_request` with ``credential_id`` instead."""
         name = "hash" if version == 1 else "hashes"
         answer = self.request("POST", f"/csc/v{version}/credentials/authorize", step=step(2), json={
             "credentialID": credential_id, "numSignatures": len(hashes), name: [_b64(h) for h in hashes]},

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urljoin, urlparse
 
 import pytest
 import requests
@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from services.signer.settings import SecretPartner, SignerSettings
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.jose_keys import load_ec_key
-from shared.testing import LiveServer, browse_until, confirm_review, free_port
+from shared.testing import LiveServer, browse_to_portal, browse_until, confirm_review, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -217,10 +217,14 @@ class Ecosystem:
         return Tokens(dict(token))
 
     def service_authorization(self, *, num_signatures: int = 1, qualifier: str = "eu_eidas_qes",
-                              login_hint: str = QES_HINT) -> Tokens:
-        """Certificate-first service authorization (CSC ``scope=service``): token + credentialID."""
-        tokens = self.authorize({"scope": "service", "signatureQualifier": qualifier,
-                                 "numSignatures": str(num_signatures)}, login_hint=login_hint)
+                              login_hint: str = QES_HINT, scal: str | None = None) -> Tokens:
+        """Certificate-first service authorization (CSC ``scope=service``): token + credentialID.
+
+        :param scal: ``"1"`` asks for the explicit count-only mode (``credentials/authorize`` issues
+            the SADs); by default the credential is SCAL 2 (each SAD from the person's approval).
+        """
+        form = {"scope": "service", "signatureQualifier": qualifier, "numSignatures": str(num_signatures)}
+        tokens = self.authorize({**form, **({"SCAL": scal} if scal else {})}, login_hint=login_hint)
         assert tokens.body["scope"] == "service" and tokens.credential_id, tokens.body
         return tokens
 
@@ -239,8 +243,9 @@ class Ecosystem:
         body = created.json()
         session = requests.Session()
         authorize_url = confirm_review(body["review_url"], session)
-        callback = browse_until(authorize_url, f"{self.portal_url}/sign/callback", session=session)
-        landed = session.get(callback, timeout=120)
+        answer = browse_to_portal(authorize_url, f"{self.portal_url}/sign/callback", session=session)
+        landed = session.get(urljoin(self.portal_url, answer.headers["Location"]), timeout=120) \
+            if answer.is_redirect else answer
         assert landed.status_code == 200, landed.text[:500]
         return dict(requests.get(body["status_url"], auth=self.partner, timeout=30).json())
 

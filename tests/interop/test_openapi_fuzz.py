@@ -51,7 +51,9 @@ class FuzzAuth:
 
     def __init__(self, ecosystem: Any) -> None:
         self.ecosystem = ecosystem
-        service = ecosystem.service_authorization(num_signatures=5)
+        # Count only (SCAL 1), so that credentials/authorize and extendTransaction issue SADs and
+        # their full checks run (a SCAL 2 credential refuses them at once).
+        service = ecosystem.service_authorization(num_signatures=5, scal="1")
         self.service_token = service.access_token
         self.credential_id = service.credential_id
         digest = hashlib.sha256(b"fuzzed person-signing document").digest()

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import re
+import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 import requests
 from reliability_lab import Lab, start_lab
 
+from shared.errors import SignLabError
 from shared.testing import confirm_review
 from signlab.load import BrowserAgent, portal_flow
 
@@ -426,3 +428,41 @@ def test_v8_the_token_endpoint_requires_the_redirect_uri_the_authorization_reque
     assert "redirect_uri is required" in answer.json()["error_description"]
     refused = [e for e in review_lab.audit(since) if e.event == "token.refused"]
     assert refused and "redirect_uri is required" in refused[0].data["reason"]
+
+
+def _partner_token(lab: Lab, client: Any, **par: Any) -> Any:
+    """Steps 2-5 as the partner with the portal's client (PAR → eID login → consent → token)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    pushed = client.push_authorization_request(redirect_uri=lab.eco.redirect_uri, state="s", code_challenge=challenge,
+                                               login_hint="kari-nordmann@no-bankid", **par)
+    back = BrowserAgent(lab.eco).walk(pushed.authorize_url, stop_at=lab.eco.redirect_uri)
+    return client.exchange_code(parse_qs(urlsplit(str(back)).query)["code"][0], lab.eco.redirect_uri, verifier)
+
+
+def test_certificate_first_is_scal2_the_person_approves_the_exact_hashes(review_lab: Lab) -> None:
+    """Weakness (certificate first was SCAL 1): the partner can no longer sign hashes the person
+    never saw. credentials/info says SCAL 2 and oauth2code; credentials/authorize issues nothing;
+    a SAD comes only from the person's consent to the listed hashes, and any other hash is refused
+    at step 6 and audited."""
+    client = review_lab.eco.signer_client()
+    service = _partner_token(review_lab, client, qualifier="eu_eidas_qes", scope="service", num_signatures=1)
+    info = client.credentials_info(service.access_token, service.credential_id)
+    assert (info.scal, info.raw["authMode"]) == ("2", "oauth2code")
+    unseen = hashlib.sha256(b"a DTBS/R the person never saw").digest()
+    with pytest.raises(SignLabError) as refused:
+        client.credentials_authorize(service.access_token, service.credential_id, [unseen])
+    assert "SCAL 2" in refused.value.error_description
+    approved = hashlib.sha256(b"the DTBS/R the person approves").digest()
+    sad = _partner_token(review_lab, client, documents=[(approved, "contract.pdf")],
+                         credential_id=service.credential_id)
+    since = review_lab.audit_count()
+    with pytest.raises(SignLabError) as other:
+        client.sign_hash(service.access_token, service.credential_id, sad.access_token, [unseen], "1.2.840.10045.4.3.2")
+    assert "step 6" in other.value.error_description
+    [audited] = [e for e in review_lab.audit(since) if e.event == "sad.refused"]
+    assert audited.step == 6 and audited.data["digests"] == [unseen.hex()]
+    [signature] = client.sign_hash(service.access_token, service.credential_id, sad.access_token, [approved],
+                                   "1.2.840.10045.4.3.2")
+    assert signature[0] == 0x30
+    client.close()

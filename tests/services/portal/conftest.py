@@ -40,7 +40,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pydantic import SecretStr
 
 from services.portal.ltv import ValidationMaterial
-from shared.testing import LiveServer, browse_until, confirm_review, free_port
+from shared.testing import LiveServer, browse_to_portal, confirm_review, free_port
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
 NCP = "0.4.0.2042.1.1"
@@ -428,13 +428,14 @@ class Stack:
     def browse(self, review_url: str, *, approve: bool = True, headers: dict[str, str] | None = None,
                pause: float = 0.0) -> requests.Response:
         """The signer's browser: confirm at the portal's review page, (wait ``pause`` seconds,)
-        follow redirects, submit consent, until a portal answers."""
+        follow redirects, submit consent, until a portal answers — in the certificate-first flow
+        twice: the first answer sends the browser back to the signer to approve the hashes."""
         session = requests.Session()
         session.headers.update(headers or {})
         authorize_url = confirm_review(review_url, session)
         time.sleep(pause)
-        back = browse_until(authorize_url, (self.portal_url, self.short_ttl_portal_url), session=session, approve=approve)
-        return session.get(back, allow_redirects=False, timeout=60)
+        return browse_to_portal(authorize_url, (self.portal_url, self.short_ttl_portal_url), session=session,
+                                approve=approve)
 
 
 @pytest.fixture(scope="session")

@@ -31,23 +31,29 @@ ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 BEARER = "the-service-token"
 
 
-def service_token(core: SigningService, signatures: int) -> TokenRecord:
-    """A consented service-scope transaction, its credential (steps 6-7) and its service token
-    (whose value is :data:`BEARER`)."""
+def service_token(core: SigningService, signatures: int, scal: str = "1", bearer: str = BEARER) -> TokenRecord:
+    """A consented service-scope transaction, its credential (steps 6-7; count-only SCAL 1 unless
+    said, so that credentials/authorize issues its SADs) and its service token (whose value is
+    :data:`BEARER`)."""
     now = core.now()
     record = TransactionRecord(f"tx-{secrets.token_hex(6)}", "service", "signlab-portal", "requested", now, now,
-                               now + 600, {"qualifier": "eu_eidas_aes", "num_signatures": signatures})
+                               now + 600, {"qualifier": "eu_eidas_aes", "num_signatures": signatures, "scal": scal})
     core.store.create_transaction(record)
     transaction = core.store.advance(record.id, ["requested"], "consented", subject="ps-kari")
     core.evidence.keep(record.id, "evidence")
     credential = core.credentials.create(transaction)
-    token = TokenRecord(secret_hash(BEARER), "service", "signlab-portal", record.id, credential.id, "ps-kari",
+    token = TokenRecord(secret_hash(bearer), "service", "signlab-portal", record.id, credential.id, "ps-kari",
                         None, [], signatures, now + 600, None, 0, None)
     core.store.add_token(token)
     return token
 
 
 def test_credential_is_listed_and_described_for_v1_and_v2(core: SigningService, clock: Any) -> None:
+    scal2 = service_token(core, 1, scal="2", bearer="scal-2-token")
+    assert scal2.credential_id is not None
+    described = core.credentials.info(scal2, CredentialInfoRequest(scal2.credential_id), 1)
+    assert (described["SCAL"], described["authMode"]) == ("2", "oauth2code") and "SCAL 2" in described["description"]
+    core.revoke(core.clients.client("signlab-portal"), "scal-2-token")  # its key goes at once
     token = service_token(core, 2)
     assert token.credential_id is not None
     listed_v1 = core.credentials.list_credentials(token, CredentialsListRequest.parse({}), 1)
@@ -55,7 +61,8 @@ def test_credential_is_listed_and_described_for_v1_and_v2(core: SigningService, 
     with_info = CredentialsListRequest.parse({"credentialInfo": True, "certInfo": True})
     listed = core.credentials.list_credentials(token, with_info, 2)
     [info] = listed["credentialInfos"]
-    assert info["SCAL"] == "2" and info["multisign"] == 2 and info["auth"] == {"mode": "implicit"}
+    assert info["SCAL"] == "1" and info["multisign"] == 2 and info["auth"] == {"mode": "implicit"}
+    assert "SCAL 1 (count only)" in info["description"]
     assert info["key"] == {"status": "enabled", "algo": info["key"]["algo"], "len": 256, "curve": "1.2.840.10045.3.1.7"}
     assert ECDSA_SHA256 in info["key"]["algo"] and info["cert"]["subjectDN"]
     v1 = core.credentials.info(token, CredentialInfoRequest(token.credential_id, "chain", False), 1)

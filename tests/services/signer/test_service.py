@@ -59,7 +59,8 @@ def test_person_signing_through_the_core(service: SigningService, consented: Any
 
 
 def test_certificate_first_through_the_core(service: SigningService, consented: Any) -> None:
-    transaction_id, code, verifier = consented(scope="service", signatureQualifier="eu_eidas_aes", numSignatures="1")
+    transaction_id, code, verifier = consented(scope="service", signatureQualifier="eu_eidas_aes", numSignatures="1",
+                                               SCAL="1")
     answer = token(service, code, verifier)
     assert answer["scope"] == "service" and answer["credentialID"].startswith("cred-")
     service_token = service.sam.access_token(answer["access_token"], ("service",))
