@@ -46,6 +46,7 @@ from services.signer.settings import SignerSettings
 from services.signer.store import Store, TokenRecord, TransactionRecord, secret_hash
 from services.signer.upstream import IdentityGateway
 from shared.audit import AuditLog, pseudonymise
+from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, Conflict, InvalidGrant, InvalidRequest, NotFound, SignLabError, UpstreamError
 from shared.flow import step
 from shared.identity import IdentityEvidenceError, VerifiedIdentity
@@ -87,7 +88,12 @@ class RedirectError(SignLabError):
 
 @dataclass(frozen=True)
 class ConsentView:
-    """What the consent page shows (step 5, SCAL2); every value is escaped by the template."""
+    """What the consent page shows (step 5); every value is escaped by the template.
+
+    :ivar documents: ``[{"label", "fingerprint"}]``: each digest with the label the partner sent
+        and its fingerprint in the one format of :func:`shared.digests.digest_fingerprint`
+        (``SHA-256 9F86D081 …``), as the portal's review page shows them.
+    """
 
     transaction_id: str
     csrf_token: str
@@ -305,9 +311,9 @@ class AuthorizationServer:
         token = secrets.token_urlsafe(24)
         self.store.update_transaction(record.id, csrf_hash=secret_hash(token))
         request = record.request
+        # The portal's review page shows the same labels and the same fingerprints (shared.digests).
         documents = [{"label": d["label"] or f"document {i + 1}",
-                      "fingerprint": base64.b64decode(d["hash"]).hex(),
-                      "algorithm": request.get("hash_alg", "sha256").upper()}
+                      "fingerprint": digest_fingerprint(base64.b64decode(d["hash"]), request.get("hash_alg", "sha256"))}
                      for i, d in enumerate(request["documents"])]
         return ConsentView(
             transaction_id=record.id, csrf_token=token, partner=self.clients.client(record.client_id).name,

@@ -33,6 +33,7 @@ from services.portal.errors import CredentialUnsuitable, PackagingFailed
 from services.portal.store import StoredDocument
 from services.portal.validation import TrustSettings, load_registry, validate_document
 from shared.clients.signer import CredentialInfo
+from shared.digests import digest_fingerprint
 from shared.testing import browse_until, confirm_review
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
@@ -330,7 +331,7 @@ def test_the_signer_approves_or_declines_the_exact_hashes_at_the_ssasp(stack: An
     approval_page = pages[-1]
     for doc in pending.documents:
         dtbsr = base64.b64decode(doc.pending_signature["dtbsr"])
-        assert doc.label in approval_page and dtbsr.hex() in approval_page
+        assert doc.label in approval_page and digest_fingerprint(dtbsr, "sha256") in approval_page
     tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
     assert tx["state"] == "failed" and all("download_url" not in d for d in tx["documents"]), tx
     assert stack.hsm_key_objects() == []  # the service token was revoked: the key is gone

@@ -18,6 +18,7 @@ import pytest
 from services.signer.authorization import PAR_URN, RedirectError
 from services.signer.service import SigningService
 from services.signer.store import secret_hash
+from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, Conflict, InvalidGrant, InvalidRequest, NotFound
 
 SHA256 = "2.16.840.1.101.3.4.2.1"
@@ -77,8 +78,9 @@ def test_consent_needs_the_same_browser_and_the_form_token(core: SigningService,
     with pytest.raises(NotFound):
         core.consent_view("tx-guessed", browser)
     view = core.consent_view(transaction_id, browser)
-    assert view.qualified and view.documents == [{"label": "a.pdf", "fingerprint": hashlib.sha256(b"a").hexdigest(),
-                                                  "algorithm": "SHA256"}]
+    assert view.qualified and view.documents == [{"label": "a.pdf", "fingerprint": digest_fingerprint(
+        hashlib.sha256(b"a").digest(), "sha256")}]
+    assert view.documents[0]["fingerprint"].startswith("SHA-256 ")  # the algorithm's real name, as the portal shows it
     with pytest.raises(AccessDenied, match="CSRF"):
         core.consent_decision(transaction_id, browser, "forged", True)
     location = core.consent_decision(transaction_id, browser, view.csrf_token, True)

@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from shared.digests import digest_fingerprint
 from shared.errors import UpstreamError
 
 pytestmark = pytest.mark.hsm
@@ -169,7 +170,7 @@ def test_pyhanko_csc_signer_unchanged_with_the_persons_approval_of_the_hash(port
         ecosystem, token, lambda _session, session_info, creds: PersonApprovalManager(session_info, creds, portal))
     [[approved]] = manager.approved
     [page] = manager.consent_pages
-    assert base64.b64decode(approved).hex() in page
+    assert digest_fingerprint(base64.b64decode(approved), "sha256") in page
     _check_signed_and_spent(ecosystem, token, signed)
 
 
