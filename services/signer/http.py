@@ -4,9 +4,9 @@ Views only parse, call :class:`~services.signer.service.SigningService` and seri
 raised and rendered by :mod:`shared.web` (``{"error", "error_description"}``), except
 authorization errors after the redirect URI is trusted, which go back to the client by redirect.
 
-A CSC body is parsed once, here: checked against the method's published JSON schema, then (after
-the SAM has checked the bearer token) turned into the method's typed request
-(:mod:`services.signer.csc`, v1 and v2 spellings alike); the core gets typed requests only.
+A CSC body is parsed once, here: after the SAM has checked the bearer token (401 comes before any
+400), checked against the method's published JSON schema, then turned into the method's typed
+request (:mod:`services.signer.csc`, v1 and v2 spellings alike); the core gets typed requests only.
 """
 
 from __future__ import annotations
@@ -102,11 +102,12 @@ def _json_body(method: str, *, optional: bool = False) -> dict[str, Any]:
 def _authorized(method: str, kind: str, *, optional: bool = False) -> tuple[dict[str, Any], TokenRecord]:
     """The schema-checked body of a CSC call and its bearer token, checked by the SAM.
 
-    The order is the API's contract: a body that breaks the published schema is refused first
-    (400), then a missing or bad token (401), and only then what the body says (400).
+    The order is the API's contract: a missing or bad bearer token is refused first (401: a caller
+    who is not authenticated learns nothing about bodies), then a body that breaks the published
+    schema (400), and only then what the body says (400).
     """
-    body = _json_body(method, optional=optional)
-    return body, _service().sam.access_token(_bearer(), (kind,))
+    access = _service().sam.access_token(_bearer(), (kind,))
+    return _json_body(method, optional=optional), access
 
 
 def _no_store(response: Response) -> Response:
@@ -277,13 +278,16 @@ def _register_csc(version: int) -> None:
         return _no_store(jsonify(_service().credentials_authorize(access, csc.CredentialsAuthorizeRequest.parse(body))))
 
     def sign_hash() -> Response:
+        # The token first (401), as in _authorized; whether the body carries a SAD decides which
+        # kind of token the header may be (v2: a credential token in place of the SAD).
+        sent = request.get_json(silent=True)
+        holder = _service().sam.sign_hash_token(_bearer(), sad_in_body=isinstance(sent, dict) and bool(sent.get("SAD")))
         body = _json_body("signatures/signHash")
-        holder = _service().sam.sign_hash_token(_bearer(), sad_in_body=bool(body.get("SAD")))
         return jsonify(_service().sign_hash(holder, csc.SignHashRequest.parse(body)))
 
     def timestamp() -> Response:
-        body = _json_body("signatures/timestamp")
         _service().sam.timestamp_token(_bearer())
+        body = _json_body("signatures/timestamp")
         return jsonify(_service().timestamp(csc.TimestampRequest.parse(body)))
 
     csc_blueprint.add_url_rule(f"{prefix}/info", f"v{version}_info", info, methods=["GET", "POST"])

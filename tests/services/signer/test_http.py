@@ -7,6 +7,7 @@ import base64
 import hashlib
 import secrets
 from io import BytesIO
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlparse
 
@@ -318,14 +319,35 @@ def test_idp_login_page_shows_what_is_signed_for_whom(portal: Portal) -> None:
     ("/csc/v1/credentials/authorize", {"credentialID": "c", "numSignatures": 1, "SAD": "secret-sad", "description": 5},
      "Invalid parameter description"),
 ])
-def test_bodies_are_checked_against_the_published_schema(ecosystem: Any, path: str, body: dict[str, Any],
-                                                         fragment: str) -> None:
+def test_bodies_are_checked_against_the_published_schema(ecosystem: Any, service_token: str, path: str,
+                                                         body: dict[str, Any], fragment: str) -> None:
     """What the OpenAPI document says is what the service enforces; the refusal never echoes values."""
     answer = requests.post(f"{ecosystem.signer_url}{path}", json=body, timeout=10,
-                           headers={"Authorization": "Bearer not-checked-before-the-body"})
+                           headers={"Authorization": f"Bearer {service_token}"})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "invalid_request" and fragment in answer.json()["error_description"]
     assert "secret-sad" not in answer.text and "\"ten\"" not in answer.text
+
+
+@pytest.fixture
+def service_token(portal: Portal) -> Iterator[str]:
+    """A certificate-first service token (its one-time key destroyed after the test)."""
+    token = portal.token(scope="service", num_signatures=1).access_token
+    yield token
+    portal.client.revoke(token)
+
+
+@pytest.mark.parametrize("path", ["/csc/v1/credentials/info", "/csc/v2/credentials/list", "/csc/v1/credentials/authorize",
+                                  "/csc/v1/credentials/extendTransaction", "/csc/v1/signatures/signHash",
+                                  "/csc/v2/signatures/signDoc", "/csc/v2/signatures/timestamp"])
+def test_an_unauthenticated_call_gets_401_before_any_400_for_its_body(ecosystem: Any, path: str) -> None:
+    """Review weakness: without a valid bearer token the answer is 401, whatever the body (a
+    schema-breaking one, whole documents, garbage) — nothing about the body is told."""
+    for headers in ({}, {"Authorization": "Bearer not-a-token-of-this-service"}):
+        for body in ({"lang": 5, "hash": ["not base64!"]}, {"documents": [{"document": "JVBERi0="}]}, []):
+            answer = requests.post(f"{ecosystem.signer_url}{path}", json=body, headers=headers, timeout=10)
+            assert answer.status_code == 401, (path, headers, body, answer.text)
+            assert answer.json()["error"] == "invalid_token" and answer.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_client_secret_guessing_locks_that_client_only(portal: Portal, ecosystem: Any) -> None:
