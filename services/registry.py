@@ -83,7 +83,8 @@ sets the same variables with the container host names."""
 LINKED_SECRETS: tuple[tuple[str, ...], ...] = (
     ("SIGNLAB_IDP_SIGNER_CLIENT_SECRET", "SIGNLAB_SIGNER_IDP_CLIENT_SECRET"),
     # One trainer token for every trainer and debugger view (DESIGN §6).
-    ("SIGNLAB_PORTAL_TRAINER_TOKEN", "SIGNLAB_IDP_TRAINER_TOKEN", "SIGNLAB_CA_TRAINER_TOKEN"),
+    ("SIGNLAB_PORTAL_TRAINER_TOKEN", "SIGNLAB_IDP_TRAINER_TOKEN", "SIGNLAB_CA_TRAINER_TOKEN",
+     "SIGNLAB_SIGNER_TRAINER_TOKEN"),
 )
 """Secrets several services must share (a client secret known to the client and its server, the
 trainer token): each group gets one generated value."""

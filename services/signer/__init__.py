@@ -13,6 +13,7 @@ from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
 from shared.flow import service as service_info
 from shared.jose_keys import load_or_create_ec_key
+from shared.trainer_access import install_trainer_access
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
@@ -28,7 +29,7 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     log); a daemon thread then sweeps expired transactions every ``SWEEP_INTERVAL_SECONDS``.
     """
     # Imported here: the HTTP layer pulls in the typed clients of the other roles.
-    from services.signer.http import csc_blueprint, oauth_blueprint
+    from services.signer.http import csc_blueprint, oauth_blueprint, trainer_blueprint
     from services.signer.service import SigningService
     from services.signer.store import Store
     from services.signer.upstream import CertificateGateway, IdentityGateway
@@ -49,6 +50,10 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     app.extensions["signlab.signer_assertion_key"] = assertion_key
     app.register_blueprint(oauth_blueprint)
     app.register_blueprint(csc_blueprint)
+    # The audit log's read-only view, for trainers (the same token as the other trainer views).
+    install_trainer_access(app, settings.trainer_token, env_name=SignerSettings.env_name("trainer_token"),
+                           landing="/trainer/audit")
+    app.register_blueprint(trainer_blueprint)
     if settings.sweep_interval_seconds > 0:
         _start_sweeper(core, settings.sweep_interval_seconds)
     return app

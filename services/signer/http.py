@@ -30,11 +30,16 @@ from services.signer.store import TokenRecord
 from shared.errors import InvalidRequest
 from shared.faults import add_fault_admin_routes
 from shared.jose_keys import public_jwks
+from shared.trainer_access import require_trainer
 
-__all__ = ["csc_blueprint", "oauth_blueprint"]
+__all__ = ["csc_blueprint", "oauth_blueprint", "trainer_blueprint"]
 
 oauth_blueprint = Blueprint("signer_oauth", __name__)
 csc_blueprint = Blueprint("signer_csc", __name__)
+trainer_blueprint = Blueprint("signer_trainer", __name__, url_prefix="/trainer")
+
+AUDIT_PAGE_SIZE = 50
+"""Audit entries per page of the trainer's view (``per_page`` may ask for 1-500)."""
 
 _COOKIE_PREFIX = "signlab_tx_"
 
@@ -326,3 +331,32 @@ def signatures_sign_doc() -> Response:
 def openapi() -> Response:
     """OpenAPI 3 description of the CSC API and the OAuth2 endpoints of this service."""
     return jsonify(openapi_document(_service().settings.base_url))
+
+
+# ---------------------------------------------------------------------------- trainer view
+
+
+@trainer_blueprint.before_request
+def _trainer_only() -> None:
+    """The audit log's view is for trainers (the trainer token; 401 with its challenge otherwise)."""
+    require_trainer()
+
+
+def _audit_page() -> dict[str, Any]:
+    page = request.args.get("page", "1")
+    per_page = request.args.get("per_page", str(AUDIT_PAGE_SIZE))
+    if not page.isdigit() or not per_page.isdigit() or not 1 <= int(per_page) <= 500:
+        raise InvalidRequest("page must be a positive number and per_page 1-500")
+    return _service().audit_page(int(page), int(per_page))
+
+
+@trainer_blueprint.get("/audit")
+def audit_page() -> str:
+    """The audit log, newest first, with its chain status (read-only; trainer token)."""
+    return render_template("signer_audit.html", view=_audit_page())
+
+
+@trainer_blueprint.get("/api/audit")
+def audit_json() -> Response:
+    """The same page as JSON: ``{"chain": {ok, summary, entries, head, …}, "page", "pages", "entries"}``."""
+    return jsonify(_audit_page())

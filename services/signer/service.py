@@ -39,6 +39,7 @@ refuses something writes an audit entry (``*.refused``) before raising.
 from __future__ import annotations
 
 import base64
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -205,3 +206,29 @@ class SigningService:
             raise UpstreamError(step(10).target, "tsa_refused", str(answer["status"]["status_string"].native), 200,
                                 step=step(10))
         return {"timestamp": base64.b64encode(answer["time_stamp_token"].dump()).decode("ascii")}
+
+    # -- the trainer's read-only view of the audit log ----------------------------------------------
+
+    def audit_page(self, page: int, per_page: int) -> dict[str, Any]:
+        """One page of the audit log, newest first, with the chain's status (``AuditLog.verify``).
+
+        Read-only: the log is only read (under its shared lock). Subjects in it are pseudonyms;
+        digests, key ids and serials are no personal data.
+
+        :param page: 1 = the newest ``per_page`` entries (a log that was tampered with is shown up
+            to the entry before the damage, which the chain status names).
+        """
+        chain = self.audit.verify()
+        readable = chain.entries if chain.ok else (chain.first_broken or 1) - 1  # up to the damage
+        pages = max(1, -(-readable // per_page))
+        page = min(max(1, page), pages)
+        stop = max(0, readable - (page - 1) * per_page)
+        start = max(0, stop - per_page)
+        entries = [{"seq": e.seq, "time": e.time, "event": e.event, "step": e.step, "data": e.data, "hash": e.hash}
+                   for e in itertools.islice(self.audit.entries(), start, stop)]
+        return {
+            "chain": {"ok": chain.ok, "summary": chain.summary(), "entries": chain.entries, "head": chain.head,
+                      "first_broken": chain.first_broken, "recoveries": [r.seq for r in chain.recoveries],
+                      "torn_bytes": chain.torn_bytes},
+            "page": page, "pages": pages, "per_page": per_page, "entries": entries[::-1],
+        }

@@ -385,3 +385,26 @@ def test_revocation_data_only_when_asked(portal: Portal, ecosystem: Any) -> None
                                    digests=[asked_digest], signature_format="C", return_validation_info=True)
     assert asked.validation_info["crl"] and asked.validation_info["ocsp"]
     no_keys(ecosystem)
+
+
+def test_the_trainer_reads_the_audit_log_and_its_chain_status(portal: Portal, ecosystem: Any) -> None:
+    """#20: the audit log, read-only, behind the trainer token; pseudonymised subjects, paged."""
+    base = f"{ecosystem.signer_url}/trainer"
+    anonymous = requests.get(f"{base}/api/audit", timeout=10, headers={"Accept": "application/json"})
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith('Bearer realm=')
+    trainer = {"Authorization": f"Bearer {ecosystem.settings.trainer_token.get_secret_value()}"}
+    digest = hashlib.sha256(b"seen by the trainer").digest()
+    signed = portal.client.sign_doc(portal.token(documents=[(digest, "t.txt")]).access_token, digests=[digest],
+                                    signature_format="C")
+    view = requests.get(f"{base}/api/audit?per_page=20", headers=trainer, timeout=10).json()
+    assert view["chain"]["ok"] and view["chain"]["entries"] == len(list(ecosystem.service.audit.entries()))
+    assert [e["seq"] for e in view["entries"]] == sorted((e["seq"] for e in view["entries"]), reverse=True)
+    mine = [e for e in view["entries"] if e["data"].get("transaction_id") == signed.transaction_id]
+    assert mine[0]["event"] == "transaction.completed"
+    verified = [e for e in view["entries"] if e["event"] == "authentication.verified"]
+    assert verified and all(e["data"]["subject"].startswith("ps-") for e in verified)
+    assert "14838540105" not in str(view) and "Nordmann" not in str(view)
+    page = requests.get(f"{base}/audit", headers=trainer, timeout=10)
+    assert page.status_code == 200 and "intact" in page.text and signed.transaction_id in page.text
+    assert requests.post(f"{base}/api/audit", headers=trainer, timeout=10).status_code == 405  # read-only
+    assert requests.get(f"{base}/api/audit?per_page=0", headers=trainer, timeout=10).status_code == 400

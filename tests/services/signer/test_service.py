@@ -85,3 +85,22 @@ def test_moving_the_clock_moves_every_part(service: SigningService, consented: A
     assert service.sweep() == 1  # the lifecycle: the credential's key is destroyed at expiry
     assert [row for row in service.hsm.key_objects() if row["label"] == transaction_id] == []
     assert service.store.transaction(transaction_id).state == "expired"  # type: ignore[union-attr]
+
+
+def test_the_audit_page_is_newest_first_with_the_chain_status(service: SigningService) -> None:
+    for number in range(5):
+        service.audit.append("test.entry", number=number)
+    first = service.audit_page(1, 2)
+    total = first["chain"]["entries"]
+    assert first["chain"]["ok"] and first["chain"]["summary"].startswith("intact")
+    assert first["pages"] == -(-total // 2) and [e["seq"] for e in first["entries"]] == [total, total - 1]
+    last = service.audit_page(99, 2)  # beyond the end: the oldest page
+    assert last["page"] == last["pages"] and last["entries"][-1]["seq"] == 1
+    # Damage one line: the view says where, and shows what comes before it.
+    lines = service.audit.path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace('"test.entry"', '"edited.entry"') if "test.entry" in lines[2] else "not json\n"
+    service.audit.path.write_text("".join(lines))
+    tampered = service.audit_page(1, 50)
+    assert not tampered["chain"]["ok"] and tampered["chain"]["first_broken"] == 3
+    assert "TAMPERED at entry 3" in tampered["chain"]["summary"]
+    assert [e["seq"] for e in tampered["entries"]] == [2, 1]
