@@ -26,7 +26,8 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
 
     At start-up the HSM is opened (failing fast with the cause), leftover key objects are
     destroyed and every transaction still in flight ends as expired (both recorded in the audit
-    log); a daemon thread then sweeps expired transactions every ``SWEEP_INTERVAL_SECONDS``.
+    log); a daemon thread then sweeps at once and every ``SWEEP_INTERVAL_SECONDS``: expired
+    transactions, and the revocation of certificates whose flows did not complete.
     """
     # Imported here: the HTTP layer pulls in the typed clients of the other roles.
     from services.signer.http import csc_blueprint, oauth_blueprint, trainer_blueprint
@@ -60,13 +61,16 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
 
 
 def _start_sweeper(core: object, interval: float) -> None:
-    """Run ``core.sweep()`` every ``interval`` seconds in a daemon thread (dies with the process)."""
+    """Run ``core.sweep()`` at once (the certificate revocations the start-up marked) and then
+    every ``interval`` seconds, in a daemon thread (dies with the process)."""
     def loop() -> None:
         stop = threading.Event()
-        while not stop.wait(interval):
+        while True:
             try:
                 core.sweep()  # type: ignore[attr-defined]
             except Exception:  # the sweeper must survive a transient failure and try again
                 log.exception("sweep of expired transactions failed")
+            if stop.wait(interval):
+                return
 
     threading.Thread(target=loop, name="signer-sweeper", daemon=True).start()

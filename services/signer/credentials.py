@@ -197,16 +197,20 @@ class Credentials:
 
         :param holder: the token from :meth:`SignatureActivationModule.sign_hash_token`.
         """
-        credential = self.sam.activate_sign_hash(holder, request)
+        credential = self.sam.activate_sign_hash(holder, request)  # as it was before this call's budget
         remaining = (self.store.credential(credential.id) or credential).remaining
+        signed_before = credential.multisign - credential.remaining
+        failure: str | None = None
         try:
             signatures = self.pipeline.step9_sign_hashes(credential, request.digests, request.hash_algorithm)
-        except SignLabError:
-            remaining = 0  # a failed HSM operation ends the credential
+        except SignLabError as exc:
+            remaining, failure = 0, exc.error_description  # a failed HSM operation ends the credential
             raise
         finally:
             if remaining == 0:
                 self.keys.step9_destroy(credential.key_id, credential.transaction_id)
                 self.store.disable_credential(credential.id)
-                self.lifecycle.complete_certificate_first(credential.transaction_id)
+                # A certificate that never signed anything is revoked; one that did stays valid.
+                self.lifecycle.complete_certificate_first(
+                    credential.transaction_id, unused_because=failure if failure and not signed_before else None)
         return {"signatures": [_b64(s) for s in signatures]}

@@ -30,11 +30,11 @@ Certificate first runs steps 6-7 at the token exchange
 Every failure ends the transaction (``failed``), is audited (``signing.failed`` /
 ``credential.failed``) and destroys the key; no signature leaves the service.
 
-**Seam: revoking an orphan certificate.** A failure after step 7 (at step 8 or 9) leaves a
-certificate the TSP issued for a key that no longer exists. Its revocation belongs in the failure
-branches of :meth:`SigningPipeline.sign_documents` (and of
-:meth:`SigningPipeline.step6_7_create_credential_key`), where ``issued`` is set exactly when step
-7 succeeded: call the TSP's revocation there, through :class:`~services.signer.upstream.CertificateGateway`.
+**Orphan certificates.** From the key's creation on a transaction is marked: a certificate may
+exist for it. The mark is cleared when the transaction completes; a failure (at step 7 after the
+TSP answered, or at 8 or 9) or an expiry hands it to :mod:`services.signer.orphans`, which asks
+the TSP to revoke what it issued for the transaction (by the sweep, when the TSP itself was what
+failed).
 """
 
 from __future__ import annotations
@@ -55,11 +55,12 @@ from services.signer.evidence import IdentityEvidence
 from services.signer.hsm import Hsm, HsmError, OneTimeKey, operation_step
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
+from services.signer.orphans import PENDING
 from services.signer.signing import HsmCmsSigner, build_cms, build_csr, build_jades
 from services.signer.store import CredentialRecord, Store, TransactionRecord
 from services.signer.upstream import CertificateGateway, IssuedCertificate
 from shared.audit import AuditLog
-from shared.errors import SignLabError, UpstreamError
+from shared.errors import SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import Role, step
 from shared.tracing import flow_span
 
@@ -106,6 +107,12 @@ def check_issued_certificate(issued: IssuedCertificate, key: OneTimeKey, qualifi
     if problems:
         raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), step=step(7))
     return not_after
+
+
+def _tsp_unreachable(exc: BaseException) -> bool:
+    """The TSP itself did not answer (an outage or timeout at step 7): asking it to revoke right
+    now would only wait again; the sweep retries the revocation."""
+    return isinstance(exc, UpstreamUnavailable) and exc.role is Role.TSP
 
 
 def _signed_attrs_digest(cms_der: bytes, algorithm: str) -> str:
@@ -231,12 +238,15 @@ class SigningPipeline:
         """
         key: OneTimeKey | None = None
         signed = False
+        revoke_for: str | None = None  # the failure, when a certificate made for it must be revoked
         try:
             # Every path below ends with a synced audit entry (transaction.completed after the
             # signatures, signing.failed / key.destroyed on a failure), so the entries on the
             # way are written without their own fsync.
             key = self.keys.step6_create(transaction.id, durable_later=True)
-            self.store.move(transaction.id, ["consented"], "key_created", key_id=key.key_id)
+            # From here a certificate may exist for it: revoked unless the transaction completes.
+            self.store.move(transaction.id, ["consented"], "key_created", key_id=key.key_id,
+                            certificate_revocation=PENDING)
             issued = self.step7_certify(transaction, key, durable_later=True)
             self.store.move(transaction.id, ["key_created"], "certificate_issued", certificate_serial=issued.serial)
             objects = [self.step8_9_sign_document(transaction, key, issued, d, labels.get(d.digest, ""))
@@ -246,21 +256,26 @@ class SigningPipeline:
         except SignLabError as exc:
             self._failed(transaction, exc.error_description, step=exc.step.number if exc.step else None,
                          error=exc.error, reason=exc.description)
+            revoke_for = None if _tsp_unreachable(exc) else exc.error_description  # else: by the sweep
             raise
         except Exception as exc:
             self._failed(transaction, f"internal error {exc.__class__.__name__}", error="server_error",
                          reason=exc.__class__.__name__)
+            revoke_for = f"internal error {exc.__class__.__name__}"
             log.exception("step 8-9: signing failed")
             raise SigningFailed(step=step(9)) from None
         finally:
             if key is not None:
                 self.keys.step9_destroy(key.key_id, transaction.id, sync=not signed)
-        self.store.move(transaction.id, ["signed"], "completed")
+            if revoke_for is not None:  # after the key is gone: the TSP may take its time
+                self.lifecycle.revoke_certificate(transaction.id, revoke_for)
+        self.store.move(transaction.id, ["signed"], "completed", certificate_revocation=None)
         return self.step10_response(transaction, issued, objects, documents, with_revocation=with_revocation)
 
     def _failed(self, transaction: TransactionRecord, why: str, **audit: Any) -> None:
-        self.lifecycle.fail(transaction, why)
+        """End the transaction as failed (audited); its certificate's revocation is the caller's."""
         self.audit.append("signing.failed", transaction_id=transaction.id, **audit)
+        self.lifecycle.fail(transaction, why, revoke_now=False)
 
     # -- certificate first: steps 6-7 at the token exchange, 9 per signHash ------------------------
 
@@ -273,7 +288,8 @@ class SigningPipeline:
         key: OneTimeKey | None = None
         try:
             key = self.keys.step6_create(transaction.id)
-            self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id)
+            self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id,
+                               certificate_revocation=PENDING)
             issued = self.step7_certify(transaction, key)
             self.store.advance(transaction.id, ["key_created"], "certificate_issued",
                                certificate_serial=issued.serial)
@@ -281,8 +297,8 @@ class SigningPipeline:
             if key is not None:
                 self.keys.step9_destroy(key.key_id, transaction.id)
             reason = exc.error_description if isinstance(exc, SignLabError) else exc.__class__.__name__
-            self.lifecycle.fail(transaction, reason)
             self.audit.append("credential.failed", transaction_id=transaction.id, reason=reason)
+            self.lifecycle.fail(transaction, reason, revoke_now=not _tsp_unreachable(exc))
             if isinstance(exc, SignLabError):
                 raise
             log.exception("steps 6-7: credential creation failed")

@@ -29,6 +29,8 @@ part                                                     responsibility
 :class:`~services.signer.evidence.IdentityEvidence`      the verified ID tokens until step 7 (memory only)
 :class:`~services.signer.lifecycle.TransactionLifecycle` failed / expired transactions, start-up,
                                                          the sweep
+:class:`~services.signer.orphans.OrphanCertificates`     revokes the certificates of transactions that
+                                                         did not complete (retried by the sweep)
 =======================================================  =========================================
 
 :class:`SigningService` builds them and is what the HTTP layer holds; every part reads the time
@@ -55,6 +57,7 @@ from services.signer.faults import build_fault_board
 from services.signer.hsm import Hsm
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
+from services.signer.orphans import OrphanCertificates
 from services.signer.pipeline import SigningPipeline
 from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
@@ -93,7 +96,8 @@ class SigningService:
         self.sam = SignatureActivationModule(store, audit, self.now)
         self.keys = OneTimeKeys(hsm, audit, settings.key_algorithm)
         self.evidence = IdentityEvidence()
-        self.lifecycle = TransactionLifecycle(store, audit, self.keys, self.evidence, self.now)
+        self.orphans = OrphanCertificates(ca, store, audit)
+        self.lifecycle = TransactionLifecycle(store, audit, self.keys, self.evidence, self.orphans, self.now)
         self.pipeline = SigningPipeline(hsm, ca, store, audit, self.keys, self.evidence, self.lifecycle, self.now)
         self.credentials = Credentials(store, audit, self.sam, self.pipeline, self.keys, self.lifecycle,
                                        token_lifetime=settings.service_token_lifetime_seconds,
@@ -116,7 +120,8 @@ class SigningService:
         self.lifecycle.startup()
 
     def sweep(self) -> int:
-        """Expire transactions past their deadline and destroy their keys; return how many."""
+        """Expire transactions past their deadline and destroy their keys, retry pending certificate
+        revocations; return how many transactions expired."""
         return self.lifecycle.sweep()
 
     # -- OAuth2 authorization server (steps 2-5) ----------------------------------------------------

@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS transactions (
     code_used INTEGER NOT NULL DEFAULT 0,
     key_id TEXT,
     certificate_serial TEXT,
-    error TEXT
+    error TEXT,
+    certificate_revocation TEXT
 );
 CREATE INDEX IF NOT EXISTS transactions_state ON transactions(state, expires_at);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -147,6 +148,8 @@ class TransactionRecord:
     error: str | None = None
     par_hash: str | None = None
     code_hash: str | None = None
+    certificate_revocation: str | None = None
+    """Whether a certificate the TSP may have issued for it must be revoked (:mod:`services.signer.orphans`)."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,13 @@ class Store:
         ).fetchall()
         return [_transaction(r) for r in rows]
 
+    def ended_with_pending_revocation(self) -> list[TransactionRecord]:
+        """Failed or expired transactions whose certificate revocation is still to be done."""
+        rows = self._connect().execute(
+            "SELECT * FROM transactions WHERE certificate_revocation = 'pending' AND state IN ('failed', 'expired')"
+        ).fetchall()
+        return [_transaction(r) for r in rows]
+
     def active_transactions(self) -> list[TransactionRecord]:
         """Every transaction still in flight (used at start-up, where all of them end as expired)."""
         rows = self._connect().execute(
@@ -410,7 +420,8 @@ class Store:
             db.execute("UPDATE credentials SET status = 'disabled' WHERE id = ?", (credential_id,))
 
 
-_ADDED_COLUMNS = (("credentials", "scal", "TEXT NOT NULL DEFAULT '2'"),)
+_ADDED_COLUMNS = (("credentials", "scal", "TEXT NOT NULL DEFAULT '2'"),
+                  ("transactions", "certificate_revocation", "TEXT"))
 """Columns newer than the first schema, added to an older database when it is opened."""
 
 

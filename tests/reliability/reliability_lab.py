@@ -264,20 +264,23 @@ class FaultProxy:
 
 
 def start_lab(data_dir: Path, extra_env: dict[str, str] | None = None,
-              proxies: dict[str, tuple[str, str]] | None = None) -> Lab:
+              proxies: dict[str, tuple[str, ...]] | None = None) -> Lab:
     """Start an ecosystem with seeded secrets.
 
-    :param proxies: ``name → (service to forward to, environment variable that points at the proxy)``.
+    :param proxies: ``name → (service to forward to, environment variables that point at the proxy …)``
+        (e.g. a service's ``PUBLIC_URL`` too, when its callers derive an audience from the URL
+        they call).
     """
     ports = {item.info.name: free_port() for item in REGISTRY}
     seeded = seeded_secrets()
     environ = {**os.environ, **seeded, **(extra_env or {})}
     environ.pop("SIGNLAB_DATA_DIR", None)
     made: dict[str, FaultProxy] = {}
-    for name, (service_name, variable) in (proxies or {}).items():
+    for name, (service_name, *variables) in (proxies or {}).items():
         made[name] = FaultProxy(f"http://127.0.0.1:{ports[service_name]}")
-        path = {"SIGNLAB_CA_SIGNER_JWKS_URL": "/.well-known/jwks.json"}.get(variable, "")
-        environ[variable] = made[name].url + path
+        for variable in variables:
+            path = {"SIGNLAB_CA_SIGNER_JWKS_URL": "/.well-known/jwks.json"}.get(variable, "")
+            environ[variable] = made[name].url + path
     runtime = LocalRuntime(data_dir, ports, environ=environ)
     runtime.up(timeout=90, progress=lambda _line: None)
     return Lab(runtime, seeded, Ecosystem.from_runtime(runtime), made)

@@ -205,6 +205,17 @@ def test_signer_killed_during_sign_doc_after_key_creation(crash_lab: Lab) -> Non
     # The SAD was spent on the attempt: a retry can never sign the half-done transaction.
     again = crash_lab.sign_doc(sad, digest)
     assert again.status_code in (400, 401) and "SignatureObject" not in again.text
+    # No orphan: the CA issued the certificate once it was resumed; the restarted signer's first
+    # sweep has it revoked (by transaction id: the signer never learned its serial).
+    settled = crash_lab.wait_audit(lambda e: e.event.startswith("certificate.revo") and e.data["transaction_id"] == tx,
+                                   since, timeout=30)
+    issued = [e for e in crash_lab.ca_log() if e.event == "certificate.issued" and e.data["transaction_id"] == tx]
+    if issued:
+        assert settled.event == "certificate.revoked" and settled.data["serials"] == [issued[0].data["serial"]]
+        status = requests.get(f"{crash_lab.urls['ca']}/api/v1/certificates/{issued[0].data['serial']}", timeout=10)
+        assert status.json()["status"] == "revoked"
+    else:
+        assert settled.event == "certificate.revocation_unneeded"
     _survived(crash_lab, done_tx, serial, since)
 
 

@@ -235,6 +235,84 @@ def test_the_signing_service_revokes_the_certificate_of_a_failed_flow(fault_lab:
         "certificate.revoked", signer.ca_client_id, "step 10: time-stamp failed after the signature")
 
 
+# ------------------------------------------------------------------ no orphans: the signer revokes
+
+
+@pytest.fixture(scope="module")
+def orphan_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The signer's HSM faults on, a quick sweep, and its calls to the CA through a fault proxy
+    (which can drop the revocation requests: the CA "unreachable" for them only). The CA's public
+    URL is the proxy's too: the signer's client assertions name the URL it calls as audience."""
+    lab = start_lab(tmp_path_factory.mktemp("orphans") / "var",
+                    {"SIGNLAB_SIGNER_FAULTS_ENABLED": "true", "SIGNLAB_SIGNER_SWEEP_INTERVAL_SECONDS": "1",
+                     "SIGNLAB_SIGNER_HTTP_TIMEOUT_SECONDS": "5"},
+                    proxies={"signer_to_ca": ("ca", "SIGNLAB_SIGNER_CA_URL", "SIGNLAB_CA_PUBLIC_URL")})
+    yield lab
+    lab.runtime.down()
+    for proxy in lab.proxies.values():
+        proxy.close()
+
+
+def _fail_at_step_9(lab: Lab, document: bytes) -> tuple[str, requests.Response]:
+    """A flow whose HSM fails at step 9, after its certificate was issued; (transaction id, answer)."""
+    admin = {"Authorization": f"Bearer {lab.secrets['SIGNLAB_SIGNER_ADMIN_TOKEN']}"}
+    armed = requests.post(f"{lab.urls['signer']}/admin/faults", json={"name": "hsm-sign"}, headers=admin, timeout=10)
+    assert armed.status_code == 201, armed.text
+    since = lab.audit_count()
+    answer = lab.sign_doc(*lab.authorize(document))
+    assert answer.status_code == 500 and "step 9" in answer.json()["error_description"], answer.text
+    issued = next(e for e in lab.audit(since) if e.event == "certificate.issued")
+    return str(issued.data["transaction_id"]), answer
+
+
+def _revoked_everywhere(lab: Lab, serial: str) -> None:
+    """OCSP and the issuing CA's CRL say revoked, cessationOfOperation."""
+    answer = _ocsp(lab, serial)
+    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert answer.revocation_reason == x509.ReasonFlags.cessation_of_operation
+    listed = x509.load_der_x509_crl(CaClient(lab.urls["ca"]).crl("issuing")).get_revoked_certificate_by_serial_number(
+        int(serial, 16))
+    assert listed is not None
+    assert listed.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.cessation_of_operation
+
+
+def test_a_flow_that_fails_after_step_7_leaves_its_certificate_revoked(orphan_lab: Lab) -> None:
+    """#25: the HSM fails at step 9 after the TSP issued the certificate: the key is destroyed, then
+    the SSASP has the certificate revoked (its client assertion, cessationOfOperation, the failure
+    as the note); CRL and OCSP say so at once, both logs record it."""
+    lab = orphan_lab
+    transaction, _ = _fail_at_step_9(lab, b"the HSM fails after the certificate")
+    revoked = next(e for e in lab.audit() if e.event == "certificate.revoked" and e.data["transaction_id"] == transaction)
+    [serial] = revoked.data["serials"]
+    events = [e.event for e in lab.audit() if e.data.get("transaction_id") == transaction]
+    assert events.index("key.destroyed") < events.index("certificate.revoked")
+    assert "step 9" in revoked.data["note"]
+    assert lab.signer_transaction(transaction)["certificate_revocation"] == "revoked"
+    _revoked_everywhere(lab, serial)
+    logged = [e for e in lab.ca_log() if e.data.get("serial") == serial]
+    assert [e.event for e in logged] == [EVENT_ISSUED, "certificate.revoked"]
+    assert logged[-1].data["requester"] == "signlab-signer" and "step 9" in logged[-1].data["note"]
+
+
+def test_a_revocation_the_ca_cannot_take_is_pending_and_retried_by_the_sweep(orphan_lab: Lab) -> None:
+    """#25: the CA unreachable for the revocation: the transaction stays "revocation pending"
+    (audited); once the CA answers again the sweeper revokes it, CRL and OCSP say so."""
+    lab, proxy = orphan_lab, orphan_lab.proxies["signer_to_ca"]
+    proxy.set("/api/v1/certificates/revocations", "drop")
+    try:
+        transaction, _ = _fail_at_step_9(lab, b"the CA drops the revocation")
+        lab.wait_audit(lambda e: e.event == "certificate.revocation_failed" and e.data["transaction_id"] == transaction)
+        assert lab.signer_transaction(transaction)["certificate_revocation"] == "pending"
+        issued = [e for e in lab.ca_log() if e.event == EVENT_ISSUED and e.data["transaction_id"] == transaction]
+        serial = str(issued[0].data["serial"])
+        assert _ocsp(lab, serial).certificate_status == ocsp.OCSPCertStatus.GOOD  # not yet
+    finally:
+        proxy.release()
+    lab.wait_audit(lambda e: e.event == "certificate.revoked" and e.data["transaction_id"] == transaction)
+    assert lab.signer_transaction(transaction)["certificate_revocation"] == "revoked"
+    _revoked_everywhere(lab, serial)
+
+
 # ----------------------------------------------------------------------------- transport, restarts
 
 

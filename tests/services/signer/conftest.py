@@ -191,6 +191,7 @@ class InProcessTsp:
 
     :ivar refuse: an error code the next issuance answers with (the TSP refusing at step 7).
     :ivar certify_other_key: issue the next certificate for another key (the TSP's ``wrong-key``).
+    :ivar unreachable: the next calls fail as if the TSP did not answer (an outage).
     """
 
     def __init__(self, data_dir: Path) -> None:
@@ -204,6 +205,7 @@ class InProcessTsp:
         self.tsp = build_tsp(settings)
         self.refuse: str | None = None
         self.certify_other_key = False
+        self.unreachable = False
         self.issued: list[str] = []
 
     def issue(self, *, csr_der: bytes, profile: str, id_token: str, transaction_id: str) -> Any:
@@ -212,9 +214,11 @@ class InProcessTsp:
         from services.ca.issuance import parse_csr
         from services.ca.profiles import Profile, SubjectIdentity
         from services.signer.upstream import IssuedCertificate
-        from shared.errors import UpstreamError
-        from shared.flow import Role
+        from shared.errors import UpstreamError, UpstreamUnavailable
+        from shared.flow import Role, step
 
+        if self.unreachable:
+            raise UpstreamUnavailable(Role.TSP, "no answer (the test's outage)", step=step(7))
         if self.refuse:
             error, self.refuse = self.refuse, None
             raise UpstreamError(Role.TSP, error, "refused by the test", 403)
@@ -230,6 +234,27 @@ class InProcessTsp:
             serial=issued.serial, certificate=asn1_x509.Certificate.load(issued.der),
             chain=[asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in issued.chain],
             profile=str(issued.profile), policy_oid=issued.policy_oid)
+
+    def revoke_for_transaction(self, transaction_id: str, *, note: str) -> list[str]:
+        """The TSP's revocation of what it issued for ``transaction_id`` (its own code, in process)."""
+        from shared.errors import UpstreamError, UpstreamUnavailable
+        from shared.flow import Role
+
+        if self.unreachable:
+            raise UpstreamUnavailable(Role.TSP, "no answer (the test's outage)")
+        revoked = self.tsp.authority.revoke_issued_to("signlab-signer", serial=None, transaction_id=transaction_id,
+                                                      reason="cessationOfOperation", note=note)
+        if not revoked:
+            raise UpstreamError(Role.TSP, "not_found", "no certificate issued to this client matches", 404)
+        return [r.serial for r in revoked]
+
+    def status_of(self, serial: str) -> str:
+        """``valid`` / ``revoked`` … of a certificate the TSP issued (its own database)."""
+        from services.ca.describe import status_of
+
+        record = self.tsp.authority.lookup(int(serial, 16))
+        assert record is not None
+        return str(status_of(record))
 
     def validation_info(self, certificate: asn1_x509.Certificate,
                         issuer: asn1_x509.Certificate) -> dict[str, list[str]]:

@@ -113,6 +113,26 @@ def test_hsm_failure_ends_the_credential_with_its_key(core: SigningService, fail
     assert ended is not None and ended.status == "disabled"  # two signatures were left, none can be made now
     assert [row for row in core.hsm.key_objects() if row["label"] == token.transaction_id] == []
     events = [e.event for e in core.audit.entries() if e.data.get("transaction_id") == token.transaction_id]
-    # The credential's end closes its transaction, after a failure too (as the service always did).
-    assert events[-3:] == ["signing.failed", "key.destroyed", "transaction.completed"]
+    # The credential's end closes its transaction, after a failure too (as the service always did);
+    # its certificate never signed anything, so it is revoked.
+    assert events[-4:] == ["signing.failed", "key.destroyed", "transaction.completed", "certificate.revoked"]
     assert "signature.created" not in events
+    credential = core.store.credential(token.credential_id)
+    assert credential is not None and core.ca.status_of(credential.serial) == "revoked"
+
+
+def test_a_credential_that_signed_keeps_its_certificate_when_it_ends(core: SigningService) -> None:
+    """Its signatures must stay valid: an expiry after a signature keeps the certificate ("kept")."""
+    token = service_token(core, 2)
+    assert token.credential_id is not None
+    dtbsr = hashlib.sha256(b"one of two").digest()
+    sad = core.credentials.authorize(token, CredentialsAuthorizeRequest(token.credential_id, 1, "sha256", (dtbsr,)))
+    holder = core.sam.sign_hash_token(BEARER, sad_in_body=True)
+    core.credentials.sign_hash(holder, SignHashRequest(token.credential_id, sad["SAD"], ECDSA_SHA256, "sha256",
+                                                       (dtbsr,)))
+    core.revoke(core.clients.client("signlab-portal"), BEARER)  # the partner is done: the key goes
+    ended = core.store.transaction(token.transaction_id)
+    assert ended is not None and (ended.state, ended.certificate_revocation) == ("expired", "kept")
+    credential = core.store.credential(token.credential_id)
+    assert credential is not None and core.ca.status_of(credential.serial) == "valid"
+    assert [e.event for e in core.audit.entries()][-1] == "certificate.kept"

@@ -21,6 +21,7 @@ from services.signer.faults import HSM_SIGN
 from services.signer.hsm import Hsm, HsmError
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
+from services.signer.orphans import OrphanCertificates
 from services.signer.pipeline import SigningPipeline, check_issued_certificate
 from services.signer.settings import SignerSettings
 from services.signer.store import CredentialRecord, Store, TransactionRecord
@@ -39,7 +40,8 @@ class Parts:
         self.audit = AuditLog(settings.audit_path)
         self.keys = OneTimeKeys(self.hsm, self.audit, "ec-p256")
         self.evidence = IdentityEvidence()
-        self.lifecycle = TransactionLifecycle(self.store, self.audit, self.keys, self.evidence, clock)
+        self.orphans = OrphanCertificates(tsp, self.store, self.audit)
+        self.lifecycle = TransactionLifecycle(self.store, self.audit, self.keys, self.evidence, self.orphans, clock)
         self.pipeline = SigningPipeline(self.hsm, tsp, self.store, self.audit, self.keys, self.evidence,
                                         self.lifecycle, clock)
 
@@ -95,16 +97,23 @@ def test_steps_6_to_10_sign_every_document_and_destroy_the_key(parts: Parts, in_
     assert parts.audit.verify().ok
 
 
-@pytest.mark.parametrize(("arrange", "error", "status", "fragment"), [
-    (lambda tsp, clock: setattr(tsp, "refuse", "access_denied"), "access_denied", 403, "the TSP refused"),
-    (lambda tsp, clock: setattr(tsp, "refuse", "server_error"), "server_error", 502, "the TSP refused"),
-    (lambda tsp, clock: setattr(tsp, "certify_other_key", True), "server_error", 500, "not the one-time key"),
-    (lambda tsp, clock: setattr(clock, "now", clock.now + 86400), "server_error", 500, "not valid now"),
+@pytest.mark.parametrize(("arrange", "error", "status", "fragment", "certificate"), [
+    (lambda tsp, clock: setattr(tsp, "refuse", "access_denied"), "access_denied", 403, "the TSP refused",
+     "certificate.revocation_unneeded"),
+    (lambda tsp, clock: setattr(tsp, "refuse", "server_error"), "server_error", 502, "the TSP refused",
+     "certificate.revocation_unneeded"),
+    (lambda tsp, clock: setattr(tsp, "certify_other_key", True), "server_error", 500, "not the one-time key",
+     "certificate.revoked"),
+    (lambda tsp, clock: setattr(clock, "now", clock.now + 86400), "server_error", 500, "not valid now",
+     "certificate.revoked"),
 ], ids=["tsp-policy-refusal", "tsp-failure", "certificate-for-another-key", "certificate-expired-by-the-clock"])
 def test_step_7_failure_fails_the_transaction_and_destroys_the_key(parts: Parts, in_process_tsp: Any, clock: Any,
                                                                    arrange: Any, error: str, status: int,
-                                                                   fragment: str) -> None:
+                                                                   fragment: str, certificate: str) -> None:
+    """The key is destroyed first; then a certificate the TSP issued anyway (unusable) is revoked,
+    or the TSP confirms it issued none."""
     transaction = parts.consented()
+    issued_before = len(in_process_tsp.issued)
     arrange(in_process_tsp, clock)
     with pytest.raises(SignLabError) as refused:
         parts.pipeline.sign_documents(transaction, [document("contract", "P")], {})
@@ -113,18 +122,60 @@ def test_step_7_failure_fails_the_transaction_and_destroys_the_key(parts: Parts,
     assert fragment in refused.value.description
     assert parts.keys_left(transaction.id) == []
     events = parts.events(transaction.id)
-    assert events[-2:] == ["signing.failed", "key.destroyed"] and "signature.created" not in events
-    assert parts.store.transaction(transaction.id).state == "failed"  # type: ignore[union-attr]
+    assert events[-3:] == ["signing.failed", "key.destroyed", certificate] and "signature.created" not in events
+    ended = parts.store.transaction(transaction.id)
+    assert ended is not None and ended.state == "failed"
+    if certificate == "certificate.revoked":
+        [serial] = in_process_tsp.issued[issued_before:]
+        assert in_process_tsp.status_of(serial) == "revoked" and ended.certificate_revocation == "revoked"
+    else:
+        assert ended.certificate_revocation == "nothing_issued"
 
 
-def test_hsm_failure_at_step_9_leaves_no_signature_and_no_key(parts: Parts, failing_hsm: Any) -> None:
+def test_hsm_failure_at_step_9_leaves_no_signature_no_key_and_no_valid_certificate(parts: Parts, failing_hsm: Any,
+                                                                                   in_process_tsp: Any) -> None:
     transaction = parts.consented()
     failing_hsm.arm(HSM_SIGN)
     with pytest.raises(HsmError) as refused:
         parts.pipeline.sign_documents(transaction, [document("contract", "P")], {})
     assert refused.value.step is not None and refused.value.step.number == 9  # not the CSR's step-7 signature
     assert parts.keys_left(transaction.id) == []
-    assert parts.events(transaction.id)[-2:] == ["signing.failed", "key.destroyed"]
+    assert parts.events(transaction.id)[-3:] == ["signing.failed", "key.destroyed", "certificate.revoked"]
+    revoked = [e for e in parts.audit.entries() if e.event == "certificate.revoked"][-1]
+    assert revoked.data["serials"] == [in_process_tsp.issued[-1]] and "step 9" in revoked.data["note"]
+    assert in_process_tsp.status_of(in_process_tsp.issued[-1]) == "revoked"
+
+
+def test_a_revocation_the_tsp_cannot_take_now_is_retried_by_the_sweep(parts: Parts, failing_hsm: Any,
+                                                                      in_process_tsp: Any) -> None:
+    """#25: the TSP unreachable when the flow fails after step 7: "revocation pending", audited;
+    the sweep revokes once the TSP answers again (by transaction id)."""
+    transaction = parts.consented()
+    failing_hsm.arm(HSM_SIGN)
+    in_process_tsp.unreachable = False
+    original = in_process_tsp.issue
+
+    def issue_then_go_down(**kwargs: Any) -> Any:
+        issued = original(**kwargs)
+        in_process_tsp.unreachable = True  # the TSP answered the issuance, then went away
+        return issued
+
+    in_process_tsp.issue = issue_then_go_down
+    try:
+        with pytest.raises(HsmError):
+            parts.pipeline.sign_documents(transaction, [document("contract", "P")], {})
+        assert parts.store.transaction(transaction.id).certificate_revocation == "pending"  # type: ignore[union-attr]
+        assert parts.events(transaction.id)[-1] == "certificate.revocation_failed"
+        assert parts.lifecycle.sweep() == 0  # nothing expired; the retry fails again, still pending
+        assert parts.store.transaction(transaction.id).certificate_revocation == "pending"  # type: ignore[union-attr]
+        in_process_tsp.unreachable = False
+        parts.lifecycle.sweep()
+    finally:
+        del in_process_tsp.issue
+        in_process_tsp.unreachable = False
+    assert parts.store.transaction(transaction.id).certificate_revocation == "revoked"  # type: ignore[union-attr]
+    assert in_process_tsp.status_of(in_process_tsp.issued[-1]) == "revoked"
+    assert parts.events(transaction.id)[-1] == "certificate.revoked"
 
 
 def test_certificate_first_key_signs_hashes_as_given_until_destroyed(parts: Parts) -> None:
@@ -151,7 +202,8 @@ def test_certificate_first_step_7_failure_destroys_the_key(parts: Parts, in_proc
     with pytest.raises(SignLabError, match="the TSP refused"):
         parts.pipeline.step6_7_create_credential_key(transaction)
     assert parts.keys_left(transaction.id) == []
-    assert parts.events(transaction.id)[-2:] == ["key.destroyed", "credential.failed"]
+    assert parts.events(transaction.id)[-3:] == ["key.destroyed", "credential.failed",
+                                                 "certificate.revocation_unneeded"]
     assert parts.store.transaction(transaction.id).state == "failed"  # type: ignore[union-attr]
 
 
