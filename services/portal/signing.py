@@ -53,10 +53,11 @@ from services.portal.documents import Document, Flow, Level, SignatureFormat, Si
 from services.portal.errors import (
     CredentialUnsuitable,
     PackagingFailed,
-    SigningRefused,
     TransactionExpired,
     TransactionNotFound,
     TransactionStateError,
+    ended_by_signer,
+    relayed,
 )
 from services.portal.ltv import ValidationMaterial
 from services.portal.store import EXPIRED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
@@ -242,6 +243,10 @@ class PortalCore:
                     qualifier=options.qualifier.csc_qualifier, documents=[(d.digest, d.label) for d in tx.documents],
                     hash_algorithm="sha256", login_hint=options.login_hint,
                 )
+        except UpstreamError as exc:
+            refusal = relayed(exc)
+            self.store.fail(tx.id, refusal.error, refusal.error_description)
+            raise refusal from None
         except SignLabError as exc:
             self.store.fail(tx.id, exc.error, exc.error_description)
             raise
@@ -337,11 +342,10 @@ class PortalCore:
             raise TransactionStateError(f"transaction {tx.id} is already {tx.state}; each authorization can be used once",
                                         step=step(10))
         if error:
-            description = (error_description or "no reason given")[:300]
-            self.store.fail(tx.id, error, description)
+            refusal = ended_by_signer(error, (error_description or "no reason given")[:300], tx.id)
+            self.store.fail(tx.id, refusal.error, refusal.error_description)
             self._release_credential(tx)
-            raise SigningRefused(f"the signing service ended the request with {error}: {description} "
-                                 f"(transaction {tx.id}; nothing was signed)", step=step(5))
+            raise refusal
         if not code:
             self.store.fail(tx.id, "invalid_request", "no code in the redirect")
             raise InvalidRequest("the redirect from the signing service carries neither code nor error", step=step(10))
@@ -351,6 +355,10 @@ class PortalCore:
             if tx.options.get("flow") == Flow.CERTIFICATE_FIRST.value:
                 return self._sign_certificate_first(tx, code)
             return self._sign_and_package(tx, code)
+        except UpstreamError as exc:  # the SSASP's (or the TSA's) own error, in its words and status
+            refusal = relayed(exc)
+            self.store.fail(tx.id, refusal.error, refusal.error_description)
+            raise refusal from None
         except SignLabError as exc:
             self.store.fail(tx.id, exc.error, exc.error_description)
             raise
@@ -362,18 +370,13 @@ class PortalCore:
         assert self.signer is not None and tx.code_verifier is not None
         options = SigningOptions.parse(tx.options)
         token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
-        try:
-            result = self.signer.sign_doc(
-                token.access_token, digests=[d.digest for d in tx.documents], hash_algorithm="sha256",
-                signature_format=options.format.csc_letter, conformance_level=Level.B_B.csc_conformance_level,
-                qualifier=options.qualifier.csc_qualifier,
-                # Revocation data only where it is embedded (B-LT, B-LTA); validation fetches its own.
-                return_validation_info=options.level in (Level.B_LT, Level.B_LTA),
-            )
-        except UpstreamError as exc:
-            if exc.upstream_status == 403:
-                raise SigningRefused(exc.description, step=exc.step or step(7)) from None
-            raise
+        result = self.signer.sign_doc(
+            token.access_token, digests=[d.digest for d in tx.documents], hash_algorithm="sha256",
+            signature_format=options.format.csc_letter, conformance_level=Level.B_B.csc_conformance_level,
+            qualifier=options.qualifier.csc_qualifier,
+            # Revocation data only where it is embedded (B-LT, B-LTA); validation fetches its own.
+            return_validation_info=options.level in (Level.B_LT, Level.B_LTA),
+        )
         objects = list(result.signature_objects)
         if len(objects) != len(tx.documents):
             raise PackagingFailed(f"the signing service returned {len(objects)} signatures for {len(tx.documents)} documents")
@@ -406,12 +409,7 @@ class PortalCore:
         options = SigningOptions.parse(tx.options)
         count = len(tx.documents)
         # Steps 5-7: the token exchange makes the SSASP create the one-time key and certificate.
-        try:
-            token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
-        except UpstreamError as exc:
-            if exc.upstream_status == 403:
-                raise SigningRefused(exc.description, step=exc.step or step(7)) from None
-            raise
+        token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
         if not token.credential_id:
             raise CredentialUnsuitable("the service token names no credentialID")
         with self._discarding(token.access_token):
@@ -457,12 +455,7 @@ class PortalCore:
         options = SigningOptions.parse(tx.options)
         service_token, credential_id = tx.signer_token, str(tx.meta["credential_id"])
         with self._discarding(service_token):
-            try:
-                approval = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
-            except UpstreamError as exc:
-                if exc.upstream_status == 403:
-                    raise SigningRefused(exc.description, step=exc.step or step(5)) from None
-                raise
+            approval = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
             info = self.signer.credentials_info(service_token, credential_id)
             credential = certificate_first.OneTimeCredential.from_info(
                 credential_id, info, needed=len(tx.documents), qualifier=options.qualifier.csc_qualifier)
@@ -490,11 +483,6 @@ class PortalCore:
         """On any failure inside, revoke the service token (the SSASP destroys the credential's key)."""
         try:
             yield
-        except UpstreamError as exc:
-            self._discard(service_token)
-            if exc.upstream_status == 403:
-                raise SigningRefused(exc.description, step=exc.step or step(9)) from None
-            raise
         except BaseException:
             self._discard(service_token)
             raise

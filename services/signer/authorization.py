@@ -271,10 +271,15 @@ class AuthorizationServer:
                                             min_loa=REQUIRED_LOA[request["qualifier"]])
             if request["qualifier"] == "eu_eidas_qes" and not identity.qes_approved:
                 raise AccessDenied(f"the eID means {identity.eid_name!r} is not approved for QES", step=step(5))
-        except (IdentityEvidenceError, AccessDenied, UpstreamError) as exc:
+        except (IdentityEvidenceError, AccessDenied) as exc:
             raise self._refuse_authentication(record, "access_denied", exc.error_description,
                                               check=getattr(exc, "check", None)) from None
-        except SignLabError as exc:
+        except UpstreamError as exc:
+            # The IdP refused (the code, the client): access denied; the IdP failing (5xx: its
+            # token, discovery or JWKS endpoint) is an outage, named as such.
+            error = "temporarily_unavailable" if exc.upstream_status >= 500 else "access_denied"
+            raise self._refuse_authentication(record, error, exc.error_description) from None
+        except SignLabError as exc:  # UpstreamUnavailable (no answer, a timeout): temporarily_unavailable
             raise self._refuse_authentication(record, exc.error, exc.error_description) from None
         return id_token, identity
 

@@ -60,6 +60,7 @@ from services.signer.signing import HsmCmsSigner, build_cms, build_csr, build_ja
 from services.signer.store import CredentialRecord, Store, TransactionRecord
 from services.signer.upstream import CertificateGateway, IssuedCertificate
 from shared.audit import AuditLog
+from shared.clock import seconds
 from shared.errors import SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import Role, step
 from shared.tracing import flow_span
@@ -78,11 +79,26 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _tsp_refusal(exc: UpstreamError) -> SignLabError:
+    """The TSP's error answer at step 7, with its code and words: a policy refusal stays
+    ``access_denied`` (403), a bad request ``invalid_request``; a TSP that cannot issue now (its 503,
+    or 507: its disk is full) is an outage (503 ``temporarily_unavailable``); anything else 502."""
+    if exc.upstream_status in (503, 507):
+        return SignLabError(f"the TSP cannot issue certificates now: {exc.upstream_error}: {exc.upstream_description}",
+                            error="temporarily_unavailable", status=503, step=step(7))
+    kept = exc.upstream_error in ("access_denied", "invalid_request")
+    mapped = exc.upstream_error if kept else "server_error"
+    return SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
+                        error=mapped, status=403 if mapped == "access_denied" else 502, step=step(7))
+
+
 def check_issued_certificate(issued: IssuedCertificate, key: OneTimeKey, qualifier: str, now: datetime) -> datetime:
     """Step 7: the TSP's certificate is for the one-time key, has the qualifier's policy and is
     valid ``now``; its ``notAfter``.
 
-    :raises SignLabError: unusable (every problem named), at step 7.
+    :raises SignLabError: unusable (every problem named; a validity that does not cover this
+        service's time with the offset, e.g. a TSP clock ahead), 502 ``server_error`` at step 7:
+        the TSP answered, with something this service cannot use.
     """
     try:
         # Extensions and validity read with cryptography: asn1crypto's extension parsing
@@ -96,16 +112,21 @@ def check_issued_certificate(issued: IssuedCertificate, key: OneTimeKey, qualifi
         not_before, not_after = checked.not_valid_before_utc, checked.not_valid_after_utc
     except ValueError as exc:
         raise SignLabError(f"the certificate from the TSP is unusable: it cannot be parsed ({exc})",
-                           step=step(7)) from None
+                           status=502, step=step(7)) from None
     problems = []
     if issued.certificate["tbs_certificate"]["subject_public_key_info"].dump() != key.public_key_info.dump():
         problems.append("its public key is not the one-time key")
     if POLICY[qualifier] not in policy_oids:
         problems.append(f"it lacks the {qualifier} policy {POLICY[qualifier]} (has {sorted(policy_oids)})")
-    if not not_before <= now <= not_after:
-        problems.append("it is not valid now")
+    if now < not_before:
+        problems.append(f"it is not valid now: its notBefore {not_before:%H:%M:%S} is {seconds((not_before - now).total_seconds())} s "
+                        "after this service's clock (is the TSP's clock ahead?)")
+    elif now > not_after:
+        problems.append(f"it is not valid now: it expired at {not_after:%H:%M:%S}, "
+                        f"{seconds((now - not_after).total_seconds())} s before this service's clock")
     if problems:
-        raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), step=step(7))
+        raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), status=502,
+                           step=step(7))
     return not_after
 
 
@@ -172,10 +193,7 @@ class SigningPipeline:
             issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=id_token,
                                    transaction_id=transaction.id)
         except UpstreamError as exc:
-            kept = exc.upstream_error in ("access_denied", "invalid_request")
-            mapped = exc.upstream_error if kept else "server_error"
-            raise SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
-                               error=mapped, status=403 if mapped == "access_denied" else 502, step=step(7)) from None
+            raise _tsp_refusal(exc) from None
         finally:
             self.evidence.drop(transaction.id)
         not_after = check_issued_certificate(issued, key, qualifier, datetime.fromtimestamp(self.clock(), UTC))

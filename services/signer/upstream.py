@@ -99,7 +99,7 @@ class IdentityGateway:
         """Exchange the IdP's code for the ID token (step 5); the token is returned unverified.
 
         :raises UpstreamError: the IdP refused (its error and description are kept).
-        :raises UpstreamUnavailable: the IdP did not answer.
+        :raises UpstreamUnavailable: the IdP did not answer in time, or failed (5xx).
         """
         endpoint = self._metadata().token_endpoint
         session = self._session()
@@ -113,7 +113,9 @@ class IdentityGateway:
             # A broken connection must not be reused by this thread's next exchange.
             self._local.session = None
             session.close()
-            raise UpstreamUnavailable(Role.IPSP, f"token endpoint: {exc.__class__.__name__}", step=step(5)) from None
+            answered = getattr(exc.response, "status_code", None)  # authlib raises the HTTPError of a 5xx
+            detail = f"answered {answered}" if answered else exc.__class__.__name__
+            raise UpstreamUnavailable(Role.IPSP, f"token endpoint {detail}", step=step(5)) from None
         finally:
             session.token_auth.token = None  # keep no person's tokens in the long-lived session
         id_token = token.get("id_token")

@@ -297,13 +297,17 @@ def test_ui_offers_and_starts_the_certificate_first_flow(stack: Any) -> None:
 
 
 @pytest.mark.hsm
-@pytest.mark.parametrize(("hint", "approve"), [(QES_HINT, False), (ADES_HINT, True)], ids=["declined", "loa-too-low"])
-def test_certificate_first_refusals_make_no_key_and_keep_nothing(stack: Any, hint: str, approve: bool) -> None:
+@pytest.mark.parametrize(("hint", "approve", "where"), [
+    (QES_HINT, False, "step 5: the signer declined"), (ADES_HINT, True, "step 4 (Signer → IPSP)")],
+    ids=["declined", "loa-too-low"])
+def test_certificate_first_refusals_make_no_key_and_keep_nothing(stack: Any, hint: str, approve: bool,
+                                                                 where: str) -> None:
     created = stack.create([{"sample": "employment-contract.pdf"}], qualifier="qes", format="pades", level="B-T",
                            flow="certificate-first", login_hint=hint)
     page = stack.browse(created["review_url"], approve=approve)
     assert page.status_code == 403, page.text[:300]
-    assert page.json()["error"] == "access_denied" and "step 5" in page.json()["error_description"]
+    # The SSASP's own words, naming the step where it ended (the eID login, or the consent).
+    assert page.json()["error"] == "access_denied" and where in page.json()["error_description"], page.json()
     tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
     assert tx["state"] == "failed" and tx["error"] == "access_denied", tx
     assert all("download_url" not in d for d in tx["documents"])

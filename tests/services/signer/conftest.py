@@ -189,7 +189,8 @@ class InProcessTsp:
     TSA. Left to the TSP's own tests (and the HTTP tests here): the client assertion and the
     identity evidence; the subject is one fixed test person.
 
-    :ivar refuse: an error code the next issuance answers with (the TSP refusing at step 7).
+    :ivar refuse: an error code the next issuance answers with (the TSP refusing at step 7), with
+        the HTTP status ``refuse_status``.
     :ivar certify_other_key: issue the next certificate for another key (the TSP's ``wrong-key``).
     :ivar unreachable: the next calls fail as if the TSP did not answer (an outage).
     """
@@ -204,6 +205,7 @@ class InProcessTsp:
         provision(settings)
         self.tsp = build_tsp(settings)
         self.refuse: str | None = None
+        self.refuse_status = 403
         self.certify_other_key = False
         self.unreachable = False
         self.issued: list[str] = []
@@ -221,7 +223,7 @@ class InProcessTsp:
             raise UpstreamUnavailable(Role.TSP, "no answer (the test's outage)", step=step(7))
         if self.refuse:
             error, self.refuse = self.refuse, None
-            raise UpstreamError(Role.TSP, error, "refused by the test", 403)
+            raise UpstreamError(Role.TSP, error, "refused by the test", self.refuse_status)
         csr = parse_csr(base64.b64encode(csr_der).decode())
         public_key = substitute_public_key() if self.certify_other_key else csr.public_key()
         self.certify_other_key = False

@@ -102,11 +102,16 @@ def test_steps_6_to_10_sign_every_document_and_destroy_the_key(parts: Parts, in_
      "certificate.revocation_unneeded"),
     (lambda tsp, clock: setattr(tsp, "refuse", "server_error"), "server_error", 502, "the TSP refused",
      "certificate.revocation_unneeded"),
-    (lambda tsp, clock: setattr(tsp, "certify_other_key", True), "server_error", 500, "not the one-time key",
+    (lambda tsp, clock: (setattr(tsp, "refuse", "temporarily_unavailable"), setattr(tsp, "refuse_status", 507)),
+     "temporarily_unavailable", 503, "the TSP cannot issue certificates now", "certificate.revocation_unneeded"),
+    (lambda tsp, clock: setattr(tsp, "certify_other_key", True), "server_error", 502, "not the one-time key",
      "certificate.revoked"),
-    (lambda tsp, clock: setattr(clock, "now", clock.now + 86400), "server_error", 500, "not valid now",
+    (lambda tsp, clock: setattr(clock, "now", clock.now + 86400), "server_error", 502, "expired at",
      "certificate.revoked"),
-], ids=["tsp-policy-refusal", "tsp-failure", "certificate-for-another-key", "certificate-expired-by-the-clock"])
+    (lambda tsp, clock: setattr(clock, "now", clock.now - 600), "server_error", 502,
+     "s after this service's clock (is the TSP's clock ahead?)", "certificate.revoked"),
+], ids=["tsp-policy-refusal", "tsp-failure", "tsp-disk-full", "certificate-for-another-key",
+        "certificate-expired-by-the-clock", "tsp-clock-ahead"])
 def test_step_7_failure_fails_the_transaction_and_destroys_the_key(parts: Parts, in_process_tsp: Any, clock: Any,
                                                                    arrange: Any, error: str, status: int,
                                                                    fragment: str, certificate: str) -> None:
@@ -115,8 +120,11 @@ def test_step_7_failure_fails_the_transaction_and_destroys_the_key(parts: Parts,
     transaction = parts.consented()
     issued_before = len(in_process_tsp.issued)
     arrange(in_process_tsp, clock)
-    with pytest.raises(SignLabError) as refused:
-        parts.pipeline.sign_documents(transaction, [document("contract", "P")], {})
+    try:
+        with pytest.raises(SignLabError) as refused:
+            parts.pipeline.sign_documents(transaction, [document("contract", "P")], {})
+    finally:
+        in_process_tsp.refuse_status = 403
     assert (refused.value.error, refused.value.status) == (error, status)
     assert refused.value.step is not None and refused.value.step.number == 7
     assert fragment in refused.value.description
@@ -216,7 +224,12 @@ def test_issued_certificate_check_names_the_missing_policy(parts: Parts) -> None
         assert check_issued_certificate(issued, key, "eu_eidas_aes", now) > now
         with pytest.raises(SignLabError, match="lacks the eu_eidas_qes policy 0.4.0.194112.1.2"):
             check_issued_certificate(issued, key, "eu_eidas_qes", now)
-        with pytest.raises(SignLabError, match="not valid now"):
+        with pytest.raises(SignLabError, match="not valid now: it expired at") as expired:
             check_issued_certificate(issued, key, "eu_eidas_aes", now + timedelta(days=1))
+        assert expired.value.status == 502
+        not_before = x509.load_der_x509_certificate(issued.certificate.dump()).not_valid_before_utc
+        with pytest.raises(SignLabError) as early:  # this service's clock 31 s behind the TSP's
+            check_issued_certificate(issued, key, "eu_eidas_aes", not_before - timedelta(seconds=31))
+        assert "its notBefore" in early.value.description and " is 31 s after this service's clock" in early.value.description
     finally:
         parts.keys.step9_destroy(key.key_id, transaction.id)
