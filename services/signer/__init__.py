@@ -38,7 +38,9 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     settings = settings or SignerSettings.from_env()
     hsm = Hsm(settings)
     hsm.session()  # fail at start-up, naming the cause, when the token cannot be opened
-    app = create_service_app(__name__, service_info("signer"), settings, health_checks={"hsm": hsm.health})
+    # The disk guard measures where the signer writes: its state directory (database, audit log).
+    app = create_service_app(__name__, service_info("signer"), settings, health_checks={"hsm": hsm.health},
+                             state_dir=settings.state_path)
     assertion_key = load_or_create_ec_key(settings.client_assertion_key_path)
     core = SigningService(
         settings, hsm, Store(settings.database_path), AuditLog(settings.audit_path),

@@ -31,6 +31,7 @@ from shared.errors import InvalidRequest
 from shared.faults import add_fault_admin_routes
 from shared.jose_keys import public_jwks
 from shared.trainer_access import require_trainer
+from shared.web import writes_nothing
 
 __all__ = ["csc_blueprint", "oauth_blueprint", "trainer_blueprint"]
 
@@ -265,15 +266,19 @@ def _info(version: int) -> dict[str, Any]:
 def _register_csc(version: int) -> None:
     prefix = f"/csc/v{version}"
 
+    # The read-only methods keep answering while the disk is low (they store nothing).
+    @writes_nothing
     def info() -> Response:
         if request.method == "POST":
             _json_body("info", optional=True)  # CSC: POST with {} or {"lang"}; GET as pyHanko's dummy allows
         return jsonify(_info(version))
 
+    @writes_nothing
     def credentials_list() -> Response:
         body, access = _authorized("credentials/list", "service", optional=True)
         return jsonify(_service().credentials_list(access, csc.CredentialsListRequest.parse(body), version))
 
+    @writes_nothing
     def credentials_info() -> Response:
         body, access = _authorized("credentials/info", "service")
         return jsonify(_service().credentials_info(access, csc.CredentialInfoRequest.parse(body), version))

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -68,6 +69,8 @@ from shared.errors import UpstreamError
 from shared.flow import step
 
 __all__ = ["SigningService"]
+
+log = logging.getLogger(__name__)
 
 
 class SigningService:
@@ -116,7 +119,14 @@ class SigningService:
     # -- start-up and sweeping ----------------------------------------------------------------------
 
     def startup(self) -> None:
-        """Destroy leftover key objects and end every in-flight transaction as expired (recorded)."""
+        """Repair the end of the audit log (an interrupted write is cut and recorded as
+        ``audit.recovered``), destroy leftover key objects and end every in-flight transaction as
+        expired (recorded).
+
+        :raises shared.audit.AuditLogDamaged: the log ends in a line that is not an entry (tampering).
+        """
+        if self.audit.recover() is not None:
+            log.warning("the audit log ended in an interrupted write: cut and recorded (audit.recovered)")
         self.lifecycle.startup()
 
     def sweep(self) -> int:

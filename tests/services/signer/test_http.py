@@ -408,3 +408,29 @@ def test_the_trainer_reads_the_audit_log_and_its_chain_status(portal: Portal, ec
     assert page.status_code == 200 and "intact" in page.text and signed.transaction_id in page.text
     assert requests.post(f"{base}/api/audit", headers=trainer, timeout=10).status_code == 405  # read-only
     assert requests.get(f"{base}/api/audit?per_page=0", headers=trainer, timeout=10).status_code == 400
+
+
+def test_read_only_csc_methods_keep_answering_while_the_disk_is_low(portal: Portal, ecosystem: Any) -> None:
+    """#25: below the disk threshold requests that write get 507; info, credentials/list and
+    credentials/info store nothing and keep answering."""
+    token = portal.token(scope="service", num_signatures=1)
+    disk = ecosystem.signer_app.extensions["signlab.disk"]
+    assert disk.path == ecosystem.settings.state_path  # it measures where the database and audit log are
+    threshold = disk.min_free_bytes
+    disk.min_free_bytes = 1 << 62  # more than any disk has: "low" from now on
+    bearer = {"Authorization": f"Bearer {token.access_token}"}
+    try:
+        base = f"{ecosystem.signer_url}/csc/v1"
+        assert requests.post(f"{base}/info", json={}, timeout=10).status_code == 200
+        listed = requests.post(f"{base}/credentials/list", json={}, headers=bearer, timeout=10)
+        assert listed.status_code == 200 and listed.json()["credentialIDs"] == [token.credential_id]
+        info = requests.post(f"{base}/credentials/info", json={"credentialID": token.credential_id}, headers=bearer,
+                             timeout=10)
+        assert info.status_code == 200 and info.json()["SCAL"] == "2"
+        refused = requests.post(f"{base}/credentials/authorize", headers=bearer, timeout=10, json={
+            "credentialID": token.credential_id, "numSignatures": 1, "hash": [base64.b64encode(bytes(32)).decode()]})
+        assert refused.status_code == 507 and refused.json()["error"] == "temporarily_unavailable"
+    finally:
+        disk.min_free_bytes = threshold
+    portal.client.revoke(token.access_token)
+    no_keys(ecosystem)

@@ -104,3 +104,13 @@ def test_the_audit_page_is_newest_first_with_the_chain_status(service: SigningSe
     assert not tampered["chain"]["ok"] and tampered["chain"]["first_broken"] == 3
     assert "TAMPERED at entry 3" in tampered["chain"]["summary"]
     assert [e["seq"] for e in tampered["entries"]] == [2, 1]
+
+
+def test_startup_cuts_an_interrupted_audit_write_and_records_it(service: SigningService) -> None:
+    """#25: a torn last line (a write the crash interrupted) is cut and recorded at start-up."""
+    with service.audit.path.open("ab") as log:
+        log.write(b'{"seq": 99999, "event": "half a li')
+    service.startup()
+    verification = service.audit.verify()
+    assert verification.ok and verification.torn_bytes == 0
+    assert verification.recoveries and verification.recoveries[-1].data["cut_bytes"] == len(b'{"seq": 99999, "event": "half a li')
