@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.ca.provision import provision as provision_ca
+from services.ca.settings import LAB_HOST as CA_LAB_HOST
 from services.ca.settings import CaSettings
 from services.idp.provision import provision as provision_idp
 from services.idp.settings import IdpSettings
@@ -19,7 +20,7 @@ from services.wallet.settings import WalletSettings
 from shared.flow import ServiceInfo, service
 from shared.settings import ServiceSettings
 
-__all__ = ["LINKED_SECRETS", "REGISTRY", "URL_LINKS", "ServiceEntry", "entry"]
+__all__ = ["LAB_HOSTS", "LINKED_SECRETS", "REGISTRY", "URL_LINKS", "ServiceEntry", "entry", "lab_url"]
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,26 @@ URL_LINKS: dict[str, str] = {
     "SIGNLAB_IDP_WALLET_URL": "{wallet}",
     "SIGNLAB_IDP_WALLET_TRUSTED_LIST_URL": "{wallet}/pid-provider/trusted-providers",
     "SIGNLAB_WALLET_IDP_URL": "{idp}",
+    "SIGNLAB_CA_PUBLIC_CERT_BASE": "{ca_public}",
 }
 """How the services find each other: settings whose value is built from the other services'
-base URLs (``{idp}``, ``{ca}``, ``{signer}``, ``{portal}``, ``{wallet}``). The runtime fills in each one whose
-field exists in the service's settings class, unless the environment already sets it; compose
-sets the same variables with the container host names."""
+base URLs (``{idp}``, ``{ca}``, ``{signer}``, ``{portal}``, ``{wallet}``) or from a service's
+lab-host URL (``{ca_public}``, see :data:`LAB_HOSTS`). The runtime fills in each one whose field
+exists in the service's settings class, unless the environment already sets it; compose sets the
+same variables with the container host names (back channel) or the host-published ports
+(browsers, validators)."""
+
+LAB_HOSTS: dict[str, str] = {"ca": CA_LAB_HOST}
+"""Host names written into signed documents for outside validators to fetch (``{<service>_public}``
+in :data:`URL_LINKS`): ``http://<name>:<port where the lab machine reaches the service>``. The
+name resolves to 127.0.0.1 through ``/etc/hosts`` (``signlab hosts``) and, in docker compose, to
+the container through a network alias."""
+
+
+def lab_url(name: str, port: int | str) -> str:
+    """``http://<lab host of service name>:<port>`` (the ``{<name>_public}`` value of :data:`URL_LINKS`)."""
+    return f"http://{LAB_HOSTS[name]}:{port}"
+
 
 LINKED_SECRETS: tuple[tuple[str, ...], ...] = (
     ("SIGNLAB_IDP_SIGNER_CLIENT_SECRET", "SIGNLAB_SIGNER_IDP_CLIENT_SECRET"),

@@ -20,6 +20,7 @@ __all__ = ["COMMAND_MODULES", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
     "signlab.commands.runtime",
+    "signlab.commands.machine",
     "signlab.commands.audit",
     "signlab.commands.scenario",
     "signlab.commands.load",

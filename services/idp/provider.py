@@ -202,7 +202,7 @@ class Provider:
             "evidence_supported": ["electronic_record"],
             "claims_in_verified_claims_supported": ["given_name", "family_name", "birthdate", "nationalities",
                                                     "signlab_person_id", "eidas_person_identifier"],
-            "service_documentation": f"{base}/persons",
+            "service_documentation": f"{browser}/persons",  # a page for people: browser-facing
             "signlab_login_hint_format": "[signlab:][<person id or national identifier>][@<eID means id>][!<failure>[=<number>]]…",
             "signlab_failures": list(FAILURES),
         }

@@ -2,7 +2,7 @@
 
 :class:`CaClient` has one method per TSP endpoint. :class:`CaFetcherBackend` is a
 pyhanko-certvalidator fetcher backend that fetches the CRL, OCSP and caIssuers URLs written in
-SignLab certificates (under the public base, e.g. ``http://ca.signlab.example.com``) from the real
+SignLab certificates (under the public base, e.g. ``http://ca.signlab.example.com:8002``) from the real
 CA URL (e.g. ``http://127.0.0.1:8002``); any other URL is fetched as written.
 """
 
@@ -83,7 +83,7 @@ class CaClient(ServiceClient):
 
     role = Role.TSP
 
-    def __init__(self, base_url: str, *, public_cert_base: str = "http://ca.signlab.example.com",
+    def __init__(self, base_url: str, *, public_cert_base: str = "http://ca.signlab.example.com:8002",
                  timeout: float = 10.0, session: requests.Session | None = None) -> None:
         super().__init__(base_url, timeout=timeout, session=session)
         self.mapper = UrlMapper(public_cert_base, self.base_url)

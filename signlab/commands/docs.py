@@ -163,11 +163,15 @@ def _nested_models(cls: Any) -> list[Any]:
 
 def _link_notes() -> dict[str, str]:
     """What ``signlab up`` fills in by itself: URLs of the other services and shared secrets."""
-    from services.registry import LINKED_SECRETS, URL_LINKS
+    from services.registry import LAB_HOSTS, LINKED_SECRETS, URL_LINKS
 
     notes = {}
     for variable, template in URL_LINKS.items():
-        notes[variable] = f"`signlab up` sets it to `{template}` (the other services' URLs)."
+        if any(f"{{{name}_public}}" in template for name in LAB_HOSTS):
+            shown = template.format(**{f"{n}_public": f"http://{host}:<{n} port>" for n, host in LAB_HOSTS.items()})
+            notes[variable] = f"`signlab up` sets it to `{shown}` (a lab host name, mapped to 127.0.0.1 by `signlab hosts`)."
+        else:
+            notes[variable] = f"`signlab up` sets it to `{template}` (the other services' URLs)."
     for group in LINKED_SECRETS:
         for variable in group:
             others = ", ".join(f"`{v}`" for v in group if v != variable)

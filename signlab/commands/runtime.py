@@ -1,10 +1,12 @@
-"""``signlab up | down | restart | status | logs``: the embedded runtime (local processes)."""
+"""``signlab up | down | restart | status | logs``: the embedded runtime (local processes) or, with
+``--engine docker``, the containers (``signlab.docker_engine``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,7 +14,7 @@ from services.registry import REGISTRY
 from signlab.commands import CommandError
 from signlab.runtime import LocalRuntime, ServiceState, fault_injection_requested
 
-__all__ = ["register"]
+__all__ = ["add_docker_options", "docker_engine", "register", "runtime_from"]
 
 SERVICE_NAMES = [e.info.name for e in REGISTRY]
 
@@ -36,11 +38,15 @@ def register(commands: Any) -> None:
     up.add_argument("--fault-injection", action="store_true",
                     default=True if fault_injection_requested(os.environ) else None,
                     help="lab only: enable the guarded fault-injection admin APIs for this run (IdP /admin/failures, "
-                         "signer and CA /admin/faults, the wallet's /admin/pid-status; bearer tokens in secrets.env); "
-                         "default: $SIGNLAB_FAULT_INJECTION, or what the running services were started with")
+                         "signer and CA /admin/faults, the wallet's /admin/pid-status; bearer tokens in secrets.env, or "
+                         "the env file with --engine docker); default: $SIGNLAB_FAULT_INJECTION, or what the running "
+                         "services were started with")
     up.set_defaults(handler=_up)
 
-    down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids)")
+    down = commands.add_parser("down", help="stop the services started by 'signlab up' (by their recorded pids; "
+                                            "containers: SIGTERM, then removed)")
+    down.add_argument("--volumes", action="store_true",
+                      help="--engine docker: also delete the deployment's volumes (all its data: CA, HSM token, audit logs)")
     down.set_defaults(handler=_down)
 
     restart = commands.add_parser("restart", help="stop one service and start it again with the same port and "
@@ -60,8 +66,16 @@ def register(commands: Any) -> None:
     logs.set_defaults(handler=_logs)
 
     for parser in (up, down, restart, status, logs):
-        parser.add_argument("--engine", choices=["local", "docker"], default=os.environ.get("SIGNLAB_ENGINE", "local"),
-                            help="local processes (default) or Docker containers (compose/; default: $SIGNLAB_ENGINE)")
+        add_docker_options(parser)
+
+
+def add_docker_options(parser: argparse.ArgumentParser) -> None:
+    """``--engine`` and ``--env-file`` (the Docker deployment's project name, secrets and ports)."""
+    parser.add_argument("--engine", choices=["local", "docker"], default=os.environ.get("SIGNLAB_ENGINE", "local"),
+                        help="local processes (default) or Docker containers (compose/; default: $SIGNLAB_ENGINE)")
+    parser.add_argument("--env-file", type=Path, default=None, metavar="FILE",
+                        help="--engine docker: the deployment's env file (project name, secrets, ports), the one "
+                             "docker compose reads; default: $SIGNLAB_DOCKER_ENV_FILE or compose/.env")
 
 
 def runtime_from(args: argparse.Namespace, *, fault_injection: bool | None = None) -> LocalRuntime:
@@ -83,27 +97,55 @@ def table(states: list[ServiceState]) -> str:
     return "\n".join(lines)
 
 
-def _docker(args: argparse.Namespace) -> Any:
-    """The Docker engine backend (``--engine docker``), or None for the local runtime."""
+def docker_engine(args: argparse.Namespace, *, fault_injection: bool | None = None) -> Any:
+    """The Docker engine backend (``--engine docker``), or None for the local runtime.
+
+    The engine is ``DOCKER_HOST``, the default socket, or SignLab's own dockerd under
+    ``<data dir>/dockerd`` when one runs (``signlab dockerd start``).
+    """
     if getattr(args, "engine", "local") != "docker":
         return None
-    from signlab.docker_engine import DockerEngine
+    from signlab.docker_engine import ENV_FILE, DockerEngine
+    from signlab.docker_host import OwnDockerd
 
-    return DockerEngine(args.data_dir, dict(getattr(args, "port", None) or []))
+    env_file = args.env_file or Path(os.environ.get("SIGNLAB_DOCKER_ENV_FILE") or ENV_FILE)
+    own = OwnDockerd(args.data_dir / "dockerd")
+    host = None
+    if "DOCKER_HOST" not in os.environ and not Path("/var/run/docker.sock").exists() and own.pid() is not None:
+        host = own.host
+    return DockerEngine(env_file, dict(getattr(args, "port", None) or []), docker_host=host,
+                        fault_injection=bool(fault_injection))
+
+
+def _map_lab_hosts() -> None:
+    """Make the lab host names in SignLab's certificates resolve here (root), or say how."""
+    from signlab.hosts import lab_host_problems, map_lab_hosts
+
+    if not lab_host_problems():
+        return
+    try:
+        for line in map_lab_hosts():
+            print(line, flush=True)
+    except PermissionError as exc:
+        print(f"Note: {'; '.join(lab_host_problems())}, so validators on this machine cannot fetch the "
+              f"revocation data named in SignLab's certificates. {exc}.", flush=True)
 
 
 def _up(args: argparse.Namespace) -> int:
-    engine = _docker(args)
-    if engine is not None and args.fault_injection:
-        raise CommandError("--fault-injection is available with the local engine only (the containers run "
-                           "without the fault-injection admin APIs)", exit_code=2)
+    engine = docker_engine(args, fault_injection=args.fault_injection)
+    _map_lab_hosts()
     if engine is not None:
-        print("Starting SignLab in Docker containers ...", flush=True)
+        print(f"Starting SignLab in Docker containers (project {engine.project}, env file {engine.env_file}) ...",
+              flush=True)
         states = engine.up(timeout=args.timeout or 300.0, build=not args.no_build,
                            progress=lambda line: print(line, flush=True))
         print(table(states))
+        if engine.fault_injection:
+            print(f"\nFault injection is ON in these containers (lab only): IdP /admin/failures, signer and CA "
+                  f"/admin/faults and the wallet's /admin/pid-status accept the admin tokens in {engine.env_file}.")
         print(f"\nOpen the portal at {engine.url('portal')}/ . Logs: signlab logs --engine docker -f . "
               "Stop: signlab down --engine docker")
+        print(trainer_sign_in_line(engine.url("portal"), engine.secrets()))
         return 0
     runtime = runtime_from(args, fault_injection=args.fault_injection)
     print(f"Starting SignLab from {runtime.data_dir} ...", flush=True)
@@ -125,14 +167,17 @@ def trainer_sign_in_line(portal_url: str, secrets: dict[str, str]) -> str:
 
 
 def _down(args: argparse.Namespace) -> int:
-    engine = _docker(args)
-    lines = engine.down() if engine is not None else runtime_from(args).down()
+    engine = docker_engine(args)
+    if args.volumes and engine is None:
+        raise CommandError("--volumes is for --engine docker (the local runtime's data is the --data-dir folder)",
+                           exit_code=2)
+    lines = engine.down(remove_volumes=args.volumes) if engine is not None else runtime_from(args).down()
     print("\n".join(lines) if lines else "SignLab is not running.")
     return 0
 
 
 def _restart(args: argparse.Namespace) -> int:
-    engine = _docker(args)
+    engine = docker_engine(args)
     if engine is not None:
         print(f"Restarting the container of {args.service} ...", flush=True)
         engine.restart_service(args.service, wait=args.timeout)
@@ -146,14 +191,14 @@ def _restart(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    engine = _docker(args)
+    engine = docker_engine(args)
     states = engine.status() if engine is not None else runtime_from(args).status()
     print(json.dumps([s.as_dict() for s in states], indent=2) if args.json else table(states))
     return 0 if all(s.state == "healthy" for s in states) else 1
 
 
 def _logs(args: argparse.Namespace) -> int:
-    engine = _docker(args)
+    engine = docker_engine(args)
     runtime = engine if engine is not None else runtime_from(args)
     names = [args.service] if args.service else SERVICE_NAMES
     if args.follow:

@@ -9,11 +9,11 @@ are listed with the reason). ``--junit`` and ``--html`` write the reports.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 from signlab.commands import CommandError
+from signlab.commands.runtime import add_docker_options, docker_engine
 
 __all__ = ["register"]
 
@@ -37,8 +37,7 @@ def register(commands: Any) -> None:
     run.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times (default 1)")
     run.add_argument("--dir", type=Path, default=None, help="scenario directory (default: ./scenarios)")
     run.add_argument("--quiet", action="store_true", help="print only one line per scenario and the summary")
-    run.add_argument("--engine", choices=["local", "docker"], default=os.environ.get("SIGNLAB_ENGINE", "local"),
-                     help="the ecosystem to run against: local processes (default) or Docker containers")
+    add_docker_options(run)
     run.set_defaults(handler=_run)
 
 
@@ -70,14 +69,16 @@ def _select(scenarios: list[Any], names: list[str], tags: list[str], everything:
 
 
 def _docker_ecosystem(args: argparse.Namespace) -> Any:
-    """The ecosystem of the Docker deployment (``signlab up --engine docker``), which must be healthy."""
-    from signlab.docker_engine import DockerEngine, ecosystem
+    """The ecosystem of the Docker deployment (``signlab up --engine docker`` or docker compose, the
+    project of ``--env-file``), which must be healthy."""
+    from signlab.docker_engine import ecosystem
 
-    engine = DockerEngine(args.data_dir)
+    engine = docker_engine(args)
     unhealthy = [s.name for s in engine.status() if s.state != "healthy"]
     if unhealthy:
-        raise CommandError(f"the Docker deployment is not healthy ({', '.join(unhealthy)}); "
-                           "start it with 'signlab up --engine docker'", exit_code=2)
+        raise CommandError(f"the Docker deployment of project {engine.project} is not healthy ({', '.join(unhealthy)}); "
+                           "start it with 'signlab up --engine docker' (add --fault-injection for the whole catalogue)",
+                           exit_code=2)
     return ecosystem(engine)
 
 

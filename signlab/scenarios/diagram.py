@@ -3,7 +3,10 @@
 Preferred source: the trace store of ``shared.tracing`` (``<data dir>/traces``, or
 ``SIGNLAB_TRACE_DIR``): the run's transaction is found by its transaction id and drawn by
 ``shared.tracing.render_svg`` (role lanes, decoded payloads as tooltips, failures in red, step
-timings). When there is no trace (tracing off, another engine), the runner draws its own diagram
+timings). On containers the store is a volume: the transaction comes from the portal's trainer API
+(``GET /trainer/api/transactions/<id>`` and its ``.svg``, the same model and drawing, read-only;
+bearer ``SIGNLAB_PORTAL_TRAINER_TOKEN`` when the installation has that secret), as
+:class:`RemoteTransaction`. When there is no trace (tracing off), the runner draws its own diagram
 from what it observed: every HTTP exchange of the user agent (browser or partner → service) and every audit
 entry the services wrote during the scenario (drawn between the roles of its flow step, from
 :data:`shared.flow.STEPS`), in time order, refusals in red. The note returned says which it is.
@@ -13,32 +16,81 @@ from __future__ import annotations
 
 import html
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+import requests
 
 from shared.flow import step
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.results import ScenarioResult
 
-__all__ = ["own_diagram", "sequence_diagram"]
+__all__ = ["RemoteTransaction", "own_diagram", "sequence_diagram", "trace_of"]
+
+TRAINER_TOKEN = "SIGNLAB_PORTAL_TRAINER_TOKEN"
+"""The portal's secret that guards its trainer views (sent as a bearer token when the installation has it)."""
 
 LANES = [("Signer", "Signer (browser)"), ("SCASP", "SCASP portal"), ("SSASP", "SSASP signer"),
          ("HSM", "HSM"), ("IPSP", "IPSP eID"), ("TSP", "TSP CA/TSA")]
 SERVICE_ROLE = {"portal": "SCASP", "signer": "SSASP", "idp": "IPSP", "ca": "TSP"}
 
 
-def trace_of(eco: Ecosystem, result: ScenarioResult, *, wait: float = 1.0) -> Any:
-    """The transaction of this run in the trace store (``shared.tracing``), or None.
+@dataclass(frozen=True)
+class RemoteTransaction:
+    """A transaction from the portal's trainer API: its JSON export and its SVG drawing."""
 
-    Spans are written when they end, so the store is re-read for up to ``wait`` seconds.
-    """
-    if eco.trace_dir is None or not result.transaction_id:
+    id: str
+    body: dict[str, Any]
+    svg: str | None
+
+    def arrows(self) -> list[Any]:
+        """The arrows in time order, as ``shared.tracing.Transaction.arrows`` gives them
+        (``shared.tracing.model.Arrow``; ``time`` is the export's start, to the millisecond, plus
+        the arrow's offset)."""
+        from shared.tracing.model import Arrow
+
+        start = int(datetime.fromisoformat(str(self.body["start"]).replace("Z", "+00:00")).timestamp() * 1000) * 1_000_000
+        return [Arrow(time=start + int(float(a["offset_ms"]) * 1_000_000), **a) for a in self.body.get("arrows", [])]
+
+
+def _fetch_remote(eco: Ecosystem, key: str) -> RemoteTransaction | None:
+    """The transaction ``key`` from the trainer API, or None while the API does not know it."""
+    token = eco.secret(TRAINER_TOKEN)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = f"{str(eco.trace_api).rstrip('/')}/transactions/{key}"
+    answer = requests.get(base, headers=headers, timeout=10)
+    if answer.status_code == 404:
         return None
+    answer.raise_for_status()
+    body = answer.json()
+    drawing = requests.get(f"{base}.svg", headers=headers, timeout=10)
+    return RemoteTransaction(str(body.get("id", key)), body, drawing.text if drawing.status_code == 200 else None)
+
+
+def trace_of(eco: Ecosystem, result: ScenarioResult, *, wait: float = 1.0) -> Any:
+    """The transaction of this run in the trace store (``shared.tracing``) or, when the runner cannot
+    read the store, from the trainer API (:class:`RemoteTransaction`); None when there is none.
+
+    Spans are written when they end, so the store (or the API) is asked again for up to ``wait`` seconds.
+    """
+    if not result.transaction_id or (eco.trace_dir is None and eco.trace_api is None):
+        return None
+    deadline = time.monotonic() + wait
+    if eco.trace_dir is None:
+        while True:
+            try:
+                found = _fetch_remote(eco, result.transaction_id)
+            except (requests.RequestException, ValueError):
+                return None  # no trace: the runner draws its own diagram and says so
+            if found is not None or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
     try:
         from shared.tracing import TraceStore, build_transaction
     except ImportError:
         return None
     store = TraceStore(eco.trace_dir)
-    deadline = time.monotonic() + wait
     while True:
         store.refresh()
         group = store.find(result.transaction_id)
@@ -51,7 +103,9 @@ def trace_of(eco: Ecosystem, result: ScenarioResult, *, wait: float = 1.0) -> An
 def sequence_diagram(eco: Ecosystem, result: ScenarioResult, transaction: Any = None) -> tuple[str | None, str]:
     """``(svg, note)`` for the report: the trace's diagram when the run has a trace, else the
     runner's own drawing."""
-    if transaction is not None:
+    if isinstance(transaction, RemoteTransaction) and transaction.svg:
+        return transaction.svg, f"from the distributed trace {transaction.id} (the portal's trainer API)"
+    if transaction is not None and not isinstance(transaction, RemoteTransaction):
         try:
             from shared.tracing import render_svg
 

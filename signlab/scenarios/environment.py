@@ -3,7 +3,8 @@
 :class:`Ecosystem` is built from a :class:`signlab.runtime.LocalRuntime` (the embedded runtime:
 the runner can read each service's settings, audit logs and data directory, and stop or pause a
 service by its recorded pid) or from plain URLs (then white-box invariants are reported as not
-checkable rather than passed). :class:`ServiceControl` is the fault-injection seam for outages;
+checkable rather than passed; the Docker deployment gives the trainer trace API instead of the
+trace store). :class:`ServiceControl` is the fault-injection seam for outages;
 the local implementation stops a service's process group and starts it again through the runtime.
 
 Limits: stopping a service restarts it with a new process, so any in-memory state of that service
@@ -57,6 +58,9 @@ class Ecosystem:
     engine: str = "local"
     trace_dir: Path | None = None
     """The trace store of ``shared.tracing`` (spans of all four services), when readable."""
+    trace_api: str | None = None
+    """The portal's trainer trace API (``<portal>/trainer/api``), for a store the runner cannot read
+    (docker: it is a volume); bearer ``SIGNLAB_PORTAL_TRAINER_TOKEN`` when the installation has one."""
 
     def url(self, name: str) -> str:
         """Base URL of service ``name``."""

@@ -21,8 +21,8 @@ Every fault kind (``scenarios/README.md`` has the full table):
   ``SIGNLAB_SIGNER_ADMIN_TOKEN`` / ``SIGNLAB_CA_ADMIN_TOKEN``) before the flow and removed afterwards.
 
 The admin APIs exist only when the ecosystem runs with fault injection (``signlab up
---fault-injection``); otherwise :func:`unsupported` names the flag and the runner reports the
-scenario as skipped.
+--fault-injection``, also with ``--engine docker``); otherwise :func:`unsupported` names the flag and
+the runner reports the scenario as skipped.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from signlab.scenarios.model import Scenario
 
 __all__ = ["FaultPlan", "plan_faults", "unsupported"]
 
-ENABLE_HINT = "start SignLab with 'signlab up --fault-injection' (or let 'signlab scenario run' start it)"
+ENABLE_HINT = ("start SignLab with 'signlab up --fault-injection' (or let 'signlab scenario run' start it); containers: "
+               "'signlab up --engine docker --fault-injection', or SIGNLAB_FAULT_INJECTION=true for docker compose")
 
 SERVICE_FAULTS: dict[str, tuple[str, str]] = {
     # fault kind → (service, admin-token variable)

@@ -120,8 +120,13 @@ def test_the_closure_sees_known_dependencies() -> None:
 
 def test_the_image_installs_the_project_without_dev_extras() -> None:
     runs = [args for keyword, args in _instructions() if keyword == "RUN"]
-    installs = [args for args in runs if "pip install" in args]
-    assert installs and all(re.search(r"pip install \.(\s|$|&)", args) for args in installs), installs
+    installs = [install.strip() for args in runs for install in re.findall(r"pip install [^;&]*", args)]
+    # The wheelhouse's wheels (the dependencies' own layer), then the project: offline from the
+    # wheelhouse, else from PyPI.
+    assert installs[0] == "pip install --no-index /opt/wheelhouse/*.whl", installs
+    projects = installs[1:]
+    assert len(projects) == 2 and all(install.split()[-1] == "." for install in projects), installs  # no [dev]
+    assert "pip install --no-index --find-links /opt/wheelhouse ." in projects, installs
     copied = " ".join(args for keyword, args in _instructions() if keyword == "COPY")
     for package in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
         assert package.rstrip("*") in copied, f"package {package} is not copied into the image"
@@ -131,10 +136,13 @@ def test_the_image_installs_the_project_without_dev_extras() -> None:
 def test_the_image_installs_softhsm_at_the_signer_default_module_path() -> None:
     from services.signer.settings import SignerSettings
 
+    from signlab.docker_host import DEBIAN_BASE_PACKAGES, OFFICIAL_BASE
+
     apt = " ".join(args for keyword, args in _instructions() if keyword == "RUN" and "apt-get install" in args)
-    assert re.search(r"\bsofthsm2\b", apt)
-    assert DOCKERFILE.splitlines()[[i for i, line in enumerate(DOCKERFILE.splitlines()) if line.startswith("FROM")][0]]\
-        .split()[1].startswith("python:3.11-slim-bookworm")
+    assert re.search(r"\bsofthsm2\b", apt)  # on the official image
+    assert "softhsm2" in DEBIAN_BASE_PACKAGES and "python3-venv" in DEBIAN_BASE_PACKAGES  # already in the Debian base
+    assert ("ARG", f"BASE_IMAGE={OFFICIAL_BASE}") in _instructions()
+    assert ("FROM", "${BASE_IMAGE}") in _instructions()
     module = str(SignerSettings.model_fields["hsm_module"].default)
     if shutil.which("dpkg") is None:
         pytest.skip("no dpkg here to check which Debian package ships the PKCS#11 module")
@@ -186,7 +194,7 @@ def test_every_data_file_of_the_packages_is_installed_in_the_image(tmp_path: Pat
     wanted = {
         p.relative_to(tmp_path / "context").as_posix()
         for folder in SOURCE_DIRS for p in (tmp_path / "context" / folder).rglob("*")
-        if p.is_file() and p.suffix != ".pyc"
+        if p.is_file() and p.suffix != ".pyc" and p.name != "README.md"  # notes for people (provenance), not data
     }
     missing = wanted - installed
     assert "shared/templates/signlab_base.html" in installed and "signlab/docker_engine.py" in installed

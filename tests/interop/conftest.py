@@ -28,6 +28,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pydantic import SecretStr
 
+from services.registry import lab_url
 from services.signer.settings import SecretPartner, SignerSettings
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.jose_keys import load_ec_key
@@ -108,8 +109,10 @@ class Ecosystem:
             log_level="WARNING", wallet_url=wallet_url,
             wallet_trusted_list_url=f"{wallet_url}/pid-provider/trusted-providers")
         self.wallet_url = wallet_url
+        # As `signlab up` does: the certificates name the lab host and this CA's port, so a stock
+        # validator on this machine fetches their revocation data from this CA (test_stock_validator).
         self.ca_settings = CaSettings(
-            port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url,
+            port=ca_port, data_dir=tmp / "ca", idp_url=self.idp_url, public_cert_base=lab_url("ca", ca_port),
             signer_jwks_url=f"{self.signer_url}/.well-known/jwks.json",
             admin_token=SecretStr(self.ca_admin), trainer_token=SecretStr("trainer-token-of-the-tests"), log_level="WARNING")
         provision_ca(self.ca_settings)

@@ -43,3 +43,31 @@ def test_result_page_draws_steps_1_to_10(ecosystem: Ecosystem) -> None:
     text = str(arrows)
     for secret in (ecosystem.secret("SIGNLAB_PORTAL_API_CLIENT_SECRET"), ecosystem.secret("SIGNLAB_SIGNER_HSM_USER_PIN")):
         assert secret and secret not in text and secret not in page
+
+
+def test_the_runner_reads_the_same_trace_through_the_trainer_api(ecosystem: Ecosystem) -> None:
+    """On containers the trace store is a volume: the runner asks the portal's trainer API instead
+    (``--engine docker``). Same run, both readers: the same arrows, to the millisecond, and the same
+    trace check."""
+    from dataclasses import replace
+
+    from signlab.scenarios.diagram import RemoteTransaction, trace_of
+
+    remote_view = replace(ecosystem, trace_dir=None, trace_api=f"{ecosystem.url('portal')}/trainer/api")
+    scenario = next(s for s in load_all() if s.name == "qes-pades-b-b")
+    result = run_scenario(scenario, remote_view, progress=lambda _line: None)
+    assert result.status == "passed", result.reason
+    assert "from the distributed trace" in result.diagram_note and "trainer API" in result.diagram_note
+    assert result.diagram_svg and result.diagram_svg.lstrip().startswith("<svg")
+    trace_check = next(c for c in result.checks if c.name == "trace order")
+    assert trace_check.ok and not trace_check.skipped, trace_check.detail
+
+    remote = trace_of(remote_view, result)
+    local = trace_of(ecosystem, result)
+    assert isinstance(remote, RemoteTransaction) and local is not None
+    pairs = list(zip(remote.arrows(), local.arrows(), strict=True))
+    assert pairs
+    for got, want in pairs:
+        assert (got.step, got.source, got.target, got.label, got.kind, got.failed) == \
+            (want.step, str(want.source), str(want.target), want.label, want.kind, want.failed)
+        assert abs(got.time - want.time) < 1_100_000  # the export's millisecond start and 0.1 ms offsets

@@ -1,10 +1,10 @@
-"""The Docker engine backend: entry point and interpolation here; the real stack when an engine exists.
+"""The Docker engine backend without an engine: interpolation, the env file, the SDK's request bodies,
+and the container entry point.
 
-Without a Docker engine (this machine has only the docker CLI client) the engine tests skip with
-the reason. The container entry point (``python -m signlab.docker_engine serve``) runs here as a
-plain process with the exact environment the compose file gives the container (only host, port
-and data directory moved to loopback and a temp dir), so provisioning and start-up in the image
-are exercised for real.
+The entry point (``python -m signlab.docker_engine serve``) runs here as a plain process with the
+exact environment the compose file gives the container (only host, port and data directory moved
+to loopback and a temp dir), so provisioning and start-up in the image are exercised for real. The
+deployment on a real engine is ``tests/compose/test_real_engine.py``.
 """
 
 from __future__ import annotations
@@ -25,25 +25,13 @@ from shared.testing import free_port
 from signlab.docker_engine import (
     DockerEngine,
     InterpolationError,
-    REPO_ROOT,
     deployment,
-    ecosystem,
-    engine_problem,
     interpolate,
     secret_variables,
 )
 from signlab.runtime import RuntimeError_
 
 SIGNLAB = str(Path(sys.executable).with_name("signlab"))
-
-
-def _engine_unavailable() -> str | None:
-    problem = engine_problem()
-    return None if problem is None else f"no Docker engine reachable ({problem})"
-
-
-NO_ENGINE = _engine_unavailable()
-needs_engine = pytest.mark.skipif(NO_ENGINE is not None, reason=NO_ENGINE or "")
 
 
 # -- interpolation (the compose rules the SDK path applies itself) ---------------------------------
@@ -59,20 +47,30 @@ def test_interpolation_follows_compose_rules() -> None:
     assert interpolate("${S?is not set}", {"S": ""}) == ""
 
 
-def test_the_engine_uses_the_local_runtime_secrets_and_ports(tmp_path: Path) -> None:
-    engine = DockerEngine(tmp_path, ports={"portal": 9100}, environ={})
+def test_one_env_file_holds_the_project_secrets_and_ports(tmp_path: Path) -> None:
+    env_file = tmp_path / "compose.env"
+    engine = DockerEngine(env_file, ports={"portal": 9100}, environ={})
     values = engine.variables()
-    assert (tmp_path / "secrets.env").stat().st_mode & 0o777 == 0o600
+    assert env_file.stat().st_mode & 0o777 == 0o600
     for variable in set(secret_variables().values()):
         assert values[variable]
-    again = DockerEngine(tmp_path, environ={}).variables()
-    assert all(again[v] == values[v] for v in secret_variables().values())  # generated once, kept
+    stored = env_file.read_text()
+    assert "COMPOSE_PROJECT_NAME=signlab\n" in stored and "SIGNLAB_DOCKER_PORTAL_PORT=9100\n" in stored
+    # A later command (status, down, scenario run) and plain compose read the same values back.
+    again = DockerEngine(env_file, environ={})
+    assert again.ports["portal"] == 9100 and again.project == "signlab"
+    assert all(again.variables()[v] == values[v] for v in secret_variables().values())  # generated once, kept
     portal = next(p for p in deployment() if p.name == "portal")
     env = engine.container_environment(portal, values)
     assert env["SIGNLAB_PORTAL_PUBLIC_URL"] == "http://127.0.0.1:9100" == engine.url("portal")
     signer = next(p for p in deployment() if p.name == "signer")
     assert '"http://127.0.0.1:9100/sign/callback"' in engine.container_environment(signer, values)[
         "SIGNLAB_SIGNER_PORTAL_REDIRECT_URIS"]
+    # The environment wins over the file, as in compose (an operator pins a value or a project).
+    pinned = DockerEngine(env_file, environ={"COMPOSE_PROJECT_NAME": "other", "SIGNLAB_SIGNER_HSM_USER_PIN": "x"})
+    assert pinned.project == "other" and pinned.secrets()["SIGNLAB_SIGNER_HSM_USER_PIN"] == "x"
+    linked = engine.secrets()
+    assert linked["SIGNLAB_SIGNER_IDP_CLIENT_SECRET"] == linked["SIGNLAB_IDP_SIGNER_CLIENT_SECRET"]
 
 
 def test_the_sdk_request_bodies_carry_the_compose_settings(tmp_path: Path) -> None:
@@ -81,41 +79,48 @@ def test_the_sdk_request_bodies_carry_the_compose_settings(tmp_path: Path) -> No
     import docker
     from docker.models.containers import _create_container_args
 
-    engine = DockerEngine(tmp_path, ports={"ca": 9102}, environ={}, project="signlab-x")
+    engine = DockerEngine(tmp_path / "compose.env", ports={"ca": 9102}, environ={"COMPOSE_PROJECT_NAME": "signlab-x"})
     variables = engine.variables()
     api = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
     try:
         for plan in deployment():
-            arguments = engine.create_arguments(plan, variables, "signlab-x", "1.41")
+            arguments = engine.create_arguments(plan, variables, engine.network_name, "1.41")
             create = _create_container_args({**arguments, "version": "1.41"})
-            assert create.pop("name") == f"signlab-x-{plan.name}"  # a query parameter, not in the body
+            assert create.pop("name") == f"signlab-x-{plan.name}-1"  # a query parameter, not in the body
             body = api.create_container_config(**create)
             host = body["HostConfig"]
             assert host["PortBindings"] == {f"{plan.port}/tcp": [{"HostIp": "127.0.0.1",
                                                                   "HostPort": str(engine.ports[plan.name])}]}
             assert host["RestartPolicy"] == {"Name": "unless-stopped"} and host["CapDrop"] == ["ALL"]
+            # Compose's names and labels: docker compose (v1 and v2) finds these containers as its own.
             assert sorted(host["Binds"]) == sorted(f"signlab-x_{v}:{m}:rw" for v, m in plan.volumes.items())
-            assert host["NetworkMode"] == "signlab-x"
-            aliases = body["NetworkingConfig"]["EndpointsConfig"]["signlab-x"]["Aliases"]
+            assert host["NetworkMode"] == "signlab-x_signlab"
+            assert body["Labels"] == {"com.docker.compose.project": "signlab-x", "com.docker.compose.service": plan.name,
+                                      "com.docker.compose.oneoff": "False", "com.docker.compose.container-number": "1"}
+            aliases = body["NetworkingConfig"]["EndpointsConfig"]["signlab-x_signlab"]["Aliases"]
             assert plan.name in aliases and set(plan.aliases) <= set(aliases)
             assert body["Healthcheck"]["Test"] == plan.healthcheck_command()
-            assert body["Cmd"] == list(plan.command) and body["Image"] == "signlab:latest"
+            assert body["Image"] == "signlab:latest"
             env = dict(item.split("=", 1) for item in body["Env"])
             assert env == engine.container_environment(plan, variables)
             if plan.name == "ca":
                 assert host["Sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "0"}
                 assert "ca.signlab.example.com" in aliases
+                assert body["Cmd"] == ["serve", "ca", "--also-bind", "0.0.0.0:9102"]  # the published port, resolved
+                assert env["SIGNLAB_CA_PUBLIC_CERT_BASE"] == "http://ca.signlab.example.com:9102"
+            else:
+                assert body["Cmd"] == list(plan.command)
     finally:
         api.close()
 
 
-@pytest.mark.skipif(NO_ENGINE is None, reason="a Docker engine is reachable here")
 def test_without_an_engine_the_cli_says_so(tmp_path: Path) -> None:
+    nowhere = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     with pytest.raises(RuntimeError_, match="no Docker engine reachable"):
-        DockerEngine(tmp_path).status()
-    result = subprocess.run([SIGNLAB, "--data-dir", str(tmp_path), "status", "--engine", "docker"],
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+        DockerEngine(tmp_path / "compose.env", environ=nowhere).status()
+    result = subprocess.run([SIGNLAB, "--data-dir", str(tmp_path), "status", "--engine", "docker",
+                             "--env-file", str(tmp_path / "compose.env")],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, **nowhere})
     assert result.returncode == 1
     assert "no Docker engine reachable" in result.stderr and "--engine local" in result.stderr
 
@@ -126,13 +131,14 @@ def test_without_an_engine_the_cli_says_so(tmp_path: Path) -> None:
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[object]:
     started: list[subprocess.Popen[bytes]] = []
-    variables = DockerEngine(tmp_path, environ={}).variables()
+    engine = DockerEngine(tmp_path / "compose.env", environ={})
+    variables = engine.variables()
 
     def run(name: str, *extra: str, overrides: dict[str, str] | None = None) -> tuple[int, subprocess.Popen[bytes]]:
         plan = next(p for p in deployment() if p.name == name)
         entry = next(e for e in REGISTRY if e.info.name == name)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNLAB_", "OTEL_"))}
-        env.update(DockerEngine(tmp_path, environ={}).container_environment(plan, variables))
+        env.update(engine.container_environment(plan, variables))
         port = free_port()
         cls = entry.settings_class
         env[cls.env_name("host")] = "127.0.0.1"
@@ -171,9 +177,10 @@ def _healthy(port: int, process: subprocess.Popen[bytes], log: Path, timeout: fl
 @pytest.mark.processes
 def test_entry_point_provisions_and_serves_the_ca_on_its_extra_port(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     extra = free_port()
-    port, process = serve("ca", "--also-bind", f"127.0.0.1:{extra}")
+    port, process = serve("ca", "--also-bind", f"127.0.0.1:{extra}", "--also-bind", f"127.0.0.1:{extra}")
     _healthy(port, process, tmp_path / "ca.log")
-    # The second address is what http://ca.signlab.example.com (port 80) becomes in the container.
+    # The second address is what http://ca.signlab.example.com:<published port> reaches in the network
+    # (given twice, bound once).
     root = requests.get(f"http://127.0.0.1:{extra}/certs/root.crt", timeout=5)
     assert root.status_code == 200 and root.content[:1] == b"\x30"
     assert "provision ca: root" in (tmp_path / "ca.log").read_text()
@@ -203,68 +210,6 @@ def test_entry_point_refuses_a_missing_secret_with_exit_78(tmp_path: Path) -> No
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 78
     assert "SIGNLAB_CA_ADMIN_TOKEN" in result.stderr
-
-
-# -- the real stack (only with a Docker engine) ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
-    data_dir = tmp_path_factory.mktemp("docker")
-    # Its own project: never touches the user's signlab network, containers or data volumes.
-    engine = DockerEngine(data_dir, ports={e.info.name: free_port() for e in REGISTRY},
-                          project=f"signlab-test-{os.getpid()}")
-    try:
-        engine.up(timeout=300, progress=lambda line: None)
-        yield engine
-    finally:
-        engine.down(remove_volumes=True)
-
-
-@needs_engine
-@pytest.mark.timeout(1200)
-def test_stack_comes_up_healthy_and_passes_the_smoke_scenario(stack: DockerEngine) -> None:
-    states = {s.name: s for s in stack.status()}
-    assert {name: s.state for name, s in states.items()} == {e.info.name: "healthy" for e in REGISTRY}
-    for name, state in states.items():
-        assert requests.get(f"{state.url}/healthz", timeout=5).status_code == 200, name
-    from signlab.cli import COMMAND_MODULES
-
-    if not any(module.endswith(".scenario") for module in COMMAND_MODULES):
-        pytest.skip("the scenario runner (signlab scenario run) is not in this tree yet; all four are healthy")
-    help_text = subprocess.run([SIGNLAB, "scenario", "run", "--help"], capture_output=True, text=True).stdout
-    if "--engine" in help_text:
-        result = subprocess.run([SIGNLAB, "--data-dir", str(stack.data_dir), "scenario", "run", "--tag", "smoke",
-                                 "--engine", "docker"], capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-        return
-    # The CLI would start the local runtime; run the smoke scenarios against the containers directly.
-    from signlab.scenarios.loader import load_all
-    from signlab.scenarios.report import exit_code, summary_table
-    from signlab.scenarios.runner import run_scenarios
-
-    smoke = [s for s in load_all(REPO_ROOT / "scenarios") if "smoke" in s.tags]
-    assert smoke, "no scenario tagged smoke"
-    results = run_scenarios(smoke, ecosystem(stack), progress=lambda line: None)
-    assert exit_code(results) == 0, summary_table(results)
-
-
-@needs_engine
-@pytest.mark.timeout(600)
-def test_fault_injection_stops_pauses_and_restores_the_ca(stack: DockerEngine) -> None:
-    ca = next(s for s in stack.status() if s.name == "ca")
-    with stack.outage("ca", "stop"):
-        assert next(s for s in stack.status() if s.name == "ca").state == "stopped"
-        with pytest.raises(requests.RequestException):
-            requests.get(f"{ca.url}/healthz", timeout=3)
-    assert next(s for s in stack.status() if s.name == "ca").state == "healthy"
-    with stack.outage("ca", "pause"):
-        assert next(s for s in stack.status() if s.name == "ca").state == "paused"
-        with pytest.raises(requests.Timeout):
-            requests.get(f"{ca.url}/healthz", timeout=3)
-    assert requests.get(f"{ca.url}/healthz", timeout=10).status_code == 200
-    stack.restart_service("signer")
-    assert next(s for s in stack.status() if s.name == "signer").state == "healthy"
 
 
 @pytest.mark.processes

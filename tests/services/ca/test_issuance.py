@@ -62,8 +62,8 @@ def test_short_term_validity_and_urls(ca_env: Any, issue: Any) -> None:
     assert dt.timedelta(0) <= backdate <= dt.timedelta(seconds=61)
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert lifetime == dt.timedelta(minutes=15, seconds=60)
-    assert issued.ocsp_url == "http://ca.signlab.example.com/ocsp"
-    assert issued.crl_urls == ("http://ca.signlab.example.com/crl/issuing.crl",)
+    assert issued.ocsp_url == "http://ca.signlab.example.com:8002/ocsp"
+    assert issued.crl_urls == ("http://ca.signlab.example.com:8002/crl/issuing.crl",)
     oids = {e.oid.dotted_string: e.critical for e in cert.extensions}
     assert "2.5.29.56" not in oids and "0.4.0.194121.2.1" not in oids  # default profile: no noRevAvail/valassured
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage)

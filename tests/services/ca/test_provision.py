@@ -50,7 +50,7 @@ def test_hierarchy_profiles(settings: CaSettings) -> None:
     h.ocsp.cert.extensions.get_extension_for_class(x509.OCSPNoCheck)
     assert list(h.tl_signer.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [TSL_SIGNING_EKU]
     aia = h.issuing.cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    assert aia[0].access_location.value == "http://ca.signlab.example.com/certs/root.crt"
+    assert aia[0].access_location.value == "http://ca.signlab.example.com:8002/certs/root.crt"
 
 
 def test_missing_provisioning_is_named(tmp_path: Path) -> None:
