@@ -15,6 +15,7 @@ from services.portal.store import TransactionStore
 from services.portal.trust import TrustStore, TspSource
 from shared.flow import service
 from shared.jose_keys import load_or_create_ec_key
+from shared.periodic import run_periodically
 from shared.trainer_access import install_trainer_access, require_trainer
 from shared.web import create_service_app
 
@@ -75,6 +76,11 @@ def create_app(
     app.extensions["signlab.portal.assertion_key"] = assertion_key
     if interrupted:
         app.logger.warning("%d transaction(s) interrupted by a restart were marked failed", interrupted)
+    if settings.signer_poll_seconds > 0 and core.signer is not None:
+        # Transactions the SSASP ended while the signer was away (its restart, an expiry) end here
+        # too, with its reason, instead of waiting for the portal's own expiry.
+        poll = settings.signer_poll_seconds
+        run_periodically("portal-signer-follow-up", poll, lambda: core.follow_up_pending(poll), at_once=False)
     http.register(app)
     # The trainer dashboard and the live sequence diagrams of every flow: trainer token only
     # (a result page embeds its own flow through the owner's routes in services.portal.http).

@@ -6,10 +6,20 @@ step, and what to do next. They never carry document content, tokens or secrets.
 
 from __future__ import annotations
 
-from shared.errors import AccessDenied, Conflict, InvalidRequest, NotFound, SignLabError, UpstreamError
+from shared.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    SignLabError,
+    UpstreamAnswerBroken,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from shared.flow import Role, step
 
 __all__ = [
+    "AnswerLost",
     "CredentialUnsuitable",
     "DocumentRejected",
     "PackagingFailed",
@@ -76,6 +86,18 @@ class PackagingFailed(SignLabError):
 
     def __init__(self, description: str) -> None:
         super().__init__(description, step=step(10))
+
+
+class AnswerLost(SignLabError):
+    """signDoc's answer never arrived whole (the SSASP may have signed): 502 ``server_error`` when it
+    broke off — step 10, the signature delivery —, 503 ``temporarily_unavailable`` when none came
+    (the step of the call). The description says what became of the undelivered signature's
+    certificate; nothing was kept as signed."""
+
+    def __init__(self, lost: UpstreamUnavailable, outcome: str) -> None:
+        broken = isinstance(lost, UpstreamAnswerBroken)
+        super().__init__(f"{lost.description}; {outcome}; nothing was kept as signed — start again",
+                         error=lost.error, status=lost.status, step=step(10) if broken else lost.step)
 
 
 class CredentialUnsuitable(SignLabError):

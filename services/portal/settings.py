@@ -72,6 +72,11 @@ class PortalSettings(ServiceSettings):
         "half of it); must hold the certificate chain, the signature and a signature time-stamp. B-B reserves "
         "half as much (no time-stamp); validators read the whole reservation, so bigger is slower.",
     )
+    signer_poll_seconds: float = Field(
+        30.0, ge=0, description="Every this many seconds the portal asks the SSASP (oauth2/transaction-status) about "
+        "its transactions that have waited longer than this for the signer's return, and ends those the SSASP ended "
+        "(its restart, an expiry) with the SSASP's reason; 0 turns it off (they then end at TRANSACTION_TTL_SECONDS)."
+    )
     transaction_ttl_seconds: int = Field(
         600, ge=1, description="How long a signing transaction may wait for the signer's return (eID login and "
         "consent) before it expires; an expired transaction redeems nothing and keeps nothing as signed."

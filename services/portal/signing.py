@@ -51,6 +51,7 @@ from typing import Any, Protocol
 from services.portal import cades, certificate_first, jades, pades
 from services.portal.documents import Document, Flow, Level, SignatureFormat, SigningOptions
 from services.portal.errors import (
+    AnswerLost,
     CredentialUnsuitable,
     PackagingFailed,
     TransactionExpired,
@@ -63,7 +64,7 @@ from services.portal.ltv import ValidationMaterial
 from services.portal.store import EXPIRED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
 from services.portal.trust import TrustStore
 from services.portal.validation import validate_document
-from shared.errors import InvalidRequest, SignLabError, UpstreamError
+from shared.errors import InvalidRequest, SignLabError, UpstreamAnswerBroken, UpstreamError, UpstreamUnavailable
 from shared.flow import step
 
 __all__ = ["SHA256_OID", "Created", "PortalCore", "SigningService", "review_key"]
@@ -104,6 +105,10 @@ class SigningService(Protocol):
 
     def revoke(self, token: str) -> None:
         """RFC 7009 token revocation."""
+
+    def transaction_status(self, transaction_id: str, *, answer_lost: bool = False) -> Any:
+        """Where the SSASP's transaction is (``state``, ``ended``, ``error``); with ``answer_lost``,
+        report that its signed answer never arrived (the result has ``certificate_revocation``)."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +255,8 @@ class PortalCore:
         except SignLabError as exc:
             self.store.fail(tx.id, exc.error, exc.error_description)
             raise
-        self.store.set_authorization(tx.id, pushed.authorize_url, {"documents": len(tx.documents)})
+        self.store.set_authorization(tx.id, pushed.authorize_url, {
+            "documents": len(tx.documents), "signer_transaction_id": getattr(pushed, "transaction_id", None)})
         what = "service authorization request for %d signature(s)" if options.flow is Flow.CERTIFICATE_FIRST \
             else "authorization request for %d digest(s)"
         log.info("step 2: the signer confirmed; pushed " + what, len(tx.documents),
@@ -370,13 +376,16 @@ class PortalCore:
         assert self.signer is not None and tx.code_verifier is not None
         options = SigningOptions.parse(tx.options)
         token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
-        result = self.signer.sign_doc(
-            token.access_token, digests=[d.digest for d in tx.documents], hash_algorithm="sha256",
-            signature_format=options.format.csc_letter, conformance_level=Level.B_B.csc_conformance_level,
-            qualifier=options.qualifier.csc_qualifier,
-            # Revocation data only where it is embedded (B-LT, B-LTA); validation fetches its own.
-            return_validation_info=options.level in (Level.B_LT, Level.B_LTA),
-        )
+        try:
+            result = self.signer.sign_doc(
+                token.access_token, digests=[d.digest for d in tx.documents], hash_algorithm="sha256",
+                signature_format=options.format.csc_letter, conformance_level=Level.B_B.csc_conformance_level,
+                qualifier=options.qualifier.csc_qualifier,
+                # Revocation data only where it is embedded (B-LT, B-LTA); validation fetches its own.
+                return_validation_info=options.level in (Level.B_LT, Level.B_LTA),
+            )
+        except UpstreamUnavailable as exc:  # no answer, or one that broke off: the SSASP may have signed
+            raise self._answer_lost(tx, exc) from None
         objects = list(result.signature_objects)
         if len(objects) != len(tx.documents):
             raise PackagingFailed(f"the signing service returned {len(objects)} signatures for {len(tx.documents)} documents")
@@ -395,6 +404,71 @@ class PortalCore:
             "certificate_serial": getattr(result, "certificate_serial", None),
         }
         return self._package_all(tx, options, [bytes(o) for o in objects], prepared, material, meta)
+
+    def _answer_lost(self, tx: Transaction, lost: UpstreamUnavailable) -> SignLabError:
+        """signDoc got no (whole) answer: the SSASP may have signed and sent signatures that never
+        arrived. Report it (``answer_lost``): the SSASP audits it and revokes the certificate of a
+        signature it made, so no copy of it stays valid. The error says what happened and what
+        became of that certificate; an answer that broke off is step 10's (the signature delivery)."""
+        assert self.signer is not None
+        signer_tx = tx.meta.get("signer_transaction_id")
+        broken = isinstance(lost, UpstreamAnswerBroken)
+        if not signer_tx:
+            return lost
+        try:
+            status = self.signer.transaction_status(str(signer_tx), answer_lost=True)
+        except SignLabError as exc:
+            log.warning("step 10: could not report the lost answer of %s: %s", signer_tx, exc.error_description,
+                        extra={"step": 10, "transaction_id": tx.id})
+            if not broken:
+                return lost
+            return AnswerLost(lost, f"the signing service could not be told ({exc.description}); a signature it "
+                              f"made may have a valid certificate (transaction {signer_tx})")
+        revocation = getattr(status, "certificate_revocation", None)
+        log.info("step 10: reported the lost answer of %s (%s, certificate %s)", signer_tx, status.state, revocation,
+                 extra={"step": 10, "transaction_id": tx.id})
+        if revocation == "revoked":
+            return AnswerLost(lost, f"the signing service was told and revoked the certificate of the signature "
+                              f"that did not arrive (transaction {signer_tx})")
+        if revocation == "pending":
+            return AnswerLost(lost, f"the signing service was told; it revokes the certificate of the signature "
+                              f"that did not arrive as soon as the TSP answers (transaction {signer_tx})")
+        return lost if not broken else AnswerLost(lost, f"the signing service made no signature for it "
+                                                        f"(transaction {signer_tx}: {status.state})")
+
+    def follow_up_pending(self, waiting_longer_than: float) -> int:
+        """Ask the SSASP about each transaction that has waited for the signer's return (``pending``:
+        eID login and consent, steps 3-5) longer than ``waiting_longer_than`` seconds, and end those
+        the SSASP already ended — a restart of the SSASP, its expiry of the request, a refusal —
+        as failed, with its reason, at once rather than at the portal's own expiry. Returns how
+        many were ended; one the SSASP cannot be asked about now is asked again next time."""
+        assert self.signer is not None
+        ended = 0
+        for tx in self.store.pending_since(time.time() - waiting_longer_than):
+            signer_tx = tx.meta.get("signer_transaction_id")
+            if not signer_tx:
+                continue  # pushed before the SSASP named its transactions: the portal's expiry ends it
+            try:
+                status = self.signer.transaction_status(str(signer_tx))
+                reason, state = status.error or f"it is {status.state}", status.state
+                if not status.ended or state == "completed":
+                    continue
+            except UpstreamError as exc:
+                if exc.upstream_status != 404:
+                    continue
+                reason, state = "the signing service does not know the transaction (any more)", "unknown"
+            except SignLabError as exc:  # unreachable: ask again next time
+                log.info("could not ask the signing service about %s: %s", signer_tx, exc.error_description)
+                continue
+            error = "expired_transaction" if state == "expired" else "server_error"
+            description = (f"{step(5).label}: the signing service ended its transaction {signer_tx} ({state}: {reason[:300]}) "
+                           "while the signer was at the eID login or consent; nothing was signed — start again")
+            if self.store.abandon(tx.id, error, description):
+                self._release_credential(tx)
+                ended += 1
+                log.info("step 5: the signing service ended %s (%s); transaction abandoned", signer_tx, state,
+                         extra={"step": 5, "transaction_id": tx.id})
+        return ended
 
     def _sign_certificate_first(self, tx: Transaction, code: str) -> Transaction:
         """Certificate first: the first callback makes the credential and asks the person to approve
@@ -438,7 +512,9 @@ class PortalCore:
                 code_challenge=_b64url(hashlib.sha256(verifier.encode("ascii")).digest()),
                 documents=[(p.dtbsr, p.doc.label) for p in pending], credential_id=credential.credential_id,
                 hash_algorithm="sha256", login_hint=options.login_hint)
-            meta = {**tx.meta, "awaiting": "hash-approval", "credential_id": credential.credential_id}
+            # The approval is a transaction of its own at the SSASP: the one the portal now waits for.
+            meta = {**tx.meta, "awaiting": "hash-approval", "credential_id": credential.credential_id,
+                    "signer_transaction_id": getattr(pushed, "transaction_id", None)}
             if not self.store.await_hash_approval(
                     tx.id, signer_token=token.access_token, oauth_state=oauth_state, code_verifier=verifier,
                     authorize_url=str(pushed.authorize_url), pending=[p.stored() for p in pending], meta=meta):

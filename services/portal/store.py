@@ -319,6 +319,23 @@ class TransactionStore:
                 (state, error, description, tx_id),
             )
 
+    def pending_since(self, before: float) -> list[Transaction]:
+        """Transactions waiting for the signer's return (``pending``) that were created before ``before``."""
+        rows = self._conn().execute("SELECT * FROM transactions WHERE state=? AND created_at<?",
+                                    (PENDING, before)).fetchall()
+        return [self._load(row) for row in rows]
+
+    def abandon(self, tx_id: str, error: str, description: str) -> bool:
+        """End a transaction that is still ``pending`` as failed (and only then: a callback may be
+        claiming it); False when it moved on meanwhile."""
+        with self._connect() as conn:
+            changed = conn.execute(
+                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL, signer_token=NULL "
+                "WHERE id=? AND state=?", (FAILED, error, description, tx_id, PENDING)).rowcount
+            if changed:
+                conn.execute("UPDATE documents SET pending_signature=NULL WHERE transaction_id=?", (tx_id,))
+        return changed == 1
+
     def save_report(self, report_id: str, body: dict[str, Any], owner: str) -> None:
         """Keep a validation report for its owner to download."""
         with self._connect() as conn:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-
 from flask import Flask
 
 from services.signer.hsm import Hsm
@@ -13,12 +10,11 @@ from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
 from shared.flow import service as service_info
 from shared.jose_keys import load_or_create_ec_key
+from shared.periodic import run_periodically
 from shared.trainer_access import install_trainer_access
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
-
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: SignerSettings | None = None) -> Flask:
@@ -58,21 +54,6 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
                            landing="/trainer/audit")
     app.register_blueprint(trainer_blueprint)
     if settings.sweep_interval_seconds > 0:
-        _start_sweeper(core, settings.sweep_interval_seconds)
+        # At once (the certificate revocations the start-up marked), then every interval.
+        run_periodically("signer-sweeper", settings.sweep_interval_seconds, core.sweep)
     return app
-
-
-def _start_sweeper(core: object, interval: float) -> None:
-    """Run ``core.sweep()`` at once (the certificate revocations the start-up marked) and then
-    every ``interval`` seconds, in a daemon thread (dies with the process)."""
-    def loop() -> None:
-        stop = threading.Event()
-        while True:
-            try:
-                core.sweep()  # type: ignore[attr-defined]
-            except Exception:  # the sweeper must survive a transient failure and try again
-                log.exception("sweep of expired transactions failed")
-            if stop.wait(interval):
-                return
-
-    threading.Thread(target=loop, name="signer-sweeper", daemon=True).start()

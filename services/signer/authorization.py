@@ -16,6 +16,9 @@ step   endpoint                                        method
        credential token (= the SAD), or a service
        token and its one-time credential (steps 6-7)
 –      ``POST /oauth2/revoke`` (RFC 7009)              :meth:`AuthorizationServer.revoke`
+–      ``POST /oauth2/transaction-status`` (client     :meth:`AuthorizationServer.transaction_status`
+       auth): where a partner's transaction is, and
+       the partner's report of a lost answer
 =====  ==============================================  ============================================
 
 The request itself is checked in :mod:`services.signer.authorization_request`; clients and their
@@ -43,7 +46,8 @@ from services.signer.evidence import IdentityEvidence
 from services.signer.lifecycle import TransactionLifecycle
 from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
-from services.signer.store import Store, TokenRecord, TransactionRecord, secret_hash
+from services.signer.orphans import PENDING
+from services.signer.store import FINAL_STATES, Store, TokenRecord, TransactionRecord, secret_hash
 from services.signer.upstream import IdentityGateway
 from shared.audit import AuditLog, pseudonymise
 from shared.digests import digest_fingerprint
@@ -162,7 +166,8 @@ class AuthorizationServer:
     # -- step 2: PAR --------------------------------------------------------------------------------
 
     def push_authorization_request(self, client: Client, params: Mapping[str, str]) -> dict[str, Any]:
-        """RFC 9126 PAR (step 2): validate and store the request; ``{"request_uri", "expires_in"}``."""
+        """RFC 9126 PAR (step 2): validate and store the request; ``{"request_uri", "expires_in",
+        "transaction_id"}`` (the last one for :meth:`transaction_status`)."""
         if "request_uri" in params:
             raise InvalidRequest("request_uri is not allowed in a pushed authorization request", step=step(2))
         request = self._parse(client, params, refused="par.refused")
@@ -173,7 +178,9 @@ class AuthorizationServer:
                           kind=record.kind, qualifier=request["qualifier"], hash_alg=request.get("hash_alg"),
                           digests=[d["hash"] for d in request["documents"]], count=request["num_signatures"],
                           **_named_credential(request))
-        return {"request_uri": PAR_URN + handle, "expires_in": self.settings.par_lifetime_seconds}
+        # transaction_id (an extension member): the partner asks for it at oauth2/transaction-status.
+        return {"request_uri": PAR_URN + handle, "expires_in": self.settings.par_lifetime_seconds,
+                "transaction_id": record.id}
 
     # -- step 3: authorize → IdP --------------------------------------------------------------------
 
@@ -439,6 +446,34 @@ class AuthorizationServer:
         self.audit.append("token.issued", step=5, transaction_id=record.id, kind=record.kind,
                           expires_in=body["expires_in"], digests=digests, **_named_credential(request))
         return body
+
+    def transaction_status(self, client: Client, transaction_id: str | None, *,
+                           answer_lost: bool = False) -> dict[str, Any]:
+        """Where a transaction of ``client`` is: ``{"transaction_id", "state", "ended", "error"}``
+        (``error``: why it failed or expired). A partner learns this way, without waiting for the
+        browser, that the service ended it (a restart, an expiry, a refusal).
+
+        :param answer_lost: the partner reports that the answer of the completed transaction never
+            reached it (it broke off): the audit records ``transaction.answer_lost`` and the
+            certificate of that undelivered signature is revoked, so no copy of it stays valid.
+        :raises NotFound: no such transaction of this client (another client's is not found either).
+        """
+        record = self.store.transaction(transaction_id) if transaction_id else None
+        if record is None or record.client_id != client.client_id:
+            raise NotFound(f"no transaction {str(transaction_id)[:40]!r} of client {client.client_id!r}")
+        answer: dict[str, Any] = {"transaction_id": record.id, "state": record.state,
+                                  "ended": record.state in FINAL_STATES, "error": record.error}
+        if not answer_lost:
+            return answer
+        revocation = record.certificate_revocation
+        if record.state == "completed" and revocation is None:  # reported once; a repeat changes nothing
+            self.audit.append("transaction.answer_lost", step=10, transaction_id=record.id, client_id=client.client_id,
+                              reason="the partner reports that the signed answer never reached it")
+            self.store.update_transaction(record.id, certificate_revocation=PENDING)
+            revocation = self.lifecycle.orphans.revoke(
+                record.id, "step 10: the signed answer never reached the partner (it broke off)")
+        answer["certificate_revocation"] = revocation
+        return answer
 
     def revoke(self, client: Client, token: str | None) -> None:
         """RFC 7009: revoke a token of this client (unknown tokens are ignored, as the RFC says)."""

@@ -196,6 +196,18 @@ def revoke() -> Response:
     return Response(status=200)
 
 
+@oauth_blueprint.post("/oauth2/transaction-status")
+def transaction_status() -> Response:
+    """Where a transaction of the authenticated partner is (form ``transaction_id``; ``answer_lost=true``
+    reports that the signed answer of a completed one never arrived)."""
+    client = _authenticated_client()
+    answer_lost = request.form.get("answer_lost", "false").lower()
+    if answer_lost not in ("true", "false"):
+        raise InvalidRequest("answer_lost must be true or false")
+    return _no_store(jsonify(_service().transaction_status(client, request.form.get("transaction_id"),
+                                                           answer_lost=answer_lost == "true")))
+
+
 @oauth_blueprint.get("/.well-known/oauth-authorization-server")
 def metadata() -> Response:
     """RFC 8414 metadata of the authorization server."""

@@ -130,6 +130,16 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     paths["/oauth2/revoke"] = {"post": {"summary": "Token revocation (RFC 7009)", "requestBody": {
         "required": True, "content": form}, "security": [{"basic": []}], "responses": {
         "200": {"description": "revoked"}, **_errors(400, 401, 429)}}}
+    paths["/oauth2/transaction-status"] = {"post": {
+        "summary": "Where a transaction of this partner is (form transaction_id; answer_lost=true reports that the "
+                   "signed answer never arrived)", "requestBody": {"required": True, "content": form},
+        "security": [{"basic": []}], "responses": {
+            "200": {"description": "the transaction's state", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["transaction_id", "state", "ended"], "properties": {
+                    "transaction_id": {"type": "string"}, "state": {"type": "string"}, "ended": {"type": "boolean"},
+                    "error": {"type": "string", "nullable": True},
+                    "certificate_revocation": {"type": "string"}}}}}},
+            **_errors(400, 401, 404, 429)}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "SignLab SSASP — CSC API", "version": "1.0.4.0 / 2.0.0.2",

@@ -7,6 +7,9 @@ exists: nothing can be signed with it, but a relying party could not tell. So:
 
 * the transaction is marked ``certificate_revocation = "pending"`` when its key is made (in the
   same database write that records the key, so a crash anywhere later leaves the mark);
+* when the partner reports that the answer of a completed transaction never reached it
+  (``oauth2/transaction-status`` with ``answer_lost``, audited ``transaction.answer_lost``), the
+  mark is set again and the certificate revoked: a signature nobody received must not stay valid;
 * when it completes, the mark is cleared (its certificate signed what the person approved); a
   certificate-first credential that made at least one signature keeps its certificate too
   (``"kept"``): revoking it would make those signatures look revoked to a validator;
@@ -89,5 +92,6 @@ class OrphanCertificates:
         """Revoke the certificates of every ended transaction still marked pending; how many were tried."""
         pending = self.store.ended_with_pending_revocation()
         for record in pending:
-            self.revoke(record.id, record.error or f"the transaction {record.state}")
+            lost = "step 10: the signed answer never reached the partner" if record.state == "completed" else None
+            self.revoke(record.id, record.error or lost or f"the transaction {record.state}")
         return len(pending)

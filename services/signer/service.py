@@ -169,6 +169,10 @@ class SigningService:
         """``oauth2/revoke``, RFC 7009 (:meth:`AuthorizationServer.revoke`)."""
         self.authorization.revoke(client, token)
 
+    def transaction_status(self, client: Client, transaction_id: str | None, *, answer_lost: bool = False) -> dict[str, Any]:
+        """``oauth2/transaction-status`` (:meth:`AuthorizationServer.transaction_status`)."""
+        return self.authorization.transaction_status(client, transaction_id, answer_lost=answer_lost)
+
     # -- person signing (steps 6-10) ----------------------------------------------------------------
 
     def sign_doc(self, access: TokenRecord, request: csc.SignDocRequest) -> dict[str, Any]:

@@ -332,9 +332,11 @@ class Store:
         return [_transaction(r) for r in rows]
 
     def ended_with_pending_revocation(self) -> list[TransactionRecord]:
-        """Failed or expired transactions whose certificate revocation is still to be done."""
+        """Ended transactions whose certificate revocation is still to be done: failed or expired
+        ones, and completed ones whose signed answer never reached the partner."""
         rows = self._connect().execute(
-            "SELECT * FROM transactions WHERE certificate_revocation = 'pending' AND state IN ('failed', 'expired')"
+            "SELECT * FROM transactions WHERE certificate_revocation = 'pending' "
+            "AND state IN ('failed', 'expired', 'completed')"
         ).fetchall()
         return [_transaction(r) for r in rows]
 

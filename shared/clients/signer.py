@@ -40,6 +40,7 @@ __all__ = [
     "PushedAuthorization",
     "SignDocResult",
     "SignerClient",
+    "TransactionStatus",
 ]
 
 HASH_OIDS = {"sha256": "2.16.840.1.101.3.4.2.1", "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
@@ -58,6 +59,22 @@ class PushedAuthorization:
     expires_in: int
     authorize_url: str
     """The URL the signer's browser opens (``/oauth2/authorize?client_id=…&request_uri=…``)."""
+    transaction_id: str | None = None
+    """The signer's transaction of this request (for :meth:`SignerClient.transaction_status`)."""
+
+
+@dataclass(frozen=True)
+class TransactionStatus:
+    """Answer of ``oauth2/transaction-status``: where the signer's transaction is."""
+
+    transaction_id: str
+    state: str
+    ended: bool
+    """``completed``, ``failed`` or ``expired``: nothing more will happen to it."""
+    error: str | None
+    """Why it failed or expired."""
+    certificate_revocation: str | None = None
+    """After a report of a lost answer: ``revoked``, or ``pending`` (retried by the signer)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +202,7 @@ class SignerClient(ServiceClient):
         form.update(extra or {})
         answer = self._authenticated("/oauth2/par", form, at=step(2), expected=(201,)).json()
         url = f"{self.browser_url}/oauth2/authorize?{urlencode({'client_id': self.client_id, 'request_uri': answer['request_uri']})}"
-        return PushedAuthorization(answer["request_uri"], int(answer["expires_in"]), url)
+        return PushedAuthorization(answer["request_uri"], int(answer["expires_in"]), url, answer.get("transaction_id"))
 
     def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> CredentialToken:
         """Token endpoint: authorization code + PKCE verifier (step 5)."""
@@ -198,6 +215,17 @@ class SignerClient(ServiceClient):
     def revoke(self, token: str) -> None:
         """RFC 7009 revocation."""
         self._authenticated("/oauth2/revoke", {"token": token}, at=None)
+
+    def transaction_status(self, transaction_id: str, *, answer_lost: bool = False) -> TransactionStatus:
+        """Where the signer's transaction ``transaction_id`` (of this client) is.
+
+        :param answer_lost: report that the signed answer of the (completed) transaction never
+            arrived: the signer records it and revokes that signature's certificate.
+        """
+        answer = self._authenticated("/oauth2/transaction-status", {
+            "transaction_id": transaction_id, "answer_lost": "true" if answer_lost else "false"}, at=None).json()
+        return TransactionStatus(str(answer["transaction_id"]), str(answer["state"]), bool(answer["ended"]),
+                                 answer.get("error"), answer.get("certificate_revocation"))
 
     # -- CSC v2 ------------------------------------------------------------------------------
 
@@ -224,8 +252,8 @@ class SignerClient(ServiceClient):
             body["signatureQualifier"] = qualifier
         if return_validation_info:
             body["returnValidationInfo"] = True
-        answer = self.request("POST", "/csc/v2/signatures/signDoc", step=step(6), json=body,
-                              headers={"Authorization": f"Bearer {access_token}"}).json()
+        answer = self.request_json("POST", "/csc/v2/signatures/signDoc", step=step(6), json=body,
+                                   headers={"Authorization": f"Bearer {access_token}"})
         info = answer.get("validationInfo") or {}
         decoded = {k: [base64.b64decode(v) for v in info.get(k, [])] for k in ("certificates", "crl", "ocsp")}
         return SignDocResult(

@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from services.ca.issuance_log import EVENT_ISSUED, EVENT_WITHDRAWN, cross_check
@@ -39,7 +38,7 @@ from shared.clients.ca import CaClient
 from shared.jose_keys import load_or_create_ec_key
 from shared.testing import fill_filesystem, small_filesystem
 from signlab.load import partner_flow
-from reliability_lab import Lab, start_lab
+from reliability_lab import Lab, ocsp_answer, revoked_everywhere, start_lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 
@@ -155,18 +154,6 @@ def _ca_admin(lab: Lab) -> dict[str, str]:
     return {"Authorization": f"Bearer {lab.secrets['SIGNLAB_CA_ADMIN_TOKEN']}"}
 
 
-def _ocsp(lab: Lab, serial: str) -> ocsp.OCSPResponse:
-    ca = CaClient(lab.urls["ca"])
-    issuing = x509.load_der_x509_certificate(ca.certificate("issuing"))
-    name_hash, key_hash = hashes.Hash(hashes.SHA256()), hashes.Hash(hashes.SHA256())
-    name_hash.update(issuing.subject.public_bytes())
-    key_hash.update(issuing.public_key().public_bytes(serialization.Encoding.X962,
-                                                      serialization.PublicFormat.UncompressedPoint))
-    request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(name_hash.finalize(), key_hash.finalize(),
-                                                                 int(serial, 16), hashes.SHA256()).build()
-    return ocsp.load_der_ocsp_response(ca.ocsp(request.public_bytes(serialization.Encoding.DER)))
-
-
 def test_ca_killed_between_its_issuance_log_and_its_database(fault_lab: Lab) -> None:
     """SIGKILL exactly after the issuance-log entry, before the database commit: the signer's flow
     ends with a clear step-7 outage; after the restart the certificate is in the log and recorded
@@ -195,7 +182,7 @@ def test_ca_killed_between_its_issuance_log_and_its_database(fault_lab: Lab) -> 
 
     events = [e.event for e in lab.ca_log()[before:] if e.data.get("serial") == serial]
     assert events == [EVENT_ISSUED, "fault.fired", EVENT_WITHDRAWN]
-    assert _ocsp(lab, serial).certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+    assert ocsp_answer(lab, serial).certificate_status == ocsp.OCSPCertStatus.UNKNOWN
     database = lab.runtime.data_dir / "ca" / "ca.sqlite3"
     assert serial not in CertificateStore.read_states(database)
     assert cross_check(CertificateStore.read_states(database), lab.ca_log()).ok
@@ -214,7 +201,7 @@ def test_the_signing_service_revokes_the_certificate_of_a_failed_flow(fault_lab:
     lab = fault_lab
     result, _ = partner_flow(lab.eco, b"a flow that the signer will call failed")
     serial, transaction = str(result.certificate_serial), str(result.signer_transaction_id)
-    assert _ocsp(lab, serial).certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert ocsp_answer(lab, serial).certificate_status == ocsp.OCSPCertStatus.GOOD
     signer = SignerSettings.from_env(lab.runtime.service_environment(entry("signer")))
     ca = CaClient(lab.urls["ca"])
     assertion = create_client_assertion(load_or_create_ec_key(signer.client_assertion_key_path),
@@ -222,7 +209,7 @@ def test_the_signing_service_revokes_the_certificate_of_a_failed_flow(fault_lab:
     revoked = ca.revoke_issued(client_assertion=assertion, transaction_id=transaction,
                                note="step 10: time-stamp failed after the signature")
     assert [(r.serial, r.status, r.revocation_reason) for r in revoked] == [(serial, "revoked", "cessationOfOperation")]
-    answer = _ocsp(lab, serial)
+    answer = ocsp_answer(lab, serial)
     assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
     assert answer.revocation_reason == x509.ReasonFlags.cessation_of_operation
     crl = x509.load_der_x509_crl(ca.crl("issuing"))
@@ -265,17 +252,6 @@ def _fail_at_step_9(lab: Lab, document: bytes) -> tuple[str, requests.Response]:
     return str(issued.data["transaction_id"]), answer
 
 
-def _revoked_everywhere(lab: Lab, serial: str) -> None:
-    """OCSP and the issuing CA's CRL say revoked, cessationOfOperation."""
-    answer = _ocsp(lab, serial)
-    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
-    assert answer.revocation_reason == x509.ReasonFlags.cessation_of_operation
-    listed = x509.load_der_x509_crl(CaClient(lab.urls["ca"]).crl("issuing")).get_revoked_certificate_by_serial_number(
-        int(serial, 16))
-    assert listed is not None
-    assert listed.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.cessation_of_operation
-
-
 def test_a_flow_that_fails_after_step_7_leaves_its_certificate_revoked(orphan_lab: Lab) -> None:
     """#25: the HSM fails at step 9 after the TSP issued the certificate: the key is destroyed, then
     the SSASP has the certificate revoked (its client assertion, cessationOfOperation, the failure
@@ -288,7 +264,7 @@ def test_a_flow_that_fails_after_step_7_leaves_its_certificate_revoked(orphan_la
     assert events.index("key.destroyed") < events.index("certificate.revoked")
     assert "step 9" in revoked.data["note"]
     assert lab.signer_transaction(transaction)["certificate_revocation"] == "revoked"
-    _revoked_everywhere(lab, serial)
+    revoked_everywhere(lab, serial)
     logged = [e for e in lab.ca_log() if e.data.get("serial") == serial]
     assert [e.event for e in logged] == [EVENT_ISSUED, "certificate.revoked"]
     assert logged[-1].data["requester"] == "signlab-signer" and "step 9" in logged[-1].data["note"]
@@ -305,12 +281,12 @@ def test_a_revocation_the_ca_cannot_take_is_pending_and_retried_by_the_sweep(orp
         assert lab.signer_transaction(transaction)["certificate_revocation"] == "pending"
         issued = [e for e in lab.ca_log() if e.event == EVENT_ISSUED and e.data["transaction_id"] == transaction]
         serial = str(issued[0].data["serial"])
-        assert _ocsp(lab, serial).certificate_status == ocsp.OCSPCertStatus.GOOD  # not yet
+        assert ocsp_answer(lab, serial).certificate_status == ocsp.OCSPCertStatus.GOOD  # not yet
     finally:
         proxy.release()
     lab.wait_audit(lambda e: e.event == "certificate.revoked" and e.data["transaction_id"] == transaction)
     assert lab.signer_transaction(transaction)["certificate_revocation"] == "revoked"
-    _revoked_everywhere(lab, serial)
+    revoked_everywhere(lab, serial)
 
 
 # ----------------------------------------------------------------------------- transport, restarts

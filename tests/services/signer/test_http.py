@@ -289,6 +289,10 @@ def test_ca_failure_mid_flow_destroys_the_key(portal: Portal, ecosystem: Any) ->
 def test_openapi_and_jwks_and_info(ecosystem: Any) -> None:
     doc = requests.get(f"{ecosystem.signer_url}/csc/openapi.json", timeout=10).json()
     assert doc["openapi"].startswith("3.") and "/csc/v2/signatures/signDoc" in doc["paths"]
+    status = doc["paths"]["/oauth2/transaction-status"]["post"]
+    assert set(status["responses"]) >= {"200", "400", "401", "404"}
+    assert status["responses"]["200"]["content"]["application/json"]["schema"]["required"] == [
+        "transaction_id", "state", "ended"]
     jwks = requests.get(f"{ecosystem.signer_url}/.well-known/jwks.json", timeout=10).json()
     assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
     info = requests.post(f"{ecosystem.signer_url}/csc/v1/info", json={}, timeout=10).json()
@@ -366,6 +370,36 @@ def test_client_secret_guessing_locks_that_client_only(portal: Portal, ecosystem
     assert portal.token(documents=[(hashlib.sha256(b"still works").digest(), "x.txt")]).access_token
     assert any(e.event == "client.locked" and e.data["client_id"] == partner
                for e in ecosystem.service.audit.entries())
+
+
+def test_transaction_status_is_the_partners_own_and_needs_its_authentication(portal: Portal, ecosystem: Any) -> None:
+    """``oauth2/transaction-status``: 401 without client authentication, 404 for another client's
+    transaction (the same answer as for an unknown id: no oracle), the state for the partner's own;
+    ``answer_lost`` only as true or false, and on a transaction that did not complete it changes
+    nothing (no audit entry, nothing to revoke)."""
+    endpoint = f"{ecosystem.signer_url}/oauth2/transaction-status"
+    pushed = portal.client.push_authorization_request(
+        redirect_uri=PORTAL_REDIRECT, state="s", code_challenge=create_s256_code_challenge("v" * 43),
+        qualifier="eu_eidas_qes", documents=[(hashlib.sha256(b"mine").digest(), "mine.txt")], login_hint=None)
+    assert pushed.transaction_id
+    mine = portal.client.transaction_status(pushed.transaction_id)
+    assert (mine.transaction_id, mine.state, mine.ended, mine.error) == (pushed.transaction_id, "requested", False, None)
+    entries = len(list(ecosystem.service.audit.entries()))
+    reported = portal.client.transaction_status(pushed.transaction_id, answer_lost=True)
+    assert (reported.state, reported.certificate_revocation) == ("requested", None)
+    assert not [e for e in list(ecosystem.service.audit.entries())[entries:] if e.event == "transaction.answer_lost"]
+
+    anonymous = requests.post(endpoint, data={"transaction_id": pushed.transaction_id}, timeout=10)
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "invalid_client", anonymous.text
+    assert "requested" not in anonymous.text
+    other = (ecosystem.settings.partner_clients[0].client_id, ecosystem.partner_secret)
+    for transaction_id in (pushed.transaction_id, "tx-unknown"):
+        foreign = requests.post(endpoint, data={"transaction_id": transaction_id}, auth=other, timeout=10)
+        assert foreign.status_code == 404 and foreign.json()["error"] == "not_found", foreign.text
+        assert "requested" not in foreign.text
+    odd = requests.post(endpoint, data={"transaction_id": pushed.transaction_id, "answer_lost": "maybe"}, auth=other,
+                        timeout=10)
+    assert odd.status_code == 400 and odd.json()["error"] == "invalid_request", odd.text
 
 
 def test_metadata_names_the_client_authentication_methods(ecosystem: Any) -> None:
