@@ -321,7 +321,7 @@ class TransactionStore:
 
     def pending_since(self, before: float) -> list[Transaction]:
         """Transactions waiting for the signer's return (``pending``) that were created before ``before``."""
-        rows = self._conn().execute("SELECT * FROM transactions WHERE state=? AND created_at<?",
+        rows = self._conn().execute("SELECT * FROM transactions WHERE state=? AND created_at<? ORDER BY created_at",
                                     (PENDING, before)).fetchall()
         return [self._load(row) for row in rows]
 
