@@ -335,7 +335,10 @@ def test_oversized_bodies_are_refused(lab: Lab, service: str, path: str) -> None
                                headers={"Content-Type": "application/json", "Accept": "application/json"})
     except requests.ConnectionError:
         return  # the server closed the connection on the oversized body: refused, nothing processed
-    assert answer.status_code == 413, answer.text[:200]
+    # The CSC API checks the bearer token before it reads a body (401 before 400, #19): an
+    # anonymous oversized signDoc is refused unread with 401 — or 413 if the body is read first.
+    refused = {401, 413} if path.startswith("/csc/") else {413}
+    assert answer.status_code in refused, answer.text[:200]
 
 
 @pytest.mark.parametrize("service,path", [("signer", "/csc/v2/signatures/signDoc"), ("signer", "/csc/v1/credentials/info"),

@@ -354,24 +354,8 @@ def test_an_unauthenticated_call_gets_401_before_any_400_for_its_body(ecosystem:
             assert answer.json()["error"] == "invalid_token" and answer.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_client_secret_guessing_locks_that_client_only(portal: Portal, ecosystem: Any) -> None:
-    """Brute force of a partner's client secret over HTTP: that partner is locked for that address
-    after the limit (429, even the right secret); the portal, which authenticates with
-    private_key_jwt, keeps working from the same address."""
-    partner = ecosystem.settings.partner_clients[0].client_id
-    par = f"{ecosystem.signer_url}/oauth2/par"
-    form = {"response_type": "code", "client_id": partner}
-    for _ in range(ecosystem.settings.client_lockout_failures):
-        refused = requests.post(par, auth=(partner, "guess"), data=form, timeout=10)
-        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client", refused.text
-    locked = requests.post(par, auth=(partner, ecosystem.partner_secret), data=form, timeout=10)
-    assert locked.status_code == 429 and locked.json()["error"] == "too_many_attempts", locked.text
-    assert int(locked.headers["Retry-After"]) >= 1
-    assert portal.token(documents=[(hashlib.sha256(b"still works").digest(), "x.txt")]).access_token
-    assert any(e.event == "client.locked" and e.data["client_id"] == partner
-               for e in ecosystem.service.audit.entries())
-
-
+# Kept before test_client_secret_guessing_locks_that_client_only, which locks the secret partner out
+# of this address for a minute.
 def test_transaction_status_is_the_partners_own_and_needs_its_authentication(portal: Portal, ecosystem: Any) -> None:
     """``oauth2/transaction-status``: 401 without client authentication, 404 for another client's
     transaction (the same answer as for an unknown id: no oracle), the state for the partner's own;
@@ -400,6 +384,24 @@ def test_transaction_status_is_the_partners_own_and_needs_its_authentication(por
     odd = requests.post(endpoint, data={"transaction_id": pushed.transaction_id, "answer_lost": "maybe"}, auth=other,
                         timeout=10)
     assert odd.status_code == 400 and odd.json()["error"] == "invalid_request", odd.text
+
+
+def test_client_secret_guessing_locks_that_client_only(portal: Portal, ecosystem: Any) -> None:
+    """Brute force of a partner's client secret over HTTP: that partner is locked for that address
+    after the limit (429, even the right secret); the portal, which authenticates with
+    private_key_jwt, keeps working from the same address."""
+    partner = ecosystem.settings.partner_clients[0].client_id
+    par = f"{ecosystem.signer_url}/oauth2/par"
+    form = {"response_type": "code", "client_id": partner}
+    for _ in range(ecosystem.settings.client_lockout_failures):
+        refused = requests.post(par, auth=(partner, "guess"), data=form, timeout=10)
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client", refused.text
+    locked = requests.post(par, auth=(partner, ecosystem.partner_secret), data=form, timeout=10)
+    assert locked.status_code == 429 and locked.json()["error"] == "too_many_attempts", locked.text
+    assert int(locked.headers["Retry-After"]) >= 1
+    assert portal.token(documents=[(hashlib.sha256(b"still works").digest(), "x.txt")]).access_token
+    assert any(e.event == "client.locked" and e.data["client_id"] == partner
+               for e in ecosystem.service.audit.entries())
 
 
 def test_metadata_names_the_client_authentication_methods(ecosystem: Any) -> None:
