@@ -70,6 +70,7 @@ URL_LINKS: dict[str, str] = {
     "SIGNLAB_SIGNER_IDP_URL": "{idp}",
     "SIGNLAB_SIGNER_CA_URL": "{ca}",
     "SIGNLAB_SIGNER_PORTAL_REDIRECT_URIS": '["{portal}/sign/callback"]',
+    "SIGNLAB_SIGNER_PORTAL_JWKS_URL": "{portal}/.well-known/jwks.json",
     "SIGNLAB_PORTAL_SIGNER_URL": "{signer}",
     "SIGNLAB_PORTAL_CA_URL": "{ca}",
     "SIGNLAB_PORTAL_IDP_URL": "{idp}",
@@ -99,9 +100,9 @@ def lab_url(name: str, port: int | str) -> str:
 
 LINKED_SECRETS: tuple[tuple[str, ...], ...] = (
     ("SIGNLAB_IDP_SIGNER_CLIENT_SECRET", "SIGNLAB_SIGNER_IDP_CLIENT_SECRET"),
-    ("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET", "SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET"),
     # One trainer token for every trainer and debugger view (DESIGN §6).
-    ("SIGNLAB_PORTAL_TRAINER_TOKEN", "SIGNLAB_IDP_TRAINER_TOKEN", "SIGNLAB_CA_TRAINER_TOKEN"),
+    ("SIGNLAB_PORTAL_TRAINER_TOKEN", "SIGNLAB_IDP_TRAINER_TOKEN", "SIGNLAB_CA_TRAINER_TOKEN",
+     "SIGNLAB_SIGNER_TRAINER_TOKEN"),
 )
 """Secrets several services must share (a client secret known to the client and its server, the
 trainer token): each group gets one generated value."""

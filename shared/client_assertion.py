@@ -1,8 +1,9 @@
 """JWT client assertions (RFC 7523) for service-to-service authentication.
 
 The SSASP authenticates to the TSP's issuance API (step 7) with a short-lived JWT signed by its
-private key; the TSP verifies it against the SSASP's published JWKS, checks issuer, subject,
-audience, lifetime and refuses a replayed ``jti``.
+private key, and the partner portal to the SSASP's authorization server (``private_key_jwt``,
+steps 2 and 5); the receiver verifies it against the sender's published JWKS, checks issuer,
+subject, audience, lifetime and refuses a replayed ``jti``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import heapq
 import secrets
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from joserfc import jwt
@@ -72,7 +74,7 @@ def verify_client_assertion(
     keys: KeySet,
     *,
     client_id: str,
-    audience: str,
+    audience: str | Sequence[str],
     replay_cache: ReplayCache,
     leeway: int = 30,
     max_lifetime: int = 300,
@@ -80,6 +82,8 @@ def verify_client_assertion(
 ) -> dict[str, Any]:
     """Verify a client assertion and return its claims.
 
+    :param audience: the value ``aud`` must name, or several of which it must name one (an
+        authorization server accepts its issuer identifier and its endpoint URLs, RFC 9126 §2).
     :raises InvalidClient: bad signature or key, wrong issuer/subject/audience, expired, too long
         lived, or replayed; the description says which check failed.
     """
@@ -93,8 +97,10 @@ def verify_client_assertion(
         if claims.get(name) != wanted:
             raise InvalidClient(f"client assertion rejected: {name} is {claims.get(name)!r}, expected {wanted!r}")
     audiences = claims.get("aud")
-    if audience not in (audiences if isinstance(audiences, list) else [audiences]):
-        raise InvalidClient(f"client assertion rejected: audience {audiences!r} does not name {audience!r}")
+    accepted = [audience] if isinstance(audience, str) else list(audience)
+    if not any(named in accepted for named in (audiences if isinstance(audiences, list) else [audiences])):
+        raise InvalidClient(f"client assertion rejected: audience {audiences!r} does not name "
+                            f"{' or '.join(repr(a) for a in accepted)}")
     exp, iat, jti = claims.get("exp"), claims.get("iat"), claims.get("jti")
     if not isinstance(exp, int | float) or not isinstance(iat, int | float) or not isinstance(jti, str) or not jti:
         raise InvalidClient("client assertion rejected: exp, iat and jti are required")

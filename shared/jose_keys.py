@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
-__all__ = ["load_or_create_ec_key", "public_jwks"]
+__all__ = ["load_ec_key", "load_or_create_ec_key", "public_jwks"]
 
 
 def load_or_create_ec_key(path: Path) -> ECKey:
@@ -32,6 +32,14 @@ def load_or_create_ec_key(path: Path) -> ECKey:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
+    return load_ec_key(path)
+
+
+def load_ec_key(path: Path) -> ECKey:
+    """Load the P-256 private key at ``path`` (another process made it; a tool reading a service's key).
+
+    :raises FileNotFoundError: there is no key yet (the service was never provisioned).
+    """
     key = ECKey.import_key(path.read_bytes(), parameters={"use": "sig", "alg": "ES256"})
     key.ensure_kid()
     return key

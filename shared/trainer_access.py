@@ -2,7 +2,7 @@
 
 One secret, ``TRAINER_TOKEN`` of each service (``signlab up`` generates one value for all of them,
 ``services.registry.LINKED_SECRETS``), guards the portal's trainer dashboard and trace API, the
-IdP's debugger and the CA's list of issued certificates. Two ways in:
+IdP's debugger, the CA's list of issued certificates and the SSASP's audit-log view. Two ways in:
 
 * programs send ``Authorization: Bearer <token>`` (the scenario runner, ``curl``);
 * browsers open the sign-in link ``<service>/trainer/sign-in?token=<token>`` once (``signlab up``

@@ -139,6 +139,7 @@ BROWSER_FACING_LINKS: frozenset[str] = frozenset({
 BACK_CHANNEL_LINKS: frozenset[str] = frozenset({
     "SIGNLAB_CA_IDP_URL",          # issuer + discovery/JWKS fetch at step 7
     "SIGNLAB_CA_SIGNER_JWKS_URL",  # client-assertion keys at step 7
+    "SIGNLAB_SIGNER_PORTAL_JWKS_URL",  # the portal's client-assertion keys (private_key_jwt, steps 2, 5)
     "SIGNLAB_SIGNER_IDP_URL",      # issuer + discovery, token endpoint, JWKS (steps 3, 5)
     "SIGNLAB_SIGNER_CA_URL",       # issuance, TSA, CRL/OCSP (steps 7, 10)
     "SIGNLAB_PORTAL_SIGNER_URL",   # PAR, token, signDoc (steps 2, 10)

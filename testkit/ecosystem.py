@@ -26,6 +26,7 @@ data directories), but they share the one SoftHSM token.
 from __future__ import annotations
 
 import importlib
+import shutil
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -128,6 +129,12 @@ class Ecosystem:
                 update={"port": port, "data_dir": self.base_dir / instance, **overrides})
         settings = self._settings[instance]
         self._service_of[instance] = service
+        shared_key = getattr(self._settings[service], "client_assertion_key_path", None)
+        if instance != service and shared_key is not None and shared_key.exists():
+            # One partner, one key: a second instance signs its client assertions with the key the
+            # signing service already knows (the first instance's JWKS).
+            settings.client_assertion_key_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shared_key, settings.client_assertion_key_path)
         item.provision(settings)
         with mock.patch.dict("os.environ", {"SIGNLAB_TRACE_DIR": str(self.trace_dir)}):
             app = importlib.import_module(f"services.{service}").create_app(settings)

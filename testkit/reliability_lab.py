@@ -24,9 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 
 from services.registry import LINKED_SECRETS, REGISTRY
 from shared.audit import AuditEntry, AuditLog
+from shared.clients.ca import CaClient
 from shared.settings import secret_fields
 from shared.testing import free_port
 from signlab.runtime import LocalRuntime
@@ -182,7 +186,10 @@ class FaultProxy:
 
     * ``("hold", seconds)`` — wait until :meth:`release` (or ``seconds``), then forward;
     * ``("delay", seconds)`` — wait, then forward;
-    * ``("drop", 0)`` — close the connection without an answer.
+    * ``("drop", 0)`` — close the connection without an answer;
+    * ``("truncate", 0)`` — forward, then send the answer's status, headers (with its full
+      ``Content-Length``) and only the first half of its body, and close the connection: what the
+      caller sees when the other side dies while sending its answer.
 
     :ivar arrived: set each time a held request arrives (tests wait on it).
     """
@@ -231,6 +238,12 @@ class FaultProxy:
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(answer.content)))
                 self.end_headers()
+                if rule is not None and rule[0] == "truncate":
+                    self.wfile.write(answer.content[:len(answer.content) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 self.wfile.write(answer.content)
 
             do_GET = do_POST = _forward  # noqa: N815 - the names http.server dispatches to
@@ -264,23 +277,54 @@ class FaultProxy:
 
 
 def start_lab(data_dir: Path, extra_env: dict[str, str] | None = None,
-              proxies: dict[str, tuple[str, str]] | None = None) -> Lab:
+              proxies: dict[str, tuple[str, ...]] | None = None, links: dict[str, str] | None = None) -> Lab:
     """Start an ecosystem with seeded secrets.
 
-    :param proxies: ``name → (service to forward to, environment variable that points at the proxy)``.
+    :param proxies: ``name → (service to forward to, environment variables that point at the proxy …)``
+        (e.g. a service's ``PUBLIC_URL`` too, when its callers derive an audience from the URL
+        they call).
+    :param links: ``variable → template`` of the services' own URLs (``{signer}``, ``{ca}`` …):
+        e.g. the URL browsers use for a service whose back channel goes through a proxy.
     """
     ports = {item.info.name: free_port() for item in REGISTRY}
     seeded = seeded_secrets()
     environ = {**os.environ, **seeded, **(extra_env or {})}
+    environ |= {variable: template.format(**{name: f"http://127.0.0.1:{port}" for name, port in ports.items()})
+                for variable, template in (links or {}).items()}
     environ.pop("SIGNLAB_DATA_DIR", None)
     made: dict[str, FaultProxy] = {}
-    for name, (service_name, variable) in (proxies or {}).items():
+    for name, (service_name, *variables) in (proxies or {}).items():
         made[name] = FaultProxy(f"http://127.0.0.1:{ports[service_name]}")
-        path = {"SIGNLAB_CA_SIGNER_JWKS_URL": "/.well-known/jwks.json"}.get(variable, "")
-        environ[variable] = made[name].url + path
+        for variable in variables:
+            path = {"SIGNLAB_CA_SIGNER_JWKS_URL": "/.well-known/jwks.json"}.get(variable, "")
+            environ[variable] = made[name].url + path
     runtime = LocalRuntime(data_dir, ports, environ=environ)
     runtime.up(timeout=90, progress=lambda _line: None)
     return Lab(runtime, seeded, ecosystem_from_runtime(runtime), made)
+
+
+def ocsp_answer(lab: Lab, serial: str) -> ocsp.OCSPResponse:
+    """The TSP's OCSP answer for the certificate ``serial`` (hex) of its issuing CA."""
+    ca = CaClient(lab.urls["ca"])
+    issuing = x509.load_der_x509_certificate(ca.certificate("issuing"))
+    name_hash, key_hash = hashes.Hash(hashes.SHA256()), hashes.Hash(hashes.SHA256())
+    name_hash.update(issuing.subject.public_bytes())
+    key_hash.update(issuing.public_key().public_bytes(serialization.Encoding.X962,
+                                                      serialization.PublicFormat.UncompressedPoint))
+    request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(name_hash.finalize(), key_hash.finalize(),
+                                                                 int(serial, 16), hashes.SHA256()).build()
+    return ocsp.load_der_ocsp_response(ca.ocsp(request.public_bytes(serialization.Encoding.DER)))
+
+
+def revoked_everywhere(lab: Lab, serial: str) -> None:
+    """OCSP and the issuing CA's CRL say the certificate ``serial`` is revoked, cessationOfOperation."""
+    answer = ocsp_answer(lab, serial)
+    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert answer.revocation_reason == x509.ReasonFlags.cessation_of_operation
+    listed = x509.load_der_x509_crl(CaClient(lab.urls["ca"]).crl("issuing")).get_revoked_certificate_by_serial_number(
+        int(serial, 16))
+    assert listed is not None
+    assert listed.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.cessation_of_operation
 
 
 def json_or_text(response: requests.Response) -> Any:
@@ -291,4 +335,4 @@ def json_or_text(response: requests.Response) -> Any:
         return response.text
 
 
-__all__ = ["FaultProxy", "Lab", "json_or_text", "seeded_secrets", "start_lab"]
+__all__ = ["FaultProxy", "Lab", "json_or_text", "ocsp_answer", "revoked_everywhere", "seeded_secrets", "start_lab"]

@@ -21,15 +21,15 @@ from services.ca.ocsp_responder import OcspResponder
 from services.ca.pki import Hierarchy, load_hierarchy
 from services.ca.profiles import Profile, SubjectIdentity
 from services.ca.provision import load_pseudonym_key
-from services.ca.remote_keys import JsonClient, RemoteJwks, idp_jwks_url
 from services.ca.settings import CaSettings
 from services.ca.store import CertificateStore
 from services.ca.trusted_list import SERVICE_STATUSES, TL_SERVICES, StatusChange, build_trusted_list
 from services.ca.tsa import TimeStampAuthority
 from shared.audit import AuditLog
 from shared.client_assertion import ReplayCache
+from shared.remote_jwks import JsonClient, RemoteJwks, idp_jwks_url
 from shared.faults import FaultBoard
-from shared.flow import Role
+from shared.flow import Role, step
 
 __all__ = ["PUBLISHED_CERTIFICATES", "TrustServiceProvider", "build_tsp", "cross_check_installation", "detached_qes_issuer"]
 
@@ -101,10 +101,10 @@ def build_tsp(settings: CaSettings) -> TrustServiceProvider:
                                      log=IssuanceLog(settings.issuance_log_path), faults=faults)
     timeout = settings.http_timeout_seconds
     signer_keys = RemoteJwks(settings.signer_jwks_url, Role.SSASP, cache_seconds=settings.jwks_cache_seconds,
-                             timeout=timeout)
-    discovery_client = JsonClient(Role.IPSP, timeout)
-    idp_keys = RemoteJwks(lambda: idp_jwks_url(settings.idp_url, discovery_client.get_json), Role.IPSP,
-                          cache_seconds=settings.jwks_cache_seconds, timeout=timeout)
+                             timeout=timeout, step=step(7))
+    discovery_client = JsonClient(Role.IPSP, timeout, step(7))
+    idp_keys = RemoteJwks(lambda: idp_jwks_url(settings.idp_url, discovery_client), Role.IPSP,
+                          cache_seconds=settings.jwks_cache_seconds, timeout=timeout, step=step(7))
     issuance = IssuanceService(authority=authority, signer_keys=signer_keys, idp_keys=idp_keys,
                                replay_cache=ReplayCache(), pseudonym_key=load_pseudonym_key(data_dir), faults=faults)
     return TrustServiceProvider(settings=settings, hierarchy=hierarchy, authority=authority, issuance=issuance,

@@ -51,9 +51,9 @@ from services.ca.errors import (
 )
 from services.ca.faults import WRONG_KEY, substitute_public_key
 from services.ca.profiles import Profile, SubjectIdentity
-from services.ca.remote_keys import RemoteJwks
 from services.ca.store import CertificateRecord
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, ReplayCache, verify_client_assertion
+from shared.remote_jwks import RemoteJwks
 from shared.errors import InsufficientStorage, InvalidClient, SignLabError
 from shared.faults import FaultBoard
 from shared.flow import FlowStep

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from joserfc.jwk import ECKey
 
 from services.portal.partners import PartnerApplications
 from services.portal.settings import PortalSettings
@@ -13,18 +14,20 @@ from shared.clients.ca import CaClient
 from shared.clients.signer import SignerClient
 from shared.flow import service
 from shared.tracing import trainer_blueprint
+from shared.jose_keys import load_or_create_ec_key
+from shared.periodic import run_periodically
 from shared.trainer_access import install_trainer_access, require_trainer
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
 
 
-def _signer_client(settings: PortalSettings) -> SigningService:
-    """The SSASP client: back channel to ``signer_url``; browsers are sent to ``signer_browser_base_url``."""
+def _signer_client(settings: PortalSettings, assertion_key: ECKey) -> SigningService:
+    """The SSASP client: back channel to ``signer_url`` with ``private_key_jwt``; browsers are sent to
+    ``signer_browser_base_url``."""
     return SignerClient(
-        settings.signer_url, client_id=settings.signer_client_id,
-        client_secret=settings.signer_client_secret.get_secret_value(), timeout=settings.http_timeout_seconds,
-        browser_url=settings.signer_browser_url or None,
+        settings.signer_url, client_id=settings.signer_client_id, assertion_key=assertion_key,
+        timeout=settings.http_timeout_seconds, browser_url=settings.signer_browser_url or None,
     )
 
 
@@ -44,6 +47,9 @@ def create_app(
     settings = settings or PortalSettings.from_env()
     from services.portal import http
 
+    # The key of the portal's client assertions to the SSASP; its public half is served as JWKS.
+    assertion_key = load_or_create_ec_key(settings.client_assertion_key_path)
+
     store = TransactionStore(settings.service_dir() / "portal.sqlite3")
     interrupted = store.fail_interrupted()
     if trust is None:
@@ -53,7 +59,7 @@ def create_app(
             settings.tsa_url,
         )
     core = PortalCore(
-        store, trust, signer if signer is not None else _signer_client(settings), callback_url=settings.callback_url,
+        store, trust, signer if signer is not None else _signer_client(settings, assertion_key), callback_url=settings.callback_url,
         bytes_reserved=settings.pdf_bytes_reserved, ttl_seconds=settings.transaction_ttl_seconds,
     )
     app = create_service_app(__name__, service("portal"), settings, health_checks={"store": store.health},
@@ -67,8 +73,14 @@ def create_app(
                       SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"))
     app.extensions["signlab.portal"] = core
     app.extensions["signlab.portal.partners"] = PartnerApplications(settings)
+    app.extensions["signlab.portal.assertion_key"] = assertion_key
     if interrupted:
         app.logger.warning("%d transaction(s) interrupted by a restart were marked failed", interrupted)
+    if settings.signer_poll_seconds > 0 and core.signer is not None:
+        # Transactions the SSASP ended while the signer was away (its restart, an expiry) end here
+        # too, with its reason, instead of waiting for the portal's own expiry.
+        poll = settings.signer_poll_seconds
+        run_periodically("portal-signer-follow-up", poll, lambda: core.follow_up_pending(poll), at_once=False)
     http.register(app)
     # The trainer dashboard and the live sequence diagrams of every flow: trainer token only
     # (a result page embeds its own flow through the owner's routes in services.portal.http).

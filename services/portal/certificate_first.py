@@ -15,6 +15,11 @@ signs — for ``signatures/signHash`` (steps 8-9):
 * JAdES detached: the protected header (``alg``, ``x5t#S256``, ``x5c``, ``sigT``, ``sigD`` over the
   payload digest); DTBS/R = SHA-256 of the JWS signing input ``b64url(header) + "."``.
 
+The SAD for these DTBS/R comes from the person (SCAL 2): the portal asks the SSASP for a credential
+authorization naming the credential and the hashes, with the documents' labels; the person logs
+in with the eID again and approves exactly these hashes on the SSASP's consent page. Between the
+two rounds each :class:`PendingSignature` is kept in the store.
+
 With the signature values back, :func:`assemble` builds the B-B object (pyHanko
 ``async_sign_prescribed_attributes`` with an ``ExternalSigner`` holding the returned value; for
 JAdES the compact JWS with ES256 ``r||s``), after checking that each value verifies under the
@@ -25,9 +30,10 @@ Limits: SHA-256 only; EC (ES256 / ecdsa-with-SHA256) and RSA PKCS#1 v1.5 keys (n
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -147,7 +153,8 @@ class OneTimeCredential:
 
 @dataclass
 class PendingSignature:
-    """One document between DTBS/R computation and assembly (kept in memory within one request).
+    """One document between DTBS/R computation and assembly, kept in the store while the person
+    approves the hashes (:meth:`stored`, :meth:`restore`).
 
     :ivar doc: the stored document.
     :ivar dtbsr: SHA-256 of what the key signs (signed attributes DER, or JWS signing input).
@@ -161,6 +168,37 @@ class PendingSignature:
     signed_attrs: cms.CMSAttributes | None = None
     prepared: pades.PreparedPdf | None = None
     protected: str | None = None
+
+    def stored(self) -> tuple[StoredDocument, dict[str, str]]:
+        """The document with its prepared PDF (PAdES), and the rest as a JSON-able dict (standard base64)."""
+        kept = {"dtbsr": base64.b64encode(self.dtbsr).decode("ascii")}
+        if self.signed_attrs is not None:
+            kept["signed_attrs"] = base64.b64encode(self.signed_attrs.dump()).decode("ascii")
+        if self.protected is not None:
+            kept["protected"] = self.protected
+        doc = self.doc
+        if self.prepared is not None:
+            kept["byte_range_digest"] = base64.b64encode(self.prepared.digest).decode("ascii")
+            doc = replace(doc, prepared=self.prepared.prepared, reserved_start=self.prepared.reserved_start,
+                          reserved_end=self.prepared.reserved_end, field_name=self.prepared.field_name)
+        return doc, kept
+
+    @classmethod
+    def restore(cls, doc: StoredDocument) -> PendingSignature:
+        """The pending signature :meth:`stored` kept with ``doc``.
+
+        :raises PackagingFailed: the document has none (it was never prepared, or already finished).
+        """
+        kept = doc.pending_signature
+        if not kept:
+            raise PackagingFailed(f"{doc.label!r} has no DTBS/R waiting for the signer's approval")
+        prepared = None
+        if "byte_range_digest" in kept:
+            assert doc.prepared is not None and doc.reserved_start is not None and doc.reserved_end is not None
+            prepared = pades.PreparedPdf(doc.prepared, base64.b64decode(kept["byte_range_digest"]), doc.reserved_start,
+                                         doc.reserved_end, doc.field_name or "Signature1")
+        attrs = cms.CMSAttributes.load(base64.b64decode(kept["signed_attrs"])) if "signed_attrs" in kept else None
+        return cls(doc, base64.b64decode(kept["dtbsr"]), attrs, prepared, kept.get("protected"))
 
 
 def jades_protected_header(credential: OneTimeCredential, payload_digest: bytes, label: str,

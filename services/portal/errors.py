@@ -6,10 +6,20 @@ step, and what to do next. They never carry document content, tokens or secrets.
 
 from __future__ import annotations
 
-from shared.errors import AccessDenied, Conflict, InvalidRequest, NotFound, SignLabError
+from shared.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    SignLabError,
+    UpstreamAnswerBroken,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from shared.flow import Role, step
 
 __all__ = [
+    "AnswerLost",
     "CredentialUnsuitable",
     "DocumentRejected",
     "PackagingFailed",
@@ -19,6 +29,7 @@ __all__ = [
     "TransactionNotFound",
     "TransactionStateError",
     "UnsupportedOption",
+    "relayed",
 ]
 
 
@@ -87,6 +98,18 @@ class TimeStampingFailed(PackagingFailed):
     roles = (Role.SCASP, Role.TSP)
 
 
+class AnswerLost(SignLabError):
+    """signDoc's answer never arrived whole (the SSASP may have signed): 502 ``server_error`` when it
+    broke off — step 10, the signature delivery —, 503 ``temporarily_unavailable`` when none came
+    (the step of the call). The description says what became of the undelivered signature's
+    certificate; nothing was kept as signed."""
+
+    def __init__(self, lost: UpstreamUnavailable, outcome: str) -> None:
+        broken = isinstance(lost, UpstreamAnswerBroken)
+        super().__init__(f"{lost.description}; {outcome}; nothing was kept as signed — start again",
+                         error=lost.error, status=lost.status, step=step(10) if broken else lost.step)
+
+
 class CredentialUnsuitable(SignLabError):
     """Certificate-first flow: the one-time credential ``credentials/info`` describes cannot be used
     (no certificate, key disabled, not SCAL 2, too few signatures, unsupported key algorithm)."""
@@ -96,3 +119,33 @@ class CredentialUnsuitable(SignLabError):
 
     def __init__(self, description: str) -> None:
         super().__init__(f"the signing service's one-time credential cannot be used: {description}", step=step(7))
+
+
+def relayed(exc: UpstreamError) -> SignLabError:
+    """Another role's error answer as the portal reports it: the SSASP's own words (they name the
+    step and role where it failed, e.g. "step 7 (SSASP → TSP): the TSP is unavailable"), never
+    wrapped in the step of the portal's own call; an outage upstream (503, or 507: a full disk) is
+    503 ``temporarily_unavailable``, a refusal of the person or the policy (403) a
+    :class:`SigningRefused`, anything else 502 ``server_error``."""
+    if exc.role is Role.SSASP:
+        said = exc.upstream_description or f"{exc.upstream_error} ({exc.upstream_status})"
+        at = None if said.startswith("step ") else exc.step
+        if exc.upstream_status == 403:
+            return SigningRefused(said, step=at)
+    else:
+        said, at = exc.description, exc.step
+    if exc.upstream_status in (503, 507):
+        return SignLabError(said, error="temporarily_unavailable", status=503, step=at)
+    return SignLabError(said, error="server_error", status=502, step=at)
+
+
+def ended_by_signer(error: str, description: str, transaction_id: str) -> SignLabError:
+    """The SSASP sent the browser back with an error (step 3-5): the person declined, the eID did
+    not suffice (403), or an upstream of the SSASP was out (503) or failed (502) — in its words."""
+    said = f"{description} (transaction {transaction_id}; nothing was signed)"
+    at = None if description.startswith("step ") else step(5)
+    if error == "temporarily_unavailable":
+        return SignLabError(said, error=error, status=503, step=at)
+    if error == "server_error":
+        return SignLabError(said, error=error, status=502, step=at)
+    return SigningRefused(said, step=at)

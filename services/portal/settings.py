@@ -39,9 +39,10 @@ class PortalSettings(ServiceSettings):
     )
     ca_url: str = Field("http://127.0.0.1:8002", description="Base URL of the TSP (TSA, CRL, OCSP, trusted list).")
     idp_url: str = Field("http://127.0.0.1:8001", description="Base URL of the IPSP (shown on pages; the portal never calls it).")
-    signer_client_id: str = Field("signlab-portal", description="The portal's OAuth2 client id at the SSASP.")
-    signer_client_secret: SecretStr = Field(
-        description="The portal's OAuth2 client secret at the SSASP (must equal SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET)."
+    signer_client_id: str = Field(
+        "signlab-portal", description="The portal's OAuth2 client id at the SSASP; it authenticates with "
+        "private_key_jwt (client assertions signed by <data_dir>/client-assertion-key.pem, published at "
+        "/.well-known/jwks.json), never with a shared secret."
     )
     session_secret: SecretStr = Field(
         description="Key that signs the portal's browser session cookie (CSRF tokens, the session's transactions)."
@@ -71,6 +72,11 @@ class PortalSettings(ServiceSettings):
         "half of it); must hold the certificate chain, the signature and a signature time-stamp. B-B reserves "
         "half as much (no time-stamp); validators read the whole reservation, so bigger is slower.",
     )
+    signer_poll_seconds: float = Field(
+        30.0, ge=0, description="Every this many seconds the portal asks the SSASP (oauth2/transaction-status) about "
+        "its transactions that have waited longer than this for the signer's return, and ends those the SSASP ended "
+        "(its restart, an expiry) with the SSASP's reason; 0 turns it off (they then end at TRANSACTION_TTL_SECONDS)."
+    )
     transaction_ttl_seconds: int = Field(
         600, ge=1, description="How long a signing transaction may wait for the signer's return (eID login and "
         "consent) before it expires; an expired transaction redeems nothing and keeps nothing as signed."
@@ -88,6 +94,12 @@ class PortalSettings(ServiceSettings):
     def tsa_url(self) -> str:
         """The RFC 3161 time-stamping endpoint of the TSP."""
         return f"{self.ca_url.rstrip('/')}/tsa"
+
+    @property
+    def client_assertion_key_path(self) -> Path:
+        """The EC key of the portal's client assertions to the SSASP (``private_key_jwt``; its public
+        half is served at ``/.well-known/jwks.json``)."""
+        return self.data_dir / "client-assertion-key.pem"
 
     @property
     def callback_url(self) -> str:

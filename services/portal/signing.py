@@ -14,15 +14,20 @@
   exchanges the code for the credential token (the SAD), calls ``signDoc`` with the same digests,
   packages each signature at the chosen level, validates the result and stores it — all-or-nothing.
 
-Certificate-first flow (DESIGN §2, second flow; CSC v1 ``signHash``): :meth:`PortalCore.confirm`
-pushes a *service* authorization (``scope=service``,
-``signatureQualifier``, ``numSignatures`` = N) — still one browser round trip with the eID login
-and consent (steps 3-5). On return the token exchange makes the SSASP create the one-time key and
-certificate (6-7); the portal reads them with ``credentials/info``, computes each document's DTBS/R
-over the signed attributes with the real certificate (2, :mod:`services.portal.certificate_first`),
-gets ONE SAD bound to exactly these N hashes with ``credentials/authorize`` (SCAL 2), calls
-``signatures/signHash`` once (8-9; the SSASP destroys the key when the budget is spent), assembles
-the CMS / JWS and packages it like the person-signing flow (10).
+Certificate-first flow (DESIGN §2, second flow; CSC v1 ``signHash``), two browser round trips
+because the hashes exist only once the certificate does (SCAL 2: the person approves them):
+
+1. :meth:`PortalCore.confirm` pushes a *service* authorization (``scope=service``,
+   ``signatureQualifier``, ``numSignatures`` = N); eID login and consent (steps 3-5). On return
+   the token exchange makes the SSASP create the one-time key and certificate (6-7); the portal
+   reads them with ``credentials/info``, computes each document's DTBS/R over the signed
+   attributes with the real certificate (2, :mod:`services.portal.certificate_first`), keeps them,
+   and pushes a *credential* authorization for exactly these N hashes with the documents' labels;
+   the callback sends the browser there (the transaction is ``pending`` again).
+2. The person logs in again and approves the listed hashes on the SSASP's consent page. On
+   return the token exchange gives the SAD (the credential-scope token, bound to those hashes);
+   ``signatures/signHash`` signs them once (8-9; the SSASP destroys the key when the budget is
+   spent); the portal assembles the CMS / JWS and packages it like the person-signing flow (10).
 
 The SSASP is reached through :class:`SigningService` (``shared.clients.signer.SignerClient``
 implements it); the TSP through :class:`~services.portal.trust.TrustStore`.
@@ -36,7 +41,8 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -44,12 +50,14 @@ from typing import Any, Protocol
 from services.portal import cades, certificate_first, jades, pades
 from services.portal.documents import Document, Flow, Level, SignatureFormat, SigningOptions
 from services.portal.errors import (
+    AnswerLost,
     CredentialUnsuitable,
     PackagingFailed,
-    SigningRefused,
     TransactionExpired,
     TransactionNotFound,
     TransactionStateError,
+    ended_by_signer,
+    relayed,
 )
 from services.portal.ltv import ValidationMaterial
 from services.portal.packaging import package_signature, prepared_pdf_of, sign_doc_validation_material, signed_file_name
@@ -57,7 +65,7 @@ from services.portal.store import EXPIRED, FAILED, PENDING, REVIEW, StoredDocume
 from services.portal.trust import TrustStore
 from services.portal.validation import ValidationReport, validate_document
 from shared.clock import lab_clock
-from shared.errors import InvalidRequest, SignLabError, UpstreamError
+from shared.errors import InvalidRequest, SignLabError, UpstreamAnswerBroken, UpstreamError, UpstreamUnavailable
 from shared.flow import step
 
 __all__ = ["SHA256_OID", "Created", "PortalCore", "SigningService", "review_key"]
@@ -98,6 +106,10 @@ class SigningService(Protocol):
 
     def revoke(self, token: str) -> None:
         """RFC 7009 token revocation."""
+
+    def transaction_status(self, transaction_id: str, *, answer_lost: bool = False) -> Any:
+        """Where the SSASP's transaction is (``state``, ``ended``, ``error``); with ``answer_lost``,
+        report that its signed answer never arrived (the result has ``certificate_revocation``)."""
 
 
 @dataclass(frozen=True)
@@ -246,10 +258,15 @@ class PortalCore:
                     qualifier=options.qualifier.csc_qualifier, documents=[(d.digest, d.label) for d in tx.documents],
                     hash_algorithm="sha256", login_hint=options.login_hint,
                 )
+        except UpstreamError as exc:
+            refusal = relayed(exc)
+            self.store.fail(tx.id, refusal.error, refusal.error_description)
+            raise refusal from None
         except SignLabError as exc:
             self.store.fail(tx.id, exc.error, exc.error_description)
             raise
-        self.store.set_authorization(tx.id, pushed.authorize_url, {"documents": len(tx.documents)})
+        self.store.set_authorization(tx.id, pushed.authorize_url, {
+            "documents": len(tx.documents), "signer_transaction_id": getattr(pushed, "transaction_id", None)})
         what = "service authorization request for %d signature(s)" if options.flow is Flow.CERTIFICATE_FIRST \
             else "authorization request for %d digest(s)"
         log.info("step 2: the signer confirmed; pushed " + what, len(tx.documents),
@@ -292,6 +309,7 @@ class PortalCore:
         if tx.expired:
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
+            self._release_credential(tx)
             refreshed = self.store.get(tx_id)
             if refreshed is None:
                 raise TransactionNotFound(tx_id)
@@ -336,15 +354,16 @@ class PortalCore:
             # (certificate first) and no signature exists (person signing).
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
+            self._release_credential(tx)
             raise expired
         if tx.state != PENDING:
             raise TransactionStateError(f"transaction {tx.id} is already {tx.state}; each authorization can be used once",
                                         step=step(10))
         if error:
-            description = (error_description or "no reason given")[:300]
-            self.store.fail(tx.id, error, description)
-            raise SigningRefused(f"the signing service ended the request with {error}: {description} "
-                                 f"(transaction {tx.id}; nothing was signed)", step=step(5))
+            refusal = ended_by_signer(error, (error_description or "no reason given")[:300], tx.id)
+            self.store.fail(tx.id, refusal.error, refusal.error_description)
+            self._release_credential(tx)
+            raise refusal
         if not code:
             self.store.fail(tx.id, "invalid_request", "no code in the redirect")
             raise InvalidRequest("the redirect from the signing service carries neither code nor error", step=step(10))
@@ -354,6 +373,10 @@ class PortalCore:
             if tx.options.get("flow") == Flow.CERTIFICATE_FIRST.value:
                 return self._sign_certificate_first(tx, code)
             return self._sign_and_package(tx, code)
+        except UpstreamError as exc:  # the SSASP's (or the TSA's) own error, in its words and status
+            refusal = relayed(exc)
+            self.store.fail(tx.id, refusal.error, refusal.error_description)
+            raise refusal from None
         except SignLabError as exc:
             self.store.fail(tx.id, exc.error, exc.error_description)
             raise
@@ -374,10 +397,8 @@ class PortalCore:
                 # Revocation data only where it is embedded (B-LT, B-LTA); validation fetches its own.
                 return_validation_info=options.level in (Level.B_LT, Level.B_LTA),
             )
-        except UpstreamError as exc:
-            if exc.upstream_status == 403:
-                raise SigningRefused(exc.description, step=exc.step or step(7)) from None
-            raise
+        except UpstreamUnavailable as exc:  # no answer, or one that broke off: the SSASP may have signed
+            raise self._answer_lost(tx, exc) from None
         objects = list(result.signature_objects)
         if len(objects) != len(tx.documents):
             raise PackagingFailed(f"the signing service returned {len(objects)} signatures for {len(tx.documents)} documents")
@@ -392,22 +413,89 @@ class PortalCore:
         }
         return self._package_all(tx, options, [bytes(o) for o in objects], prepared, material, meta)
 
+    def _answer_lost(self, tx: Transaction, lost: UpstreamUnavailable) -> SignLabError:
+        """signDoc got no (whole) answer: the SSASP may have signed and sent signatures that never
+        arrived. Report it (``answer_lost``): the SSASP audits it and revokes the certificate of a
+        signature it made, so no copy of it stays valid. The error says what happened and what
+        became of that certificate; an answer that broke off is step 10's (the signature delivery)."""
+        assert self.signer is not None
+        signer_tx = tx.meta.get("signer_transaction_id")
+        broken = isinstance(lost, UpstreamAnswerBroken)
+        if not signer_tx:
+            return lost
+        try:
+            status = self.signer.transaction_status(str(signer_tx), answer_lost=True)
+        except SignLabError as exc:
+            log.warning("step 10: could not report the lost answer of %s: %s", signer_tx, exc.error_description,
+                        extra={"step": 10, "transaction_id": tx.id})
+            if not broken:
+                return lost
+            return AnswerLost(lost, f"the signing service could not be told ({exc.description}); a signature it "
+                              f"made may have a valid certificate (transaction {signer_tx})")
+        revocation = getattr(status, "certificate_revocation", None)
+        log.info("step 10: reported the lost answer of %s (%s, certificate %s)", signer_tx, status.state, revocation,
+                 extra={"step": 10, "transaction_id": tx.id})
+        if revocation == "revoked":
+            return AnswerLost(lost, f"the signing service was told and revoked the certificate of the signature "
+                              f"that did not arrive (transaction {signer_tx})")
+        if revocation == "pending":
+            return AnswerLost(lost, f"the signing service was told; it revokes the certificate of the signature "
+                              f"that did not arrive as soon as the TSP answers (transaction {signer_tx})")
+        return lost if not broken else AnswerLost(lost, f"the signing service made no signature for it "
+                                                        f"(transaction {signer_tx}: {status.state})")
+
+    def follow_up_pending(self, waiting_longer_than: float) -> int:
+        """Ask the SSASP about each transaction that has waited for the signer's return (``pending``:
+        eID login and consent, steps 3-5) longer than ``waiting_longer_than`` seconds, and end those
+        the SSASP already ended — a restart of the SSASP, its expiry of the request, a refusal —
+        as failed, with its reason, at once rather than at the portal's own expiry. Returns how
+        many were ended; one the SSASP cannot be asked about now is asked again next time."""
+        assert self.signer is not None
+        ended = 0
+        for tx in self.store.pending_since(lab_clock().time() - waiting_longer_than):
+            signer_tx = tx.meta.get("signer_transaction_id")
+            if not signer_tx:
+                continue  # pushed before the SSASP named its transactions: the portal's expiry ends it
+            try:
+                status = self.signer.transaction_status(str(signer_tx))
+                reason, state = status.error or f"it is {status.state}", status.state
+                if not status.ended or state == "completed":
+                    continue
+            except UpstreamError as exc:
+                if exc.upstream_status != 404:
+                    continue
+                reason, state = "the signing service does not know the transaction (any more)", "unknown"
+            except SignLabError as exc:  # unreachable: ask again next time
+                log.info("could not ask the signing service about %s: %s", signer_tx, exc.error_description)
+                continue
+            error = "expired_transaction" if state == "expired" else "server_error"
+            description = (f"{step(5).label}: the signing service ended its transaction {signer_tx} ({state}: {reason[:300]}) "
+                           "while the signer was at the eID login or consent; nothing was signed — start again")
+            if self.store.abandon(tx.id, error, description):
+                self._release_credential(tx)
+                ended += 1
+                log.info("step 5: the signing service ended %s (%s); transaction abandoned", signer_tx, state,
+                         extra={"step": 5, "transaction_id": tx.id})
+        return ended
+
     def _sign_certificate_first(self, tx: Transaction, code: str) -> Transaction:
-        """Certificate first (CSC v1): service token → credential → DTBS/R → SAD → signHash → package."""
+        """Certificate first: the first callback makes the credential and asks the person to approve
+        the hashes; the second signs them."""
+        if tx.awaiting_hash_approval:
+            return self._sign_approved_hashes(tx, code)
+        return self._ask_approval_of_the_hashes(tx, code)
+
+    def _ask_approval_of_the_hashes(self, tx: Transaction, code: str) -> Transaction:
+        """Round 1 (CSC v1): service token → credential → DTBS/R → the person's approval asked."""
         if self.signer is None or tx.code_verifier is None:
             raise SignLabError(f"transaction {tx.id} cannot be completed: no signing service, or no PKCE data kept", step=step(10))
         options = SigningOptions.parse(tx.options)
         count = len(tx.documents)
         # Steps 5-7: the token exchange makes the SSASP create the one-time key and certificate.
-        try:
-            token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
-        except UpstreamError as exc:
-            if exc.upstream_status == 403:
-                raise SigningRefused(exc.description, step=exc.step or step(7)) from None
-            raise
+        token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
         if not token.credential_id:
             raise CredentialUnsuitable("the service token names no credentialID")
-        try:
+        with self._discarding(token.access_token):
             info = self.signer.credentials_info(token.access_token, token.credential_id)
             credential = certificate_first.OneTimeCredential.from_info(
                 token.credential_id, info, needed=count, qualifier=options.qualifier.csc_qualifier)
@@ -415,30 +503,55 @@ class PortalCore:
                      extra={"step": 7, "transaction_id": tx.id})
             # Step 2 of this flow: the DTBS/R over the signed attributes with the real certificate.
             reserved = pades.contents_reservation(options.level, self.bytes_reserved)
-            pending = [asyncio.run(certificate_first.compute_dtbsr(doc, options, credential, bytes_reserved=reserved))
-                       for doc in tx.documents]
+            try:
+                pending = [asyncio.run(certificate_first.compute_dtbsr(doc, options, credential,
+                                                                       bytes_reserved=reserved))
+                           for doc in tx.documents]
+            except SignLabError:
+                raise
+            except Exception as exc:  # pyHanko/asn1crypto while building the signed attributes
+                raise PackagingFailed(f"the DTBS/R could not be computed ({exc.__class__.__name__}: "
+                                      f"{str(exc)[:200]})") from None
             certificate_first.check_distinct(pending)
+            # The person approves exactly these hashes at the SSASP (SCAL 2): a credential
+            # authorization with the documents' labels; its token will be the SAD.
+            oauth_state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+            pushed = self.signer.push_authorization_request(
+                redirect_uri=self.callback_url, state=oauth_state,
+                code_challenge=_b64url(hashlib.sha256(verifier.encode("ascii")).digest()),
+                documents=[(p.dtbsr, p.doc.label) for p in pending], credential_id=credential.credential_id,
+                hash_algorithm="sha256", login_hint=options.login_hint)
+            # The approval is a transaction of its own at the SSASP: the one the portal now waits for.
+            meta = {**tx.meta, "awaiting": "hash-approval", "credential_id": credential.credential_id,
+                    "signer_transaction_id": getattr(pushed, "transaction_id", None)}
+            if not self.store.await_hash_approval(
+                    tx.id, signer_token=token.access_token, oauth_state=oauth_state, code_verifier=verifier,
+                    authorize_url=str(pushed.authorize_url), pending=[p.stored() for p in pending], meta=meta):
+                raise TransactionStateError(f"transaction {tx.id} ended while its credential was made", step=step(2))
+        log.info("step 2: %d DTBS/R hash(es) sent for the signer's approval", count,
+                 extra={"step": 2, "transaction_id": tx.id})
+        waiting = self.store.get(tx.id)
+        assert waiting is not None
+        return waiting
+
+    def _sign_approved_hashes(self, tx: Transaction, code: str) -> Transaction:
+        """Round 2: the SAD of the person's approval → signHash → assemble → package."""
+        assert self.signer is not None and tx.code_verifier is not None and tx.signer_token is not None
+        options = SigningOptions.parse(tx.options)
+        service_token, credential_id = tx.signer_token, str(tx.meta["credential_id"])
+        with self._discarding(service_token):
+            approval = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
+            info = self.signer.credentials_info(service_token, credential_id)
+            credential = certificate_first.OneTimeCredential.from_info(
+                credential_id, info, needed=len(tx.documents), qualifier=options.qualifier.csc_qualifier)
+            pending = [certificate_first.PendingSignature.restore(doc) for doc in tx.documents]
             hashes = [p.dtbsr for p in pending]
-            # One SAD for the N hashes (SCAL 2: bound to exactly these, single use).
-            sad, _expires = self.signer.credentials_authorize(token.access_token, credential.credential_id, hashes)
-            log.info("step 2: SAD bound to %d DTBS/R hash(es)", count, extra={"step": 2, "transaction_id": tx.id})
-            signatures = self.signer.sign_hash(token.access_token, credential.credential_id, sad, hashes,
+            signatures = self.signer.sign_hash(service_token, credential_id, approval.access_token, hashes,
                                                credential.sign_algo)
             log.info("step 9: signHash returned %d signature value(s)", len(signatures),
                      extra={"step": 9, "transaction_id": tx.id})
-        except UpstreamError as exc:
-            self._discard(token.access_token)
-            if exc.upstream_status == 403:
-                raise SigningRefused(exc.description, step=exc.step or step(9)) from None
-            raise
-        except SignLabError:
-            self._discard(token.access_token)
-            raise
-        except Exception as exc:  # pyHanko/asn1crypto while building the signed attributes
-            self._discard(token.access_token)
-            raise PackagingFailed(f"the DTBS/R could not be computed ({exc.__class__.__name__}: {str(exc)[:200]})") from None
-        if len(signatures) != count:
-            raise PackagingFailed(f"signHash returned {len(signatures)} signature values for {count} documents")
+        if len(signatures) != len(hashes):
+            raise PackagingFailed(f"signHash returned {len(signatures)} signature values for {len(hashes)} documents")
         objects = [asyncio.run(certificate_first.assemble(p, credential, s)) for p, s in zip(pending, signatures, strict=True)]
         material = ValidationMaterial(certificates=credential.certificate_der)
         meta = {
@@ -449,6 +562,21 @@ class PortalCore:
             "dtbsr_sha256_b64": [base64.b64encode(h).decode("ascii") for h in hashes],
         }
         return self._package_all(tx, options, objects, [p.prepared for p in pending], material, meta)
+
+    @contextmanager
+    def _discarding(self, service_token: str) -> Iterator[None]:
+        """On any failure inside, revoke the service token (the SSASP destroys the credential's key)."""
+        try:
+            yield
+        except BaseException:
+            self._discard(service_token)
+            raise
+
+    def _release_credential(self, tx: Transaction) -> None:
+        """A certificate-first transaction that ends while the person approves the hashes: its
+        one-time credential is of no use any more (revoking the service token destroys its key)."""
+        if tx.signer_token:
+            self._discard(tx.signer_token)
 
     def _discard(self, token: str) -> None:
         """Best effort: revoke the service token so the credential cannot be used any more."""

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS transactions (
     error_description TEXT,
     meta TEXT NOT NULL DEFAULT '{}',
     owner TEXT NOT NULL DEFAULT '',
-    review_key TEXT
+    review_key TEXT,
+    signer_token TEXT
 );
 CREATE TABLE IF NOT EXISTS documents (
     transaction_id TEXT NOT NULL REFERENCES transactions(id),
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS documents (
     signed BLOB,
     signed_name TEXT,
     report TEXT,
+    pending_signature TEXT,
     PRIMARY KEY (transaction_id, idx)
 );
 CREATE TABLE IF NOT EXISTS reports (
@@ -67,7 +69,8 @@ CREATE TABLE IF NOT EXISTS reports (
 """
 
 _ADDED_COLUMNS = (("transactions", "owner", "TEXT NOT NULL DEFAULT ''"), ("transactions", "review_key", "TEXT"),
-                  ("reports", "owner", "TEXT NOT NULL DEFAULT ''"))
+                  ("reports", "owner", "TEXT NOT NULL DEFAULT ''"), ("transactions", "signer_token", "TEXT"),
+                  ("documents", "pending_signature", "TEXT"))
 """Columns newer than the first schema: added to an older database at start (rows without an owner
 belong to nobody and answer 404)."""
 
@@ -96,6 +99,9 @@ class StoredDocument:
     signed: bytes | None = None
     signed_name: str | None = None
     report: dict[str, Any] | None = None
+    pending_signature: dict[str, str] | None = None
+    """Certificate first, while the person approves the hashes: the DTBS/R and what it is the hash
+    of (signed attributes or JWS header), standard base64 (:mod:`services.portal.certificate_first`)."""
 
 
 @dataclass
@@ -116,6 +122,13 @@ class Transaction:
     documents: list[StoredDocument] = field(default_factory=list)
     owner: str = ""
     review_key: str | None = None
+    signer_token: str | None = None
+    """Certificate first, between the two rounds: the SSASP service token of the one-time credential."""
+
+    @property
+    def awaiting_hash_approval(self) -> bool:
+        """Certificate first: the credential exists and the person is asked to approve the hashes."""
+        return self.meta.get("awaiting") == "hash-approval"
 
     @property
     def expired(self) -> bool:
@@ -225,6 +238,7 @@ class TransactionStore:
                 prepared=d["prepared"], reserved_start=d["reserved_start"], reserved_end=d["reserved_end"],
                 field_name=d["field_name"], signed=d["signed"], signed_name=d["signed_name"],
                 report=json.loads(d["report"]) if d["report"] else None,
+                pending_signature=json.loads(d["pending_signature"]) if d["pending_signature"] else None,
             )
             for d in self._conn().execute("SELECT * FROM documents WHERE transaction_id=? ORDER BY idx", (row["id"],))
         ]
@@ -233,6 +247,7 @@ class TransactionStore:
             options=json.loads(row["options"]), oauth_state=row["oauth_state"], code_verifier=row["code_verifier"],
             authorize_url=row["authorize_url"], error=row["error"], error_description=row["error_description"],
             meta=json.loads(row["meta"]), documents=docs, owner=row["owner"], review_key=row["review_key"],
+            signer_token=row["signer_token"],
         )
 
     def claim(self, tx_id: str) -> bool:
@@ -241,15 +256,40 @@ class TransactionStore:
             cur = conn.execute("UPDATE transactions SET state=?, code_verifier=NULL WHERE id=? AND state=?", (PROCESSING, tx_id, PENDING))
             return cur.rowcount == 1
 
+    def await_hash_approval(self, tx_id: str, *, signer_token: str, oauth_state: str, code_verifier: str,
+                            authorize_url: str, pending: list[tuple[StoredDocument, dict[str, str]]],
+                            meta: dict[str, Any]) -> bool:
+        """Certificate first, after the credential was made: keep what the second round needs (the
+        prepared documents, each DTBS/R and what it is the hash of, the service token) and wait,
+        ``processing`` → ``pending``, for the person's approval of the hashes — all or nothing.
+        False (nothing changed) when the transaction is no longer processing."""
+        with self._connect() as conn:  # BEGIN IMMEDIATE: nobody moves the transaction meanwhile
+            row = conn.execute("SELECT state FROM transactions WHERE id=?", (tx_id,)).fetchone()
+            if row is None or row["state"] != PROCESSING:
+                return False
+            for doc, signature in pending:
+                conn.execute(
+                    "UPDATE documents SET prepared=?, reserved_start=?, reserved_end=?, field_name=?, "
+                    "pending_signature=? WHERE transaction_id=? AND idx=?",
+                    (doc.prepared, doc.reserved_start, doc.reserved_end, doc.field_name, json.dumps(signature), tx_id,
+                     doc.idx))
+            conn.execute(
+                "UPDATE transactions SET state=?, oauth_state=?, code_verifier=?, authorize_url=?, signer_token=?, "
+                "meta=? WHERE id=?",
+                (PENDING, oauth_state, code_verifier, authorize_url, signer_token, json.dumps(meta), tx_id))
+        return True
+
     def complete(self, tx_id: str, outputs: list[tuple[int, bytes, str, dict[str, Any]]], meta: dict[str, Any]) -> None:
         """Store every signed output and mark the transaction completed — all or nothing."""
         with self._connect() as conn:
             for idx, signed, name, report in outputs:
                 conn.execute(
-                    "UPDATE documents SET signed=?, signed_name=?, report=? WHERE transaction_id=? AND idx=?",
+                    "UPDATE documents SET signed=?, signed_name=?, report=?, pending_signature=NULL "
+                    "WHERE transaction_id=? AND idx=?",
                     (signed, name, json.dumps(report), tx_id, idx),
                 )
-            conn.execute("UPDATE transactions SET state=?, meta=? WHERE id=?", (COMPLETED, json.dumps(meta), tx_id))
+            conn.execute("UPDATE transactions SET state=?, meta=?, signer_token=NULL WHERE id=?",
+                         (COMPLETED, json.dumps(meta), tx_id))
 
     def fail_interrupted(self) -> int:
         """At start-up: end every transaction a crash left in ``processing`` as failed, with the
@@ -263,7 +303,8 @@ class TransactionStore:
             for tx_id in ids:
                 conn.execute("UPDATE documents SET signed=NULL, signed_name=NULL WHERE transaction_id=?", (tx_id,))
             conn.execute(
-                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL WHERE state=?",
+                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL, signer_token=NULL "
+                "WHERE state=?",
                 (FAILED, "server_error", "step 10: the portal restarted while completing this transaction; "
                  "nothing was kept as signed — start a new signing", PROCESSING),
             )
@@ -272,11 +313,30 @@ class TransactionStore:
     def fail(self, tx_id: str, error: str, description: str, *, state: str = FAILED) -> None:
         """Mark the transaction failed (or expired); signed outputs are cleared."""
         with self._connect() as conn:
-            conn.execute("UPDATE documents SET signed=NULL, signed_name=NULL WHERE transaction_id=?", (tx_id,))
+            conn.execute("UPDATE documents SET signed=NULL, signed_name=NULL, pending_signature=NULL "
+                         "WHERE transaction_id=?", (tx_id,))
             conn.execute(
-                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL WHERE id=?",
+                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL, signer_token=NULL "
+                "WHERE id=?",
                 (state, error, description, tx_id),
             )
+
+    def pending_since(self, before: float) -> list[Transaction]:
+        """Transactions waiting for the signer's return (``pending``) that were created before ``before``."""
+        rows = self._conn().execute("SELECT * FROM transactions WHERE state=? AND created_at<? ORDER BY created_at",
+                                    (PENDING, before)).fetchall()
+        return [self._load(row) for row in rows]
+
+    def abandon(self, tx_id: str, error: str, description: str) -> bool:
+        """End a transaction that is still ``pending`` as failed (and only then: a callback may be
+        claiming it); False when it moved on meanwhile."""
+        with self._connect() as conn:
+            changed = conn.execute(
+                "UPDATE transactions SET state=?, error=?, error_description=?, code_verifier=NULL, signer_token=NULL "
+                "WHERE id=? AND state=?", (FAILED, error, description, tx_id, PENDING)).rowcount
+            if changed:
+                conn.execute("UPDATE documents SET pending_signature=NULL WHERE transaction_id=?", (tx_id,))
+        return changed == 1
 
     def save_report(self, report_id: str, body: dict[str, Any], owner: str) -> None:
         """Keep a validation report for its owner to download."""

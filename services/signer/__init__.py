@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-
 from flask import Flask
 
 from services.signer.hsm import Hsm
@@ -13,11 +10,11 @@ from services.signer.settings import SignerSettings
 from shared.audit import AuditLog
 from shared.flow import service as service_info
 from shared.jose_keys import load_or_create_ec_key
+from shared.periodic import run_periodically
+from shared.trainer_access import install_trainer_access
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
-
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: SignerSettings | None = None) -> Flask:
@@ -25,10 +22,11 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
 
     At start-up the HSM is opened (failing fast with the cause), leftover key objects are
     destroyed and every transaction still in flight ends as expired (both recorded in the audit
-    log); a daemon thread then sweeps expired transactions every ``SWEEP_INTERVAL_SECONDS``.
+    log); a daemon thread then sweeps at once and every ``SWEEP_INTERVAL_SECONDS``: expired
+    transactions, and the revocation of certificates whose flows did not complete.
     """
     # Imported here: the HTTP layer pulls in the typed clients of the other roles.
-    from services.signer.http import csc_blueprint, oauth_blueprint
+    from services.signer.http import csc_blueprint, oauth_blueprint, trainer_blueprint
     from services.signer.service import SigningService
     from services.signer.store import Store
     from services.signer.upstream import CertificateGateway, IdentityGateway
@@ -36,7 +34,9 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     settings = settings or SignerSettings.from_env()
     hsm = Hsm(settings)
     hsm.session()  # fail at start-up, naming the cause, when the token cannot be opened
-    app = create_service_app(__name__, service_info("signer"), settings, health_checks={"hsm": hsm.health})
+    # The disk guard measures where the signer writes: its state directory (database, audit log).
+    app = create_service_app(__name__, service_info("signer"), settings, health_checks={"hsm": hsm.health},
+                             state_dir=settings.state_path)
     assertion_key = load_or_create_ec_key(settings.client_assertion_key_path)
     core = SigningService(
         settings, hsm, Store(settings.database_path), AuditLog(settings.audit_path),
@@ -49,19 +49,11 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     app.extensions["signlab.signer_assertion_key"] = assertion_key
     app.register_blueprint(oauth_blueprint)
     app.register_blueprint(csc_blueprint)
+    # The audit log's read-only view, for trainers (the same token as the other trainer views).
+    install_trainer_access(app, settings.trainer_token, env_name=SignerSettings.env_name("trainer_token"),
+                           landing="/trainer/audit")
+    app.register_blueprint(trainer_blueprint)
     if settings.sweep_interval_seconds > 0:
-        _start_sweeper(core, settings.sweep_interval_seconds)
+        # At once (the certificate revocations the start-up marked), then every interval.
+        run_periodically("signer-sweeper", settings.sweep_interval_seconds, core.sweep)
     return app
-
-
-def _start_sweeper(core: object, interval: float) -> None:
-    """Run ``core.sweep()`` every ``interval`` seconds in a daemon thread (dies with the process)."""
-    def loop() -> None:
-        stop = threading.Event()
-        while not stop.wait(interval):
-            try:
-                core.sweep()  # type: ignore[attr-defined]
-            except Exception:  # the sweeper must survive a transient failure and try again
-                log.exception("sweep of expired transactions failed")
-
-    threading.Thread(target=loop, name="signer-sweeper", daemon=True).start()

@@ -16,6 +16,9 @@ step   endpoint                                        method
        credential token (= the SAD), or a service
        token and its one-time credential (steps 6-7)
 –      ``POST /oauth2/revoke`` (RFC 7009)              :meth:`AuthorizationServer.revoke`
+–      ``POST /oauth2/transaction-status`` (client     :meth:`AuthorizationServer.transaction_status`
+       auth): where a partner's transaction is, and
+       the partner's report of a lost answer
 =====  ==============================================  ============================================
 
 The request itself is checked in :mod:`services.signer.authorization_request`; clients and their
@@ -39,12 +42,15 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from services.signer.authorization_request import REQUIRED_LOA, binding_message, parse_authorization_request
 from services.signer.clients import Client, ClientRegistry
 from services.signer.credentials import Credentials
+from services.signer.evidence import IdentityEvidence
 from services.signer.lifecycle import TransactionLifecycle
 from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
-from services.signer.store import Store, TokenRecord, TransactionRecord, secret_hash
+from services.signer.orphans import PENDING
+from services.signer.store import FINAL_STATES, Store, TokenRecord, TransactionRecord, secret_hash
 from services.signer.upstream import IdentityGateway
 from shared.audit import AuditLog, pseudonymise
+from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, Conflict, InvalidGrant, InvalidRequest, NotFound, SignLabError, UpstreamError
 from shared.flow import step
 from shared.identity import IdentityEvidenceError, VerifiedIdentity
@@ -53,6 +59,12 @@ __all__ = ["PAR_URN", "AuthorizationServer", "ConsentView", "RedirectError"]
 
 PAR_URN = "urn:ietf:params:oauth:request_uri:"
 """The prefix of a pushed request's ``request_uri`` (RFC 9126)."""
+
+
+def _named_credential(request: Mapping[str, Any]) -> dict[str, str]:
+    """``{"credential_id": …}`` for a credential authorization's audit entries (the person's approval
+    of hashes is found next to the credential's own entries), else nothing."""
+    return {"credential_id": request["credential_id"]} if request.get("credential_id") else {}
 
 
 class RedirectError(SignLabError):
@@ -80,7 +92,12 @@ class RedirectError(SignLabError):
 
 @dataclass(frozen=True)
 class ConsentView:
-    """What the consent page shows (step 5, SCAL2); every value is escaped by the template."""
+    """What the consent page shows (step 5); every value is escaped by the template.
+
+    :ivar documents: ``[{"label", "fingerprint"}]``: each digest with the label the partner sent
+        and its fingerprint in the one format of :func:`shared.digests.digest_fingerprint`
+        (``SHA-256 9F86D081 …``), as the portal's review page shows them.
+    """
 
     transaction_id: str
     csrf_token: str
@@ -93,6 +110,8 @@ class ConsentView:
     kind: str
     documents: list[dict[str, str]]
     num_signatures: int
+    scal: str | None = None
+    """The SCAL of the one-time credential a service authorization makes (``"2"`` or ``"1"``)."""
 
 
 class AuthorizationServer:
@@ -106,13 +125,15 @@ class AuthorizationServer:
     :param sam: checks credentials named in a request.
     :param credentials: makes the one-time credential at a service-scope token exchange.
     :param lifecycle: ends transactions that fail or expire.
+    :param evidence: where the verified ID token waits for step 7 (memory only).
     :param pseudonym_key: key of the subject pseudonyms in the audit log.
     :param clock: the time source (seconds since the epoch).
     """
 
     def __init__(self, settings: SignerSettings, store: Store, audit: AuditLog, clients: ClientRegistry,
                  identity: IdentityGateway, sam: SignatureActivationModule, credentials: Credentials,
-                 lifecycle: TransactionLifecycle, pseudonym_key: bytes, clock: Callable[[], float]) -> None:
+                 lifecycle: TransactionLifecycle, evidence: IdentityEvidence, pseudonym_key: bytes,
+                 clock: Callable[[], float]) -> None:
         self.settings = settings
         self.store = store
         self.audit = audit
@@ -121,6 +142,7 @@ class AuthorizationServer:
         self.sam = sam
         self.credentials = credentials
         self.lifecycle = lifecycle
+        self.evidence = evidence
         self.pseudonym_key = pseudonym_key
         self.clock = clock
 
@@ -144,7 +166,8 @@ class AuthorizationServer:
     # -- step 2: PAR --------------------------------------------------------------------------------
 
     def push_authorization_request(self, client: Client, params: Mapping[str, str]) -> dict[str, Any]:
-        """RFC 9126 PAR (step 2): validate and store the request; ``{"request_uri", "expires_in"}``."""
+        """RFC 9126 PAR (step 2): validate and store the request; ``{"request_uri", "expires_in",
+        "transaction_id"}`` (the last one for :meth:`transaction_status`)."""
         if "request_uri" in params:
             raise InvalidRequest("request_uri is not allowed in a pushed authorization request", step=step(2))
         request = self._parse(client, params, refused="par.refused")
@@ -153,8 +176,11 @@ class AuthorizationServer:
         self.store.update_transaction(record.id, code_expires=record.created + self.settings.par_lifetime_seconds)
         self.audit.append("par.accepted", step=2, transaction_id=record.id, client_id=client.client_id,
                           kind=record.kind, qualifier=request["qualifier"], hash_alg=request.get("hash_alg"),
-                          digests=[d["hash"] for d in request["documents"]], count=request["num_signatures"])
-        return {"request_uri": PAR_URN + handle, "expires_in": self.settings.par_lifetime_seconds}
+                          digests=[d["hash"] for d in request["documents"]], count=request["num_signatures"],
+                          **_named_credential(request))
+        # transaction_id (an extension member): the partner asks for it at oauth2/transaction-status.
+        return {"request_uri": PAR_URN + handle, "expires_in": self.settings.par_lifetime_seconds,
+                "transaction_id": record.id}
 
     # -- step 3: authorize → IdP --------------------------------------------------------------------
 
@@ -178,7 +204,7 @@ class AuthorizationServer:
         record = self._new_transaction(client, request)
         self.audit.append("authorize.accepted", step=2, transaction_id=record.id, client_id=client.client_id,
                           kind=record.kind, qualifier=request["qualifier"],
-                          digests=[d["hash"] for d in request["documents"]])
+                          digests=[d["hash"] for d in request["documents"]], **_named_credential(request))
         return record
 
     def start_authorization(self, params: Mapping[str, str]) -> tuple[str, TransactionRecord, str]:
@@ -252,10 +278,15 @@ class AuthorizationServer:
                                             min_loa=REQUIRED_LOA[request["qualifier"]])
             if request["qualifier"] == "eu_eidas_qes" and not identity.qes_approved:
                 raise AccessDenied(f"the eID means {identity.eid_name!r} is not approved for QES", step=step(5))
-        except (IdentityEvidenceError, AccessDenied, UpstreamError) as exc:
+        except (IdentityEvidenceError, AccessDenied) as exc:
             raise self._refuse_authentication(record, "access_denied", exc.error_description,
                                               check=getattr(exc, "check", None)) from None
-        except SignLabError as exc:
+        except UpstreamError as exc:
+            # The IdP refused (the code, the client): access denied; the IdP failing (5xx: its
+            # token, discovery or JWKS endpoint) is an outage, named as such.
+            error = "temporarily_unavailable" if exc.upstream_status >= 500 else "access_denied"
+            raise self._refuse_authentication(record, error, exc.error_description) from None
+        except SignLabError as exc:  # UpstreamUnavailable (no answer, a timeout): temporarily_unavailable
             raise self._refuse_authentication(record, exc.error, exc.error_description) from None
         return id_token, identity
 
@@ -279,8 +310,8 @@ class AuthorizationServer:
             "loa": identity.loa, "acr": identity.acr, "eid_id": identity.eid_id, "eid_name": identity.eid_name,
             "qes_approved": identity.qes_approved, "issuer": identity.issuer,
         }
-        record = self.store.advance(record.id, ["requested"], "authenticated", subject=subject, identity=shown,
-                                    id_token=id_token)
+        record = self.store.advance(record.id, ["requested"], "authenticated", subject=subject, identity=shown)
+        self.evidence.keep(record.id, id_token)  # memory only, until step 7 (services.signer.evidence)
         self.audit.append("authentication.verified", step=5, transaction_id=record.id, subject=subject,
                           idp=identity.issuer, loa=identity.loa, acr=identity.acr, eid=identity.eid_id,
                           qes_approved=identity.qes_approved)
@@ -292,16 +323,16 @@ class AuthorizationServer:
         token = secrets.token_urlsafe(24)
         self.store.update_transaction(record.id, csrf_hash=secret_hash(token))
         request = record.request
+        # The portal's review page shows the same labels and the same fingerprints (shared.digests).
         documents = [{"label": d["label"] or f"document {i + 1}",
-                      "fingerprint": base64.b64decode(d["hash"]).hex(),
-                      "algorithm": request.get("hash_alg", "sha256").upper()}
+                      "fingerprint": digest_fingerprint(base64.b64decode(d["hash"]), request.get("hash_alg", "sha256"))}
                      for i, d in enumerate(request["documents"])]
         return ConsentView(
             transaction_id=record.id, csrf_token=token, partner=self.clients.client(record.client_id).name,
             qualifier=request["qualifier"], qualified=request["qualifier"] == "eu_eidas_qes",
             loa=record.identity.get("loa", ""), signer_name=record.identity.get("name", ""),
             eid_name=record.identity.get("eid_name", ""), kind=record.kind, documents=documents,
-            num_signatures=int(request["num_signatures"]),
+            num_signatures=int(request["num_signatures"]), scal=request.get("scal"),
         )
 
     def _authenticated(self, transaction_id: str, browser: str | None) -> TransactionRecord:
@@ -336,7 +367,8 @@ class AuthorizationServer:
                            code_expires=self.clock() + self.settings.code_lifetime_seconds)
         self.audit.append("consent.given", step=5, transaction_id=record.id, subject=record.subject,
                           qualifier=request["qualifier"], digests=[d["hash"] for d in request["documents"]],
-                          count=request["num_signatures"])
+                          count=request["num_signatures"], **({"scal": request["scal"]} if "scal" in request else {}),
+                          **_named_credential(request))
         params = {"code": code}
         if request.get("state") is not None:
             params["state"] = request["state"]
@@ -347,7 +379,8 @@ class AuthorizationServer:
 
     def _redeem_code(self, client: Client, params: Mapping[str, str]) -> TransactionRecord:
         """The consented transaction of an authorization code: single use (a replay revokes its
-        tokens), this client's, unexpired, same redirect URI, PKCE verified."""
+        tokens), this client's, unexpired, the same redirect URI (required when the authorization
+        request named one), PKCE verified."""
         if params.get("grant_type") != "authorization_code":
             raise InvalidRequest("grant_type must be authorization_code", error="unsupported_grant_type", step=step(5))
         record, first_use = self.store.consume_code(secret_hash(params.get("code") or ""))
@@ -365,6 +398,8 @@ class AuthorizationServer:
         checks = [
             (record.client_id == client.client_id, "the code was issued to another client"),
             ((record.code_expires or 0) >= self.clock(), "the authorization code expired"),
+            (params.get("redirect_uri") is not None or not stored.get("redirect_uri_given", True),
+             "redirect_uri is required: the authorization request had one (RFC 6749 §4.1.3)"),
             (params.get("redirect_uri", stored["redirect_uri"]) == stored["redirect_uri"],
              "redirect_uri differs from the authorization request"),
             (bool(verifier) and hmac.compare_digest(create_s256_code_challenge(verifier), stored["code_challenge"]),
@@ -409,8 +444,36 @@ class AuthorizationServer:
             if request.get("credential_id"):
                 body["credentialID"] = request["credential_id"]
         self.audit.append("token.issued", step=5, transaction_id=record.id, kind=record.kind,
-                          expires_in=body["expires_in"], digests=digests)
+                          expires_in=body["expires_in"], digests=digests, **_named_credential(request))
         return body
+
+    def transaction_status(self, client: Client, transaction_id: str | None, *,
+                           answer_lost: bool = False) -> dict[str, Any]:
+        """Where a transaction of ``client`` is: ``{"transaction_id", "state", "ended", "error"}``
+        (``error``: why it failed or expired). A partner learns this way, without waiting for the
+        browser, that the service ended it (a restart, an expiry, a refusal).
+
+        :param answer_lost: the partner reports that the answer of the completed transaction never
+            reached it (it broke off): the audit records ``transaction.answer_lost`` and the
+            certificate of that undelivered signature is revoked, so no copy of it stays valid.
+        :raises NotFound: no such transaction of this client (another client's is not found either).
+        """
+        record = self.store.transaction(transaction_id) if transaction_id else None
+        if record is None or record.client_id != client.client_id:
+            raise NotFound(f"no transaction {str(transaction_id)[:40]!r} of client {client.client_id!r}")
+        answer: dict[str, Any] = {"transaction_id": record.id, "state": record.state,
+                                  "ended": record.state in FINAL_STATES, "error": record.error}
+        if not answer_lost:
+            return answer
+        revocation = record.certificate_revocation
+        if record.state == "completed" and revocation is None:  # reported once; a repeat changes nothing
+            self.audit.append("transaction.answer_lost", step=10, transaction_id=record.id, client_id=client.client_id,
+                              reason="the partner reports that the signed answer never reached it")
+            self.store.update_transaction(record.id, certificate_revocation=PENDING)
+            revocation = self.lifecycle.orphans.revoke(
+                record.id, "step 10: the signed answer never reached the partner (it broke off)")
+        answer["certificate_revocation"] = revocation
+        return answer
 
     def revoke(self, client: Client, token: str | None) -> None:
         """RFC 7009: revoke a token of this client (unknown tokens are ignored, as the RFC says)."""

@@ -7,12 +7,17 @@ and never a whole document. What is asked for comes in one of three forms:
 
 * ``authorization_details`` of type ``credential`` (RFC 9396; CSC v2): person signing, the
   qualifier and the document digests with labels; or a named credential and its hashes;
-* ``scope=service`` (certificate first): the qualifier and the number of signatures;
-* ``scope=credential`` (CSC v1): a credential and the hashes to sign with it (SCAL 2).
+* ``scope=service`` (certificate first): the qualifier, the number of signatures and the SCAL of
+  the one-time credential — ``2`` (the default: each SAD comes from the person's approval of the
+  exact hashes, a credential authorization below) or, only when the request says ``SCAL=1``, the
+  count-only mode (the partner picks the hashes of up to that many signatures);
+* ``scope=credential`` (CSC v1), or ``authorization_details`` naming a ``credentialID``: a
+  credential and the exact hashes to sign with it, which the person approves (SCAL 2).
 
 The stored request is a JSON object (``TransactionRecord.request``) with ``kind`` (``sign``,
 ``service`` or ``credential``), ``qualifier``, ``documents`` (``[{hash, label}]``, standard
-base64), ``num_signatures``, ``hash_alg`` and the OAuth2 values the later steps need.
+base64), ``num_signatures``, ``hash_alg`` and the OAuth2 values the later steps need (the
+``redirect_uri``, and whether the request named it: then the token request must name it too).
 """
 
 from __future__ import annotations
@@ -29,13 +34,17 @@ from shared.errors import AccessDenied, InvalidRequest
 from shared.flow import step
 from shared.identity import LOA_HIGH, LOA_SUBSTANTIAL
 
-__all__ = ["REQUIRED_LOA", "CredentialLookup", "binding_message", "parse_authorization_request"]
+__all__ = ["REQUIRED_LOA", "SCAL_LEVELS", "CredentialLookup", "binding_message", "parse_authorization_request"]
 
 REQUIRED_LOA = {"eu_eidas_qes": LOA_HIGH, "eu_eidas_aes": LOA_SUBSTANTIAL}
 """The level of assurance each qualifier needs (step 3 ``acr_values``, step 5 check)."""
 
 CredentialLookup = Callable[[str, str, int], CredentialRecord]
 """``(client_id, credential_id, count)`` → the credential, or a refusal (the SAM's check)."""
+
+SCAL_LEVELS = ("1", "2")
+"""The SCAL of a certificate-first credential (CSC ``SCAL``): ``2`` binds every SAD to hashes the
+person approved; ``1`` (count only) lets the partner pick the hashes within the approved count."""
 
 DEFAULT_HASH_OID = "2.16.840.1.101.3.4.2.1"
 """SHA-256: the hash of ``scope=credential`` requests that name none."""
@@ -81,8 +90,11 @@ def _oauth_parameters(client: Client, params: Mapping[str, str]) -> dict[str, An
     if login_hint is not None and len(login_hint) > 512:
         raise InvalidRequest("login_hint is longer than 512 characters", step=s2)
     csc.refuse_documents(params, step=s2)
-    return {"client_id": client.client_id, "redirect_uri": redirect_uri, "state": state, "code_challenge": challenge,
-            "login_hint": login_hint, "description": (params.get("description") or "")[:500]}
+    # RFC 6749 §4.1.3: a redirect_uri sent here must be sent again, identical, to the token endpoint.
+    return {"client_id": client.client_id, "redirect_uri": redirect_uri,
+            "redirect_uri_given": params.get("redirect_uri") is not None, "state": state,
+            "code_challenge": challenge, "login_hint": login_hint,
+            "description": (params.get("description") or "")[:500]}
 
 
 def _from_authorization_details(client: Client, params: Mapping[str, str], max_documents: int,
@@ -99,7 +111,8 @@ def _from_authorization_details(client: Client, params: Mapping[str, str], max_d
 
 
 def _from_service_scope(client: Client, params: Mapping[str, str], max_documents: int) -> dict[str, Any]:
-    """``scope=service`` (certificate first): a qualifier and a number of signatures, no digests yet."""
+    """``scope=service`` (certificate first): a qualifier, a number of signatures and the SCAL of the
+    credential (``2`` unless the request asks for the count-only ``SCAL=1``), no digests yet."""
     s2 = step(2)
     if "credential" in (params.get("scope") or "").split():
         raise InvalidScope("the scopes service and credential are never combined", step=s2)
@@ -109,7 +122,11 @@ def _from_service_scope(client: Client, params: Mapping[str, str], max_documents
     number = params.get("numSignatures", "1")
     if not number.isdigit() or not 1 <= int(number) <= max_documents:
         raise InvalidRequest(f"numSignatures must be 1-{max_documents}", step=s2)
-    return {"kind": "service", "qualifier": qualifier, "num_signatures": int(number), "documents": []}
+    scal = params.get("SCAL", "2")
+    if scal not in SCAL_LEVELS:
+        raise InvalidRequest(f"SCAL must be 1 (count only) or 2 (the person approves each hash), not {scal[:8]!r}",
+                             step=s2)
+    return {"kind": "service", "qualifier": qualifier, "num_signatures": int(number), "scal": scal, "documents": []}
 
 
 def _from_credential_scope(client: Client, params: Mapping[str, str], max_documents: int,

@@ -4,18 +4,25 @@ The second flow (pyHanko's ``CSCSigner`` works against it unchanged): at the ser
 exchange the one-time key and its certificate are made at once (steps 6-7) and become a
 credential of that transaction, with ``multisign`` = the number of documents. The partner reads
 it (``credentials/list``, ``credentials/info``), computes the DTBS/R of each document itself,
-gets a SAD bound to exactly those hashes (``credentials/authorize``; v1
-``credentials/extendTransaction`` rebinds it), and ``signatures/signHash`` signs them (8-9).
-When its last signature is made, when the HSM fails, or when its transaction ends, the key is
-destroyed and the credential disabled (10).
+gets a SAD for exactly those hashes, and ``signatures/signHash`` signs them (8-9). When its last
+signature is made, when the HSM fails, or when its transaction ends, the key is destroyed and the
+credential disabled (10).
+
+Where the SAD comes from depends on the credential's SCAL, fixed by the service authorization:
+
+* **SCAL 2** (the default; ``credentials/info``: ``SCAL: "2"``, ``authMode: "oauth2code"``): the
+  person approves the exact hashes. The partner sends them in a credential authorization
+  (``oauth2/authorize`` or PAR with ``scope=credential``, ``credentialID``, ``numSignatures`` and
+  ``hash``, or ``authorization_details`` with ``credentialID`` and ``documentDigests``); after the
+  eID login the consent page lists each hash with its label and fingerprint; the token endpoint's
+  credential-scope token is the SAD. ``credentials/authorize`` and ``extendTransaction`` issue
+  nothing for such a credential (they would bind hashes the person never saw).
+* **SCAL 1** (only when the service authorization asked ``SCAL=1``; the consent page and
+  ``credentials/info`` say so): count only — ``credentials/authorize`` binds a SAD to the hashes the
+  partner names, within the count the person approved; ``extendTransaction`` rebinds it.
 
 Every decision about a SAD or a token is the SAM's (:mod:`services.signer.sam`); this module
 issues SADs, describes credentials and keeps their bookkeeping.
-
-**Seam: SCAL 2 for certificate first.** The signer consents at step 5, before the hashes exist;
-the SAD then binds the hashes the partner names. Making the signer approve the hashes themselves
-would go in :meth:`Credentials.authorize` (hold the SAD until that approval), with the rule that
-checks the approval added to the SAM.
 """
 
 from __future__ import annotations
@@ -95,12 +102,13 @@ class Credentials:
             chain=[_b64(c.dump()) for c in issued.chain], qualifier=transaction.request["qualifier"],
             serial=issued.serial, multisign=signatures, remaining=signatures, status="enabled",
             expires_at=min(not_after, now + self.token_lifetime), created=now,
+            scal=str(transaction.request.get("scal", "2")),
         )
         self.store.add_credential(credential)
         # The credential's lifetime bounds the transaction: the sweep destroys the key at expiry.
         self.store.update_transaction(transaction.id, expires_at=credential.expires_at)
         self.audit.append("credential.created", step=7, transaction_id=transaction.id, credential_id=credential.id,
-                          key_id=key.key_id, serial=issued.serial, multisign=credential.multisign)
+                          key_id=key.key_id, serial=issued.serial, multisign=credential.multisign, scal=credential.scal)
         return credential
 
     # -- CSC credentials/list and credentials/info (step 7 of this flow) ----------------------------
@@ -123,7 +131,9 @@ class Credentials:
 
     def describe(self, credential: CredentialRecord, request: csc.CredentialInfoRequest,
                  version: int) -> dict[str, Any]:
-        """The CSC credential info: key, certificates, SCAL 2, ``multisign``, qualifier, auth mode."""
+        """The CSC credential info: key, certificates, ``SCAL``, ``multisign``, qualifier, auth mode
+        (``oauth2code`` for SCAL 2: the SAD comes from the person's credential authorization;
+        ``implicit`` for SCAL 1: ``credentials/authorize`` issues it)."""
         is_ec = credential.algorithm.startswith("ec")
         leaf = x509.Certificate.load(base64.b64decode(credential.certificate))
         certificates = {"none": [], "single": [credential.certificate],
@@ -136,31 +146,38 @@ class Credentials:
         cert: dict[str, Any] = {"status": "valid" if usable else "expired", "certificates": certificates}
         if request.cert_info:
             cert.update(_certificate_details(leaf))
+        mode = "oauth2code" if credential.scal == "2" else "implicit"
+        binding = ("SCAL 2: each SAD comes from the person's approval of the exact hashes (oauth2/authorize, "
+                   "scope=credential)" if credential.scal == "2" else
+                   "SCAL 1 (count only): the partner chooses the hashes, within the approved number of signatures")
         return {
-            "description": f"one-time {credential.qualifier} credential of transaction {credential.transaction_id}",
-            "key": key, "cert": cert, "SCAL": "2", "multisign": credential.multisign,
+            "description": f"one-time {credential.qualifier} credential of transaction {credential.transaction_id}; "
+                           f"{binding}",
+            "key": key, "cert": cert, "SCAL": credential.scal, "multisign": credential.multisign,
             "signatureQualifier": credential.qualifier, "lang": "en-GB",
-            **({"authMode": "implicit"} if version == 1 else {"auth": {"mode": "implicit"}}),
+            **({"authMode": mode} if version == 1 else {"auth": {"mode": mode}}),
         }
 
     # -- CSC credentials/authorize and extendTransaction (step 2 of this flow) ----------------------
 
     def authorize(self, access: TokenRecord, request: csc.CredentialsAuthorizeRequest) -> dict[str, Any]:
-        """``credentials/authorize``: a SAD bound to the DTBS/R hashes (SCAL 2), count and expiry."""
-        credential = self.sam.authorize_sad_issuance(access, request)
+        """``credentials/authorize`` (SCAL 1 credentials only): a SAD bound to the DTBS/R hashes, their
+        hash algorithm (named, or known by the digests' length), the count and an expiry."""
+        credential, algorithm = self.sam.authorize_sad_issuance(access, request)
         hexes = sorted(d.hex() for d in request.digests)
-        answer = self._issue_sad(access, credential, request.hash_algorithm, hexes, request.num_signatures)
+        answer = self._issue_sad(access, credential, algorithm, hexes, request.num_signatures)
         self.audit.append("sad.issued", step=2, transaction_id=access.transaction_id, credential_id=credential.id,
-                          digests=hexes, count=request.num_signatures)
+                          digests=hexes, count=request.num_signatures, hash_alg=algorithm, scal=credential.scal)
         return answer
 
     def extend_transaction(self, access: TokenRecord, request: csc.ExtendTransactionRequest) -> dict[str, Any]:
-        """``credentials/extendTransaction`` (v1): a fresh SAD for new hashes within the same budget."""
+        """``credentials/extendTransaction`` (v1, SCAL 1 credentials only): a fresh SAD for new hashes
+        within the signatures left (never more than the person approved)."""
         credential, old = self.sam.redeem_sad_for_extension(access, request)
         hexes = sorted(d.hex() for d in request.digests) or old.digests
-        answer = self._issue_sad(access, credential, old.hash_alg, hexes, min(len(hexes), credential.remaining))
+        answer = self._issue_sad(access, credential, old.hash_alg, hexes, len(hexes))
         self.audit.append("sad.extended", step=2, transaction_id=access.transaction_id, credential_id=credential.id,
-                          digests=hexes)
+                          digests=hexes, scal=credential.scal)
         return answer
 
     def _issue_sad(self, access: TokenRecord, credential: CredentialRecord, hash_algorithm: str | None,
@@ -180,16 +197,20 @@ class Credentials:
 
         :param holder: the token from :meth:`SignatureActivationModule.sign_hash_token`.
         """
-        credential = self.sam.activate_sign_hash(holder, request)
+        credential = self.sam.activate_sign_hash(holder, request)  # as it was before this call's budget
         remaining = (self.store.credential(credential.id) or credential).remaining
+        signed_before = credential.multisign - credential.remaining
+        failure: str | None = None
         try:
             signatures = self.pipeline.step9_sign_hashes(credential, request.digests, request.hash_algorithm)
-        except SignLabError:
-            remaining = 0  # a failed HSM operation ends the credential
+        except SignLabError as exc:
+            remaining, failure = 0, exc.error_description  # a failed HSM operation ends the credential
             raise
         finally:
             if remaining == 0:
                 self.keys.step9_destroy(credential.key_id, credential.transaction_id)
                 self.store.disable_credential(credential.id)
-                self.lifecycle.complete_certificate_first(credential.transaction_id)
+                # A certificate that never signed anything is revoked; one that did stays valid.
+                self.lifecycle.complete_certificate_first(
+                    credential.transaction_id, unused_because=failure if failure and not signed_before else None)
         return {"signatures": [_b64(s) for s in signatures]}

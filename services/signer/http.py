@@ -4,9 +4,9 @@ Views only parse, call :class:`~services.signer.service.SigningService` and seri
 raised and rendered by :mod:`shared.web` (``{"error", "error_description"}``), except
 authorization errors after the redirect URI is trusted, which go back to the client by redirect.
 
-A CSC body is parsed once, here: checked against the method's published JSON schema, then (after
-the SAM has checked the bearer token) turned into the method's typed request
-(:mod:`services.signer.csc`, v1 and v2 spellings alike); the core gets typed requests only.
+A CSC body is parsed once, here: after the SAM has checked the bearer token (401 comes before any
+400), checked against the method's published JSON schema, then turned into the method's typed
+request (:mod:`services.signer.csc`, v1 and v2 spellings alike); the core gets typed requests only.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from jsonschema.exceptions import best_match
 
 from services.signer import csc
 from services.signer.authorization import RedirectError
+from services.signer.clients import Client, ClientCredentials
 from services.signer.faults import DISABLED_HINT
 from services.signer.openapi import openapi_document, request_schemas
 from services.signer.service import SigningService
@@ -29,11 +30,17 @@ from services.signer.store import TokenRecord
 from shared.errors import InvalidRequest
 from shared.faults import add_fault_admin_routes
 from shared.jose_keys import public_jwks
+from shared.trainer_access import require_trainer
+from shared.web import writes_nothing
 
-__all__ = ["csc_blueprint", "oauth_blueprint"]
+__all__ = ["csc_blueprint", "oauth_blueprint", "trainer_blueprint"]
 
 oauth_blueprint = Blueprint("signer_oauth", __name__)
 csc_blueprint = Blueprint("signer_csc", __name__)
+trainer_blueprint = Blueprint("signer_trainer", __name__, url_prefix="/trainer")
+
+AUDIT_PAGE_SIZE = 50
+"""Audit entries per page of the trainer's view (``per_page`` may ask for 1-500)."""
 
 _COOKIE_PREFIX = "signlab_tx_"
 
@@ -46,8 +53,12 @@ def _form() -> dict[str, str]:
     return {k: v for k, v in request.form.items()}
 
 
-def _client_credentials() -> tuple[str | None, str | None]:
-    """Client id and secret from HTTP Basic (RFC 6749 §2.3.1, form-url-encoded parts) or the form."""
+def _client_credentials() -> ClientCredentials:
+    """What the request presents to authenticate its client: a client assertion (RFC 7523 §2.2,
+    ``private_key_jwt``), or an id and secret from HTTP Basic (RFC 6749 §2.3.1, form-url-encoded
+    parts) or the form."""
+    form = request.form
+    assertion = {"assertion_type": form.get("client_assertion_type"), "assertion": form.get("client_assertion")}
     header = request.headers.get("Authorization", "")
     if header[:6].lower() == "basic ":
         try:
@@ -55,8 +66,15 @@ def _client_credentials() -> tuple[str | None, str | None]:
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidRequest("malformed HTTP Basic client credentials", error="invalid_client", status=401) from None
         client_id, _, secret = decoded.partition(":")
-        return unquote(client_id), unquote(secret)
-    return request.form.get("client_id"), request.form.get("client_secret")
+        return ClientCredentials(unquote(client_id), unquote(secret), **assertion)
+    return ClientCredentials(form.get("client_id"), form.get("client_secret"), **assertion)
+
+
+def _authenticated_client() -> Client:
+    """The client of a PAR, token or revocation request, authenticated (audited on refusal)."""
+    service = _service()
+    return service.authenticate_client(_client_credentials(), request.remote_addr or "",
+                                       endpoint=f"{service.settings.base_url}{request.path}")
 
 
 def _bearer() -> str | None:
@@ -90,11 +108,12 @@ def _json_body(method: str, *, optional: bool = False) -> dict[str, Any]:
 def _authorized(method: str, kind: str, *, optional: bool = False) -> tuple[dict[str, Any], TokenRecord]:
     """The schema-checked body of a CSC call and its bearer token, checked by the SAM.
 
-    The order is the API's contract: a body that breaks the published schema is refused first
-    (400), then a missing or bad token (401), and only then what the body says (400).
+    The order is the API's contract: a missing or bad bearer token is refused first (401: a caller
+    who is not authenticated learns nothing about bodies), then a body that breaks the published
+    schema (400), and only then what the body says (400).
     """
-    body = _json_body(method, optional=optional)
-    return body, _service().sam.access_token(_bearer(), (kind,))
+    access = _service().sam.access_token(_bearer(), (kind,))
+    return _json_body(method, optional=optional), access
 
 
 def _no_store(response: Response) -> Response:
@@ -107,9 +126,9 @@ def _no_store(response: Response) -> Response:
 
 @oauth_blueprint.post("/oauth2/par")
 def par() -> tuple[Response, int]:
-    """RFC 9126 pushed authorization request (step 2); client_secret_basic or client_secret_post."""
-    client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
+    """RFC 9126 pushed authorization request (step 2); the client authenticates (``private_key_jwt``
+    for the portal, a client secret for further partners)."""
+    client = _authenticated_client()
     return _no_store(jsonify(_service().push_authorization_request(client, _form()))), 201
 
 
@@ -165,18 +184,28 @@ def consent(transaction_id: str) -> Any:
 @oauth_blueprint.post("/oauth2/token")
 def token() -> Response:
     """Token endpoint: authorization_code + PKCE, client authentication required."""
-    client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
+    client = _authenticated_client()
     return _no_store(jsonify(_service().exchange_code(client, _form())))
 
 
 @oauth_blueprint.post("/oauth2/revoke")
 def revoke() -> Response:
     """RFC 7009 token revocation (200, also for unknown tokens)."""
-    client_id, secret = _client_credentials()
-    client = _service().authenticate_client(client_id, secret, request.remote_addr or "")
+    client = _authenticated_client()
     _service().revoke(client, request.form.get("token"))
     return Response(status=200)
+
+
+@oauth_blueprint.post("/oauth2/transaction-status")
+def transaction_status() -> Response:
+    """Where a transaction of the authenticated partner is (form ``transaction_id``; ``answer_lost=true``
+    reports that the signed answer of a completed one never arrived)."""
+    client = _authenticated_client()
+    answer_lost = request.form.get("answer_lost", "false").lower()
+    if answer_lost not in ("true", "false"):
+        raise InvalidRequest("answer_lost must be true or false")
+    return _no_store(jsonify(_service().transaction_status(client, request.form.get("transaction_id"),
+                                                           answer_lost=answer_lost == "true")))
 
 
 @oauth_blueprint.get("/.well-known/oauth-authorization-server")
@@ -192,7 +221,8 @@ def metadata() -> Response:
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": _service().clients.auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
         "scopes_supported": ["service", "credential"],
         "authorization_details_types_supported": ["credential", "https://cloudsignatureconsortium.org/2025/credential"],
         "require_pushed_authorization_requests": False,
@@ -248,15 +278,19 @@ def _info(version: int) -> dict[str, Any]:
 def _register_csc(version: int) -> None:
     prefix = f"/csc/v{version}"
 
+    # The read-only methods keep answering while the disk is low (they store nothing).
+    @writes_nothing
     def info() -> Response:
         if request.method == "POST":
             _json_body("info", optional=True)  # CSC: POST with {} or {"lang"}; GET as pyHanko's dummy allows
         return jsonify(_info(version))
 
+    @writes_nothing
     def credentials_list() -> Response:
         body, access = _authorized("credentials/list", "service", optional=True)
         return jsonify(_service().credentials_list(access, csc.CredentialsListRequest.parse(body), version))
 
+    @writes_nothing
     def credentials_info() -> Response:
         body, access = _authorized("credentials/info", "service")
         return jsonify(_service().credentials_info(access, csc.CredentialInfoRequest.parse(body), version))
@@ -266,13 +300,16 @@ def _register_csc(version: int) -> None:
         return _no_store(jsonify(_service().credentials_authorize(access, csc.CredentialsAuthorizeRequest.parse(body))))
 
     def sign_hash() -> Response:
+        # The token first (401), as in _authorized; whether the body carries a SAD decides which
+        # kind of token the header may be (v2: a credential token in place of the SAD).
+        sent = request.get_json(silent=True)
+        holder = _service().sam.sign_hash_token(_bearer(), sad_in_body=isinstance(sent, dict) and bool(sent.get("SAD")))
         body = _json_body("signatures/signHash")
-        holder = _service().sam.sign_hash_token(_bearer(), sad_in_body=bool(body.get("SAD")))
         return jsonify(_service().sign_hash(holder, csc.SignHashRequest.parse(body)))
 
     def timestamp() -> Response:
+        _service().sam.timestamp_token(_bearer())
         body = _json_body("signatures/timestamp")
-        _service().sam.any_access_token(_bearer())
         return jsonify(_service().timestamp(csc.TimestampRequest.parse(body)))
 
     csc_blueprint.add_url_rule(f"{prefix}/info", f"v{version}_info", info, methods=["GET", "POST"])
@@ -311,3 +348,32 @@ def signatures_sign_doc() -> Response:
 def openapi() -> Response:
     """OpenAPI 3 description of the CSC API and the OAuth2 endpoints of this service."""
     return jsonify(openapi_document(_service().settings.base_url))
+
+
+# ---------------------------------------------------------------------------- trainer view
+
+
+@trainer_blueprint.before_request
+def _trainer_only() -> None:
+    """The audit log's view is for trainers (the trainer token; 401 with its challenge otherwise)."""
+    require_trainer()
+
+
+def _audit_page() -> dict[str, Any]:
+    page = request.args.get("page", "1")
+    per_page = request.args.get("per_page", str(AUDIT_PAGE_SIZE))
+    if not page.isdigit() or not per_page.isdigit() or not 1 <= int(per_page) <= 500:
+        raise InvalidRequest("page must be a positive number and per_page 1-500")
+    return _service().audit_page(int(page), int(per_page))
+
+
+@trainer_blueprint.get("/audit")
+def audit_page() -> str:
+    """The audit log, newest first, with its chain status (read-only; trainer token)."""
+    return render_template("signer_audit.html", view=_audit_page())
+
+
+@trainer_blueprint.get("/api/audit")
+def audit_json() -> Response:
+    """The same page as JSON: ``{"chain": {ok, summary, entries, head, …}, "page", "pages", "entries"}``."""
+    return jsonify(_audit_page())

@@ -114,7 +114,11 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     paths["/csc/v1/credentials/extendTransaction"] = {"post": _op("Extend a SAD to new hashes", extend, {"type": "object"})}
     paths["/csc/v2/signatures/signDoc"] = {"post": _op(
         "Sign document digests with a one-time key (steps 6-10)", sign_doc, sign_doc_ok, errors=(400, 401, 403, 500, 502, 503))}
-    form = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
+    # Client authentication: the portal's private_key_jwt (form fields client_assertion_type and
+    # client_assertion, RFC 7523), which OpenAPI has no scheme for, or HTTP Basic (a secret partner).
+    form = {"application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
+        "client_id": {"type": "string"}, "client_assertion_type": {"type": "string"},
+        "client_assertion": {"type": "string"}}}}}
     paths["/oauth2/par"] = {"post": {"summary": "Pushed authorization request (RFC 9126)", "requestBody": {
         "required": True, "content": form}, "security": [{"basic": []}], "responses": {
         "201": {"description": "created", "content": {"application/json": {"schema": {"type": "object", "properties": {
@@ -126,6 +130,16 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     paths["/oauth2/revoke"] = {"post": {"summary": "Token revocation (RFC 7009)", "requestBody": {
         "required": True, "content": form}, "security": [{"basic": []}], "responses": {
         "200": {"description": "revoked"}, **_errors(400, 401, 429)}}}
+    paths["/oauth2/transaction-status"] = {"post": {
+        "summary": "Where a transaction of this partner is (form transaction_id; answer_lost=true reports that the "
+                   "signed answer never arrived)", "requestBody": {"required": True, "content": form},
+        "security": [{"basic": []}], "responses": {
+            "200": {"description": "the transaction's state", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["transaction_id", "state", "ended"], "properties": {
+                    "transaction_id": {"type": "string"}, "state": {"type": "string"}, "ended": {"type": "boolean"},
+                    "error": {"type": "string", "nullable": True},
+                    "certificate_revocation": {"type": "string"}}}}}},
+            **_errors(400, 401, 404, 429)}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "SignLab SSASP — CSC API", "version": "1.0.4.0 / 2.0.0.2",

@@ -30,11 +30,11 @@ Certificate first runs steps 6-7 at the token exchange
 Every failure ends the transaction (``failed``), is audited (``signing.failed`` /
 ``credential.failed``) and destroys the key; no signature leaves the service.
 
-**Seam: revoking an orphan certificate.** A failure after step 7 (at step 8 or 9) leaves a
-certificate the TSP issued for a key that no longer exists. Its revocation belongs in the failure
-branches of :meth:`SigningPipeline.sign_documents` (and of
-:meth:`SigningPipeline.step6_7_create_credential_key`), where ``issued`` is set exactly when step
-7 succeeded: call the TSP's revocation there, through :class:`~services.signer.upstream.CertificateGateway`.
+**Orphan certificates.** From the key's creation on a transaction is marked: a certificate may
+exist for it. The mark is cleared when the transaction completes; a failure (at step 7 after the
+TSP answered, or at 8 or 9) or an expiry hands it to :mod:`services.signer.orphans`, which asks
+the TSP to revoke what it issued for the transaction (by the sweep, when the TSP itself was what
+failed).
 """
 
 from __future__ import annotations
@@ -51,14 +51,17 @@ from cryptography import x509 as cx509
 
 from services.signer.csc import DocumentToSign
 from services.signer.errors import SigningFailed
+from services.signer.evidence import IdentityEvidence
 from services.signer.hsm import Hsm, HsmError, OneTimeKey, operation_step
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
+from services.signer.orphans import PENDING
 from services.signer.signing import HsmCmsSigner, build_cms, build_csr, build_jades
 from services.signer.store import CredentialRecord, Store, TransactionRecord
 from services.signer.upstream import CertificateGateway, IssuedCertificate
 from shared.audit import AuditLog
-from shared.errors import SignLabError, UpstreamError
+from shared.clock import seconds
+from shared.errors import SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import Role, step
 from shared.tracing import flow_span
 
@@ -76,11 +79,26 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _tsp_refusal(exc: UpstreamError) -> SignLabError:
+    """The TSP's error answer at step 7, with its code and words: a policy refusal stays
+    ``access_denied`` (403), a bad request ``invalid_request``; a TSP that cannot issue now (its 503,
+    or 507: its disk is full) is an outage (503 ``temporarily_unavailable``); anything else 502."""
+    if exc.upstream_status in (503, 507):
+        return SignLabError(f"the TSP cannot issue certificates now: {exc.upstream_error}: {exc.upstream_description}",
+                            error="temporarily_unavailable", status=503, step=step(7))
+    kept = exc.upstream_error in ("access_denied", "invalid_request")
+    mapped = exc.upstream_error if kept else "server_error"
+    return SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
+                        error=mapped, status=403 if mapped == "access_denied" else 502, step=step(7))
+
+
 def check_issued_certificate(issued: IssuedCertificate, key: OneTimeKey, qualifier: str, now: datetime) -> datetime:
     """Step 7: the TSP's certificate is for the one-time key, has the qualifier's policy and is
     valid ``now``; its ``notAfter``.
 
-    :raises SignLabError: unusable (every problem named), at step 7.
+    :raises SignLabError: unusable (every problem named; a validity that does not cover this
+        service's time with the offset, e.g. a TSP clock ahead), 502 ``server_error`` at step 7:
+        the TSP answered, with something this service cannot use.
     """
     try:
         # Extensions and validity read with cryptography: asn1crypto's extension parsing
@@ -94,17 +112,28 @@ def check_issued_certificate(issued: IssuedCertificate, key: OneTimeKey, qualifi
         not_before, not_after = checked.not_valid_before_utc, checked.not_valid_after_utc
     except ValueError as exc:
         raise SignLabError(f"the certificate from the TSP is unusable: it cannot be parsed ({exc})",
-                           step=step(7)) from None
+                           status=502, step=step(7)) from None
     problems = []
     if issued.certificate["tbs_certificate"]["subject_public_key_info"].dump() != key.public_key_info.dump():
         problems.append("its public key is not the one-time key")
     if POLICY[qualifier] not in policy_oids:
         problems.append(f"it lacks the {qualifier} policy {POLICY[qualifier]} (has {sorted(policy_oids)})")
-    if not not_before <= now <= not_after:
-        problems.append("it is not valid now")
+    if now < not_before:
+        problems.append(f"it is not valid now: its notBefore {not_before:%H:%M:%S} is {seconds((not_before - now).total_seconds())} s "
+                        "after this service's clock (is the TSP's clock ahead?)")
+    elif now > not_after:
+        problems.append(f"it is not valid now: it expired at {not_after:%H:%M:%S}, "
+                        f"{seconds((now - not_after).total_seconds())} s before this service's clock")
     if problems:
-        raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), step=step(7))
+        raise SignLabError("the certificate from the TSP is unusable: " + "; ".join(problems), status=502,
+                           step=step(7))
     return not_after
+
+
+def _tsp_unreachable(exc: BaseException) -> bool:
+    """The TSP itself did not answer (an outage or timeout at step 7): asking it to revoke right
+    now would only wait again; the sweep retries the revocation."""
+    return isinstance(exc, UpstreamUnavailable) and exc.role is Role.TSP
 
 
 def _signed_attrs_digest(cms_der: bytes, algorithm: str) -> str:
@@ -123,17 +152,19 @@ class SigningPipeline:
     :param store: the transaction database.
     :param audit: the hash-chained audit log.
     :param keys: the one-time keys of this process.
+    :param evidence: the verified ID tokens of the transactions in flight (step 7 sends one).
     :param lifecycle: ends a transaction that fails.
     :param clock: the time source (seconds since the epoch).
     """
 
     def __init__(self, hsm: Hsm, ca: CertificateGateway, store: Store, audit: AuditLog, keys: OneTimeKeys,
-                 lifecycle: TransactionLifecycle, clock: Callable[[], float]) -> None:
+                 evidence: IdentityEvidence, lifecycle: TransactionLifecycle, clock: Callable[[], float]) -> None:
         self.hsm = hsm
         self.ca = ca
         self.store = store
         self.audit = audit
         self.keys = keys
+        self.evidence = evidence
         self.lifecycle = lifecycle
         self.clock = clock
 
@@ -142,25 +173,29 @@ class SigningPipeline:
     def step7_certify(self, transaction: TransactionRecord, key: OneTimeKey, *,
                       durable_later: bool = False) -> IssuedCertificate:
         """Step 7: CSR + identity evidence to the TSP; the certificate checked against key and profile.
+        The evidence (the ID token) is dropped once the TSP has answered: nothing needs it later.
 
         :param durable_later: as for :meth:`OneTimeKeys.step6_create` (``csr.sent``, ``certificate.issued``).
         :raises SignLabError: the TSP refused (its reason kept; a policy refusal stays
             ``access_denied``) or the certificate is unusable.
         """
         qualifier = transaction.request["qualifier"]
+        id_token = self.evidence.of(transaction.id)
+        if id_token is None:
+            raise SigningFailed("the identity evidence of this transaction is not in this process (the service "
+                                "restarted after the eID login)", step=step(7))
         with operation_step(7):  # the CSR's proof of possession, not a document signature
             csr_der = build_csr(self.hsm, key, common_name=f"SignLab one-time key {transaction.id}")
         self.audit.append("csr.sent", step=7, transaction_id=transaction.id, key_id=key.key_id,
                           csr_sha256=hashlib.sha256(csr_der).hexdigest(), profile=PROFILE[qualifier],
                           sync=not durable_later)
         try:
-            issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=transaction.id_token or "",
+            issued = self.ca.issue(csr_der=csr_der, profile=PROFILE[qualifier], id_token=id_token,
                                    transaction_id=transaction.id)
         except UpstreamError as exc:
-            kept = exc.upstream_error in ("access_denied", "invalid_request")
-            mapped = exc.upstream_error if kept else "server_error"
-            raise SignLabError(f"the TSP refused the certificate: {exc.upstream_error}: {exc.upstream_description}",
-                               error=mapped, status=403 if mapped == "access_denied" else 502, step=step(7)) from None
+            raise _tsp_refusal(exc) from None
+        finally:
+            self.evidence.drop(transaction.id)
         not_after = check_issued_certificate(issued, key, qualifier, datetime.fromtimestamp(self.clock(), UTC))
         self.audit.append("certificate.issued", step=7, transaction_id=transaction.id, serial=issued.serial,
                           profile=issued.profile, policy=issued.policy_oid,
@@ -221,12 +256,15 @@ class SigningPipeline:
         """
         key: OneTimeKey | None = None
         signed = False
+        revoke_for: str | None = None  # the failure, when a certificate made for it must be revoked
         try:
             # Every path below ends with a synced audit entry (transaction.completed after the
             # signatures, signing.failed / key.destroyed on a failure), so the entries on the
             # way are written without their own fsync.
             key = self.keys.step6_create(transaction.id, durable_later=True)
-            self.store.move(transaction.id, ["consented"], "key_created", key_id=key.key_id)
+            # From here a certificate may exist for it: revoked unless the transaction completes.
+            self.store.move(transaction.id, ["consented"], "key_created", key_id=key.key_id,
+                            certificate_revocation=PENDING)
             issued = self.step7_certify(transaction, key, durable_later=True)
             self.store.move(transaction.id, ["key_created"], "certificate_issued", certificate_serial=issued.serial)
             objects = [self.step8_9_sign_document(transaction, key, issued, d, labels.get(d.digest, ""))
@@ -236,21 +274,26 @@ class SigningPipeline:
         except SignLabError as exc:
             self._failed(transaction, exc.error_description, step=exc.step.number if exc.step else None,
                          error=exc.error, reason=exc.description)
+            revoke_for = None if _tsp_unreachable(exc) else exc.error_description  # else: by the sweep
             raise
         except Exception as exc:
             self._failed(transaction, f"internal error {exc.__class__.__name__}", error="server_error",
                          reason=exc.__class__.__name__)
+            revoke_for = f"internal error {exc.__class__.__name__}"
             log.exception("step 8-9: signing failed")
             raise SigningFailed(step=step(9)) from None
         finally:
             if key is not None:
                 self.keys.step9_destroy(key.key_id, transaction.id, sync=not signed)
-        self.store.move(transaction.id, ["signed"], "completed", id_token=None)
+            if revoke_for is not None:  # after the key is gone: the TSP may take its time
+                self.lifecycle.revoke_certificate(transaction.id, revoke_for)
+        self.store.move(transaction.id, ["signed"], "completed", certificate_revocation=None)
         return self.step10_response(transaction, issued, objects, documents, with_revocation=with_revocation)
 
     def _failed(self, transaction: TransactionRecord, why: str, **audit: Any) -> None:
-        self.lifecycle.fail(transaction, why)
+        """End the transaction as failed (audited); its certificate's revocation is the caller's."""
         self.audit.append("signing.failed", transaction_id=transaction.id, **audit)
+        self.lifecycle.fail(transaction, why, revoke_now=False)
 
     # -- certificate first: steps 6-7 at the token exchange, 9 per signHash ------------------------
 
@@ -263,16 +306,17 @@ class SigningPipeline:
         key: OneTimeKey | None = None
         try:
             key = self.keys.step6_create(transaction.id)
-            self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id)
+            self.store.advance(transaction.id, ["consented"], "key_created", key_id=key.key_id,
+                               certificate_revocation=PENDING)
             issued = self.step7_certify(transaction, key)
             self.store.advance(transaction.id, ["key_created"], "certificate_issued",
-                               certificate_serial=issued.serial, id_token=None)
+                               certificate_serial=issued.serial)
         except Exception as exc:
             if key is not None:
                 self.keys.step9_destroy(key.key_id, transaction.id)
             reason = exc.error_description if isinstance(exc, SignLabError) else exc.__class__.__name__
-            self.lifecycle.fail(transaction, reason)
             self.audit.append("credential.failed", transaction_id=transaction.id, reason=reason)
+            self.lifecycle.fail(transaction, reason, revoke_now=not _tsp_unreachable(exc))
             if isinstance(exc, SignLabError):
                 raise
             log.exception("steps 6-7: credential creation failed")

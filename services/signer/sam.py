@@ -14,6 +14,7 @@ rule                                   function                               re
 token known (not unknown or revoked)   :func:`check_token_known`              401 ``invalid_token``
 token type / scope                     :func:`check_token_type`               401 ``invalid_token``
 token expiry                           :func:`check_token_expiry`             401 ``invalid_token``
+a spent SAD authorizes nothing more    :func:`check_token_not_spent`          401 ``invalid_token``
 credential of this user and client     :func:`check_credential_owner`         400 ``invalid_request``
 SAD given, known, of this credential   :func:`check_sad_given`,               400 ``invalid_request``
                                        :func:`check_sad_known`,
@@ -25,11 +26,15 @@ signature algorithm fits the key       :func:`check_signature_algorithm`      40
 hash algorithm binding                 :func:`check_hash_algorithm_binding`,  400 ``invalid_request``
                                        :func:`check_digest_lengths`
 digest set binding                     :func:`check_digest_set_binding`       400 ``invalid_request``
-count (SAD, credential, SCAL 2)        :func:`check_count`,                   400 ``invalid_request``
+count (SAD, credential, hashes named)  :func:`check_count`,                   400 ``invalid_request``
                                        :func:`check_count_within_credential`,
                                        :func:`check_signatures_left`,
-                                       :func:`check_scal2_hash_count`
+                                       :func:`check_hash_count`
+a SAD's hashes have one algorithm      :func:`check_hash_algorithm_of_hashes`  400 ``invalid_request``
 credential usable (enabled, valid)     :func:`check_credential_usable`        400 ``invalid_request``
+SAD issued without the person only     :func:`check_count_only_credential`    400 ``invalid_request``
+for a SCAL 1 (count-only) credential
+SCAL 2: the person approved the hashes :func:`check_person_approved`          400 ``invalid_request``
 single use (replay)                    :func:`consume_single_use`             400 ``invalid_request``
 credential budget                      :func:`spend_credential_budget`        400 ``invalid_request``
 =====================================  =====================================  ==========================
@@ -39,7 +44,7 @@ credential budget                      :func:`spend_credential_budget`        40
 refusal to the audit log (``token.refused`` / ``sad.refused``) before raising. The request's
 syntax (spellings, base64, OIDs) was checked once at the edge (:mod:`services.signer.csc`).
 
-**Adding a rule** (for example SCAL 2 for certificate-first, or a binding to a document label):
+**Adding a rule** (for example a binding to a document label):
 write one ``check_…`` function here, named after the rule, call it from the composition of every
 method it applies to (before the two spending rules, which must stay last), add a row to the
 table above, and give it an accept and a refuse test in ``tests/services/signer/test_sam.py``.
@@ -80,11 +85,15 @@ __all__ = [
     "check_sad_given",
     "check_sad_known",
     "check_sad_unused",
-    "check_scal2_hash_count",
+    "check_count_only_credential",
+    "check_hash_algorithm_of_hashes",
+    "check_hash_count",
+    "check_person_approved",
     "check_signature_algorithm",
     "check_signatures_left",
     "check_token_expiry",
     "check_token_known",
+    "check_token_not_spent",
     "check_token_type",
     "consume_single_use",
     "spend_credential_budget",
@@ -92,6 +101,8 @@ __all__ = [
 
 SAD_KINDS = ("sad", "credential")
 """Token kinds that authorize signatures: a v1 SAD, or a credential-scope access token used as one."""
+SINGLE_USE_KINDS = ("sad", "credential", "sign")
+"""Token kinds spent by their one use: SADs, credential-scope tokens, person-signing tokens."""
 
 
 # ---------------------------------------------------------------------------- the rules
@@ -115,6 +126,13 @@ def check_token_expiry(record: TokenRecord, now: float) -> None:
     late = now - record.expires_at
     if late > 0:
         raise InvalidToken(f"the access token expired {int(late) or 1} s ago", error="invalid_token")
+
+
+def check_token_not_spent(record: TokenRecord) -> None:
+    """A single-use token (a SAD, a credential or person-signing token) that was used is spent: it
+    authorizes nothing more, not even a time-stamp (review V6)."""
+    if record.kind in SINGLE_USE_KINDS and record.used_at is not None:
+        raise InvalidToken(f"the {record.kind} token was already used; a spent SAD authorizes nothing more")
 
 
 def check_credential_owner(token: TokenRecord, credential_id: str,
@@ -218,10 +236,40 @@ def check_signatures_left(credential: CredentialRecord, number: int, *, at: Flow
         raise TooManySignatures("Numbers of signatures is too high", step=at)
 
 
-def check_scal2_hash_count(number: int, digests: Sequence[bytes], *, at: FlowStep) -> None:
-    """SCAL 2: a SAD covers exactly ``numSignatures`` hashes, each named."""
+def check_hash_count(number: int, digests: Sequence[bytes], *, at: FlowStep) -> None:
+    """A SAD covers exactly ``numSignatures`` hashes, each named (it is bound to each of them)."""
     if len(digests) != number:
-        raise InvalidRequest("SCAL 2: the number of hashes must equal numSignatures", step=at)
+        raise InvalidRequest("the number of hashes must equal numSignatures (a SAD is bound to each hash)", step=at)
+
+
+def check_hash_algorithm_of_hashes(algorithm: str | None, digests: Sequence[bytes], *, at: FlowStep) -> str:
+    """The hash algorithm a SAD is bound to: the one named, or else the one every digest's length
+    says (a SAD is never left unbound to an algorithm)."""
+    if algorithm is not None:
+        return algorithm
+    by_size = {size: name for name, size in DIGEST_SIZES.items()}
+    named = {by_size.get(len(d)) for d in digests}
+    if len(named) != 1 or None in named:
+        raise InvalidRequest("the hashes differ in length: name their algorithm (hashAlgorithmOID or hashAlgo)",
+                             step=at)
+    return str(named.pop())
+
+
+def check_count_only_credential(credential: CredentialRecord, method: str, *, at: FlowStep) -> None:
+    """A SAD for hashes the person never saw is issued only for a SCAL 1 (count-only) credential;
+    a SCAL 2 credential's SADs come from the person's credential authorization."""
+    if credential.scal != "1":
+        raise InvalidRequest(
+            f"{method} issues no SAD for credential {credential.id}: it is SCAL 2 (authMode oauth2code), so the "
+            "person approves the exact hashes — ask with oauth2/authorize (or PAR) scope=credential, credentialID, "
+            "numSignatures and hash, or authorization_details with credentialID and documentDigests", step=at)
+
+
+def check_person_approved(sad: TokenRecord, credential: CredentialRecord, *, at: FlowStep) -> None:
+    """SCAL 2: the SAD is the credential-scope token the person's consent to these exact hashes
+    produced (not a SAD the partner obtained on its own)."""
+    if credential.scal == "2" and sad.kind != "credential":
+        raise SadInvalid("SCAL 2: this SAD was not approved by the person for these hashes", step=at)
 
 
 def check_credential_usable(credential: CredentialRecord, now: float, *, at: FlowStep | None) -> None:
@@ -292,14 +340,19 @@ class SignatureActivationModule:
             check_token_expiry(record, now)
         return record
 
-    def any_access_token(self, token: str | None) -> TokenRecord:
-        """Any token this service issued (``signatures/timestamp`` needs no particular scope).
+    def timestamp_token(self, token: str | None) -> TokenRecord:
+        """The token of a ``signatures/timestamp`` call: any scope of this service, but known, not
+        revoked, not a spent SAD, unexpired (refusals audited as ``token.refused``).
 
-        :raises InvalidToken: missing or unknown.
+        :raises InvalidToken: missing, unknown, revoked, spent or expired (401).
         """
-        record = self._token(token)
-        if record is None:
-            raise InvalidToken("an access token of this service is required")
+        if not token:
+            raise InvalidToken("an access token of this service is required (Authorization: Bearer)")
+        with self._refusals_audited("token.refused", reason="unknown or revoked bearer token"):
+            record = check_token_known(self._token(token))
+        with self._refusals_audited("token.refused", transaction_id=record.transaction_id):
+            check_token_not_spent(record)
+            check_token_expiry(record, self.clock())
         return record
 
     def owned_credential(self, token: TokenRecord, credential_id: str | None) -> CredentialRecord:
@@ -360,44 +413,55 @@ class SignatureActivationModule:
         :param holder: the token from :meth:`sign_hash_token`.
         :return: the credential (as it was before the signatures were taken from it).
         """
-        s9 = step(9)
-        with self._refusals_audited("sad.refused", step=9, transaction_id=holder.transaction_id):
+        s6 = step(6)  # the SAM's check before the HSM signs, as for signDoc
+        with self._refusals_audited("sad.refused", step=6, transaction_id=holder.transaction_id):
             credential = self.owned_credential(holder, request.credential_id)
             sad = self.sad_for(holder if holder.kind == "credential" else request.sad, credential)
-        with self._refusals_audited("sad.refused", step=9, transaction_id=credential.transaction_id):
+        with self._refusals_audited("sad.refused", step=6, transaction_id=credential.transaction_id,
+                                    digests=sorted(d.hex() for d in request.digests)):
+            check_person_approved(sad, credential, at=s6)
             check_signature_algorithm(request.sign_algo, key_algorithms(credential.algorithm.startswith("ec")),
-                                      "the credential's key (key.algo)", at=s9)
-            check_count_within_credential(request.digests, credential, at=s9)
-            check_hash_algorithm_binding(sad, [request.hash_algorithm], at=s9)
-            check_digest_set_binding(sad, request.digests, at=s9)
-            check_count(sad, request.digests, exact=False, at=s9)
-            check_credential_usable(credential, self.clock(), at=s9)
-            consume_single_use(self.store, sad, self.clock(), at=s9)
-            spend_credential_budget(self.store, credential, len(request.digests), at=s9)
+                                      "the credential's key (key.algo)", at=s6)
+            check_count_within_credential(request.digests, credential, at=s6)
+            check_hash_algorithm_binding(sad, [request.hash_algorithm], at=s6)
+            check_digest_set_binding(sad, request.digests, at=s6)
+            check_count(sad, request.digests, exact=False, at=s6)
+            check_credential_usable(credential, self.clock(), at=s6)
+            consume_single_use(self.store, sad, self.clock(), at=s6)
+            spend_credential_budget(self.store, credential, len(request.digests), at=s6)
         return credential
 
-    def authorize_sad_issuance(self, service: TokenRecord, request: CredentialsAuthorizeRequest) -> CredentialRecord:
-        """``credentials/authorize`` (step 2): may a SAD for these hashes be issued? The credential."""
+    def authorize_sad_issuance(self, service: TokenRecord,
+                               request: CredentialsAuthorizeRequest) -> tuple[CredentialRecord, str]:
+        """``credentials/authorize`` (step 2): may a SAD for these hashes be issued without the
+        person (SCAL 1 only)? The credential and the hash algorithm the SAD is bound to."""
         s2 = step(2)
         with self._refusals_audited("sad.refused", step=2, transaction_id=service.transaction_id):
             credential = self.owned_credential(service, request.credential_id)
+            check_count_only_credential(credential, "credentials/authorize", at=s2)
             check_signatures_left(credential, request.num_signatures, at=s2)
             check_credential_usable(credential, self.clock(), at=s2)
             check_count_within_credential(request.digests, credential, at=s2)
-            check_scal2_hash_count(request.num_signatures, request.digests, at=s2)
-        return credential
+            check_hash_count(request.num_signatures, request.digests, at=s2)
+            algorithm = check_hash_algorithm_of_hashes(request.hash_algorithm, request.digests, at=s2)
+        return credential, algorithm
 
     def redeem_sad_for_extension(self, service: TokenRecord,
                                  request: ExtendTransactionRequest) -> tuple[CredentialRecord, TokenRecord]:
-        """``credentials/extendTransaction``: the old SAD is valid for the credential; it is spent.
+        """``credentials/extendTransaction`` (SCAL 1 only): the old SAD is valid for the credential,
+        the new hashes fit the signatures left; the old SAD is spent.
 
         :return: the credential and the old SAD (its algorithm and digests carry over).
         """
-        credential = self.owned_credential(service, request.credential_id)
-        old = self.sad_for(request.sad, credential)
-        check_digest_lengths(request.digests, old.hash_alg)
-        check_count_within_credential(request.digests, credential, at=None)
-        consume_single_use(self.store, old, self.clock(), at=None, description="the SAD was already used")
+        s2 = step(2)
+        with self._refusals_audited("sad.refused", step=2, transaction_id=service.transaction_id):
+            credential = self.owned_credential(service, request.credential_id)
+            check_count_only_credential(credential, "credentials/extendTransaction", at=s2)
+            old = self.sad_for(request.sad, credential)
+            check_digest_lengths(request.digests, old.hash_alg)
+            check_count_within_credential(request.digests, credential, at=s2)
+            check_signatures_left(credential, len(request.digests) or len(old.digests), at=s2)
+            consume_single_use(self.store, old, self.clock(), at=s2, description="the SAD was already used")
         return credential, old
 
     def credential_for_authorization_request(self, client_id: str, credential_id: str, count: int) -> CredentialRecord:

@@ -26,8 +26,11 @@ part                                                     responsibility
                                                          destroy (steps 6-10)
 :class:`~services.signer.credentials.Credentials`        certificate-first credentials
 :class:`~services.signer.keys.OneTimeKeys`               the one-time key handles of this process
+:class:`~services.signer.evidence.IdentityEvidence`      the verified ID tokens until step 7 (memory only)
 :class:`~services.signer.lifecycle.TransactionLifecycle` failed / expired transactions, start-up,
                                                          the sweep
+:class:`~services.signer.orphans.OrphanCertificates`     revokes the certificates of transactions that
+                                                         did not complete (retried by the sweep)
 =======================================================  =========================================
 
 :class:`SigningService` builds them and is what the HTTP layer holds; every part reads the time
@@ -38,6 +41,8 @@ refuses something writes an audit entry (``*.refused``) before raising.
 from __future__ import annotations
 
 import base64
+import itertools
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,12 +50,14 @@ from asn1crypto import tsp
 
 from services.signer import csc
 from services.signer.authorization import AuthorizationServer, ConsentView
-from services.signer.clients import Client, ClientRegistry
+from services.signer.clients import Client, ClientCredentials, ClientRegistry
 from services.signer.credentials import Credentials
+from services.signer.evidence import IdentityEvidence
 from services.signer.faults import build_fault_board
 from services.signer.hsm import Hsm
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
+from services.signer.orphans import OrphanCertificates
 from services.signer.pipeline import SigningPipeline
 from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
@@ -60,9 +67,10 @@ from shared.audit import AuditLog
 from shared.clock import lab_clock
 from shared.errors import UpstreamError
 from shared.flow import step
-from shared.throttle import FailureThrottle
 
 __all__ = ["SigningService"]
+
+log = logging.getLogger(__name__)
 
 
 class SigningService:
@@ -90,13 +98,16 @@ class SigningService:
         self.clients = ClientRegistry(settings, audit)
         self.sam = SignatureActivationModule(store, audit, self.now)
         self.keys = OneTimeKeys(hsm, audit, settings.key_algorithm)
-        self.lifecycle = TransactionLifecycle(store, audit, self.keys, self.now)
-        self.pipeline = SigningPipeline(hsm, ca, store, audit, self.keys, self.lifecycle, self.now)
+        self.evidence = IdentityEvidence()
+        self.orphans = OrphanCertificates(ca, store, audit)
+        self.lifecycle = TransactionLifecycle(store, audit, self.keys, self.evidence, self.orphans, self.now)
+        self.pipeline = SigningPipeline(hsm, ca, store, audit, self.keys, self.evidence, self.lifecycle, self.now)
         self.credentials = Credentials(store, audit, self.sam, self.pipeline, self.keys, self.lifecycle,
                                        token_lifetime=settings.service_token_lifetime_seconds,
                                        sad_lifetime=settings.sad_lifetime_seconds, clock=self.now)
         self.authorization = AuthorizationServer(settings, store, audit, self.clients, identity, self.sam,
-                                                 self.credentials, self.lifecycle, pseudonym_key, self.now)
+                                                 self.credentials, self.lifecycle, self.evidence, pseudonym_key,
+                                                 self.now)
         # Lab fault injection (HSM failures at steps 6 and 9): None unless FAULTS_ENABLED.
         self.faults = build_fault_board(settings, audit)
         hsm.faults = self.faults
@@ -108,23 +119,26 @@ class SigningService:
     # -- start-up and sweeping ----------------------------------------------------------------------
 
     def startup(self) -> None:
-        """Destroy leftover key objects and end every in-flight transaction as expired (recorded)."""
+        """Repair the end of the audit log (an interrupted write is cut and recorded as
+        ``audit.recovered``), destroy leftover key objects and end every in-flight transaction as
+        expired (recorded).
+
+        :raises shared.audit.AuditLogDamaged: the log ends in a line that is not an entry (tampering).
+        """
+        if self.audit.recover() is not None:
+            log.warning("the audit log ended in an interrupted write: cut and recorded (audit.recovered)")
         self.lifecycle.startup()
 
     def sweep(self) -> int:
-        """Expire transactions past their deadline and destroy their keys; return how many."""
+        """Expire transactions past their deadline and destroy their keys, retry pending certificate
+        revocations; return how many transactions expired."""
         return self.lifecycle.sweep()
 
     # -- OAuth2 authorization server (steps 2-5) ----------------------------------------------------
 
-    @property
-    def client_throttle(self) -> FailureThrottle:
-        """The lock-out of client authentication (one client id from one address)."""
-        return self.clients.throttle
-
-    def authenticate_client(self, client_id: str | None, secret: str | None, peer: str = "") -> Client:
+    def authenticate_client(self, presented: ClientCredentials, peer: str = "", *, endpoint: str = "") -> Client:
         """Client authentication at PAR, token and revocation (:meth:`ClientRegistry.authenticate`)."""
-        return self.clients.authenticate(client_id, secret, peer)
+        return self.clients.authenticate(presented, peer, endpoint=endpoint)
 
     def push_authorization_request(self, client: Client, params: Mapping[str, str]) -> dict[str, Any]:
         """RFC 9126 PAR, step 2 (:meth:`AuthorizationServer.push_authorization_request`)."""
@@ -154,6 +168,10 @@ class SigningService:
     def revoke(self, client: Client, token: str | None) -> None:
         """``oauth2/revoke``, RFC 7009 (:meth:`AuthorizationServer.revoke`)."""
         self.authorization.revoke(client, token)
+
+    def transaction_status(self, client: Client, transaction_id: str | None, *, answer_lost: bool = False) -> dict[str, Any]:
+        """``oauth2/transaction-status`` (:meth:`AuthorizationServer.transaction_status`)."""
+        return self.authorization.transaction_status(client, transaction_id, answer_lost=answer_lost)
 
     # -- person signing (steps 6-10) ----------------------------------------------------------------
 
@@ -197,7 +215,7 @@ class SigningService:
 
     def timestamp(self, request: csc.TimestampRequest) -> dict[str, Any]:
         """``signatures/timestamp``: an RFC 3161 token from the TSP's TSA for one hash (the caller
-        holds a token of this service: :meth:`SignatureActivationModule.any_access_token`)."""
+        holds a live token of this service: :meth:`SignatureActivationModule.timestamp_token`)."""
         imprint = {"hash_algorithm": {"algorithm": request.hash_algorithm}, "hashed_message": request.digest}
         query: dict[str, Any] = {"version": "v1", "message_imprint": imprint, "cert_req": True}
         if request.nonce is not None:
@@ -207,3 +225,29 @@ class SigningService:
             raise UpstreamError(step(10).target, "tsa_refused", str(answer["status"]["status_string"].native), 200,
                                 step=step(10))
         return {"timestamp": base64.b64encode(answer["time_stamp_token"].dump()).decode("ascii")}
+
+    # -- the trainer's read-only view of the audit log ----------------------------------------------
+
+    def audit_page(self, page: int, per_page: int) -> dict[str, Any]:
+        """One page of the audit log, newest first, with the chain's status (``AuditLog.verify``).
+
+        Read-only: the log is only read (under its shared lock). Subjects in it are pseudonyms;
+        digests, key ids and serials are no personal data.
+
+        :param page: 1 = the newest ``per_page`` entries (a log that was tampered with is shown up
+            to the entry before the damage, which the chain status names).
+        """
+        chain = self.audit.verify()
+        readable = chain.entries if chain.ok else (chain.first_broken or 1) - 1  # up to the damage
+        pages = max(1, -(-readable // per_page))
+        page = min(max(1, page), pages)
+        stop = max(0, readable - (page - 1) * per_page)
+        start = max(0, stop - per_page)
+        entries = [{"seq": e.seq, "time": e.time, "event": e.event, "step": e.step, "data": e.data, "hash": e.hash}
+                   for e in itertools.islice(self.audit.entries(), start, stop)]
+        return {
+            "chain": {"ok": chain.ok, "summary": chain.summary(), "entries": chain.entries, "head": chain.head,
+                      "first_broken": chain.first_broken, "recoveries": [r.seq for r in chain.recoveries],
+                      "torn_bytes": chain.torn_bytes},
+            "page": page, "pages": pages, "per_page": per_page, "entries": entries[::-1],
+        }

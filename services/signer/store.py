@@ -10,8 +10,10 @@ Transitions are compare-and-set (``UPDATE … WHERE state IN (…)``), so two co
 never both move the same transaction (single use of codes and SADs rests on the same trick).
 
 Secrets (request URIs, codes, tokens, CSRF and browser-binding values) are stored as SHA-256
-hashes only. The ID token (the identity evidence the CA needs at step 7) is kept only while the
-transaction is open and wiped when it ends.
+hashes only. The signed ID token (the identity evidence the CA needs at step 7) is never stored
+here: it waits for step 7 in memory (:mod:`services.signer.evidence`), because a value wiped from
+a row still lingers in the WAL and in free pages. A database of an older version that had an
+``id_token`` column is cleaned when it is opened (column dropped, file rewritten, WAL truncated).
 
 Limits: one SQLite file per service; fine for one process with threads (the runtime's shape).
 """
@@ -68,13 +70,13 @@ CREATE TABLE IF NOT EXISTS transactions (
     csrf_hash TEXT,
     subject TEXT,
     identity TEXT,
-    id_token TEXT,
     code_hash TEXT UNIQUE,
     code_expires REAL,
     code_used INTEGER NOT NULL DEFAULT 0,
     key_id TEXT,
     certificate_serial TEXT,
-    error TEXT
+    error TEXT,
+    certificate_revocation TEXT
 );
 CREATE INDEX IF NOT EXISTS transactions_state ON transactions(state, expires_at);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -109,7 +111,8 @@ CREATE TABLE IF NOT EXISTS credentials (
     remaining INTEGER NOT NULL,
     status TEXT NOT NULL,
     expires_at REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    scal TEXT NOT NULL DEFAULT '2'
 );
 """
 
@@ -138,7 +141,6 @@ class TransactionRecord:
     csrf_hash: str | None = None
     subject: str | None = None
     identity: dict[str, Any] = field(default_factory=dict)
-    id_token: str | None = None
     code_expires: float | None = None
     code_used: int = 0
     key_id: str | None = None
@@ -146,6 +148,8 @@ class TransactionRecord:
     error: str | None = None
     par_hash: str | None = None
     code_hash: str | None = None
+    certificate_revocation: str | None = None
+    """Whether a certificate the TSP may have issued for it must be revoked (:mod:`services.signer.orphans`)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,11 @@ class TokenRecord:
 
 @dataclass(frozen=True)
 class CredentialRecord:
-    """A row of ``credentials``: a certificate-first one-time credential."""
+    """A row of ``credentials``: a certificate-first one-time credential.
+
+    :ivar scal: ``"2"`` (every SAD from the person's approval of the exact hashes) or ``"1"``
+        (count only, asked for explicitly).
+    """
 
     id: str
     transaction_id: str
@@ -187,6 +195,7 @@ class CredentialRecord:
     status: str
     expires_at: float
     created: float
+    scal: str = "2"
 
 
 class Store:
@@ -201,6 +210,8 @@ class Store:
         self._write_lock = threading.Lock()
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            _purge_stored_id_tokens(db)
+            _add_missing_columns(db)
 
     def _connect(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -320,6 +331,15 @@ class Store:
         ).fetchall()
         return [_transaction(r) for r in rows]
 
+    def ended_with_pending_revocation(self) -> list[TransactionRecord]:
+        """Ended transactions whose certificate revocation is still to be done: failed or expired
+        ones, and completed ones whose signed answer never reached the partner."""
+        rows = self._connect().execute(
+            "SELECT * FROM transactions WHERE certificate_revocation = 'pending' "
+            "AND state IN ('failed', 'expired', 'completed')"
+        ).fetchall()
+        return [_transaction(r) for r in rows]
+
     def active_transactions(self) -> list[TransactionRecord]:
         """Every transaction still in flight (used at start-up, where all of them end as expired)."""
         rows = self._connect().execute(
@@ -368,10 +388,10 @@ class Store:
         """Store a certificate-first one-time credential."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO credentials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO credentials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.id, record.transaction_id, record.client_id, record.subject, record.key_id, record.algorithm,
                  record.public_key, record.certificate, json.dumps(record.chain), record.qualifier, record.serial,
-                 record.multisign, record.remaining, record.status, record.expires_at, record.created),
+                 record.multisign, record.remaining, record.status, record.expires_at, record.created, record.scal),
             )
 
     def credential(self, credential_id: str) -> CredentialRecord | None:
@@ -400,6 +420,28 @@ class Store:
         """Disable a credential (its key is destroyed)."""
         with self._tx() as db:
             db.execute("UPDATE credentials SET status = 'disabled' WHERE id = ?", (credential_id,))
+
+
+_ADDED_COLUMNS = (("credentials", "scal", "TEXT NOT NULL DEFAULT '2'"),
+                  ("transactions", "certificate_revocation", "TEXT"))
+"""Columns newer than the first schema, added to an older database when it is opened."""
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:  # noqa: S608 - fixed names
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")  # noqa: S608 - fixed names
+
+
+def _purge_stored_id_tokens(db: sqlite3.Connection) -> None:
+    """Older versions kept the signed ID token in ``transactions.id_token``: drop the column and
+    rewrite the file so that no copy stays in free pages or in the WAL (review V7)."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(transactions)")}
+    if "id_token" not in columns:
+        return
+    db.execute("ALTER TABLE transactions DROP COLUMN id_token")
+    db.execute("VACUUM")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _transaction(row: sqlite3.Row) -> TransactionRecord:

@@ -5,8 +5,9 @@
   ``prompt=login``, ``login_hint`` passed through unchanged), exchanges the code with
   ``client_secret_basic`` and verifies the ID token completely with
   :func:`shared.identity.verify_id_token` against the IdP's JWKS.
-* :class:`CertificateGateway` — certificate issuance with an RFC 7523 client assertion, the TSA
-  proxy, and best-effort validation data (CRL, OCSP) for the signDoc response.
+* :class:`CertificateGateway` — certificate issuance and the revocation of orphans with an RFC 7523
+  client assertion, the TSA proxy, and best-effort validation data (CRL, OCSP) for the signDoc
+  response.
 
 Both are thin: protocol checks live in the shared modules and the typed clients.
 """
@@ -98,7 +99,7 @@ class IdentityGateway:
         """Exchange the IdP's code for the ID token (step 5); the token is returned unverified.
 
         :raises UpstreamError: the IdP refused (its error and description are kept).
-        :raises UpstreamUnavailable: the IdP did not answer.
+        :raises UpstreamUnavailable: the IdP did not answer in time, or failed (5xx).
         """
         endpoint = self._metadata().token_endpoint
         session = self._session()
@@ -112,7 +113,9 @@ class IdentityGateway:
             # A broken connection must not be reused by this thread's next exchange.
             self._local.session = None
             session.close()
-            raise UpstreamUnavailable(Role.IPSP, f"token endpoint: {exc.__class__.__name__}", step=step(5)) from None
+            answered = getattr(exc.response, "status_code", None)  # authlib raises the HTTPError of a 5xx
+            detail = f"answered {answered}" if answered else exc.__class__.__name__
+            raise UpstreamUnavailable(Role.IPSP, f"token endpoint {detail}", step=step(5)) from None
         finally:
             session.token_auth.token = None  # keep no person's tokens in the long-lived session
         id_token = token.get("id_token")
@@ -173,6 +176,18 @@ class CertificateGateway:
             profile=str(issued.profile),
             policy_oid=str(issued.policy_oid),
         )
+
+    def revoke_for_transaction(self, transaction_id: str, *, note: str) -> list[str]:
+        """Ask the TSP to revoke every certificate it issued to this service for ``transaction_id``
+        (``cessationOfOperation``, with a client assertion); the serials revoked.
+
+        :raises UpstreamError: the TSP refused; 404 ``not_found`` when it issued nothing for it.
+        :raises UpstreamUnavailable: the TSP did not answer.
+        """
+        assertion = create_client_assertion(self.assertion_key, client_id=self.settings.ca_client_id,
+                                            audience=self.client.revocation_url)
+        revoked = self.client.revoke_issued(client_assertion=assertion, transaction_id=transaction_id, note=note)
+        return [status.serial for status in revoked]
 
     def timestamp(self, query_der: bytes) -> bytes:
         """Forward an RFC 3161 TimeStampReq to the TSA; the DER TimeStampResp."""

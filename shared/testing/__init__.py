@@ -31,7 +31,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared.settings import ServiceSettings, secret_fields
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "LiveServer", "browse_until", "chromium", "confirm_review",
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "LiveServer", "browse_to_portal", "browse_until", "chromium", "confirm_review",
            "fill_filesystem", "free_port", "random_secrets", "small_filesystem"]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -137,6 +137,21 @@ def browse_until(url: str, stop_at: str | tuple[str, ...], *, session: requests.
         assert posted.status_code == 303, posted.text[:500]
         url = urljoin(url, posted.headers["Location"])
     raise AssertionError("too many redirects")
+
+
+def browse_to_portal(url: str, portal: str | tuple[str, ...], *, session: requests.Session,
+                     approve: bool = True, timeout: float = 120) -> requests.Response:
+    """:func:`browse_until` the portal's callback, open it, and when the portal sends the browser
+    back to the signing service (certificate first: the person approves the hashes there) go
+    through that round too; the portal's last answer, not followed."""
+    for _ in range(3):
+        back = browse_until(url, portal, session=session, approve=approve)
+        answer = session.get(back, allow_redirects=False, timeout=timeout)
+        location = answer.headers.get("Location", "")
+        if not (answer.status_code == 303 and "/oauth2/authorize?" in location):
+            return answer
+        url = urljoin(back, location)
+    raise AssertionError("the portal sent the browser to the signing service more than twice")
 
 
 @contextlib.contextmanager

@@ -46,8 +46,7 @@ class Portal:
 
     def __init__(self, eco: Any) -> None:
         self.eco = eco
-        self.client = SignerClient(eco.signer_url, client_id="signlab-portal",
-                                   client_secret=eco.settings.portal_client_secret.get_secret_value())
+        self.client = SignerClient(eco.signer_url, client_id="signlab-portal", assertion_key=eco.portal_key)
 
     def authorize(self, *, documents: list[tuple[bytes, str]] = (), qualifier: str = "eu_eidas_qes",  # type: ignore[assignment]
                   login_hint: str = "kari-nordmann@no-bankid", approve: bool = True, scope: str | None = None,

@@ -40,7 +40,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 
+from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.flow import step_in_text
+from shared.jose_keys import load_ec_key
 from shared.tracing.labels import label_for
 from signlab.browser import BROWSER_ACCEPT, DecisionPageError, decision_page, fill_decision_form
 from signlab.errors import CliError
@@ -447,15 +449,19 @@ class UserAgent:
 
     # -- partner driver -----------------------------------------------------------------------------------
 
-    def partner_credentials(self) -> tuple[str, str, str]:
-        """The portal's client id, secret and registered redirect URI at the signer."""
-        secret = self.eco.secret("SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET") or self.eco.secret("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET")
-        if not secret:
-            raise AgentError("the partner driver needs the portal's client secret at the signer "
-                             "(SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET); run against a local runtime")
-        client_id = self.eco.setting("portal", "signer_client_id") or "signlab-portal"
+    def partner_credentials(self) -> tuple[str, dict[str, str], str]:
+        """The portal's client id, a fresh ``private_key_jwt`` client assertion signed with the
+        portal's key (as form fields), and its registered redirect URI at the signer."""
+        key_path = self.eco.setting("portal", "client_assertion_key_path")
+        if key_path is None or not key_path.exists():
+            raise AgentError("the partner driver signs the portal's client assertions with the portal's key "
+                             "(<data_dir>/portal/client-assertion-key.pem); run against a local runtime")
+        client_id = str(self.eco.setting("portal", "signer_client_id") or "signlab-portal")
+        issuer = self.eco.setting("signer", "base_url") or self.eco.url("signer")
+        assertion = create_client_assertion(load_ec_key(key_path), client_id=client_id, audience=issuer)
         redirects = self.eco.setting("signer", "portal_redirect_uris") or [f"{self.eco.url('portal')}/sign/callback"]
-        return str(client_id), secret, str(redirects[0])
+        return client_id, {"client_id": client_id, "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                           "client_assertion": assertion}, str(redirects[0])
 
     def authorize_as_partner(self, digests: list[bytes], labels: list[str], *, verifier: str,
                              decision: str = "approve") -> tuple[str, str]:
@@ -464,7 +470,7 @@ class UserAgent:
         :returns: (code, redirect_uri).
         """
         signer = self.eco.url("signer")
-        client_id, secret, redirect_uri = self.partner_credentials()
+        client_id, authentication, redirect_uri = self.partner_credentials()
         state = secrets.token_urlsafe(16)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         details = [{"type": "credential", "signatureQualifier": self.scenario.request.signature_qualifier,
@@ -473,10 +479,9 @@ class UserAgent:
                     "hashAlgorithmOID": SHA256_OID}]
         form = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "state": state,
                 "code_challenge": challenge, "code_challenge_method": "S256",
-                "authorization_details": json.dumps(details), "login_hint": self.login_hint}
+                "authorization_details": json.dumps(details), "login_hint": self.login_hint, **authentication}
         with self.step(2, "step 2: PAR as the partner (digests only)"):
-            response = self.send("POST", f"{signer}/oauth2/par", data=form, auth=(client_id, secret),
-                                 headers={"Accept": "application/json"})
+            response = self.send("POST", f"{signer}/oauth2/par", data=form, headers={"Accept": "application/json"})
             if response.status_code != 201:
                 raise Refused(self._refusal_in_response(response, 2, "POST /oauth2/par"))
             request_uri = response.json()["request_uri"]
@@ -494,11 +499,11 @@ class UserAgent:
 
     def exchange_code(self, code: str, redirect_uri: str, verifier: str, *, label: str) -> dict[str, Any]:
         """Step 5: redeem the code for the credential token (the SAD)."""
-        client_id, secret, _ = self.partner_credentials()
+        _, authentication, _ = self.partner_credentials()
         with self.step(5, label):
-            response = self.send("POST", f"{self.eco.url('signer')}/oauth2/token", step=5, auth=(client_id, secret),
+            response = self.send("POST", f"{self.eco.url('signer')}/oauth2/token", step=5,
                                  data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-                                       "code_verifier": verifier, "client_id": client_id},
+                                       "code_verifier": verifier, **authentication},
                                  headers={"Accept": "application/json"})
             if response.status_code != 200:
                 raise Refused(self._refusal_in_response(response, 5, "POST /oauth2/token"))

@@ -24,7 +24,9 @@ from typing import Any, Protocol
 
 import requests
 
+from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.clients.signer import SignerClient
+from shared.jose_keys import load_ec_key
 from signlab.errors import CliError
 
 __all__ = ["Ecosystem", "LocalControl", "ServiceControl", "ecosystem_from_runtime"]
@@ -53,7 +55,7 @@ class Ecosystem:
     urls: dict[str, str]
     """Base URL by service name (``portal``, ``idp``, ``ca``, ``signer``)."""
     secrets: dict[str, str] = field(default_factory=dict)
-    """Environment-style secrets (``SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET`` …) when known."""
+    """Environment-style secrets (``SIGNLAB_PORTAL_API_CLIENT_SECRET`` …) when known."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Each service's settings object (local runtime only): data dirs, audit paths, lifetimes."""
     log_files: dict[str, Path] = field(default_factory=dict)
@@ -96,9 +98,9 @@ class Ecosystem:
         return str(self._known("signer", "portal_client_id"))
 
     @property
-    def portal_client_secret(self) -> str:
-        """The portal's client secret at the SSASP."""
-        return str(self._known("signer", "portal_client_secret"))
+    def portal_assertion_key(self) -> Path:
+        """The key of the portal's ``private_key_jwt`` client assertions to the SSASP."""
+        return Path(self._known("portal", "client_assertion_key_path"))
 
     @property
     def redirect_uri(self) -> str:
@@ -120,10 +122,18 @@ class Ecosystem:
         """The TSP's hash-chained issuance log."""
         return Path(self._known("ca", "issuance_log_path"))
 
+    def portal_authentication(self) -> dict[str, str]:
+        """Form fields that authenticate the portal's client at the SSASP: a fresh
+        ``private_key_jwt`` client assertion signed with the portal's key (for raw requests)."""
+        assertion = create_client_assertion(load_ec_key(self.portal_assertion_key), client_id=self.portal_client_id,
+                                            audience=self.url("signer"))
+        return {"client_id": self.portal_client_id, "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                "client_assertion": assertion}
+
     def signer_client(self, timeout: float = 60.0) -> SignerClient:
-        """A client of the SSASP with the portal's credentials (an agent plays the partner)."""
+        """A client of the SSASP with the portal's key (an agent plays the partner)."""
         return SignerClient(self.url("signer"), client_id=self.portal_client_id,
-                            client_secret=self.portal_client_secret, timeout=timeout)
+                            assertion_key=load_ec_key(self.portal_assertion_key), timeout=timeout)
 
     def hsm_key_objects(self) -> int | None:
         """Key objects the signer's HSM holds now, from its ``/healthz`` (None when not reported)."""

@@ -12,7 +12,8 @@
 * **invariants** — no key left in the HSM (the signer's ``/healthz`` key-object count), audit
   chains intact (:class:`shared.audit.AuditLog.verify`), no document bytes at the signing service
   (its database, audit log, data files and process log are searched for windows of every document),
-  no certificate issued / no signature created during the scenario (audit windows).
+  no certificate issued / no signature created during the scenario (audit windows), every
+  certificate issued for a flow that did not complete revoked in OCSP and on the CRL.
 
 Every failed check says which step and which expectation, e.g. ``expected refused with
 invalid_token at step 6, but the flow signed 1 document(s)``.
@@ -354,4 +355,56 @@ def check_invariants(scenario: Scenario, eco: Ecosystem, baseline: Baseline, doc
             found = [e for e in window.entries() if e.event == event]
             checks.append(Check(name, not found, f"{len(found)} '{event}' entr{'y' if len(found) == 1 else 'ies'} in the "
                                 f"{label} during the scenario", step))
+        elif name == "failed-flow-certificates-revoked":
+            checks.append(_failed_flow_certificates_revoked(eco, baseline))
     return checks
+
+
+def _failed_flow_certificates_revoked(eco: Ecosystem, baseline: Baseline) -> Check:
+    """Every certificate the CA issued during the scenario for a transaction the signer did not
+    complete is revoked (cessationOfOperation) — as its OCSP responder and its CRL say."""
+    name = "failed-flow-certificates-revoked"
+    issued, signer = baseline.window("ca issuance log"), baseline.window("signer audit")
+    if issued is None or signer is None:
+        return Check(name, False, "the CA's issuance log or the signer's audit is not readable (not a local runtime)",
+                     7, skipped=True)
+    completed = {e.data.get("transaction_id") for e in signer.entries() if e.event == "transaction.completed"}
+    orphans = [str(e.data["serial"]) for e in issued.entries()
+               if e.event == "certificate.issued" and e.data.get("transaction_id") not in completed]
+    if not orphans:
+        return Check(name, True, "no certificate was issued for a flow that did not complete", 7)
+    problems = [f"{serial[:16]}…: {state}" for serial in orphans
+                if (state := certificate_revocation_state(eco.url("ca"), serial)) != "revoked in OCSP and CRL"]
+    detail = (f"{len(orphans)} certificate(s) of failed flows, each revoked (cessationOfOperation) in OCSP and CRL"
+              if not problems else "not revoked: " + "; ".join(problems))
+    return Check(name, not problems, detail, 7)
+
+
+def certificate_revocation_state(ca_url: str, serial: str) -> str:
+    """What the CA's OCSP responder and CRL say of ``serial``: ``revoked in OCSP and CRL`` or why not."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+
+    from shared.clients.ca import CaClient
+
+    ca = CaClient(ca_url)
+    try:
+        issuing = x509.load_der_x509_certificate(ca.certificate("issuing"))
+        name_hash, key_hash = hashes.Hash(hashes.SHA256()), hashes.Hash(hashes.SHA256())
+        name_hash.update(issuing.subject.public_bytes())
+        key_hash.update(issuing.public_key().public_bytes(serialization.Encoding.X962,  # type: ignore[call-arg]
+                                                          serialization.PublicFormat.UncompressedPoint))
+        request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+            name_hash.finalize(), key_hash.finalize(), int(serial, 16), hashes.SHA256()).build()
+        answer = ocsp.load_der_ocsp_response(ca.ocsp(request.public_bytes(serialization.Encoding.DER)))
+        listed = x509.load_der_x509_crl(ca.crl("issuing")).get_revoked_certificate_by_serial_number(int(serial, 16))
+    finally:
+        ca.close()
+    if answer.certificate_status != ocsp.OCSPCertStatus.REVOKED:
+        return f"OCSP says {answer.certificate_status.name.lower()}"
+    if answer.revocation_reason != x509.ReasonFlags.cessation_of_operation:
+        return f"OCSP names the reason {answer.revocation_reason}"
+    if listed is None:
+        return "not on the CRL"
+    return "revoked in OCSP and CRL"

@@ -103,8 +103,8 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
     if scenario.driver == "partner":
         if scenario.request.format != "CAdES" or scenario.request.flow != "person-signing":
             return "the partner driver drives CAdES in the person-signing flow only"
-        if not (eco.secret("SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET") or eco.secret("SIGNLAB_SIGNER_PORTAL_CLIENT_SECRET")):
-            return "the partner driver needs the portal's client secret (run against a local runtime)"
+        if eco.setting("portal", "client_assertion_key_path") is None:
+            return "the partner driver needs the portal's client-assertion key (run against a local runtime)"
     return None
 
 

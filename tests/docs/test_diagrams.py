@@ -146,11 +146,14 @@ def test_certificate_first_makes_the_certificate_before_the_dtbsr() -> None:
     assert set(diagram.steps) == set(range(1, 11))
     key = diagram.index(_is(6, Role.SSASP, Role.HSM, "C_GenerateKeyPair"))
     certificate = diagram.index(_is(7, Role.SSASP, Role.TSP, "certificate request"))
-    authorize = diagram.index(_is(2, Role.SCASP, Role.SSASP, "credentials/authorize"))
+    # SCAL 2: the DTBS/R hashes go to the SSASP in a second authorization request, which the
+    # person approves on a second consent page, before signHash.
+    authorize = diagram.index(_is(2, Role.SCASP, Role.SSASP, "pushed authorization request"))
+    consent = diagram.index(_is(5, Role.SIGNER, Role.SSASP, "consent decision"))
     sign_hash = diagram.index(_is(8, Role.SCASP, Role.SSASP, "signHash"))
     destroyed = diagram.index(_is(9, Role.SSASP, Role.HSM, "C_DestroyObject"))
-    assert key and certificate and authorize and sign_hash and destroyed
-    assert key[0] < certificate[0] < authorize[0] < sign_hash[0] < destroyed[0]
+    assert key and certificate and len(authorize) == 2 and len(consent) == 2 and sign_hash and destroyed
+    assert authorize[0] < key[0] < certificate[0] < authorize[1] < consent[1] < sign_hash[0] < destroyed[0]
     assert not diagram.index(lambda a: "signDoc" in a[4])
 
 

@@ -18,16 +18,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urljoin, urlparse
 
 import pytest
 import requests
 from asn1crypto import x509
+from authlib.common.urls import add_params_to_qs
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from pydantic import SecretStr
 
-from services.signer.settings import SignerSettings
-from shared.testing import browse_until, chromium, confirm_review, free_port
+from services.signer.settings import SecretPartner, SignerSettings
+from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
+from shared.jose_keys import load_ec_key
+from shared.testing import browse_to_portal, browse_until, chromium, confirm_review, free_port
 from testkit.ecosystem import Ecosystem
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +63,20 @@ class Tokens:
         return self.body.get("credentialID")
 
 
+class _PortalAssertionAuth:
+    """authlib client authentication ``private_key_jwt`` (RFC 7523) with the portal's key and
+    ``aud`` = the called endpoint (authlib's own ``PrivateKeyJWT`` makes assertions that live an
+    hour; the signer accepts at most five minutes, as the TSP does)."""
+
+    name = "private_key_jwt"
+
+    def __init__(self, ecosystem: InteropEcosystem) -> None:
+        self.ecosystem = ecosystem
+
+    def __call__(self, auth: Any, method: str, uri: str, headers: Any, body: str) -> tuple[str, Any, str]:
+        return uri, headers, add_params_to_qs(body or "", list(self.ecosystem.portal_assertion(uri).items()))
+
+
 class InteropEcosystem(Ecosystem):
     """IdP, CA, signer and portal (:class:`testkit.ecosystem.Ecosystem`), the partner's
     client registered with a second redirect URI (:data:`PARTNER_REDIRECT`); the IdP sends wallet
@@ -66,15 +84,22 @@ class InteropEcosystem(Ecosystem):
 
     def __init__(self, root: Path, hsm: SignerSettings, wallet_url: str) -> None:
         portal_port = free_port()
+        # A further partner that authenticates with a client secret (HTTP Basic): the fuzzer's.
+        self.secret_partner = ("interop-partner", secrets.token_urlsafe(24))
         super().__init__(root, hsm=hsm, ports={"portal": portal_port}, outside={"wallet": wallet_url}, settings={
-            "signer": {"portal_redirect_uris": [f"http://127.0.0.1:{portal_port}/sign/callback", PARTNER_REDIRECT]},
+            "signer": {"portal_redirect_uris": [f"http://127.0.0.1:{portal_port}/sign/callback", PARTNER_REDIRECT],
+                       "partner_clients": [SecretPartner(client_id=self.secret_partner[0],
+                                                         client_secret=SecretStr(self.secret_partner[1]),
+                                                         name="Interop partner", redirect_uris=[PARTNER_REDIRECT])]},
             "portal": {"transaction_ttl_seconds": 300}})
         self.wallet_url = wallet_url
 
-    @property
-    def portal_secret(self) -> str:
-        """The partner's client secret at the signer."""
-        return str(self.settings_of("signer").portal_client_secret.get_secret_value())
+    def portal_assertion(self, audience: str) -> dict[str, str]:
+        """The form fields of a ``private_key_jwt`` client assertion signed with the portal's key
+        (the harness plays the portal, whose key the signer knows from its JWKS)."""
+        key = load_ec_key(self.settings_of("portal").client_assertion_key_path)
+        return {"client_assertion_type": CLIENT_ASSERTION_TYPE,
+                "client_assertion": create_client_assertion(key, client_id="signlab-portal", audience=audience)}
 
     @property
     def ca_admin(self) -> str:
@@ -111,10 +136,11 @@ class InteropEcosystem(Ecosystem):
     # ------------------------------------------------------------------ a partner's OAuth client
 
     def oauth_client(self) -> OAuth2Session:
-        """authlib's OAuth 2 client for the partner (client_secret_basic, PKCE S256)."""
-        return OAuth2Session(client_id="signlab-portal", client_secret=self.portal_secret,
-                             token_endpoint_auth_method="client_secret_basic",
-                             redirect_uri=PARTNER_REDIRECT, code_challenge_method="S256")
+        """authlib's OAuth 2 client for the partner (private_key_jwt with the portal's key, PKCE S256)."""
+        session = OAuth2Session(client_id="signlab-portal", token_endpoint_auth_method="private_key_jwt",
+                                redirect_uri=PARTNER_REDIRECT, code_challenge_method="S256")
+        session.register_client_auth_method(_PortalAssertionAuth(self))
+        return session
 
     def authorize(self, form: dict[str, str], *, login_hint: str | None = QES_HINT) -> Tokens:
         """A complete partner authorization: PAR (RFC 9126), browser, token (RFC 6749 + RFC 7636).
@@ -129,8 +155,8 @@ class InteropEcosystem(Ecosystem):
                 "code_challenge_method": "S256", **form}
         if login_hint:
             body["login_hint"] = login_hint
-        par = requests.post(f"{self.signer_url}/oauth2/par", data=body, auth=("signlab-portal", self.portal_secret),
-                            timeout=30)
+        par_url = f"{self.signer_url}/oauth2/par"
+        par = requests.post(par_url, data={**body, **self.portal_assertion(par_url)}, timeout=30)
         assert par.status_code == 201, par.text
         assert par.headers.get("Cache-Control") == "no-store"
         request_uri = par.json()["request_uri"]
@@ -145,10 +171,14 @@ class InteropEcosystem(Ecosystem):
         return Tokens(dict(token))
 
     def service_authorization(self, *, num_signatures: int = 1, qualifier: str = "eu_eidas_qes",
-                              login_hint: str = QES_HINT) -> Tokens:
-        """Certificate-first service authorization (CSC ``scope=service``): token + credentialID."""
-        tokens = self.authorize({"scope": "service", "signatureQualifier": qualifier,
-                                 "numSignatures": str(num_signatures)}, login_hint=login_hint)
+                              login_hint: str = QES_HINT, scal: str | None = None) -> Tokens:
+        """Certificate-first service authorization (CSC ``scope=service``): token + credentialID.
+
+        :param scal: ``"1"`` asks for the explicit count-only mode (``credentials/authorize`` issues
+            the SADs); by default the credential is SCAL 2 (each SAD from the person's approval).
+        """
+        form = {"scope": "service", "signatureQualifier": qualifier, "numSignatures": str(num_signatures)}
+        tokens = self.authorize({**form, **({"SCAL": scal} if scal else {})}, login_hint=login_hint)
         assert tokens.body["scope"] == "service" and tokens.credential_id, tokens.body
         return tokens
 
@@ -164,8 +194,9 @@ class InteropEcosystem(Ecosystem):
         body = created.json()
         session = requests.Session()
         authorize_url = confirm_review(body["review_url"], session)
-        callback = browse_until(authorize_url, f"{self.portal_url}/sign/callback", session=session)
-        landed = session.get(callback, timeout=120)
+        answer = browse_to_portal(authorize_url, f"{self.portal_url}/sign/callback", session=session)
+        landed = session.get(urljoin(self.portal_url, answer.headers["Location"]), timeout=120) \
+            if answer.is_redirect else answer
         assert landed.status_code == 200, landed.text[:500]
         return dict(requests.get(body["status_url"], auth=self.partner, timeout=30).json())
 

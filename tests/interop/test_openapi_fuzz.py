@@ -8,7 +8,8 @@ authentication check):
   certificate-first credential (eID login + consent), and in bodies that name a credential, half
   of the time the real ``credentialID`` (so ``credentials/authorize`` etc. run their full checks);
 * ``signatures/signDoc``: a credential token (SAD) of a person-signing authorization;
-* ``/oauth2/*``: the partner's client credentials (HTTP Basic).
+* ``/oauth2/*``: the client credentials of a partner registered with a secret (HTTP Basic; the
+  portal itself authenticates with private_key_jwt, which OpenAPI cannot describe as a scheme).
 
 Checks: every built-in schemathesis check (no 5xx, status code documented, content type, response
 schema conformance, response headers, schema-invalid data rejected, missing auth → 401) except
@@ -50,7 +51,9 @@ class FuzzAuth:
 
     def __init__(self, ecosystem: Any) -> None:
         self.ecosystem = ecosystem
-        service = ecosystem.service_authorization(num_signatures=5)
+        # Count only (SCAL 1), so that credentials/authorize and extendTransaction issue SADs and
+        # their full checks run (a SCAL 2 credential refuses them at once).
+        service = ecosystem.service_authorization(num_signatures=5, scal="1")
         self.service_token = service.access_token
         self.credential_id = service.credential_id
         digest = hashlib.sha256(b"fuzzed person-signing document").digest()
@@ -78,7 +81,7 @@ def _load(ecosystem: Any, bearer: str) -> Any:
         schema.config.checks.update(excluded_check_names=EXCLUDED_CHECKS)
     schema.config.auth.openapi.schemes.update(  # keys = the document's securitySchemes
         bearer=HttpBearerAuthConfig(bearer=bearer),
-        basic=HttpBasicAuthConfig(username="signlab-portal", password=ecosystem.portal_secret))
+        basic=HttpBasicAuthConfig(username=ecosystem.secret_partner[0], password=ecosystem.secret_partner[1]))
     return schema
 
 

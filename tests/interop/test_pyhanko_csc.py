@@ -10,7 +10,11 @@ SignLab root only, with revocation *required* (OCSP/CRL fetched from the running
 
 Certificate-first flow (`docs/signer.md`): service authorization with an eID login at the
 IdP (headless ``login_hint``) + consent → token carries ``credentialID`` → credentials/info →
-credentials/authorize (SAD pinned to the DTBS/R hashes, SCAL 2) → signatures/signHash.
+a SAD for the DTBS/R hashes pyHanko computed → signatures/signHash. SCAL 2 (the default): the SAD
+comes from the person's approval of exactly those hashes — a CSC credential authorization (PAR with
+``scope=credential`` and the ``hash`` parameters, eID login, consent listing them), made by the
+authorization manager, pyHanko's documented extension point. SCAL 1, asked for explicitly
+(``SCAL=1``): credentials/authorize binds the SAD to the hashes the client names.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from base64 import b64encode
+from base64 import b64decode, b64encode, urlsafe_b64encode
 from io import BytesIO
 from typing import Any
 
@@ -60,8 +64,29 @@ def make_pdf(text: str = "Interop contract") -> bytes:
     return out.getvalue()
 
 
+class PersonApprovalManager(CSCAuthorizationManager):
+    """SCAL 2: the person approves the hashes pyHanko computed — a CSC credential authorization
+    (PAR ``scope=credential``, ``credentialID``, ``numSignatures``, ``hash`` base64url and
+    comma-separated, CSC v1 §8.3.2), the eID login and the consent page listing them; the
+    credential-scope access token is the SAD."""
+
+    def __init__(self, ecosystem: Any, info: CSCServiceSessionInfo, creds: CSCCredentialInfo) -> None:
+        super().__init__(info, creds)
+        self.ecosystem = ecosystem
+        self.requested: list[list[str]] = []
+
+    async def authorize_signature(self, hash_b64s: list[str]) -> CSCAuthorizationInfo:
+        self.requested.append(list(hash_b64s))
+        hashes = ",".join(urlsafe_b64encode(b64decode(h)).decode().rstrip("=") for h in hash_b64s)
+        tokens = await asyncio.to_thread(self.ecosystem.authorize, {
+            "scope": "credential", "credentialID": self.csc_session_info.credential_id,
+            "numSignatures": str(len(hash_b64s)), "hash": hashes})
+        return CSCAuthorizationInfo(sad=tokens.access_token, expires_at=None)
+
+
 class CredentialsAuthorizeManager(CSCAuthorizationManager):
-    """An authorization manager that calls ``credentials/authorize`` for the hashes pyHanko computed.
+    """An authorization manager that calls ``credentials/authorize`` for the hashes pyHanko computed
+    (a SCAL 1, count-only credential).
 
     Built only from pyHanko's helpers (``format_csc_auth_request``, ``auth_headers``,
     ``endpoint_url``, ``parse_csc_auth_response``), like pyHanko's own test client.
@@ -138,14 +163,15 @@ def _credential(ecosystem: Any, credential_id: str) -> Any:
 
 
 def test_csc_signer_qes_pades_b_t_validates(ecosystem: Any) -> None:
-    """fetch_certs_in_csc_credential + credentials/authorize manager + async_sign_pdf (B-T via the SignLab TSA)."""
+    """fetch_certs_in_csc_credential + the person's approval of the hash (SCAL 2) + async_sign_pdf
+    (B-T via the SignLab TSA)."""
     tokens = ecosystem.service_authorization(num_signatures=1)
 
-    async def run() -> tuple[bytes, CSCCredentialInfo, CredentialsAuthorizeManager]:
+    async def run() -> tuple[bytes, CSCCredentialInfo, PersonApprovalManager]:
         async with aiohttp.ClientSession() as session:
             info = CSCServiceSessionInfo(ecosystem.signer_url, tokens.credential_id, oauth_token=tokens.access_token)
             creds = await fetch_certs_in_csc_credential(session, info)
-            manager = CredentialsAuthorizeManager(session, info, creds)
+            manager = PersonApprovalManager(ecosystem, info, creds)
             signer = CSCSigner(session, auth_manager=manager)
             tsa = AIOHttpTimeStamper(f"{ecosystem.ca_url}/tsa", session)  # pyHanko's RFC 3161 client
             out = await signers.async_sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf())), _meta(),
@@ -214,8 +240,8 @@ def test_prefetched_sad_from_oauth_credential_authorization(ecosystem: Any) -> N
 
 
 def test_multisignature_within_the_authorized_count(ecosystem: Any) -> None:
-    """numSignatures=3: two sequential signatures on one PDF, then a batch of one more; a 4th is refused."""
-    tokens = ecosystem.service_authorization(num_signatures=3)
+    """SCAL 1, numSignatures=3: two sequential signatures on one PDF, then a batch of one more; a 4th is refused."""
+    tokens = ecosystem.service_authorization(num_signatures=3, scal="1")
 
     async def run() -> tuple[bytes, bytes, CredentialsAuthorizeManager]:
         async with aiohttp.ClientSession() as session:
@@ -250,14 +276,15 @@ def test_multisignature_within_the_authorized_count(ecosystem: Any) -> None:
 
 
 def test_batch_signing_one_sad_for_several_hashes(ecosystem: Any) -> None:
-    """CSCSigner batching (batch_size=2): one credentials/authorize and one signHash for two PDFs."""
+    """CSCSigner batching (batch_size=2): the person approves both hashes at once (one consent, one
+    SAD) and one signHash signs two PDFs (SCAL 2)."""
     tokens = ecosystem.service_authorization(num_signatures=2)
 
-    async def run() -> tuple[list[bytes], CredentialsAuthorizeManager]:
+    async def run() -> tuple[list[bytes], PersonApprovalManager]:
         async with aiohttp.ClientSession() as session:
             info = CSCServiceSessionInfo(ecosystem.signer_url, tokens.credential_id, oauth_token=tokens.access_token)
             creds = await fetch_certs_in_csc_credential(session, info)
-            manager = CredentialsAuthorizeManager(session, info, creds)
+            manager = PersonApprovalManager(ecosystem, info, creds)
             signer = CSCSigner(session, auth_manager=manager, batch_size=2)
             outs = await asyncio.gather(*(
                 signers.async_sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf(f"Batch {i}"))), _meta(), signer=signer)
@@ -272,8 +299,8 @@ def test_batch_signing_one_sad_for_several_hashes(ecosystem: Any) -> None:
 
 
 def test_refusal_sad_reused(ecosystem: Any) -> None:
-    """A SAD handed out twice: the service refuses the second signHash; nothing is spent by it."""
-    tokens = ecosystem.service_authorization(num_signatures=2)
+    """A SAD handed out twice: the service refuses the second signHash; nothing is spent by it (SCAL 1)."""
+    tokens = ecosystem.service_authorization(num_signatures=2, scal="1")
 
     async def run() -> tuple[str, bytes]:
         async with aiohttp.ClientSession() as session:
@@ -307,8 +334,8 @@ def test_refusal_sad_reused(ecosystem: Any) -> None:
 
 def test_refusal_more_hashes_than_authorized(ecosystem: Any) -> None:
     """More hashes than authorized: refused at credentials/authorize (count) and at signHash (SAD binding)."""
-    one = ecosystem.service_authorization(num_signatures=1)
-    two = ecosystem.service_authorization(num_signatures=2)
+    one = ecosystem.service_authorization(num_signatures=1, scal="1")
+    two = ecosystem.service_authorization(num_signatures=2, scal="1")
 
     async def batch_of_two(tokens: Any, manager_class: type[CredentialsAuthorizeManager]) -> CredentialsAuthorizeManager:
         async with aiohttp.ClientSession() as session:

@@ -162,7 +162,7 @@ def test_signer_killed_between_consent_and_sign_doc(crash_lab: Lab) -> None:
     assert "SignatureObject" not in answer.text
     row = crash_lab.signer_transaction(tx)
     assert row["state"] == "expired" and "restarted" in row["error"]
-    assert row["id_token"] is None  # identity evidence wiped when the transaction ended
+    assert "id_token" not in row  # the identity evidence never reaches the database (#19 V7: memory only)
     expired = [e for e in crash_lab.audit(since) if e.event == "transaction.expired" and e.data["transaction_id"] == tx]
     assert expired and "restarted" in expired[0].data["reason"]
     assert not [e for e in crash_lab.audit(since) if e.event == "signature.created"]
@@ -205,6 +205,17 @@ def test_signer_killed_during_sign_doc_after_key_creation(crash_lab: Lab) -> Non
     # The SAD was spent on the attempt: a retry can never sign the half-done transaction.
     again = crash_lab.sign_doc(sad, digest)
     assert again.status_code in (400, 401) and "SignatureObject" not in again.text
+    # No orphan: the CA issued the certificate once it was resumed; the restarted signer's first
+    # sweep has it revoked (by transaction id: the signer never learned its serial).
+    settled = crash_lab.wait_audit(lambda e: e.event.startswith("certificate.revo") and e.data["transaction_id"] == tx,
+                                   since, timeout=30)
+    issued = [e for e in crash_lab.ca_log() if e.event == "certificate.issued" and e.data["transaction_id"] == tx]
+    if issued:
+        assert settled.event == "certificate.revoked" and settled.data["serials"] == [issued[0].data["serial"]]
+        status = requests.get(f"{crash_lab.urls['ca']}/api/v1/certificates/{issued[0].data['serial']}", timeout=10)
+        assert status.json()["status"] == "revoked"
+    else:
+        assert settled.event == "certificate.revocation_unneeded"
     _survived(crash_lab, done_tx, serial, since)
 
 
@@ -400,3 +411,32 @@ def test_tsa_down_or_slow_for_b_t(crash_lab: Lab, fault: str) -> None:
     assert sum(1 for e in entries if e.event == "sad.accepted") == 1  # exactly one signDoc: never re-signed
     assert crash_lab.hsm_keys() == 0
 
+
+
+def _through_the_portal(lab: Lab, document: bytes, hint: str = HINT) -> dict[str, Any]:
+    """A request through the portal's API, the browser through review, eID login and consent; the
+    transaction's status JSON afterwards."""
+    portal = lab.urls["portal"]
+    created = requests.post(f"{portal}/api/v1/sign-requests", auth=lab.eco.partner_api, timeout=30, json={
+        "documents": [{"name": "outage.txt", "content": base64.b64encode(document).decode()}],
+        "qualifier": "qes", "format": "cades", "level": "B-B", "login_hint": hint}).json()
+    BrowserAgent(lab.eco, timeout=60).walk(created["review_url"])
+    return dict(requests.get(created["status_url"], auth=lab.eco.partner_api, timeout=10).json())
+
+
+def test_outages_keep_their_step_and_role_through_the_portal(crash_lab: Lab) -> None:
+    """#25 mislabelled failures: an IdP timeout at step 5 is an outage of the IPSP (503
+    temporarily_unavailable, not 403 access_denied); the CA down at step 7 reaches the portal's
+    caller as the SSASP said it — "step 7 (SSASP → TSP)", 503 — not as "step 6 (SSASP → HSM) …
+    502 server_error"."""
+    idp = _through_the_portal(crash_lab, b"the IdP answers too late", hint=f"{HINT}!slow=4")
+    assert idp["state"] == "failed" and idp["error"] == "temporarily_unavailable", idp
+    assert idp["error_description"].startswith("step 5 (IPSP → SSASP)") and "IPSP is unavailable" in idp["error_description"]
+    crash_lab.kill("ca")
+    try:
+        ca = _through_the_portal(crash_lab, b"the CA is down at step 7")
+    finally:
+        crash_lab.restart("ca")
+    assert ca["state"] == "failed" and ca["error"] == "temporarily_unavailable", ca
+    assert ca["error_description"].startswith("step 7 (SSASP → TSP): the TSP is unavailable"), ca
+    assert "step 6" not in ca["error_description"] and crash_lab.hsm_keys() == 0

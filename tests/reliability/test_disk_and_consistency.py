@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from services.ca.issuance_log import EVENT_ISSUED, EVENT_WITHDRAWN, cross_check
@@ -39,7 +38,7 @@ from shared.clients.ca import CaClient
 from shared.jose_keys import load_or_create_ec_key
 from shared.testing import fill_filesystem, small_filesystem
 from signlab.load import partner_flow
-from testkit.reliability_lab import Lab, start_lab
+from testkit.reliability_lab import Lab, ocsp_answer, revoked_everywhere, start_lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 
@@ -105,8 +104,7 @@ def test_a_disk_filled_during_flows_tears_nothing_and_heals_by_itself(disk_lab: 
 
         client = lab.eco.signer_client(timeout=30)
         refused = client.session.post(f"{lab.urls['signer']}/oauth2/par", timeout=30,
-                                      auth=(lab.eco.portal_client_id, lab.eco.portal_client_secret),
-                                      data={"response_type": "code", "client_id": lab.eco.portal_client_id})
+                                      data={"response_type": "code", **lab.eco.portal_authentication()})
         client.close()
         assert refused.status_code == 507 and refused.json()["error"] == "temporarily_unavailable"
         assert refused.json()["error_description"].startswith("the SSASP (signer) cannot store anything right now")
@@ -156,18 +154,6 @@ def _ca_admin(lab: Lab) -> dict[str, str]:
     return {"Authorization": f"Bearer {lab.secrets['SIGNLAB_CA_ADMIN_TOKEN']}"}
 
 
-def _ocsp(lab: Lab, serial: str) -> ocsp.OCSPResponse:
-    ca = CaClient(lab.urls["ca"])
-    issuing = x509.load_der_x509_certificate(ca.certificate("issuing"))
-    name_hash, key_hash = hashes.Hash(hashes.SHA256()), hashes.Hash(hashes.SHA256())
-    name_hash.update(issuing.subject.public_bytes())
-    key_hash.update(issuing.public_key().public_bytes(serialization.Encoding.X962,
-                                                      serialization.PublicFormat.UncompressedPoint))
-    request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(name_hash.finalize(), key_hash.finalize(),
-                                                                 int(serial, 16), hashes.SHA256()).build()
-    return ocsp.load_der_ocsp_response(ca.ocsp(request.public_bytes(serialization.Encoding.DER)))
-
-
 def test_ca_killed_between_its_issuance_log_and_its_database(fault_lab: Lab) -> None:
     """SIGKILL exactly after the issuance-log entry, before the database commit: the signer's flow
     ends with a clear step-7 outage; after the restart the certificate is in the log and recorded
@@ -196,7 +182,7 @@ def test_ca_killed_between_its_issuance_log_and_its_database(fault_lab: Lab) -> 
 
     events = [e.event for e in lab.ca_log()[before:] if e.data.get("serial") == serial]
     assert events == [EVENT_ISSUED, "fault.fired", EVENT_WITHDRAWN]
-    assert _ocsp(lab, serial).certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+    assert ocsp_answer(lab, serial).certificate_status == ocsp.OCSPCertStatus.UNKNOWN
     database = lab.runtime.data_dir / "ca" / "ca.sqlite3"
     assert serial not in CertificateStore.read_states(database)
     assert cross_check(CertificateStore.read_states(database), lab.ca_log()).ok
@@ -215,7 +201,7 @@ def test_the_signing_service_revokes_the_certificate_of_a_failed_flow(fault_lab:
     lab = fault_lab
     result, _ = partner_flow(lab.eco, b"a flow that the signer will call failed")
     serial, transaction = str(result.certificate_serial), str(result.signer_transaction_id)
-    assert _ocsp(lab, serial).certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert ocsp_answer(lab, serial).certificate_status == ocsp.OCSPCertStatus.GOOD
     signer = SignerSettings.from_env(lab.runtime.service_environment(entry("signer")))
     ca = CaClient(lab.urls["ca"])
     assertion = create_client_assertion(load_or_create_ec_key(signer.client_assertion_key_path),
@@ -223,7 +209,7 @@ def test_the_signing_service_revokes_the_certificate_of_a_failed_flow(fault_lab:
     revoked = ca.revoke_issued(client_assertion=assertion, transaction_id=transaction,
                                note="step 10: time-stamp failed after the signature")
     assert [(r.serial, r.status, r.revocation_reason) for r in revoked] == [(serial, "revoked", "cessationOfOperation")]
-    answer = _ocsp(lab, serial)
+    answer = ocsp_answer(lab, serial)
     assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
     assert answer.revocation_reason == x509.ReasonFlags.cessation_of_operation
     crl = x509.load_der_x509_crl(ca.crl("issuing"))
@@ -234,6 +220,73 @@ def test_the_signing_service_revokes_the_certificate_of_a_failed_flow(fault_lab:
     logged = [e for e in lab.ca_log() if e.data.get("serial") == serial][-1]
     assert (logged.event, logged.data["requester"], logged.data["note"]) == (
         "certificate.revoked", signer.ca_client_id, "step 10: time-stamp failed after the signature")
+
+
+# ------------------------------------------------------------------ no orphans: the signer revokes
+
+
+@pytest.fixture(scope="module")
+def orphan_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The signer's HSM faults on, a quick sweep, and its calls to the CA through a fault proxy
+    (which can drop the revocation requests: the CA "unreachable" for them only). The CA's public
+    URL is the proxy's too: the signer's client assertions name the URL it calls as audience."""
+    lab = start_lab(tmp_path_factory.mktemp("orphans") / "var",
+                    {"SIGNLAB_SIGNER_FAULTS_ENABLED": "true", "SIGNLAB_SIGNER_SWEEP_INTERVAL_SECONDS": "1",
+                     "SIGNLAB_SIGNER_HTTP_TIMEOUT_SECONDS": "5"},
+                    proxies={"signer_to_ca": ("ca", "SIGNLAB_SIGNER_CA_URL", "SIGNLAB_CA_PUBLIC_URL")})
+    yield lab
+    lab.runtime.down()
+    for proxy in lab.proxies.values():
+        proxy.close()
+
+
+def _fail_at_step_9(lab: Lab, document: bytes) -> tuple[str, requests.Response]:
+    """A flow whose HSM fails at step 9, after its certificate was issued; (transaction id, answer)."""
+    admin = {"Authorization": f"Bearer {lab.secrets['SIGNLAB_SIGNER_ADMIN_TOKEN']}"}
+    armed = requests.post(f"{lab.urls['signer']}/admin/faults", json={"name": "hsm-sign"}, headers=admin, timeout=10)
+    assert armed.status_code == 201, armed.text
+    since = lab.audit_count()
+    answer = lab.sign_doc(*lab.authorize(document))
+    assert answer.status_code == 500 and "step 9" in answer.json()["error_description"], answer.text
+    issued = next(e for e in lab.audit(since) if e.event == "certificate.issued")
+    return str(issued.data["transaction_id"]), answer
+
+
+def test_a_flow_that_fails_after_step_7_leaves_its_certificate_revoked(orphan_lab: Lab) -> None:
+    """#25: the HSM fails at step 9 after the TSP issued the certificate: the key is destroyed, then
+    the SSASP has the certificate revoked (its client assertion, cessationOfOperation, the failure
+    as the note); CRL and OCSP say so at once, both logs record it."""
+    lab = orphan_lab
+    transaction, _ = _fail_at_step_9(lab, b"the HSM fails after the certificate")
+    revoked = next(e for e in lab.audit() if e.event == "certificate.revoked" and e.data["transaction_id"] == transaction)
+    [serial] = revoked.data["serials"]
+    events = [e.event for e in lab.audit() if e.data.get("transaction_id") == transaction]
+    assert events.index("key.destroyed") < events.index("certificate.revoked")
+    assert "step 9" in revoked.data["note"]
+    assert lab.signer_transaction(transaction)["certificate_revocation"] == "revoked"
+    revoked_everywhere(lab, serial)
+    logged = [e for e in lab.ca_log() if e.data.get("serial") == serial]
+    assert [e.event for e in logged] == [EVENT_ISSUED, "certificate.revoked"]
+    assert logged[-1].data["requester"] == "signlab-signer" and "step 9" in logged[-1].data["note"]
+
+
+def test_a_revocation_the_ca_cannot_take_is_pending_and_retried_by_the_sweep(orphan_lab: Lab) -> None:
+    """#25: the CA unreachable for the revocation: the transaction stays "revocation pending"
+    (audited); once the CA answers again the sweeper revokes it, CRL and OCSP say so."""
+    lab, proxy = orphan_lab, orphan_lab.proxies["signer_to_ca"]
+    proxy.set("/api/v1/certificates/revocations", "drop")
+    try:
+        transaction, _ = _fail_at_step_9(lab, b"the CA drops the revocation")
+        lab.wait_audit(lambda e: e.event == "certificate.revocation_failed" and e.data["transaction_id"] == transaction)
+        assert lab.signer_transaction(transaction)["certificate_revocation"] == "pending"
+        issued = [e for e in lab.ca_log() if e.event == EVENT_ISSUED and e.data["transaction_id"] == transaction]
+        serial = str(issued[0].data["serial"])
+        assert ocsp_answer(lab, serial).certificate_status == ocsp.OCSPCertStatus.GOOD  # not yet
+    finally:
+        proxy.release()
+    lab.wait_audit(lambda e: e.event == "certificate.revoked" and e.data["transaction_id"] == transaction)
+    assert lab.signer_transaction(transaction)["certificate_revocation"] == "revoked"
+    revoked_everywhere(lab, serial)
 
 
 # ----------------------------------------------------------------------------- transport, restarts

@@ -73,7 +73,7 @@ def _drive(lab: Lab) -> list[str]:
         redirect_uri=lab.eco.redirect_uri, state="s", code_challenge=_b64url(hashlib.sha256(verifier.encode()).digest()),
         qualifier="eu_eidas_qes", documents=[(hashlib.sha256(b"declined").digest(), "d.txt")], login_hint=HINT)
     seen.append(str(BrowserAgent(lab.eco).walk(pushed.authorize_url, stop_at=lab.eco.redirect_uri, decision="decline")))
-    for secret in (lab.eco.portal_client_secret + "x", ""):
+    for secret in (lab.secrets["SIGNLAB_PORTAL_API_CLIENT_SECRET"], ""):
         seen.append(requests.post(f"{lab.urls['signer']}/oauth2/par", auth=(lab.eco.portal_client_id, secret),
                                   data={"response_type": "code"}, timeout=10).text)
     admin = lab.secrets["SIGNLAB_IDP_ADMIN_TOKEN"]
@@ -128,8 +128,8 @@ def test_no_secret_or_private_key_anywhere(lab: Lab) -> None:
     needles: dict[str, str] = {}
     for variable, value in lab.secrets.items():
         needles[variable] = value
-    basic = base64.b64encode(f"{lab.eco.portal_client_id}:{lab.eco.portal_client_secret}".encode()).decode()
-    needles["portal client_secret_basic header"] = basic
+    basic = base64.b64encode(f"{lab.eco.partner_api[0]}:{lab.eco.partner_api[1]}".encode()).decode()
+    needles["partner API Basic header"] = basic
     keys = _private_key_fingerprints(data_dir)
     assert len(keys) >= 3, keys.keys()  # CA keys, IdP signing key, signer assertion key at least
     key_needles = {f"{path} ({form})": text for path, forms in keys.items() for form, text in

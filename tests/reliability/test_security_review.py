@@ -1,15 +1,16 @@
 """The findings of the outside security review (issue 19), each replayed against real processes.
 
-One test per finding (V1-V4, the IdP half of V7, and the weaknesses on the portal, IdP and admin
-APIs); each failed on the code before the fix. The SSASP's findings (V5, V6, the signer half of V7,
-V8, SCAL2 of the certificate-first flow, CSC 400-before-401) are proven in the signer's tests.
+One test per finding (V1-V8, and the weaknesses on the portal, IdP, SSASP and admin APIs); each
+failed on the code before the fix. The SSASP's findings are at the end of this file.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
+import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import pytest
 import requests
 
+from shared.errors import SignLabError
 from shared.testing import confirm_review
 from signlab.load import BrowserAgent, portal_flow
 from testkit.reliability_lab import Lab, start_lab
@@ -334,3 +336,133 @@ def test_the_cas_revoke_and_the_fault_admin_apis_share_the_throttle(review_lab: 
     statuses = [requests.post(revoke, headers={"Authorization": f"Bearer wrong-{i}"}, timeout=10).status_code
                 for i in range(11)]
     assert statuses[:10] == [401] * 10 and statuses[10] == 429, statuses
+
+
+# ------------------------------------------------------------------ the SSASP's findings
+
+
+def test_v5_wrong_secrets_for_the_portals_client_id_do_not_lock_the_portal_out(review_lab: Lab) -> None:
+    """V5: the portal authenticates with private_key_jwt; secrets guessed for its client id from
+    the lab's shared loopback address are refused (and audited) but lock nothing, so the portal's
+    next signing request goes through."""
+    signer, portal_id = review_lab.urls["signer"], review_lab.eco.portal_client_id
+    since = review_lab.audit_count()
+    for attempt in range(8):
+        guess = requests.post(f"{signer}/oauth2/par", auth=(portal_id, f"guess-{attempt}"), timeout=10,
+                              data={"response_type": "code", "client_id": portal_id})
+        assert guess.status_code == 401 and guess.json()["error"] == "invalid_client", guess.text
+        assert "private_key_jwt" in guess.json()["error_description"]
+    assert portal_flow(review_lab.eco, b"the portal is not locked out\n").certificate_serial
+    events = [e.event for e in review_lab.audit(since)]
+    assert events.count("client.refused") == 8 and "client.locked" not in events
+    metadata = requests.get(f"{signer}/.well-known/oauth-authorization-server", timeout=10).json()
+    assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+    jwks = requests.get(f"{review_lab.urls['portal']}/.well-known/jwks.json", timeout=10).json()
+    assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
+
+
+def _timestamp(lab: Lab, token: str) -> requests.Response:
+    return requests.post(f"{lab.urls['signer']}/csc/v2/signatures/timestamp", timeout=30,
+                         headers={"Authorization": f"Bearer {token}"},
+                         json={"hash": base64.b64encode(hashlib.sha256(b"stamp me").digest()).decode(),
+                               "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1"})
+
+
+def test_v6_timestamp_refuses_a_used_sad_and_a_revoked_token(review_lab: Lab) -> None:
+    """V6: signatures/timestamp is no free TSA for whoever holds a spent SAD or a revoked token."""
+    sad, digest = review_lab.authorize(b"a SAD that will be spent\n")
+    assert _timestamp(review_lab, sad).status_code == 200  # live: a time-stamp is fine
+    assert review_lab.sign_doc(sad, digest).status_code == 200
+    since = review_lab.audit_count()
+    spent = _timestamp(review_lab, sad)
+    assert spent.status_code == 401 and spent.json()["error"] == "invalid_token", spent.text
+    assert "already used" in spent.json()["error_description"]
+    revoked_sad, _ = review_lab.authorize(b"a SAD that will be revoked\n")
+    client = review_lab.eco.signer_client()
+    client.revoke(revoked_sad)
+    client.close()
+    revoked = _timestamp(review_lab, revoked_sad)
+    assert revoked.status_code == 401 and revoked.json()["error"] == "invalid_token", revoked.text
+    assert [e.event for e in review_lab.audit(since)].count("token.refused") == 2
+
+
+def test_v7_the_signer_database_never_holds_a_signed_id_token(review_lab: Lab) -> None:
+    """V7 (SSASP): the verified ID token waits for step 7 in memory; neither during nor after a
+    flow do the database or its WAL hold a JWS (header.payload.signature, base64url JSON), while
+    the audit keeps the pseudonymised facts of the authentication."""
+    database = review_lab.eco.signer_audit.parent
+    jws = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{40,}")
+
+    def stored() -> list[bytes]:
+        return jws.findall(b"".join(path.read_bytes() for path in database.glob("signer.sqlite3*")))
+
+    sad, digest = review_lab.authorize(b"no ID token at rest\n")
+    assert stored() == []  # consented, step 7 still ahead
+    answer = review_lab.sign_doc(sad, digest)
+    assert answer.status_code == 200, answer.text
+    assert stored() == []
+    transaction = answer.json()["transactionID"]
+    verified = next(e for e in review_lab.audit() if e.event == "authentication.verified"
+                    and e.data["transaction_id"] == transaction)
+    assert verified.data["subject"].startswith("ps-") and verified.data["loa"] and verified.data["eid"]
+    assert "14838540105" not in json.dumps(verified.data)
+
+
+def test_v8_the_token_endpoint_requires_the_redirect_uri_the_authorization_request_had(review_lab: Lab) -> None:
+    """V8: RFC 6749 §4.1.3 — a code issued for a request with redirect_uri is not redeemed without it."""
+    eco = review_lab.eco
+    client = eco.signer_client()
+    verifier = "v" * 43
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    digest = hashlib.sha256(b"redirect_uri at the token endpoint\n").digest()
+    pushed = client.push_authorization_request(redirect_uri=eco.redirect_uri, state="s", code_challenge=challenge,
+                                               qualifier="eu_eidas_qes", documents=[(digest, "v8.txt")],
+                                               login_hint="kari-nordmann@no-bankid")
+    client.close()
+    back = BrowserAgent(eco).walk(pushed.authorize_url, stop_at=eco.redirect_uri)
+    code = parse_qs(urlsplit(str(back)).query)["code"][0]
+    since = review_lab.audit_count()
+    answer = requests.post(f"{review_lab.urls['signer']}/oauth2/token", timeout=10, data={
+        "grant_type": "authorization_code", "code": code, "code_verifier": verifier, **eco.portal_authentication()})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant", answer.text
+    assert "redirect_uri is required" in answer.json()["error_description"]
+    refused = [e for e in review_lab.audit(since) if e.event == "token.refused"]
+    assert refused and "redirect_uri is required" in refused[0].data["reason"]
+
+
+def _partner_token(lab: Lab, client: Any, **par: Any) -> Any:
+    """Steps 2-5 as the partner with the portal's client (PAR → eID login → consent → token)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    pushed = client.push_authorization_request(redirect_uri=lab.eco.redirect_uri, state="s", code_challenge=challenge,
+                                               login_hint="kari-nordmann@no-bankid", **par)
+    back = BrowserAgent(lab.eco).walk(pushed.authorize_url, stop_at=lab.eco.redirect_uri)
+    return client.exchange_code(parse_qs(urlsplit(str(back)).query)["code"][0], lab.eco.redirect_uri, verifier)
+
+
+def test_certificate_first_is_scal2_the_person_approves_the_exact_hashes(review_lab: Lab) -> None:
+    """Weakness (certificate first was SCAL 1): the partner can no longer sign hashes the person
+    never saw. credentials/info says SCAL 2 and oauth2code; credentials/authorize issues nothing;
+    a SAD comes only from the person's consent to the listed hashes, and any other hash is refused
+    at step 6 and audited."""
+    client = review_lab.eco.signer_client()
+    service = _partner_token(review_lab, client, qualifier="eu_eidas_qes", scope="service", num_signatures=1)
+    info = client.credentials_info(service.access_token, service.credential_id)
+    assert (info.scal, info.raw["authMode"]) == ("2", "oauth2code")
+    unseen = hashlib.sha256(b"a DTBS/R the person never saw").digest()
+    with pytest.raises(SignLabError) as refused:
+        client.credentials_authorize(service.access_token, service.credential_id, [unseen])
+    assert "SCAL 2" in refused.value.error_description
+    approved = hashlib.sha256(b"the DTBS/R the person approves").digest()
+    sad = _partner_token(review_lab, client, documents=[(approved, "contract.pdf")],
+                         credential_id=service.credential_id)
+    since = review_lab.audit_count()
+    with pytest.raises(SignLabError) as other:
+        client.sign_hash(service.access_token, service.credential_id, sad.access_token, [unseen], "1.2.840.10045.4.3.2")
+    assert "step 6" in other.value.error_description
+    [audited] = [e for e in review_lab.audit(since) if e.event == "sad.refused"]
+    assert audited.step == 6 and audited.data["digests"] == [unseen.hex()]
+    [signature] = client.sign_hash(service.access_token, service.credential_id, sad.access_token, [approved],
+                                   "1.2.840.10045.4.3.2")
+    assert signature[0] == 0x30
+    client.close()

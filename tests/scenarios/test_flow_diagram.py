@@ -41,7 +41,7 @@ def test_result_page_draws_steps_1_to_10(ecosystem: Ecosystem) -> None:
     for number, (source, target) in ROLES_OF_STEP.items():
         assert any(a["step"] == number and a["source"] == source and a["target"] == target for a in arrows), number
     text = str(arrows)
-    for secret in (ecosystem.secret("SIGNLAB_PORTAL_SIGNER_CLIENT_SECRET"), ecosystem.secret("SIGNLAB_SIGNER_HSM_USER_PIN")):
+    for secret in (ecosystem.secret("SIGNLAB_PORTAL_API_CLIENT_SECRET"), ecosystem.secret("SIGNLAB_SIGNER_HSM_USER_PIN")):
         assert secret and secret not in text and secret not in page
 
 

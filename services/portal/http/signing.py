@@ -13,7 +13,7 @@ import base64
 import binascii
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.datastructures import FileStorage
 
 from services.portal.documents import Document, SignatureFormat, SigningOptions, check_document, safe_label
@@ -35,10 +35,11 @@ from services.portal.http.validation import report_urls
 from services.portal.preview import PreviewUnavailable, preview_of, render_pdf_page
 from services.portal.refusals import explain
 from services.portal.samples import SAMPLES, sample_path
-from services.portal.store import COMPLETED, EXPIRED, FAILED, REVIEW, StoredDocument, Transaction
+from services.portal.store import COMPLETED, EXPIRED, FAILED, PENDING, REVIEW, StoredDocument, Transaction
 from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, InvalidRequest, SignLabError
 from shared.flow import STEPS, step
+from shared.jose_keys import public_jwks
 from shared.tracing import annotate, refused
 from shared.tracing.web import trace_response
 from shared.web import wants_html
@@ -226,7 +227,9 @@ def callback() -> Response | tuple[str, int]:
     """Step 10: the SSASP sends the browser back with ``code`` and ``state`` (or an error). The
     owner's browser goes to the result page; another browser (the signer of a partner
     application's request) back to the review link, which shows the outcome without documents.
-    A refusal is explained on a page that names its transaction and step (:func:`_refusal_page`)."""
+    In the certificate-first flow the first return sends the browser on to the SSASP, where the
+    person approves the hashes; the second one ends like the others. A refusal is explained on a
+    page that names its transaction and step (:func:`_refusal_page`)."""
     state = request.args.get("state")
     try:
         tx = portal_core().complete(
@@ -266,6 +269,8 @@ def sign_again() -> Response:
 
 
 def _after_callback(tx: Transaction) -> Response:
+    if tx.state == PENDING and tx.authorize_url:  # certificate first: on to the approval of the hashes
+        return redirect(tx.authorize_url, code=303)  # type: ignore[return-value]
     if tx.owner == browser_owner():
         return redirect(url_for("signing.result", tx_id=tx.id), code=303)  # type: ignore[return-value]
     review_token = (session.get("reviews") or {}).get(tx.id)
@@ -366,3 +371,9 @@ def api_samples() -> Response:
     """The bundled sample documents."""
     return jsonify([{"name": s.name, "title": s.title, "formats": list(s.formats)} for s in SAMPLES])
 
+
+
+@pages.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    """The public key of the portal's client assertions to the SSASP (``private_key_jwt``, RFC 7523)."""
+    return jsonify(public_jwks(current_app.extensions["signlab.portal.assertion_key"]))

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.portal.ltv import ValidationMaterial
-from shared.testing import browse_until, confirm_review, free_port
+from shared.testing import browse_to_portal, confirm_review, free_port
 from testkit.ecosystem import Ecosystem
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
@@ -441,13 +442,14 @@ class Stack(Ecosystem):
     def browse(self, review_url: str, *, approve: bool = True, headers: dict[str, str] | None = None,
                pause: float = 0.0) -> requests.Response:
         """The signer's browser: confirm at the portal's review page, (wait ``pause`` seconds,)
-        follow redirects, submit consent, until a portal answers."""
+        follow redirects, submit consent, until a portal answers — in the certificate-first flow
+        twice: the first answer sends the browser back to the signer to approve the hashes."""
         session = requests.Session()
         session.headers.update(headers or {})
         authorize_url = confirm_review(review_url, session)
         time.sleep(pause)
-        back = browse_until(authorize_url, (self.portal_url, self.short_ttl_portal_url), session=session, approve=approve)
-        return session.get(back, allow_redirects=False, timeout=60)
+        return browse_to_portal(authorize_url, (self.portal_url, self.short_ttl_portal_url), session=session,
+                                approve=approve)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 
 Core tests: the DTBS/R over the signed attributes with a known certificate and the assembly of the
 returned value, with the test PKI of ``conftest.py`` (a local key stands in for the SSASP's HSM).
-Integration tests: the whole flow through the real IdP, CA and signer (SoftHSM) — one browser
-round trip, ``credentials/info``, ``credentials/authorize`` (SAD bound to the hashes), ``signHash``.
+Integration tests: the whole flow through the real IdP, CA and signer (SoftHSM) — the service
+authorization (a browser round trip), ``credentials/info``, the person's approval of the exact
+DTBS/R hashes (a second round trip: the SAD is bound to them, SCAL 2), ``signHash``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from services.portal.errors import CredentialUnsuitable, PackagingFailed
 from services.portal.store import StoredDocument
 from services.portal.validation import TrustSettings, validate_document
 from shared.clients.signer import CredentialInfo
+from shared.digests import digest_fingerprint
 from shared.testing import browse_until, confirm_review
 
 SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
@@ -186,7 +188,7 @@ def test_certificate_first_pades_b_t_qes_validates_as_qes(stack: Any) -> None:
 
 
 @pytest.mark.hsm
-def test_certificate_first_batch_of_three_shares_one_login_and_one_sad(stack: Any) -> None:
+def test_certificate_first_batch_of_three_shares_one_credential_and_one_approval(stack: Any) -> None:
     copy = base64.b64encode((SAMPLES / "employment-contract.pdf").read_bytes()).decode()
     tx = stack.sign([{"sample": "employment-contract.pdf"}, {"sample": "loan-agreement.pdf"},
                      {"name": "contract-copy.pdf", "content": copy}],
@@ -196,13 +198,17 @@ def test_certificate_first_batch_of_three_shares_one_login_and_one_sad(stack: An
     assert all(d["report"]["indication"] == "TOTAL_PASSED" for d in tx["documents"]), tx
     assert {d["report"]["signatures"][0]["level"] for d in tx["documents"]} == {"B-LT"}
     serials = {d["report"]["signatures"][0]["signer"]["certificate_serial"] for d in tx["documents"]}
-    assert len(serials) == 1  # one login, one one-time certificate for the three documents
+    assert len(serials) == 1  # one one-time certificate for the three documents
     events = _events(stack, tx["signer"]["credential_id"])
     names = [_name(e) for e in events]
-    assert names.count("authentication.verified") == 1 and names.count("consent.given") == 1
-    sads = [e.get("data", e) for e in events if _name(e) == "sad.issued"]
-    assert len(sads) == 1 and sads[0]["count"] == 3  # ONE SAD bound to the three DTBS/R hashes
-    assert sorted(sads[0]["digests"]) == sorted(base64.b64decode(h).hex() for h in tx["signer"]["dtbsr_sha256_b64"])
+    # Two logins and consents: the credential, then the person's approval of the three hashes (SCAL 2).
+    assert names.count("authentication.verified") == 2 and names.count("consent.given") == 2
+    dtbsr = sorted(base64.b64decode(h).hex() for h in tx["signer"]["dtbsr_sha256_b64"])
+    approvals = [e.get("data", e) for e in events if _name(e) == "consent.given" and e.get("data", e)["digests"]]
+    assert len(approvals) == 1 and sorted(base64.b64decode(h).hex() for h in approvals[0]["digests"]) == dtbsr
+    sads = [e.get("data", e) for e in events if _name(e) == "token.issued" and e.get("data", e)["kind"] == "credential"]
+    assert len(sads) == 1 and sorted(sads[0]["digests"]) == dtbsr  # ONE SAD bound to the three DTBS/R hashes
+    assert "sad.issued" not in names  # no SAD the person did not approve
     assert names.count("signature.created") == 3 and names.count("key.destroyed") == 1
     assert stack.hsm_key_objects() == []
 
@@ -271,9 +277,13 @@ def test_ui_offers_and_starts_the_certificate_first_flow(stack: Any) -> None:
     assert started.status_code == 303 and "/review/" in started.headers["Location"], started.text[:300]
     authorize_url = confirm_review(urljoin(stack.portal_url, started.headers["Location"]), browser)
     assert authorize_url.startswith(f"{stack.signer_url}/oauth2/authorize?client_id=signlab-portal&request_uri=")
-    # A finished certificate-first transaction's page (this browser's own) names the credential
-    # and the authorized DTBS/R.
+    # The first return sends the browser on to approve the hashes at the signer; a finished
+    # certificate-first transaction's page (this browser's own) names the credential and the
+    # authorized DTBS/R.
     callback = browse_until(authorize_url, f"{stack.portal_url}/sign/callback", session=browser)
+    approval = browser.get(callback, headers={"Accept": "text/html"}, allow_redirects=False, timeout=120)
+    assert approval.status_code == 303 and approval.headers["Location"].startswith(f"{stack.signer_url}/oauth2/")
+    callback = browse_until(approval.headers["Location"], f"{stack.portal_url}/sign/callback", session=browser)
     result = browser.get(callback, headers={"Accept": "text/html"}, timeout=120)
     assert result.status_code == 200 and "/transactions/tx-" in result.url, result.text[:300]
     tx_id = result.url.rsplit("/", 1)[1]
@@ -282,14 +292,46 @@ def test_ui_offers_and_starts_the_certificate_first_flow(stack: Any) -> None:
 
 
 @pytest.mark.hsm
-@pytest.mark.parametrize(("hint", "approve"), [(QES_HINT, False), (ADES_HINT, True)], ids=["declined", "loa-too-low"])
-def test_certificate_first_refusals_make_no_key_and_keep_nothing(stack: Any, hint: str, approve: bool) -> None:
+@pytest.mark.parametrize(("hint", "approve", "where"), [
+    (QES_HINT, False, "step 5: the signer declined"), (ADES_HINT, True, "step 4 (Signer → IPSP)")],
+    ids=["declined", "loa-too-low"])
+def test_certificate_first_refusals_make_no_key_and_keep_nothing(stack: Any, hint: str, approve: bool,
+                                                                 where: str) -> None:
     created = stack.create([{"sample": "employment-contract.pdf"}], qualifier="qes", format="pades", level="B-T",
                            flow="certificate-first", login_hint=hint)
     page = stack.browse(created["review_url"], approve=approve)
     assert page.status_code == 403, page.text[:300]
-    assert page.json()["error"] == "access_denied" and "step 5" in page.json()["error_description"]
+    # The SSASP's own words, naming the step where it ended (the eID login, or the consent).
+    assert page.json()["error"] == "access_denied" and where in page.json()["error_description"], page.json()
     tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
     assert tx["state"] == "failed" and tx["error"] == "access_denied", tx
     assert all("download_url" not in d for d in tx["documents"])
     assert stack.hsm_key_objects() == []
+
+
+@pytest.mark.hsm
+def test_the_signer_approves_or_declines_the_exact_hashes_at_the_ssasp(stack: Any) -> None:
+    """SCAL 2: after the credential exists, the SSASP's consent page lists each document's label
+    with its DTBS/R; declining there ends the transaction, signs nothing and destroys the key."""
+    created = stack.create([{"sample": "employment-contract.pdf"}, {"sample": "loan-agreement.pdf"}],
+                           qualifier="qes", format="pades", level="B-B", flow="certificate-first", login_hint=QES_HINT)
+    session, pages = requests.Session(), []
+    session.hooks["response"].append(lambda r, *_a, **_k: pages.append(r.text) if "/oauth2/consent/" in r.url
+                                     and r.request.method == "GET" else None)
+    first = browse_until(confirm_review(created["review_url"], session), stack.portal_url, session=session)
+    onwards = session.get(first, allow_redirects=False, timeout=120)
+    assert onwards.status_code == 303 and onwards.headers["Location"].startswith(stack.signer_url), onwards.text[:300]
+    assert len(stack.hsm_key_objects()) == 2  # the credential's key waits for the approval
+    pending = stack.portal_app.extensions["signlab.portal"].store.get(created["transaction_id"])
+    assert pending.state == "pending" and pending.awaiting_hash_approval
+    back = browse_until(onwards.headers["Location"], stack.portal_url, session=session, approve=False)
+    answer = session.get(back, allow_redirects=False, headers={"Accept": "application/json"}, timeout=60)
+    assert answer.status_code == 403 and answer.json()["error"] == "access_denied", answer.text[:300]
+    approval_page = pages[-1]
+    for doc in pending.documents:
+        dtbsr = base64.b64decode(doc.pending_signature["dtbsr"])
+        assert doc.label in approval_page and digest_fingerprint(dtbsr, "sha256") in approval_page
+    tx = requests.get(created["status_url"], auth=stack.partner, timeout=30).json()
+    assert tx["state"] == "failed" and all("download_url" not in d for d in tx["documents"]), tx
+    assert stack.hsm_key_objects() == []  # the service token was revoked: the key is gone
+    assert stack.portal_app.extensions["signlab.portal"].store.get(created["transaction_id"]).signer_token is None

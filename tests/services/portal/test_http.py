@@ -31,8 +31,7 @@ def app(tmp_path: Path, pki, pki_tsp) -> Iterator[Flask]:
     (trust_dir / "root.der").write_bytes(pki.der(pki.root))
     (trust_dir / "tl.xml").write_text(pki.trusted_list())
     settings = PortalSettings(
-        data_dir=tmp_path, signer_client_secret=SecretStr("s"), session_secret=SecretStr("k" * 32),
-        trainer_token=SecretStr("trainer-token-of-the-tests"),
+        data_dir=tmp_path, session_secret=SecretStr("k" * 32), trainer_token=SecretStr("trainer-token-of-the-tests"),
             api_client_secret=SecretStr("api-secret-of-the-tests"),
         trust_root_file=trust_dir / "root.der", trusted_list_file=trust_dir / "tl.xml", max_document_bytes=200_000,
         signer_url=f"http://127.0.0.1:{free_port()}", http_timeout_seconds=2,

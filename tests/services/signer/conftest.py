@@ -29,6 +29,8 @@ from services.signer.settings import SignerSettings
 from shared.testing import LiveServer
 from testkit.ecosystem import Ecosystem
 from shared.testing.partner import PORTAL_REDIRECT
+from services.signer.settings import SecretPartner
+from shared.jose_keys import load_or_create_ec_key
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +103,26 @@ class SignerEcosystem(Ecosystem):
     settings, the signer's core and the CA's server, as the signer tests use them."""
 
     def __init__(self, root: Path, hsm: SignerSettings, **signer_settings: Any) -> None:
-        super().__init__(root, ("idp", "ca", "signer"), hsm=hsm,
-                         settings={"signer": {"portal_redirect_uris": [PORTAL_REDIRECT], **signer_settings}})
+        # The tests play the partner portal: they hold its client-assertion key and publish its
+        # JWKS, as the portal does at /.well-known/jwks.json; a second partner authenticates with
+        # a client secret (HTTP Basic).
+        self.portal_key = load_or_create_ec_key(root / "portal" / "client-assertion-key.pem")
+        self.portal_jwks = LiveServer(_jwks_app(self.portal_key)).start()
+        self.partner_secret = secrets.token_urlsafe(24)
+        partner = SecretPartner(client_id="secret-partner", client_secret=SecretStr(self.partner_secret),
+                                name="Secret Partner", redirect_uris=[PORTAL_REDIRECT])
+        try:
+            super().__init__(root, ("idp", "ca", "signer"), hsm=hsm, settings={"signer": {
+                "portal_redirect_uris": [PORTAL_REDIRECT], "partner_clients": [partner],
+                "portal_jwks_url": f"{self.portal_jwks.url}/.well-known/jwks.json", **signer_settings}})
+        except BaseException:
+            self.portal_jwks.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the services and the partner's key publication."""
+        super().stop()
+        self.portal_jwks.stop()
 
     @property
     def settings(self) -> Any:
@@ -121,10 +141,32 @@ class SignerEcosystem(Ecosystem):
         self.servers["ca"] = server
 
 
+def _jwks_app(key: Any) -> Any:
+    """The partner's key publication (``/.well-known/jwks.json``), as the portal serves its own."""
+    from flask import Flask, jsonify
+
+    from shared.jose_keys import public_jwks
+
+    app = Flask("partner-jwks")
+    app.add_url_rule("/.well-known/jwks.json", "jwks", lambda: jsonify(public_jwks(key)))
+    return app
+
+
 @pytest.fixture(scope="session")
 def start_ecosystem(signer_settings: SignerSettings) -> Callable[..., SignerEcosystem]:
     """``start_ecosystem(root, **signer_settings)``: a :class:`SignerEcosystem` on the session's token."""
     return lambda root, **settings: SignerEcosystem(root, signer_settings, **settings)
+
+
+def _jwks_app(key: Any) -> Any:
+    """The partner's key publication (``/.well-known/jwks.json``), as the portal serves its own."""
+    from flask import Flask, jsonify
+
+    from shared.jose_keys import public_jwks
+
+    app = Flask("partner-jwks")
+    app.add_url_rule("/.well-known/jwks.json", "jwks", lambda: jsonify(public_jwks(key)))
+    return app
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +189,10 @@ class InProcessTsp:
     TSA. Left to the TSP's own tests (and the HTTP tests here): the client assertion and the
     identity evidence; the subject is one fixed test person.
 
-    :ivar refuse: an error code the next issuance answers with (the TSP refusing at step 7).
+    :ivar refuse: an error code the next issuance answers with (the TSP refusing at step 7), with
+        the HTTP status ``refuse_status``.
     :ivar certify_other_key: issue the next certificate for another key (the TSP's ``wrong-key``).
+    :ivar unreachable: the next calls fail as if the TSP did not answer (an outage).
     """
 
     def __init__(self, data_dir: Path) -> None:
@@ -161,7 +205,9 @@ class InProcessTsp:
         provision(settings)
         self.tsp = build_tsp(settings)
         self.refuse: str | None = None
+        self.refuse_status = 403
         self.certify_other_key = False
+        self.unreachable = False
         self.issued: list[str] = []
 
     def issue(self, *, csr_der: bytes, profile: str, id_token: str, transaction_id: str) -> Any:
@@ -170,12 +216,14 @@ class InProcessTsp:
         from services.ca.issuance import parse_csr
         from services.ca.profiles import Profile, SubjectIdentity
         from services.signer.upstream import IssuedCertificate
-        from shared.errors import UpstreamError
-        from shared.flow import Role
+        from shared.errors import UpstreamError, UpstreamUnavailable
+        from shared.flow import Role, step
 
+        if self.unreachable:
+            raise UpstreamUnavailable(Role.TSP, "no answer (the test's outage)", step=step(7))
         if self.refuse:
             error, self.refuse = self.refuse, None
-            raise UpstreamError(Role.TSP, error, "refused by the test", 403)
+            raise UpstreamError(Role.TSP, error, "refused by the test", self.refuse_status)
         csr = parse_csr(base64.b64encode(csr_der).decode())
         public_key = substitute_public_key() if self.certify_other_key else csr.public_key()
         self.certify_other_key = False
@@ -188,6 +236,27 @@ class InProcessTsp:
             serial=issued.serial, certificate=asn1_x509.Certificate.load(issued.der),
             chain=[asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in issued.chain],
             profile=str(issued.profile), policy_oid=issued.policy_oid)
+
+    def revoke_for_transaction(self, transaction_id: str, *, note: str) -> list[str]:
+        """The TSP's revocation of what it issued for ``transaction_id`` (its own code, in process)."""
+        from shared.errors import UpstreamError, UpstreamUnavailable
+        from shared.flow import Role
+
+        if self.unreachable:
+            raise UpstreamUnavailable(Role.TSP, "no answer (the test's outage)")
+        revoked = self.tsp.authority.revoke_issued_to("signlab-signer", serial=None, transaction_id=transaction_id,
+                                                      reason="cessationOfOperation", note=note)
+        if not revoked:
+            raise UpstreamError(Role.TSP, "not_found", "no certificate issued to this client matches", 404)
+        return [r.serial for r in revoked]
+
+    def status_of(self, serial: str) -> str:
+        """``valid`` / ``revoked`` … of a certificate the TSP issued (its own database)."""
+        from services.ca.describe import status_of
+
+        record = self.tsp.authority.lookup(int(serial, 16))
+        assert record is not None
+        return str(status_of(record))
 
     def validation_info(self, certificate: asn1_x509.Certificate,
                         issuer: asn1_x509.Certificate) -> dict[str, list[str]]:
@@ -255,7 +324,8 @@ def consented(core: Any) -> Any:
         record = core.store.transaction_by("par_hash", secret_hash(pushed["request_uri"].rsplit(":", 1)[1]))
         code = secrets.token_urlsafe(32)
         core.store.advance(record.id, ["requested"], "consented", subject="ps-kari", identity={"loa": "high"},
-                           id_token="evidence", code_hash=secret_hash(code), code_expires=core.now() + 60)
+                           code_hash=secret_hash(code), code_expires=core.now() + 60)
+        core.evidence.keep(record.id, "evidence")
         return record.id, code, verifier
 
     return make

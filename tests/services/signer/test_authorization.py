@@ -18,6 +18,7 @@ import pytest
 from services.signer.authorization import PAR_URN, RedirectError
 from services.signer.service import SigningService
 from services.signer.store import secret_hash
+from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, Conflict, InvalidGrant, InvalidRequest, NotFound
 
 SHA256 = "2.16.840.1.101.3.4.2.1"
@@ -77,8 +78,9 @@ def test_consent_needs_the_same_browser_and_the_form_token(core: SigningService,
     with pytest.raises(NotFound):
         core.consent_view("tx-guessed", browser)
     view = core.consent_view(transaction_id, browser)
-    assert view.qualified and view.documents == [{"label": "a.pdf", "fingerprint": hashlib.sha256(b"a").hexdigest(),
-                                                  "algorithm": "SHA256"}]
+    assert view.qualified and view.documents == [{"label": "a.pdf", "fingerprint": digest_fingerprint(
+        hashlib.sha256(b"a").digest(), "sha256")}]
+    assert view.documents[0]["fingerprint"].startswith("SHA-256 ")  # the algorithm's real name, as the portal shows it
     with pytest.raises(AccessDenied, match="CSRF"):
         core.consent_decision(transaction_id, browser, "forged", True)
     location = core.consent_decision(transaction_id, browser, view.csrf_token, True)
@@ -100,14 +102,27 @@ def test_declining_goes_back_to_the_partner(core: SigningService, consented: Any
 @pytest.mark.parametrize(("change", "fragment"), [
     ({"code_verifier": "wrong" * 10}, "PKCE verification failed"),
     ({"redirect_uri": "https://elsewhere.example.com/"}, "redirect_uri differs"),
+    ({"redirect_uri": None}, "redirect_uri is required"),
     ({"grant_type": "client_credentials"}, "grant_type"),
     ({"code": "unknown"}, "unknown authorization code"),
-], ids=["pkce", "redirect-uri", "grant-type", "unknown-code"])
-def test_token_endpoint_checks(core: SigningService, consented: Any, change: dict[str, str], fragment: str) -> None:
-    _, code, verifier = consented(authorization_details=DETAILS)
-    params = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier, **change}
+], ids=["pkce", "redirect-uri", "redirect-uri-missing", "grant-type", "unknown-code"])
+def test_token_endpoint_checks(core: SigningService, consented: Any, change: dict[str, str | None],
+                               fragment: str) -> None:
+    redirect_uri = portal(core).redirect_uris[0]
+    _, code, verifier = consented(authorization_details=DETAILS, redirect_uri=redirect_uri)
+    params = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+              "redirect_uri": redirect_uri, **change}
     with pytest.raises((InvalidGrant, InvalidRequest), match=fragment):
-        core.exchange_code(portal(core), params)
+        core.exchange_code(portal(core), {k: v for k, v in params.items() if v is not None})
+
+
+def test_redirect_uri_may_be_left_out_of_the_token_request_only_if_the_authorization_request_did(
+        core: SigningService, consented: Any) -> None:
+    """RFC 6749 §4.1.3: the only registered URI may be left out of both; given once, it is required."""
+    _, code, verifier = consented(authorization_details=DETAILS)
+    answer = core.exchange_code(portal(core), {"grant_type": "authorization_code", "code": code,
+                                               "code_verifier": verifier})
+    assert answer["access_token"]
 
 
 def test_an_expired_code_is_refused_by_the_clock(core: SigningService, consented: Any, clock: Any) -> None:

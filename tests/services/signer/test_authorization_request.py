@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from services.signer.authorization_request import binding_message, parse_authorization_request
 from services.signer.clients import Client
@@ -17,8 +16,8 @@ from services.signer.store import CredentialRecord
 from shared.errors import AccessDenied, InvalidRequest, SignLabError
 
 REDIRECT = "https://portal.example.com/callback"
-CLIENT = Client("portal", SecretStr("s"), (REDIRECT,), "Demo Partner", ("eu_eidas_qes", "eu_eidas_aes"))
-AES_ONLY = Client("aes-portal", SecretStr("s"), (REDIRECT, REDIRECT + "2"), "AdES Partner", ("eu_eidas_aes",))
+CLIENT = Client("portal", (REDIRECT,), "Demo Partner", ("eu_eidas_qes", "eu_eidas_aes"))
+AES_ONLY = Client("aes-portal", (REDIRECT, REDIRECT + "2"), "AdES Partner", ("eu_eidas_aes",))
 DIGEST = hashlib.sha256(b"document").digest()
 B64 = base64.b64encode(DIGEST).decode()
 

@@ -31,22 +31,29 @@ ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 BEARER = "the-service-token"
 
 
-def service_token(core: SigningService, signatures: int) -> TokenRecord:
-    """A consented service-scope transaction, its credential (steps 6-7) and its service token
-    (whose value is :data:`BEARER`)."""
+def service_token(core: SigningService, signatures: int, scal: str = "1", bearer: str = BEARER) -> TokenRecord:
+    """A consented service-scope transaction, its credential (steps 6-7; count-only SCAL 1 unless
+    said, so that credentials/authorize issues its SADs) and its service token (whose value is
+    :data:`BEARER`)."""
     now = core.now()
     record = TransactionRecord(f"tx-{secrets.token_hex(6)}", "service", "signlab-portal", "requested", now, now,
-                               now + 600, {"qualifier": "eu_eidas_aes", "num_signatures": signatures})
+                               now + 600, {"qualifier": "eu_eidas_aes", "num_signatures": signatures, "scal": scal})
     core.store.create_transaction(record)
-    transaction = core.store.advance(record.id, ["requested"], "consented", subject="ps-kari", id_token="evidence")
+    transaction = core.store.advance(record.id, ["requested"], "consented", subject="ps-kari")
+    core.evidence.keep(record.id, "evidence")
     credential = core.credentials.create(transaction)
-    token = TokenRecord(secret_hash(BEARER), "service", "signlab-portal", record.id, credential.id, "ps-kari",
+    token = TokenRecord(secret_hash(bearer), "service", "signlab-portal", record.id, credential.id, "ps-kari",
                         None, [], signatures, now + 600, None, 0, None)
     core.store.add_token(token)
     return token
 
 
 def test_credential_is_listed_and_described_for_v1_and_v2(core: SigningService, clock: Any) -> None:
+    scal2 = service_token(core, 1, scal="2", bearer="scal-2-token")
+    assert scal2.credential_id is not None
+    described = core.credentials.info(scal2, CredentialInfoRequest(scal2.credential_id), 1)
+    assert (described["SCAL"], described["authMode"]) == ("2", "oauth2code") and "SCAL 2" in described["description"]
+    core.revoke(core.clients.client("signlab-portal"), "scal-2-token")  # its key goes at once
     token = service_token(core, 2)
     assert token.credential_id is not None
     listed_v1 = core.credentials.list_credentials(token, CredentialsListRequest.parse({}), 1)
@@ -54,7 +61,8 @@ def test_credential_is_listed_and_described_for_v1_and_v2(core: SigningService, 
     with_info = CredentialsListRequest.parse({"credentialInfo": True, "certInfo": True})
     listed = core.credentials.list_credentials(token, with_info, 2)
     [info] = listed["credentialInfos"]
-    assert info["SCAL"] == "2" and info["multisign"] == 2 and info["auth"] == {"mode": "implicit"}
+    assert info["SCAL"] == "1" and info["multisign"] == 2 and info["auth"] == {"mode": "implicit"}
+    assert "SCAL 1 (count only)" in info["description"]
     assert info["key"] == {"status": "enabled", "algo": info["key"]["algo"], "len": 256, "curve": "1.2.840.10045.3.1.7"}
     assert ECDSA_SHA256 in info["key"]["algo"] and info["cert"]["subjectDN"]
     v1 = core.credentials.info(token, CredentialInfoRequest(token.credential_id, "chain", False), 1)
@@ -105,6 +113,26 @@ def test_hsm_failure_ends_the_credential_with_its_key(core: SigningService, fail
     assert ended is not None and ended.status == "disabled"  # two signatures were left, none can be made now
     assert [row for row in core.hsm.key_objects() if row["label"] == token.transaction_id] == []
     events = [e.event for e in core.audit.entries() if e.data.get("transaction_id") == token.transaction_id]
-    # The credential's end closes its transaction, after a failure too (as the service always did).
-    assert events[-3:] == ["signing.failed", "key.destroyed", "transaction.completed"]
+    # The credential's end closes its transaction, after a failure too (as the service always did);
+    # its certificate never signed anything, so it is revoked.
+    assert events[-4:] == ["signing.failed", "key.destroyed", "transaction.completed", "certificate.revoked"]
     assert "signature.created" not in events
+    credential = core.store.credential(token.credential_id)
+    assert credential is not None and core.ca.status_of(credential.serial) == "revoked"
+
+
+def test_a_credential_that_signed_keeps_its_certificate_when_it_ends(core: SigningService) -> None:
+    """Its signatures must stay valid: an expiry after a signature keeps the certificate ("kept")."""
+    token = service_token(core, 2)
+    assert token.credential_id is not None
+    dtbsr = hashlib.sha256(b"one of two").digest()
+    sad = core.credentials.authorize(token, CredentialsAuthorizeRequest(token.credential_id, 1, "sha256", (dtbsr,)))
+    holder = core.sam.sign_hash_token(BEARER, sad_in_body=True)
+    core.credentials.sign_hash(holder, SignHashRequest(token.credential_id, sad["SAD"], ECDSA_SHA256, "sha256",
+                                                       (dtbsr,)))
+    core.revoke(core.clients.client("signlab-portal"), BEARER)  # the partner is done: the key goes
+    ended = core.store.transaction(token.transaction_id)
+    assert ended is not None and (ended.state, ended.certificate_revocation) == ("expired", "kept")
+    credential = core.store.credential(token.credential_id)
+    assert credential is not None and core.ca.status_of(credential.serial) == "valid"
+    assert [e.event for e in core.audit.entries()][-1] == "certificate.kept"

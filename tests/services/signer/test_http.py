@@ -7,6 +7,7 @@ import base64
 import hashlib
 import secrets
 from io import BytesIO
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin
 
@@ -78,7 +79,7 @@ def test_qes_pades_flow_validates_with_pyhanko(portal: Portal, ecosystem: Any, r
                   "transaction.completed"):
         assert event in events
     assert ecosystem.service.store.transaction(result.transaction_id).state == "completed"
-    assert ecosystem.service.store.transaction(result.transaction_id).id_token is None
+    assert ecosystem.service.evidence.of(result.transaction_id) is None
     assert ecosystem.service.audit.verify().ok
 
 
@@ -242,6 +243,10 @@ def test_ca_failure_mid_flow_destroys_the_key(portal: Portal, ecosystem: Any) ->
 def test_openapi_and_jwks_and_info(ecosystem: Any) -> None:
     doc = requests.get(f"{ecosystem.signer_url}/csc/openapi.json", timeout=10).json()
     assert doc["openapi"].startswith("3.") and "/csc/v2/signatures/signDoc" in doc["paths"]
+    status = doc["paths"]["/oauth2/transaction-status"]["post"]
+    assert set(status["responses"]) >= {"200", "400", "401", "404"}
+    assert status["responses"]["200"]["content"]["application/json"]["schema"]["required"] == [
+        "transaction_id", "state", "ended"]
     jwks = requests.get(f"{ecosystem.signer_url}/.well-known/jwks.json", timeout=10).json()
     assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
     info = requests.post(f"{ecosystem.signer_url}/csc/v1/info", json={}, timeout=10).json()
@@ -272,32 +277,92 @@ def test_idp_login_page_shows_what_is_signed_for_whom(portal: Portal) -> None:
     ("/csc/v1/credentials/authorize", {"credentialID": "c", "numSignatures": 1, "SAD": "secret-sad", "description": 5},
      "Invalid parameter description"),
 ])
-def test_bodies_are_checked_against_the_published_schema(ecosystem: Any, path: str, body: dict[str, Any],
-                                                         fragment: str) -> None:
+def test_bodies_are_checked_against_the_published_schema(ecosystem: Any, service_token: str, path: str,
+                                                         body: dict[str, Any], fragment: str) -> None:
     """What the OpenAPI document says is what the service enforces; the refusal never echoes values."""
     answer = requests.post(f"{ecosystem.signer_url}{path}", json=body, timeout=10,
-                           headers={"Authorization": "Bearer not-checked-before-the-body"})
+                           headers={"Authorization": f"Bearer {service_token}"})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "invalid_request" and fragment in answer.json()["error_description"]
     assert "secret-sad" not in answer.text and "\"ten\"" not in answer.text
 
 
-def test_client_secret_guessing_is_locked(portal: Portal, ecosystem: Any) -> None:
-    """Brute force of a client secret: one client id from one address is locked after the limit,
-    even for the right secret, until the window passes; other addresses are not affected."""
-    from shared.errors import InvalidClient
+@pytest.fixture
+def service_token(portal: Portal) -> Iterator[str]:
+    """A certificate-first service token (its one-time key destroyed after the test)."""
+    token = portal.token(scope="service", num_signatures=1).access_token
+    yield token
+    portal.client.revoke(token)
 
-    service, secret = ecosystem.service, ecosystem.settings.portal_client_secret.get_secret_value()
-    peer = "198.51.100.7"  # a documentation address: this test's lock never touches the other tests
-    for _ in range(service.client_throttle.limit):
-        with pytest.raises(InvalidClient) as refused:
-            service.authenticate_client("signlab-portal", "guess", peer)
-        assert refused.value.status == 401
-    with pytest.raises(InvalidClient) as locked:
-        service.authenticate_client("signlab-portal", secret, peer)
-    assert locked.value.status == 429 and "locked" in locked.value.description
-    assert service.authenticate_client("signlab-portal", secret, "198.51.100.8").client_id == "signlab-portal"
-    assert any(e.event == "client.locked" for e in service.audit.entries())
+
+@pytest.mark.parametrize("path", ["/csc/v1/credentials/info", "/csc/v2/credentials/list", "/csc/v1/credentials/authorize",
+                                  "/csc/v1/credentials/extendTransaction", "/csc/v1/signatures/signHash",
+                                  "/csc/v2/signatures/signDoc", "/csc/v2/signatures/timestamp"])
+def test_an_unauthenticated_call_gets_401_before_any_400_for_its_body(ecosystem: Any, path: str) -> None:
+    """Review weakness: without a valid bearer token the answer is 401, whatever the body (a
+    schema-breaking one, whole documents, garbage) — nothing about the body is told."""
+    for headers in ({}, {"Authorization": "Bearer not-a-token-of-this-service"}):
+        for body in ({"lang": 5, "hash": ["not base64!"]}, {"documents": [{"document": "JVBERi0="}]}, []):
+            answer = requests.post(f"{ecosystem.signer_url}{path}", json=body, headers=headers, timeout=10)
+            assert answer.status_code == 401, (path, headers, body, answer.text)
+            assert answer.json()["error"] == "invalid_token" and answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+# Kept before test_client_secret_guessing_locks_that_client_only, which locks the secret partner out
+# of this address for a minute.
+def test_transaction_status_is_the_partners_own_and_needs_its_authentication(portal: Portal, ecosystem: Any) -> None:
+    """``oauth2/transaction-status``: 401 without client authentication, 404 for another client's
+    transaction (the same answer as for an unknown id: no oracle), the state for the partner's own;
+    ``answer_lost`` only as true or false, and on a transaction that did not complete it changes
+    nothing (no audit entry, nothing to revoke)."""
+    endpoint = f"{ecosystem.signer_url}/oauth2/transaction-status"
+    pushed = portal.client.push_authorization_request(
+        redirect_uri=PORTAL_REDIRECT, state="s", code_challenge=create_s256_code_challenge("v" * 43),
+        qualifier="eu_eidas_qes", documents=[(hashlib.sha256(b"mine").digest(), "mine.txt")], login_hint=None)
+    assert pushed.transaction_id
+    mine = portal.client.transaction_status(pushed.transaction_id)
+    assert (mine.transaction_id, mine.state, mine.ended, mine.error) == (pushed.transaction_id, "requested", False, None)
+    entries = len(list(ecosystem.service.audit.entries()))
+    reported = portal.client.transaction_status(pushed.transaction_id, answer_lost=True)
+    assert (reported.state, reported.certificate_revocation) == ("requested", None)
+    assert not [e for e in list(ecosystem.service.audit.entries())[entries:] if e.event == "transaction.answer_lost"]
+
+    anonymous = requests.post(endpoint, data={"transaction_id": pushed.transaction_id}, timeout=10)
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "invalid_client", anonymous.text
+    assert "requested" not in anonymous.text
+    other = (ecosystem.settings.partner_clients[0].client_id, ecosystem.partner_secret)
+    for transaction_id in (pushed.transaction_id, "tx-unknown"):
+        foreign = requests.post(endpoint, data={"transaction_id": transaction_id}, auth=other, timeout=10)
+        assert foreign.status_code == 404 and foreign.json()["error"] == "not_found", foreign.text
+        assert "requested" not in foreign.text
+    odd = requests.post(endpoint, data={"transaction_id": pushed.transaction_id, "answer_lost": "maybe"}, auth=other,
+                        timeout=10)
+    assert odd.status_code == 400 and odd.json()["error"] == "invalid_request", odd.text
+
+
+def test_client_secret_guessing_locks_that_client_only(portal: Portal, ecosystem: Any) -> None:
+    """Brute force of a partner's client secret over HTTP: that partner is locked for that address
+    after the limit (429, even the right secret); the portal, which authenticates with
+    private_key_jwt, keeps working from the same address."""
+    partner = ecosystem.settings.partner_clients[0].client_id
+    par = f"{ecosystem.signer_url}/oauth2/par"
+    form = {"response_type": "code", "client_id": partner}
+    for _ in range(ecosystem.settings.client_lockout_failures):
+        refused = requests.post(par, auth=(partner, "guess"), data=form, timeout=10)
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client", refused.text
+    locked = requests.post(par, auth=(partner, ecosystem.partner_secret), data=form, timeout=10)
+    assert locked.status_code == 429 and locked.json()["error"] == "too_many_attempts", locked.text
+    assert int(locked.headers["Retry-After"]) >= 1
+    assert portal.token(documents=[(hashlib.sha256(b"still works").digest(), "x.txt")]).access_token
+    assert any(e.event == "client.locked" and e.data["client_id"] == partner
+               for e in ecosystem.service.audit.entries())
+
+
+def test_metadata_names_the_client_authentication_methods(ecosystem: Any) -> None:
+    metadata = requests.get(f"{ecosystem.signer_url}/.well-known/oauth-authorization-server", timeout=10).json()
+    assert metadata["token_endpoint_auth_methods_supported"] == [
+        "private_key_jwt", "client_secret_basic", "client_secret_post"]
+    assert "ES256" in metadata["token_endpoint_auth_signing_alg_values_supported"]
 
 
 def test_revocation_data_only_when_asked(portal: Portal, ecosystem: Any) -> None:
@@ -309,4 +374,53 @@ def test_revocation_data_only_when_asked(portal: Portal, ecosystem: Any) -> None
     asked = portal.client.sign_doc(portal.token(documents=[(asked_digest, "b.txt")]).access_token,
                                    digests=[asked_digest], signature_format="C", return_validation_info=True)
     assert asked.validation_info["crl"] and asked.validation_info["ocsp"]
+    no_keys(ecosystem)
+
+
+def test_the_trainer_reads_the_audit_log_and_its_chain_status(portal: Portal, ecosystem: Any) -> None:
+    """#20: the audit log, read-only, behind the trainer token; pseudonymised subjects, paged."""
+    base = f"{ecosystem.signer_url}/trainer"
+    anonymous = requests.get(f"{base}/api/audit", timeout=10, headers={"Accept": "application/json"})
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith('Bearer realm=')
+    trainer = {"Authorization": f"Bearer {ecosystem.settings.trainer_token.get_secret_value()}"}
+    digest = hashlib.sha256(b"seen by the trainer").digest()
+    signed = portal.client.sign_doc(portal.token(documents=[(digest, "t.txt")]).access_token, digests=[digest],
+                                    signature_format="C")
+    view = requests.get(f"{base}/api/audit?per_page=20", headers=trainer, timeout=10).json()
+    assert view["chain"]["ok"] and view["chain"]["entries"] == len(list(ecosystem.service.audit.entries()))
+    assert [e["seq"] for e in view["entries"]] == sorted((e["seq"] for e in view["entries"]), reverse=True)
+    mine = [e for e in view["entries"] if e["data"].get("transaction_id") == signed.transaction_id]
+    assert mine[0]["event"] == "transaction.completed"
+    verified = [e for e in view["entries"] if e["event"] == "authentication.verified"]
+    assert verified and all(e["data"]["subject"].startswith("ps-") for e in verified)
+    assert "14838540105" not in str(view) and "Nordmann" not in str(view)
+    page = requests.get(f"{base}/audit", headers=trainer, timeout=10)
+    assert page.status_code == 200 and "intact" in page.text and signed.transaction_id in page.text
+    assert requests.post(f"{base}/api/audit", headers=trainer, timeout=10).status_code == 405  # read-only
+    assert requests.get(f"{base}/api/audit?per_page=0", headers=trainer, timeout=10).status_code == 400
+
+
+def test_read_only_csc_methods_keep_answering_while_the_disk_is_low(portal: Portal, ecosystem: Any) -> None:
+    """#25: below the disk threshold requests that write get 507; info, credentials/list and
+    credentials/info store nothing and keep answering."""
+    token = portal.token(scope="service", num_signatures=1)
+    disk = ecosystem.signer_app.extensions["signlab.disk"]
+    assert disk.path == ecosystem.settings.state_path  # it measures where the database and audit log are
+    threshold = disk.min_free_bytes
+    disk.min_free_bytes = 1 << 62  # more than any disk has: "low" from now on
+    bearer = {"Authorization": f"Bearer {token.access_token}"}
+    try:
+        base = f"{ecosystem.signer_url}/csc/v1"
+        assert requests.post(f"{base}/info", json={}, timeout=10).status_code == 200
+        listed = requests.post(f"{base}/credentials/list", json={}, headers=bearer, timeout=10)
+        assert listed.status_code == 200 and listed.json()["credentialIDs"] == [token.credential_id]
+        info = requests.post(f"{base}/credentials/info", json={"credentialID": token.credential_id}, headers=bearer,
+                             timeout=10)
+        assert info.status_code == 200 and info.json()["SCAL"] == "2"
+        refused = requests.post(f"{base}/credentials/authorize", headers=bearer, timeout=10, json={
+            "credentialID": token.credential_id, "numSignatures": 1, "hash": [base64.b64encode(bytes(32)).decode()]})
+        assert refused.status_code == 507 and refused.json()["error"] == "temporarily_unavailable"
+    finally:
+        disk.min_free_bytes = threshold
+    portal.client.revoke(token.access_token)
     no_keys(ecosystem)

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from services.signer.evidence import IdentityEvidence
 from services.signer.hsm import Hsm
 from services.signer.keys import OneTimeKeys
 from services.signer.lifecycle import TransactionLifecycle
+from services.signer.orphans import OrphanCertificates
 from services.signer.settings import SignerSettings
 from services.signer.store import CredentialRecord, Store, TokenRecord, TransactionRecord
 from shared.audit import AuditLog
@@ -20,10 +22,11 @@ pytestmark = pytest.mark.hsm
 
 
 @pytest.fixture
-def lifecycle(signer_settings: SignerSettings, tmp_path: Path, clock: Any) -> TransactionLifecycle:
+def lifecycle(signer_settings: SignerSettings, tmp_path: Path, clock: Any, in_process_tsp: Any) -> TransactionLifecycle:
     audit = AuditLog(tmp_path / "audit.jsonl")
-    return TransactionLifecycle(Store(tmp_path / "signer.sqlite3"), audit,
-                                OneTimeKeys(Hsm(signer_settings), audit, "ec-p256"), clock)
+    store = Store(tmp_path / "signer.sqlite3")
+    return TransactionLifecycle(store, audit, OneTimeKeys(Hsm(signer_settings), audit, "ec-p256"), IdentityEvidence(),
+                                OrphanCertificates(in_process_tsp, store, audit), clock)
 
 
 def transaction(lifecycle: TransactionLifecycle, kind: str = "service", state: str = "consented",
@@ -52,8 +55,10 @@ def test_expiry_destroys_keys_disables_credentials_and_revokes_tokens(lifecycle:
     key = lifecycle.keys.step6_create(record.id)
     lifecycle.store.add_credential(CredentialRecord("cred-life", record.id, "portal", "ps", key.key_id, "ec-p256", "",
                                                     "", [], "eu_eidas_aes", "1", 1, 1, "enabled", 0, 0))
+    lifecycle.evidence.keep(record.id, "an ID token")
     lifecycle.expire(record, "test")
     assert lifecycle.store.transaction(record.id).state == "expired"  # type: ignore[union-attr]
+    assert lifecycle.evidence.of(record.id) is None
     assert lifecycle.store.credential("cred-life").status == "disabled"  # type: ignore[union-attr]
     assert on_token(lifecycle, record) == [] and tokens_revoked(lifecycle, record)
     lifecycle.expire(record, "again")  # an ended transaction never restarts or ends twice
@@ -64,7 +69,9 @@ def test_expiry_destroys_keys_disables_credentials_and_revokes_tokens(lifecycle:
 def test_failure_revokes_the_tokens_except_the_spent_person_signing_token(lifecycle: TransactionLifecycle, kind: str,
                                                                           revoked: bool) -> None:
     record = transaction(lifecycle, kind)
+    lifecycle.evidence.keep(record.id, "an ID token")
     lifecycle.fail(record, "x" * 600)
+    assert lifecycle.evidence.of(record.id) is None
     failed = lifecycle.store.transaction(record.id)
     assert failed is not None and failed.state == "failed" and failed.error == "x" * 500
     assert tokens_revoked(lifecycle, record) is revoked
@@ -88,3 +95,35 @@ def test_the_last_signature_completes_a_certificate_first_transaction(lifecycle:
     lifecycle.complete_certificate_first(record.id)
     assert lifecycle.store.transaction(record.id).state == "completed"  # type: ignore[union-attr]
     assert [(e.event, e.step) for e in lifecycle.audit.entries()] == [("transaction.completed", 10)]
+
+
+def test_startup_marks_the_certificates_of_interrupted_flows_and_the_sweep_revokes_them(
+        lifecycle: TransactionLifecycle, in_process_tsp: Any) -> None:
+    """#25: a restart after the CSR was sent leaves the transaction "revocation pending" without
+    asking the TSP (a TSP that is down must not hold the start); the first sweep revokes by
+    transaction id (the TSP's 404: nothing issued, is recorded as such)."""
+    unused = transaction(lifecycle, state="consented")
+    lifecycle.store.update_transaction(unused.id, certificate_revocation="pending")
+    issued = transaction(lifecycle, state="consented")
+    lifecycle.store.update_transaction(issued.id, certificate_revocation="pending")
+    serial = in_process_tsp.issue(csr_der=_csr(lifecycle, issued.id), profile="ades", id_token="",
+                                  transaction_id=issued.id).serial
+    lifecycle.startup()
+    assert {lifecycle.store.transaction(r.id).certificate_revocation for r in (unused, issued)} == {"pending"}  # type: ignore[union-attr]
+    assert in_process_tsp.status_of(serial) == "valid"
+    lifecycle.sweep()
+    assert lifecycle.store.transaction(unused.id).certificate_revocation == "nothing_issued"  # type: ignore[union-attr]
+    assert lifecycle.store.transaction(issued.id).certificate_revocation == "revoked"  # type: ignore[union-attr]
+    assert in_process_tsp.status_of(serial) == "revoked"
+    assert lifecycle.sweep() == 0 and lifecycle.store.ended_with_pending_revocation() == []
+
+
+def _csr(lifecycle: TransactionLifecycle, transaction_id: str) -> bytes:
+    """A CSR of a one-time key (destroyed at once: only its certificate matters here)."""
+    from services.signer.signing import build_csr
+
+    key = lifecycle.keys.step6_create(transaction_id)
+    try:
+        return build_csr(lifecycle.keys.hsm, key, common_name="unit test")
+    finally:
+        lifecycle.keys.step9_destroy(key.key_id, transaction_id)

@@ -49,9 +49,10 @@ def token(value: str = "t", *, kind: str = "sign", digests: tuple[bytes, ...] = 
 
 
 def credential(*, multisign: int = 2, remaining: int = 2, status: str = "enabled", expires_at: float = NOW + 600,
-               subject: str = "ps-1", client_id: str = "portal", algorithm: str = "ec-p256") -> CredentialRecord:
+               subject: str = "ps-1", client_id: str = "portal", algorithm: str = "ec-p256",
+               scal: str = "2") -> CredentialRecord:
     return CredentialRecord("cred-1", "tx-1", client_id, subject, "k1", algorithm, "", "", [], "eu_eidas_aes", "01",
-                            multisign, remaining, status, expires_at, NOW)
+                            multisign, remaining, status, expires_at, NOW, scal)
 
 
 @pytest.fixture
@@ -87,6 +88,8 @@ RULES: list[tuple[str, Callable[[], Any], Callable[[], Any], type[SignLabError],
      InvalidToken, "unknown or revoked"),
     ("token type", lambda: sam.check_token_type(token(kind="sign"), ("sign",)),
      lambda: sam.check_token_type(token(kind="service"), ("sign",)), InvalidToken, "service-scope token"),
+    ("spent SAD", lambda: sam.check_token_not_spent(token(kind="service", used_at=NOW)),
+     lambda: sam.check_token_not_spent(token(kind="sad", used_at=NOW)), InvalidToken, "already used"),
     ("token expiry", lambda: sam.check_token_expiry(token(expires_at=NOW), NOW),
      lambda: sam.check_token_expiry(token(expires_at=NOW - 5), NOW), InvalidToken, "expired 5 s ago"),
     ("credential owner", lambda: sam.check_credential_owner(token(), "cred-1", credential()),
@@ -133,8 +136,20 @@ RULES: list[tuple[str, Callable[[], Any], Callable[[], Any], type[SignLabError],
      InvalidRequest, "at most 1 hash values"),
     ("signatures left", lambda: sam.check_signatures_left(credential(remaining=1), 1, at=S6),
      lambda: sam.check_signatures_left(credential(remaining=1), 2, at=S6), TooManySignatures, "too high"),
-    ("SCAL 2 hash count", lambda: sam.check_scal2_hash_count(2, [A, B], at=S6),
-     lambda: sam.check_scal2_hash_count(2, [A], at=S6), InvalidRequest, "must equal numSignatures"),
+    ("hash count", lambda: sam.check_hash_count(2, [A, B], at=S6),
+     lambda: sam.check_hash_count(2, [A], at=S6), InvalidRequest, "must equal numSignatures"),
+    ("hash algorithm of the hashes", lambda: sam.check_hash_algorithm_of_hashes(None, [A, B], at=S6),
+     lambda: sam.check_hash_algorithm_of_hashes(None, [A, bytes(48)], at=S6), InvalidRequest, "differ in length"),
+    ("count-only credential", lambda: sam.check_count_only_credential(credential(scal="1"), "m", at=S6),
+     lambda: sam.check_count_only_credential(credential(), "credentials/authorize", at=S6),
+     InvalidRequest, "it is SCAL 2 (authMode oauth2code)"),
+    ("SCAL 2: approved by the person",
+     lambda: sam.check_person_approved(token(kind="credential", credential_id="cred-1"), credential(), at=S6),
+     lambda: sam.check_person_approved(token(kind="sad", credential_id="cred-1"), credential(), at=S6),
+     SadInvalid, "not approved by the person"),
+    ("SCAL 1: a partner's SAD", lambda: sam.check_person_approved(token(kind="sad"), credential(scal="1"), at=S6),
+     lambda: sam.check_person_approved(token(kind="sad"), credential(scal="2"), at=S6),
+     SadInvalid, "not approved by the person"),
     ("credential enabled", lambda: sam.check_credential_usable(credential(), NOW, at=S6),
      lambda: sam.check_credential_usable(credential(status="disabled"), NOW, at=S6), InvalidRequest, "disabled"),
     ("credential not expired", lambda: sam.check_credential_usable(credential(expires_at=NOW), NOW, at=S6),
@@ -202,6 +217,24 @@ def test_access_token_refusals_are_audited(module: sam.SignatureActivationModule
     assert events(audit) == ["token.refused", "token.refused", "sad.refused"]
 
 
+def test_timestamp_token_refuses_spent_revoked_and_expired_tokens(module: sam.SignatureActivationModule,
+                                                                   store: Store, audit: AuditLog, clock: Any) -> None:
+    """V6: a time-stamp needs a live token; a used SAD or a revoked token gets 401, audited."""
+    sign_token(store, "service-token", kind="service")
+    sign_token(store, "used-sad", kind="sad", used_at=NOW)
+    sign_token(store, "used-sign-token", kind="sign", used_at=NOW)
+    sign_token(store, "revoked", kind="service", revoked=1)
+    assert module.timestamp_token("service-token").kind == "service"
+    for value, fragment in (("used-sad", "already used"), ("used-sign-token", "already used"),
+                            ("revoked", "unknown or revoked"), (None, "required")):
+        with pytest.raises(InvalidToken, match=fragment):
+            module.timestamp_token(value)
+    clock.now = NOW + 301
+    with pytest.raises(InvalidToken, match="expired"):
+        module.timestamp_token("service-token")
+    assert events(audit) == ["token.refused"] * 4
+
+
 def test_sign_doc_spends_the_token_once(module: sam.SignatureActivationModule, store: Store, audit: AuditLog) -> None:
     access = sign_token(store, digests=(A, B))
     module.activate_sign_doc(access, transaction(), sign_doc(B, A, qualifier="eu_eidas_qes", sign_algo=ECDSA_SHA256),
@@ -235,8 +268,10 @@ def test_sign_doc_refusal_is_audited_and_spends_nothing(module: sam.SignatureAct
 
 
 def certificate_first(store: Store, *, sad_digests: tuple[bytes, ...] = (A,), multisign: int = 2,
-                      sad_expires: float = NOW + 300) -> None:
-    store.add_credential(credential(multisign=multisign, remaining=multisign))
+                      sad_expires: float = NOW + 300, scal: str = "1") -> None:
+    """A certificate-first credential (count-only SCAL 1 unless said), its service token and a
+    partner-made SAD ("the-sad", from credentials/authorize)."""
+    store.add_credential(credential(multisign=multisign, remaining=multisign, scal=scal))
     store.add_token(token("service-token", kind="service", digests=(), hash_alg=None, credential_id="cred-1",
                           num=multisign))
     store.add_token(token("the-sad", kind="sad", digests=sad_digests, credential_id="cred-1", expires_at=sad_expires))
@@ -274,9 +309,25 @@ def test_sign_hash_refusal_is_audited_and_spends_nothing(module: sam.SignatureAc
     with pytest.raises(error) as refused:
         module.activate_sign_hash(holder(module), request_)
     assert fragment in refused.value.error_description
-    assert [(e.event, e.step) for e in audit.entries()] == [("sad.refused", 9)]
+    assert [(e.event, e.step) for e in audit.entries()] == [("sad.refused", 6)]
     assert store.credential("cred-1").remaining == 2  # type: ignore[union-attr]
     assert store.token(secret_hash("the-sad")).used_at is None  # type: ignore[union-attr]
+
+
+def test_scal2_sign_hash_needs_the_persons_approval(module: sam.SignatureActivationModule, store: Store,
+                                                    audit: AuditLog) -> None:
+    """A SCAL 2 credential signs only with the credential token of the person's consent; a SAD the
+    partner holds otherwise is refused at step 6 (audited with the hashes), spending nothing."""
+    certificate_first(store, scal="2")
+    with pytest.raises(SadInvalid, match="not approved by the person") as refused:
+        module.activate_sign_hash(holder(module), sign_hash(A))
+    assert refused.value.step == S6
+    [entry] = list(audit.entries())
+    assert (entry.event, entry.step, entry.data["digests"]) == ("sad.refused", 6, [A.hex()])
+    store.add_token(token("approved", kind="credential", digests=(B,), credential_id="cred-1"))
+    with pytest.raises(DigestNotAuthorized):
+        module.activate_sign_hash(holder(module), sign_hash(A, sad="approved"))
+    assert module.activate_sign_hash(holder(module), sign_hash(B, sad="approved")).id == "cred-1"
 
 
 def test_sign_hash_sad_expiry_follows_the_injected_clock(module: sam.SignatureActivationModule, store: Store,
@@ -305,12 +356,28 @@ def test_sad_issuance(module: sam.SignatureActivationModule, store: Store, audit
     service = store.token(secret_hash("service-token"))
     assert service is not None
     ok = CredentialsAuthorizeRequest("cred-1", 2, "sha256", (A, B))
-    assert module.authorize_sad_issuance(service, ok).id == "cred-1"
+    assert module.authorize_sad_issuance(service, ok)[0].id == "cred-1"
+    # No hashAlgo: the SAD is still bound to one, the one the digests' length says.
+    assert module.authorize_sad_issuance(service, CredentialsAuthorizeRequest("cred-1", 1, None, (A,)))[1] == "sha256"
     for request_, fragment in ((CredentialsAuthorizeRequest("cred-1", 3, "sha256", (A, B, C)), "too high"),
-                               (CredentialsAuthorizeRequest("cred-1", 2, "sha256", (A,)), "numSignatures")):
+                               (CredentialsAuthorizeRequest("cred-1", 2, "sha256", (A,)), "numSignatures"),
+                               (CredentialsAuthorizeRequest("cred-1", 2, None, (A, bytes(48))), "differ in length")):
         with pytest.raises(InvalidRequest, match=fragment):
             module.authorize_sad_issuance(service, request_)
+    assert events(audit) == ["sad.refused"] * 3
+
+
+def test_no_sad_without_the_person_for_a_scal2_credential(module: sam.SignatureActivationModule, store: Store,
+                                                          audit: AuditLog) -> None:
+    certificate_first(store, scal="2")
+    service = store.token(secret_hash("service-token"))
+    assert service is not None
+    with pytest.raises(InvalidRequest, match="SCAL 2"):
+        module.authorize_sad_issuance(service, CredentialsAuthorizeRequest("cred-1", 1, "sha256", (A,)))
+    with pytest.raises(InvalidRequest, match="SCAL 2"):
+        module.redeem_sad_for_extension(service, ExtendTransactionRequest("cred-1", "the-sad", (B,)))
     assert events(audit) == ["sad.refused", "sad.refused"]
+    assert store.token(secret_hash("the-sad")).used_at is None  # type: ignore[union-attr]
 
 
 def test_extension_checks_the_old_sad_and_spends_it(module: sam.SignatureActivationModule, store: Store) -> None:

@@ -59,7 +59,8 @@ def test_person_signing_through_the_core(service: SigningService, consented: Any
 
 
 def test_certificate_first_through_the_core(service: SigningService, consented: Any) -> None:
-    transaction_id, code, verifier = consented(scope="service", signatureQualifier="eu_eidas_aes", numSignatures="1")
+    transaction_id, code, verifier = consented(scope="service", signatureQualifier="eu_eidas_aes", numSignatures="1",
+                                               SCAL="1")
     answer = token(service, code, verifier)
     assert answer["scope"] == "service" and answer["credentialID"].startswith("cred-")
     service_token = service.sam.access_token(answer["access_token"], ("service",))
@@ -84,3 +85,32 @@ def test_moving_the_clock_moves_every_part(service: SigningService, consented: A
     assert service.sweep() == 1  # the lifecycle: the credential's key is destroyed at expiry
     assert [row for row in service.hsm.key_objects() if row["label"] == transaction_id] == []
     assert service.store.transaction(transaction_id).state == "expired"  # type: ignore[union-attr]
+
+
+def test_the_audit_page_is_newest_first_with_the_chain_status(service: SigningService) -> None:
+    for number in range(5):
+        service.audit.append("test.entry", number=number)
+    first = service.audit_page(1, 2)
+    total = first["chain"]["entries"]
+    assert first["chain"]["ok"] and first["chain"]["summary"].startswith("intact")
+    assert first["pages"] == -(-total // 2) and [e["seq"] for e in first["entries"]] == [total, total - 1]
+    last = service.audit_page(99, 2)  # beyond the end: the oldest page
+    assert last["page"] == last["pages"] and last["entries"][-1]["seq"] == 1
+    # Damage one line: the view says where, and shows what comes before it.
+    lines = service.audit.path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace('"test.entry"', '"edited.entry"') if "test.entry" in lines[2] else "not json\n"
+    service.audit.path.write_text("".join(lines))
+    tampered = service.audit_page(1, 50)
+    assert not tampered["chain"]["ok"] and tampered["chain"]["first_broken"] == 3
+    assert "TAMPERED at entry 3" in tampered["chain"]["summary"]
+    assert [e["seq"] for e in tampered["entries"]] == [2, 1]
+
+
+def test_startup_cuts_an_interrupted_audit_write_and_records_it(service: SigningService) -> None:
+    """#25: a torn last line (a write the crash interrupted) is cut and recorded at start-up."""
+    with service.audit.path.open("ab") as log:
+        log.write(b'{"seq": 99999, "event": "half a li')
+    service.startup()
+    verification = service.audit.verify()
+    assert verification.ok and verification.torn_bytes == 0
+    assert verification.recoveries and verification.recoveries[-1].data["cut_bytes"] == len(b'{"seq": 99999, "event": "half a li')

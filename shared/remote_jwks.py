@@ -1,6 +1,8 @@
-"""JWKS the TSP fetches from other roles: the signing service's (client assertions) and the IdP's.
+"""JWKS a service fetches from another role to verify its signed tokens.
 
-:class:`RemoteJwks` fetches a JWKS URL when first needed (or ahead, :meth:`RemoteJwks.prefetch`),
+The TSP verifies the signing service's client assertions (step 7) and the IdP's ID tokens; the
+signing service verifies the partner portal's client assertions (``private_key_jwt``, steps 2
+and 5). :class:`RemoteJwks` fetches a JWKS URL when first needed (or ahead, :meth:`RemoteJwks.prefetch`),
 reuses it for ``cache_seconds`` (then refreshes it in the background while still using it), and
 refetches once when a token names a ``kid`` it does not know (key rotation), so a forged ``kid``
 costs at most one extra fetch per call. The IdP's JWKS URL comes from its OIDC discovery document.
@@ -19,7 +21,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from shared.errors import UpstreamError, UpstreamUnavailable
-from shared.flow import Role, step
+from shared.flow import FlowStep, Role
 from shared.http_client import ServiceClient
 
 __all__ = ["JsonClient", "RemoteJwks", "idp_jwks_url"]
@@ -28,31 +30,36 @@ log = logging.getLogger(__name__)
 
 
 class JsonClient(ServiceClient):
-    """GETs JSON objects from any URL of one role (errors name the role and step 7)."""
+    """GETs JSON objects from any URL of one role (errors name the role and the flow step).
 
-    def __init__(self, role: Role, timeout: float) -> None:
+    :param step: the flow step the fetches serve (the TSP's are at step 7).
+    """
+
+    def __init__(self, role: Role, timeout: float, step: FlowStep | None = None) -> None:
         super().__init__("", timeout=timeout)
         self.role = role
+        self.step = step
 
     def get_json(self, url: str) -> dict[str, Any]:
         """GET ``url`` and return its JSON object."""
-        response = self.request("GET", url, step=step(7), headers={"Accept": "application/json"})
+        response = self.request("GET", url, step=self.step, headers={"Accept": "application/json"})
         try:
             body = response.json()
         except ValueError:
             body = None
         if not isinstance(body, dict):
             raise UpstreamError(self.role, "invalid_response", f"{url} did not answer a JSON object", response.status_code,
-                                step=step(7))
+                                step=self.step)
         return body
 
 
-def idp_jwks_url(idp_url: str, client: Callable[[str], dict[str, Any]]) -> str:
-    """The ``jwks_uri`` of the IdP's OIDC discovery document."""
-    discovery = client(f"{idp_url.rstrip('/')}/.well-known/openid-configuration")
+def idp_jwks_url(idp_url: str, client: JsonClient) -> str:
+    """The ``jwks_uri`` of the IdP's OIDC discovery document (fetched with ``client``)."""
+    discovery = client.get_json(f"{idp_url.rstrip('/')}/.well-known/openid-configuration")
     uri = discovery.get("jwks_uri")
     if not isinstance(uri, str) or not uri:
-        raise UpstreamError(Role.IPSP, "invalid_response", "the discovery document has no jwks_uri", 200, step=step(7))
+        raise UpstreamError(Role.IPSP, "invalid_response", "the discovery document has no jwks_uri", 200,
+                            step=client.step)
     return uri
 
 
@@ -70,12 +77,13 @@ class RemoteJwks:
 
     :param url: the JWKS URL, or a callable resolving it (e.g. through OIDC discovery).
     :param role: the role that publishes it (named in errors).
+    :param step: the flow step the keys are needed at (named in errors).
     """
 
     def __init__(self, url: str | Callable[[], str], role: Role, *, cache_seconds: int = 300,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, step: FlowStep | None = None) -> None:
         self._url = url
-        self._client = JsonClient(role, timeout)
+        self._client = JsonClient(role, timeout, step)
         self.role = role
         self.cache_seconds = cache_seconds
         self._keys: KeySet | None = None
@@ -93,7 +101,7 @@ class RemoteJwks:
             return KeySet.import_key_set(body)  # type: ignore[arg-type]
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(self.role, "invalid_response", f"{url} is not a usable JWKS ({exc})", 200,
-                                step=step(7)) from None
+                                step=self._client.step) from None
 
     def _keep(self, keys: KeySet) -> KeySet:
         """Make ``keys`` the cached key set, fetched now (called with the lock held)."""

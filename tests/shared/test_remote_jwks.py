@@ -12,8 +12,7 @@ from flask import Flask, jsonify
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from services.ca import remote_keys
-from services.ca.remote_keys import RemoteJwks
+from shared import remote_jwks
 from shared.flow import Role
 from shared.jose_keys import public_jwks
 from shared.testing import LiveServer
@@ -68,18 +67,18 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    monkeypatch.setattr(remote_keys.time, "monotonic", c)
+    monkeypatch.setattr(remote_jwks.time, "monotonic", c)
     return c
 
 
-def _wait_refresh(jwks: RemoteJwks) -> None:
+def _wait_refresh(jwks: remote_jwks.RemoteJwks) -> None:
     for thread in threading.enumerate():
         if thread.name.startswith("jwks-refresh"):
             thread.join(30)
 
 
 def test_fresh_cache_is_reused_and_unknown_kid_refetched(owner: Owner, clock: Clock) -> None:
-    jwks = RemoteJwks(owner.url, Role.SSASP, cache_seconds=300)
+    jwks = remote_jwks.RemoteJwks(owner.url, Role.SSASP, cache_seconds=300)
     jwks.key_set_for(owner.token())
     jwks.key_set_for(owner.token())
     assert owner.fetches == 1
@@ -90,7 +89,7 @@ def test_fresh_cache_is_reused_and_unknown_kid_refetched(owner: Owner, clock: Cl
 
 
 def test_stale_keys_serve_while_one_background_refresh_runs(owner: Owner, clock: Clock) -> None:
-    jwks = RemoteJwks(owner.url, Role.SSASP, cache_seconds=300)
+    jwks = remote_jwks.RemoteJwks(owner.url, Role.SSASP, cache_seconds=300)
     first = jwks.key_set_for(owner.token())
     clock.now += 301
     owner.release.clear()  # the owner cannot answer now (all its threads wait for us)
@@ -104,12 +103,12 @@ def test_stale_keys_serve_while_one_background_refresh_runs(owner: Owner, clock:
 
 
 def test_beyond_the_grace_period_or_uncached_the_caller_fetches(owner: Owner, clock: Clock) -> None:
-    jwks = RemoteJwks(owner.url, Role.SSASP, cache_seconds=300)
+    jwks = remote_jwks.RemoteJwks(owner.url, Role.SSASP, cache_seconds=300)
     jwks.key_set_for(owner.token())
     clock.now += 601
     jwks.key_set_for(owner.token())
     assert owner.fetches == 2
-    strict = RemoteJwks(owner.url, Role.SSASP, cache_seconds=0)
+    strict = remote_jwks.RemoteJwks(owner.url, Role.SSASP, cache_seconds=0)
     strict.key_set_for(owner.token())
     strict.key_set_for(owner.token())
     assert owner.fetches == 4
@@ -118,7 +117,7 @@ def test_beyond_the_grace_period_or_uncached_the_caller_fetches(owner: Owner, cl
 
 def test_prefetch_retries_until_the_owner_answers(owner: Owner) -> None:
     owner.release.clear()
-    jwks = RemoteJwks(owner.url, Role.SSASP, cache_seconds=300, timeout=0.2)
+    jwks = remote_jwks.RemoteJwks(owner.url, Role.SSASP, cache_seconds=300, timeout=0.2)
     thread = jwks.prefetch(within_seconds=60, interval=0.05)
     assert thread is not None
     owner.release.set()
