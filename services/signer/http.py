@@ -26,7 +26,7 @@ from services.signer.clients import Client, ClientCredentials
 from services.signer.faults import DISABLED_HINT
 from services.signer.openapi import openapi_document, request_schemas
 from services.signer.service import SigningService
-from services.signer.service_info import csc_info
+from services.signer.info import csc_info
 from services.signer.store import TokenRecord
 from shared.errors import InvalidClient, InvalidRequest
 from shared.faults import add_fault_admin_routes
