@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import secrets
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
-from shared.clock import seconds
+from shared.clock import lab_clock, seconds
 from shared.errors import InvalidClient
 
 __all__ = ["CLIENT_ASSERTION_TYPE", "ReplayCache", "create_client_assertion", "verify_client_assertion"]
@@ -32,7 +31,7 @@ def create_client_assertion(
     key: ECKey, *, client_id: str, audience: str, lifetime: int = 60, now: float | None = None
 ) -> str:
     """Sign a client assertion: ``iss`` = ``sub`` = ``client_id``, ``aud`` = the called endpoint."""
-    issued = int(now if now is not None else time.time())
+    issued = int(now if now is not None else lab_clock().time())
     claims = {"iss": client_id, "sub": client_id, "aud": audience, "iat": issued, "exp": issued + lifetime,
               "jti": secrets.token_urlsafe(16)}
     return jwt.encode({"alg": "ES256", "kid": key.kid, "typ": "JWT"}, claims, key)
@@ -88,7 +87,7 @@ def verify_client_assertion(
     :raises InvalidClient: bad signature or key, wrong issuer/subject/audience, expired, too long
         lived, or replayed; the description says which check failed.
     """
-    current = now if now is not None else time.time()
+    current = now if now is not None else lab_clock().time()
     try:
         token = jwt.decode(assertion, keys, algorithms=["ES256", "RS256", "PS256"])
     except (JoseError, ValueError) as exc:

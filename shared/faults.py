@@ -48,6 +48,7 @@ __all__ = [
     "FaultRecorder",
     "FaultSpec",
     "add_fault_admin_routes",
+    "lab_admin",
 ]
 
 MAX_COUNT = 1000
@@ -188,6 +189,20 @@ class FaultBoard:
         return body["name"], body.get("count", 1)
 
 
+def lab_admin(board: FaultBoard | None, disabled_hint: str) -> FaultBoard:
+    """The board of a lab admin request, after its checks: 404 while fault injection is disabled
+    (before looking at the token), then the admin bearer token (401, throttled).
+
+    :raises FaultInjectionDisabled: no board.
+    """
+    from flask import request
+
+    if board is None:
+        raise FaultInjectionDisabled(f"fault injection is disabled; {disabled_hint}")
+    board.check_token(request.headers.get("Authorization"), request.remote_addr)
+    return board
+
+
 def add_fault_admin_routes(blueprint: Any, board_of: Callable[[], FaultBoard | None], disabled_hint: str) -> None:
     """Add the guarded ``/admin/faults`` API to ``blueprint`` (a Flask blueprint of the service).
 
@@ -198,11 +213,7 @@ def add_fault_admin_routes(blueprint: Any, board_of: Callable[[], FaultBoard | N
     from flask import jsonify, request  # the board above stays usable without Flask
 
     def guarded() -> FaultBoard:
-        board = board_of()
-        if board is None:
-            raise FaultInjectionDisabled(f"fault injection is disabled; {disabled_hint}")
-        board.check_token(request.headers.get("Authorization"), request.remote_addr)
-        return board
+        return lab_admin(board_of(), disabled_hint)
 
     @blueprint.get("/admin/faults", endpoint="fault_admin_list")
     def list_faults() -> Any:

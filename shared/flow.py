@@ -15,7 +15,8 @@ wallet; the PID provider that issued its credential appears as its own role in t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ServiceInfo",
     "service",
     "step",
+    "step_in_text",
 ]
 
 
@@ -73,8 +75,16 @@ class FlowStep:
 
     @property
     def label(self) -> str:
-        """``"step 7 (SSASP → TSP)"``: the form used in error messages and logs."""
-        return f"step {self.number} ({self.source} → {self.target})"
+        """``"step 7 (SSASP → TSP)"`` (``"step 8 (SSASP)"`` inside one role): the form used in
+        error messages and logs."""
+        roles = str(self.source) if self.source == self.target else f"{self.source} → {self.target}"
+        return f"step {self.number} ({roles})"
+
+    def between(self, source: Role, target: Role) -> FlowStep:
+        """The same step where two other roles meet: step 10 is *SSASP → SCASP* (the signature's
+        delivery) and also *SCASP → TSP* (the portal's time-stamp request) and *SCASP* alone
+        (packaging). An error names the roles that actually met (``"step 10 (SCASP → TSP)"``)."""
+        return replace(self, source=source, target=target)
 
     @property
     def span_name(self) -> str:
@@ -120,6 +130,21 @@ CERTIFICATE_FIRST_ORDER: tuple[int, ...] = (1, 3, 4, 5, 6, 7, 2, 8, 9, 10)
 """Step order of the certificate-first flow (CSC v1 signHash): key and certificate (6-7) exist
 before the portal computes the DTBS/R (2), because the signed attributes must reference the
 certificate (ESS signing-certificate-v2)."""
+
+
+_STEP_NAMED = re.compile(r"\bstep (\d{1,2})\b")
+
+
+def step_in_text(text: str | None) -> int | None:
+    """The innermost flow step an error description names, or None.
+
+    An error relayed by several roles is prefixed by each (``"step 6 (SCASP → SSASP): the SSASP
+    answered 500 server_error: step 9 (SSASP → HSM): the HSM could not sign"``); the last step named
+    is where it happened. The scenario runner and the trace model both read descriptions with this
+    one function, so they name the same step.
+    """
+    found = [int(n) for n in _STEP_NAMED.findall(text or "") if 1 <= int(n) <= len(STEPS)]
+    return found[-1] if found else None
 
 
 def step(number: int) -> FlowStep:

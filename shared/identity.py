@@ -19,7 +19,6 @@ Limits: the clock is the caller's (pass ``now`` to test); the JWKS is whatever t
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,7 +26,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from shared.clock import seconds
+from shared.clock import lab_clock, seconds
 from shared.errors import SignLabError
 from shared.flow import FlowStep
 
@@ -185,7 +184,7 @@ def verify_id_token(
     :param min_loa: when given (name or URI), the ``acr`` must be at least this level.
     :raises IdentityEvidenceError: a check failed; ``check`` names it.
     """
-    current = time.time() if now is None else now
+    current = lab_clock().time() if now is None else now
     try:
         compact = jws.extract_compact(id_token.encode("ascii"))
     except (JoseError, ValueError, UnicodeError) as exc:

@@ -8,6 +8,7 @@ page for a browser that asks for HTML), so views never build error bodies by han
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -16,15 +17,17 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, g, jsonify, render_template, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.exceptions import HTTPException
 
+from shared.clock import ClockSettings, configure_lab_clock
 from shared.disk import MIB, DiskGuard, storage_failure
 from shared.errors import SignLabError
 from shared.flow import SERVICES, ServiceInfo
 from shared.logs import configure_logging, request_id_var
+from shared.navigation import nav_links
 from shared.settings import ServiceSettings
 
 __all__ = ["HealthCheck", "create_service_app", "signlab_version", "wants_html", "writes_nothing"]
@@ -79,6 +82,8 @@ def create_service_app(
     """
     disk = DiskGuard(state_dir or settings.data_dir, settings.disk_min_free_mb * MIB)
     configure_logging(info.name, settings.log_level, disk=disk)
+    # One lab clock for the whole run (shared/clock.py): every service reads the same clock file.
+    clock = configure_lab_clock(ClockSettings.from_env().clock_file(settings.data_dir))
     app = Flask(import_name)
     app.json = _BoundedJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -89,12 +94,18 @@ def create_service_app(
     app.extensions["signlab.settings"] = settings
     app.extensions["signlab.service"] = info
     app.extensions["signlab.disk"] = disk
+    app.extensions["signlab.clock"] = clock
     # Service templates first, then the shared ones (base layout, error page, role page).
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(_SHARED_DIR / "templates")])  # type: ignore[list-item]
     app.register_blueprint(
         Blueprint("signlab_shared", __name__, static_folder="static", static_url_path="/signlab-static")
     )
-    app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version())
+    app.jinja_env.globals.update(signlab_service=info, signlab_services=SERVICES, signlab_version=signlab_version(),
+                                 signlab_nav=nav_links(info), signlab_clock=clock)
+    app.jinja_env.filters.update(utc_time=utc_time, pretty_json=pretty_json, json_digest=json_digest, sentence=sentence)
+    # Browsers ask every service for /favicon.ico; one icon for the lab (never traced).
+    app.add_url_rule("/favicon.ico", "signlab_favicon", lambda: send_from_directory(
+        _SHARED_DIR / "static", "favicon.ico", mimetype="image/vnd.microsoft.icon", max_age=86400))
 
     _install_request_hooks(app)
     _install_disk_guard(app, info, disk)
@@ -107,6 +118,39 @@ def create_service_app(
     log.info("%s (%s) ready at %s", info.name, info.role, settings.base_url,
              extra={"steps": [s.number for s in info.steps]})
     return app
+
+
+# ---------------------------------------------------------------- template filters every service has
+
+
+def utc_time(epoch: float | int | None) -> str:
+    """``2026-03-21 14:05:09`` (UTC) for a Unix time: people do not read epochs."""
+    if epoch is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(epoch)))
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON with its characters as they are (``…``, ``ø``, ``•``), not ``\\u2026`` escapes."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def json_digest(value: Any, limit: int = 140) -> str:
+    """One line of a JSON object's first fields (``client_id: signlab-signer · acr: high …``)."""
+    if not isinstance(value, dict):
+        return str(value)[:limit]
+    parts = []
+    for key, item in value.items():
+        shown = item if isinstance(item, str | int | float | bool) or item is None else "…"
+        parts.append(f"{key}: {shown}")
+    text = " · ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def sentence(text: str) -> str:
+    """The first letter upper-case, the rest as written (Jinja's ``capitalize`` lower-cases the
+    rest: "Buypass ID" would become "buypass id")."""
+    return text[:1].upper() + text[1:] if text else text
 
 
 class _BoundedJSONProvider(DefaultJSONProvider):
@@ -257,7 +301,7 @@ def _register_role_page(app: Flask, info: ServiceInfo, at: str) -> None:
 
 def _public_endpoints(app: Flask) -> list[tuple[str, str]]:
     """The service's own routes, for the role page (the frame's routes are left out)."""
-    hidden = {"static", "signlab_shared.static", "signlab_role", "signlab_role_home"}
+    hidden = {"static", "signlab_shared.static", "signlab_role", "signlab_role_home", "signlab_favicon"}
     rows = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint in hidden:

@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "signlab.commands.machine",
     "signlab.commands.audit",
     "signlab.commands.scenario",
+    "signlab.commands.validate",
+    "signlab.commands.clock",
     "signlab.commands.load",
     "signlab.commands.trace",
     "signlab.commands.tour",

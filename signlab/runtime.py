@@ -219,11 +219,7 @@ class LocalRuntime:
         return self.run_dir / "ports.json"
 
     def _recorded_ports(self) -> dict[str, int]:
-        try:
-            recorded = json.loads(self.ports_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return {k: v for k, v in recorded.items() if isinstance(v, int)} if isinstance(recorded, dict) else {}
+        return _read_ports(self.ports_file)
 
     def pid_file(self, name: str) -> Path:
         """The pid file of service ``name``."""
@@ -269,6 +265,7 @@ class LocalRuntime:
         if self.fault_injection:  # the explicit flag wins over a stray SIGNLAB_*_ENABLED=false
             env.update({k: v for k, v in FAULT_INJECTION_SETTINGS.items() if k.startswith(cls.env_prefix)})
         urls = {name: self.url(name) for name in self.ports}
+        env.setdefault("SIGNLAB_LAB_URLS", json.dumps(urls))  # the navigation bar of every page (shared/navigation.py)
         urls |= {f"{name}_public": lab_url(name, self.ports[name]) for name in LAB_HOSTS}
         for variable, template in URL_LINKS.items():
             field = variable.removeprefix(cls.env_prefix).lower()
@@ -415,6 +412,7 @@ class LocalRuntime:
             log.close()
         self._children[name] = process
         self.pid_file(name).write_text(json.dumps({"pid": process.pid, "port": self.ports[name], "started": time.time()}))
+        self.ports_file.write_text(json.dumps(self.ports))
 
     def _exited(self, name: str) -> bool:
         child = self._children.get(name)
@@ -477,8 +475,14 @@ class LocalRuntime:
         """Stop the services this runtime started; return what was done, one line per service."""
         done = self._stop([e.info.name for e in REGISTRY])
         self.fault_injection_marker.unlink(missing_ok=True)
-        self.ports_file.unlink(missing_ok=True)
+        if self.ports_file.exists():  # kept for 'status' after 'down': where the ecosystem was
+            self.ports_file.replace(self.last_ports_file)
         return done
+
+    @property
+    def last_ports_file(self) -> Path:
+        """The ports of the ecosystem ``down`` stopped last (``status`` shows them)."""
+        return self.run_dir / "last-ports.json"
 
     def _stop(self, names: list[str]) -> list[str]:
         done = []
@@ -504,8 +508,16 @@ class LocalRuntime:
     def status_of(self, name: str) -> ServiceState:
         """The state of service ``name``."""
         pid = self._alive(name)
-        state, detail = ("stopped", "") if pid is None else _health(self.url(name))
-        return ServiceState(name, str(service(name).role), self.url(name), self.ports[name], pid, state, detail)
+        if pid is not None:
+            state, detail = _health(self.url(name))
+            return ServiceState(name, str(service(name).role), self.url(name), self.ports[name], pid, state, detail)
+        port = self.ports[name]
+        if name not in self.port_overrides and name not in self._recorded_ports():
+            port = self._last_ports().get(name, port)  # stopped by 'down': where it ran
+        return ServiceState(name, str(service(name).role), f"http://127.0.0.1:{port}", port, None, "stopped", "")
+
+    def _last_ports(self) -> dict[str, int]:
+        return _read_ports(self.last_ports_file)
 
     def tail(self, name: str, lines: int) -> str:
         """The last ``lines`` lines of a service's log."""
@@ -558,6 +570,15 @@ def gunicorn_argv(entry: ServiceEntry, binds: list[str]) -> list[str]:
         "--name", f"signlab-{entry.info.name}",
         entry.wsgi_target,
     ]
+
+
+def _read_ports(path: Path) -> dict[str, int]:
+    """A ports file: service name → port (empty when missing or damaged)."""
+    try:
+        recorded = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {k: v for k, v in recorded.items() if isinstance(v, int)} if isinstance(recorded, dict) else {}
 
 
 def port_free(port: int) -> bool:

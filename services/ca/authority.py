@@ -35,9 +35,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
 from services.ca.errors import RevocationNotAvailable
-from services.ca.faults import HOLD_AFTER_LOG, HOLD_SECONDS, SHORT_TERM_NO_REVOCATION
+from services.ca.faults import (
+    EXPIRED_CERTIFICATE,
+    HOLD_AFTER_LOG,
+    HOLD_SECONDS,
+    REVOKED_AT_ISSUANCE,
+    SHORT_TERM_NO_REVOCATION,
+    UNLISTED_CA,
+)
 from services.ca.issuance_log import IssuanceGate, IssuanceLog, cross_check
-from services.ca.pki import Hierarchy, KeyedCert
+from services.ca.pki import Hierarchy, KeyedCert, unlisted_ca
 from services.ca.profiles import (
     CertificateUrls,
     Profile,
@@ -48,6 +55,7 @@ from services.ca.profiles import (
 )
 from services.ca.settings import CaSettings
 from services.ca.store import CertificateRecord, CertificateStore
+from shared.clock import LabClock, lab_clock
 from shared.faults import FaultBoard
 
 __all__ = ["CRL_NAMES", "RECONCILER", "REVOCATION_REASONS", "CertificateAuthority", "IssuedCertificate",
@@ -123,7 +131,10 @@ class PublishedCrl:
     this_update: dt.datetime
     """When it was built (its thisUpdate is backdated from this)."""
     revoked_count: int
-    """How many revoked certificates it lists (the cache's change check)."""
+    """How many revocations the CA knew when it was built (the cache's change check)."""
+    next_revocation: dt.datetime | None = None
+    """The earliest known revocation after :attr:`this_update` (made while the lab clock stood
+    later, then moved back): not listed yet, and the CRL is rebuilt once the clock reaches it."""
 
     @property
     def etag(self) -> str:
@@ -142,6 +153,8 @@ class CertificateAuthority:
     faults: FaultBoard | None = None
     """Lab switches and faults (``short-term-no-revocation``, ``hold-after-log``); None unless
     ``SIGNLAB_CA_FAULTS_ENABLED``."""
+    clock: LabClock = field(default_factory=lab_clock)
+    """The lab clock: issuance, revocation and CRL times."""
     _crl_cache: dict[str, PublishedCrl] = field(default_factory=dict)
     _crl_lock: threading.Lock = field(default_factory=threading.Lock)
     _revoke_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -179,16 +192,24 @@ class CertificateAuthority:
         :param request_id: the requester's id of this request: a second request with the same id
             (a retry) gets the first certificate; the second one is withdrawn in the log.
         """
-        now = now or dt.datetime.now(dt.UTC)
-        now = now.replace(microsecond=0)
+        now = (now or self.clock.now()).replace(microsecond=0)
         not_before = now - dt.timedelta(seconds=self.settings.backdate_seconds)
         not_after = now + dt.timedelta(minutes=self.settings.cert_validity_minutes)
         serial = x509.random_serial_number()
+        serial_hex = format(serial, "x")
         revocation = self.revocation_profile(transaction_id)
-        cert = build_end_entity(issuer=self.hierarchy.issuing, public_key=public_key, subject=subject,
+        issuer, issuer_name = self.hierarchy.issuing, "issuing"
+        chain: tuple[x509.Certificate, ...] = (self.hierarchy.issuing.cert, self.hierarchy.root.cert)
+        if self._lab_fault(EXPIRED_CERTIFICATE, serial_hex, transaction_id):
+            not_after = now - dt.timedelta(minutes=1)  # lab fault: its validity ended before it was issued
+            not_before = not_after - dt.timedelta(minutes=self.settings.cert_validity_minutes)
+        if self._lab_fault(UNLISTED_CA, serial_hex, transaction_id):
+            # lab fault: a CA on no trusted list, whose certificates point to no revocation service
+            issuer, issuer_name, revocation = unlisted_ca(), "unlisted", RevocationProfile.SHORT_TERM_NO_REVOCATION
+            chain = (issuer.cert,)
+        cert = build_end_entity(issuer=issuer, public_key=public_key, subject=subject,
                                 profile=profile, serial=serial, not_before=not_before, not_after=not_after,
                                 urls=self.urls, pds_url=self.settings.pds_url, revocation=revocation)
-        serial_hex = format(serial, "x")
         der = cert.public_bytes(serialization.Encoding.DER)
         with self.gate.issuing():
             self.log.issued(serial=serial_hex, subject_id=subject_id, profile=str(profile), loa=loa,
@@ -198,7 +219,7 @@ class CertificateAuthority:
                                                             transaction_id=transaction_id):
                 time.sleep(HOLD_SECONDS)  # lab fault: the window between log and database, held open
             try:
-                self.store.add(serial=serial, issuer="issuing", profile=str(profile),
+                self.store.add(serial=serial, issuer=issuer_name, profile=str(profile),
                                subject=cert.subject.rfc4514_string(), subject_id_hash=subject_id, loa=loa,
                                requester=requester, transaction_id=transaction_id, not_before=not_before,
                                not_after=not_after, issued_at=now, der=der, request_id=request_id)
@@ -213,11 +234,17 @@ class CertificateAuthority:
             except BaseException as exc:
                 self._withdraw_unstored(serial_hex, f"storing it failed ({exc.__class__.__name__})")
                 raise
+        if self._lab_fault(REVOKED_AT_ISSUANCE, serial_hex, transaction_id):
+            self.revoke(serial, "keyCompromise", requester="lab fault revoked-at-issuance", now=now,
+                        transaction_id=transaction_id or None, note="revoked the moment it was issued (lab fault)")
         published = revocation is RevocationProfile.CRL_OCSP
-        return IssuedCertificate(serial=serial_hex, certificate=cert,
-                                 chain=(self.hierarchy.issuing.cert, self.hierarchy.root.cert), profile=profile,
+        return IssuedCertificate(serial=serial_hex, certificate=cert, chain=chain, profile=profile,
                                  policy_oid=profile.policy_oid, ocsp_url=self.urls.ocsp if published else None,
                                  crl_urls=(self.urls.crl,) if published else (), der=der)
+
+    def _lab_fault(self, name: str, serial: str, transaction_id: str) -> bool:
+        """Whether the lab fault ``name`` is armed for this issuance (it is consumed then)."""
+        return self.faults is not None and self.faults.fire(name, serial=serial, transaction_id=transaction_id) is not None
 
     def _withdraw_unstored(self, serial: str, why: str) -> None:
         """Log that a logged certificate was not stored (so it is not answered); when even that
@@ -262,7 +289,7 @@ class CertificateAuthority:
                     "short-term-no-revocation (noRevAvail, RFC 9608): its CA publishes no revocation status for it, "
                     f"so it cannot be revoked; it stops being valid at {_iso(record.not_after)}", step=None)
             if record.revoked_at is None:
-                moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+                moment = (now or self.clock.now()).replace(microsecond=0)
                 self.log.revoked(serial=record.serial, reason=reason, requester=requester,
                                  transaction_id=transaction_id, note=note)
                 self.store.revoke(serial, reason, moment)
@@ -319,7 +346,7 @@ class CertificateAuthority:
     def _mend(self, kind: str, serial: str, reason: str | None) -> str:
         """Repair one mismatch found by :meth:`reconcile`; the line says what was done."""
         number = int(serial, 16)
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        now = self.clock.now().replace(microsecond=0)
         if kind == "not_in_database":
             self.log.withdrawn(serial=serial, cause="the CA stopped after logging it and before storing it; it was "
                                "never answered and never left the CA (start-up reconciliation)")
@@ -363,14 +390,19 @@ class CertificateAuthority:
         """
         if name not in CRL_NAMES:
             raise KeyError(name)
-        now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+        now = (now or self.clock.now()).replace(microsecond=0)
         validity = dt.timedelta(minutes=self.settings.crl_validity_minutes)
         with self._crl_lock:
             cached = self._crl_cache.get(name)
-            if (cached and now - cached.this_update < validity / 2
+            if (cached and dt.timedelta(0) <= now - cached.this_update < validity / 2
+                    and (cached.next_revocation is None or now < cached.next_revocation)
                     and cached.revoked_count == self.store.revoked_count(name)):
                 return cached
-            revoked = self.store.revoked(name)
+            known = self.store.revoked(name)
+            # The CA's view as of the lab clock: a revocation recorded at a later lab time (the
+            # clock was moved back since) has not happened yet.
+            revoked = [r for r in known if r.revoked_at is not None and r.revoked_at <= now]
+            upcoming = min((r.revoked_at for r in known if r.revoked_at is not None and r.revoked_at > now), default=None)
             number = self.store.next_crl_number(name)
             issuer: KeyedCert = self.hierarchy.root if name == "root" else self.hierarchy.issuing
             builder = (
@@ -397,6 +429,6 @@ class CertificateAuthority:
                                                 critical=False)
                 builder = builder.add_revoked_certificate(entry.build())
             der = builder.sign(issuer.key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
-            published = PublishedCrl(der, number, now, len(revoked))
+            published = PublishedCrl(der, number, now, len(known), upcoming)
             self._crl_cache[name] = published
             return published

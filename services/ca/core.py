@@ -19,7 +19,7 @@ from services.ca.pki import Hierarchy, load_hierarchy
 from services.ca.provision import load_pseudonym_key
 from services.ca.settings import CaSettings
 from services.ca.store import CertificateStore
-from services.ca.trusted_list import build_trusted_list
+from services.ca.trusted_list import SERVICE_STATUSES, TL_SERVICES, StatusChange, build_trusted_list
 from services.ca.tsa import TimeStampAuthority
 from shared.client_assertion import ReplayCache
 from shared.remote_jwks import JsonClient, RemoteJwks, idp_jwks_url
@@ -44,19 +44,43 @@ class TrustServiceProvider:
     tsa: TimeStampAuthority
     faults: FaultBoard | None = None
     """Lab fault injection (``services.ca.faults``); None unless ``FAULTS_ENABLED``."""
-    _tl: tuple[bytes, dt.datetime] | None = None
+    _tl: tuple[bytes, dt.datetime, tuple[StatusChange, ...]] | None = None
     _tl_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def status_changes(self) -> list[StatusChange]:
+        """The recorded status changes of the listed services, oldest first."""
+        return [StatusChange(service, status, since, note)
+                for _id, service, status, since, note in self.authority.store.status_changes()]
+
+    def change_status(self, service: str, status: str, since: dt.datetime | None = None, note: str = "") -> StatusChange:
+        """Change the status of a listed service from ``since`` on (default: now on the lab clock);
+        the next trusted list shows it.
+
+        :raises ValueError: unknown service or status.
+        """
+        if service not in TL_SERVICES:
+            raise ValueError(f"unknown trusted-list service {service!r}; use one of {', '.join(TL_SERVICES)}")
+        if status not in SERVICE_STATUSES:
+            raise ValueError(f"unknown service status {status!r}; use one of {', '.join(SERVICE_STATUSES)}")
+        change = StatusChange(service, status, (since or self.authority.clock.now()).replace(microsecond=0), note[:200])
+        self.authority.store.add_status_change(change.service, change.status, change.since, change.note)
+        return change
+
     def trusted_list(self, now: dt.datetime | None = None) -> bytes:
-        """The signed trusted list; re-signed every 12 hours (its NextUpdate is one day)."""
-        now = now or dt.datetime.now(dt.UTC)
+        """The signed trusted list as of ``now`` (the lab clock by default); re-signed every 12 hours
+        (its NextUpdate is one day), at once when a service's status changed or the lab clock moved
+        back before the list's issue time."""
+        now = now or self.authority.clock.now()
+        changes = tuple(self.status_changes())
         with self._tl_lock:
-            if self._tl is None or now - self._tl[1] > dt.timedelta(hours=12):
-                sequence = int(now.timestamp()) // 3600  # grows with every re-signing
+            if (self._tl is None or not dt.timedelta(0) <= now - self._tl[1] <= dt.timedelta(hours=12)
+                    or self._tl[2] != changes or any(self._tl[1] < c.since <= now for c in changes)):
+                # grows with every re-signing (hours since the epoch), and with every status change
+                sequence = int(now.timestamp()) // 3600 * 100 + len(changes) % 100
                 xml = build_trusted_list(self.hierarchy, sequence_number=sequence,
                                          public_base=self.settings.public_cert_base,
-                                         version=self.settings.trusted_list_version, now=now)
-                self._tl = (xml, now)
+                                         version=self.settings.trusted_list_version, now=now, changes=changes)
+                self._tl = (xml, now, changes)
             return self._tl[0]
 
 
@@ -80,5 +104,6 @@ def build_tsp(settings: CaSettings) -> TrustServiceProvider:
                                replay_cache=ReplayCache(), pseudonym_key=load_pseudonym_key(data_dir), faults=faults)
     return TrustServiceProvider(settings=settings, hierarchy=hierarchy, authority=authority, issuance=issuance,
                                 ocsp=OcspResponder(authority),
-                                tsa=TimeStampAuthority(hierarchy.tsa, settings.tsa_policy_oid, faults=faults),
+                                tsa=TimeStampAuthority(hierarchy.tsa, settings.tsa_policy_oid, faults=faults,
+                                                        clock=authority.clock),
                                 faults=faults)

@@ -20,6 +20,7 @@ from services.ca.profiles import (
     SemanticsInformation,
 )
 from services.ca.store import CertificateRecord
+from shared.clock import lab_clock
 
 __all__ = ["OID_NAMES", "describe_certificate", "status_of"]
 
@@ -45,9 +46,9 @@ def _name(oid: str) -> str:
 
 
 def status_of(record: CertificateRecord, now: dt.datetime | None = None) -> str:
-    """``revoked``, ``expired``, ``not yet valid`` or ``valid``."""
-    now = now or dt.datetime.now(dt.UTC)
-    if record.revoked_at is not None:
+    """``revoked``, ``expired``, ``not yet valid`` or ``valid`` at ``now`` (default: the lab clock)."""
+    now = now or lab_clock().now()
+    if record.revoked_at is not None and record.revoked_at <= now:
         return "revoked"
     if now > record.not_after:
         return "expired"

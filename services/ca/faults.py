@@ -19,6 +19,16 @@ name                step what happens
                          entry is written and before the certificate is stored and answered; its
                          ``fault.fired`` entry marks the moment, so a test can kill the CA exactly
                          between log and database (then the issuance completes as usual).
+``revoked-at-``       7   the next certificate is revoked (keyCompromise) the moment it is issued,
+``issuance``             before it signs anything: a signature made with it is made after the
+                         revocation ("revoked before signing" of the validation matrix).
+``expired-``         7   the next certificate's validity ended one minute before it was issued (it
+``certificate``          lasted the usual validity): the signing service must refuse it.
+``unlisted-ca``      7   the next certificate is issued by a CA outside the SignLab hierarchy and
+                         the trusted list (a self-signed "SignLab Unlisted CA" made in memory),
+                         in the short-term-no-revocation profile: validators find no chain.
+``ocsp-unavailable`` 10  the OCSP responder answers 503 ``temporarily_unavailable`` (CRLs, the TSA
+                         and issuance keep working).
 =================== ==== ========================================================================
 """
 
@@ -30,15 +40,20 @@ from services.ca.settings import CaSettings
 from shared.audit import AuditLog
 from shared.errors import SignLabError
 from shared.faults import FaultBoard, FaultSpec
-from shared.flow import step
+from shared.flow import Role, step
 
-__all__ = ["CA_FAULTS", "DISABLED_HINT", "HOLD_AFTER_LOG", "HOLD_SECONDS", "SHORT_TERM_NO_REVOCATION", "TSA_UNAVAILABLE",
-           "WRONG_KEY", "TsaUnavailable", "build_fault_board", "substitute_public_key"]
+__all__ = ["CA_FAULTS", "DISABLED_HINT", "EXPIRED_CERTIFICATE", "HOLD_AFTER_LOG", "HOLD_SECONDS", "OCSP_UNAVAILABLE",
+           "REVOKED_AT_ISSUANCE", "SHORT_TERM_NO_REVOCATION", "TSA_UNAVAILABLE", "UNLISTED_CA", "WRONG_KEY",
+           "OcspUnavailable", "TsaUnavailable", "build_fault_board", "substitute_public_key"]
 
 WRONG_KEY = "wrong-key"
 TSA_UNAVAILABLE = "tsa-unavailable"
 SHORT_TERM_NO_REVOCATION = "short-term-no-revocation"
 HOLD_AFTER_LOG = "hold-after-log"
+REVOKED_AT_ISSUANCE = "revoked-at-issuance"
+EXPIRED_CERTIFICATE = "expired-certificate"
+UNLISTED_CA = "unlisted-ca"
+OCSP_UNAVAILABLE = "ocsp-unavailable"
 HOLD_SECONDS = 30
 """How long ``hold-after-log`` holds an issuance between its log entry and its database commit."""
 
@@ -53,6 +68,14 @@ CA_FAULTS = (
     FaultSpec(HOLD_AFTER_LOG, 7, f"The next issuance stops for {HOLD_SECONDS} s after its issuance-log entry and "
                                  "before the certificate is stored and answered (kill the CA then to test the "
                                  "start-up reconciliation of log and database)."),
+    FaultSpec(REVOKED_AT_ISSUANCE, 7, "The next certificate is revoked (keyCompromise) the moment it is issued, so "
+                                      "every signature made with it is made after its revocation."),
+    FaultSpec(EXPIRED_CERTIFICATE, 7, "The next certificate's validity ended one minute before it was issued; the "
+                                      "signing service must refuse it at step 7."),
+    FaultSpec(UNLISTED_CA, 7, "The next certificate is issued by a CA outside the SignLab hierarchy and the trusted "
+                              "list (self-signed 'SignLab Unlisted CA'): no validator trusting SignLab finds a chain."),
+    FaultSpec(OCSP_UNAVAILABLE, 10, "The OCSP responder answers 503 temporarily_unavailable (CRLs, the TSA and "
+                                    "issuance keep working)."),
 )
 """The faults of the TSP."""
 
@@ -65,6 +88,17 @@ class TsaUnavailable(SignLabError):
     error = "temporarily_unavailable"
     status = 503
     default_description = "the time-stamping authority is temporarily unavailable (injected fault tsa-unavailable)"
+
+    def __init__(self) -> None:
+        super().__init__(step=step(10).between(Role.SCASP, Role.TSP))  # the portal's time-stamp request
+
+
+class OcspUnavailable(SignLabError):
+    """The OCSP responder is down (injected ``ocsp-unavailable`` fault)."""
+
+    error = "temporarily_unavailable"
+    status = 503
+    default_description = "the OCSP responder is temporarily unavailable (injected fault ocsp-unavailable)"
 
     def __init__(self) -> None:
         super().__init__(step=step(10))

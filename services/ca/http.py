@@ -22,7 +22,9 @@ from services.ca.errors import AdminAuthFailed, BodyTooLarge, CertificateNotFoun
 from services.ca.faults import DISABLED_HINT
 from services.ca.issuance_log import cross_check
 from services.ca.store import CertificateRecord
-from shared.faults import add_fault_admin_routes
+from services.ca.trusted_list import SERVICE_STATUSES, TL_SERVICES, StatusChange
+from shared.clock import parse_moment
+from shared.faults import add_fault_admin_routes, lab_admin
 from shared.guard import SecretGuard, bearer_token
 from shared.personal_data import mask_personal_data
 from shared.trainer_access import is_trainer, require_trainer
@@ -245,6 +247,49 @@ def trusted_list() -> Response:
 add_fault_admin_routes(pki, lambda: tsp().faults, DISABLED_HINT)
 
 
+# --- lab: status changes of the trusted-list services (same guard as /admin/faults) ---------------
+
+def _change_json(change: StatusChange) -> dict[str, Any]:
+    return {"service": change.service, "status": change.status, "since": _iso(change.since), "note": change.note}
+
+
+@pki.get("/admin/trusted-list")
+def trusted_list_changes() -> Response:
+    """The recorded status changes of the listed services (admin token, lab only)."""
+    lab_admin(tsp().faults, DISABLED_HINT)
+    return jsonify({"changes": [_change_json(c) for c in tsp().status_changes()], "services": list(TL_SERVICES),
+                    "statuses": list(SERVICE_STATUSES)})
+
+
+@pki.post("/admin/trusted-list/<service>")
+def change_trusted_list_status(service: str) -> tuple[Response, int]:
+    """Change a listed service's status from a time on: ``{"status": "withdrawn"|"granted", "since"?: ISO 8601
+    (default: now on the lab clock), "note"?}``; the next trusted list shows it (admin token, lab only)."""
+    lab_admin(tsp().faults, DISABLED_HINT)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+        raise RequestRejected("body_not_json_object", 'expected a JSON object {"status": "withdrawn", "since"?: ISO 8601}',
+                              step=None)
+    since = None
+    if body.get("since") is not None:
+        try:
+            since = parse_moment(str(body["since"]), tsp().authority.clock.now())
+        except ValueError as exc:
+            raise RequestRejected("since_invalid", str(exc), step=None) from None
+    try:
+        change = tsp().change_status(service, body["status"], since, str(body.get("note") or ""))
+    except ValueError as exc:
+        raise RequestRejected("status_change_invalid", str(exc), step=None) from None
+    return jsonify(_change_json(change)), 201
+
+
+@pki.delete("/admin/trusted-list")
+def clear_trusted_list_changes() -> Response:
+    """Forget every status change: each service is granted again from its start (admin token, lab only)."""
+    lab_admin(tsp().faults, DISABLED_HINT)
+    return jsonify({"removed": tsp().authority.store.clear_status_changes()})
+
+
 # --- trainer pages --------------------------------------------------------------------------------
 
 @pages.get("/")
@@ -266,7 +311,7 @@ def certificates_page() -> str:
     """The issued certificates with status and validity countdown (trainer token)."""
     require_trainer()
     return render_template("ca/certificates.html", records=tsp().authority.store.recent(200), status_of=status_of,
-                           now=dt.datetime.now(dt.UTC), mask=_mask)
+                           now=tsp().authority.clock.now(), mask=_mask)
 
 
 @pages.get("/certificates/<serial>")

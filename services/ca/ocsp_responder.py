@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from services.ca.authority import REVOCATION_REASONS, CertificateAuthority
+from services.ca.faults import OCSP_UNAVAILABLE, OcspUnavailable
 from services.ca.pki import KeyedCert
 from services.ca.profiles import has_no_rev_avail
 
@@ -46,7 +47,13 @@ class OcspResponder:
         self.authority = authority
 
     def respond(self, request_der: bytes, now: dt.datetime | None = None) -> bytes:
-        """The DER OCSPResponse for ``request_der`` (always a response, never an exception)."""
+        """The DER OCSPResponse for ``request_der`` (always a response, an error one for a bad request).
+
+        :raises OcspUnavailable: only when the lab fault ``ocsp-unavailable`` is armed (HTTP 503).
+        """
+        faults = self.authority.faults
+        if faults is not None and faults.fire(OCSP_UNAVAILABLE):
+            raise OcspUnavailable()
         try:
             request = ocsp.load_der_ocsp_request(request_der)
             algorithm = request.hash_algorithm
@@ -55,7 +62,7 @@ class OcspResponder:
         except (ValueError, TypeError):
             return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
                 serialization.Encoding.DER)
-        now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+        now = (now or self.authority.clock.now()).replace(microsecond=0)
         hierarchy = self.authority.hierarchy
         signer: KeyedCert
         revoked_at: dt.datetime | None = None
@@ -66,7 +73,7 @@ class OcspResponder:
             if (record is None or record.issuer != "issuing"
                     or has_no_rev_avail(x509.load_der_x509_certificate(record.der))):
                 status = ocsp.OCSPCertStatus.UNKNOWN
-            elif record.revoked_at is not None:
+            elif record.revoked_at is not None and record.revoked_at <= now:  # not revoked yet at the lab clock's time
                 status, revoked_at = ocsp.OCSPCertStatus.REVOKED, record.revoked_at
                 reason = REVOCATION_REASONS.get(record.revocation_reason or "unspecified")
             else:

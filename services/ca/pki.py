@@ -11,6 +11,7 @@ Limits: keys are software keys in PEM files, not in an HSM; this is a simulation
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "TSL_SIGNING_EKU",
     "create_hierarchy",
     "load_hierarchy",
+    "unlisted_ca",
 ]
 
 ORGANIZATION = "SignLab Trust Services (simulation)"
@@ -136,6 +138,19 @@ def _aia(ca_issuers: str, ocsp: str | None = None) -> x509.AuthorityInformationA
 
 
 BuildFn = Callable[[ec.EllipticCurvePrivateKey], x509.Certificate]
+
+
+@functools.cache
+def unlisted_ca() -> KeyedCert:
+    """A self-signed CA outside the hierarchy and the trusted list, made in memory once per process
+    (the lab fault ``unlisted-ca``: the certificates it issues chain to nothing a validator trusts)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (_builder(_name("SignLab Unlisted CA (on no trusted list)"), None, key.public_key(),
+                     dt.datetime.now(dt.UTC), 365)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .sign(key, hashes.SHA256()))
+    return KeyedCert(cert, key)
 
 
 def create_hierarchy(data_dir: Path, public_base: str, *, now: dt.datetime | None = None) -> Hierarchy:

@@ -19,7 +19,7 @@ __all__ = ["CertificateRecord", "CertificateStore"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
     serial TEXT PRIMARY KEY,          -- lower-case hex, no leading zeros
-    issuer TEXT NOT NULL,             -- 'issuing' (end entities) or 'root'
+    issuer TEXT NOT NULL,             -- 'issuing' (end entities), 'root', or 'unlisted' (lab fault unlisted-ca)
     profile TEXT NOT NULL,            -- 'qes' | 'ades' | 'infrastructure'
     subject TEXT NOT NULL,            -- RFC 4514 subject (personal data: shown to trainers only)
     subject_id_hash TEXT NOT NULL,    -- SHA-256 of the serialNumber attribute (pseudonymised)
@@ -39,6 +39,14 @@ CREATE INDEX IF NOT EXISTS certificates_issued_at ON certificates(issued_at);
 -- scan of every certificate ever issued.
 CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates(issuer, revoked_at) WHERE revoked_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS crl_numbers (name TEXT PRIMARY KEY, number INTEGER NOT NULL);
+-- Status changes of the services on the trusted list (lab: a withdrawal with its date).
+CREATE TABLE IF NOT EXISTS trusted_list_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,            -- 'ca' | 'tsa'
+    status TEXT NOT NULL,             -- 'granted' | 'withdrawn'
+    since TEXT NOT NULL,              -- status starting time (UTC)
+    note TEXT NOT NULL
+);
 """
 
 _INDEXES = """
@@ -57,7 +65,8 @@ def _parse(text: str | None) -> dt.datetime | None:
 
 
 def _states(db: sqlite3.Connection) -> dict[str, str | None]:
-    rows = db.execute("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer = 'issuing'")
+    # end-entity certificates: the issuing CA's, and the lab fault unlisted-ca's (logged alike)
+    rows = db.execute("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer != 'root'")
     return {serial: (reason or "unspecified") if revoked else None for serial, revoked, reason in rows}
 
 
@@ -221,6 +230,25 @@ class CertificateStore:
                 "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL",
                 (_iso(at), reason, format(serial, "x")))
             return cursor.rowcount == 1
+
+    def add_status_change(self, service: str, status: str, since: dt.datetime, note: str) -> int:
+        """Record a status change of a trusted-list service; its id."""
+        with self._connect(write=True) as db:
+            cursor = db.execute("INSERT INTO trusted_list_changes (service, status, since, note) VALUES (?, ?, ?, ?)",
+                                (service, status, _iso(since), note))
+            return int(cursor.lastrowid or 0)
+
+    def status_changes(self) -> list[tuple[int, str, str, dt.datetime, str]]:
+        """Every recorded status change: ``(id, service, status, since, note)``, oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, service, status, since, note FROM trusted_list_changes ORDER BY id").fetchall()
+        return [(int(i), str(service), str(status), _parse(since) or dt.datetime.min, str(note))
+                for i, service, status, since, note in rows]
+
+    def clear_status_changes(self) -> int:
+        """Forget every status change (the list shows each service granted again); how many."""
+        with self._connect(write=True) as db:
+            return int(db.execute("DELETE FROM trusted_list_changes").rowcount)
 
     def next_crl_number(self, name: str) -> int:
         """Increment and return the CRL number of CRL ``name`` (monotonic, persisted)."""

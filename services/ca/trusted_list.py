@@ -21,13 +21,24 @@ A validator using this list finds a QES certificate (QcCompliance + QcSSCD, QCP-
 qualified with key management "QSCD managed on behalf", and an AdES certificate (NCP, no
 QcCompliance) not qualified — as an EU validator would.
 
-Limits: a simulation with no legal effect; one TSP, no history, no LOTL pointer; the address
-is made up.
+**Service history.** A lab trainer (or a scenario) changes a service's status with a date —
+the issuing CA *withdrawn* since 14:05, the TSA *withdrawn* — through the CA's admin API; each
+change is kept (:class:`StatusChange`) and the list shows the current status with its starting
+time and the earlier ones as ``ServiceHistory`` instances (TS 119 612 §5.6), newest first, as EU
+lists do. A validator reading it (pyHanko's parser keeps every *granted* period with its end)
+finds a certificate qualified at a time inside a granted period and not after the withdrawal:
+a QES signed before the withdrawal stays QES when its signing time is proven (time-stamp), and
+qualifies as AdES only when validated later without such proof. Changes dated after the lab
+clock are not shown yet (the clock was moved back since).
+
+Limits: a simulation with no legal effect; one TSP, no LOTL pointer; the address is made up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -44,8 +55,10 @@ from xsdata.models.datatype import XmlDateTime
 from services.ca.pki import ORGANIZATION, ORGANIZATION_ID, Hierarchy
 from services.ca.profiles import QCP_N_QSCD
 from services.ca.tl_schema import TlVersion, schema_errors, version_problems
+from shared.clock import lab_clock
 
-__all__ = ["FOR_E_SIGNATURES", "TL_QUALIFIERS", "TrustedListInvalid", "build_trusted_list"]
+__all__ = ["FOR_E_SIGNATURES", "SERVICE_STATUSES", "TL_QUALIFIERS", "TL_SERVICES", "StatusChange", "TrustedListInvalid",
+           "build_trusted_list", "service_timeline"]
 
 FOR_E_SIGNATURES = "http://uri.etsi.org/TrstSvc/TrustedList/SvcInfoExt/ForeSignatures"
 """Additional service information: the CA/QC issues qualified certificates for e-signatures."""
@@ -64,6 +77,45 @@ _NAMESPACES = {"tsl": "http://uri.etsi.org/02231/v2#", "ds": "http://www.w3.org/
                "xades": "http://uri.etsi.org/01903/v1.3.2#"}
 
 
+SERVICE_STATUSES = {"granted": STATUS_GRANTED, "withdrawn": "http://uri.etsi.org/TrstSvc/TrustedList/Svcstatus/withdrawn"}
+"""The service statuses the lab sets (TS 119 612 §5.5.4, EU statuses), by short name."""
+TL_SERVICES = ("ca", "tsa")
+"""The listed services: the issuing CA (CA/QC) and the TSA (TSA/QTST)."""
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One change of a listed service's status, from ``since`` on.
+
+    :ivar service: ``ca`` or ``tsa``.
+    :ivar status: a key of :data:`SERVICE_STATUSES`.
+    :ivar since: the status starting time.
+    :ivar note: why (shown on the trusted-list page).
+    """
+
+    service: str
+    status: str
+    since: dt.datetime
+    note: str = ""
+
+
+def service_timeline(service: str, first_granted: dt.datetime, changes: Sequence[StatusChange],
+                     now: dt.datetime) -> list[tuple[str, dt.datetime]]:
+    """The ``(status, since)`` periods of ``service`` as of ``now``, oldest first: granted from
+    ``first_granted`` (its certificate's start), then each change dated at or before ``now``
+    (a change dated before the first grant starts with it)."""
+    periods = [("granted", first_granted)]
+    for change in sorted((c for c in changes if c.service == service and c.since <= now), key=lambda c: c.since):
+        since = max(change.since.replace(microsecond=0), periods[-1][1])
+        if change.status == periods[-1][0]:
+            continue
+        if since == periods[-1][1]:
+            periods[-1] = (change.status, since)
+        else:
+            periods.append((change.status, since))
+    return periods
+
+
 class TrustedListInvalid(RuntimeError):
     """The list built here is not schema-valid or not of its version (a bug: it is never published)."""
 
@@ -77,7 +129,7 @@ def _identity(cert: x509.Certificate) -> ts_119612.ServiceDigitalIdentity:
         (ts_119612.DigitalIdentityType(x509_certificate=cert.public_bytes(serialization.Encoding.DER)),))
 
 
-def _ca_service(cert: x509.Certificate, since: dt.datetime) -> ts_119612.TSPService:
+def _ca_extensions() -> ts_119612.ExtensionsListType:
     qualification = ts_119612_sie.Qualifications(qualification_element=(
         ts_119612_sie.QualificationElementType(
             qualifiers=ts_119612_sie.QualifiersType(
@@ -89,29 +141,33 @@ def _ca_service(cert: x509.Certificate, since: dt.datetime) -> ts_119612.TSPServ
             ),
         ),
     ))
-    extensions = ts_119612.ExtensionsListType(extension=(
+    return ts_119612.ExtensionsListType(extension=(
         ts_119612.Extension(critical=True, content=(qualification,)),
         ts_119612.Extension(critical=False, content=(ts_119612.AdditionalServiceInformation(
             uri=ts_119612.NonEmptyMultiLangURIType(value=FOR_E_SIGNATURES, lang="en")),)),
     ))
-    return ts_119612.TSPService(ts_119612.ServiceInformation(
-        service_type_identifier=ts_119612.ServiceTypeIdentifier(CA_QC_URI),
-        service_name=_names("SignLab Short-Term Signing CA (qualified certificates for e-signatures)"),
-        service_digital_identity=_identity(cert),
-        service_status=ts_119612.ServiceStatus(STATUS_GRANTED),
-        status_starting_time=XmlDateTime.from_datetime(since),
-        service_information_extensions=extensions,
-    ))
 
 
-def _tsa_service(cert: x509.Certificate, since: dt.datetime) -> ts_119612.TSPService:
-    return ts_119612.TSPService(ts_119612.ServiceInformation(
-        service_type_identifier=ts_119612.ServiceTypeIdentifier(QTST_URI),
-        service_name=_names("SignLab Time-Stamping Authority (qualified time stamps)"),
-        service_digital_identity=_identity(cert),
-        service_status=ts_119612.ServiceStatus(STATUS_GRANTED),
-        status_starting_time=XmlDateTime.from_datetime(since),
-    ))
+def _service(kind: str, cert: x509.Certificate, periods: list[tuple[str, dt.datetime]]) -> ts_119612.TSPService:
+    """The service entry: the last period as the current status, the earlier ones as history."""
+    fields = {
+        "service_type_identifier": ts_119612.ServiceTypeIdentifier(CA_QC_URI if kind == "ca" else QTST_URI),
+        "service_name": _names("SignLab Short-Term Signing CA (qualified certificates for e-signatures)" if kind == "ca"
+                               else "SignLab Time-Stamping Authority (qualified time stamps)"),
+        "service_digital_identity": _identity(cert),
+        "service_information_extensions": _ca_extensions() if kind == "ca" else None,
+    }
+
+    def status(name: str, since: dt.datetime) -> dict[str, object]:
+        return {"service_status": ts_119612.ServiceStatus(SERVICE_STATUSES[name]),
+                "status_starting_time": XmlDateTime.from_datetime(since)}
+
+    current, history = periods[-1], periods[-2::-1]
+    return ts_119612.TSPService(
+        ts_119612.ServiceInformation(**fields, **status(*current)),  # type: ignore[arg-type]
+        ts_119612.ServiceHistory(tuple(ts_119612.ServiceHistoryInstance(**fields, **status(*period))  # type: ignore[arg-type]
+                                       for period in history)) if history else None,
+    )
 
 
 def _address(public_base: str) -> ts_119612.AddressType:
@@ -129,18 +185,21 @@ def _uris(url: str) -> ts_119612.NonEmptyMultiLangURIListType:
 
 
 def build_trusted_list(hierarchy: Hierarchy, *, sequence_number: int, public_base: str, version: TlVersion = 6,
-                       now: dt.datetime | None = None, validity: dt.timedelta = dt.timedelta(days=1)) -> bytes:
+                       now: dt.datetime | None = None, validity: dt.timedelta = dt.timedelta(days=1),
+                       changes: Sequence[StatusChange] = ()) -> bytes:
     """The XAdES-signed trusted list XML (UTF-8 bytes), schema-checked before and after signing.
 
     :param sequence_number: TSLSequenceNumber (raise it whenever the content changes).
     :param public_base: the CA's public base URL: the list is published at ``/tl/trusted-list.xml``
         under it, explained at ``/trusted-list`` (scheme information URI), the TSP at ``/``.
     :param version: TSLVersionIdentifier, 6 (current) or 5.
+    :param now: the list's issue time (the lab clock's time by default).
+    :param changes: status changes of the services (see the module docstring).
     :raises TrustedListInvalid: the list fails its schema or version rules (nothing is returned).
     """
-    now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
-    ca_since = hierarchy.issuing.cert.not_valid_before_utc
-    tsa_since = hierarchy.tsa.cert.not_valid_before_utc
+    now = (now or lab_clock().now()).replace(microsecond=0)
+    ca_periods = service_timeline("ca", hierarchy.issuing.cert.not_valid_before_utc, changes, now)
+    tsa_periods = service_timeline("tsa", hierarchy.tsa.cert.not_valid_before_utc, changes, now)
     tsl = ts_119612.TrustServiceStatusList(
         tsltag="http://uri.etsi.org/19612/TSLTag",
         id="signlab-trusted-list",
@@ -174,8 +233,8 @@ def build_trusted_list(hierarchy: Hierarchy, *, sequence_number: int, public_bas
                     tspaddress=_address(public_base),
                     tspinformation_uri=_uris(f"{public_base}/"),
                 ),
-                tspservices=ts_119612.TSPServices((_ca_service(hierarchy.issuing.cert, ca_since),
-                                                  _tsa_service(hierarchy.tsa.cert, tsa_since))),
+                tspservices=ts_119612.TSPServices((_service("ca", hierarchy.issuing.cert, ca_periods),
+                                                  _service("tsa", hierarchy.tsa.cert, tsa_periods))),
             ),
         )),
     )

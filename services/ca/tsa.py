@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from services.ca.faults import TSA_UNAVAILABLE, TsaUnavailable
 from services.ca.pki import KeyedCert
 from services.ca.profiles import QC_STATEMENTS, QcStatement, QcStatements
+from shared.clock import LabClock, lab_clock
 from shared.faults import FaultBoard
 
 __all__ = ["ACCEPTED_DIGESTS", "ESI4_QTST_STATEMENT_1", "QUALIFIED_TST_EXTENSIONS", "TimeStampAuthority"]
@@ -50,8 +51,10 @@ class _StatusOnlyResp(core.Sequence):
 class TimeStampAuthority:
     """Issues RFC 3161 time-stamp tokens with one TSA certificate and policy."""
 
-    def __init__(self, tsa: KeyedCert, policy_oid: str, faults: FaultBoard | None = None) -> None:
+    def __init__(self, tsa: KeyedCert, policy_oid: str, faults: FaultBoard | None = None,
+                 clock: LabClock | None = None) -> None:
         self.tsa = tsa
+        self.clock = clock or lab_clock()  # genTime is the lab clock's
         self.policy_oid = policy_oid
         self.faults = faults  # lab fault injection (tsa-unavailable); None unless enabled
         self._cert = asn1_x509.Certificate.load(tsa.der)
@@ -88,7 +91,7 @@ class TimeStampAuthority:
         if request["extensions"].native:
             return self._rejection("unaccepted_extension", "request extensions are not supported")
 
-        moment = now or dt.datetime.now(dt.UTC)
+        moment = now or self.clock.now()
         tst_info = tsp.TSTInfo({
             "version": "v1",
             "policy": self.policy_oid,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from typing import Any
 
 from authlib.oauth2.rfc6749 import OAuth2Error, OAuth2Request
@@ -45,6 +44,7 @@ from services.idp.identifiers import validate_identifier
 from services.idp.login_hint import parse_login_hint
 from services.idp.oauth2 import IdpAuthorizationServer, stored_request
 from services.idp.provider import Provider, mask
+from shared.clock import lab_clock
 from shared.errors import InvalidRequest, InvalidToken, NotFound
 from shared.eudi import WALLET_MEANS_ID
 from shared.flow import step
@@ -102,7 +102,7 @@ def jwks() -> Response:
 # -- step 3: the authentication request -------------------------------------------------------------
 def _sso_auth(provider: Provider) -> Authentication | None:
     data = session.get("sso")
-    if not isinstance(data, dict) or float(data.get("expires", 0)) < time.time():
+    if not isinstance(data, dict) or float(data.get("expires", 0)) < lab_clock().time():
         return None
     try:
         return Authentication.from_dict(data["auth"])
@@ -163,19 +163,19 @@ def authorize() -> Response:
         wallet = hint is not None and hint.means is not None and hint.means.id == WALLET_MEANS_ID
         if hint is not None and hint.person is not None and not wallet:
             means = hint.means or choose_means(provider.catalogue, hint.person, min_rank)
-            auth = authenticate(provider.catalogue, hint.person, means, min_rank=min_rank, failures=failures, now=time.time())
+            auth = authenticate(provider.catalogue, hint.person, means, min_rank=min_rank, failures=failures, now=lab_clock().time())
             return _complete(server, None, grant, LoginOutcome(auth, failures, min_rank))
         sso = _sso_auth(provider)
         login_failures = any(f.spec.stage == "login" for f in failures)
         if (sso is not None and not wallet and "login" not in prompts and not login_failures and satisfies(sso, min_rank)
-                and (max_age is None or time.time() - sso.auth_time <= max_age)):
+                and (max_age is None or lab_clock().time() - sso.auth_time <= max_age)):
             return _complete(server, None, grant, LoginOutcome(sso, failures, min_rank))
         if "none" in prompts:
             raise LoginRequired("prompt=none but there is no usable login session at the IdP", step=step(3))
     except AuthorizationRefused as refusal:
         return server.redirect_refusal(oreq, redirect_uri, refusal)
     rid = secrets.token_urlsafe(18)
-    provider.store.put_pending(rid, time.time() + provider.settings.login_request_lifetime_seconds, {
+    provider.store.put_pending(rid, lab_clock().time() + provider.settings.login_request_lifetime_seconds, {
         "params": {k: v for k, v in args.items()}, "client_id": client_id, "redirect_uri": redirect_uri,
         "min_rank": min_rank, "failures": [f.as_dict() for f in failures], "bid": _browser_id(),
         "stage": "wallet" if wallet else "person", "person": None, "means": None, "otp": None, "attempts": 0,
@@ -279,7 +279,7 @@ def login(rid: str) -> Any:
 def _locked(provider: Provider, person: str) -> bool:
     """Brute-force protection: too many wrong codes for this person recently (any login, any browser)."""
     window = provider.settings.lockout_seconds
-    return provider.store.failed_codes_since(person, time.time() - window) >= provider.settings.lockout_failures
+    return provider.store.failed_codes_since(person, lab_clock().time() - window) >= provider.settings.lockout_failures
 
 
 def _lockout_refusal(provider: Provider) -> LoginRefused:
@@ -316,7 +316,7 @@ def _finish_login(provider: Provider, rid: str, data: dict[str, Any]) -> Respons
     server = _server()
     try:
         auth = authenticate(provider.catalogue, person, means, min_rank=data.get("min_rank"), failures=failures,
-                            now=time.time())
+                            now=lab_clock().time())
     except AuthorizationRefused as refusal:
         return server.redirect_refusal(oreq, data["redirect_uri"], refusal)
     try:
@@ -324,7 +324,7 @@ def _finish_login(provider: Provider, rid: str, data: dict[str, Any]) -> Respons
     except OAuth2Error as error:  # e.g. the client registration changed meanwhile
         return server.handle_error_response(oreq, error)
     if provider.settings.sso_session_seconds > 0:
-        session["sso"] = {"auth": auth.as_dict(), "expires": time.time() + provider.settings.sso_session_seconds}
+        session["sso"] = {"auth": auth.as_dict(), "expires": lab_clock().time() + provider.settings.sso_session_seconds}
     return _complete(server, oreq, grant, LoginOutcome(auth, failures, data.get("min_rank")))
 
 
@@ -423,7 +423,19 @@ def debugger() -> str:
     if not provider.settings.debugger_enabled:
         raise NotFound("the debugger is disabled (SIGNLAB_IDP_DEBUGGER_ENABLED=false)")
     require_trainer()
-    return render_template("idp_debugger.html", events=provider.store.events(100))
+    kind = request.args.get("kind") or None
+    text = (request.args.get("q") or "").strip()[:100] or None
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    total = provider.store.count_events(kind=kind, text=text)
+    pages = max(1, -(-total // DEBUGGER_PAGE))
+    page = min(page, pages)
+    events = provider.store.events(DEBUGGER_PAGE, offset=(page - 1) * DEBUGGER_PAGE, kind=kind, text=text)
+    return render_template("idp_debugger.html", events=events, kinds=provider.store.event_kinds(), kind=kind,
+                           q=text or "", page=page, pages=pages, total=total)
+
+
+DEBUGGER_PAGE = 20
+"""Events per debugger page."""
 
 
 # -- admin API (guarded) -------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from flask import Flask, Response, request, session
 from services.idp.authn import LoginOutcome
 from services.idp.errors import AuthorizationRefused
 from services.idp.provider import SUPPORTED_SCOPES, Provider, RegisteredClient, mask
-from shared.clock import seconds
+from shared.clock import lab_clock, seconds
 from shared.errors import SignLabError
 from shared.flow import step
 
@@ -202,7 +202,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
         outcome: LoginOutcome = request.user
         data = request.payload.data
         client_id = request.client.get_client_id()
-        self.provider.store.put_code(code, client_id, time.time() + self.provider.settings.code_lifetime_seconds, {
+        self.provider.store.put_code(code, client_id, lab_clock().time() + self.provider.settings.code_lifetime_seconds, {
             "redirect_uri": request.payload.redirect_uri, "scope": request.scope, "nonce": data.get("nonce"),
             "code_challenge": data.get("code_challenge"), "code_challenge_method": data.get("code_challenge_method"),
             "outcome": outcome.as_dict(),
@@ -216,7 +216,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
         stored = self.provider.store.take_code(code)
         if stored is None or stored.client_id != client.get_client_id():
             return None
-        late = time.time() - stored.expires
+        late = lab_clock().time() - stored.expires
         if late > 0:
             raise InvalidGrantError(f"step 5: the authorization code expired {seconds(late)} s ago")
         found = AuthCode(code, stored.data)

@@ -75,6 +75,7 @@ from services.idp.authn import Authentication
 from services.idp.catalogue import Catalogue, EidMeans, Person
 from services.idp.errors import AuthorizationRefused, LoginRefused, UnmetAuthenticationRequirements
 from services.idp.wallet_trust import TrustedPidProviders, TrustProblem, certificates_of
+from shared.clock import lab_clock
 from shared.clients.wallet import PidProviderClient
 from shared.eudi import (
     KB_JWT_TYPE,
@@ -179,14 +180,14 @@ class _Presentations:
 
     def put(self, item: Presentation, keep_until: float) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM presentations WHERE expires < ?", (time.time(),))
+            self._db.execute("DELETE FROM presentations WHERE expires < ?", (lab_clock().time(),))
             self._db.execute("INSERT OR REPLACE INTO presentations VALUES (?, ?, ?)",
                              (item.id, keep_until, json.dumps(asdict(item))))
 
     def get(self, presentation_id: str) -> Presentation | None:
         with self._lock:
             row = self._db.execute("SELECT expires, data FROM presentations WHERE id = ?", (presentation_id,)).fetchone()
-        if row is None or row[0] < time.time():
+        if row is None or row[0] < lab_clock().time():
             return None
         return Presentation(**json.loads(row[1]))
 
@@ -302,7 +303,7 @@ class Verifier:
         """A new presentation request for the login ``rid`` (module docstring, step 1); the
         ``response_code`` that will prove the same-device return is made now, handed out only in
         the response endpoint's answer to the wallet."""
-        current = time.time() if now is None else now
+        current = lab_clock().time() if now is None else now
         key = ECKey.generate_key("P-256", parameters={"use": "enc", "alg": "ECDH-ES"})
         key.ensure_kid()
         item = Presentation(
@@ -341,7 +342,7 @@ class Verifier:
 
         :raises PresentationRefused: unknown, finished or expired request (check ``request``).
         """
-        current = time.time() if now is None else now
+        current = lab_clock().time() if now is None else now
         item = self.get(presentation_id)
         if item is None or item.answered or item.expired(current):
             raise PresentationRefused("request", "this presentation request is unknown, answered or expired")
@@ -385,7 +386,7 @@ class Verifier:
         :raises AuthorizationRefused: any other refusal, after it was stored on the presentation,
             so that the caller can draw it while it answers the wallet 200 (OpenID4VP §8.2).
         """
-        current = time.time() if now is None else now
+        current = lab_clock().time() if now is None else now
         item = self.get(presentation_id)
         if item is None or item.answered:
             raise PresentationRefused("request", "this presentation request is unknown or already answered")

@@ -16,7 +16,6 @@ The protocol core is :mod:`services.idp.openid4vp`; the login's completion is th
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Any
 
 import segno
@@ -29,6 +28,7 @@ from services.idp.http import _ANY_USER, _browser_id, _check_csrf, _complete, _f
 from services.idp.oauth2 import stored_request
 from services.idp.openid4vp import Presentation, PresentationRefused, Verifier, identify, masked_claims
 from services.idp.provider import Provider
+from shared.clock import lab_clock
 from shared.errors import InvalidRequest, NotFound
 from shared.eudi import REQUEST_OBJECT_TYPE, WALLET_MEANS_ID
 from shared.flow import step
@@ -136,7 +136,7 @@ def response_endpoint(presentation_id: str) -> Response:
     min_rank = login.data.get("min_rank") if login is not None else None
     means = provider.catalogue.get_means(WALLET_MEANS_ID)
     assert means is not None  # the catalogue ships the means (checked by the catalogue's tests)
-    now = time.time()
+    now = lab_clock().time()
 
     def as_login(verified: Any) -> Authentication:
         return identify(verified, provider.catalogue, means, min_rank=min_rank, now=now)
@@ -185,14 +185,14 @@ def wait(presentation_id: str) -> str:
     return render_template("idp_wallet_wait.html", item=item, link=link, qr_svg=qr.svg_inline(scale=4, border=2),
                            lab_link=verifier.same_device_url(item), status_url=url_for("openid4vp.status",
                            presentation_id=item.id), complete_url=url_for("openid4vp.complete", presentation_id=item.id),
-                           seconds=max(0, int(item.deadline - time.time())))
+                           seconds=max(0, int(item.deadline - lab_clock().time())))
 
 
 @bp.get("/status/<presentation_id>")
 def status(presentation_id: str) -> Response:
     """Has the wallet answered? (polled by the QR page; only in the browser that started the login)."""
     item = _presentation(presentation_id)
-    now = time.time()
+    now = lab_clock().time()
     state = "expired" if item.expired(now) else item.status
     return jsonify({"status": state, "done": item.answered or item.expired(now),
                     "seconds_left": max(0, int(item.deadline - now)),
@@ -208,7 +208,7 @@ def complete(presentation_id: str) -> Any:
     if pending is None:
         raise LoginRequestUnknown(step=STEP_4)
     data = pending.data
-    now = time.time()
+    now = lab_clock().time()
     if item.mode == "same-device" and item.answered:
         sent = request.args.get("response_code", "")
         if not item.response_code or not hmac.compare_digest(sent.encode(), item.response_code.encode()):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from services.idp.keys import KeyRing
 from services.idp.settings import IdpSettings
 from services.idp.store import IdpStore
 from services.idp.tokens import IdTokenMinter, IssuedIdToken, identity_claims
+from shared.clock import lab_clock
 from shared.errors import InvalidToken
 from shared.guard import SecretGuard, bearer_token
 from shared.personal_data import mask_personal_data
@@ -150,7 +150,7 @@ class Provider:
 
     def save_access_token(self, token: dict[str, Any], client_id: str, outcome: LoginOutcome) -> None:
         """Remember an access token for the userinfo endpoint."""
-        expires = time.time() + int(token.get("expires_in") or self.settings.access_token_lifetime_seconds)
+        expires = lab_clock().time() + int(token.get("expires_in") or self.settings.access_token_lifetime_seconds)
         self.store.put_token(token["access_token"], client_id, expires,
                              {"outcome": outcome.as_dict(), "scope": token.get("scope", "")})
 

@@ -16,10 +16,11 @@ import hashlib
 import json
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from shared.clock import lab_clock
 
 __all__ = ["ArmedFailure", "IdpStore", "StoredCode", "StoredPending", "StoredToken", "at_rest"]
 
@@ -128,14 +129,14 @@ class IdpStore:
     def put_pending(self, rid: str, expires: float, data: dict[str, Any]) -> None:
         """Store or replace a login in progress."""
         with self._lock:
-            self._purge(time.time())
+            self._purge(lab_clock().time())
             self._db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)", (rid, expires, json.dumps(data)))
 
     def get_pending(self, rid: str) -> StoredPending | None:
         """The login in progress ``rid``, unless expired or finished."""
         with self._lock:
             row = self._db.execute("SELECT rid, expires, data FROM pending WHERE rid = ?", (rid,)).fetchone()
-        if row is None or row[1] < time.time():
+        if row is None or row[1] < lab_clock().time():
             return None
         return StoredPending(row[0], row[1], json.loads(row[2]))
 
@@ -143,7 +144,7 @@ class IdpStore:
         """Remove and return the login in progress (it finishes exactly once)."""
         with self._lock:
             row = self._db.execute("DELETE FROM pending WHERE rid = ? RETURNING rid, expires, data", (rid,)).fetchone()
-        if row is None or row[1] < time.time():
+        if row is None or row[1] < lab_clock().time():
             return None
         return StoredPending(row[0], row[1], json.loads(row[2]))
 
@@ -151,7 +152,7 @@ class IdpStore:
     def record_failed_code(self, person: str, now: float | None = None) -> None:
         """Remember one wrong one-time code entered for ``person`` (in any login, any browser)."""
         with self._lock:
-            self._db.execute("INSERT INTO failed_codes VALUES (?, ?)", (person, now or time.time()))
+            self._db.execute("INSERT INTO failed_codes VALUES (?, ?)", (person, now or lab_clock().time()))
 
     def failed_codes_since(self, person: str, since: float) -> int:
         """How many wrong one-time codes were entered for ``person`` since ``since``."""
@@ -165,7 +166,7 @@ class IdpStore:
     def put_code(self, code: str, client_id: str, expires: float, data: dict[str, Any]) -> None:
         """Store a new authorization code."""
         with self._lock:
-            self._purge(time.time())
+            self._purge(lab_clock().time())
             self._db.execute("INSERT INTO codes VALUES (?, ?, ?, ?)",
                              (at_rest(code), client_id, expires, json.dumps(data)))
 
@@ -182,14 +183,14 @@ class IdpStore:
         """True when an unredeemed code of ``client_id`` already carries ``nonce``."""
         with self._lock:
             rows = self._db.execute("SELECT data FROM codes WHERE client_id = ? AND expires >= ?",
-                                    (client_id, time.time())).fetchall()
+                                    (client_id, lab_clock().time())).fetchall()
         return any(json.loads(r[0]).get("nonce") == nonce for r in rows)
 
     # -- tokens -----------------------------------------------------------------------------
     def put_token(self, token: str, client_id: str, expires: float, data: dict[str, Any]) -> None:
         """Store an access token."""
         with self._lock:
-            self._purge(time.time())
+            self._purge(lab_clock().time())
             self._db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?)",
                              (at_rest(token), client_id, expires, json.dumps(data)))
 
@@ -198,14 +199,14 @@ class IdpStore:
         with self._lock:
             row = self._db.execute("SELECT token, client_id, expires, data FROM tokens WHERE token = ?",
                                    (at_rest(token),)).fetchone()
-        if row is None or row[2] < time.time():
+        if row is None or row[2] < lab_clock().time():
             return None
         return StoredToken(row[0], row[1], row[2], json.loads(row[3]))
 
     # -- armed failures ---------------------------------------------------------------------
     def arm(self, name: str, value: float | None, client_id: str | None, remaining: int | None) -> ArmedFailure:
         """Arm a failure for the next ``remaining`` authorization requests (None: until removed)."""
-        now = time.time()
+        now = lab_clock().time()
         with self._lock:
             cursor = self._db.execute("INSERT INTO armed (name, value, client_id, remaining, created) VALUES (?, ?, ?, ?, ?)",
                                       (name, value, client_id, remaining, now))
@@ -250,7 +251,7 @@ class IdpStore:
         """Append a debugger event (callers mask secrets first); old events are dropped."""
         text = json.dumps(data, ensure_ascii=False, default=str)
         with self._lock:
-            self._db.execute("INSERT INTO events (time, kind, data) VALUES (?, ?, ?)", (time.time(), kind, text))
+            self._db.execute("INSERT INTO events (time, kind, data) VALUES (?, ?, ?)", (lab_clock().time(), kind, text))
             # Old events are dropped every _PRUNE_EVERY inserts, not after each one (six events
             # per login); the table holds at most event_limit + _PRUNE_EVERY rows.
             self._events_since_prune += 1
@@ -259,8 +260,35 @@ class IdpStore:
                 self._db.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
                                  (self.event_limit,))
 
-    def events(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest events, newest first."""
+    def events(self, limit: int = 50, *, offset: int = 0, kind: str | None = None,
+               text: str | None = None) -> list[dict[str, Any]]:
+        """The newest events, newest first, ``offset`` skipped; only of ``kind`` and containing
+        ``text`` (case-insensitive, in the stored JSON) when given."""
+        where, values = self._event_filter(kind, text)
+        query = f"SELECT id, time, kind, data FROM events{where} ORDER BY id DESC LIMIT ? OFFSET ?"  # noqa: S608 - fixed clauses
         with self._lock:
-            rows = self._db.execute("SELECT id, time, kind, data FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(query, (*values, limit, offset)).fetchall()
         return [{"id": r[0], "time": r[1], "kind": r[2], "data": json.loads(r[3])} for r in rows]
+
+    def count_events(self, *, kind: str | None = None, text: str | None = None) -> int:
+        """How many stored events match (for paging)."""
+        where, values = self._event_filter(kind, text)
+        query = f"SELECT COUNT(*) FROM events{where}"  # noqa: S608 - fixed clauses, values bound
+        with self._lock:
+            return int(self._db.execute(query, values).fetchone()[0])
+
+    def event_kinds(self) -> list[str]:
+        """The kinds of the stored events (the debugger's filter)."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT kind FROM events ORDER BY kind").fetchall()]
+
+    @staticmethod
+    def _event_filter(kind: str | None, text: str | None) -> tuple[str, tuple[str, ...]]:
+        clauses, values = [], []
+        if kind:
+            clauses.append("kind = ?")
+            values.append(kind)
+        if text:
+            clauses.append("instr(lower(data), lower(?)) > 0")
+            values.append(text)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", tuple(values)

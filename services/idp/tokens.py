@@ -14,7 +14,6 @@ The identity claims are the same in the ID token and at the userinfo endpoint:
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from services.idp.authn import Authentication
 from services.idp.catalogue import EidMeans, Person
 from services.idp.failures import Failure
 from services.idp.keys import KeyRing
+from shared.clock import lab_clock
 from shared.identity import LOA_NAMES
 
 __all__ = ["IssuedIdToken", "IdTokenMinter", "identity_claims"]
@@ -115,7 +115,7 @@ class IdTokenMinter:
         now: float | None = None,
     ) -> IssuedIdToken:
         """Build and sign the ID token of ``auth`` for ``client_id``, applying ``id_token`` failures."""
-        current = int(time.time() if now is None else now)
+        current = int(lab_clock().time() if now is None else now)
         names = {f.name: f for f in failures}
         skew = int(names["clock-skew"].amount()) if "clock-skew" in names else 0
         iat = current + skew

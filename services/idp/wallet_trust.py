@@ -23,7 +23,6 @@ import base64
 import datetime as dt
 import json
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from shared.clock import lab_clock
 from shared.clients.wallet import PidProviderClient
 from shared.errors import SignLabError
 from shared.eudi import TRUSTED_LIST_TYPE, X5C_JWS
@@ -115,7 +115,7 @@ class TrustedPidProviders:
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise TrustProblem("trusted list", f"the list of trusted PID providers does not verify with the "
                                                f"pinned operator certificate ({exc.__class__.__name__})") from None
-        return _List(tuple(anchors), tuple(names), time.time())
+        return _List(tuple(anchors), tuple(names), lab_clock().time())
 
     def _pin(self, operator: x509.Certificate) -> x509.Certificate:
         """The pinned list operator (the one presented now, on first use)."""
@@ -133,7 +133,7 @@ class TrustedPidProviders:
     def anchors(self) -> tuple[tuple[x509.Certificate, ...], tuple[str, ...]]:
         """The trusted anchors and provider names (the list, cached for :data:`LIST_CACHE_SECONDS`)."""
         with self._lock:
-            if self._list is None or time.time() - self._list.read_at > LIST_CACHE_SECONDS:
+            if self._list is None or lab_clock().time() - self._list.read_at > LIST_CACHE_SECONDS:
                 self._list = self._read_list()
             return self._list.anchors, self._list.names
 

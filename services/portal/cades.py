@@ -29,7 +29,7 @@ from pyhanko.sign.timestamps import TimeStamper
 
 from services.portal.cades_asn1 import ARCHIVE_TIMESTAMP_V3, ATS_HASH_INDEX_V3, ATSHashIndexV3
 from services.portal.documents import Level
-from services.portal.errors import PackagingFailed
+from services.portal.errors import PackagingFailed, TimeStampingFailed
 from services.portal.ltv import ValidationMaterial, add_signature_timestamp, replace_fields
 from shared.cms_version import signed_data_version
 
@@ -67,7 +67,7 @@ async def augment_cades(
         try:
             content_info = await add_signature_timestamp(content_info, timestamper)
         except Exception as exc:  # the TSA client raises several unrelated types
-            raise PackagingFailed(f"the time-stamping authority did not time-stamp the signature ({exc})") from None
+            raise TimeStampingFailed(f"the time-stamping authority did not time-stamp the signature ({exc})") from None
     if level.rank >= Level.B_LT.rank:
         content_info = _with_validation_data(content_info, material)
     if level is Level.B_LTA:
@@ -141,7 +141,7 @@ async def _with_archive_timestamp(content_info: cms.ContentInfo, document_digest
     try:
         token = await timestamper.async_timestamp(imprint, "sha256")
     except Exception as exc:  # the TSA client raises several unrelated types
-        raise PackagingFailed(f"the time-stamping authority did not make the archive time-stamp ({exc})") from None
+        raise TimeStampingFailed(f"the time-stamping authority did not make the archive time-stamp ({exc})") from None
     token_data = token["content"]
     token_signer = token_data["signer_infos"][0]
     token_attrs = list(token_signer["unsigned_attrs"]) if token_signer["unsigned_attrs"].native else []

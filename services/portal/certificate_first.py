@@ -34,7 +34,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from asn1crypto import algos, cms, x509
@@ -51,6 +51,7 @@ from services.portal.documents import SignatureFormat, SigningOptions
 from services.portal.errors import CredentialUnsuitable, PackagingFailed
 from services.portal.store import StoredDocument
 from shared import jades as shared_jades
+from shared.clock import lab_clock
 
 __all__ = ["OneTimeCredential", "PendingSignature", "assemble", "compute_dtbsr"]
 
@@ -222,10 +223,10 @@ async def compute_dtbsr(doc: StoredDocument, options: SigningOptions, credential
     if options.format is SignatureFormat.CADES:
         attrs = await credential.external_signer().signed_attrs(
             cades.digest(doc.original), "sha256", use_pades=True, is_pdf_sig=False,
-            attr_settings=PdfCMSSignedAttributes(signing_time=datetime.now(UTC)),
+            attr_settings=PdfCMSSignedAttributes(signing_time=lab_clock().now()),
         )
         return PendingSignature(doc, hashlib.sha256(attrs.dump()).digest(), signed_attrs=attrs)
-    header = jades_protected_header(credential, jades.digest(doc.original), doc.label, datetime.now(UTC))
+    header = jades_protected_header(credential, jades.digest(doc.original), doc.label, lab_clock().now())
     protected = shared_jades.signing_input(header).removesuffix(".")
     return PendingSignature(doc, hashlib.sha256(f"{protected}.".encode("ascii")).digest(), protected=protected)
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
+from typing import ClassVar
 
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -106,6 +107,11 @@ class SigningOptions:
     :ivar login_hint: passed unchanged to the SSASP in the PAR (headless eID login in scenarios).
     """
 
+    VISIBLE_FORMATS: ClassVar[tuple[str, ...]] = ("pades",)
+    """The formats with a visible signature appearance (the form disables the box for the others)."""
+    NAMED_FLOWS: ClassVar[tuple[str, ...]] = ("person-signing",)
+    """The flows in which the typed name is shown (certificate first shows the certificate's)."""
+
     qualifier: Qualifier = Qualifier.QES
     format: SignatureFormat = SignatureFormat.PADES
     level: Level = Level.B_B
@@ -144,7 +150,7 @@ class SigningOptions:
             signer_name=name,
             login_hint=hint or None,
         )
-        if options.visible and options.format is not SignatureFormat.PADES:
+        if options.visible and options.format.value not in cls.VISIBLE_FORMATS:
             raise UnsupportedOption("a visible signature appearance exists only for PAdES (PDF)")
         return options
 

@@ -24,6 +24,7 @@ __all__ = [
     "DocumentRejected",
     "PackagingFailed",
     "SigningRefused",
+    "TimeStampingFailed",
     "TransactionExpired",
     "TransactionNotFound",
     "TransactionStateError",
@@ -79,13 +80,22 @@ class SigningRefused(AccessDenied):
 
 
 class PackagingFailed(SignLabError):
-    """Embedding the signature or adding time-stamps/validation data failed at step 10; nothing was kept as signed."""
+    """Embedding the signature or adding time-stamps/validation data failed at step 10; nothing was kept as signed.
+
+    Step 10 here is the portal's own work (``step 10 (SCASP)``), not the SSASP's delivery."""
 
     error = "packaging_failed"
     status = 502
+    roles = (Role.SCASP, Role.SCASP)
 
     def __init__(self, description: str) -> None:
-        super().__init__(description, step=step(10))
+        super().__init__(description, step=step(10).between(*self.roles))
+
+
+class TimeStampingFailed(PackagingFailed):
+    """The TSA did not time-stamp (B-T and above) at step 10: ``step 10 (SCASP → TSP)``."""
+
+    roles = (Role.SCASP, Role.TSP)
 
 
 class AnswerLost(SignLabError):

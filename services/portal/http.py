@@ -13,13 +13,13 @@ link the owner hands to the signer) and confirms there before anything goes to t
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import json
 import secrets
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session, url_for
@@ -29,17 +29,20 @@ from services.portal.documents import Document, SignatureFormat, SigningOptions,
 from services.portal.errors import DocumentRejected, TransactionNotFound, TransactionStateError
 from services.portal.partners import PartnerApplications
 from services.portal.preview import PreviewUnavailable, preview_of, render_pdf_page
+from services.portal.refusals import explain
 from services.portal.samples import SAMPLES, sample, sample_path
 from services.portal.settings import PortalSettings
 from services.portal.signing import PortalCore
-from services.portal.store import COMPLETED, PENDING, REVIEW, StoredDocument, Transaction
-from services.portal.validation import validate_document
+from services.portal.store import COMPLETED, EXPIRED, FAILED, PENDING, REVIEW, StoredDocument, Transaction
+from shared.clock import lab_clock, parse_moment
 from shared.digests import digest_fingerprint
-from shared.errors import InvalidRequest, SignLabError
+from shared.errors import AccessDenied, InvalidRequest, SignLabError
 from shared.flow import STEPS, step
 from shared.jose_keys import public_jwks
 from shared.personal_data import mask_personal_data
+from shared.tracing import annotate, refused
 from shared.tracing.web import trace_response
+from shared.web import wants_html
 
 __all__ = ["register"]
 
@@ -193,6 +196,8 @@ def _transaction_json(tx: Transaction) -> dict[str, Any]:
                 "download_url": _public_url("portal_api.download", tx_id=tx.id, idx=doc.idx),
                 "report": _shown(doc.report),
             })
+            if doc.report and doc.report.get("report_id"):
+                entry["report_urls"] = report_urls(str(doc.report["report_id"]), api_urls=True)
         docs.append(entry)
     return {
         "transaction_id": tx.id, "state": tx.state, "options": {k: v for k, v in tx.options.items() if k != "login_hint"},
@@ -207,6 +212,7 @@ def _create_and_review(docs: list[Document], options: SigningOptions, owner: str
     """Create the transaction; return its id and the review URL the signer opens."""
     _check_count(docs)
     created = _core().create(docs, options, owner=owner)
+    annotate(transaction_id=created.transaction_id)  # the trace finds the signing by its portal id
     return created.transaction_id, _public_url("portal.review", review_token=created.review_token)
 
 
@@ -223,7 +229,8 @@ def _remember_review(tx_id: str, review_token: str) -> None:
 @bp.get("/")
 def index() -> str:
     """Step 1: choose documents and options."""
-    return render_template("portal/index.html", samples=SAMPLES, csrf=csrf_token(), settings=_settings(), step1=step(1))
+    return render_template("portal/index.html", samples=SAMPLES, csrf=csrf_token(), settings=_settings(), step1=step(1),
+                           options=SigningOptions)
 
 
 @bp.post("/sign")
@@ -252,7 +259,8 @@ def review(review_token: str) -> str:
     previews = [preview_of(_signed_bytes(tx, doc)) for doc in tx.documents] if tx.state == REVIEW else []
     fingerprints = [digest_fingerprint(doc.digest, "sha256") for doc in tx.documents]
     return render_template("portal/review.html", tx=tx, review_token=review_token, previews=previews,
-                           fingerprints=fingerprints, csrf=csrf_token(), owner=tx.owner == _browser_owner())
+                           fingerprints=fingerprints, csrf=csrf_token(), owner=tx.owner == _browser_owner(),
+                           why=explain(tx.error, tx.error_description))
 
 
 @bp.post("/review/<review_token>")
@@ -260,9 +268,12 @@ def review_decision(review_token: str) -> Response:
     """Step 2 on confirmation: push the authorization request, send the browser to the SSASP."""
     _check_csrf()
     tx = _review_tx(review_token)
+    annotate(transaction_id=tx.id)
     decision = request.form.get("decision")
     if decision == "decline":
         _core().cancel(tx)
+        # The trace shows the refusal where it happened (the page itself answers normally).
+        refused(AccessDenied(tx.error_description or "the signer declined at the portal's review", step=step(1)))
         return redirect(url_for("portal.review", review_token=review_token), code=303)  # type: ignore[return-value]
     if decision != "confirm":
         raise InvalidRequest("choose 'confirm' or 'decline'", step=step(1))
@@ -302,17 +313,48 @@ def _signed_bytes(tx: Transaction, doc: StoredDocument) -> bytes:
 
 
 @bp.get("/sign/callback")
-def callback() -> Response:
+def callback() -> Response | tuple[str, int]:
     """Step 10: the SSASP sends the browser back with ``code`` and ``state`` (or an error). The
     owner's browser goes to the result page; another browser (the signer of a partner
     application's request) back to the review link, which shows the outcome without documents.
     In the certificate-first flow the first return sends the browser on to the SSASP, where the
-    person approves the hashes; the second one ends like the others."""
-    tx = _core().complete(
-        state=request.args.get("state"), code=request.args.get("code"),
-        error=request.args.get("error"), error_description=request.args.get("error_description"),
-    )
+    person approves the hashes; the second one ends like the others. A refusal is explained on a page that names its transaction and step (:func:`_refusal_page`)."""
+    state = request.args.get("state")
+    try:
+        tx = _core().complete(
+            state=state, code=request.args.get("code"),
+            error=request.args.get("error"), error_description=request.args.get("error_description"),
+        )
+    except SignLabError as exc:
+        failed = _core().store.by_oauth_state(state) if state else None
+        if failed is not None:
+            annotate(transaction_id=failed.id)  # a refusal names its transaction, in the trace too
+        if failed is None or failed.state not in (FAILED, EXPIRED) or not wants_html():
+            raise
+        refused(exc)  # the trace records the refusal, as if the frame had rendered it
+        return _refusal_page(failed), exc.status
+    annotate(transaction_id=tx.id)
     return _after_callback(tx)
+
+
+def _refusal_page(tx: Transaction) -> str:
+    """A refused, declined or expired signing in plain words: the step, the reason, the transaction
+    and (for its owner) its diagram and *start again* with the same documents."""
+    owner = tx.owner == _browser_owner()
+    return render_template("portal/refused.html", tx=tx, why=explain(tx.error, tx.error_description), owner=owner,
+                           csrf=csrf_token())
+
+
+@bp.post("/sign/again")
+def sign_again() -> Response:
+    """Start again after a refusal: a new transaction with the same documents and options (this
+    browser session's own transactions only), shown for review."""
+    _check_csrf()
+    owner = _browser_owner() or ""
+    previous = _owned(str(request.form.get("previous") or ""), owner)
+    created = _core().restart(previous, owner=owner)
+    annotate(transaction_id=created.transaction_id)
+    return redirect(url_for("portal.review", review_token=created.review_token), code=303)  # type: ignore[return-value]
 
 
 def _after_callback(tx: Transaction) -> Response:
@@ -323,8 +365,9 @@ def _after_callback(tx: Transaction) -> Response:
     review_token = (session.get("reviews") or {}).get(tx.id)
     if review_token:
         return redirect(url_for("portal.review", review_token=review_token), code=303)  # type: ignore[return-value]
-    return render_template("portal/review.html", tx=tx, review_token=None, previews=[], fingerprints=[],
-                           csrf=csrf_token(), owner=False)  # type: ignore[return-value]
+    why = explain(tx.error, tx.error_description)
+    return render_template("portal/review.html", tx=tx, review_token=None, previews=[], fingerprints=[],  # type: ignore[return-value]
+                           csrf=csrf_token(), owner=False, why=why)
 
 
 @bp.get("/transactions/<tx_id>")
@@ -332,8 +375,10 @@ def result(tx_id: str) -> str:
     """The result page: downloads, validation report, transaction id, flow diagram (owner only)."""
     tx = _owned(tx_id, _browser_owner())
     reports = [_shown(doc.report) for doc in tx.documents]
+    fingerprints = [digest_fingerprint(doc.digest, "sha256") for doc in tx.documents]
+    why = explain(tx.error, tx.error_description) if tx.state in (FAILED, EXPIRED) else None
     return render_template("portal/result.html", tx=tx, steps=STEPS, reports=reports, meta=_shown(tx.meta),
-                           trace_urls=_owner_trace_urls(tx.id))
+                           trace_urls=_owner_trace_urls(tx.id), fingerprints=fingerprints, why=why, csrf=csrf_token())
 
 
 @bp.get("/transactions/<tx_id>/documents/<int:idx>")
@@ -359,27 +404,49 @@ def _owner_trace_urls(tx_id: str) -> dict[str, str]:
 
 @bp.route("/validate", methods=["GET", "POST"])
 def validate_page() -> str | tuple[str, int]:
-    """Upload a signed PDF, .p7s + file, or JAdES JSON + payload; show the report."""
+    """Upload a signed PDF, .p7s + file, or JAdES JSON + payload, and optionally a validation
+    time; show the report with its downloads (simple and detailed JSON, ETSI TS 119 102-2 XML)."""
     if request.method == "GET":
         return render_template("portal/validate.html", csrf=csrf_token(), report=None, report_id=None)
     _check_csrf()
     report, report_id = _validate_uploads(_browser_owner(create=True) or "")
-    return render_template("portal/validate.html", csrf=csrf_token(), report=_shown(report.to_dict()),
+    return render_template("portal/validate.html", csrf=csrf_token(), report=_shown(dict(report.to_dict(), report_id=report_id)),
                            report_id=report_id)
+
+
+REPORT_PARTS = {"simple": ("json", "application/json"), "detailed": ("detailed.json", "application/json"),
+                "etsi_xml": ("etsi.xml", "application/xml")}
+"""The downloads of a stored validation: part → (file suffix, media type)."""
 
 
 @bp.get("/reports/<report_id>.json")
 def report_json(report_id: str) -> Response:
     """A stored validation report, as a JSON download (its owner only)."""
-    return _report_download(report_id, _browser_owner())
+    return _report_download(report_id, _browser_owner(), "simple")
 
 
-def _report_download(report_id: str, owner: str | None) -> Response:
+@bp.get("/reports/<report_id>.detailed.json")
+def report_detailed(report_id: str) -> Response:
+    """The detailed report of a stored validation (its owner only)."""
+    return _report_download(report_id, _browser_owner(), "detailed")
+
+
+@bp.get("/reports/<report_id>.etsi.xml")
+def report_etsi(report_id: str) -> Response:
+    """The ETSI TS 119 102-2 XML report of a stored validation (its owner only)."""
+    return _report_download(report_id, _browser_owner(), "etsi_xml")
+
+
+def _report_download(report_id: str, owner: str | None, part: str) -> Response:
     body = _core().store.report(report_id, owner) if owner else None
-    if body is None:
-        raise TransactionNotFound(report_id)
-    response = Response(json.dumps(_shown(body), indent=2), mimetype="application/json")
-    response.headers["Content-Disposition"] = f'attachment; filename="validation-report-{report_id}.json"'
+    if body is not None and "simple" not in body:
+        body = {"simple": body}  # a report stored before the detailed and ETSI reports existed
+    if body is None or part not in body:
+        raise TransactionNotFound(report_id if body is None else f"{report_id} ({part} report)")
+    suffix, media = REPORT_PARTS[part]
+    content = body[part] if part == "etsi_xml" else json.dumps(_shown(body[part]), indent=2)
+    response = Response(content, mimetype=media)
+    response.headers["Content-Disposition"] = f'attachment; filename="validation-report-{report_id}.{suffix}"'
     return response
 
 
@@ -387,6 +454,17 @@ def _report_download(report_id: str, owner: str | None) -> Response:
 def jwks() -> Response:
     """The public key of the portal's client assertions to the SSASP (``private_key_jwt``, RFC 7523)."""
     return jsonify(public_jwks(current_app.extensions["signlab.portal.assertion_key"]))
+
+
+def report_urls(report_id: str, *, api_urls: bool) -> dict[str, str]:
+    """Where the three reports of a stored validation are downloaded (browser or API routes)."""
+    if api_urls:
+        return {"simple": _public_url("portal_api.api_report", report_id=report_id),
+                "detailed": _public_url("portal_api.api_report_detailed", report_id=report_id),
+                "etsi": _public_url("portal_api.api_report_etsi", report_id=report_id)}
+    return {"simple": url_for("portal.report_json", report_id=report_id),
+            "detailed": url_for("portal.report_detailed", report_id=report_id),
+            "etsi": url_for("portal.report_etsi", report_id=report_id)}
 
 
 @bp.get("/trust")
@@ -409,15 +487,23 @@ def _validate_uploads(owner: str) -> tuple[Any, str]:
     signed = _read_upload("signed", required=True)
     assert signed is not None
     original = _read_upload("original", required=False)
-    return _validate(signed[0], signed[1], original[1] if original else None, owner)
+    return _core().validate(signed[0], signed[1], original=original[1] if original else None, owner=owner,
+                            at=validation_time(request.form.get("at")))
 
 
-def _validate(name: str, signed: bytes, original: bytes | None, owner: str) -> tuple[Any, str]:
-    """Validate and keep the report for its owner."""
-    report = asyncio.run(validate_document(name, signed, _core().trust.settings(), original=original))
-    report_id = secrets.token_hex(16)
-    _core().store.save_report(report_id, report.to_dict(), owner)
-    return report, report_id
+def validation_time(text: Any) -> datetime | None:
+    """The validation time a caller asked for: None (empty: now on the lab clock), an ISO 8601 time
+    (``2027-01-01T12:00:00Z``, or a browser's ``2027-01-01T12:00`` taken as UTC), or an offset from
+    the lab clock's now (``+1d``, ``now-2h``).
+
+    :raises InvalidRequest: anything else (400, the message shows the accepted forms).
+    """
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return parse_moment(str(text), lab_clock().now())
+    except ValueError as exc:
+        raise InvalidRequest(f"'at': {exc}") from None
 
 
 # ---------------------------------------------------------------- JSON API (partner applications)
@@ -501,19 +587,33 @@ def api_validate() -> Response:
             raise InvalidRequest("'signed' is missing or empty")
         if len(signed) > _settings().max_document_bytes:
             raise DocumentRejected("signed", "larger than the size limit", status=413)
-        report, report_id = _validate(safe_label(body.get("name"), "signed"), signed, original, _api_caller())
+        report, report_id = _core().validate(safe_label(body.get("name"), "signed"), signed, original=original,
+                                             owner=_api_caller(), at=validation_time(body.get("at")))
     else:
         report, report_id = _validate_uploads(_api_caller())
     body = _shown(report.to_dict())
-    body["report_id"] = report_id
-    body["download_url"] = _public_url("portal_api.api_report", report_id=report_id)
+    urls = report_urls(report_id, api_urls=True)
+    body.update(report_id=report_id, download_url=urls["simple"], detailed_report_url=urls["detailed"],
+                etsi_report_url=urls["etsi"])
     return jsonify(body)
 
 
 @api.get("/reports/<report_id>")
 def api_report(report_id: str) -> Response:
     """A stored validation report (its application only)."""
-    return _report_download(report_id, _api_caller())
+    return _report_download(report_id, _api_caller(), "simple")
+
+
+@api.get("/reports/<report_id>/detailed")
+def api_report_detailed(report_id: str) -> Response:
+    """The detailed report of a stored validation (its application only)."""
+    return _report_download(report_id, _api_caller(), "detailed")
+
+
+@api.get("/reports/<report_id>/etsi")
+def api_report_etsi(report_id: str) -> Response:
+    """The ETSI TS 119 102-2 XML report of a stored validation (its application only)."""
+    return _report_download(report_id, _api_caller(), "etsi_xml")
 
 
 @api.get("/samples")
@@ -527,4 +627,5 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(api)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["report_urls"] = report_urls
     app.jinja_env.globals["sample_info"] = sample

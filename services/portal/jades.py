@@ -34,7 +34,7 @@ from typing import Any
 from pyhanko.sign.timestamps import TimeStamper
 
 from services.portal.documents import Level
-from services.portal.errors import PackagingFailed
+from services.portal.errors import PackagingFailed, TimeStampingFailed
 from services.portal.ltv import ValidationMaterial
 from shared.jades import b64url
 
@@ -120,7 +120,7 @@ async def _timestamp(imprint: bytes, timestamper: TimeStamper, what: str) -> str
     try:
         token = await timestamper.async_timestamp(imprint, "sha256")
     except Exception as exc:  # the TSA client raises several unrelated types
-        raise PackagingFailed(f"the time-stamping authority did not make the {what} ({exc})") from None
+        raise TimeStampingFailed(f"the time-stamping authority did not make the {what} ({exc})") from None
     return base64.b64encode(token.dump()).decode("ascii")
 
 

@@ -4,6 +4,8 @@
 verifiable: certificates (from the signDoc ``validationInfo`` and the TSP), CRLs and OCSP
 responses. :func:`validation_context` turns it into a pyHanko/certvalidator context that trusts
 only the configured SignLab root and never fetches (the material is complete or the level fails).
+Importing it routes pyHanko's own reads of the clock to the lab clock (:mod:`shared.clock`) and
+corrects asn1crypto's indefinite-length test (:mod:`shared.asn1_fixes`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ from pyhanko.sign.attributes import TSTProvider
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
 
-__all__ = ["ValidationMaterial", "add_signature_timestamp", "load_certificate", "replace_fields", "validation_context"]
+from shared.asn1_fixes import fix_indefinite_length_check
+from shared.clock import route_library_clocks
+
+# pyHanko reads "now" itself in places no argument reaches: route it to the lab clock (and to the
+# time a validation pins), once, before any signing or validation in this process.
+route_library_clocks()
+# asn1crypto re-encodes whole CMS structures whose length happens to end in 0x80 (shared.asn1_fixes).
+fix_indefinite_length_check()
+
+__all__ = ["ValidationMaterial", "add_signature_timestamp", "fully_parsed", "load_certificate", "read_only_certificate",
+           "read_only_crl", "replace_fields", "validation_context"]
 
 _Shared = TypeVar("_Shared", x509.Certificate, crl.CertificateList)
 
@@ -67,22 +79,22 @@ class ValidationMaterial:
 
 
 @lru_cache(maxsize=256)
-def _read_only_certificate(der: bytes) -> x509.Certificate:
+def read_only_certificate(der: bytes) -> x509.Certificate:
     """A parsed certificate shared between validations (only ever read, never embedded).
 
     The CA, TSA and root certificates recur in every validation; asn1crypto keeps the prepared
     name strings on the parsed object, and matching names was a tenth of the portal's CPU.
     """
-    return _fully_parsed(load_certificate(der))
+    return fully_parsed(load_certificate(der))
 
 
 @lru_cache(maxsize=32)
-def _read_only_crl(der: bytes) -> crl.CertificateList:
-    """A parsed CRL shared between validations (only ever read); see :func:`_read_only_certificate`."""
-    return _fully_parsed(crl.CertificateList.load(der))
+def read_only_crl(der: bytes) -> crl.CertificateList:
+    """A parsed CRL shared between validations (only ever read); see :func:`read_only_certificate`."""
+    return fully_parsed(crl.CertificateList.load(der))
 
 
-def _fully_parsed(value: _Shared) -> _Shared:
+def fully_parsed(value: _Shared) -> _Shared:
     """``value`` with every nested structure parsed, before other threads may read it.
 
     asn1crypto parses lazily and not atomically: a sequence's child list exists, still empty,
@@ -122,8 +134,8 @@ def validation_context(
     material = material or ValidationMaterial()
     return ValidationContext(
         trust_roots=[root],
-        other_certs=[_read_only_certificate(c) for c in _unique(material.certificates)],
-        crls=[_read_only_crl(c) for c in _unique(material.crls)],
+        other_certs=[read_only_certificate(c) for c in _unique(material.certificates)],
+        crls=[read_only_crl(c) for c in _unique(material.crls)],
         ocsps=material.asn1_ocsps(),
         allow_fetching=False,
         revocation_mode=revocation_mode,

@@ -34,7 +34,7 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validatio
 from pyhanko.stamp import TextStampStyle
 
 from services.portal.documents import Level, Qualifier, inspect_pdf
-from services.portal.errors import PackagingFailed
+from services.portal.errors import PackagingFailed, TimeStampingFailed
 from services.portal.ltv import ValidationMaterial, add_signature_timestamp, validation_context
 
 __all__ = ["PreparedPdf", "augment_pdf", "finish_pdf", "prepare_pdf", "next_field_name"]
@@ -219,7 +219,7 @@ async def _timestamped(content_info: cms.ContentInfo, timestamper: TimeStamper) 
     try:
         return await add_signature_timestamp(content_info, timestamper)
     except Exception as exc:  # the TSA client raises several unrelated types (transport, ASN.1, status)
-        raise PackagingFailed(f"the time-stamping authority did not time-stamp the signature ({exc})") from None
+        raise TimeStampingFailed(f"the time-stamping authority did not time-stamp the signature ({exc})") from None
 
 
 async def _add_dss(pdf: bytes, field_name: str, root: x509.Certificate, material: ValidationMaterial) -> bytes:
@@ -258,5 +258,5 @@ async def _add_document_timestamp(
     try:
         output = await PdfTimeStamper(timestamper).async_timestamp_pdf(writer, "sha256", validation_context=context)
     except Exception as exc:  # TSA transport, path building or revocation
-        raise PackagingFailed(f"the document time-stamp for B-LTA could not be added: {exc}") from None
+        raise TimeStampingFailed(f"the document time-stamp for B-LTA could not be added: {exc}") from None
     return output.getvalue()

@@ -42,9 +42,9 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,9 +61,10 @@ from services.portal.errors import (
     relayed,
 )
 from services.portal.ltv import ValidationMaterial
-from services.portal.store import EXPIRED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
+from services.portal.store import EXPIRED, FAILED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
 from services.portal.trust import TrustStore
-from services.portal.validation import validate_document
+from services.portal.validation import ValidationReport, validate_document
+from shared.clock import lab_clock
 from shared.errors import InvalidRequest, SignLabError, UpstreamAnswerBroken, UpstreamError, UpstreamUnavailable
 from shared.flow import step
 
@@ -172,6 +173,22 @@ class PortalCore:
         self.bytes_reserved = bytes_reserved
         self.ttl_seconds = ttl_seconds
 
+    # ------------------------------------------------------------------ validation
+
+    def validate(self, label: str, signed: bytes, *, original: bytes | None, owner: str,
+                 at: datetime | None = None) -> tuple[ValidationReport, str]:
+        """Validate an uploaded signed file at ``at`` (default: now on the lab clock) and keep the
+        reports for ``owner``; the report and its id."""
+        report = asyncio.run(validate_document(label, signed, self.trust.settings(), original=original, at=at))
+        return report, self.keep_report(report, owner)
+
+    def keep_report(self, report: ValidationReport, owner: str) -> str:
+        """Store the simple, detailed and ETSI reports of a validation for ``owner``; the report id."""
+        report_id = secrets.token_hex(16)
+        self.store.save_report(report_id, {"simple": report.to_dict(), "detailed": report.detailed(),
+                                           "etsi_xml": report.etsi_xml()}, owner)
+        return report_id
+
     # ------------------------------------------------------------------ steps 1-2
 
     def create(self, documents: Sequence[Document], options: SigningOptions, *, owner: str) -> Created:
@@ -194,7 +211,7 @@ class PortalCore:
         stored = [self._prepare(i, doc, options, certificate_first_flow) for i, doc in enumerate(documents)]
         tx_id = "tx-" + secrets.token_hex(8)
         review_token = secrets.token_urlsafe(32)
-        now = time.time()
+        now = lab_clock().time()
         tx = Transaction(
             id=tx_id, created_at=now, expires_at=now + self.ttl_seconds, state=REVIEW,
             options={"qualifier": options.qualifier.value, "format": options.format.value, "level": options.level.value,
@@ -208,6 +225,20 @@ class PortalCore:
         log.info("step 1: %d document(s) prepared for the signer's review", len(stored),
                  extra={"step": 1, "transaction_id": tx_id})
         return Created(tx_id, review_token)
+
+    def restart(self, previous: Transaction, *, owner: str) -> Created:
+        """Start again after a refusal: a new transaction (new id, new review link) with the same
+        documents and options as ``previous``, prepared afresh for the signer's review.
+
+        :raises TransactionStateError: ``previous`` did not end in a refusal or expiry.
+        """
+        if previous.state not in (FAILED, EXPIRED):
+            raise TransactionStateError(f"transaction {previous.id} is {previous.state}: only a refused or expired "
+                                        "signing is started again", step=step(1))
+        documents = [Document(d.label, d.original, d.media_type) for d in previous.documents]
+        created = self.create(documents, SigningOptions.parse(previous.options), owner=owner)
+        log.info("step 1: started again from %s", previous.id, extra={"step": 1, "transaction_id": created.transaction_id})
+        return created
 
     def by_review(self, review_token: str) -> Transaction:
         """The transaction of a review link (expired ones marked first).
@@ -444,7 +475,7 @@ class PortalCore:
         many were ended; one the SSASP cannot be asked about now is asked again next time."""
         assert self.signer is not None
         ended = 0
-        for tx in self.store.pending_since(time.time() - waiting_longer_than):
+        for tx in self.store.pending_since(lab_clock().time() - waiting_longer_than):
             signer_tx = tx.meta.get("signer_transaction_id")
             if not signer_tx:
                 continue  # pushed before the SSASP named its transactions: the portal's expiry ends it
@@ -599,7 +630,8 @@ class PortalCore:
                     _output_name(doc.label, options.format), signed, trust,
                     original=None if options.format is SignatureFormat.PADES else doc.original,
                 )
-                done.append((doc.idx, signed, _output_name(doc.label, options.format), report.to_dict()))
+                simple = dict(report.to_dict(), report_id=self.keep_report(report, tx.owner))
+                done.append((doc.idx, signed, _output_name(doc.label, options.format), simple))
             return done
 
         outputs = asyncio.run(package_and_validate())

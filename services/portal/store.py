@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.clock import lab_clock
+
 __all__ = ["COMPLETED", "EXPIRED", "FAILED", "PENDING", "PROCESSING", "REVIEW", "StoredDocument", "Transaction",
            "TransactionStore"]
 
@@ -131,7 +133,7 @@ class Transaction:
     @property
     def expired(self) -> bool:
         """True when a transaction waiting for the signer (review or SSASP) has outlived its lifetime."""
-        return self.state in (REVIEW, PENDING) and time.time() > self.expires_at
+        return self.state in (REVIEW, PENDING) and lab_clock().time() > self.expires_at
 
 
 class TransactionStore:
@@ -321,7 +323,7 @@ class TransactionStore:
 
     def pending_since(self, before: float) -> list[Transaction]:
         """Transactions waiting for the signer's return (``pending``) that were created before ``before``."""
-        rows = self._conn().execute("SELECT * FROM transactions WHERE state=? AND created_at<?",
+        rows = self._conn().execute("SELECT * FROM transactions WHERE state=? AND created_at<? ORDER BY created_at",
                                     (PENDING, before)).fetchall()
         return [self._load(row) for row in rows]
 

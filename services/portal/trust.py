@@ -2,13 +2,14 @@
 
 The trust anchor is configuration: the root certificate file named by
 ``SIGNLAB_PORTAL_TRUST_ROOT_FILE`` (by default the copy provisioning fetched from the CA). The
-trusted list is refreshed from the TSP when reachable (cached on disk, used from the cache when
-not); current CRLs and the CA/TSA certificates are fetched from the TSP for packaging (B-LT) and
-validation.
+trusted list is read from the TSP for every validation (cached on disk, used from the cache when
+the TSP cannot be reached; parsed again only when it changed); current CRLs and the CA/TSA
+certificates are fetched from the TSP for packaging (B-LT) and validation.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import replace
@@ -18,10 +19,12 @@ from typing import Protocol
 
 from asn1crypto import x509
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.sign.validation.qualified.tsp import TSPRegistry
 
-from services.portal.ltv import ValidationMaterial, load_certificate
+from services.portal.ltv import ValidationMaterial, fully_parsed, load_certificate
 from services.portal.validation import TrustSettings, load_registry
 from shared.errors import ConfigurationError, SignLabError
+from shared.tracing import trace_headers
 
 __all__ = ["TspSource", "TrustStore"]
 
@@ -55,6 +58,8 @@ class TrustStore:
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
         self._cached: tuple[float, TrustSettings] | None = None
+        self._parsed: tuple[bytes, TSPRegistry] | None = None
+        self._written: bytes | None = None
 
     def root(self) -> x509.Certificate:
         """The configured trust anchor."""
@@ -74,7 +79,9 @@ class TrustStore:
         """The TSA client (pyHanko's ``HTTPTimeStamper`` against the TSP)."""
         if self._timestamper is not None:
             return self._timestamper
-        return HTTPTimeStamper(self.tsa_url, timeout=10) if self.tsa_url else None
+        # pyHanko calls the TSA with aiohttp, which the tracing does not instrument: the trace context
+        # goes in the headers, so the TSA's span joins the signing's trace (step 10).
+        return HTTPTimeStamper(self.tsa_url, timeout=10, headers=trace_headers()) if self.tsa_url else None
 
     def certificates(self) -> ValidationMaterial:
         """The current CA and TSA certificates from the TSP (empty when it cannot be reached)."""
@@ -105,8 +112,11 @@ class TrustStore:
         if self.tsp is not None:
             try:
                 data = self.tsp.trusted_list()
-                self.tl_path.parent.mkdir(parents=True, exist_ok=True)
-                self.tl_path.write_bytes(data)
+                digest = hashlib.sha256(data).digest()
+                if digest != self._written:  # the cached copy is rewritten only when the list changed
+                    self.tl_path.parent.mkdir(parents=True, exist_ok=True)
+                    self.tl_path.write_bytes(data)
+                    self._written = digest
                 return data.decode("utf-8")
             except SignLabError as exc:
                 log.warning("cannot refresh the trusted list from the TSP, using the cached copy: %s", exc)
@@ -115,17 +125,29 @@ class TrustStore:
         except FileNotFoundError:
             return None
 
+    def _registry(self) -> tuple[TSPRegistry | None, str]:
+        """The trusted list as of now, parsed again only when its bytes changed (a status change
+        at the TSP — a CA withdrawn — shows in the very next validation)."""
+        xml = self._trusted_list_xml()
+        if xml is None:
+            return None, "not available"
+        digest = hashlib.sha256(xml.encode("utf-8")).digest()
+        with self._lock:
+            if self._parsed is None or self._parsed[0] != digest:
+                self._parsed = (digest, load_registry(xml))
+            return self._parsed[1], f"SignLab TSP trusted list ({self.tl_path.name})"
+
     def settings(self) -> TrustSettings:
-        """Trust settings for one validation: the root, trusted list and CA certificates (cached
-        for a minute, they change rarely) and the revocation data as of now."""
+        """Trust settings for one validation: the root and CA certificates (cached for a minute,
+        they change rarely), and the trusted list and revocation data as of now."""
         with self._lock:
             if not (self._cached and time.monotonic() - self._cached[0] < self._ttl):
-                xml = self._trusted_list_xml()
-                registry = load_registry(xml) if xml else None
-                source = f"SignLab TSP trusted list ({self.tl_path.name})" if xml else "not available"
-                self._cached = (time.monotonic(), TrustSettings(self.root(), registry, self.certificates(), source))
+                # fully parsed here, in one thread, before validations in other threads share it
+                self._cached = (time.monotonic(), TrustSettings(fully_parsed(self.root()), None,
+                                                                self.certificates()))
             cached = self._cached[1]
+        registry, source = self._registry()
         material = ValidationMaterial()
         material.extend(cached.material)
         material.extend(self.revocation())
-        return replace(cached, material=material)
+        return replace(cached, registry=registry, trusted_list_source=source, material=material)

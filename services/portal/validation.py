@@ -1,60 +1,122 @@
-"""Validation reports shaped like the EU DSS *simple report*, decided with pyHanko.
+"""Validation of signed documents at a chosen time, decided by pyHanko's AdES processes.
 
-For every signature in an uploaded PDF, ``.p7s`` + file, or JAdES JSON + payload:
+For every signature in an uploaded PDF, ``.p7s`` + file, or JAdES JSON + payload, and at a
+validation time that is "now" on the lab clock or any time the caller names:
 
-* one verdict — ``TOTAL_PASSED``, ``INDETERMINATE`` or ``TOTAL_FAILED`` — with the ETSI EN 319
-  102-1 sub-indication (``HASH_FAILURE``, ``NO_CERTIFICATE_CHAIN_FOUND``, ``OUT_OF_BOUNDS_NO_POE`` …);
-* signer identity, claimed signing time, signature time-stamp, level reached (B-B … B-LTA);
-* **qualification** — QES, AdES with a qualified certificate (AdES-QC), AdES, or not qualified —
-  decided by pyHanko's qualified-validation module (``QualificationAssessor``) over the trusted
-  list of the SignLab TSP;
-* a table of checks and a plain-language explanation of each failure with what to do.
+* **one verdict** — ``TOTAL_PASSED``, ``INDETERMINATE`` or ``TOTAL_FAILED`` — with the ETSI EN 319
+  102-1 sub-indication, decided by the EN 319 102-1 process the signature's level calls for, as
+  pyHanko implements it (``pyhanko.sign.validation.ades``): a signature without a signature
+  time-stamp (B-B) goes through the validation process for basic signatures (§5.3,
+  ``ades_basic_validation``), a time-stamped one (B-T) through the process for signatures with
+  time (§5.5, ``ades_with_time_validation``), one with long-term validation data (B-LT, B-LTA)
+  through the process for long-term availability (§5.6.3, ``ades_lta_validation``; for CAdES,
+  which pyHanko's LTA process does not read, the process with time plus the archive time-stamp
+  checks of :mod:`services.portal.archive_timestamps`). JAdES is JSON, which pyHanko does not
+  parse: the same steps run over pyhanko-certvalidator (chain at the validation time, then at the
+  signature time-stamp's time when the certificate has expired since);
+* **proof of existence**: the report names the PoE that carried the decision — the signature
+  time-stamp, the document or archive time-stamp that protects the validation data, or none (the
+  validation time itself, for a B-B signature);
+* **qualification** at the best signature time (the signing time the PoE proves) and at the
+  validation time, from the trusted list (pyHanko's ``QualificationAssessor`` reads its service
+  history: a CA withdrawn after the signing leaves a time-stamped QES a QES, while an un-stamped
+  signature validated after the withdrawal is only AdES);
+* the simple report (this module), the detailed report
+  (:mod:`services.portal.validation_detail`) and the ETSI TS 119 102-2 XML report
+  (:mod:`services.portal.etsi_report`).
 
-Trust is configuration: the validator trusts exactly the root in :class:`TrustSettings` (never a
-root embedded in the document) and never fetches anything from the network itself; revocation
-data comes from the document (DSS, CMS, JAdES ``rVals``) and from what the caller supplies (the
-portal fetches the TSP's current CRLs). A signature whose short-term certificate has expired is
-re-validated at the time of its signature time-stamp (proof of existence), as an AdES validator
-does; without a time-stamp it is INDETERMINATE / OUT_OF_BOUNDS_NO_POE.
+**Time.** pyHanko reads the machine's clock in places no argument reaches (past certificate
+validation starts from "now"; the proof-of-existence manager dates unknown objects "now").
+Validation therefore runs inside :func:`shared.clock.pinned_at` with the validation time, and
+pyHanko's modules read that pin (:func:`shared.clock.route_library_clocks`) — per validation and
+thread-safe. Validating "at" a time earlier than the lab clock is a point-in-time validation:
+revocation data issued later is accepted as a statement about that time (``retroactive_revinfo``).
+
+**Validation data.** The validator trusts exactly the root in :class:`TrustSettings` (never a root
+embedded in the document) and fetches nothing itself: it uses the document's own data (DSS, CMS,
+JAdES ``rVals``) and what the portal fetched from the TSP for this validation (its current CRLs
+and certificates). Revocation data about the signer's certificate issued after that certificate
+expired is left out (RFC 5280 §3.3 lets a CA drop expired certificates from its CRLs, so such a
+CRL proves nothing about them, and given to pyHanko's past validation it turns a good B-LT or
+B-LTA into OUT_OF_BOUNDS_NO_POE); the detailed report lists it as *not used*.
+
+**Checks SignLab adds** (each named in the report when it changes the verdict): pyHanko 0.38's
+process with time stops looking at a certificate once it has expired (it checks only the start of
+its validity), so a time-stamped signature made *after* its certificate expired, or *after* its
+revocation, would pass. EN 319 102-1 §5.5.4 says otherwise, so a PASSED result becomes
+INDETERMINATE / OUT_OF_BOUNDS_NO_POE when the best signature time is after the certificate's
+notAfter, and INDETERMINATE / REVOKED_NO_POE when any available revocation data states a revocation
+at or before the best signature time.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from io import BytesIO
 from typing import Any
 
-from asn1crypto import cms, x509
+from asn1crypto import cms, ocsp, x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.validation import async_validate_detached_cms, async_validate_pdf_signature
+from pyhanko.sign.ades.report import AdESStatus, AdESSubIndic
+from pyhanko.sign.diff_analysis import DiffResult
+from pyhanko.sign.general import extract_certificate_info
+from pyhanko.sign.validation import ades, generic_cms
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
-from pyhanko.sign.validation.pdf_embedded import async_validate_pdf_timestamp
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, async_validate_pdf_timestamp
+from pyhanko.sign.validation.policy_decl import (
+    LocalKnowledge,
+    PdfSignatureValidationSpec,
+    RevinfoOnlineFetchingRule,
+    RevocationInfoGatheringSpec,
+    SignatureValidationSpec,
+)
 from pyhanko.sign.validation.qualified.assess import QualificationAssessor
 from pyhanko.sign.validation.qualified.eutl_parse import trust_list_to_registry_unsafe
 from pyhanko.sign.validation.qualified.q_status import QcPrivateKeyManagementType
-from pyhanko.sign.validation.qualified.tsp import QcCertType, TSPRegistry
-from pyhanko.sign.validation.status import ModificationLevel, SignatureCoverageLevel
+from pyhanko.sign.validation.qualified.tsp import QcCertType, QTSTServiceInformation, TSPRegistry
+from pyhanko.sign.validation.status import ModificationLevel, PdfSignatureStatus, SignatureCoverageLevel
 from pyhanko_certvalidator import CertificateValidator
-from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, RevokedError
+from pyhanko_certvalidator.authority import AuthorityWithCert
+from pyhanko_certvalidator.context import CertValidationPolicySpec
+from pyhanko_certvalidator.errors import ExpiredError, InsufficientRevinfoError, PathBuildingError, PathValidationError, RevokedError
+from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
+from pyhanko_certvalidator.registry import SimpleTrustManager
+from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from services.portal import cades_asn1  # noqa: F401 - asn1crypto then parses CAdES archive time-stamp attributes
 from services.portal.archive_timestamps import ArchiveCheck, cades_archive_checks, jades_archive_checks
 from services.portal.documents import SignatureFormat
 from services.portal.jades import b64url_decode, parse_jws
-from services.portal.ltv import ValidationMaterial, load_certificate, validation_context
+from services.portal.ltv import (
+    ValidationMaterial,
+    load_certificate,
+    read_only_certificate,
+    read_only_crl,
+    validation_context,
+)
+from services.portal.validation_detail import (
+    ProofOfExistence,
+    RevocationFact,
+    SignatureFacts,
+    TimestampFact,
+    iso,
+    revocation_fact,
+)
+from shared.clock import lab_clock, pinned_at
 
 __all__ = [
     "Check",
@@ -62,6 +124,7 @@ __all__ = [
     "SignatureReport",
     "TrustSettings",
     "ValidationReport",
+    "detect_format",
     "load_registry",
     "validate_document",
 ]
@@ -91,17 +154,25 @@ EXPLANATIONS: dict[str, str] = {
     "NO_CERTIFICATE_CHAIN_FOUND": "The signer's certificate does not chain to the trust anchor this validator is "
     "configured with (the SignLab root). It was issued by another CA, or its chain is missing. If you expected a "
     "SignLab signature, the document was signed elsewhere.",
-    "OUT_OF_BOUNDS_NO_POE": "The signer's certificate is outside its validity period now and the signature has no "
-    "time-stamp proving it existed while the certificate was valid. Short-term certificates expire within minutes; "
-    "sign at level B-T or higher so that the signature stays verifiable.",
-    "NO_POE": "There is no proof of existence (time-stamp) for the signature at a time when its certificate was valid.",
-    "TRY_LATER": "Revocation information for a certificate was not available; try again when the CA's CRL/OCSP can be reached.",
+    "OUT_OF_BOUNDS_NO_POE": "The signer's certificate is outside its validity period at the validation time and nothing "
+    "proves the signature existed while it was valid. Short-term certificates expire within minutes: a signature "
+    "without a time-stamp (B-B) cannot be verified after that; sign at level B-T or higher so that the time-stamp "
+    "proves when the signature was made. (Also given when a time-stamp shows the signature was made after the "
+    "certificate expired.)",
+    "NO_POE": "There is no proof of existence (time-stamp) for the signature, or for its validation data, at a time "
+    "when its certificate was valid.",
+    "TRY_LATER": "Revocation information for a certificate was not available or not fresh enough; try again when the "
+    "CA's CRL/OCSP can be reached.",
     "CHAIN_CONSTRAINTS_FAILURE": "The certificate chain breaks a constraint (key usage, basic constraints, policy).",
     "CERTIFICATE_CHAIN_GENERAL_FAILURE": "The certificate chain could not be validated.",
     "SIG_CONSTRAINTS_FAILURE": "The signature does not meet the validation constraints (e.g. a required attribute is missing).",
-    "REVOKED_NO_POE": "The signer's certificate is revoked and nothing proves the signature was made before the revocation.",
+    "REVOKED_NO_POE": "The signer's certificate is revoked and nothing proves the signature was made before the "
+    "revocation (no time-stamp, or a time-stamp after the revocation). The signature must not be relied on.",
+    "REVOKED_CA_NO_POE": "A CA certificate of the chain is revoked and nothing proves the signature was made before.",
     "EXPIRED": "A certificate in the chain had expired at the validation time.",
     "NOT_YET_VALID": "The signer's certificate was not yet valid at the signing time.",
+    "TIMESTAMP_ORDER_FAILURE": "The time-stamps of the signature are not in a possible order.",
+    "NO_SIGNING_CERTIFICATE_FOUND": "The signer's certificate is not in the signature.",
     "DISALLOWED_MODIFICATIONS": "The PDF was modified after signing in a way a signature does not allow "
     "(content changed in a later revision). The signed revision may be intact, but the document you see is not what was signed.",
     "SIGNED_DATA_NOT_FOUND": "The file or payload the signature covers was not supplied, or it is not the one that was signed.",
@@ -126,7 +197,12 @@ class Check:
 
 @dataclass
 class SignatureReport:
-    """The simple report of one signature."""
+    """The simple report of one signature.
+
+    ``qualification`` is the qualification at the best signature time (the signing time the proof
+    of existence establishes, or the validation time without one); ``qualification_at_validation_time``
+    the one at the validation time.
+    """
 
     id: str
     format: str
@@ -134,13 +210,18 @@ class SignatureReport:
     sub_indication: str | None
     signer: dict[str, str]
     signing_time: str | None
-    timestamp: dict[str, str] | None
+    timestamp: dict[str, Any] | None
     level: str | None
     qualification: str
     qualification_detail: str
     checks: list[Check] = field(default_factory=list)
     explanations: list[str] = field(default_factory=list)
     validation_time: str = ""
+    best_signature_time: str | None = None
+    proof_of_existence: dict[str, Any] | None = None
+    """The PoE that carried the decision: ``{"of", "time", "proof"}``; None when no PoE was needed or found."""
+    validation_process: str = ""
+    qualification_at_validation_time: str = ""
 
 
 @dataclass
@@ -156,10 +237,27 @@ class ValidationReport:
     trusted_list: str
     generated_at: str
     explanations: list[str] = field(default_factory=list)
+    validation_time: str = ""
+    facts: list[SignatureFacts] = field(default_factory=list, repr=False, compare=False)
+    """What each signature's validation saw (not part of the simple report)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
+        """The simple report, JSON-ready."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "facts"}
+
+    def detailed(self) -> dict[str, Any]:
+        """The detailed report: the simple verdicts plus every signature's chain, revocation data,
+        time-stamps, proof of existence and qualification at both times."""
+        return {"document": self.document, "format": self.format, "indication": self.indication,
+                "sub_indication": self.sub_indication, "validation_time": self.validation_time,
+                "trust_anchor": self.trust_anchor, "trusted_list": self.trusted_list, "generated_at": self.generated_at,
+                "signatures": [f.detailed() for f in self.facts]}
+
+    def etsi_xml(self) -> str:
+        """The ETSI TS 119 102-2 validation report (XML)."""
+        from services.portal.etsi_report import etsi_validation_report
+
+        return etsi_validation_report(self)
 
     def summary(self) -> str:
         """One line: ``TOTAL_PASSED · 1 signature · QES · B-LTA``."""
@@ -168,6 +266,14 @@ class ValidationReport:
         first = self.signatures[0]
         sub = f" / {self.sub_indication}" if self.sub_indication else ""
         return f"{self.indication}{sub} · {len(self.signatures)} signature(s) · {first.qualification} · {first.level or '-'}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
 
 
 @dataclass(frozen=True)
@@ -197,12 +303,87 @@ def load_registry(tl_xml: str) -> TSPRegistry:
     return registry
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# --------------------------------------------------------------------------- the validation run
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+@dataclass
+class _Run:
+    """One validation: trust, the validation time and whether it lies before the lab clock's now."""
+
+    trust: TrustSettings
+    moment: dt.datetime
+    point_in_time: bool
+
+    def timing(self) -> ValidationTimingInfo:
+        return ValidationTimingInfo(validation_time=self.moment, best_signature_time=self.moment,
+                                    point_in_time_validation=self.point_in_time)
+
+    def spec(self, knowledge: LocalKnowledge) -> SignatureValidationSpec:
+        """Trust the root only; check revocation where a certificate declares it (CRL DP / OCSP
+        pointer; a short-term certificate without either relies on its short validity); never fetch."""
+        rule = RevocationCheckingRule.CHECK_IF_DECLARED
+        policy = CertValidationPolicySpec(
+            trust_manager=SimpleTrustManager.build([self.trust.root]),
+            revinfo_policy=CertRevTrustPolicy(RevocationCheckingPolicy(ee_certificate_rule=rule, intermediate_ca_cert_rule=rule),
+                                              retroactive_revinfo=self.point_in_time),
+        )
+        return SignatureValidationSpec(cert_validation_policy=policy, local_knowledge=knowledge,
+                                       revinfo_gathering_policy=RevocationInfoGatheringSpec(
+                                           online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY))
+
+    def tsp_facts(self, facts: SignatureFacts) -> None:
+        """Record the TSP's current certificates and CRLs for this signature; when the validation
+        time is after the signer's certificate expired, those about the signer issued after that
+        are left out (see the module docstring)."""
+        for der in self.trust.material.certificates:
+            facts.know_certificate(read_only_certificate(der), "tsp")
+        for kind, items in (("CRL", self.trust.material.crls), ("OCSP", self.trust.material.ocsps)):
+            for der in items:
+                fact = revocation_fact(kind, der, "tsp")
+                if fact is None:
+                    continue
+                signer = facts.signer
+                issued = fact.produced_at or fact.this_update
+                if (signer is not None and self.moment > signer.not_valid_after and fact.covers(signer)
+                        and issued and issued > signer.not_valid_after):
+                    fact.used = False
+                    fact.note = (f"issued after the signer's certificate expired ({iso(signer.not_valid_after)}): it says "
+                                 "nothing reliable about it, so it is not used")
+                facts.revocation.append(fact)
+
+    @staticmethod
+    def knowledge(facts: SignatureFacts, *, tsp_only: bool = False) -> LocalKnowledge:
+        """pyHanko's local knowledge: every known certificate and the used revocation objects
+        (``tsp_only``: only the TSP's, for the LTA process, which reads the PDF's DSS itself)."""
+        used = [r for r in facts.revocation if r.used and (r.source == "tsp" or not tsp_only)]
+        return LocalKnowledge(known_crls=[CRLContainer(read_only_crl(r.der)) for r in used if r.kind == "CRL"],
+                              known_ocsps=[OCSPContainer(ocsp.OCSPResponse.load(r.der)) for r in used if r.kind == "OCSP"],
+                              known_certs=[c.certificate for c in facts.certificates.values()])
+
+
+async def validate_document(label: str, signed: bytes, trust: TrustSettings, *, original: bytes | None = None,
+                            at: dt.datetime | None = None) -> ValidationReport:
+    """Validate one signed document; ``original`` is the signed file/payload for detached CAdES/JAdES.
+
+    :param at: the validation time; default: now on the lab clock. Earlier than now: a
+        point-in-time validation (revocation data issued since is read as a statement about then).
+    """
+    now = lab_clock().now()
+    moment = (at.astimezone(dt.UTC) if at.tzinfo else at.replace(tzinfo=dt.UTC)) if at is not None else now
+    run = _Run(trust, moment, point_in_time=moment < now - dt.timedelta(seconds=1))
+    fmt = detect_format(signed)
+    with pinned_at(moment):
+        if fmt is SignatureFormat.PADES:
+            report = await _validate_pdf(label, signed, run)
+        elif fmt is SignatureFormat.JADES:
+            report = await _validate_jades(label, signed, original, run)
+        else:
+            report = await _validate_cades(label, signed, original, run)
+    report.validation_time = iso(moment) or ""
+    return report
+
+
+# --------------------------------------------------------------------------- shared pieces
 
 
 def _signer_info(cert: x509.Certificate | None) -> dict[str, str]:
@@ -220,14 +401,15 @@ def _signer_info(cert: x509.Certificate | None) -> dict[str, str]:
         "subject": cert.subject.human_friendly,
         "issuer": cert.issuer.human_friendly,
         "certificate_serial": format(cert.serial_number, "x"),
-        "not_before": _iso(cert.not_valid_before) or "",
-        "not_after": _iso(cert.not_valid_after) or "",
+        "not_before": iso(cert.not_valid_before) or "",
+        "not_after": iso(cert.not_valid_after) or "",
         "policies": ", ".join(policies),
     }
 
 
-def _qualification(trust: TrustSettings, path: ValidationPath | None, moment: datetime | None, trusted: bool) -> tuple[str, str]:
-    if not trusted or path is None:
+def _qualification(trust: TrustSettings, path: ValidationPath | None, moment: dt.datetime | None) -> tuple[str, str]:
+    """The signature's qualification per the trusted list at ``moment`` (QES, AdES-QC, AdES)."""
+    if path is None:
         return "not qualified", "The signature is not valid and trusted, so it cannot be qualified."
     if trust.registry is None:
         return "unknown", "No trusted list is configured, so qualification cannot be decided."
@@ -237,12 +419,33 @@ def _qualification(trust: TrustSettings, path: ValidationPath | None, moment: da
         return "not qualified", f"The certificate's QC statements could not be interpreted ({exc})."
     status = result.status
     service = result.service_definition.base_info.service_name if result.service_definition else "no trusted-list service"
+    when = f" at {iso(moment)}" if moment else ""
     if status.qualified and status.qc_type is QcCertType.QC_ESIGN and status.qc_key_security.is_qscd:
         managed = " (QSCD managed on behalf of the signer)" if status.qc_key_security is QcPrivateKeyManagementType.QSCD_DELEGATED else ""
-        return "QES", f"Qualified electronic signature: qualified certificate for e-signatures with the key in a QSCD{managed}, per the trusted-list service '{service}'."
+        return "QES", (f"Qualified electronic signature: qualified certificate for e-signatures with the key in a "
+                       f"QSCD{managed}, per the trusted-list service '{service}' granted{when}.")
     if status.qualified:
-        return "AdES-QC", f"Advanced electronic signature with a qualified certificate, but the key is not in a QSCD (per '{service}')."
-    return "AdES", "Advanced electronic signature: valid and trusted, but the certificate is not qualified according to the trusted list."
+        return "AdES-QC", f"Advanced electronic signature with a qualified certificate, but the key is not in a QSCD (per '{service}'{when})."
+    return "AdES", (f"Advanced electronic signature: valid and trusted, but the certificate is not qualified according to "
+                    f"the trusted list{when} (no granted qualified service for its issuer then).")
+
+
+def _tsa_qualified(trust: TrustSettings, tsa: x509.Certificate | None, moment: dt.datetime | None) -> tuple[bool | None, str]:
+    """Whether a time-stamp is qualified: its TSA is a QTST service granted on the trusted list at its time."""
+    if tsa is None or moment is None:
+        return None, "unknown"
+    if trust.registry is None:
+        return None, "no trusted list configured"
+    services = [s for s in trust.registry.applicable_service_definitions(AuthorityWithCert(tsa), moment)
+                if isinstance(s, QTSTServiceInformation)]
+    if services:
+        return True, f"qualified time-stamp: '{services[0].base_info.service_name}' granted on the trusted list at {iso(moment)}"
+    return False, f"not a qualified time-stamp: the TSA is not a granted QTST service on the trusted list at {iso(moment)}"
+
+
+def _leaf_first(path: ValidationPath) -> list[x509.Certificate]:
+    """The certificates of ``path`` from the end entity to the trust anchor (pyHanko iterates from the anchor)."""
+    return [c for c in reversed(list(path)) if isinstance(c, x509.Certificate)]
 
 
 def _level_label(rank: int) -> str | None:
@@ -254,241 +457,376 @@ def _has_signing_certificate_attr(signer_info: cms.SignerInfo) -> bool:
     return any(a["type"].native in ("signing_certificate_v2", "signing_certificate") for a in attrs) if attrs.native else False
 
 
-def _tst_time(signer_info: cms.SignerInfo) -> datetime | None:
-    unsigned = signer_info["unsigned_attrs"]
-    if not unsigned.native:
+def _verdict_of(subindic: AdESSubIndic) -> tuple[Indication, str | None]:
+    status = subindic.status
+    if status is AdESStatus.PASSED:
+        return Indication.TOTAL_PASSED, None
+    if status is AdESStatus.FAILED:
+        return Indication.TOTAL_FAILED, subindic.standard_name
+    name = subindic.standard_name
+    return Indication.INDETERMINATE, "CERTIFICATE_CHAIN_GENERAL_FAILURE" if name == "GENERIC" else name
+
+
+def _adjust(facts: SignatureFacts, indication: Indication, sub: str | None) -> tuple[Indication, str | None]:
+    """The two EN 319 102-1 §5.5.4 checks pyHanko 0.38 skips once the certificate has expired."""
+    signer, best = facts.signer, facts.best_signature_time
+    if indication is not Indication.TOTAL_PASSED or signer is None or best is None:
+        return indication, sub
+    if best > signer.not_valid_after:
+        facts.adjustment = (f"the best signature time {iso(best)} is after the certificate's notAfter "
+                            f"{iso(signer.not_valid_after)}: the signature was made after the certificate expired")
+        return Indication.INDETERMINATE, "OUT_OF_BOUNDS_NO_POE"
+    revoked = [t for r in facts.revocation if r.covers(signer) and (t := r.revoked_at(signer)) is not None]
+    if revoked and min(revoked) <= best:
+        facts.adjustment = (f"the certificate was revoked at {iso(min(revoked))}, at or before the best signature time "
+                            f"{iso(best)}: nothing proves the signature existed before the revocation")
+        return Indication.INDETERMINATE, "REVOKED_NO_POE"
+    return indication, sub
+
+
+def _common_name(cert: x509.Certificate | None) -> str:
+    if cert is None:
+        return "an unknown TSA"
+    return str(cert.subject.native.get("common_name") or cert.subject.human_friendly)
+
+
+def _poe_needed(facts: SignatureFacts) -> tuple[str, dt.datetime] | None:
+    """Why the signature needs a proof of existence earlier than the validation time: ``("expired",
+    when)`` or ``("was revoked", when)`` of its certificate by then; None when it needs none."""
+    signer, moment = facts.signer, facts.validation_time
+    if signer is None or moment is None:
         return None
-    for attr in unsigned:
-        if attr["type"].native == "signature_time_stamp_token":
-            token = attr["values"][0]
-            return token["content"]["encap_content_info"]["content"].parsed["gen_time"].native
-    return None
+    if moment > signer.not_valid_after:
+        return "expired", signer.not_valid_after
+    revoked = [t for r in facts.revocation if r.covers(signer) and (t := r.revoked_at(signer)) is not None and t <= moment]
+    return ("was revoked", min(revoked)) if revoked else None
 
 
-def _trust_checks(status: Any, label: str) -> list[Check]:
+def _decide_poe(facts: SignatureFacts, indication: Indication) -> ProofOfExistence | None:
+    """List the proofs of existence, name the one that carried the decision (``facts.decided_by``)
+    and return it (None when the validation time itself did)."""
+    signature_ts = next((t for t in facts.timestamps if t.kind == "signature" and t.valid), None)
+    archives = [t for t in facts.timestamps if t.kind in ("archive", "document") and t.valid]
+    deciding = None
+    if signature_ts is not None and signature_ts.time is not None:
+        deciding = ProofOfExistence("signature", signature_ts.time,
+                                    f"signature time-stamp by {_common_name(signature_ts.tsa)}", signature_ts.id)
+        facts.poe.append(deciding)
+    for archive in archives:
+        if archive.time is not None:
+            facts.poe.append(ProofOfExistence("signature, signature time-stamp and validation data", archive.time,
+                                              f"{archive.kind} time-stamp by {_common_name(archive.tsa)}", archive.id))
+    needed = _poe_needed(facts)
+    if indication is not Indication.TOTAL_PASSED:
+        facts.decided_by = (f"no proof that the signature existed before its certificate {needed[0]} ({iso(needed[1])})"
+                            if needed and deciding is None else f"{facts.sub_indication or facts.indication}")
+        return None
+    if needed is None or deciding is None:
+        facts.decided_by = "the validation time: the certificate was valid and not revoked then, no earlier proof was needed"
+        return None
+    facts.decided_by = (f"the certificate {needed[0]} at {iso(needed[1])}, but the signature time-stamp "
+                        f"({iso(deciding.time)}) proves the signature existed before that")
+    if archives:
+        facts.decided_by += (f"; the {archives[-1].kind} time-stamp ({iso(archives[-1].time)}) proves the validation data "
+                             "(certificates, revocation data) existed then too")
+    return deciding
+
+
+def _finish(facts: SignatureFacts, run: _Run, indication: Indication, sub: str | None, path: ValidationPath | None,
+            checks: list[Check], rank: int, claimed: str | None) -> SignatureReport:
+    """Apply SignLab's checks, qualify, name the PoE and build the simple report of one signature."""
+    indication, sub = _adjust(facts, indication, sub)
+    facts.indication, facts.sub_indication = indication.value, sub
+    facts.validation_time = run.moment
+    if path is not None:
+        facts.chain = _leaf_first(path)
+    deciding = _decide_poe(facts, indication)
+    trusted = indication is Indication.TOTAL_PASSED
+    at_signing, detail = _qualification(run.trust, path if trusted else None, facts.best_signature_time or run.moment)
+    at_validation, detail_now = _qualification(run.trust, path if trusted else None, run.moment)
+    facts.qualification_at_signing, facts.qualification_at_validation = at_signing, at_validation
+    facts.qualification_detail = detail if at_signing == at_validation else f"{detail} At the validation time: {detail_now}"
+    if facts.adjustment:
+        checks.append(Check("SignLab check (EN 319 102-1 §5.5.4)", "failed", facts.adjustment))
+    checks.append(Check("Proof of existence", "passed" if trusted else "info", facts.decided_by))
+    checks.append(Check("Qualification (trusted list)", "passed" if at_signing == "QES" else "info", facts.qualification_detail))
+    signature_ts = next((t for t in facts.timestamps if t.kind == "signature"), None)
+    timestamp = None if signature_ts is None else {
+        "time": iso(signature_ts.time) or "", "tsa": signature_ts.tsa.subject.human_friendly if signature_ts.tsa else "",
+        "status": "valid" if signature_ts.valid else "not valid", "qualified": signature_ts.qualified,
+        "qualification": signature_ts.qualification_detail}
+    return SignatureReport(
+        id=facts.id, format=facts.format, indication=indication.value, sub_indication=sub,
+        signer=_signer_info(facts.signer), signing_time=claimed, timestamp=timestamp,
+        level=_level_label(rank) if trusted else _level_label(min(rank, 0)),
+        qualification=at_signing, qualification_detail=facts.qualification_detail, checks=checks,
+        explanations=[e for e in [explain(sub)] if e], validation_time=iso(run.moment) or "",
+        best_signature_time=iso(facts.best_signature_time), validation_process=facts.process,
+        proof_of_existence=deciding.summary() if deciding else None,
+        qualification_at_validation_time=at_validation,
+    )
+
+
+def _integrity_checks(status: Any, label: str) -> list[Check]:
     checks = [
         Check("Signature intact (digest matches)", "passed" if status.intact else "failed",
               "the signed bytes are unchanged" if status.intact else "the signed bytes were changed after signing"),
         Check("Signature value", "passed" if status.valid else "failed",
               f"{status.pkcs7_signature_mechanism} over {status.md_algorithm}"),
-        Check(f"Certificate chain to the {label}", "passed" if status.trusted else ("failed" if status.revoked else "failed"),
-              " → ".join(c.subject.human_friendly for c in status.validation_path) if status.validation_path else
-              (str(status.trust_problem_indic.name) if status.trust_problem_indic else "no path")),
     ]
-    if status.revoked:
-        checks.append(Check("Revocation status", "failed", f"revoked ({status.revocation_details.revocation_reason.native})"))
+    path = status.validation_path
+    checks.append(Check(f"Certificate chain to the {label}", "passed" if path is not None else "failed",
+                        " → ".join(c.subject.human_friendly for c in path) if path is not None else
+                        (status.trust_problem_indic.name if status.trust_problem_indic else "no path")))
+    if status.revoked and status.revocation_details is not None:
+        details = status.revocation_details
+        checks.append(Check("Revocation status", "failed", f"revoked at {iso(details.revocation_date)} "
+                                                           f"({details.revocation_reason.native})"))
     return checks
 
 
-def _timestamp_check(status: Any, rank: int, checks: list[Check]) -> tuple[dict[str, str] | None, int]:
-    """The signature time-stamp's check (appended to ``checks``), its summary, and the level rank
-    reached: a valid time-stamp lifts B-B (0) to B-T (1)."""
-    if status.timestamp_validity is None:
-        checks.append(Check("Signature time-stamp", "info", "none (level B-B)"))
-        return None, rank
-    ts = status.timestamp_validity
-    ok = ts.intact and ts.valid and ts.trusted
-    timestamp = {"time": _iso(ts.timestamp) or "", "tsa": ts.signing_cert.subject.human_friendly,
-                 "status": "valid" if ok else "not valid"}
-    checks.append(Check("Signature time-stamp", "passed" if ok else "failed", f"{timestamp['time']} by {timestamp['tsa']}"))
-    return timestamp, 1 if ok and rank == 0 else rank
-
-
-def _verdict(intact: bool, valid: bool, status: Any) -> tuple[Indication, str | None]:
-    if not intact:
-        return Indication.TOTAL_FAILED, "HASH_FAILURE"
-    if not valid:
-        return Indication.TOTAL_FAILED, "SIG_CRYPTO_FAILURE"
-    if status.revoked:
-        return Indication.TOTAL_FAILED, "REVOKED"
-    if not status.trusted:
-        indic = status.trust_problem_indic
-        name = indic.name if indic is not None else "NO_CERTIFICATE_CHAIN_FOUND"
-        if name == "GENERIC":
-            name = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
-        return Indication.INDETERMINATE, name
-    return Indication.TOTAL_PASSED, None
-
-
-def _context_for(trust: TrustSettings, material: ValidationMaterial, moment: datetime | None = None):
-    return validation_context(trust.root, material, moment=moment, revocation_mode="soft-fail", retroactive_revinfo=moment is not None)
-
-
-def _expired(cert: x509.Certificate, at: datetime) -> bool:
-    return not (cert.not_valid_before <= at <= cert.not_valid_after)
+async def _timestamp_fact(kind: str, token: cms.ContentInfo, run: _Run, knowledge: ValidationMaterial,
+                          expected_imprint: Callable[[str], bytes]) -> TimestampFact:
+    """Validate one time-stamp token to the root (at the validation time) and qualify it."""
+    try:
+        status = await validate_tst_signed_data(token["content"], validation_context(
+            run.trust.root, knowledge, revocation_mode="soft-fail", retroactive_revinfo=run.point_in_time), expected_imprint)
+        path = status.get("validation_path")
+        ok = bool(status["intact"] and status["valid"] and status.get("trust_problem_indic") is None and path is not None)
+        tsa = status["signing_cert"]
+        moment = status["timestamp"]
+        qualified, text = _tsa_qualified(run.trust, tsa, moment)
+        detail = f"{iso(moment)} by {tsa.subject.human_friendly}" + ("" if ok else " — does not validate to the SignLab root")
+        return TimestampFact(kind, moment, tsa, _leaf_first(path) if path is not None else [tsa], ok, detail, token.dump(),
+                             qualified, text)
+    except Exception as exc:  # a broken token inside an untrusted upload is a failed time-stamp, not a 500
+        return TimestampFact(kind, None, None, [], False, f"could not be validated ({exc.__class__.__name__})", token.dump())
 
 
 # --------------------------------------------------------------------------- PDF
 
 
-def _dss_material(reader: PdfFileReader) -> tuple[ValidationMaterial, bool]:
+def _dss_facts(reader: PdfFileReader, facts: SignatureFacts) -> bool:
     try:
         dss = DocumentSecurityStore.read_dss(reader)
     except NoDSSFoundError:
-        return ValidationMaterial(), False
-    material = ValidationMaterial(
-        certificates=[c.dump() for c in dss.load_certs()],
-        crls=[ref.get_object().data for ref in dss.crls],
-        ocsps=[ref.get_object().data for ref in dss.ocsps],
-    )
-    return material, bool(material.crls or material.ocsps)
+        return False
+    for cert in dss.load_certs():
+        facts.know_certificate(cert, "dss")
+    found = False
+    for kind, refs in (("CRL", dss.crls), ("OCSP", dss.ocsps)):
+        for ref in refs:
+            fact = revocation_fact(kind, ref.get_object().data, "dss")
+            if fact is not None:
+                fact.note = "read by pyHanko's long-term validation from the document"
+                facts.revocation.append(fact)
+                found = True
+    return found
 
 
-async def _validate_pdf(label: str, content: bytes, trust: TrustSettings) -> ValidationReport:
+async def _validate_pdf(label: str, content: bytes, run: _Run) -> ValidationReport:
     try:
         reader = PdfFileReader(BytesIO(content), strict=False)
         signatures = reader.embedded_regular_signatures
         doc_timestamps = reader.embedded_timestamp_signatures
     except Exception:  # any parse failure of an untrusted upload is a format failure, never a 500
-        return _format_failure(label, SignatureFormat.PADES, trust, "the file could not be read as a PDF")
+        return _format_failure(label, SignatureFormat.PADES, run, "the file could not be read as a PDF")
     if not signatures:
-        return _no_signature(label, SignatureFormat.PADES, trust, "The PDF contains no signature.")
-    dss_material, has_dss_revinfo = _dss_material(reader)
-    material = ValidationMaterial()
-    material.extend(trust.material)
-    material.extend(dss_material)
-    reports = []
+        return _no_signature(label, SignatureFormat.PADES, run, "The PDF contains no signature.")
+    reports, all_facts = [], []
     for sig in signatures:
-        reports.append(await _validate_pdf_signature(sig, doc_timestamps, has_dss_revinfo, material, trust))
-    return _document_report(label, SignatureFormat.PADES, reports, trust)
+        facts = SignatureFacts(id=str(sig.field_name), format="PAdES")
+        try:
+            report = await _validate_pdf_signature(sig, reader, doc_timestamps, run, facts)
+        except Exception as exc:  # malformed CMS inside an untrusted PDF
+            report = _failed_signature(str(sig.field_name), "PAdES", run, "FORMAT_FAILURE",
+                                       f"the signature could not be parsed ({exc.__class__.__name__})")
+        reports.append(report)
+        all_facts.append(facts)
+    return _document_report(label, SignatureFormat.PADES, reports, run, all_facts)
 
 
-async def _validate_pdf_signature(sig: Any, doc_timestamps: list[Any], has_dss_revinfo: bool,
-                                  material: ValidationMaterial, trust: TrustSettings) -> SignatureReport:
-    now = datetime.now(UTC)
-    try:
-        status = await async_validate_pdf_signature(sig, _context_for(trust, material), ts_validation_context=_context_for(trust, material))
-    except Exception as exc:  # malformed CMS inside the PDF
-        return _failed_signature(str(sig.field_name), "PAdES", "FORMAT_FAILURE", f"the signature could not be parsed ({exc.__class__.__name__})")
-    validation_time = now
-    tst_time = status.timestamp_validity.timestamp if status.timestamp_validity is not None else None
-    poe_note = ""
-    if status.intact and status.valid and not status.trusted and _expired(status.signing_cert, now):
-        if tst_time is not None and status.timestamp_validity.trusted:
-            # Short-term certificate expired: re-validate at the signature time-stamp (proof of existence).
-            status = await async_validate_pdf_signature(
-                sig, _context_for(trust, material, moment=tst_time), ts_validation_context=_context_for(trust, material)
-            )
-            validation_time = tst_time
-            poe_note = "validated at the time of the signature time-stamp (the certificate has expired since)"
-    indication, sub = _verdict(status.intact, status.valid, status)
-    if indication is Indication.INDETERMINATE and sub in ("EXPIRED", "CERTIFICATE_CHAIN_GENERAL_FAILURE") and _expired(status.signing_cert, now):
-        sub = "OUT_OF_BOUNDS_NO_POE"
-    checks = _trust_checks(status, "SignLab root")
-    coverage_ok = status.coverage in (SignatureCoverageLevel.ENTIRE_FILE, SignatureCoverageLevel.ENTIRE_REVISION)
-    modification_ok = status.modification_level in (
-        ModificationLevel.NONE, ModificationLevel.LTA_UPDATES, ModificationLevel.FORM_FILLING
-    )
-    checks.append(Check("Coverage", "passed" if coverage_ok else "failed", status.coverage.name if status.coverage else "unknown"))
+async def _validate_pdf_signature(sig: EmbeddedPdfSignature, reader: PdfFileReader, doc_timestamps: list[Any],
+                                  run: _Run, facts: SignatureFacts) -> SignatureReport:
+    signer_info = sig.signer_info
+    facts.signer = sig.signer_cert
+    facts.signature_value = signer_info["signature"].native
+    facts.dtbsr_digest = hashlib.sha256(signer_info["signed_attrs"].dump()).digest()
+    facts.document_digest_algorithm = signer_info["digest_algorithm"]["algorithm"].native
+    facts.document_digest = sig.compute_digest()
+    for cert in sig.signed_data["certificates"] or []:
+        facts.know_certificate(cert.chosen, "signature")
+    run.tsp_facts(facts)
+    has_dss_revinfo = _dss_facts(reader, facts)
+    sig.compute_integrity_info()  # coverage and later changes (pyHanko's difference analysis)
+    has_tst = next(generic_cms.extract_tst_data_iter(signer_info, signed=False), None) is not None
+    knowledge = run.knowledge(facts, tsp_only=has_dss_revinfo)
+    spec = run.spec(knowledge)
+    integrity = sig.summarise_integrity_info()
+    if not has_tst:
+        facts.process = "Basic"
+        # (pyHanko 0.38's basic process always answers a plain CMS status: the PDF's coverage and
+        # later changes are read from ``integrity`` below)
+        result = await ades.ades_basic_validation(sig.signed_data, spec, timing_info=run.timing(),
+                                                  raw_digest=facts.document_digest)
+    elif not has_dss_revinfo:
+        facts.process = "LTVM"
+        result = await ades.ades_with_time_validation(sig.signed_data, spec, timing_info=run.timing(),
+                                                      raw_digest=facts.document_digest, extra_status_kwargs=integrity,
+                                                      status_cls=PdfSignatureStatus)
+    else:
+        facts.process = "LTA"
+        result = await ades.ades_lta_validation(sig, PdfSignatureValidationSpec(spec), timing_info=run.timing())
+    status = result.api_status
+    facts.pyhanko_message = result.failure_msg
+    # the basic process has no proof of existence: the best signature time is the validation time
+    facts.best_signature_time = getattr(result, "best_signature_time", None) or run.moment
+    indication, sub = _verdict_of(result.ades_subindic)
+    checks = _integrity_checks(status, "SignLab root")
+    coverage, modification = integrity.get("coverage"), _modification_level(integrity)
+    coverage_ok = coverage in (SignatureCoverageLevel.ENTIRE_FILE, SignatureCoverageLevel.ENTIRE_REVISION)
+    modification_ok = modification in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES, ModificationLevel.FORM_FILLING)
+    checks.append(Check("Coverage", "passed" if coverage_ok else "failed", coverage.name if coverage else "unknown"))
     checks.append(Check("Later changes", "passed" if modification_ok else "failed",
-                        status.modification_level.name if status.modification_level else "unknown"))
+                        modification.name if modification else "unknown"))
     if indication is Indication.TOTAL_PASSED and not (coverage_ok and modification_ok):
         indication, sub = Indication.TOTAL_FAILED, "DISALLOWED_MODIFICATIONS"
-    signer_info = sig.signer_info
     rank = -1
     if status.intact and status.valid and _has_signing_certificate_attr(signer_info):
         rank = 0
         checks.append(Check("Signing certificate reference (ESS signing-certificate-v2)", "passed", "present in the signed attributes"))
     else:
         checks.append(Check("Signing certificate reference (ESS signing-certificate-v2)", "failed", "missing: not a baseline signature"))
-    timestamp, rank = _timestamp_check(status, rank, checks)
+    for token in generic_cms.extract_tst_data_iter(signer_info, signed=False):
+        fact = await _timestamp_fact("signature", cms.ContentInfo({"content_type": "signed_data", "content": token}),
+                                     run, _material_of(facts), generic_cms.message_imprint_checker(signer_info))
+        facts.timestamps.append(fact)
+        checks.append(Check("Signature time-stamp", "passed" if fact.valid else "failed", fact.detail))
+        if fact.valid and rank == 0:
+            rank = 1
+    if not has_tst:
+        checks.append(Check("Signature time-stamp", "info", "none (level B-B)"))
     if rank >= 1 and has_dss_revinfo:
         rank = 2
         checks.append(Check("Long-term validation data (DSS)", "passed", "certificates and CRL/OCSP embedded in the document security store"))
     else:
         checks.append(Check("Long-term validation data (DSS)", "info", "none"))
-    if rank >= 2 and doc_timestamps:
-        ts_status = await async_validate_pdf_timestamp(doc_timestamps[-1], validation_context=_context_for(trust, material))
-        ok = ts_status.intact and ts_status.valid and ts_status.trusted
-        checks.append(Check("Archive (document) time-stamp", "passed" if ok else "failed", _iso(ts_status.timestamp) or ""))
-        if ok:
+    for doc_ts in doc_timestamps:
+        ts_status = await async_validate_pdf_timestamp(doc_ts, validation_context=validation_context(
+            run.trust.root, _material_of(facts), revocation_mode="soft-fail", retroactive_revinfo=run.point_in_time))
+        ok = bool(ts_status.intact and ts_status.valid and ts_status.trusted)
+        qualified, text = _tsa_qualified(run.trust, ts_status.signing_cert, ts_status.timestamp)
+        path = ts_status.validation_path
+        facts.timestamps.append(TimestampFact("document", ts_status.timestamp, ts_status.signing_cert,
+                                              _leaf_first(path) if path is not None else [ts_status.signing_cert], ok,
+                                              f"{iso(ts_status.timestamp)} by {ts_status.signing_cert.subject.human_friendly}",
+                                              doc_ts.signed_data.dump(), qualified, text))
+        checks.append(Check("Archive (document) time-stamp", "passed" if ok else "failed", iso(ts_status.timestamp) or ""))
+        if ok and rank == 2:
             rank = 3
-    if poe_note:
-        checks.append(Check("Proof of existence", "info", poe_note))
-    qualification, detail = _qualification(trust, status.validation_path, validation_time, indication is Indication.TOTAL_PASSED)
-    checks.append(Check("Qualification (trusted list)", "passed" if qualification == "QES" else "info", detail))
-    return SignatureReport(
-        id=str(sig.field_name), format="PAdES", indication=indication.value, sub_indication=sub,
-        signer=_signer_info(status.signing_cert), signing_time=_iso(status.signer_reported_dt),
-        timestamp=timestamp, level=_level_label(rank) if indication is Indication.TOTAL_PASSED else _level_label(min(rank, 0)),
-        qualification=qualification, qualification_detail=detail, checks=checks,
-        explanations=[e for e in [explain(sub)] if e], validation_time=_iso(validation_time) or "",
-    )
+    return _finish(facts, run, indication, sub, status.validation_path if status else None, checks, rank,
+                   iso(sig.self_reported_timestamp))
+
+
+def _modification_level(integrity: dict[str, Any]) -> ModificationLevel | None:
+    """The later-changes level from pyHanko's integrity summary (read as ``PdfSignatureStatus`` does)."""
+    coverage, diff = integrity.get("coverage"), integrity.get("diff_result")
+    if diff is None:
+        if coverage is SignatureCoverageLevel.ENTIRE_REVISION:
+            return None
+        return ModificationLevel.NONE if coverage is SignatureCoverageLevel.ENTIRE_FILE else ModificationLevel.OTHER
+    return diff.modification_level if isinstance(diff, DiffResult) else ModificationLevel.OTHER
+
+
+def _material_of(facts: SignatureFacts) -> ValidationMaterial:
+    """The known certificates and used revocation data, for time-stamp validation."""
+    return ValidationMaterial(certificates=[c.certificate.dump() for c in facts.certificates.values()],
+                              crls=[r.der for r in facts.revocation if r.used and r.kind == "CRL"],
+                              ocsps=[r.der for r in facts.revocation if r.used and r.kind == "OCSP"])
 
 
 # --------------------------------------------------------------------------- CAdES
 
 
-def _cms_material(signed_data: cms.SignedData) -> tuple[ValidationMaterial, bool]:
-    material = ValidationMaterial(certificates=[c.chosen.dump() for c in signed_data["certificates"]] if signed_data["certificates"].native else [])
+def _cms_facts(signed_data: cms.SignedData, facts: SignatureFacts) -> bool:
+    for cert in signed_data["certificates"] if signed_data["certificates"].native else []:
+        if cert.name == "certificate":
+            facts.know_certificate(cert.chosen, "signature")
+    found = False
     if signed_data["crls"].native:
         for choice in signed_data["crls"]:
+            fact = None
             if choice.name == "crl":
-                material.crls.append(choice.chosen.dump())
+                fact = revocation_fact("CRL", choice.chosen.dump(), "cms")
             elif choice.name == "other" and choice.chosen["other_rev_info_format"].native == "ocsp_response":
-                material.ocsps.append(choice.chosen["other_rev_info"].dump())
-    return material, bool(material.crls or material.ocsps)
+                fact = revocation_fact("OCSP", choice.chosen["other_rev_info"].dump(), "cms")
+            if fact is not None:
+                facts.revocation.append(fact)
+                found = True
+    return found
 
 
-async def _validate_cades(label: str, signature: bytes, original: bytes | None, trust: TrustSettings) -> ValidationReport:
+async def _validate_cades(label: str, signature: bytes, original: bytes | None, run: _Run) -> ValidationReport:
     try:
         content_info = cms.ContentInfo.load(signature)
         signed_data = content_info["content"]
         signer_info = signed_data["signer_infos"][0]
         _ = signer_info["signature"].native
+        signer_cert = extract_certificate_info(signed_data).signer_cert
     except Exception:  # any parse failure of an untrusted upload is a format failure
-        return _format_failure(label, SignatureFormat.CADES, trust, "the .p7s is not a CMS SignedData")
+        return _format_failure(label, SignatureFormat.CADES, run, "the .p7s is not a CMS SignedData")
     if original is None:
-        return _no_signature(label, SignatureFormat.CADES, trust, "A detached CAdES signature needs the signed file too.",
+        return _no_signature(label, SignatureFormat.CADES, run, "A detached CAdES signature needs the signed file too.",
                              sub="SIGNED_DATA_NOT_FOUND", indication=Indication.INDETERMINATE)
-    cms_material, has_revinfo = _cms_material(signed_data)
-    material = ValidationMaterial()
-    material.extend(trust.material)
-    material.extend(cms_material)
-    now = datetime.now(UTC)
-    status = await async_validate_detached_cms(original, signed_data, _context_for(trust, material), _context_for(trust, material))
-    validation_time = now
-    tst_time = _tst_time(signer_info)
-    poe_note = ""
-    if status.intact and status.valid and not status.trusted and _expired(status.signing_cert, now) and tst_time is not None:
-        if status.timestamp_validity is not None and status.timestamp_validity.trusted:
-            status = await async_validate_detached_cms(original, signed_data, _context_for(trust, material, moment=tst_time), _context_for(trust, material))
-            validation_time = tst_time
-            poe_note = "validated at the time of the signature time-stamp (the certificate has expired since)"
-    indication, sub = _verdict(status.intact, status.valid, status)
-    if indication is Indication.INDETERMINATE and _expired(status.signing_cert, now) and sub in ("EXPIRED", "CERTIFICATE_CHAIN_GENERAL_FAILURE"):
-        sub = "OUT_OF_BOUNDS_NO_POE"
-    checks = _trust_checks(status, "SignLab root")
+    facts = SignatureFacts(id="signature-1", format="CAdES", signer=signer_cert,
+                           signature_value=signer_info["signature"].native,
+                           dtbsr_digest=hashlib.sha256(signer_info["signed_attrs"].dump()).digest())
+    algorithm = signer_info["digest_algorithm"]["algorithm"].native
+    facts.document_digest_algorithm = algorithm
+    facts.document_digest = hashlib.new(algorithm, original).digest()
+    has_revinfo = _cms_facts(signed_data, facts)
+    run.tsp_facts(facts)
+    has_tst = next(generic_cms.extract_tst_data_iter(signer_info, signed=False), None) is not None
+    spec = run.spec(run.knowledge(facts))
+    if has_tst:
+        facts.process = "LTVM"
+        result = await ades.ades_with_time_validation(signed_data, spec, timing_info=run.timing(), raw_digest=facts.document_digest)
+    else:
+        facts.process = "Basic"
+        result = await ades.ades_basic_validation(signed_data, spec, timing_info=run.timing(), raw_digest=facts.document_digest)
+    status = result.api_status
+    facts.pyhanko_message = result.failure_msg
+    facts.best_signature_time = getattr(result, "best_signature_time", None) or run.moment
+    indication, sub = _verdict_of(result.ades_subindic)
+    checks = _integrity_checks(status, "SignLab root")
     rank = 0 if status.intact and status.valid and _has_signing_certificate_attr(signer_info) else -1
     checks.append(Check("Signing certificate reference (ESS signing-certificate-v2)", "passed" if rank == 0 else "failed", ""))
-    timestamp, rank = _timestamp_check(status, rank, checks)
+    material = _material_of(facts)
+    for token in generic_cms.extract_tst_data_iter(signer_info, signed=False):
+        fact = await _timestamp_fact("signature", cms.ContentInfo({"content_type": "signed_data", "content": token}),
+                                     run, material, generic_cms.message_imprint_checker(signer_info))
+        facts.timestamps.append(fact)
+        checks.append(Check("Signature time-stamp", "passed" if fact.valid else "failed", fact.detail))
+        rank = 1 if fact.valid and rank == 0 else rank
+    if not has_tst:
+        checks.append(Check("Signature time-stamp", "info", "none (level B-B)"))
     if rank >= 1 and has_revinfo:
         rank = 2
         checks.append(Check("Long-term validation data", "passed", "certificates and CRL/OCSP in SignedData"))
         rank = await _archive_level(lambda: cades_archive_checks(signature, original),
-                                    "archive-time-stamp-v3, EN 319 122-1", rank, checks, trust, material)
-    if poe_note:
-        checks.append(Check("Proof of existence", "info", poe_note))
-    qualification, detail = _qualification(trust, status.validation_path, validation_time, indication is Indication.TOTAL_PASSED)
-    checks.append(Check("Qualification (trusted list)", "passed" if qualification == "QES" else "info", detail))
+                                    "archive-time-stamp-v3, EN 319 122-1", rank, checks, run, facts)
     signing_time = None
     for attr in signer_info["signed_attrs"] if signer_info["signed_attrs"].native else []:
         if attr["type"].native == "signing_time":
-            signing_time = _iso(attr["values"][0].native)
-    report = SignatureReport(
-        id="signature-1", format="CAdES", indication=indication.value, sub_indication=sub,
-        signer=_signer_info(status.signing_cert), signing_time=signing_time, timestamp=timestamp,
-        level=_level_label(rank) if indication is Indication.TOTAL_PASSED else _level_label(min(rank, 0)),
-        qualification=qualification, qualification_detail=detail, checks=checks,
-        explanations=[e for e in [explain(sub)] if e], validation_time=_iso(validation_time) or "",
-    )
-    return _document_report(label, SignatureFormat.CADES, [report], trust)
+            signing_time = iso(attr["values"][0].native)
+    report = _finish(facts, run, indication, sub, status.validation_path if status else None, checks, rank, signing_time)
+    return _document_report(label, SignatureFormat.CADES, [report], run, [facts])
 
 
 # --------------------------------------------------------------------------- JAdES
 
 
-async def _validate_jades(label: str, signature: bytes, payload: bytes | None, trust: TrustSettings) -> ValidationReport:
+async def _validate_jades(label: str, signature: bytes, payload: bytes | None, run: _Run) -> ValidationReport:
     try:
         jws = parse_jws(signature)
         header = jws.protected_header
@@ -499,94 +837,135 @@ async def _validate_jades(label: str, signature: bytes, payload: bytes | None, t
         sig_d = header["sigD"]
         signature_value = b64url_decode(jws.signature)
     except Exception:  # any parse failure of an untrusted upload is a format failure
-        return _format_failure(label, SignatureFormat.JADES, trust, "the file is not a detached JAdES signature with sigD and x5c")
+        return _format_failure(label, SignatureFormat.JADES, run, "the file is not a detached JAdES signature with sigD and x5c")
     if payload is None:
-        return _no_signature(label, SignatureFormat.JADES, trust, "A detached JAdES signature needs the signed payload too.",
+        return _no_signature(label, SignatureFormat.JADES, run, "A detached JAdES signature needs the signed payload too.",
                              sub="SIGNED_DATA_NOT_FOUND", indication=Indication.INDETERMINATE)
+    signing_input = f"{jws.protected}.".encode("ascii")
+    facts = SignatureFacts(id="signature-1", format="JAdES", signer=leaf, signature_value=signature_value,
+                           dtbsr_digest=hashlib.sha256(signing_input).digest(), document_digest=hashlib.sha256(payload).digest(),
+                           process="Basic")
+    for cert in chain:
+        facts.know_certificate(cert, "signature")
     checks: list[Check] = []
     expected = [b64url_decode(v) for v in sig_d.get("hashV", [])]
-    intact = hashlib.sha256(payload).digest() in expected and sig_d.get("hashM") == "S256"
+    intact = facts.document_digest in expected and sig_d.get("hashM") == "S256"
     checks.append(Check("Payload digest (sigD)", "passed" if intact else "failed",
                         "the payload matches the signed digest" if intact else "the payload does not match the signed digest"))
-    valid = False
-    if header.get("alg") == "ES256" and len(signature_value) == 64:
-        key = load_der_public_key(leaf.public_key.dump())
-        signing_input = f"{jws.protected}.".encode("ascii")
-        der_sig = utils.encode_dss_signature(int.from_bytes(signature_value[:32], "big"), int.from_bytes(signature_value[32:], "big"))
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            try:
-                key.verify(der_sig, signing_input, ec.ECDSA(hashes.SHA256()))
-                valid = True
-            except InvalidSignature:
-                valid = False
+    valid = _jws_signature_valid(header, leaf, signing_input, signature_value)
     checks.append(Check("Signature value", "passed" if valid else "failed", f"{header.get('alg')} over the protected header"))
-    etsi_u = jws.etsi_u()
-    material = ValidationMaterial()
-    material.extend(trust.material)
-    material.certificates.extend(c.dump() for c in chain)
-    has_revinfo = False
-    tst_token = None
-    for item in etsi_u:
+    has_revinfo, tst_token = False, None
+    for item in jws.etsi_u():
         if "xVals" in item:
-            material.certificates.extend(base64.b64decode(x["x509Cert"]) for x in item["xVals"])
+            for x in item["xVals"]:
+                facts.know_certificate(load_certificate(base64.b64decode(x["x509Cert"])), "signature")
         if "rVals" in item:
-            material.crls.extend(base64.b64decode(c) for c in item["rVals"].get("crlVals", []))
-            material.ocsps.extend(base64.b64decode(o) for o in item["rVals"].get("ocspVals", []))
+            for kind, key in (("CRL", "crlVals"), ("OCSP", "ocspVals")):
+                for value in item["rVals"].get(key, []):
+                    fact = revocation_fact(kind, base64.b64decode(value), "cms")
+                    if fact is not None:
+                        facts.revocation.append(fact)
             has_revinfo = True
         if "sigTst" in item:
             tst_token = cms.ContentInfo.load(base64.b64decode(item["sigTst"]["tstTokens"][0]["val"]))
-    now = datetime.now(UTC)
-    timestamp = None
-    tst_ok = False
-    tst_time = None
+    run.tsp_facts(facts)
+    imprint = hashlib.sha256(jws.signature.encode("ascii")).digest()
+    signature_ts = None
     if tst_token is not None:
-        imprint = hashlib.sha256(jws.signature.encode("ascii")).digest()
-        try:
-            ts_status = await validate_tst_signed_data(tst_token["content"], _context_for(trust, material), lambda _md: imprint)
-            tst_ok = bool(ts_status["intact"] and ts_status["valid"] and ts_status.get("trust_problem_indic") is None and ts_status.get("validation_path") is not None)
-            tst_time = ts_status["timestamp"]
-            tsa_cert = ts_status["signing_cert"]
-            timestamp = {"time": _iso(tst_time) or "", "tsa": tsa_cert.subject.human_friendly, "status": "valid" if tst_ok else "not valid"}
-        except Exception as exc:  # broken token
-            timestamp = {"time": "", "tsa": "", "status": f"not valid ({exc.__class__.__name__})"}
-        checks.append(Check("Signature time-stamp", "passed" if tst_ok else "failed", f"{timestamp['time']} by {timestamp['tsa']}"))
+        signature_ts = await _timestamp_fact("signature", tst_token, run, _material_of(facts), lambda _md: imprint)
+        facts.timestamps.append(signature_ts)
+        checks.append(Check("Signature time-stamp", "passed" if signature_ts.valid else "failed", signature_ts.detail))
+        facts.process = "LTVM"
     else:
         checks.append(Check("Signature time-stamp", "info", "none (level B-B)"))
-    path, trust_sub, revoked, validation_time = await _validate_chain(leaf, material, trust, now, tst_time if tst_ok else None)
-    trusted = path is not None
-    checks.append(Check("Certificate chain to the SignLab root", "passed" if trusted else "failed",
-                        " → ".join(c.subject.human_friendly for c in path) if path else (trust_sub or "")))
+    path, chain_sub = await _validate_jws_chain(leaf, facts, run, signature_ts)
+    checks.append(Check("Certificate chain to the SignLab root", "passed" if path is not None else "failed",
+                        " → ".join(c.subject.human_friendly for c in path) if path is not None else (chain_sub or "")))
     if not intact:
         indication, sub = Indication.TOTAL_FAILED, "HASH_FAILURE"
     elif not valid:
         indication, sub = Indication.TOTAL_FAILED, "SIG_CRYPTO_FAILURE"
-    elif revoked:
-        indication, sub = Indication.TOTAL_FAILED, "REVOKED"
-    elif not trusted:
-        indication, sub = Indication.INDETERMINATE, trust_sub or "NO_CERTIFICATE_CHAIN_FOUND"
+    elif path is None:
+        indication, sub = Indication.INDETERMINATE, chain_sub or "NO_CERTIFICATE_CHAIN_FOUND"
     else:
         indication, sub = Indication.TOTAL_PASSED, None
     rank = 0 if intact and valid and ("x5t#S256" in header or "x5c" in header) else -1
-    if rank == 0 and tst_ok:
+    if rank == 0 and signature_ts is not None and signature_ts.valid:
         rank = 1
     if rank == 1 and has_revinfo:
         rank = 2
-        rank = await _archive_level(lambda: jades_archive_checks(signature, payload),
-                                    "arcTst, TS 119 182-1", rank, checks, trust, material)
-    qualification, detail = _qualification(trust, path, validation_time, indication is Indication.TOTAL_PASSED)
-    checks.append(Check("Qualification (trusted list)", "passed" if qualification == "QES" else "info", detail))
-    report = SignatureReport(
-        id="signature-1", format="JAdES", indication=indication.value, sub_indication=sub, signer=_signer_info(leaf),
-        signing_time=str(header.get("sigT")) if header.get("sigT") else None, timestamp=timestamp,
-        level=_level_label(rank) if indication is Indication.TOTAL_PASSED else _level_label(min(rank, 0)),
-        qualification=qualification, qualification_detail=detail, checks=checks,
-        explanations=[e for e in [explain(sub)] if e], validation_time=_iso(validation_time) or "",
-    )
-    return _document_report(label, SignatureFormat.JADES, [report], trust)
+        rank = await _archive_level(lambda: jades_archive_checks(signature, payload), "arcTst, TS 119 182-1",
+                                    rank, checks, run, facts)
+    report = _finish(facts, run, indication, sub, path, checks, rank, str(header.get("sigT")) if header.get("sigT") else None)
+    return _document_report(label, SignatureFormat.JADES, [report], run, [facts])
+
+
+def _jws_signature_valid(header: dict[str, Any], leaf: x509.Certificate, signing_input: bytes, value: bytes) -> bool:
+    if header.get("alg") != "ES256" or len(value) != 64:
+        return False
+    key = load_der_public_key(leaf.public_key.dump())
+    der_sig = utils.encode_dss_signature(int.from_bytes(value[:32], "big"), int.from_bytes(value[32:], "big"))
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        key.verify(der_sig, signing_input, ec.ECDSA(hashes.SHA256()))
+        return True
+    except InvalidSignature:
+        return False
+
+
+async def _validate_jws_chain(leaf: x509.Certificate, facts: SignatureFacts, run: _Run,
+                              signature_ts: TimestampFact | None) -> tuple[ValidationPath | None, str | None]:
+    """EN 319 102-1 §5.3 then §5.5 for a JWS over pyhanko-certvalidator: the chain at the validation
+    time; when the certificate has expired since and a valid signature time-stamp proves an earlier
+    time inside its validity, the chain at that time."""
+
+    async def at(moment: dt.datetime | None) -> ValidationPath:
+        context = validation_context(run.trust.root, _material_of(facts), moment=moment, revocation_mode="soft-fail",
+                                     retroactive_revinfo=moment is not None or run.point_in_time)
+        return await CertificateValidator(leaf, validation_context=context).async_validate_usage({"non_repudiation"})
+
+    facts.best_signature_time = run.moment
+    poe = signature_ts.time if signature_ts is not None and signature_ts.valid else None
+    if poe is not None:
+        facts.best_signature_time = poe
+    try:
+        return await at(None), None
+    except RevokedError as exc:
+        revoked = _revocation_time(exc)
+        if poe is not None and revoked is not None and poe < revoked:
+            return await _retry(at, poe)
+        return None, "REVOKED_NO_POE"
+    except ExpiredError:
+        if poe is None:
+            facts.best_signature_time = run.moment
+            return None, "OUT_OF_BOUNDS_NO_POE"
+        return await _retry(at, poe)
+    except PathBuildingError:
+        return None, "NO_CERTIFICATE_CHAIN_FOUND"
+    except InsufficientRevinfoError:
+        return None, "TRY_LATER"
+    except PathValidationError:
+        return None, "CERTIFICATE_CHAIN_GENERAL_FAILURE"
+
+
+async def _retry(at: Callable[[dt.datetime], Awaitable[ValidationPath]], poe: dt.datetime) -> tuple[ValidationPath | None, str | None]:
+    try:
+        return await at(poe), None
+    except RevokedError:
+        return None, "REVOKED_NO_POE"
+    except ExpiredError:
+        return None, "OUT_OF_BOUNDS_NO_POE"
+    except (PathBuildingError, PathValidationError):
+        return None, "CERTIFICATE_CHAIN_GENERAL_FAILURE"
+
+
+def _revocation_time(exc: RevokedError) -> dt.datetime | None:
+    return getattr(exc, "revocation_dt", None) or getattr(exc, "revocation_date", None)
 
 
 async def _archive_level(find: Callable[[], list[ArchiveCheck]], name: str, rank: int, checks: list[Check],
-                         trust: TrustSettings, material: ValidationMaterial) -> int:
+                         run: _Run, facts: SignatureFacts) -> int:
     """Check the archive time-stamps ``find`` returns (:mod:`services.portal.archive_timestamps`,
     independent of the packaging code): each imprint recomputed from the signature, each token
     validated to the SignLab root. All good lifts B-LT (2) to B-LTA (3)."""
@@ -600,76 +979,49 @@ async def _archive_level(find: Callable[[], list[ArchiveCheck]], name: str, rank
         return rank
     passed = True
     for archive in found:
-        detail = "; ".join(archive.problems) or "message imprint recomputed from the signature: it matches"
-        ok = archive.imprint_matches
-        if ok:
-            try:
-                status = await validate_tst_signed_data(cms.ContentInfo.load(archive.token)["content"],
-                                                        _context_for(trust, material),
-                                                        lambda _algorithm: archive.expected_imprint)
-                ok = bool(status["intact"] and status["valid"] and status.get("trust_problem_indic") is None
-                          and status.get("validation_path") is not None)
-                detail = (f"{_iso(status['timestamp'])} by {status['signing_cert'].subject.human_friendly}; {detail}"
-                          if ok else f"the time-stamp token does not validate to the SignLab root; {detail}")
-            except Exception as exc:  # a broken token inside an untrusted upload
-                ok, detail = False, f"the time-stamp token could not be validated ({exc.__class__.__name__})"
-        checks.append(Check(title, "passed" if ok else "failed", detail))
-        passed = passed and ok
+        problems = "; ".join(archive.problems) or "message imprint recomputed from the signature: it matches"
+        fact = await _timestamp_fact("archive", cms.ContentInfo.load(archive.token), run, _material_of(facts),
+                                     lambda _algorithm, imprint=archive.expected_imprint: imprint)
+        fact.valid = fact.valid and archive.imprint_matches
+        facts.timestamps.append(fact)
+        checks.append(Check(title, "passed" if fact.valid else "failed", f"{fact.detail}; {problems}"))
+        passed = passed and fact.valid
     return 3 if passed and rank == 2 else rank
-
-
-async def _validate_chain(leaf: x509.Certificate, material: ValidationMaterial, trust: TrustSettings, now: datetime,
-                          poe: datetime | None) -> tuple[ValidationPath | None, str | None, bool, datetime]:
-    moment = poe if (poe is not None and _expired(leaf, now)) else None
-    validator = CertificateValidator(leaf, validation_context=_context_for(trust, material, moment=moment))
-    try:
-        path = await validator.async_validate_usage({"non_repudiation"})
-        return path, None, False, moment or now
-    except RevokedError:
-        return None, "REVOKED", True, moment or now
-    except PathBuildingError:
-        return None, "NO_CERTIFICATE_CHAIN_FOUND", False, now
-    except PathValidationError as exc:
-        if _expired(leaf, now):
-            return None, "OUT_OF_BOUNDS_NO_POE", False, now
-        return None, f"CERTIFICATE_CHAIN_GENERAL_FAILURE ({exc})", False, now
 
 
 # --------------------------------------------------------------------------- reports
 
 
-def _failed_signature(sig_id: str, fmt: str, sub: str, detail: str) -> SignatureReport:
+def _failed_signature(sig_id: str, fmt: str, run: _Run, sub: str, detail: str) -> SignatureReport:
     return SignatureReport(
         id=sig_id, format=fmt, indication=Indication.TOTAL_FAILED.value, sub_indication=sub, signer={},
         signing_time=None, timestamp=None, level=None, qualification="not qualified",
         qualification_detail="The signature could not be validated.", checks=[Check("Format", "failed", detail)],
-        explanations=[explain(sub)], validation_time=_now(),
+        explanations=[explain(sub)], validation_time=iso(run.moment) or "",
     )
 
 
-def _trust_anchor(trust: TrustSettings) -> str:
-    return trust.root.subject.human_friendly
-
-
-def _document_report(label: str, fmt: SignatureFormat, reports: list[SignatureReport], trust: TrustSettings) -> ValidationReport:
+def _document_report(label: str, fmt: SignatureFormat, reports: list[SignatureReport], run: _Run,
+                     facts: list[SignatureFacts]) -> ValidationReport:
     worst = max(reports, key=lambda r: Indication(r.indication).rank)
     return ValidationReport(
         document=label, format=fmt.value, indication=worst.indication, sub_indication=worst.sub_indication,
-        signatures=reports, trust_anchor=_trust_anchor(trust), trusted_list=trust.trusted_list_source,
-        generated_at=_now(), explanations=[e for r in reports for e in r.explanations],
+        signatures=reports, trust_anchor=run.trust.root.subject.human_friendly,
+        trusted_list=run.trust.trusted_list_source, generated_at=iso(lab_clock().now()) or "",
+        explanations=[e for r in reports for e in r.explanations], facts=[f for f in facts if f.signer is not None],
     )
 
 
-def _format_failure(label: str, fmt: SignatureFormat, trust: TrustSettings, detail: str) -> ValidationReport:
-    return _document_report(label, fmt, [_failed_signature("document", fmt.title, "FORMAT_FAILURE", detail)], trust)
+def _format_failure(label: str, fmt: SignatureFormat, run: _Run, detail: str) -> ValidationReport:
+    return _document_report(label, fmt, [_failed_signature("document", fmt.title, run, "FORMAT_FAILURE", detail)], run, [])
 
 
-def _no_signature(label: str, fmt: SignatureFormat, trust: TrustSettings, detail: str, *, sub: str = "FORMAT_FAILURE",
+def _no_signature(label: str, fmt: SignatureFormat, run: _Run, detail: str, *, sub: str = "FORMAT_FAILURE",
                   indication: Indication = Indication.TOTAL_FAILED) -> ValidationReport:
     return ValidationReport(
         document=label, format=fmt.value, indication=indication.value, sub_indication=sub, signatures=[],
-        trust_anchor=_trust_anchor(trust), trusted_list=trust.trusted_list_source, generated_at=_now(),
-        explanations=[detail, explain(sub)],
+        trust_anchor=run.trust.root.subject.human_friendly, trusted_list=run.trust.trusted_list_source,
+        generated_at=iso(lab_clock().now()) or "", explanations=[detail, explain(sub)],
     )
 
 
@@ -690,12 +1042,3 @@ def detect_format(content: bytes) -> SignatureFormat:
         return SignatureFormat.CADES
     return SignatureFormat.JADES
 
-
-async def validate_document(label: str, signed: bytes, trust: TrustSettings, *, original: bytes | None = None) -> ValidationReport:
-    """Validate one signed document; ``original`` is the signed file/payload for detached CAdES/JAdES."""
-    fmt = detect_format(signed)
-    if fmt is SignatureFormat.PADES:
-        return await _validate_pdf(label, signed, trust)
-    if fmt is SignatureFormat.JADES:
-        return await _validate_jades(label, signed, original, trust)
-    return await _validate_cades(label, signed, original, trust)

@@ -43,7 +43,6 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,6 +62,7 @@ from services.signer.settings import SignerSettings
 from services.signer.store import Store, TokenRecord, TransactionRecord
 from services.signer.upstream import CertificateGateway, IdentityGateway
 from shared.audit import AuditLog
+from shared.clock import lab_clock
 from shared.flow import step
 
 __all__ = ["SigningService"]
@@ -80,18 +80,18 @@ class SigningService:
     :param identity: the OIDC client towards the IPSP.
     :param ca: the TSP client.
     :param pseudonym_key: key of the subject pseudonyms in the audit log.
-    :param clock: the time source (tests may move it).
+    :param clock: the time source (tests may move it); default: the lab clock (:mod:`shared.clock`).
     """
 
     def __init__(self, settings: SignerSettings, hsm: Hsm, store: Store, audit: AuditLog,
                  identity: IdentityGateway, ca: CertificateGateway, pseudonym_key: bytes,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self.settings = settings
         self.hsm = hsm
         self.store = store
         self.audit = audit
         self.ca = ca
-        self.clock = clock
+        self.clock = clock or lab_clock().time
         self.clients = ClientRegistry(settings, audit)
         self.sam = SignatureActivationModule(store, audit, self.now)
         self.keys = OneTimeKeys(hsm, audit, settings.key_algorithm)

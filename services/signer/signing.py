@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from asn1crypto import algos, cms, core, x509
 from pyhanko.sign.signers.pdf_cms import Signer
@@ -28,6 +28,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.signer.hsm import Hsm, OneTimeKey
 from shared import jades
+from shared.clock import lab_clock
 from shared.flow import Role, step
 from shared.jades import JADES_HASH_METHODS, b64url
 from shared.tracing import flow_span
@@ -187,30 +188,31 @@ def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str,
     """
     certificate = signer.signing_cert
     assert certificate is not None
-    signing_time = None if signature_format == "P" else datetime.now(UTC).replace(microsecond=0)
-    with flow_span(step(8), "CMS signed attributes", response="DTBS/R signed", summary={
+    signing_time = None if signature_format == "P" else lab_clock().now().replace(microsecond=0)
+    with flow_span(step(8), "CMS signed attributes", response="signed attributes (DTBS/R)", summary={
             "message_digest": document_digest.hex(), "format": "PAdES" if signature_format == "P" else "CAdES",
             "certificate_serial": format(certificate.serial_number, "x"), "signing_certificate_v2": True}):
         signed_attrs = _signed_attributes_der(certificate, document_digest, signing_time)
-        # The signature covers the DER SET OF encoding of the attributes (RFC 5652 §5.4).
-        signature = signer.sign_attributes(signed_attrs, hash_algorithm)
-        digest_algorithm = _digest_algorithm_der(hash_algorithm)
-        signer_info = _tlv(0x30, b"".join((
-            _VERSION_1,
-            _tlv(0x30, certificate.issuer.dump() + core.Integer(certificate.serial_number).dump()),  # sid
-            digest_algorithm,
-            b"\xa0" + signed_attrs[1:],  # [0] IMPLICIT: the SET OF's tag replaced, same length and content
-            signer.signature_mechanism.dump(),
-            _tlv(0x04, signature),
-        )))
-        signed_data = _tlv(0x30, b"".join((
-            _VERSION_1,
-            _tlv(0x31, digest_algorithm),
-            _ENCAP_DATA,
-            _tlv(0xA0, b"".join(c.dump() for c in (certificate, *signer.chain))),  # certificates [0] IMPLICIT
-            _tlv(0x31, signer_info),
-        )))
-        return _tlv(0x30, _SIGNED_DATA_OID + _tlv(0xA0, signed_data))  # content [0] EXPLICIT
+    # Step 9 (its own span, after step 8 ended: a failing HSM fails step 9, not step 8). The
+    # signature covers the DER SET OF encoding of the attributes (RFC 5652 §5.4).
+    signature = signer.sign_attributes(signed_attrs, hash_algorithm)
+    digest_algorithm = _digest_algorithm_der(hash_algorithm)
+    signer_info = _tlv(0x30, b"".join((
+        _VERSION_1,
+        _tlv(0x30, certificate.issuer.dump() + core.Integer(certificate.serial_number).dump()),  # sid
+        digest_algorithm,
+        b"\xa0" + signed_attrs[1:],  # [0] IMPLICIT: the SET OF's tag replaced, same length and content
+        signer.signature_mechanism.dump(),
+        _tlv(0x04, signature),
+    )))
+    signed_data = _tlv(0x30, b"".join((
+        _VERSION_1,
+        _tlv(0x31, digest_algorithm),
+        _ENCAP_DATA,
+        _tlv(0xA0, b"".join(c.dump() for c in (certificate, *signer.chain))),  # certificates [0] IMPLICIT
+        _tlv(0x31, signer_info),
+    )))
+    return _tlv(0x30, _SIGNED_DATA_OID + _tlv(0xA0, signed_data))  # content [0] EXPLICIT
 
 
 def jades_header(key: OneTimeKey, certificate: x509.Certificate, chain: list[x509.Certificate],
@@ -231,12 +233,12 @@ def build_jades(hsm: Hsm, key: OneTimeKey, certificate: x509.Certificate, chain:
     """
     with flow_span(step(8), "JAdES protected header", response="JWS signing input",
                    summary={"hashV": document_digest.hex(), "sigD": "ObjectIdByURIHash", "x5t#S256": True}):
-        header = jades_header(key, certificate, chain, document_digest, hash_algorithm, label, datetime.now(UTC))
+        header = jades_header(key, certificate, chain, document_digest, hash_algorithm, label, lab_clock().now())
         signing_input = jades.signing_input(header)
         digest = hashlib.sha256(signing_input.encode("ascii")).digest()
-        with flow_span(step(9), "C_Sign", summary={"key_id": key.key_id, "digest": digest.hex()}):
-            if key.is_ec:
-                raw = hsm.sign_raw(key, digest)  # JWS ES256 uses the raw r||s form (RFC 7518 §3.4)
-            else:
-                raw = hsm.sign_digest(key, digest, "sha256")
+    with flow_span(step(9), "C_Sign", summary={"key_id": key.key_id, "digest": digest.hex()}):  # after step 8 ended
+        if key.is_ec:
+            raw = hsm.sign_raw(key, digest)  # JWS ES256 uses the raw r||s form (RFC 7518 §3.4)
+        else:
+            raw = hsm.sign_digest(key, digest, "sha256")
     return f"{signing_input}.{b64url(raw)}"

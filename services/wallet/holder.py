@@ -54,6 +54,7 @@ from sd_jwt.verifier import SDJWTVerifier
 
 from services.wallet.pid_provider import PidProvider, Register, RegisterEntry, Variant
 from services.wallet.store import HeldCredential, WalletStore
+from shared.clock import lab_clock
 from shared.clients.verifier import VerifierClient
 from shared.errors import SignLabError
 from shared.eudi import (
@@ -334,7 +335,7 @@ class Wallet:
             raise WalletRequestError("the x5c leaf certificate does not hash to the client_id (x509_hash, "
                                      "OpenID4VP §5.9.3)", step=STEP_4)
         leaf = x509.load_der_x509_certificate(leaf_der)
-        now = dt.datetime.now(dt.UTC)
+        now = lab_clock().now()
         if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
             raise WalletRequestError("the verifier's certificate is not valid now", step=STEP_4)
         try:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +41,7 @@ from sd_jwt.common import SDObj
 from sd_jwt.issuer import SDJWTIssuer
 
 from services.wallet.store import StatusStore
+from shared.clock import lab_clock
 from shared.eudi import PID_VCT, SD_JWT_VC_FORMAT, TRUSTED_LIST_TYPE
 from shared.lab_pki import KeyPair, load_or_create_pair
 from shared.status_list import TOKEN_TYPE, Status, encode_list
@@ -181,7 +181,7 @@ class PidProvider:
         provider that is on no trusted list). A valid PID gets a fresh random status index; the
         revoked sample reuses one index per holder.
         """
-        current = time.time() if now is None else now
+        current = lab_clock().time() if now is None else now
         iat = int(current)
         exp = iat + self.validity_days * 86400
         if variant == "expired":
@@ -221,7 +221,7 @@ class PidProvider:
     def status_list_token(self, now: float | None = None) -> str:
         """The Status List Token (JWT, ``typ`` ``statuslist+jwt``, draft §5.1), signed by the provider
         key with its ``x5c`` (the same key as the PIDs: draft §11.3, same issuer)."""
-        current = int(time.time() if now is None else now)
+        current = int(lab_clock().time() if now is None else now)
         statuses = [Status.VALID] * STATUS_LIST_SIZE
         for index, status in self.store.statuses():
             statuses[index] = status
@@ -232,7 +232,7 @@ class PidProvider:
 
     def trusted_list(self, now: float | None = None) -> str:
         """The signed list of trusted PID providers: one entry, this provider's trust anchor."""
-        current = int(time.time() if now is None else now)
+        current = int(lab_clock().time() if now is None else now)
         body = {
             "list": "SignLab list of trusted PID providers (lab; stands in for the EU list of trusted entities)",
             "iat": current,

@@ -14,10 +14,11 @@ import json
 import secrets
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from shared.clock import lab_clock
 
 __all__ = ["HeldCredential", "PendingRequest", "StatusStore", "WalletStore"]
 
@@ -68,7 +69,7 @@ class StatusStore:
         for _ in range(64):
             index = secrets.randbelow(size)
             try:
-                self._db.run("INSERT INTO status VALUES (?, ?, ?, 0, ?)", (index, holder, purpose, time.time()))
+                self._db.run("INSERT INTO status VALUES (?, ?, ?, 0, ?)", (index, holder, purpose, lab_clock().time()))
                 return index
             except sqlite3.IntegrityError:
                 continue
@@ -156,7 +157,7 @@ class WalletStore:
 
     def put_request(self, data: dict[str, Any], lifetime: float) -> PendingRequest:
         """Keep a fetched request for the wallet's screen; returns it with its new id."""
-        now = time.time()
+        now = lab_clock().time()
         self._db.run("DELETE FROM requests WHERE expires < ?", (now,))
         pending = PendingRequest(secrets.token_urlsafe(18), now + lifetime, data)
         self._db.run("INSERT INTO requests VALUES (?, ?, ?)", (pending.id, pending.expires, json.dumps(data)))
@@ -165,13 +166,13 @@ class WalletStore:
     def take_request(self, request_id: str) -> PendingRequest | None:
         """Remove and return a request (a decision is made once)."""
         rows = self._db.run("DELETE FROM requests WHERE id = ? RETURNING id, expires, data", (request_id,))
-        if not rows or rows[0][1] < time.time():
+        if not rows or rows[0][1] < lab_clock().time():
             return None
         return PendingRequest(rows[0][0], rows[0][1], json.loads(rows[0][2]))
 
     def get_request(self, request_id: str) -> PendingRequest | None:
         """A request on the screen, unless decided or expired."""
         rows = self._db.run("SELECT id, expires, data FROM requests WHERE id = ?", (request_id,))
-        if not rows or rows[0][1] < time.time():
+        if not rows or rows[0][1] < lab_clock().time():
             return None
         return PendingRequest(rows[0][0], rows[0][1], json.loads(rows[0][2]))

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
@@ -30,8 +31,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared.settings import ServiceSettings, secret_fields
 
-__all__ = ["LiveServer", "browse_to_portal", "browse_until", "confirm_review", "fill_filesystem", "free_port",
-           "random_secrets", "small_filesystem"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "LiveServer", "browse_to_portal", "browse_until", "chromium", "confirm_review",
+           "fill_filesystem", "free_port", "random_secrets", "small_filesystem"]
+
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium (``make`` installs the package; never ``playwright install``)."""
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+"""Headless, and off the network: the browser talks to the loopback services only."""
 
 
 def random_secrets(cls: type[ServiceSettings]) -> dict[str, SecretStr]:
@@ -145,6 +152,26 @@ def browse_to_portal(url: str, portal: str | tuple[str, ...], *, session: reques
             return answer
         url = urljoin(back, location)
     raise AssertionError("the portal sent the browser to the signing service more than twice")
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (sync API); the test is skipped, with the reason, only
+    when it is not installed or cannot be launched."""
+    import pytest
+    from playwright.sync_api import Error, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (make installs Debian's chromium package)")
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        except Error as exc:
+            pytest.skip(f"Chromium cannot be launched: {str(exc).splitlines()[0]}")
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shared.tracing.api import FlowSpan, annotate, correlate, flow_span
+from shared.tracing.api import FlowSpan, annotate, correlate, flow_span, trace_headers
 from shared.tracing.labels import ROUTES, RouteLabel, label_for
 from shared.tracing.model import Transaction, build_transaction
 from shared.tracing.render import render_json, render_mermaid, render_svg
@@ -46,6 +46,7 @@ __all__ = [
     "render_mermaid",
     "render_svg",
     "store_dir_of",
+    "trace_headers",
     "trainer_blueprint",
 ]
 

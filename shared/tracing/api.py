@@ -9,6 +9,8 @@
 
 * :func:`annotate` — add decoded facts to the current HTTP exchange (e.g. the verified identity
   at step 5: ``annotate(response={"acr": ..., "loa": "high"})``).
+* :func:`trace_headers` — the W3C trace context for a call the ``requests`` instrumentation does not
+  see (pyHanko's time-stamp client uses aiohttp), so the callee's span joins the caller's trace.
 * :func:`correlate` — tell the store that a value identifies the current transaction when the
   automatic keys (``request_uri``, ``state``, ``code``, path ids, redirect targets) do not reach
   (e.g. an id a page carries in a hidden form field).
@@ -34,7 +36,7 @@ from shared.flow import FlowStep, Role
 from shared.tracing.labels import INTERNAL
 from shared.tracing.redact import Scrubber, correlation_key, summarize, to_json
 
-__all__ = ["PROCESS_SCRUBBER", "FlowSpan", "annotate", "correlate", "flow_span", "register_secrets"]
+__all__ = ["PROCESS_SCRUBBER", "FlowSpan", "annotate", "correlate", "flow_span", "register_secrets", "trace_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -186,3 +188,15 @@ def _add_keys(span: trace.Span, values: Any) -> None:
     keys = set(current.get("signlab.correlation") or ())
     keys.update(correlation_key(v) for v in values if isinstance(v, str) and v)
     span.set_attribute("signlab.correlation", sorted(keys))
+
+
+def trace_headers() -> dict[str, str]:
+    """The current span's W3C trace context (``traceparent``) as HTTP headers; empty outside a span."""
+    from opentelemetry.propagate import inject
+
+    headers: dict[str, str] = {}
+    try:
+        inject(headers)
+    except Exception:  # tracing must never break a call
+        log.debug("tracing: no trace context to propagate", exc_info=True)
+    return headers

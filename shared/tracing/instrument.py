@@ -43,6 +43,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import SecretStr
 
+from shared.clock import lab_clock
 from shared.errors import SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import ServiceInfo
 from shared.settings import ServiceSettings
@@ -71,6 +72,7 @@ looking at it)."""
 
 CORRELATION_FIELDS = frozenset({
     "request_uri", "state", "code", "transaction_id", "transactionid", "tx_id", "rid", "credentialid", "sad",
+    "access_token",
 })
 """Field names whose values identify a transaction as it travels between roles."""
 TRANSACTION_ID_FIELDS = frozenset({"transaction_id", "transactionid", "tx_id"})
@@ -259,6 +261,7 @@ def _label_request(state: AppTracing) -> None:
         "signlab.message": label.message, "signlab.response": label.response,
         "signlab.response_step": label.response_step or label.step, "signlab.channel": label.channel,
         "signlab.inherit_step": label.inherit_step, "signlab.draw": label.draw,
+        "signlab.activity": label.activity, "signlab.completes": label.completes,
     })
     span.update_name(f"step-{label.step:02d} {label.message}")
 
@@ -303,6 +306,13 @@ def _record_response(state: AppTracing, response: Response) -> None:
     authorization = req.headers.get("Authorization")
     if authorization:
         request_summary["authorization"] = summarize_authorization_header(authorization)
+        scheme, _, token = authorization.partition(" ")
+        attributes_now = getattr(span, "attributes", None) or {}
+        if (scheme.lower() == "bearer" and len(token) >= 8 and "signlab.step" in attributes_now
+                and not attributes_now.get("signlab.activity") and not attributes_now.get("signlab.inherit_step")):
+            # The SAD (or service token) a partner presents at signDoc / signHash joins the call to
+            # the transaction that issued it, also when the partner is not traced (a replayed SAD).
+            keys.append(correlation_key(token.strip()))
 
     response_summary: dict[str, Any] = {"status": response.status_code}
     outcome, error, description, error_step = "ok", None, None, None
@@ -344,9 +354,11 @@ def _record_response(state: AppTracing, response: Response) -> None:
             error, description = body_json["error"], str(body_json.get("error_description") or "")
         else:
             error = f"http_{response.status_code}"
-    elif "error" in req.args and outcome == "ok":
-        # An OAuth2/OIDC error response arriving at a redirect URI: this hop carries the failure on.
-        outcome, error, description = "error", req.args["error"], req.args.get("error_description", "")
+    if "error" in req.args:
+        # An OAuth2/OIDC error response arriving at a redirect URI: this hop carries an earlier
+        # failure on (whatever it answers: a page, or the error passed on to the next redirect URI).
+        if outcome == "ok":
+            outcome, error, description = "error", req.args["error"], req.args.get("error_description", "")
         span.set_attribute("signlab.received_error", True)
 
     attributes: dict[str, Any] = {"signlab.outcome": outcome}
@@ -524,7 +536,9 @@ class _StoreProcessor(SpanProcessor):
             return  # a call made outside any traced service (a test's user agent, the CLI)
         with self._lock:
             self._live[span.context.span_id] = state
-        span.set_attributes({"signlab.service": state.info.name, "signlab.role": str(state.info.role)})
+        # Span times are the machine's; the lab clock's offset says what time the services saw.
+        span.set_attributes({"signlab.service": state.info.name, "signlab.role": str(state.info.role),
+                             "signlab.lab_clock_offset_seconds": round(lab_clock().offset(), 3)})
 
     def on_end(self, span: ReadableSpan) -> None:
         with self._lock:

@@ -6,6 +6,14 @@ browser carries the message as a redirect), the protocol message's name, and the
 response. The tracing hooks look the route up for each incoming request; the renderers draw the
 result. Nothing else in SignLab decides what an exchange is called.
 
+It is also the one table of *which step an exchange belongs to* outside the traces: the scenario
+runner and the tour ask :func:`label_for` (the step numbers themselves are :mod:`shared.flow`'s).
+
+Which exchanges make a *signing transaction* (the fidelity rule of design §6): every labelled route
+that is neither :attr:`RouteLabel.activity` (a page view, a download, a stand-alone validation) nor a
+supporting call (:attr:`RouteLabel.inherit_step`: metadata, keys, CRLs, certificates, time-stamps).
+A group of traces with no such exchange is *activity*, not a transaction.
+
 Limits: routes are matched on the concrete request path (``<name>`` matches one path segment,
 ``<path:name>`` the rest), so a service may rename its URL variables freely. A route missing here
 is still traced but not drawn (see :attr:`RouteLabel.draw`).
@@ -49,6 +57,12 @@ class RouteLabel:
     :ivar inherit_step: a supporting call (JWKS, CRL, OCSP, CA certificates): take the step of the
         exchange it happens inside, when there is one.
     :ivar draw: False for polling and metadata calls that clutter a diagram (still stored).
+    :ivar activity: a page view, a download, a stand-alone validation or an administrative call:
+        it belongs to a transaction only while the transaction runs (the review page before the
+        signer confirms); after the transaction's end it never extends it, and on its own it is
+        *activity*, never a transaction.
+    :ivar completes: the exchange whose successful answer completes a signing when nothing traced
+        called it (the portal's callback; ``signDoc`` / ``signHash`` called by a partner directly).
     """
 
     service: str
@@ -63,6 +77,8 @@ class RouteLabel:
     channel: str = BACK
     inherit_step: bool = False
     draw: bool = True
+    activity: bool = False
+    completes: bool = False
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -76,32 +92,35 @@ GET, POST, ANY = ("GET",), ("POST",), ("GET", "POST")
 
 ROUTES: tuple[RouteLabel, ...] = (
     # ---- SCASP: the partner portal -------------------------------------------------------------
-    RouteLabel("portal", GET, "/", 1, S, SC, "portal page", "upload form", channel=FRONT),
+    RouteLabel("portal", GET, "/", 1, S, SC, "portal page", "upload form", channel=FRONT, activity=True),
     RouteLabel("portal", POST, "/sign", 1, S, SC, "documents and signing options",
                "redirect to the review page", channel=FRONT),
     RouteLabel("portal", POST, "/api/v1/sign-requests", 1, S, SC, "signing request (API)",
                "transaction id and review_url", channel=FRONT),
     RouteLabel("portal", GET, "/review/<token>", 1, S, SC, "review page", "each document with the digest to be signed",
-               channel=FRONT),
+               channel=FRONT, activity=True),
     RouteLabel("portal", GET, "/review/<token>/documents/<idx>/pages/<page>.png", 1, S, SC, "document preview",
-               "rendered page", channel=FRONT, draw=False),
+               "rendered page", channel=FRONT, draw=False, activity=True),
     RouteLabel("portal", POST, "/review/<token>", 2, S, SC, "the signer confirms the documents",
                "redirect to the SSASP (request_uri)", response_step=3, channel=FRONT),
     RouteLabel("portal", GET, "/sign/callback", 5, SS, SC, "authorization response (code, state)",
-               "redirect to the result page", response_step=10, channel=FRONT),
+               "redirect to the result page", response_step=10, channel=FRONT, completes=True),
+    RouteLabel("portal", POST, "/sign/again", 1, S, SC, "start again with the same documents",
+               "redirect to the new review page", channel=FRONT),
     RouteLabel("portal", GET, "/transactions/<id>", 10, S, SC, "result page",
-               "signed documents and validation report", channel=FRONT),
+               "signed documents and validation report", channel=FRONT, activity=True),
     RouteLabel("portal", GET, "/transactions/<id>/documents/<idx>", 10, S, SC, "download", "signed document",
-               channel=FRONT),
+               channel=FRONT, activity=True),
     RouteLabel("portal", GET, "/api/v1/transactions/<id>/documents/<idx>", 10, S, SC, "download (API)",
-               "signed document", channel=FRONT),
+               "signed document", channel=FRONT, activity=True),
     RouteLabel("portal", GET, "/api/v1/transactions/<id>", 10, S, SC, "transaction status (API)", "status",
-               channel=FRONT, draw=False),
-    RouteLabel("portal", ANY, "/validate", 10, S, SC, "validation request", "validation report", channel=FRONT),
+               channel=FRONT, draw=False, activity=True),
+    RouteLabel("portal", ANY, "/validate", 10, S, SC, "validation request", "validation report", channel=FRONT,
+               activity=True),
     RouteLabel("portal", POST, "/api/v1/validate", 10, S, SC, "validation request (API)", "validation report",
-               channel=FRONT),
+               channel=FRONT, activity=True),
     RouteLabel("portal", GET, "/api/v1/reports/<id>", 10, S, SC, "validation report (API)", "validation report",
-               channel=FRONT, draw=False),
+               channel=FRONT, draw=False, activity=True),
     # ---- SSASP: the signing service (OAuth2 AS for partners, CSC API) ------------------------------
     RouteLabel("signer", POST, "/oauth2/par", 2, SC, SS, "pushed authorization request (PAR)", "request_uri"),
     RouteLabel("signer", POST, "/oauth2/pushed_authorize", 2, SC, SS, "pushed authorization request (PAR)",
@@ -122,9 +141,9 @@ ROUTES: tuple[RouteLabel, ...] = (
     RouteLabel("signer", GET, "/.well-known/jwks.json", 7, TS, SS, "JWKS request (client-assertion keys)", "JWKS",
                inherit_step=True),
     RouteLabel("signer", POST, "/csc/v2/signatures/signDoc", 6, SC, SS, "CSC signDoc (digests + SAD)",
-               "signature objects and validation info", response_step=10),
+               "signature objects and validation info", response_step=10, completes=True),
     RouteLabel("signer", POST, "/csc/<v>/signatures/signHash", 8, SC, SS, "CSC signHash (DTBS/R hashes + SAD)",
-               "signatures", response_step=10),
+               "signatures", response_step=10, completes=True),
     RouteLabel("signer", POST, "/csc/<v>/credentials/authorize", 2, SC, SS,
                "CSC credentials/authorize (hashes)", "SAD"),
     RouteLabel("signer", POST, "/csc/<v>/credentials/extendTransaction", 5, SC, SS,
@@ -185,7 +204,8 @@ ROUTES: tuple[RouteLabel, ...] = (
                "certificate request (CSR + ID token + client assertion)", "short-term certificate and chain"),
     RouteLabel("ca", GET, "/api/v1/certificates/<serial>", 10, SC, TS, "certificate status", "certificate",
                inherit_step=True),
-    RouteLabel("ca", POST, "/api/v1/certificates/<serial>/revoke", 10, SC, TS, "revocation request", "revoked"),
+    RouteLabel("ca", POST, "/api/v1/certificates/<serial>/revoke", 10, SC, TS, "revocation request", "revoked",
+               activity=True),
     RouteLabel("ca", GET, "/certs/<name>", 10, SC, TS, "CA certificate request", "certificate", inherit_step=True),
     RouteLabel("ca", GET, "/crl/<name>", 10, SC, TS, "CRL request", "CRL", inherit_step=True),
     RouteLabel("ca", POST, "/ocsp", 10, SC, TS, "OCSP request", "OCSP response", inherit_step=True),

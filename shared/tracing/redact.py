@@ -11,7 +11,8 @@ bodies) into a small JSON-able dict where:
   assertions, ``state`` and ``nonce``) are replaced by a short SHA-256 fingerprint, so a reader
   can see that two messages carry the same value without learning it; a JWT additionally shows
   its decoded header and claims (the signature is dropped, secret-like claims are masked);
-* document digests are shown as fingerprints (hash algorithm, first bytes in hex, length);
+* document digests are shown in the one format of :mod:`shared.digests` (``SHA-256 9F86D081 …``:
+  the algorithm and the whole digest; hex and base64 values alike);
 * certificates and CSRs are decoded to subject, issuer, serial, policies, validity and key type;
 * documents and signature objects are reduced to their size and fingerprint;
 * personal data the diagrams do not need is masked (:mod:`shared.personal_data`): birth dates,
@@ -73,7 +74,8 @@ TOKEN_KEYS = frozenset({
 })
 """Field names of bearer values: shown as a fingerprint (and decoded claims for a JWT)."""
 
-DIGEST_KEYS = frozenset({"hash", "hashes", "digest", "digests", "message_digest", "messagedigest", "hashvalue"})
+DIGEST_KEYS = frozenset({"hash", "hashes", "digest", "digests", "message_digest", "messagedigest", "hashvalue",
+                         "hashv", "dtbsr", "dtbsr_hash"})
 CERT_KEYS = frozenset({"certificate", "cert", "certificates", "chain", "x5c", "issuer_certificate"})
 CSR_KEYS = frozenset({"csr", "certification_request", "pkcs10"})
 BLOB_KEYS = frozenset({
@@ -88,6 +90,8 @@ HASH_ALGORITHMS = {
 }
 
 _JWT = re.compile(r"^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$")
+_HEX_DIGEST = re.compile(r"(?:[0-9A-Fa-f]{64}){1,2}|[0-9A-Fa-f]{96}")
+"""The hex text of a SHA-256, SHA-384 or SHA-512 digest."""
 _MAX_STRING = 200
 _MAX_ITEMS = 10
 
@@ -159,12 +163,12 @@ def _digest(value: Any) -> Any:
         return _cut([_digest(v) for v in value])
     if not isinstance(value, str):
         return summarize(value)
-    raw = _b64(value)
+    # Hex first: the hex text of a SHA-256 digest (64 characters) is valid base64 too, and read as
+    # base64 it is 48 bytes: a "SHA-384" digest that never existed. Base64 of a digest of these
+    # sizes is never all hex digits (its length or its padding differs, or the odds are nil).
+    raw = bytes.fromhex(value) if _HEX_DIGEST.fullmatch(value) else _b64(value)
     if raw is None:
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            return _short(value)
+        return _short(value)
     return digest_fingerprint(raw)  # the one format of every digest shown (shared.digests)
 
 

@@ -13,8 +13,13 @@ signing cannot carry a ``traceparent`` (browsers do not send one), so every requ
 without one starts a new trace. Each span therefore stores salted hashes of the values that
 identify the transaction as it travels (``request_uri``, ``state``, ``code``, transaction ids,
 login-request ids, taken from query and form fields, JSON bodies, URL path ids and redirect
-``Location`` headers); :meth:`TraceStore.transactions` joins all traces sharing a key into one
-transaction (union-find), so that the ten steps of one signing are one diagram.
+``Location`` headers); :meth:`TraceStore.groups` joins all traces sharing a key into one
+group (union-find), so that the ten steps of one signing are one diagram.
+
+A group is a *signing transaction* when it holds at least one exchange of the signing flow (a
+labelled exchange that is neither activity nor a supporting call, :mod:`shared.tracing.labels`);
+page views, downloads, stand-alone validations, health checks and metadata fetches that join no
+signing are *activity*. ``latest`` means the latest signing (:meth:`TraceStore.transactions`).
 
 Limits: the reader keeps every span of the retained days in memory, as its JSON line plus the
 index fields (about 1 kB per span; parsed again when a transaction is viewed).
@@ -166,6 +171,8 @@ class _StoredSpan:
     correlation: tuple[str, ...]
     transaction_ids: tuple[str, ...]
     line: bytes
+    flow: bool = False
+    """An exchange of the signing flow (what makes its group a transaction, not activity)."""
 
     def record(self) -> dict[str, Any]:
         """The span record (as the service wrote it, plus ``_file``)."""
@@ -209,6 +216,20 @@ class TraceGroup:
     def end(self) -> int:
         """End of the latest span (ns)."""
         return max(s.end for s in self._stored) if self._stored else max(s["end"] for s in self.spans)
+
+    @property
+    def is_signing(self) -> bool:
+        """The group holds an exchange of the signing flow: it is a transaction, not activity."""
+        if self._stored:
+            return any(s.flow for s in self._stored)
+        return any(_is_flow(s.get("attributes") or {}) for s in self.spans)
+
+    @property
+    def flow_start(self) -> int:
+        """Start of its first signing-flow span (its start when it has none): the order of transactions."""
+        if self._stored:
+            return min((s.start for s in self._stored if s.flow), default=self.start)
+        return min((s["start"] for s in self.spans if _is_flow(s.get("attributes") or {})), default=self.start)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TraceGroup) and (self.trace_ids, self.spans) == (other.trace_ids, other.spans)
@@ -350,24 +371,33 @@ class TraceStore:
             return [span.record() for span in self._spans]
 
     def groups(self) -> list[TraceGroup]:
-        """All transactions, newest first."""
+        """All groups — transactions and activity — newest first."""
         with self._lock:
             self.refresh()
             if self._groups is None:
                 self._groups = sorted((self._group_of(root) for root in self._members),
-                                      key=lambda g: g.start, reverse=True)
+                                      key=lambda g: g.flow_start, reverse=True)
             return list(self._groups)
+
+    def transactions(self) -> list[TraceGroup]:
+        """The signing transactions only (no page views, validations or health checks), newest first."""
+        return [group for group in self.groups() if group.is_signing]
+
+    def activity(self) -> list[TraceGroup]:
+        """The groups that are not signing transactions, newest first."""
+        return [group for group in self.groups() if not group.is_signing]
 
     def find(self, key: str) -> TraceGroup | None:
         """The transaction identified by ``key``.
 
         ``key`` may be a trace id (or a unique prefix of at least 8 hex digits), any transaction id
         a service reported (the portal's ``tx-…``, the signer's ``transactionID``), a correlation
-        value (``request_uri``, ``state``), or ``latest`` for the newest transaction.
+        value (``request_uri``, ``state``), or ``latest`` for the newest signing transaction (page
+        views and other activity never count).
         """
         if key in ("latest", "last"):
-            groups = self.groups()
-            return groups[0] if groups else None
+            signings = self.transactions()
+            return signings[0] if signings else None
         lowered = key.lower()
         with self._lock:
             self.refresh()
@@ -395,7 +425,13 @@ def _stored_span(file: str, line: bytes) -> _StoredSpan:
         raise TypeError("trace_id is not a string")
     return _StoredSpan(trace_id, int(record.get("start") or 0), int(record.get("end") or 0), file,
                        tuple(attributes.get("signlab.correlation") or ()),
-                       tuple(attributes.get("signlab.transaction_ids") or ()), bytes(line))
+                       tuple(attributes.get("signlab.transaction_ids") or ()), bytes(line), _is_flow(attributes))
+
+
+def _is_flow(attributes: dict[str, Any]) -> bool:
+    """A span of the signing flow: labelled with a step, neither activity nor a supporting call."""
+    return ("signlab.step" in attributes and not attributes.get("signlab.activity")
+            and not attributes.get("signlab.inherit_step"))
 
 
 def _stitch(spans: Iterable[dict[str, Any]]) -> list[TraceGroup]:
@@ -429,5 +465,5 @@ def _stitch(spans: Iterable[dict[str, Any]]) -> list[TraceGroup]:
         group_spans = sorted((s for t in trace_ids for s in by_trace[t]), key=lambda s: (s["start"], s["end"]))
         first_start = {t: min(s["start"] for s in by_trace[t]) for t in trace_ids}
         groups.append(TraceGroup(sorted(trace_ids, key=lambda t: first_start[t]), group_spans))
-    groups.sort(key=lambda g: g.start, reverse=True)
+    groups.sort(key=lambda g: g.flow_start, reverse=True)
     return groups

@@ -4,9 +4,9 @@
 
 | route | what |
 |---|---|
-| ``GET /trainer/`` | the four services with role and health, recent transactions with outcome, the live diagram of the latest |
+| ``GET /trainer/`` | the four services with role and health, recent signings (person, qualifier, format, level, outcome), the live diagram of the latest, following new signings as they arrive |
 | ``GET /trainer/transactions/<id>`` | one transaction: live diagram, click an arrow for its decoded payload, step timings, exports |
-| ``GET /trainer/api/transactions`` | recent transactions (JSON) |
+| ``GET /trainer/api/transactions`` | recent signings (JSON; ``?kind=activity`` the traced activity that is no signing, ``?kind=all`` both; ``?limit=N``, at most 100) |
 | ``GET /trainer/api/transactions/<id>`` | the transaction (JSON, as ``signlab trace --format json``) |
 | ``GET /trainer/api/transactions/<id>.svg`` / ``.mmd`` | SVG / Mermaid export |
 | ``GET /trainer/api/status`` | the services' ``/healthz`` (JSON) |
@@ -17,7 +17,8 @@ a page of the app; ``urls`` names where the page's reader may fetch it (the port
 passes its owner-only trace routes, :func:`trace_response`), the trainer's pages leave it out.
 
 The pages poll the JSON endpoint and redraw while the transaction grows (static JS and CSS served
-from ``/signlab-static``; no CDN). ``/trainer`` is never traced itself (see
+from ``/signlab-static``; no CDN); the SVG routes take ``?expand=4`` to draw the folded login hops
+one by one. ``/trainer`` is never traced itself (see
 :data:`shared.tracing.instrument.EXCLUDED_PATHS`).
 
 Every route of the blueprint first calls ``guard`` (the portal passes
@@ -34,15 +35,23 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, url_for
 from markupsafe import Markup
 
 from shared.errors import NotFound
 from shared.flow import SERVICES, STEPS
 from shared.personal_data import mask_personal_data
 from shared.tracing.instrument import store_dir_of
-from shared.tracing.model import Transaction, build_transaction
-from shared.tracing.render import render_mermaid, render_svg
+from shared.tracing.model import (
+    ABANDONED_AFTER_SECONDS,
+    ACTIVITY,
+    SIGNING,
+    Transaction,
+    build_transaction,
+    describe_facts,
+    shown_facts,
+)
+from shared.tracing.render import lane_layout, render_mermaid, render_svg
 from shared.tracing.store import TraceStore
 
 __all__ = ["SERVICE_VIEW_SPANS", "trace_response", "trainer_blueprint"]
@@ -70,11 +79,19 @@ def _transaction(key: str) -> Transaction:
     return build_transaction(group)
 
 
+def _expanded() -> frozenset[int]:
+    """The steps the reader unfolded (``?expand=4``)."""
+    return frozenset(int(n) for n in request.args.getlist("expand") if n.isdigit())
+
+
 def trace_response(key: str, fmt: str = "json") -> Response:
-    """The trace of ``key`` as ``json`` (personal data masked), ``svg`` or ``mmd``. The caller
-    decided that the reader may see it (trainer token, or the transaction's owner)."""
+    """The trace of ``key`` as ``json`` (personal data masked), ``svg`` (``?expand=4`` unfolds the
+    login hops) or ``mmd``. The caller decided that the reader may see it (trainer token, or the
+    transaction's owner)."""
     if fmt == "svg":
-        return Response(render_svg(_transaction(key)), mimetype="image/svg+xml")
+        response = Response(render_svg(_transaction(key), expand=_expanded()), mimetype="image/svg+xml")
+        response.headers["Cache-Control"] = "no-store"
+        return response
     if fmt == "mmd":
         return Response(render_mermaid(_transaction(key)), mimetype="text/plain")
     show = bool(getattr(current_app.extensions["signlab.settings"], "show_personal_data", False))
@@ -117,28 +134,45 @@ def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[
         if store_dir is not None:
             app.extensions["signlab.trace_store_dir"] = store_dir
 
-        def embed(key: str, urls: Mapping[str, str] | None = None) -> Markup:
+        def embed(key: str, urls: Mapping[str, str] | None = None, follow: str | None = None) -> Markup:
             try:
                 group = store().find(key)  # drawn server-side too: readable without JavaScript
             except NotFound:
                 return Markup("")  # tracing is off: no diagram slot
-            svg = Markup(render_svg(build_transaction(group))) if group is not None else None  # noqa: S704 - escaped by render_svg
-            return Markup(render_template("signlab_trace_embed.html", key=key, svg=svg,  # noqa: S704 - a rendered template
-                                          urls=urls or trace_urls(key), trainer=urls is None))
+            tx = build_transaction(group) if group is not None else None
+            svg = Markup(render_svg(tx)) if tx is not None else None  # noqa: S704 - escaped by render_svg
+            return Markup(render_template("signlab_trace_embed.html", key=key, svg=svg, tx=tx,  # noqa: S704 - a rendered template
+                                          states=tx.step_states() if tx is not None else [],
+                                          lanes=lane_layout(tx) if tx is not None else [],
+                                          urls=urls or trace_urls(key), trainer=urls is None, follow=follow))
 
         app.jinja_env.globals["signlab_trace_embed"] = embed
 
+    def rows(kind: str, limit: int) -> list[dict[str, Any]]:
+        groups = {SIGNING: store().transactions, ACTIVITY: store().activity}.get(kind, store().groups)()
+        listed = []
+        for group in groups[:limit]:
+            row = build_transaction(group).summary_row()
+            row["facts_text"] = describe_facts(row["facts"])
+            row["shown"] = shown_facts(row["facts"])
+            row["urls"] = trace_urls(row["id"])
+            listed.append(row)
+        return listed
+
     @bp.get("/")
     def dashboard() -> str:
-        groups = store().groups()[:25]
-        rows = [build_transaction(g).summary_row() for g in groups]
-        return render_template("signlab_trace_dashboard.html", statuses=_statuses(urls()), rows=rows,
-                               latest=rows[0]["id"] if rows else None, steps=STEPS)
+        kind = request.args.get("kind", SIGNING)
+        listed = rows(kind, 25)
+        latest = store().transactions()
+        return render_template("signlab_trace_dashboard.html", statuses=_statuses(urls()), rows=listed, kind=kind,
+                               latest=latest[0].id if latest else None, steps=STEPS,
+                               listing=url_for("signlab_trainer.listing", kind=SIGNING, limit=25))
 
     @bp.get("/transactions/<key>")
     def view(key: str) -> str:
         tx = transaction(key)
-        return render_template("signlab_trace_view.html", tx=tx, key=key, steps=STEPS)
+        return render_template("signlab_trace_view.html", tx=tx, key=key, steps=STEPS,
+                               abandoned_after=ABANDONED_AFTER_SECONDS)
 
     @bp.get("/api/status")
     def status() -> Response:
@@ -146,7 +180,11 @@ def trainer_blueprint(*, service_urls: Mapping[str, str] | Callable[[], Mapping[
 
     @bp.get("/api/transactions")
     def listing() -> Response:
-        return jsonify([build_transaction(g).summary_row() for g in store().groups()[:100]])
+        show = bool(getattr(current_app.extensions["signlab.settings"], "show_personal_data", False))
+        limit = min(100, max(1, request.args.get("limit", 100, type=int) or 100))
+        response = jsonify(mask_personal_data(rows(request.args.get("kind", SIGNING), limit), show=show))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @bp.get("/api/transactions/<key>")
     def as_json(key: str) -> Response:

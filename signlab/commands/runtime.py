@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from services.registry import REGISTRY
-from signlab.commands import CommandError
+from signlab.commands import CommandError, hint
 from signlab.runtime import LocalRuntime, ServiceState, fault_injection_requested
 
 __all__ = ["add_docker_options", "docker_engine", "register", "runtime_from"]
@@ -154,7 +154,7 @@ def _up(args: argparse.Namespace) -> int:
     if runtime.fault_injection:
         print("\nFault injection is ON for this run (lab only): IdP /admin/failures, signer and CA /admin/faults "
               f"and the wallet's /admin/pid-status accept the admin tokens in {runtime.secrets_file}.")
-    print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: signlab logs -f . Stop: signlab down")
+    print(f"\nOpen the portal at {runtime.url('portal')}/ . Logs: {hint(args, 'logs -f')} . Stop: {hint(args, 'down')}")
     print(trainer_sign_in_line(runtime.url("portal"), runtime.load_or_create_secrets()))
     return 0
 

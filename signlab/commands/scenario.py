@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from signlab.commands import CommandError
+from signlab.commands import CommandError, hint
 from signlab.commands.runtime import add_docker_options, docker_engine
 
 __all__ = ["register"]
@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
             runtime.up(progress=lambda line: print(line, flush=True))
         elif len(runtime.running()) < 4:
             raise CommandError(f"SignLab is only partly running ({', '.join(runtime.running())}); "
-                               "run 'signlab down' and try again", exit_code=2)
+                               f"run '{hint(args, 'down')}' and try again", exit_code=2)
         eco = ecosystem_from_runtime(runtime)
 
     def progress(line: str) -> None:

@@ -41,7 +41,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import requests
 
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
+from shared.flow import step_in_text
 from shared.jose_keys import load_ec_key
+from shared.tracing.labels import label_for
 from signlab.errors import CliError
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.messages import error_page, parse_forms, summarize_body, summarize_url
@@ -55,7 +57,6 @@ __all__ = ["AgentError", "Document", "FlowOutcome", "Refused", "UserAgent", "mat
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
-_STEP_IN_TEXT = re.compile(r"\bstep (\d{1,2})\b")
 _INNER_ERROR = re.compile(r"answered (?:HTTP )?\d{3} ([a-z_]+)\b")
 
 
@@ -185,36 +186,26 @@ class UserAgent:
                 return name
         return None
 
-    def step_of(self, method: str, url: str) -> int | None:
-        """The flow step an exchange belongs to, from where it goes."""
-        svc, path = self.service_of(url), urlsplit(url).path
-        if svc == "portal":
-            if path.startswith("/api/v1/sign-requests"):
-                return 1
-            if path.startswith("/review/"):
-                return 2  # the signer's confirmation pushes the PAR
-            if path.startswith("/sign/callback") or path.startswith("/transactions") or path.startswith("/api/v1/transactions"):
-                return 10
-        if svc == "signer":
-            if path.startswith("/oauth2/par"):
-                return 2
-            if path.startswith("/oauth2/authorize"):
-                return 3
-            if path.startswith("/oauth2/"):
-                return 5
-            if path.startswith("/csc/"):
-                return 6
-        if svc == "idp":
-            return 4 if not path.startswith("/token") else 5
-        if svc == "wallet":
-            return 4
-        return None
+    def steps_of(self, method: str, url: str) -> tuple[int, int] | None:
+        """The flow steps of an exchange: the step of its request and the step its answer reaches
+        (the portal's callback is step 5 and runs 6-10 before it answers). Taken from the one
+        table of routes (:data:`shared.tracing.labels.ROUTES`), so the runner, the traces and the
+        error messages name the same step; None for a URL no step owns."""
+        svc = self.service_of(url)
+        label = label_for(svc, method, urlsplit(url).path) if svc else None
+        return None if label is None else (label.step, label.response_step or label.step)
 
     def send(self, method: str, url: str, *, step: int | None = None, **kwargs: Any) -> requests.Response:
-        """One HTTP exchange (no redirect following), recorded; a delay fault acts before it."""
-        number = step if step is not None else self.step_of(method, url)
-        if number is not None:
-            self.before(number)
+        """One HTTP exchange (no redirect following), recorded; the faults due before the step its
+        answer reaches act before it.
+
+        :param step: the step of the request, when the caller knows better than the table (a
+            partner's own calls); default: :meth:`steps_of`.
+        """
+        steps = (step, step) if step is not None else self.steps_of(method, url)
+        number, reached = steps if steps is not None else (None, None)
+        if reached is not None:
+            self.before(reached)
         kwargs.setdefault("allow_redirects", False)
         kwargs.setdefault("timeout", self.timeout)
         started = time.time()
@@ -224,13 +215,13 @@ class UserAgent:
             self._record(number, method, url, None, kwargs, None, started)
             svc = self.service_of(url) or url
             raise Refused(Refusal("unreachable", f"no answer from the {svc} ({exc.__class__.__name__})",
-                                  number, f"{method} {url}")) from None
-        self._record(number, method, url, response, kwargs, response, started)
+                                  number, f"{method} {summarize_url(url)['url']}")) from None
+        self._record(reached, method, url, response, kwargs, response, started)
         return response
 
     def before(self, number: int) -> None:
-        """Run the fault hooks and waits due before the first exchange of step ``number`` or later
-        (steps 6-9 happen inside the portal's callback, so a hook for step 6 runs before it)."""
+        """Run the fault hooks and waits due before the first exchange that reaches step ``number``
+        or later (steps 6-10 happen inside the portal's callback, so a hook for step 6 runs before it)."""
         for due in sorted(k for k in self.hooks if k <= number):
             for description, action in self.hooks.pop(due):
                 record = StepRecord(due, f"fault: {description}")
@@ -279,11 +270,9 @@ class UserAgent:
 
     @staticmethod
     def _step_from(description: str, fallback: int | None) -> int | None:
-        """The innermost step named in a description: errors that pass through several services
-        are prefixed by each (``"step 6 (…): the SSASP answered 503 …: step 7 (…): …"``), and the
-        last one is where it happened."""
-        found = _STEP_IN_TEXT.findall(description or "")
-        return int(found[-1]) if found else fallback
+        """The innermost step named in a description (:func:`shared.flow.step_in_text`, the trace
+        model's reading too), else ``fallback``."""
+        return step_in_text(description) or fallback
 
     @staticmethod
     def _error_from(error: str, description: str) -> str:
@@ -335,7 +324,8 @@ class UserAgent:
             if hop is not None:  # the wallet's link: the phone answers (signlab/scenarios/wallet.py)
                 method, url, data = hop
                 continue
-            number = self.step_of(method, url)
+            steps = self.steps_of(method, url)
+            number = steps[0] if steps else None
             if method == "POST":
                 response = self.send(method, url, data=data)
             else:

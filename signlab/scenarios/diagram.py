@@ -18,11 +18,13 @@ import html
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import requests
 
 from shared.flow import step
+from shared.tracing.labels import guess_label
 from signlab.scenarios.environment import Ecosystem
 from signlab.scenarios.results import ScenarioResult
 
@@ -33,7 +35,6 @@ TRAINER_TOKEN = "SIGNLAB_PORTAL_TRAINER_TOKEN"
 
 LANES = [("Signer", "Signer (browser)"), ("SCASP", "SCASP portal"), ("SSASP", "SSASP signer"),
          ("HSM", "HSM"), ("IPSP", "IPSP eID"), ("TSP", "TSP CA/TSA")]
-SERVICE_ROLE = {"portal": "SCASP", "signer": "SSASP", "idp": "IPSP", "ca": "TSP"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,38 @@ class RemoteTransaction:
     id: str
     body: dict[str, Any]
     svg: str | None
+
+    @property
+    def outcome(self) -> str:
+        """``completed``, ``refused``, ``pending`` or ``abandoned`` (``shared.tracing.Transaction.outcome``)."""
+        return str(self.body.get("outcome"))
+
+    @property
+    def failure(self) -> SimpleNamespace | None:
+        """Where it was refused (``step``, ``error``, ``error_description`` …), or None."""
+        failure = self.body.get("failure")
+        return SimpleNamespace(**failure) if isinstance(failure, dict) else None
+
+    @property
+    def failure_step(self) -> int | None:
+        """The step it was refused at (None when it was not)."""
+        failure = self.failure
+        return None if failure is None else failure.step
+
+    @property
+    def current_step(self) -> int | None:
+        """Where it is, or stopped."""
+        return self.body.get("current_step")
+
+    @property
+    def steps(self) -> list[int]:
+        """The steps of its arrows, in order of first appearance."""
+        return list(self.body.get("steps") or [])
+
+    @property
+    def transaction_ids(self) -> list[str]:
+        """The services' transaction ids."""
+        return list(self.body.get("transaction_ids") or [])
 
     def arrows(self) -> list[Any]:
         """The arrows in time order, as ``shared.tracing.Transaction.arrows`` gives them
@@ -109,7 +142,15 @@ def sequence_diagram(eco: Ecosystem, result: ScenarioResult, transaction: Any = 
         try:
             from shared.tracing import render_svg
 
-            return render_svg(transaction), f"from the distributed trace {transaction.id} (shared.tracing)"
+            title = None
+            refusal = result.refusal
+            if refusal is not None and transaction.failure is None:
+                # The refusing service left no span (it did not answer: an outage): say so, with the
+                # step where the trace stops, instead of the trace's own "pending".
+                title = (f"SignLab transaction {', '.join(transaction.transaction_ids) or transaction.id}: refused at "
+                         f"step {refusal.step} ({refusal.error}: {refusal.description}); the trace stops at step "
+                         f"{transaction.current_step}")
+            return render_svg(transaction, title=title), f"from the distributed trace {transaction.id} (shared.tracing)"
         except Exception as exc:  # noqa: BLE001 - fall back to the runner's own view
             return own_diagram(result), f"trace diagram failed ({exc.__class__.__name__}); drawn from the runner's observations"
     return own_diagram(result), ("drawn from the user agent's exchanges and the services' audit logs "
@@ -119,15 +160,14 @@ def sequence_diagram(eco: Ecosystem, result: ScenarioResult, transaction: Any = 
 def own_diagram(result: ScenarioResult) -> str:
     """An SVG sequence diagram of the observed exchanges and audit events."""
     arrows: list[tuple[float, str, str, str, bool]] = []
-    actor = "SCASP" if result.scenario.driver == "partner" else "Signer"
     for record in result.steps:
         for ex in record.exchanges:
-            target = _role_of_url(ex.url, result) or "SCASP"
-            source = "Signer" if (actor == "Signer" or "/oauth2/authorize" in ex.url or "/idp" in ex.url
-                                  or "consent" in ex.url or target == "IPSP") else actor
+            # The roles come from the one table of routes, like the traces' (the logical sender).
+            label = guess_label(ex.method, _path(ex.url))
+            source, target = (str(label.source), str(label.target)) if label else ("Signer", "SCASP")
             failed = ex.status is None or ex.status >= 400 or "error" in str(ex.response.get("location", ""))
-            label = f"{'step ' + str(ex.step) + ': ' if ex.step else ''}{ex.method} {_path(ex.url)} → {ex.status or 'no answer'}"
-            arrows.append((ex.started, source, target, label, failed))
+            text = f"{'step ' + str(ex.step) + ': ' if ex.step else ''}{ex.method} {_path(ex.url)} → {ex.status or 'no answer'}"
+            arrows.append((ex.started, source, target, text, failed))
     for event in result.trace:
         if event.source == "agent":
             continue
@@ -166,18 +206,4 @@ def _path(url: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).path or url
-
-
-def _role_of_url(url: str, result: Any) -> str | None:
-    path = _path(url)
-    if path.startswith(("/oauth2", "/csc")):
-        return "SSASP"
-    if path.startswith(("/api/v1/sign-requests", "/api/v1/transactions", "/sign/", "/api/v1/validate", "/transactions",
-                        "/review/")):
-        return "SCASP"
-    if path.startswith(("/authorize", "/login", "/token")):
-        return "IPSP"
-    if path.startswith(("/api/v1/certificates", "/tsa", "/ocsp", "/crl")):
-        return "TSP"
-    return None
 

@@ -61,6 +61,8 @@ class Ecosystem:
     trace_api: str | None = None
     """The portal's trainer trace API (``<portal>/trainer/api``), for a store the runner cannot read
     (docker: it is a volume); bearer ``SIGNLAB_PORTAL_TRAINER_TOKEN`` when the installation has one."""
+    clock_file: Path | None = None
+    """The lab clock file every service reads (:mod:`shared.clock`), when the runner can write it."""
 
     def url(self, name: str) -> str:
         """Base URL of service ``name``."""
@@ -125,6 +127,7 @@ class LocalControl:
 def ecosystem_from_runtime(runtime: Any) -> Ecosystem:
     """The ecosystem of a (running) :class:`~signlab.runtime.LocalRuntime`."""
     from services.registry import REGISTRY
+    from shared.clock import ClockSettings
 
     secrets = runtime.load_or_create_secrets()
     settings: dict[str, Any] = {}
@@ -140,4 +143,5 @@ def ecosystem_from_runtime(runtime: Any) -> Ecosystem:
         log_files={e.info.name: runtime.log_file(e.info.name) for e in REGISTRY},
         control=LocalControl(runtime), engine="local",
         trace_dir=Path(runtime.environ.get("SIGNLAB_TRACE_DIR") or runtime.data_dir / "traces"),
+        clock_file=ClockSettings.from_env(runtime.environ).clock_file(runtime.data_dir / "portal"),
     )

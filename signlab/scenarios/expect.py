@@ -3,7 +3,8 @@
 * **outcome** — signed (and how many signatures), or refused with ``error`` at ``step`` (and an
   optional text in the description);
 * **trace** — the listed steps appear in the observed trace in this order (a subsequence), and the
-  steps of ``trace_absent`` do not appear at all. The trace is merged from the user agent's own
+  steps of ``trace_absent`` do not appear at all; and the step the runner reports is the step the
+  distributed trace shows (a refusal's step is the trace's failure step; a signing is completed). The trace is merged from the user agent's own
   exchanges and the services' hash-chained audit logs (signer audit log, CA issuance log), entries
   written during the scenario;
 * **validation** — the portal's validation API (``POST /api/v1/validate``) on each signed
@@ -29,11 +30,12 @@ from typing import Any
 
 from signlab.scenarios.agent import Document
 from signlab.scenarios.environment import Ecosystem
-from signlab.scenarios.model import Scenario
+from signlab.scenarios.model import Scenario, ValidationExpectation
 from signlab.scenarios.results import Check, ScenarioResult, TraceEvent
 
-__all__ = ["AuditWindow", "Baseline", "check_invariants", "check_outcome", "check_trace", "check_validation",
-           "is_subsequence", "trace_from"]
+__all__ = ["AuditWindow", "Baseline", "check_invariants", "check_outcome", "check_reports", "check_timeline", "check_trace",
+           "check_trace_agrees",
+           "check_validation", "is_subsequence", "trace_from"]
 
 
 @dataclass
@@ -106,7 +108,7 @@ def trace_from(result: ScenarioResult, baseline: Baseline, transaction: Any = No
             # digest) into this transaction: keep only what happened during this run.
             if arrow.time / 1e9 < result.started - 1.0:
                 continue
-            if not arrow.failed and arrow.kind != "response":
+            if not arrow.failed and not arrow.relay and arrow.kind != "response":
                 events.append(TraceEvent(arrow.time / 1e9, int(arrow.step), "trace",
                                          f"{arrow.source} → {arrow.target}: {arrow.label}"))
     for record in result.steps:
@@ -170,6 +172,27 @@ def check_outcome(scenario: Scenario, result: ScenarioResult) -> list[Check]:
     return checks
 
 
+def check_trace_agrees(result: ScenarioResult, transaction: Any) -> list[Check]:
+    """The step the runner reports is the step the distributed trace shows (design §6: one step
+    table): a refusal's step is the trace's failure step (or, when the refusing exchange left no
+    span — a service that did not answer the browser — the step where the trace stops); a signing
+    is a completed transaction. Nothing to compare without a trace."""
+    if transaction is None:
+        return []
+    refusal = result.refusal
+    if refusal is None:
+        if result.signed_documents == 0:
+            return []
+        ok = transaction.outcome == "completed"
+        return [Check("trace agrees", ok, f"the trace of the signing is {transaction.outcome}"
+                      + ("" if ok else f" (steps {transaction.steps})"), 10)]
+    shown = transaction.failure_step if transaction.failure is not None else transaction.current_step
+    where = "fails" if transaction.failure is not None else f"is {transaction.outcome}, stopping"
+    return [Check("trace agrees", shown == refusal.step,
+                  f"reported at step {refusal.step}; the trace {where} at step {shown}"
+                  + (f" ({transaction.failure.error})" if transaction.failure is not None else ""), refusal.step)]
+
+
 def check_trace(scenario: Scenario, events: list[TraceEvent]) -> list[Check]:
     """Expected steps in order; absent steps absent."""
     observed = [e.step for e in events]
@@ -193,32 +216,64 @@ def check_validation(scenario: Scenario, reports: list[dict[str, Any]]) -> list[
     exp = scenario.expect.validation
     if exp is None:
         return []
+    return check_reports("validation", exp, reports)
+
+
+def check_timeline(results: list[tuple[str, ValidationExpectation, list[dict[str, Any]]]]) -> list[Check]:
+    """The validations of the scenario's timeline, each against its own expectation."""
+    return [check for name, exp, reports in results for check in check_reports(name, exp, reports)]
+
+
+def check_reports(label: str, exp: ValidationExpectation, reports: list[dict[str, Any]]) -> list[Check]:
+    """Each of ``reports`` (the portal's simple reports) against ``exp``; one check per report."""
     if not reports:
-        return [Check("validation", False, "expected a validation result, but there is no signed document to validate", 10)]
+        return [Check(label, False, "expected a validation result, but there is no signed document to validate", 10)]
     checks = []
     for i, report in enumerate(reports, start=1):
-        name = f"validation #{i}" if len(reports) > 1 else "validation"
-        first = (report.get("signatures") or [{}])[0]
-        got = {"indication": report.get("indication"), "sub_indication": report.get("sub_indication"),
-               "level": first.get("level"), "qualification": first.get("qualification")}
-        text = f"{got['indication']}" + (f"/{got['sub_indication']}" if got["sub_indication"] else "") + \
-               f", level {got['level']}, {got['qualification']}"
-        problems = []
-        if exp.indication and got["indication"] != exp.indication:
-            problems.append(f"indication {got['indication']} (expected {exp.indication})")
-        if exp.sub_indication and got["sub_indication"] != exp.sub_indication:
-            problems.append(f"sub-indication {got['sub_indication']} (expected {exp.sub_indication})")
-        if exp.level and not str(got["level"] or "").endswith(exp.level.split("-", 1)[-1] if exp.level.count("-") > 1 else exp.level):
-            problems.append(f"level {got['level']} (expected {exp.level})")
-        if exp.qualified is not None and (got["qualification"] == "QES") != exp.qualified:
-            problems.append(f"qualification {got['qualification']} (expected {'QES' if exp.qualified else 'not QES'})")
-        if exp.revoked is not None:
-            blob = str(report).upper()
-            revoked = "REVOKED" in blob
-            if revoked != exp.revoked:
-                problems.append(f"revocation {'shown' if revoked else 'not shown'} (expected {'revoked' if exp.revoked else 'not revoked'})")
+        name = f"{label} #{i}" if len(reports) > 1 else label
+        problems, text = _report_problems(exp, report)
         checks.append(Check(name, not problems, ("; ".join(problems) + f" — report: {text}") if problems else text, 10))
     return checks
+
+
+def _report_problems(exp: ValidationExpectation, report: dict[str, Any]) -> tuple[list[str], str]:
+    first = (report.get("signatures") or [{}])[0]
+    poe = first.get("proof_of_existence") or {}
+    timestamp = first.get("timestamp") or {}
+    got = {"indication": report.get("indication"), "sub_indication": report.get("sub_indication"),
+           "level": first.get("level"), "qualification": first.get("qualification"),
+           "at_validation": first.get("qualification_at_validation_time")}
+    text = (f"{got['indication']}" + (f"/{got['sub_indication']}" if got["sub_indication"] else "") +
+            f", level {got['level']}, {got['qualification']}" +
+            (f" ({got['at_validation']} at the validation time)" if got["at_validation"] not in (None, got["qualification"]) else "") +
+            f", validated at {report.get('validation_time') or '?'}" +
+            (f", proof of existence: {poe.get('proof')} at {poe.get('time')}" if poe else ""))
+    problems = []
+    if exp.indication and got["indication"] != exp.indication:
+        problems.append(f"indication {got['indication']} (expected {exp.indication})")
+    if exp.sub_indication and got["sub_indication"] != exp.sub_indication:
+        problems.append(f"sub-indication {got['sub_indication']} (expected {exp.sub_indication})")
+    if exp.level and not str(got["level"] or "").endswith(exp.level.split("-", 1)[-1] if exp.level.count("-") > 1 else exp.level):
+        problems.append(f"level {got['level']} (expected {exp.level})")
+    if exp.qualified is not None and (got["qualification"] == "QES") != exp.qualified:
+        problems.append(f"qualification {got['qualification']} (expected {'QES' if exp.qualified else 'not QES'})")
+    if exp.qualification and got["qualification"] != exp.qualification:
+        problems.append(f"qualification at the signing time {got['qualification']} (expected {exp.qualification})")
+    if exp.qualification_at_validation_time and got["at_validation"] != exp.qualification_at_validation_time:
+        problems.append(f"qualification at the validation time {got['at_validation']} "
+                        f"(expected {exp.qualification_at_validation_time})")
+    if exp.proof_of_existence is not None:
+        wanted = exp.proof_of_existence.lower()
+        shown = str(poe.get("proof") or "").lower()
+        if (wanted == "none") != (not poe) or (wanted != "none" and wanted not in shown):
+            problems.append(f"proof of existence {poe.get('proof') or 'none'} (expected {exp.proof_of_existence})")
+    if exp.timestamp_qualified is not None and timestamp.get("qualified") is not exp.timestamp_qualified:
+        problems.append(f"time-stamp qualified {timestamp.get('qualified')} (expected {exp.timestamp_qualified})")
+    if exp.revoked is not None:
+        revoked = "REVOKED" in str(report).upper()
+        if revoked != exp.revoked:
+            problems.append(f"revocation {'shown' if revoked else 'not shown'} (expected {'revoked' if exp.revoked else 'not revoked'})")
+    return problems, text
 
 
 def _windows_of(document: Document) -> list[bytes]:

@@ -16,9 +16,15 @@ Every fault kind (``scenarios/README.md`` has the full table):
 * ``wallet`` — a named fault of the EUDI Wallet (``services/wallet/faults.py``), asked of the wallet
   by the user agent for the presentation of step 4; ``timeout`` also shortens the IdP's wait for the
   wallet (IdP failure ``wallet-wait``) so that the scenario ends in seconds.
-* ``hsm`` (step 6 or 9), ``ca: wrong-key`` (step 7), ``tsa: unavailable`` (step 10) — armed through
-  the signer's and the CA's guarded admin API (``POST /admin/faults``, bearer
-  ``SIGNLAB_SIGNER_ADMIN_TOKEN`` / ``SIGNLAB_CA_ADMIN_TOKEN``) before the flow and removed afterwards.
+* ``hsm`` (step 6 or 9), ``ca: wrong-key`` and the other CA switches (step 7), ``tsa: unavailable``
+  and ``ocsp: unavailable`` (step 10) — armed through the signer's and the CA's guarded admin API
+  (``POST /admin/faults``, bearer ``SIGNLAB_SIGNER_ADMIN_TOKEN`` / ``SIGNLAB_CA_ADMIN_TOKEN``) before
+  the flow and removed afterwards.
+* ``trusted_list`` — a listed service changes status before the flow (the CA's lab admin API
+  ``/admin/trusted-list``); the list is restored afterwards.
+
+The scenario's ``timeline`` (:mod:`signlab.scenarios.timeline`) gets its undo actions here too: the
+lab clock goes back to where it stood, and the trusted list loses the scenario's changes.
 
 The admin APIs exist only when the ecosystem runs with fault injection (``signlab up
 --fault-injection``, also with ``--engine docker``); otherwise :func:`unsupported` names the flag and
@@ -46,6 +52,7 @@ SERVICE_FAULTS: dict[str, tuple[str, str]] = {
     "hsm": ("signer", "SIGNLAB_SIGNER_ADMIN_TOKEN"),
     "ca": ("ca", "SIGNLAB_CA_ADMIN_TOKEN"),
     "tsa": ("ca", "SIGNLAB_CA_ADMIN_TOKEN"),
+    "ocsp": ("ca", "SIGNLAB_CA_ADMIN_TOKEN"),
 }
 """Fault kinds armed through a service's ``/admin/faults`` (shared.faults)."""
 
@@ -60,8 +67,8 @@ def service_fault(kind: str, params: dict[str, Any]) -> tuple[str, str, int | No
         return "signer", "hsm-keygen" if int(params["fail_at_step"]) == 6 else "hsm-sign", 1
     if kind == "ca":
         return "ca", str(params["name"]), 1
-    # The TSA stays down for the whole scenario (every time-stamp of a batch fails), then comes back.
-    return "ca", "tsa-unavailable", None
+    # The TSA or the OCSP responder stays down for the whole scenario (every call fails), then comes back.
+    return "ca", f"{kind}-unavailable", None
 
 
 def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
@@ -80,8 +87,17 @@ def unsupported(scenario: Scenario, eco: Ecosystem) -> str | None:
                 return problem
         if fault.kind == "wallet" and "wallet" not in eco.urls:
             return f"fault '{fault.describe()}' needs the wallet service (services/wallet), which this ecosystem lacks"
-        if fault.kind == "revoke" and not eco.secret("SIGNLAB_CA_ADMIN_TOKEN"):
-            return "the revoke fault needs the CA admin token (SIGNLAB_CA_ADMIN_TOKEN); run against a local runtime"
+    actions = [(f.kind, f"fault '{f.describe()}'") for f in scenario.faults]
+    actions += [(t.kind if t.kind != "clock" else "lab-clock", f"timeline step '{t.describe()}'") for t in scenario.timeline]
+    for kind, label in actions:
+        if kind == "lab-clock" and eco.clock_file is None:
+            return f"{label} needs the lab clock file (the local runtime)"
+        if kind == "revoke" and not eco.secret("SIGNLAB_CA_ADMIN_TOKEN"):
+            return f"{label} needs the CA admin token (SIGNLAB_CA_ADMIN_TOKEN); run against a local runtime"
+        if kind == "trusted_list":
+            problem = _trusted_list_admin_problem(eco)
+            if problem:
+                return f"{label} cannot be done: {problem}"
     if scenario.driver == "partner":
         if scenario.request.format != "CAdES" or scenario.request.flow != "person-signing":
             return "the partner driver drives CAdES in the person-signing flow only"
@@ -120,6 +136,14 @@ def _idp_admin_problem(eco: Ecosystem) -> str | None:
     if response is None or response.status_code == 200:
         return problem
     return f"the IdP admin API is not usable (HTTP {response.status_code}): {ENABLE_HINT}"
+
+
+def _trusted_list_admin_problem(eco: Ecosystem) -> str | None:
+    """Probe the CA's trusted-list admin API (``GET /admin/trusted-list``); None when usable."""
+    response, problem = _admin_get(eco, "ca", "/admin/trusted-list", "SIGNLAB_CA_ADMIN_TOKEN", "the CA's trusted-list admin API")
+    if response is None or response.status_code == 200:
+        return problem
+    return f"the CA's trusted-list admin API is not usable (HTTP {response.status_code})"
 
 
 def _service_admin_problem(eco: Ecosystem, service: str, name: str) -> str | None:
@@ -197,7 +221,51 @@ def plan_faults(scenario: Scenario, eco: Ecosystem) -> FaultPlan:
         elif fault.kind in SERVICE_FAULTS:
             service, name, count = service_fault(fault.kind, p)
             _plan_service_fault(plan, eco, service, name, count)
+        elif fault.kind == "trusted_list":
+            plan.hooks.setdefault(1, []).append((f"the trusted list: {p['service']} {p['status']} (lab admin API)",
+                                                 lambda p=p: _change_trusted_list(eco, p["service"], p["status"], scenario.name)))
+    if any(f.kind == "trusted_list" for f in scenario.faults) or any(t.kind == "trusted_list" for t in scenario.timeline):
+        plan.restores.append(("restore the trusted list (forget the scenario's status changes)", lambda: _clear_trusted_list(eco)))
+    if any(t.kind == "clock" for t in scenario.timeline) and eco.clock_file is not None:
+        _plan_clock_restore(plan, eco)
     return plan
+
+
+def _ca_admin_headers(eco: Ecosystem) -> dict[str, str]:
+    return {"Authorization": f"Bearer {eco.secret('SIGNLAB_CA_ADMIN_TOKEN') or ''}"}
+
+
+def _change_trusted_list(eco: Ecosystem, service: str, status: str, scenario: str) -> str:
+    response = requests.post(f"{eco.url('ca')}/admin/trusted-list/{service}", json={"status": status, "note": f"scenario {scenario}"},
+                             headers=_ca_admin_headers(eco), timeout=10)
+    if response.status_code != 201:
+        raise RuntimeError(f"the CA refused the trusted-list change: HTTP {response.status_code} {response.text[:200]}")
+    return f"the {service} service is {status} since {response.json().get('since')}"
+
+
+def _clear_trusted_list(eco: Ecosystem) -> str:
+    response = requests.delete(f"{eco.url('ca')}/admin/trusted-list", headers=_ca_admin_headers(eco), timeout=10)
+    if response.status_code != 200:
+        raise RuntimeError(f"the CA did not restore the trusted list: HTTP {response.status_code}")
+    return f"{response.json().get('removed')} status change(s) removed; every service granted again"
+
+
+def _plan_clock_restore(plan: FaultPlan, eco: Ecosystem) -> None:
+    """Put the lab clock back where it stood before the scenario."""
+    from shared.clock import LabClock, format_offset
+
+    assert eco.clock_file is not None
+    clock = LabClock(eco.clock_file)
+    before = clock.offset()
+
+    def restore() -> str:
+        if abs(before) < 0.5:
+            clock.reset()
+        else:
+            clock.set_offset(before, note="restored after a scenario")
+        return f"lab clock back at the machine time {format_offset(before)}"
+
+    plan.restores.append(("put the lab clock back", restore))
 
 
 def _plan_service_fault(plan: FaultPlan, eco: Ecosystem, service: str, name: str, count: int | None) -> None:

@@ -39,6 +39,7 @@ from signlab.scenarios.model import (
     Persona,
     Scenario,
     SigningRequest,
+    TimelineStep,
     ValidationExpectation,
 )
 
@@ -165,6 +166,22 @@ class _Marked:
         return self.marks.get((), (1, 1))
 
 
+CASE_INSENSITIVE = ("qualifier", "format", "level")
+"""Request fields written in any case (``CAdES``, ``cades``: the portal API's spelling)."""
+
+
+def _canonical_case(data: dict[str, Any]) -> None:
+    """Spell the case-insensitive request fields as the schema does."""
+    request = data.get("request")
+    if not isinstance(request, dict):
+        return
+    fields = schema()["properties"]["request"]["properties"]
+    for key in CASE_INSENSITIVE:
+        value = request.get(key)
+        if isinstance(value, str):
+            request[key] = next((v for v in fields[key]["enum"] if v.lower() == value.strip().lower()), value)
+
+
 def _schema_problems(data: Any, marked: _Marked) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(schema())
     problems = []
@@ -192,8 +209,10 @@ def _problem_of(error: ValidationError, marked: _Marked) -> Problem:
         line, col = marked.mark(path)
         return Problem(marked.file, line, col, field_name((*path, missing)), "missing required field")
     elif error.validator in ("minProperties", "maxProperties") and error.schema.get("maxProperties") == 1:
-        message = ("each fault is a mapping with exactly one key (idp, clock, network, outage, hsm, ca, tsa, tamper, revoke, "
-                   "user, wallet)")
+        message = ("each timeline step is a mapping with exactly one key (clock, revoke, trusted_list, validate)"
+                   if path[:1] == ("timeline",) else
+                   "each fault is a mapping with exactly one key (idp, clock, network, outage, hsm, ca, tsa, ocsp, "
+                   "trusted_list, tamper, revoke, user, wallet)")
     line, col = marked.mark(path, key=error.validator == "additionalProperties")
     return Problem(marked.file, line, col, field_name(path), message)
 
@@ -242,6 +261,8 @@ def _semantic_problems(data: dict[str, Any], marked: _Marked, base: Path) -> lis
         if isinstance(fault, dict) and fault.get("tamper") in PARTNER_TAMPERS and data.get("driver") == "portal":
             add(("faults", i, "tamper"), f"tamper {fault['tamper']!r} acts between protocol steps and needs driver: partner")
     expect = data.get("expect", {})
+    if data.get("timeline") and isinstance(expect, dict) and expect.get("outcome") != "signed":
+        add(("timeline",), "a timeline happens after signing: it needs expect.outcome: signed")
     if isinstance(expect, dict) and expect.get("outcome") == "signed":
         for key in ("error", "step", "message_contains"):
             if key in expect:
@@ -280,6 +301,7 @@ def parse_scenario(text: str, *, file: str, name: str, base: Path) -> Scenario:
     if not isinstance(data, dict):
         problems.append(Problem(file, 1, 1, "", "a scenario is a YAML mapping (title:, description:, …)"))
         raise ScenarioFormatError(problems)
+    _canonical_case(data)
     problems += _schema_problems(data, marked)
     if not problems:
         problems += _semantic_problems(data, marked, base)
@@ -311,11 +333,15 @@ def _build(data: dict[str, Any], marked: _Marked, *, name: str, path: Path, base
             params["name"] = params.pop("failure")
         faults.append(Fault(kind, params, marked.mark(("faults", i))[0]))
     exp = data["expect"]
-    validation = None
-    if "validation" in exp:
-        v = exp["validation"]
-        validation = ValidationExpectation(v.get("indication"), v.get("sub_indication"), v.get("level"),
-                                           v.get("qualified"), v.get("revoked"))
+    validation = _validation(exp["validation"]) if "validation" in exp else None
+    timeline = []
+    for i, raw in enumerate(data.get("timeline", [])):
+        kind, value = next(iter(raw.items()))
+        line = marked.mark(("timeline", i))[0]
+        if kind == "validate":
+            timeline.append(TimelineStep(kind, {"at": value.get("at", "now")}, _validation(value["expect"]), line))
+        else:
+            timeline.append(TimelineStep(kind, dict(value) if isinstance(value, dict) else {"offset": value}, None, line))
     expectation = Expectation(
         outcome=exp["outcome"], error=exp.get("error"), step=exp.get("step"),
         message_contains=exp.get("message_contains"), signatures=exp.get("signatures"),
@@ -328,8 +354,14 @@ def _build(data: dict[str, Any], marked: _Marked, *, name: str, path: Path, base
         name=name, path=path, title=data["title"], description=data["description"].strip(),
         tags=tuple(data["tags"]), persona=persona, documents=tuple(documents), request=request,
         driver=driver, faults=tuple(faults), expect=expectation,
-        timeout_seconds=float(data.get("timeout_seconds", 120)),
+        timeout_seconds=float(data.get("timeout_seconds", 120)), timeline=tuple(timeline),
     )
+
+
+def _validation(v: dict[str, Any]) -> ValidationExpectation:
+    return ValidationExpectation(v.get("indication"), v.get("sub_indication"), v.get("level"), v.get("qualified"),
+                                 v.get("revoked"), v.get("qualification"), v.get("qualification_at_validation_time"),
+                                 v.get("proof_of_existence"), v.get("timestamp_qualified"))
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["decode_jwt", "error_page", "parse_forms", "redact", "summarize_body", "summarize_url"]
+__all__ = ["decode_jwt", "error_page", "mask_url", "parse_forms", "redact", "summarize_body", "summarize_url"]
 
 SECRET_KEYS = {"client_secret", "password", "code_verifier", "csrf_token", "admin_token", "authorization",
                "cookie", "set-cookie", "client_assertion", "pin", "otp"}
@@ -60,16 +60,36 @@ def redact(value: Any, key: str = "") -> Any:
                 return value
         if lowered in TOKEN_KEYS:
             return _mask(value)
+        if value.startswith(("http://", "https://")):
+            return mask_url(value)
         if len(value) > 400:
             return value[:200] + f"… ({len(value)} chars)"
     return value
 
 
+_CAPABILITY = re.compile(r"^[A-Za-z0-9_-]{24,}$")
+"""A path segment that is a bearer capability (a review link's token, a login request id)."""
+
+
+def _masked_path(path: str) -> str:
+    return "/".join(_mask(part) if _CAPABILITY.match(part) else part for part in path.split("/"))
+
+
+def mask_url(url: str) -> str:
+    """A URL with its capability path segments and its query values masked (a report is shared)."""
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}{_masked_path(parts.path)}" if parts.scheme else _masked_path(parts.path)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    return base + ("?" + "&".join(f"{k}=…" for k, _ in params) if params else "")
+
+
 def summarize_url(url: str) -> dict[str, Any]:
-    """``{"url": path without query, "params": {...}}`` with parameters decoded and redacted."""
+    """``{"url": path without query, "params": {...}}`` with parameters decoded and redacted, and the
+    capability segments of the path (a review link's token) masked."""
     parts = urlsplit(url)
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    base = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else parts.path
+    path = _masked_path(parts.path)
+    base = f"{parts.scheme}://{parts.netloc}{path}" if parts.scheme else path
     return {"url": base, "params": redact(params)} if params else {"url": base}
 
 
@@ -153,11 +173,15 @@ def parse_forms(html: str) -> list[dict[str, Any]]:
 
 
 def error_page(html: str) -> tuple[str, str] | None:
-    """``(error, description)`` of a SignLab error page (``shared/templates/signlab_error.html``), else None."""
+    """``(error, description)`` of a SignLab error page (``shared/templates/signlab_error.html``, the
+    portal's refusal page), else None."""
     if 'class="card error"' not in html:
         return None
     parser = _FormParser()
     parser.feed(html)
-    code = next((text.split("|", 1)[1] for tag, text in parser.texts if tag == "code"), "")
-    description = next((text.split("|", 1)[1] for tag, text in parser.texts if tag == "p"), "")
+    # Marked elements first (the shared error page and the portal's refusal page mark them), else
+    # the first code and paragraph.
+    marked = {text.split("|", 1)[0]: text.split("|", 1)[1] for _, text in parser.texts}
+    code = marked.get("protocol-error") or next((t.split("|", 1)[1] for tag, t in parser.texts if tag == "code"), "")
+    description = marked.get("error-description") or next((t.split("|", 1)[1] for tag, t in parser.texts if tag == "p"), "")
     return (code or "error"), description

@@ -19,6 +19,7 @@ __all__ = [
     "Persona",
     "Scenario",
     "SigningRequest",
+    "TimelineStep",
     "ValidationExpectation",
 ]
 
@@ -89,13 +90,46 @@ class Fault:
 
 @dataclass(frozen=True)
 class ValidationExpectation:
-    """The validation result expected from the portal's validation API."""
+    """The validation result expected from the portal's validation API (every field optional)."""
 
     indication: str | None = None
     sub_indication: str | None = None
     level: str | None = None
     qualified: bool | None = None
     revoked: bool | None = None
+    qualification: str | None = None
+    """QES, AdES-QC, AdES or ``not qualified``: at the best signature time (the signing time proven)."""
+    qualification_at_validation_time: str | None = None
+    proof_of_existence: str | None = None
+    """Text in the report's proof of existence (``signature time-stamp``), or ``none`` for no PoE."""
+    timestamp_qualified: bool | None = None
+    """The signature time-stamp is qualified per the trusted list at its time."""
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    """One thing that happens after signing, in order (``timeline:`` of a scenario).
+
+    ``kind`` is the YAML key: ``clock`` (move the lab clock by ``params["offset"]``), ``revoke``
+    (the CA revokes the signer's certificate), ``trusted_list`` (a listed service changes status),
+    ``validate`` (the portal validates every signed document at ``params["at"]`` and the result is
+    checked against ``expect``).
+    """
+
+    kind: str
+    params: dict[str, Any]
+    expect: ValidationExpectation | None = None
+    line: int = 0
+
+    def describe(self) -> str:
+        """``clock +1d``, ``validate at signing+10m`` … for progress lines and reports."""
+        if self.kind == "clock":
+            return f"move the lab clock {self.params['offset']}"
+        if self.kind == "revoke":
+            return f"the CA revokes the signer's certificate ({self.params.get('reason', 'keyCompromise')})"
+        if self.kind == "trusted_list":
+            return f"the trusted list: {self.params['service']} {self.params['status']}"
+        return f"validate at {self.params.get('at', 'now')}"
 
 
 @dataclass(frozen=True)
@@ -130,6 +164,8 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
     expect: Expectation = field(default_factory=lambda: Expectation("signed"))
     timeout_seconds: float = 120.0
+    timeline: tuple[TimelineStep, ...] = ()
+    """After signing: clock moves, revocations, trusted-list changes and validations, in order."""
 
     def faults_of(self, kind: str) -> list[Fault]:
         """The faults of one kind, in file order."""

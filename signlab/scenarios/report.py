@@ -5,10 +5,11 @@
   for a failed expectation (message names the step and the expectation), ``<error>`` for a broken
   run, ``<skipped>`` for a fault the ecosystem cannot inject; the steps and checks are in
   ``<system-out>``. CI systems read it as is.
-* **HTML** — one file, no external resources (inline CSS, inline SVG): a verdict table, then per
-  scenario its description, faults, steps with timings, each HTTP exchange decoded (JWT claims,
-  authorization details, redirects; secrets masked), the checks, validation reports, the observed
-  trace and the sequence diagram.
+* **HTML** — one file, no external resources (inline CSS, inline SVG, one inline script that opens
+  the section a link points at): a verdict table, then per scenario its description, faults, steps
+  with timings, each HTTP exchange decoded (JWT claims, authorization details, redirects; secrets
+  masked), the checks, validation reports, the observed trace and the sequence diagram. Long values
+  wrap; the page never grows wider than the window.
 """
 
 from __future__ import annotations
@@ -91,8 +92,16 @@ td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:t
 th{background:#f4f4f6}.passed{color:#0a7d32}.failed,.error,.refused{color:#b00020}.skipped{color:#8a6d00}
 details.scenario{border:1px solid #ccc;border-radius:6px;margin:1rem 0;padding:.5rem 1rem}
 details.scenario>summary{cursor:pointer;font-weight:600}pre{background:#f7f7f9;padding:.5rem;overflow:auto;
-font-size:.8rem;max-height:30rem}.badge{display:inline-block;padding:0 .4rem;border-radius:4px;background:#eee;
-margin-right:.2rem;font-size:.8rem}.diagram{overflow:auto;border:1px solid #eee}
+font-size:.8rem;max-height:30rem;white-space:pre-wrap;overflow-wrap:anywhere}.badge{display:inline-block;padding:0 .4rem;
+border-radius:4px;background:#eee;margin-right:.2rem;font-size:.8rem}.diagram{overflow:auto;border:1px solid #eee}
+.diagram svg{width:100%;height:auto}td,summary,p,code{overflow-wrap:anywhere}
+"""
+
+_OPEN_TARGET = """
+// A link to a scenario (#name) opens its section, also when the page is already open.
+function openTarget(){var id=decodeURIComponent(location.hash.slice(1));var el=id&&document.getElementById(id);
+if(el&&el.tagName==='DETAILS'){el.open=true;el.scrollIntoView();}}
+window.addEventListener('hashchange',openTarget);openTarget();
 """
 
 
@@ -128,8 +137,9 @@ def _scenario_html(r: ScenarioResult, *, open_: bool = False) -> str:
         out.append("<h3>Messages (decoded, secrets masked)</h3>")
         for ex in exchanges:
             body = json.dumps({"request": ex.request, "response": ex.response}, indent=2, ensure_ascii=False, default=str)
+            answer = ex.status if ex.status is not None else "no answer"
             out.append(f"<details><summary>{'step ' + str(ex.step) if ex.step else '-'} · {_e(ex.method)} "
-                       f"{_e(ex.url)} → {_e(ex.status)} ({ex.duration * 1000:.0f} ms)</summary><pre>{_e(body)}</pre></details>")
+                       f"{_e(ex.url)} → {_e(answer)} ({ex.duration * 1000:.0f} ms)</summary><pre>{_e(body)}</pre></details>")
     out.append("<h3>Checks</h3><table><tr><th>check</th><th>result</th><th>detail</th></tr>")
     for c in r.checks:
         status = "skipped" if c.skipped else ("passed" if c.ok else "failed")
@@ -163,6 +173,7 @@ def write_html(results: list[ScenarioResult], path: Path) -> None:
             f"<span class=\"error\">{counts['error']} error(s)</span>, <span class=\"skipped\">{counts['skipped']} skipped</span></p>"
             f"<table><tr><th>scenario</th><th>tags</th><th>result</th><th>time</th><th>detail</th></tr>{rows}</table>"
             # A report of one scenario (make demo's) opens it; otherwise failures open, the rest fold.
-            + "".join(_scenario_html(r, open_=len(results) == 1) for r in results) + "</body></html>")
+            + "".join(_scenario_html(r, open_=len(results) == 1) for r in results)
+            + f"<script>{_OPEN_TARGET}</script></body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

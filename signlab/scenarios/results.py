@@ -24,6 +24,8 @@ class Exchange:
     """One HTTP request and its answer, as the user agent saw it (decoded and redacted)."""
 
     step: int | None
+    """The flow step its answer reached (:data:`shared.tracing.labels.ROUTES`' ``response_step``:
+    the portal's callback answers at step 10), or the step the caller named; None: no step owns it."""
     method: str
     url: str
     status: int | None
@@ -106,6 +108,8 @@ class ScenarioResult:
     signed_documents: int = 0
     transaction_id: str | None = None
     validation: list[dict[str, Any]] = field(default_factory=list)
+    timeline_validations: list[tuple[str, Any, list[dict[str, Any]]]] = field(default_factory=list)
+    """The timeline's validations: (name, expectation, the portal's reports)."""
     diagram_svg: str | None = None
     diagram_note: str = ""
 

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -34,7 +35,9 @@ from signlab.scenarios.expect import (
     Baseline,
     check_invariants,
     check_outcome,
+    check_timeline,
     check_trace,
+    check_trace_agrees,
     check_validation,
     trace_from,
 )
@@ -42,6 +45,7 @@ from signlab.scenarios.faults import FaultPlan, plan_faults, unsupported
 from signlab.scenarios.loader import samples_dir
 from signlab.scenarios.model import Scenario
 from signlab.scenarios.results import Check, Refusal, ScenarioResult, StepRecord
+from signlab.scenarios.timeline import lab_clock_of, revoke_certificate, run_timeline, validate_signed
 from signlab.scenarios.wallet import wallet_driver
 
 __all__ = ["Progress", "run_scenario", "run_scenarios"]
@@ -134,13 +138,19 @@ def run_scenario(scenario: Scenario, eco: Ecosystem, *, iteration: int = 1, prog
     if result.status != "error":
         result.checks += check_outcome(scenario, result)
         result.checks += check_trace(scenario, result.trace)
+        result.checks += check_trace_agrees(result, transaction)
         if scenario.expect.outcome == "signed" and result.refusal is None:
-            result.checks += check_validation(scenario, result.validation)
+            result.checks += check_validation(scenario, result.validation[len(_timeline_reports(result)):])
+            result.checks += check_timeline(result.timeline_validations)
     result.checks += check_invariants(scenario, eco, baseline, documents)
     for check in result.checks:
         mark = "skip" if check.skipped else ("ok" if check.ok else "FAIL")
         progress(f"    {mark:<7} {'expect':<8} {check.name}: {check.detail}")
     failed = result.failed_checks
+    if result.status == "passed" and not failed:
+        # A passed row says what passed: the expected refusal, or what was signed.
+        result.reason = (f"refused as expected: {result.refusal.error} at step {result.refusal.step}"
+                         if result.refusal is not None else f"signed {result.signed_documents} document(s)")
     if result.status == "passed" and failed:
         first = failed[0]
         where = f"step {first.step}: " if first.step else ""
@@ -225,6 +235,8 @@ def _after_signing(agent: UserAgent, eco: Ecosystem, scenario: Scenario, plan: F
                    result: ScenarioResult) -> None:
     if not outcome.signed:
         return
+    clock = lab_clock_of(eco)
+    signed_at = clock.now() if clock is not None else datetime.now(UTC)  # "signing" in the timeline
     signed = list(outcome.signed)
     originals = list(outcome.originals)
     if "change-document-after-signing" in plan.tampers:
@@ -234,33 +246,19 @@ def _after_signing(agent: UserAgent, eco: Ecosystem, scenario: Scenario, plan: F
             else:
                 originals = [Document(d.name, d.content + b"\n(changed after signing)\n") for d in originals]
     if plan.revoke_reason is not None:
-        serial = outcome.certificate_serial
-        with agent.step(None, f"fault: the CA revokes the signer's certificate ({plan.revoke_reason})"):
-            if not serial:
-                raise AgentError("the certificate serial is not known (the portal's transaction does not report it)")
-            token = eco.secret("SIGNLAB_CA_ADMIN_TOKEN") or ""
-            response = agent.send("POST", f"{eco.url('ca')}/api/v1/certificates/{serial}/revoke", step=None,
-                                  json={"reason": plan.revoke_reason},
-                                  headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
-            if response.status_code >= 300:
-                raise AgentError(f"the CA refused to revoke {serial}: HTTP {response.status_code} {response.text[:200]}")
+        revoke_certificate(agent, eco, outcome, plan.revoke_reason)
+    run_timeline(agent, eco, scenario, outcome, result, signed, originals, signed_at)
     if scenario.expect.validation is None:
         return
-    with agent.step(None, "validation: the portal's validation API on each signed document"):
-        for i, (name, data) in enumerate(signed):
-            body: dict[str, Any] = {"signed": base64.b64encode(data).decode(), "name": name}
-            if outcome.format in ("cades", "jades") and i < len(originals):
-                body["original"] = base64.b64encode(originals[i].content).decode()
-            response = agent.send("POST", f"{eco.url('portal')}/api/v1/validate", step=None, json=body,
-                                  auth=agent.partner_application(), headers={"Accept": "application/json"})
-            if response.status_code != 200:
-                raise AgentError(f"the portal's validation API answered HTTP {response.status_code}: {response.text[:200]}")
-            report = response.json()
-            result.validation.append(report)
-        summary = ", ".join(f"{r.get('indication')}" + (f"/{r.get('sub_indication')}" if r.get("sub_indication") else "")
-                            for r in result.validation)
-        if agent.result.steps:
-            agent.result.steps[-1].detail = summary
+    with agent.step(None, "validation: the portal's validation API on each signed document") as record:
+        reports = validate_signed(agent, eco, outcome, signed, originals)
+        result.validation += reports
+        record.detail = ", ".join(f"{r.get('indication')}" + (f"/{r.get('sub_indication')}" if r.get("sub_indication") else "")
+                                  for r in reports)
+
+
+def _timeline_reports(result: ScenarioResult) -> list[dict[str, Any]]:
+    return [r for _name, _exp, reports in result.timeline_validations for r in reports]
 
 
 def refusal_text(refusal: Refusal | None) -> str:

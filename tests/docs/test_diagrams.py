@@ -159,7 +159,7 @@ def test_certificate_first_makes_the_certificate_before_the_dtbsr() -> None:
 def test_refusal_is_drawn_and_nothing_is_signed() -> None:
     spec = DIAGRAMS[2]
     diagram = _load(spec)
-    assert spec.outcome == "error"
+    assert spec.outcome == "refused"
     assert any(line.strip().startswith("rect ") for line in diagram.lines)
     assert any(symbol == "--x" for *_, symbol, _ in diagram.arrows)
     assert not diagram.index(lambda a: a[0] in (6, 7, 9)), "a refused flow must not reach the key, CA or HSM"

@@ -13,7 +13,9 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from services.registry import REGISTRY
+from shared.navigation import LabSettings
 from shared.settings import secret_fields
+from shared.clock import ClockSettings
 from shared.tracing.settings import TraceSettings
 from signlab.cli import main
 from signlab.commands.docs import SECRET_DEFAULT, settings_markdown
@@ -45,6 +47,8 @@ def test_every_setting_of_every_service_is_documented() -> None:
     rows = _rows()
     expected = {e.settings_class.env_name(name) for e in REGISTRY for name in e.settings_class.model_fields}
     expected |= {TraceSettings.env_name(name) for name in TraceSettings.model_fields}
+    expected |= {LabSettings.env_name(name) for name in LabSettings.model_fields}
+    expected |= {ClockSettings.env_name(name) for name in ClockSettings.model_fields}
     assert expected <= set(rows), f"missing: {sorted(expected - set(rows))}"
     assert set(rows) <= expected, f"documented but not a setting: {sorted(set(rows) - expected)}"
     for variable, cells in rows.items():

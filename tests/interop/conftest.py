@@ -32,7 +32,7 @@ from services.registry import lab_url
 from services.signer.settings import SecretPartner, SignerSettings
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, create_client_assertion
 from shared.jose_keys import load_ec_key
-from shared.testing import LiveServer, browse_to_portal, browse_until, confirm_review, free_port
+from shared.testing import LiveServer, browse_to_portal, browse_until, chromium, confirm_review, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -278,7 +278,12 @@ def headless_browse(url: str, *, session: requests.Session | None = None, stop_a
 def ecosystem(signer_settings: SignerSettings, tmp_path_factory: pytest.TempPathFactory,
               live_wallet: Any) -> Iterator[Ecosystem]:
     """The four real services on loopback (and the session's EUDI Wallet), shared by the interop suite."""
-    env = Ecosystem(tmp_path_factory.mktemp("interop"), signer_settings, live_wallet[0].url)
+    tmp = tmp_path_factory.mktemp("interop")
+    # One trace store for the four apps, as `signlab up` gives them (the signer's data directory is
+    # the suite's provisioned token's, elsewhere): the traces of one signing are one transaction.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIGNLAB_TRACE_DIR", str(tmp / "traces"))
+        env = Ecosystem(tmp, signer_settings, live_wallet[0].url)
     try:
         yield env
     finally:
@@ -291,3 +296,12 @@ def artifacts() -> Path:
     """``test-artifacts/`` at the repository root (gitignored)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, one per test module: Playwright's sync API keeps an
+    event loop running in this thread while it lives, and other modules (pyHanko's client) call
+    ``asyncio.run``. Skips, with the reason, only if it cannot be launched."""
+    with chromium() as launched:
+        yield launched

@@ -29,29 +29,8 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 
 pytestmark = pytest.mark.hsm
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SAMPLE = Path(__file__).resolve().parents[2] / "services" / "portal" / "samples" / "employment-contract.pdf"
 QCP_N_QSCD = "0.4.0.194112.1.2"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium through Playwright; skip (with the reason) only if it cannot be launched."""
-    from playwright.sync_api import Error, sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make installs Debian's chromium package)")
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        except Error as exc:
-            pytest.skip(f"Chromium cannot be launched: {str(exc).splitlines()[0]}")
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture

@@ -101,3 +101,41 @@ def test_armed_before_the_flow_and_removed_after(cas: dict[bool, tuple[str, str]
     assert requests.post(f"{url}/tsa", data=b"0", headers=query_type, timeout=10).status_code == 200
     listing: Any = requests.get(f"{url}/admin/faults", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
     assert listing["armed"] == []
+
+
+def test_timeline_restores_the_lab_clock_and_the_trusted_list(cas: dict[bool, tuple[str, str]], tmp_path: Any) -> None:
+    """A scenario that withdraws the TSA before signing and moves the lab clock afterwards: the plan
+    changes the list before the flow and puts clock and list back after it, whatever happened."""
+    from shared.clock import LabClock
+
+    url, token = cas[True]
+    eco = _eco(url, token)
+    eco.clock_file = tmp_path / "lab-clock.json"
+    clock = LabClock(eco.clock_file)
+    clock.set_offset(600)  # where the trainer left it
+    scenario = SCENARIOS["matrix-tsa-not-qualified"]
+    assert unsupported(scenario, eco) is None
+    plan = plan_faults(scenario, eco)
+    [(description, change)] = plan.hooks[1]
+    assert "tsa withdrawn" in description and "the tsa service is withdrawn since" in change()
+    clock.advance(86400)  # what the timeline does
+    headers = {"Authorization": f"Bearer {token}"}
+    assert len(requests.get(f"{url}/admin/trusted-list", headers=headers, timeout=10).json()["changes"]) == 1
+    for _description, undo in reversed(plan.restores):
+        undo()
+    assert clock.offset() == 600
+    assert requests.get(f"{url}/admin/trusted-list", headers=headers, timeout=10).json()["changes"] == []
+    eco.clock_file = None
+    assert "needs the lab clock file" in str(unsupported(SCENARIOS["matrix-pades-b-b-after-expiry"], eco))
+
+
+def test_signing_relative_validation_times() -> None:
+    import datetime as dt
+
+    from signlab.scenarios.timeline import resolve_validation_time
+
+    signed = dt.datetime(2026, 12, 7, 12, 0, 30, tzinfo=dt.UTC)
+    assert resolve_validation_time("now", signed) is None
+    assert resolve_validation_time("signing", signed) == "2026-12-07T12:00:30Z"
+    assert resolve_validation_time("signing+10m", signed) == "2026-12-07T12:10:30Z"
+    assert resolve_validation_time("+1d", signed) == "+1d"  # the portal reads it from its lab clock

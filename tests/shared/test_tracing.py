@@ -46,12 +46,12 @@ def signed(eco: tracing_ecosystem.Ecosystem) -> Transaction:
 def refused(eco: tracing_ecosystem.Ecosystem, signed: Transaction) -> Transaction:
     response = eco.sign(acr="substantial")
     assert "error=access_denied" in response.url
-    return build_transaction(TraceStore(eco.trace_dir).groups()[0])
+    return build_transaction(TraceStore(eco.trace_dir).transactions()[0])
 
 
 def test_one_signing_is_one_transaction_with_steps_1_to_10_in_order(signed: Transaction) -> None:
     assert signed.steps == list(range(1, 11))
-    assert signed.outcome == "ok"
+    assert signed.outcome == "completed"
     # The browser chain started 7+ traces (no traceparent from a browser): stitched into one.
     assert len(signed.trace_ids) >= 7
     assert any(t.startswith("tx-") for t in signed.transaction_ids)
@@ -122,7 +122,7 @@ def test_no_secret_reaches_the_store(eco: tracing_ecosystem.Ecosystem, signed: T
 
 
 def test_a_refusal_is_drawn_at_step_5_in_red(refused: Transaction) -> None:
-    assert refused.outcome == "error"
+    assert refused.outcome == "refused" and refused.failure_step == 5
     failure = refused.failure
     assert failure is not None and failure.failure_step == 5 and failure.service == "signer"
     assert failure.error == "access_denied"
@@ -148,6 +148,12 @@ def test_svg_is_well_formed_with_lanes_and_hover_summaries(signed: Transaction) 
     lanes = [g.get("data-role") for g in root.iter(f"{ns}g") if g.get("class") == "sl-lane"]
     assert lanes == ["Signer", "SCASP", "SSASP", "HSM", "IPSP", "TSP"]
     arrows = [g for g in root.iter(f"{ns}g") if (g.get("class") or "").startswith("sl-arrow")]
+    # The login hops of step 4 are folded into one row; expanded, every arrow has its own row.
+    folded = [g for g in root.iter(f"{ns}g") if (g.get("class") or "").startswith("sl-fold")]
+    assert len(folded) == 1 and folded[0].get("data-step") == "4"
+    assert len(arrows) + int(folded[0].get("data-arrows")) == len(signed.arrows())
+    expanded = ET.fromstring(render_svg(signed, expand=frozenset({4})))
+    arrows = [g for g in expanded.iter(f"{ns}g") if (g.get("class") or "").startswith("sl-arrow")]
     assert len(arrows) == len(signed.arrows())
     assert [int(g.get("data-step")) for g in arrows if "sl-request" in g.get("class")] == sorted(
         int(g.get("data-step")) for g in arrows if "sl-request" in g.get("class"))
@@ -159,9 +165,10 @@ def test_svg_is_well_formed_with_lanes_and_hover_summaries(signed: Transaction) 
 
 def test_json_export_round_trips(signed: Transaction) -> None:
     data = json.loads(render_json(signed))
-    assert data["steps"] == list(range(1, 11)) and data["outcome"] == "ok"
+    assert data["steps"] == list(range(1, 11)) and data["outcome"] == "completed"
     assert [row["step"] for row in data["step_timings"]] == list(range(1, 11))
-    assert all(row["duration_ms"] >= 0 for row in data["step_timings"])
+    assert all(row["duration_ms"] >= 0 and row["state"] == "done" for row in data["step_timings"])
+    assert [s["state"] for s in data["step_states"]] == ["done"] * 10
 
 
 def test_mermaid_is_valid(signed: Transaction) -> None:

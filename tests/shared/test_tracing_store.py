@@ -10,9 +10,10 @@ from shared.tracing.redact import correlation_key
 from shared.tracing.store import TraceStore, _stitch
 
 
-def _span(trace: int, start: int, keys: list[str] = (), ids: list[str] = ()) -> dict[str, object]:  # type: ignore[assignment]
+def _span(trace: int, start: int, keys: list[str] = (), ids: list[str] = (), step: int = 2) -> dict[str, object]:  # type: ignore[assignment]
     return {"trace_id": f"{trace:032x}", "span_id": f"{start:016x}", "start": start, "end": start + 5,
-            "attributes": {"signlab.correlation": [correlation_key(k) for k in keys], "signlab.transaction_ids": list(ids)}}
+            "attributes": {"signlab.correlation": [correlation_key(k) for k in keys], "signlab.transaction_ids": list(ids),
+                           "signlab.step": step}}
 
 
 def _write(directory: Path, name: str, spans: list[dict[str, object]]) -> None:
@@ -46,7 +47,7 @@ def test_incremental_reading_finds_the_same_transactions_as_a_full_stitch(tmp_pa
     assert group is not None and group.trace_ids == [f"{12:032x}", f"{13:032x}", f"{14:032x}"]
     assert store.find("code-00000004") == group  # a correlation value
     assert store.find(f"{13:032x}") == group  # a trace id
-    assert store.find("latest") == store.groups()[0]
+    assert store.find("latest") == store.groups()[0] == store.transactions()[0]
     assert store.find("tx-unknown-000") is None
     # The reader keeps lines and parses a transaction's records when it is viewed: the same records.
     written = {(s["trace_id"], s["start"]): s for s in spans}
@@ -63,3 +64,16 @@ def test_a_capped_reader_keeps_the_newest_spans(tmp_path: Path) -> None:
     assert store.find("tx-000000000039") is not None  # the newest flow is whole
     assert store.find("tx-000000000000") is None  # the oldest dropped out of this view
     assert all(len(g.trace_ids) == 3 for g in store.groups()[:10])
+
+
+def test_latest_is_the_latest_signing_never_a_page_view(tmp_path: Path) -> None:
+    signing = _flows(0, 1)
+    views = [{**_span(100 + n, 1_000 + n), "attributes": {"signlab.step": 1, "signlab.activity": True}} for n in range(10)]
+    metadata = [{**_span(200, 2_000), "attributes": {"signlab.step": 5, "signlab.inherit_step": True}}]
+    unlabelled = [{**_span(300, 3_000), "attributes": {}}]
+    _write(tmp_path, "20260101-portal-1.jsonl", signing + views + metadata + unlabelled)
+    store = TraceStore(tmp_path)
+    assert len(store.groups()) == 13 and store.groups()[0].trace_ids == [f"{300:032x}"]
+    assert [g.trace_ids for g in store.transactions()] == [[f"{0:032x}", f"{1:032x}", f"{2:032x}"]]
+    assert store.find("latest") == store.transactions()[0]
+    assert len(store.activity()) == 12

@@ -52,7 +52,7 @@ def test_transaction_page_and_exports(setup: tuple[Flask, str]) -> None:
     html = client.get(f"/trainer/transactions/{tx_id}").get_data(as_text=True)
     assert "Steps and timings" in html and 'class="sl-arrow' in html
     data = client.get(f"/trainer/api/transactions/{tx_id}").get_json()
-    assert data["steps"] == list(range(1, 11)) and data["outcome"] == "ok"
+    assert data["steps"] == list(range(1, 11)) and data["outcome"] == "completed" and data["kind"] == "signing"
     svg = client.get(f"/trainer/api/transactions/{tx_id}.svg")
     assert svg.mimetype == "image/svg+xml" and ET.fromstring(svg.get_data()).tag.endswith("svg")
     assert client.get(f"/trainer/api/transactions/{tx_id}.mmd").get_data(as_text=True).startswith("sequenceDiagram")

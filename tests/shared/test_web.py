@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 
 import pytest
 from flask import Flask, request
@@ -251,3 +252,20 @@ def test_log_lines_below_warning_are_held_back_while_the_log_disk_is_low(small_d
         assert messages[0::2] == ["before", "a warning on a full disk"] and messages[3] == "after"
     else:
         assert lines[1]["lost"] == 1 and messages[0::2] == ["before", "after"]
+
+
+def test_every_page_shows_the_lab_clock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = _app()
+    clock = app.extensions["signlab.clock"]
+    assert clock.path == (tmp_path / "lab-clock.json").absolute()  # beside the service's data dir (var/)
+    client = app.test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert 'class="lab-clock"' in page and re.search(r"lab clock \d{4}-\d\d-\d\d \d\d:\d\d UTC</span>", page)
+    try:
+        clock.set_offset(86400 + 7200, note="test")
+        moved = client.get("/role").get_data(as_text=True)
+        assert 'class="lab-clock moved"' in moved and re.search(r"lab clock [0-9: -]+ UTC \(\+1 d 2 h\)</span>", moved)
+        error_page = client.get("/no-such-page", headers={"Accept": "text/html"}).get_data(as_text=True)
+        assert "(+1 d 2 h)" in error_page
+    finally:
+        clock.reset()

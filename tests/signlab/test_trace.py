@@ -40,8 +40,9 @@ def test_list_and_formats(data_dir: Path, capsys: pytest.CaptureFixture[str], mo
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", "--list")
     assert code == 0
     lines = out.strip().splitlines()
-    assert len(lines) == 2 and "error" in lines[0] and "step 5: access_denied" in lines[0]
-    assert "ok" in lines[1] and "1 2 3 4 5 6 7 8 9 10" in lines[1]
+    assert len(lines) == 2 and "refused" in lines[0] and "step 5: access_denied" in lines[0]
+    assert "completed" in lines[1] and "1 2 3 4 5 6 7 8 9 10" in lines[1]
+    assert "Kari Nordmann" in lines[1] and "· QES" in lines[1]  # who and what, told apart at a glance
     ok_id = lines[1].split()[1]
 
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", ok_id, "--format", "json")
@@ -51,7 +52,10 @@ def test_list_and_formats(data_dir: Path, capsys: pytest.CaptureFixture[str], mo
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", ok_id, "--format", "mermaid")
     assert out.startswith("sequenceDiagram\n") and "SSASP->>TSP: 7 · certificate request" in out
     code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace")  # latest, as text
-    assert code == 0 and "Failed at step 5 in the signer: access_denied" in out
+    assert code == 0 and "Refused at step 5 in the signer: access_denied" in out
+    assert "Steps: 1 done, 2 done, 3 done, 4 done, 5 failed, 6 not reached" in out
+    code, out, _ = _run(capsys, "--data-dir", str(data_dir), "trace", "--list", "--activity")
+    assert code == 1 or "steps 1 2 3" not in out  # page views and metadata are never listed as signings
 
 
 def test_unknown_transaction_is_a_clear_error(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

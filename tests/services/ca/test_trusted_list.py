@@ -3,7 +3,6 @@ version rules, and pyHanko's trusted-list reader on both list versions."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -13,7 +12,7 @@ from lxml import etree
 from pyhanko.sign.validation.qualified.eutl_parse import trust_list_to_registry
 
 from services.ca import create_app
-from services.ca.tl_schema import SCHEMA_DIR, schema_errors, version_problems
+from services.ca.tl_schema import schema_errors, version_problems
 
 TSL = "{http://uri.etsi.org/02231/v2#}"
 REQUIRED = {  # TS 119 612 §5.3 / §5.4 elements the list once lacked, with where they live
@@ -79,11 +78,3 @@ def test_pyhanko_reads_both_versions_and_checks_the_signature(ca_env: Any, publi
     assert errors == []
     issuing = asn1_x509.Certificate.load(ca_env.client.certificate("issuing"))
     assert [a.certificate.dump() for a in registry.known_certificate_authorities] == [issuing.dump()]  # type: ignore[attr-defined]
-
-
-def test_vendored_schemas_are_the_recorded_files() -> None:
-    """The README names every vendored file with its SHA-256; the files on disk still match."""
-    readme = (SCHEMA_DIR / "README.md").read_text("utf-8")
-    recorded = dict((name, digest) for digest, name in re.findall(r"^([0-9a-f]{64})  (\S+\.xsd)$", readme, flags=re.M))
-    on_disk = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SCHEMA_DIR.glob("*.xsd")}
-    assert recorded == on_disk

@@ -210,6 +210,25 @@ class TestPki:
 """
 
 
+@dataclass
+class PkiTsp:
+    """The test PKI seen as the TSP the portal's ``TrustStore`` reads: certificates, current CRLs
+    (made on each call, as the CA serves them) and the trusted list."""
+
+    pki: TestPki
+
+    def certificate(self, name: str) -> bytes:
+        return self.pki.der({"root": self.pki.root, "issuing": self.pki.issuing, "tsa": self.pki.tsa}[name])
+
+    def crl(self, name: str) -> bytes:
+        if name == "root":
+            return self.pki.crl(self.pki.root_key, self.pki.root)
+        return self.pki.crl(self.pki.issuing_key, self.pki.issuing)
+
+    def trusted_list(self) -> bytes:
+        return self.pki.trusted_list().encode()
+
+
 def _ca_cert(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, signing_key: ec.EllipticCurvePrivateKey,
              *, path_length: int | None, crl_name: str | None) -> x509.Certificate:
     now = datetime.now(UTC)
@@ -258,6 +277,12 @@ def build_pki(label: str = "SignLab Test") -> TestPki:
 def pki() -> TestPki:
     """The test PKI (session-wide: building keys costs time)."""
     return build_pki()
+
+
+@pytest.fixture(scope="session")
+def pki_tsp(pki: TestPki) -> PkiTsp:
+    """The test PKI as the TSP source of the portal's ``TrustStore``."""
+    return PkiTsp(pki)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ SAMPLES = Path(__file__).parents[3] / "services" / "portal" / "samples"
 
 
 @pytest.fixture
-def app(tmp_path: Path, pki) -> Iterator[Flask]:
+def app(tmp_path: Path, pki, pki_tsp) -> Iterator[Flask]:
     trust_dir = tmp_path / "trust"
     trust_dir.mkdir()
     (trust_dir / "root.der").write_bytes(pki.der(pki.root))
@@ -36,7 +36,7 @@ def app(tmp_path: Path, pki) -> Iterator[Flask]:
         trust_root_file=trust_dir / "root.der", trusted_list_file=trust_dir / "tl.xml", max_document_bytes=200_000,
         signer_url=f"http://127.0.0.1:{free_port()}", http_timeout_seconds=2,
     )
-    trust = TrustStore(settings.trust_root_path(), settings.trusted_list_path(), None, None, timestamper=pki.timestamper())
+    trust = TrustStore(settings.trust_root_path(), settings.trusted_list_path(), pki_tsp, None, timestamper=pki.timestamper())
     yield create_app(settings, trust=trust)
 
 
@@ -61,7 +61,7 @@ def _csrf(client: FlaskClient, path: str = "/") -> str:
 def test_index_lists_samples_and_options(client: FlaskClient) -> None:
     page = client.get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert "employment-contract.pdf" in page and "B-LTA" in page and "certificate-first" in page
-    assert "http://" not in page.split("<main>")[0].replace("http://www.w3.org", "")  # no CDN in the head
+    assert "http://" not in page.split("</head>")[0].replace("http://www.w3.org", "")  # no CDN in the head
 
 
 def test_sign_form_without_csrf_is_refused(client: FlaskClient) -> None:
@@ -195,3 +195,46 @@ def test_the_review_page_shows_each_document_and_its_digest_to_its_session_only(
     declined = client.post(review, data={"csrf_token": token, "decision": "decline"})
     assert declined.status_code == 303
     assert store.get(tx.id).state == "failed" and "declined" in store.get(tx.id).error_description
+
+
+def _signed_b_t(pki, sign_digest) -> bytes:  # type: ignore[no-untyped-def]
+    pdf = (SAMPLES / "employment-contract.pdf").read_bytes()
+    prep = asyncio.run(pades.prepare_pdf(pdf, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="K", bytes_reserved=32768))
+    sig = sign_digest(prep.digest, "qes", "pades")
+    return asyncio.run(pades.augment_pdf(prep, sig.signature, level=Level.B_T, timestamper=pki.timestamper(), root=pki.root_asn1, material=sig.material))
+
+
+def test_validation_page_takes_a_time_and_offers_the_three_reports(app: Flask, client: FlaskClient, pki, sign_digest) -> None:
+    from io import BytesIO
+
+    signed = _signed_b_t(pki, sign_digest)
+    token = _csrf(client, "/validate")
+    page = client.post("/validate", headers={"Accept": "text/html"}, content_type="multipart/form-data",
+                       data={"csrf_token": token, "at": "now-1m", "signed": (BytesIO(signed), "c.pdf")}).get_data(as_text=True)
+    assert "TOTAL_PASSED" in page and "Validation time" in page
+    links = re.findall(r'href="(/reports/[0-9a-f]+\.(?:json|detailed\.json|etsi\.xml))"', page)
+    assert [link.split(".", 1)[1] for link in links] == ["json", "detailed.json", "etsi.xml"]
+    simple, detailed, etsi = (client.get(link) for link in links)
+    assert simple.get_json()["signatures"][0]["level"] == "B-T"
+    assert detailed.get_json()["signatures"][0]["timestamps"][0]["type"] == "signature"
+    assert etsi.mimetype == "application/xml" and b"urn:etsi:019102:mainindication:total-passed" in etsi.data
+    other_browser = app.test_client()  # another session: the same 404 as for a report that never existed
+    assert {other_browser.get(link).status_code for link in links} == {404}
+    bad = client.post("/validate", headers={"Accept": "text/html"}, content_type="multipart/form-data",
+                      data={"csrf_token": token, "at": "last tuesday", "signed": (BytesIO(signed), "c.pdf")})
+    assert bad.status_code == 400 and "is not a time" in bad.get_data(as_text=True)
+
+
+def test_validation_api_at_a_time_and_report_urls(client: FlaskClient, pki, sign_digest) -> None:
+    signed = base64.b64encode(_signed_b_t(pki, sign_digest)).decode()
+    answer = client.post("/api/v1/validate", json={"signed": signed, "at": "+2h"}).get_json()
+    signer = answer["signatures"][0]["signer"]
+    assert answer["validation_time"] > signer["not_after"]
+    # two hours on, the 15-minute test certificate has expired: the time-stamp's proof of existence decides
+    sig = answer["signatures"][0]
+    assert (answer["indication"], sig["validation_process"]) == ("TOTAL_PASSED", "LTVM")
+    assert sig["proof_of_existence"]["proof"].startswith("signature time-stamp")
+    for key in ("download_url", "detailed_report_url", "etsi_report_url"):
+        assert client.get(answer[key].replace("http://127.0.0.1:8000", "")).status_code == 200
+    refused = client.post("/api/v1/validate", json={"signed": signed, "at": "soon"})
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_request"

@@ -29,32 +29,32 @@ def _unparsed_nodes(value: Any, path: str = "") -> list[str]:
 
 
 def test_shared_certificates_and_crls_are_fully_parsed_before_they_are_shared(pki: Any) -> None:
-    ltv._read_only_certificate.cache_clear()
-    ltv._read_only_crl.cache_clear()
+    ltv.read_only_certificate.cache_clear()
+    ltv.read_only_crl.cache_clear()
     material = pki.material()
     for der in material.certificates:
-        assert _unparsed_nodes(ltv._read_only_certificate(der)) == []
+        assert _unparsed_nodes(ltv.read_only_certificate(der)) == []
     for der in material.crls:
-        assert _unparsed_nodes(ltv._read_only_crl(der)) == []
+        assert _unparsed_nodes(ltv.read_only_crl(der)) == []
 
 
 def test_concurrent_first_readers_of_a_shared_certificate_all_succeed(pki: Any) -> None:
     material = pki.material()
     errors: list[BaseException] = []
     for _ in range(20):  # a cold cache each round: every thread races to read the fresh objects
-        ltv._read_only_certificate.cache_clear()
-        ltv._read_only_crl.cache_clear()
+        ltv.read_only_certificate.cache_clear()
+        ltv.read_only_crl.cache_clear()
         start = threading.Barrier(8)
 
         def read() -> None:
             try:
                 start.wait()
                 for der in material.certificates:
-                    cert = ltv._read_only_certificate(der)
+                    cert = ltv.read_only_certificate(der)
                     cert["tbs_certificate"]["extensions"].native  # noqa: B018
                     cert.subject.hashable  # noqa: B018
                 for der in material.crls:
-                    ltv._read_only_crl(der)["tbs_cert_list"]["revoked_certificates"].native  # noqa: B018
+                    ltv.read_only_crl(der)["tbs_cert_list"]["revoked_certificates"].native  # noqa: B018
             except BaseException as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
 

@@ -147,13 +147,16 @@ def test_wrong_root_is_indeterminate(other_sign_digest, trust) -> None:
     assert "trust anchor" in report.signatures[0].explanations[0]
 
 
-def test_revoked_certificate_is_total_failed(pki, sign_digest) -> None:
+def test_revoked_b_b_signature_is_revoked_no_poe(pki, sign_digest) -> None:
+    """EN 319 102-1 §5.3 as pyHanko runs it: a revoked certificate with no proof that the signature
+    existed before the revocation (B-B) is INDETERMINATE / REVOKED_NO_POE."""
     prep = asyncio.run(pades.prepare_pdf(PDF, label="c.pdf", qualifier=Qualifier.QES, visible=False, signer_name="", bytes_reserved=32768))
     sig = sign_digest(prep.digest, "qes", "pades")
     signed = asyncio.run(pades.finish_pdf(prep, sig.signature))
     revoked_trust = TrustSettings(pki.root_asn1, load_registry(pki.trusted_list()), pki.material(revoked=[sig.leaf.serial_number]))
     report = asyncio.run(validate_document("c.pdf", signed, revoked_trust))
-    assert (report.indication, report.sub_indication) == ("TOTAL_FAILED", "REVOKED")
+    assert (report.indication, report.sub_indication) == ("INDETERMINATE", "REVOKED_NO_POE")
+    assert "revoked" in " ".join(c.detail for c in report.signatures[0].checks if c.name == "Revocation status")
 
 
 def test_detached_payload_changed_or_missing(pki, sign_digest, trust) -> None:

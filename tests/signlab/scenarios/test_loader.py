@@ -87,3 +87,67 @@ def test_load_all_reports_every_bad_file(tmp_path: Path) -> None:
     files = {Path(p.file).name for p in info.value.problems}
     assert files == {"b.yaml", "c.yaml"}
     assert load_scenario(tmp_path / "a.yaml").name == "a"
+
+
+TIMELINE = GOOD.replace("expect:\n  outcome: signed\n", """\
+faults:
+  - trusted_list: {service: tsa, status: withdrawn}
+  - ocsp: unavailable
+timeline:
+  - clock: +1d
+  - revoke: {reason: keyCompromise}
+  - trusted_list: {service: ca, status: withdrawn}
+  - validate:
+      at: signing+10m
+      expect: {indication: TOTAL_PASSED, qualification: QES, qualification_at_validation_time: AdES,
+               proof_of_existence: signature time-stamp, timestamp_qualified: false}
+expect:
+  outcome: signed
+""")
+
+
+def test_a_timeline_builds_its_steps_in_order() -> None:
+    s = parse(TIMELINE)
+    assert [(t.kind, t.params) for t in s.timeline] == [
+        ("clock", {"offset": "+1d"}), ("revoke", {"reason": "keyCompromise"}),
+        ("trusted_list", {"service": "ca", "status": "withdrawn"}), ("validate", {"at": "signing+10m"})]
+    expect = s.timeline[3].expect
+    assert expect is not None and (expect.qualification, expect.qualification_at_validation_time) == ("QES", "AdES")
+    assert (expect.proof_of_existence, expect.timestamp_qualified) == ("signature time-stamp", False)
+    assert [t.describe() for t in s.timeline][:1] == ["move the lab clock +1d"]
+    assert [(f.kind, f.params) for f in s.faults] == [("trusted_list", {"service": "tsa", "status": "withdrawn"}),
+                                                      ("ocsp", {"name": "unavailable"})]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("  - clock: +1d", "  - clock: tomorrow"), "timeline[0].clock: 'tomorrow' does not match"),
+    (("  - clock: +1d", "  - clock: +1d\n    revoke: {}"), "timeline[0]: each timeline step is a mapping with exactly one key"),
+    (("      at: signing+10m\n", ""), None),
+    (("{service: ca, status: withdrawn}", "{service: hsm, status: withdrawn}"), "timeline[2].trusted_list.service"),
+    (("qualification: QES,", "qualification: QESig,"), "timeline[3].validate.expect.qualification"),
+])
+def test_timeline_problems(change: tuple[str, str], expected: str | None) -> None:
+    text = TIMELINE.replace(*change)
+    if expected is None:
+        assert parse(text).timeline[3].params == {"at": "now"}
+    else:
+        assert any(expected in p for p in problems(text)), problems(text)
+
+
+def test_a_timeline_needs_a_signed_outcome() -> None:
+    text = TIMELINE.replace("  outcome: signed", "  outcome: refused\n  error: access_denied\n  step: 4")
+    assert any("timeline: a timeline happens after signing" in p for p in problems(text))
+
+
+def test_the_matrix_is_tagged_and_expects_an_indication_at_each_validation() -> None:
+    matrix = [s for s in load_all() if "matrix" in s.tags]
+    assert len(matrix) >= 15
+    for scenario in matrix:
+        validations = [t for t in scenario.timeline if t.kind == "validate"]
+        if scenario.expect.outcome == "refused":
+            assert not validations
+            continue
+        assert validations, scenario.name
+        assert all(t.expect is not None and t.expect.indication for t in validations), scenario.name
+        indeterminate = [t.expect for t in validations if t.expect and t.expect.indication != "TOTAL_PASSED"]
+        assert all(e.sub_indication for e in indeterminate), scenario.name
