@@ -293,8 +293,7 @@ def _document_entry(item: dict[str, Any], *, max_documents: int, step: FlowStep)
     given = hash_algorithm(first(item, "hashAlgorithmOID", "hashAlgo"), required=implied is None, step=step)
     if implied is not None and given is not None and implied != given:
         raise UnsupportedAlgorithm(f"hashAlgorithmOID ({given}) contradicts signAlgo ({implied})", step=step)
-    algorithm = given or implied
-    assert algorithm is not None
+    algorithm = given or implied or "sha256"  # one of the two is there: hash_algorithm required it otherwise
     if fmt == "J" and implied not in (None, "sha256"):
         raise UnsupportedAlgorithm(f"signAlgo {sign_algo} is not produced for JAdES: its JWS is ES256 or RS256", step=step)
     level = str(item.get("conformance_level", "Ades-B-B")).lower()

@@ -24,9 +24,9 @@ from services.signer import csc
 from services.signer.authorization import RedirectError
 from services.signer.clients import Client, ClientCredentials
 from services.signer.faults import DISABLED_HINT
+from services.signer.info import csc_info
 from services.signer.openapi import openapi_document, request_schemas
 from services.signer.service import SigningService
-from services.signer.info import csc_info
 from services.signer.store import TokenRecord
 from shared.errors import InvalidClient, InvalidRequest
 from shared.faults import add_fault_admin_routes

@@ -242,8 +242,7 @@ class SigningPipeline:
             token = levels.time_stamp_token(self.ca.timestamp(levels.time_stamp_query(imprint, "sha256")),
                                             step=step(10))
         raised = levels.with_signature_timestamp(signature_object, token)
-        if document.long_term:
-            assert material is not None
+        if document.long_term and material is not None:  # sign_documents fetched it for any B-LT document
             raised = levels.with_validation_data(raised, list(chain), [base64.b64decode(c) for c in material["crl"]],
                                                  [base64.b64decode(o) for o in material["ocsp"]])
         self.audit.append("signature.level_raised", step=10, transaction_id=transaction.id,
