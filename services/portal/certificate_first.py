@@ -9,8 +9,8 @@ signs — for ``signatures/signHash`` (steps 8-9):
 * PAdES: pyHanko prepares the PDF with an :class:`~pyhanko.sign.signers.ExternalSigner` that
   carries the real certificate (visible stamp with the certificate's name), then
   ``signer.signed_attrs(document_digest, use_pades=True)`` builds content-type, message-digest
-  (= the /ByteRange digest), ESS signing-certificate-v2 and CMS algorithm protection, no
-  signing-time. DTBS/R = SHA-256 of their DER.
+  (= the /ByteRange digest) and ESS signing-certificate-v2, no signing-time and no CMS algorithm
+  protection (RFC 6211: pyHanko leaves it out of PAdES/CAdES attributes). DTBS/R = SHA-256 of their DER.
 * CAdES detached: the same over the file's SHA-256, with signing-time (CAdES requires it).
 * JAdES detached: the protected header (``alg``, ``x5t#S256``, ``x5c``, ``sigT``, ``sigD`` over the
   payload digest); DTBS/R = SHA-256 of the JWS signing input ``b64url(header) + "."``.

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asn1crypto import x509
+from cryptography import x509 as cx509
 
 from services.signer import csc
 from services.signer.keys import OneTimeKeys
@@ -54,9 +55,11 @@ def _b64(data: bytes) -> str:
 
 
 def _certificate_details(leaf: x509.Certificate) -> dict[str, str]:
-    """CSC ``certInfo``: issuer, subject, serial and validity of the credential's certificate."""
+    """CSC ``certInfo``: issuer, subject (RFC 4514 strings, as CSC asks), serial and validity of the
+    credential's certificate."""
     validity = leaf["tbs_certificate"]["validity"]
-    return {"issuerDN": leaf.issuer.human_friendly, "subjectDN": leaf.subject.human_friendly,
+    names = cx509.load_der_x509_certificate(leaf.dump())
+    return {"issuerDN": names.issuer.rfc4514_string(), "subjectDN": names.subject.rfc4514_string(),
             "serialNumber": format(leaf.serial_number, "x"),
             "validFrom": validity["not_before"].native.strftime("%Y%m%d%H%M%SZ"),
             "validTo": validity["not_after"].native.strftime("%Y%m%d%H%M%SZ")}

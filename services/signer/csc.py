@@ -20,6 +20,7 @@ from typing import Any
 
 from services.signer.errors import UnsupportedAlgorithm, WholeDocumentRefused
 from services.signer.hsm import DIGEST_SIZES
+from services.signer.levels import LEVEL_NAMES, check_produced
 from services.signer.settings import QUALIFIERS
 from services.signer.signing import HASH_OIDS
 from shared.errors import InvalidRequest
@@ -55,8 +56,8 @@ RAR_TYPES = ("credential", "https://cloudsignatureconsortium.org/2025/credential
 """Accepted ``authorization_details`` types (the short form and the CSC URI form)."""
 SIGNATURE_FORMATS = ("C", "P", "J")
 """Supported ``signature_format`` values (CAdES, PAdES, JAdES; XAdES is not offered)."""
-CONFORMANCE_LEVELS = ("ades-b-b", "ades-b-t", "ades-b-lt", "ades-b-lta", "ades-b", "ades-t", "ades-lt", "ades-lta")
-"""Accepted ``conformance_level`` values, lower-cased (the service returns B-B objects; the portal adds the rest)."""
+CONFORMANCE_LEVELS = tuple(LEVEL_NAMES)
+"""The CSC ``conformance_level`` values, lower-cased (:mod:`services.signer.levels` says which are produced)."""
 
 _B64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
 
@@ -253,8 +254,9 @@ class DocumentToSign:
     """One digest of a ``signDoc`` request and how its signature object is packaged (steps 8-9).
 
     :ivar signature_format: ``C`` (CAdES), ``P`` (PAdES) or ``J`` (JAdES).
-    :ivar conformance_level: lower-cased (``ades-b-b`` …); the service makes B-B objects.
+    :ivar conformance_level: lower-cased (``ades-b-b`` …), one this service produces for the format.
     :ivar sign_algo: the requested ``signAlgo``, or ``None`` (the one-time key decides).
+    :ivar envelope: the ``signed_envelope_property`` made (``Detached``, ``Certification``, ``Revision``).
     """
 
     digest: bytes
@@ -262,6 +264,42 @@ class DocumentToSign:
     signature_format: str
     conformance_level: str
     sign_algo: str | None
+    envelope: str = "Detached"
+
+    @property
+    def time_stamped(self) -> bool:
+        """B-T or above: the signature value gets a signature time-stamp."""
+        return self.conformance_level != "ades-b-b"
+
+    @property
+    def long_term(self) -> bool:
+        """B-LT: the CMS carries its validation data."""
+        return self.conformance_level == "ades-b-lt"
+
+
+def _document_entry(item: dict[str, Any], *, max_documents: int, step: FlowStep) -> list[DocumentToSign]:
+    """One ``documentDigests`` entry: its digests with what is asked of them, refused unless this
+    service makes exactly that (never a lower level, another algorithm or envelope)."""
+    if item.get("signAlgoParams"):
+        raise UnsupportedAlgorithm("signAlgoParams (RSASSA-PSS) is not supported", step=step)
+    if item.get("signed_props"):
+        raise InvalidRequest("Invalid parameter signed_props: no signed attributes are added on request "
+                             "(the partner builds them in certificate-first signing)", step=step)
+    fmt = str(item.get("signature_format", "")).upper()
+    if fmt not in SIGNATURE_FORMATS:
+        raise UnsupportedAlgorithm(f"signature_format must be one of C, P, J; got {fmt[:8]!r}", step=step)
+    sign_algo = item.get("signAlgo")
+    implied = SIGN_ALGO_HASH.get(sign_algo) if isinstance(sign_algo, str) else None
+    given = hash_algorithm(first(item, "hashAlgorithmOID", "hashAlgo"), required=implied is None, step=step)
+    if implied is not None and given is not None and implied != given:
+        raise UnsupportedAlgorithm(f"hashAlgorithmOID ({given}) contradicts signAlgo ({implied})", step=step)
+    algorithm = given or implied or "sha256"  # one of the two is there: hash_algorithm required it otherwise
+    if fmt == "J" and implied not in (None, "sha256"):
+        raise UnsupportedAlgorithm(f"signAlgo {sign_algo} is not produced for JAdES: its JWS is ES256 or RS256", step=step)
+    level = str(item.get("conformance_level", "Ades-B-B")).lower()
+    envelope = check_produced(fmt, level, item.get("signed_envelope_property"), step=step)
+    digests = parse_digest_list(first(item, "hashes", "hash"), algorithm, step=step, max_count=max_documents)
+    return [DocumentToSign(digest, algorithm, fmt, level, sign_algo, envelope) for digest in digests]
 
 
 @dataclass(frozen=True)
@@ -290,20 +328,13 @@ class SignDocRequest:
             raise InvalidRequest("the one-time key flow takes no credentialID; use signatureQualifier", step=s6)
         if body.get("SAD") not in (None, ""):
             raise InvalidRequest("signDoc takes the credential access token as SAD; omit SAD", step=s6)
+        if body.get("operationMode", "S") != "S":
+            raise InvalidRequest("Invalid parameter operationMode: only S (synchronous) is offered "
+                                 "(info: asynchronousOperationMode false)", step=s6)
         documents: list[DocumentToSign] = []
         for item in body["documentDigests"]:
             refuse_documents(item, step=s6)
-            algorithm = hash_algorithm(first(item, "hashAlgorithmOID", "hashAlgo"), step=s6)
-            assert algorithm is not None
-            fmt = str(item.get("signature_format", "")).upper()
-            if fmt not in SIGNATURE_FORMATS:
-                raise UnsupportedAlgorithm(f"signature_format must be one of C, P, J; got {fmt[:8]!r}", step=s6)
-            level = str(item.get("conformance_level", "AdES-B-B")).lower()
-            if level not in CONFORMANCE_LEVELS:
-                raise InvalidRequest(f"unknown conformance_level {level[:20]!r}", step=s6)
-            sign_algo = item.get("signAlgo")
-            for digest in parse_digest_list(first(item, "hashes", "hash"), algorithm, step=s6, max_count=max_documents):
-                documents.append(DocumentToSign(digest, algorithm, fmt, level, sign_algo))
+            documents += _document_entry(item, max_documents=max_documents, step=s6)
         return cls(body.get("signatureQualifier"), tuple(documents), bool(body.get("returnValidationInfo", False)))
 
 

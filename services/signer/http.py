@@ -24,10 +24,11 @@ from services.signer import csc
 from services.signer.authorization import RedirectError
 from services.signer.clients import Client, ClientCredentials
 from services.signer.faults import DISABLED_HINT
+from services.signer.info import csc_info
 from services.signer.openapi import openapi_document, request_schemas
 from services.signer.service import SigningService
 from services.signer.store import TokenRecord
-from shared.errors import InvalidRequest
+from shared.errors import InvalidClient, InvalidRequest
 from shared.faults import add_fault_admin_routes
 from shared.jose_keys import public_jwks
 from shared.trainer_access import require_trainer
@@ -64,17 +65,30 @@ def _client_credentials() -> ClientCredentials:
         try:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            raise InvalidRequest("malformed HTTP Basic client credentials", error="invalid_client", status=401) from None
+            raise InvalidClient("malformed HTTP Basic client credentials") from None
         client_id, _, secret = decoded.partition(":")
         return ClientCredentials(unquote(client_id), unquote(secret), **assertion)
     return ClientCredentials(form.get("client_id"), form.get("client_secret"), **assertion)
 
 
+BASIC_CHALLENGE = 'Basic realm="signlab-signer"'
+"""The challenge of a client that authenticated with HTTP Basic and failed (RFC 6749 §5.2)."""
+
+
 def _authenticated_client() -> Client:
-    """The client of a PAR, token or revocation request, authenticated (audited on refusal)."""
+    """The client of a PAR, token or revocation request, authenticated (audited on refusal).
+
+    A client that tried HTTP Basic and failed gets 401 with a ``Basic`` challenge: RFC 6749 §5.2
+    wants the scheme the client used (the generic 401 of :mod:`shared.web` names ``Bearer``).
+    """
     service = _service()
-    return service.authenticate_client(_client_credentials(), request.remote_addr or "",
-                                       endpoint=f"{service.settings.base_url}{request.path}")
+    try:
+        return service.authenticate_client(_client_credentials(), request.remote_addr or "",
+                                           endpoint=f"{service.settings.base_url}{request.path}")
+    except InvalidClient as exc:
+        if request.headers.get("Authorization", "")[:6].lower() == "basic ":
+            exc.headers = {**exc.headers, "WWW-Authenticate": BASIC_CHALLENGE}
+        raise
 
 
 def _bearer() -> str | None:
@@ -124,10 +138,12 @@ def _no_store(response: Response) -> Response:
 # ---------------------------------------------------------------------------- OAuth2 / OIDC
 
 
+@oauth_blueprint.post("/oauth2/pushed_authorize")
 @oauth_blueprint.post("/oauth2/par")
 def par() -> tuple[Response, int]:
-    """RFC 9126 pushed authorization request (step 2); the client authenticates (``private_key_jwt``
-    for the portal, a client secret for further partners)."""
+    """RFC 9126 pushed authorization request (step 2) at the CSC v2 path ``oauth2/pushed_authorize``
+    (and ``/oauth2/par``, its earlier path); the client authenticates (``private_key_jwt`` for the
+    portal, a client secret for further partners)."""
     client = _authenticated_client()
     return _no_store(jsonify(_service().push_authorization_request(client, _form()))), 201
 
@@ -214,7 +230,7 @@ def metadata() -> Response:
     base = _service().settings.base_url
     return jsonify({
         "issuer": base,
-        "pushed_authorization_request_endpoint": f"{base}/oauth2/par",
+        "pushed_authorization_request_endpoint": f"{base}/oauth2/pushed_authorize",
         "authorization_endpoint": f"{base}/oauth2/authorize",
         "token_endpoint": f"{base}/oauth2/token",
         "revocation_endpoint": f"{base}/oauth2/revoke",
@@ -242,39 +258,6 @@ add_fault_admin_routes(oauth_blueprint, lambda: _service().faults, DISABLED_HINT
 # ---------------------------------------------------------------------------- CSC API
 
 
-def _info(version: int) -> dict[str, Any]:
-    settings = _service().settings
-    base = settings.base_url
-    info: dict[str, Any] = {
-        "specs": "1.0.4.0" if version == 1 else "2.0.0.2",
-        "name": "SignLab SSASP",
-        "logo": f"{base}/static/signlab/signlab.css",
-        "region": "EU",
-        "lang": "en-GB",
-        "description": "SignLab remote signing service (simulation): one-time keys in SoftHSM2, short-term certificates.",
-        "authType": ["oauth2code"],
-        "oauth2": base,
-        "methods": (["credentials/list", "credentials/info", "credentials/authorize",
-                     "credentials/extendTransaction", "signatures/signHash", "signatures/timestamp"] if version == 1 else
-                    ["credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash",
-                     "signatures/signDoc", "signatures/timestamp"]),
-    }
-    if version == 2:
-        info.update(
-            oauth2Issuer=base,
-            asynchronousOperationMode=False,
-            validationInfo=True,
-            signAlgorithms={"algos": ["1.2.840.10045.4.3.2", "1.2.840.113549.1.1.11"]},
-            signature_formats={"formats": ["C", "P", "J"],
-                               "envelope_properties": [["Detached"], ["Certification", "Revision"], ["Detached"]]},
-            conformance_levels=["Ades-B-B", "Ades-B-T", "Ades-B-LT", "Ades-B-LTA"],
-            supportsRar=True,
-            supportedHashTypes=["SDR", "DTBSR"],
-            signatureQualifiers=list(settings.portal_qualifiers),
-        )
-    return info
-
-
 def _register_csc(version: int) -> None:
     prefix = f"/csc/v{version}"
 
@@ -283,7 +266,8 @@ def _register_csc(version: int) -> None:
     def info() -> Response:
         if request.method == "POST":
             _json_body("info", optional=True)  # CSC: POST with {} or {"lang"}; GET as pyHanko's dummy allows
-        return jsonify(_info(version))
+        settings = _service().settings
+        return jsonify(csc_info(version, base_url=settings.base_url, qualifiers=list(settings.portal_qualifiers)))
 
     @writes_nothing
     def credentials_list() -> Response:
@@ -307,6 +291,10 @@ def _register_csc(version: int) -> None:
         body = _json_body("signatures/signHash")
         return jsonify(_service().sign_hash(holder, csc.SignHashRequest.parse(body)))
 
+    def credentials_extend_transaction() -> Response:
+        body, access = _authorized("credentials/extendTransaction", "service")
+        return _no_store(jsonify(_service().extend_transaction(access, csc.ExtendTransactionRequest.parse(body))))
+
     def timestamp() -> Response:
         _service().sam.timestamp_token(_bearer())
         body = _json_body("signatures/timestamp")
@@ -319,6 +307,8 @@ def _register_csc(version: int) -> None:
                                methods=["POST"])
     csc_blueprint.add_url_rule(f"{prefix}/credentials/authorize", f"v{version}_credentials_authorize",
                                credentials_authorize, methods=["POST"])
+    csc_blueprint.add_url_rule(f"{prefix}/credentials/extendTransaction", f"v{version}_credentials_extend_transaction",
+                               credentials_extend_transaction, methods=["POST"])
     csc_blueprint.add_url_rule(f"{prefix}/signatures/signHash", f"v{version}_signatures_sign_hash", sign_hash,
                                methods=["POST"])
     csc_blueprint.add_url_rule(f"{prefix}/signatures/timestamp", f"v{version}_signatures_timestamp", timestamp,
@@ -327,13 +317,6 @@ def _register_csc(version: int) -> None:
 
 _register_csc(1)
 _register_csc(2)
-
-
-@csc_blueprint.post("/csc/v1/credentials/extendTransaction")
-def credentials_extend_transaction() -> Response:
-    """CSC v1 ``credentials/extendTransaction``."""
-    body, access = _authorized("credentials/extendTransaction", "service")
-    return _no_store(jsonify(_service().extend_transaction(access, csc.ExtendTransactionRequest.parse(body))))
 
 
 @csc_blueprint.post("/csc/v2/signatures/signDoc")

@@ -58,7 +58,8 @@ def request_schemas() -> dict[str, dict[str, Any]]:
         "hash": hashes, "hashes": hashes, "hashAlgo": {"type": "string"}, "hashAlgorithmOID": {"type": "string"},
         "description": {"type": "string"}, "clientData": {"type": "string"}}}
     extend = {"type": "object", "required": ["credentialID", "SAD"], "properties": {
-        "credentialID": {"type": "string"}, "SAD": {"type": "string"}, "hash": hashes, "clientData": {"type": "string"}}}
+        "credentialID": {"type": "string"}, "SAD": {"type": "string"}, "hash": hashes, "hashes": hashes,
+        "hashAlgorithmOID": {"type": "string"}, "clientData": {"type": "string"}}}
     sign_hash = {"type": "object", "required": ["credentialID", "signAlgo"], "properties": {
         "credentialID": {"type": "string"}, "SAD": {"type": "string"}, "hash": hashes, "hashes": hashes,
         "hashAlgo": {"type": "string"}, "hashAlgorithmOID": {"type": "string"}, "signAlgo": {"type": "string"},
@@ -67,13 +68,18 @@ def request_schemas() -> dict[str, dict[str, Any]]:
     sign_doc = {"type": "object", "required": ["documentDigests"], "properties": {
         "signatureQualifier": {"type": "string", "enum": ["eu_eidas_qes", "eu_eidas_aes"]},
         "documentDigests": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["hashes", "hashAlgorithmOID", "signature_format"], "properties": {
-                "hashes": hashes, "hashAlgorithmOID": {"type": "string"},
+            # hashes (v1: hash) and hashAlgorithmOID (v1: hashAlgo; implied by a combined signAlgo)
+            # are required in either spelling: csc.SignDocRequest says which is missing.
+            "type": "object", "required": ["signature_format"], "properties": {
+                "hashes": hashes, "hash": hashes, "hashAlgorithmOID": {"type": "string"}, "hashAlgo": {"type": "string"},
                 "signature_format": {"type": "string", "enum": ["C", "P", "J"]},
                 "conformance_level": {"type": "string"}, "signAlgo": {"type": "string"},
+                "signAlgoParams": {"type": "string"}, "signed_props": {"type": "array"},
                 "signed_envelope_property": {"type": "string"}}}},
+        "credentialID": {"type": "string"}, "SAD": {"type": "string"}, "operationMode": {"type": "string"},
         "returnValidationInfo": {"type": "boolean"}, "clientData": {"type": "string"}},
-        "description": "Whole documents (`documents`) are refused: digests only."}
+        "description": "Whole documents (`documents`) are refused: digests only. A conformance_level, "
+                       "signed_envelope_property or algorithm that is not produced is refused, never downgraded."}
     timestamp = {"type": "object", "required": ["hash"], "properties": {
         "hash": _B64, "hashAlgo": {"type": "string"}, "hashAlgorithmOID": {"type": "string"},
         "nonce": {"type": "string"}, "clientData": {"type": "string"}}}
@@ -90,7 +96,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     extend, sign_hash, sign_doc = schemas["credentials/extendTransaction"], schemas["signatures/signHash"], schemas["signatures/signDoc"]
     timestamp = schemas["signatures/timestamp"]
     sign_doc_ok = {"type": "object", "properties": {
-        "SignatureObject": {"type": "array", "items": _B64_OBJECT}, "signatureObject": {"type": "array", "items": _B64_OBJECT},
+        "SignatureObject": {"type": "array", "items": _B64_OBJECT},
         "validationInfo": {"type": "object", "properties": {
             "certificates": {"type": "array", "items": _B64_OBJECT}, "crl": {"type": "array", "items": _B64_OBJECT},
             "ocsp": {"type": "array", "items": _B64_OBJECT}}},
@@ -111,7 +117,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "type": "object", "properties": {"signatures": {"type": "array", "items": _B64}}})}
         paths[f"{prefix}/signatures/timestamp"] = {"post": _op("RFC 3161 time-stamp from the TSA", timestamp, {
             "type": "object", "properties": {"timestamp": _B64_OBJECT}}, errors=(400, 401, 502, 503))}
-    paths["/csc/v1/credentials/extendTransaction"] = {"post": _op("Extend a SAD to new hashes", extend, {"type": "object"})}
+        paths[f"{prefix}/credentials/extendTransaction"] = {"post": _op("Extend a SAD to new hashes", extend,
+                                                                        {"type": "object"})}
     paths["/csc/v2/signatures/signDoc"] = {"post": _op(
         "Sign document digests with a one-time key (steps 6-10)", sign_doc, sign_doc_ok, errors=(400, 401, 403, 500, 502, 503))}
     # Client authentication: the portal's private_key_jwt (form fields client_assertion_type and
@@ -119,10 +126,12 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     form = {"application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
         "client_id": {"type": "string"}, "client_assertion_type": {"type": "string"},
         "client_assertion": {"type": "string"}}}}}
-    paths["/oauth2/par"] = {"post": {"summary": "Pushed authorization request (RFC 9126)", "requestBody": {
+    par = {"post": {"summary": "Pushed authorization request (RFC 9126)", "requestBody": {
         "required": True, "content": form}, "security": [{"basic": []}], "responses": {
         "201": {"description": "created", "content": {"application/json": {"schema": {"type": "object", "properties": {
             "request_uri": {"type": "string"}, "expires_in": {"type": "integer"}}}}}}, **_errors(400, 401, 403, 429)}}}
+    paths["/oauth2/pushed_authorize"] = par  # the CSC v2 method oauth2/pushed_authorize
+    paths["/oauth2/par"] = {"post": {**par["post"], "summary": "Alias of /oauth2/pushed_authorize"}}
     paths["/oauth2/token"] = {"post": {"summary": "Token endpoint (authorization_code + PKCE)", "requestBody": {
         "required": True, "content": form}, "security": [{"basic": []}], "responses": {
         "200": {"description": "token", "content": {"application/json": {"schema": {"type": "object"}}}},

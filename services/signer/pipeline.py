@@ -18,8 +18,10 @@ step   what                                       where
 9      HSM signature, then the key destroyed      :meth:`SigningPipeline.step8_9_sign_document`,
        (in ``finally``: on every path)            :meth:`OneTimeKeys.step9_destroy
                                                   <services.signer.keys.OneTimeKeys.step9_destroy>`
-10     response: signature objects, chain, and    :meth:`SigningPipeline.step10_response`
-       CRL/OCSP when asked
+10     B-T: signature time-stamp from the TSA;    :meth:`SigningPipeline.step10_raise_level`,
+       B-LT: CRLs and OCSP in the CMS             :meth:`SigningPipeline.step10_response`
+       (:mod:`services.signer.levels`); the
+       answer: objects, chain, CRL/OCSP if asked
 =====  =========================================  ==================================================
 
 Certificate first runs steps 6-7 at the token exchange
@@ -49,6 +51,7 @@ from typing import Any
 from asn1crypto import cms
 from cryptography import x509 as cx509
 
+from services.signer import levels
 from services.signer.csc import DocumentToSign
 from services.signer.errors import SigningFailed
 from services.signer.evidence import IdentityEvidence
@@ -203,9 +206,9 @@ class SigningPipeline:
         return issued
 
     def step8_9_sign_document(self, transaction: TransactionRecord, key: OneTimeKey, issued: IssuedCertificate,
-                              document: DocumentToSign, label: str) -> str:
+                              document: DocumentToSign, label: str) -> bytes:
         """Steps 8-9 for one digest: signed attributes (CMS) or protected header (JAdES), signed in
-        the HSM; the signature object, standard base64."""
+        the HSM; the B-B signature object (DER CMS, or the ASCII compact JWS)."""
         if document.signature_format == "J":
             jws = build_jades(self.hsm, key, issued.certificate, issued.chain, document.digest,
                               document.hash_algorithm, label)
@@ -220,21 +223,52 @@ class SigningPipeline:
         self.audit.append("signature.created", step=9, transaction_id=transaction.id, key_id=key.key_id,
                           document_digest=document.digest.hex(), dtbsr_digest=dtbsr, format=document.signature_format,
                           level=document.conformance_level, sync=False)
-        return _b64(signature_object)
+        return signature_object
 
-    def step10_response(self, transaction: TransactionRecord, issued: IssuedCertificate, objects: list[str],
-                        documents: Sequence[DocumentToSign], *, with_revocation: bool) -> dict[str, Any]:
-        """Step 10: the ``signDoc`` answer; the chain always, the CRL and OCSP response when asked."""
+    def step10_raise_level(self, transaction: TransactionRecord, signature_object: bytes, document: DocumentToSign,
+                           material: Mapping[str, list[str]] | None, chain: Sequence[Any]) -> bytes:
+        """Step 10: a CMS raised to the level asked (:mod:`services.signer.levels`): B-T, a signature
+        time-stamp from the TSA over the signature value; B-LT, also ``material`` and ``chain`` in
+        the SignedData. A B-B object is returned as it is.
+
+        :raises UpstreamError: the TSA refused the time-stamp (nothing is downgraded: the transaction fails).
+        :raises UpstreamUnavailable: the TSA did not answer.
+        """
+        if not document.time_stamped:
+            return signature_object
+        imprint = levels.signature_value_digest(signature_object)
+        with flow_span(step(10), "signature time-stamp", target=Role.TSP, response="RFC 3161 time-stamp token",
+                       summary={"imprint": imprint.hex(), "level": levels.LEVEL_NAMES[document.conformance_level]}):
+            token = levels.time_stamp_token(self.ca.timestamp(levels.time_stamp_query(imprint, "sha256")),
+                                            step=step(10))
+        raised = levels.with_signature_timestamp(signature_object, token)
+        if document.long_term and material is not None:  # sign_documents fetched it for any B-LT document
+            raised = levels.with_validation_data(raised, list(chain), [base64.b64decode(c) for c in material["crl"]],
+                                                 [base64.b64decode(o) for o in material["ocsp"]])
+        self.audit.append("signature.level_raised", step=10, transaction_id=transaction.id,
+                          document_digest=document.digest.hex(), level=document.conformance_level,
+                          time_stamp_imprint=imprint.hex(), sync=False)
+        return raised
+
+    def step10_validation_data(self, issued: IssuedCertificate, *, required: bool) -> dict[str, list[str]]:
+        """Step 10: the CRLs and the OCSP response that validate the certificate (``required``: for
+        a B-LT signature, so a failure fails the transaction; otherwise best effort)."""
+        with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
+                       summary={"certificate_serial": issued.serial}):
+            return self.ca.validation_info(issued.certificate, issued.chain[0], required=required)
+
+    def step10_response(self, transaction: TransactionRecord, issued: IssuedCertificate, objects: list[bytes],
+                        documents: Sequence[DocumentToSign], *, with_revocation: bool,
+                        material: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """Step 10: the ``signDoc`` answer; the chain always, the CRLs and OCSP response when asked
+        (``material``: those already fetched for a B-LT signature)."""
         info: dict[str, list[str]] = {"crl": [], "ocsp": []}
         if with_revocation and issued.chain:
-            with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
-                           summary={"certificate_serial": issued.serial}):
-                info = self.ca.validation_info(issued.certificate, issued.chain[0])
+            info = material or self.step10_validation_data(issued, required=False)
         certificates = [_b64(c.dump()) for c in (issued.certificate, *issued.chain)]
         self.audit.append("transaction.completed", step=10, transaction_id=transaction.id, signatures=len(objects))
         return {
-            "SignatureObject": objects,
-            "signatureObject": objects,
+            "SignatureObject": [_b64(o) for o in objects],
             "validationInfo": {"certificates": certificates, "crl": info["crl"], "ocsp": info["ocsp"]},
             "transactionID": transaction.id,
             "signatureQualifier": transaction.request["qualifier"],
@@ -267,8 +301,14 @@ class SigningPipeline:
                             certificate_revocation=PENDING)
             issued = self.step7_certify(transaction, key, durable_later=True)
             self.store.move(transaction.id, ["key_created"], "certificate_issued", certificate_serial=issued.serial)
+            # B-LT validation data first: the certificate exists now, and a TSP that cannot answer
+            # fails the transaction before anything is signed.
+            material = self.step10_validation_data(issued, required=True) if any(d.long_term for d in documents) \
+                else None
             objects = [self.step8_9_sign_document(transaction, key, issued, d, labels.get(d.digest, ""))
                        for d in documents]
+            chain = [issued.certificate, *issued.chain]
+            objects = [self.step10_raise_level(transaction, o, d, material, chain) for o, d in zip(objects, documents, strict=True)]
             self.store.move(transaction.id, ["certificate_issued"], "signed")
             signed = True
         except SignLabError as exc:
@@ -288,7 +328,8 @@ class SigningPipeline:
             if revoke_for is not None:  # after the key is gone: the TSP may take its time
                 self.lifecycle.revoke_certificate(transaction.id, revoke_for)
         self.store.move(transaction.id, ["signed"], "completed", certificate_revocation=None)
-        return self.step10_response(transaction, issued, objects, documents, with_revocation=with_revocation)
+        return self.step10_response(transaction, issued, objects, documents, with_revocation=with_revocation,
+                                    material=material)
 
     def _failed(self, transaction: TransactionRecord, why: str, **audit: Any) -> None:
         """End the transaction as failed (audited); its certificate's revocation is the caller's."""

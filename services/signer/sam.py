@@ -71,6 +71,7 @@ from shared.errors import InvalidRequest, InvalidToken, SignLabError
 from shared.flow import FlowStep, step
 
 __all__ = [
+    "BEARER_CHALLENGE",
     "SignatureActivationModule",
     "check_count",
     "check_count_within_credential",
@@ -90,6 +91,7 @@ __all__ = [
     "check_hash_count",
     "check_person_approved",
     "check_signature_algorithm",
+    "no_token",
     "check_signatures_left",
     "check_token_expiry",
     "check_token_known",
@@ -182,6 +184,18 @@ def check_qualifier_binding(authorized: str, requested: str | None, *, at: FlowS
     """A ``signatureQualifier`` in the request is the one the signer consented to."""
     if requested is not None and requested != authorized:
         raise DigestNotAuthorized(f"signatureQualifier {requested[:40]!r} is not the authorized {authorized}", step=at)
+
+
+BEARER_CHALLENGE = 'Bearer realm="signlab-signer"'
+"""The challenge of a request without a bearer token: RFC 6750 §3.1, no error code (the request
+carried no authentication, or one of another scheme)."""
+
+
+def no_token(description: str) -> InvalidToken:
+    """The 401 of a request that presents no bearer token (its challenge names no error)."""
+    refusal = InvalidToken(description)
+    refusal.headers = {"WWW-Authenticate": BEARER_CHALLENGE}
+    return refusal
 
 
 def check_signature_algorithm(sign_algo: str | None, allowed: Sequence[str], key: str, *, at: FlowStep) -> None:
@@ -328,7 +342,7 @@ class SignatureActivationModule:
         :raises InvalidToken: missing, unknown, revoked, of another kind, or expired (401).
         """
         if not token:
-            raise InvalidToken("an access token is required (Authorization: Bearer)")
+            raise no_token("an access token is required (Authorization: Bearer)")
         with self._refusals_audited("token.refused", reason="unknown or revoked bearer token"):
             record = check_token_known(self._token(token))
         with self._refusals_audited("token.refused", transaction_id=record.transaction_id,
@@ -347,7 +361,7 @@ class SignatureActivationModule:
         :raises InvalidToken: missing, unknown, revoked, spent or expired (401).
         """
         if not token:
-            raise InvalidToken("an access token of this service is required (Authorization: Bearer)")
+            raise no_token("an access token of this service is required (Authorization: Bearer)")
         with self._refusals_audited("token.refused", reason="unknown or revoked bearer token"):
             record = check_token_known(self._token(token))
         with self._refusals_audited("token.refused", transaction_id=record.transaction_id):

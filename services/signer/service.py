@@ -46,9 +46,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from asn1crypto import tsp
-
-from services.signer import csc
+from services.signer import csc, levels
 from services.signer.authorization import AuthorizationServer, ConsentView
 from services.signer.clients import Client, ClientCredentials, ClientRegistry
 from services.signer.credentials import Credentials
@@ -65,7 +63,6 @@ from services.signer.store import Store, TokenRecord, TransactionRecord
 from services.signer.upstream import CertificateGateway, IdentityGateway
 from shared.audit import AuditLog
 from shared.clock import lab_clock
-from shared.errors import UpstreamError
 from shared.flow import step
 
 __all__ = ["SigningService"]
@@ -216,15 +213,9 @@ class SigningService:
     def timestamp(self, request: csc.TimestampRequest) -> dict[str, Any]:
         """``signatures/timestamp``: an RFC 3161 token from the TSP's TSA for one hash (the caller
         holds a live token of this service: :meth:`SignatureActivationModule.timestamp_token`)."""
-        imprint = {"hash_algorithm": {"algorithm": request.hash_algorithm}, "hashed_message": request.digest}
-        query: dict[str, Any] = {"version": "v1", "message_imprint": imprint, "cert_req": True}
-        if request.nonce is not None:
-            query["nonce"] = request.nonce
-        answer = tsp.TimeStampResp.load(self.ca.timestamp(tsp.TimeStampReq(query).dump()))
-        if answer["status"]["status"].native not in ("granted", "granted_with_mods"):
-            raise UpstreamError(step(10).target, "tsa_refused", str(answer["status"]["status_string"].native), 200,
-                                step=step(10))
-        return {"timestamp": base64.b64encode(answer["time_stamp_token"].dump()).decode("ascii")}
+        query = levels.time_stamp_query(request.digest, request.hash_algorithm, request.nonce)
+        token = levels.time_stamp_token(self.ca.timestamp(query), step=step(10))
+        return {"timestamp": base64.b64encode(token.dump()).decode("ascii")}
 
     # -- the trainer's read-only view of the audit log ----------------------------------------------
 

@@ -193,27 +193,34 @@ class CertificateGateway:
         """Forward an RFC 3161 TimeStampReq to the TSA; the DER TimeStampResp."""
         return bytes(self.client.timestamp(query_der))
 
-    def validation_info(self, certificate: x509.Certificate, issuer: x509.Certificate) -> dict[str, list[str]]:
-        """CRL of the issuing CA and an OCSP response for ``certificate`` (best effort, standard base64).
+    def validation_info(self, certificate: x509.Certificate, issuer: x509.Certificate, *,
+                        required: bool = False) -> dict[str, list[str]]:
+        """The CRLs of the issuing and the root CA and an OCSP response for ``certificate``
+        (standard base64): what validates the signer's certificate, the issuing CA's and the TSA's
+        (both issued by the root).
 
-        Validation data is a convenience for the portal's B-LT packaging; a failure here must not
-        lose a signature that already exists, so it is logged and the list stays empty.
+        :param required: the data goes into a B-LT signature: a failure is raised (nothing is
+            downgraded). Otherwise it is a convenience for the client's own packaging and a failure
+            must not lose a signature that already exists: it is logged and the list stays short.
+        :raises UpstreamError: (``required``) the TSP refused one of them.
+        :raises UpstreamUnavailable: (``required``) the TSP did not answer.
         """
         info: dict[str, list[str]] = {"crl": [], "ocsp": []}
-        try:
-            info["crl"].append(base64.b64encode(self.client.crl("issuing")).decode("ascii"))
-        except (UpstreamError, UpstreamUnavailable) as exc:
-            log.warning("step 10: no CRL for validationInfo: %s", exc)
-        try:
-            request = ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": {
-                "hash_algorithm": {"algorithm": "sha256"},
-                "issuer_name_hash": getattr(certificate.issuer, "sha256"),
-                "issuer_key_hash": getattr(issuer.public_key, "sha256"),
-                "serial_number": certificate.serial_number,
-            }}]}})
-            info["ocsp"].append(base64.b64encode(self.client.ocsp(request.dump())).decode("ascii"))
-        except (UpstreamError, UpstreamUnavailable) as exc:
-            log.warning("step 10: no OCSP response for validationInfo: %s", exc)
+        request = ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": {
+            "hash_algorithm": {"algorithm": "sha256"},
+            "issuer_name_hash": getattr(certificate.issuer, "sha256"),
+            "issuer_key_hash": getattr(issuer.public_key, "sha256"),
+            "serial_number": certificate.serial_number,
+        }}]}})
+        fetches = (("crl", "a CRL", lambda: self.client.crl("issuing")), ("crl", "a CRL", lambda: self.client.crl("root")),
+                   ("ocsp", "an OCSP response", lambda: self.client.ocsp(request.dump())))
+        for kind, what, fetch in fetches:
+            try:
+                info[kind].append(base64.b64encode(fetch()).decode("ascii"))
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                if required:
+                    raise
+                log.warning("step 10: no %s for validationInfo: %s", what, exc)
         return info
 
 

@@ -123,6 +123,8 @@ ROUTES: tuple[RouteLabel, ...] = (
                channel=FRONT, draw=False, activity=True),
     # ---- SSASP: the signing service (OAuth2 AS for partners, CSC API) ------------------------------
     RouteLabel("signer", POST, "/oauth2/par", 2, SC, SS, "pushed authorization request (PAR)", "request_uri"),
+    RouteLabel("signer", POST, "/oauth2/pushed_authorize", 2, SC, SS, "pushed authorization request (PAR)",
+               "request_uri", draw=False),  # the CSC name of the same endpoint
     RouteLabel("signer", GET, "/oauth2/authorize", 3, SC, SS, "authorization request (request_uri)",
                "redirect to the IPSP (OIDC authentication request)", channel=FRONT),
     RouteLabel("signer", GET, "/oauth2/idp-callback", 5, IP, SS, "OIDC authentication response (code)",

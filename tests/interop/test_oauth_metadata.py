@@ -25,7 +25,7 @@ def test_signer_authorization_server_metadata(ecosystem: Any) -> None:
     metadata = AuthorizationServerMetadata(document)
     metadata.validate()  # every RFC 8414 §2 rule authlib knows
     assert metadata["issuer"] == ecosystem.signer_url
-    assert metadata["pushed_authorization_request_endpoint"] == f"{ecosystem.signer_url}/oauth2/par"  # RFC 9126 §5
+    assert metadata["pushed_authorization_request_endpoint"] == f"{ecosystem.signer_url}/oauth2/pushed_authorize"  # RFC 9126 §5, CSC v2 path
     assert metadata["code_challenge_methods_supported"] == ["S256"]  # RFC 7636, no "plain"
     assert "credential" in metadata["authorization_details_types_supported"]  # RFC 9396 §10
     # The endpoints the interop flows use are the advertised ones (conftest.InteropEcosystem.authorize).
@@ -54,7 +54,9 @@ def test_csc_info_names_the_authorization_server(ecosystem: Any, version: int, s
     for method in ("POST", "GET"):
         info = requests.request(method, f"{ecosystem.signer_url}/csc/v{version}/info", timeout=10).json()
         assert info["specs"] == specs and info["authType"] == ["oauth2code"]
-        assert info["oauth2"] == ecosystem.signer_url
+        # CSC v2 gives oauth2Issuer or oauth2, each only when the other is absent (v1 knows oauth2 only).
+        assert info.get("oauth2" if version == 1 else "oauth2Issuer") == ecosystem.signer_url
+        assert ("oauth2Issuer" if version == 1 else "oauth2") not in info
         assert {"credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"} <= set(info["methods"])
     if version == 2:
         assert info["oauth2Issuer"] == ecosystem.signer_url and info["supportsRar"] is True

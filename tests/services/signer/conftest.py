@@ -258,10 +258,11 @@ class InProcessTsp:
         assert record is not None
         return str(status_of(record))
 
-    def validation_info(self, certificate: asn1_x509.Certificate,
-                        issuer: asn1_x509.Certificate) -> dict[str, list[str]]:
-        """The issuing CA's CRL (no OCSP here: the responder's own tests cover it)."""
-        return {"crl": [base64.b64encode(self.tsp.authority.crl("issuing")).decode()], "ocsp": []}
+    def validation_info(self, certificate: asn1_x509.Certificate, issuer: asn1_x509.Certificate, *,
+                        required: bool = False) -> dict[str, list[str]]:
+        """The issuing and root CA's CRLs (no OCSP here: the responder's own tests cover it)."""
+        return {"crl": [base64.b64encode(self.tsp.authority.crl(name)).decode() for name in ("issuing", "root")],
+                "ocsp": []}
 
     def timestamp(self, query_der: bytes) -> bytes:
         """The TSA's answer to a DER ``TimeStampReq``."""

@@ -36,12 +36,12 @@ def test_sign_doc_flattens_entries_in_request_order() -> None:
                                     "documentDigests": [
                                         {"hashes": [B64], "hashAlgorithmOID": SHA256, "signature_format": "P"},
                                         {"hashes": [base64.b64encode(other).decode()], "hashAlgorithmOID": SHA384,
-                                         "signature_format": "J", "conformance_level": "Ades-B-LT",
-                                         "signAlgo": ECDSA_SHA256}]}, max_documents=20)
+                                         "signature_format": "C", "conformance_level": "Ades-B-LT",
+                                         "signAlgo": "1.2.840.10045.4.3.3"}]}, max_documents=20)
     assert request.qualifier == "eu_eidas_qes" and request.return_validation_info
     assert [(d.digest, d.hash_algorithm, d.signature_format, d.conformance_level, d.sign_algo)
             for d in request.documents] == [(DIGEST, "sha256", "P", "ades-b-b", None),
-                                            (other, "sha384", "J", "ades-b-lt", ECDSA_SHA256)]
+                                            (other, "sha384", "C", "ades-b-lt", "1.2.840.10045.4.3.3")]
 
 
 @pytest.mark.parametrize(("body", "error", "fragment"), [

@@ -76,7 +76,7 @@ def test_steps_6_to_10_sign_every_document_and_destroy_the_key(parts: Parts, in_
     answer = parts.pipeline.sign_documents(transaction, documents, {documents[2].digest: "payload.json"},
                                            with_revocation=True)
     assert answer["transactionID"] == transaction.id and answer["signatureFormats"] == ["P", "C", "J"]
-    assert answer["certificateSerial"] == in_process_tsp.issued[-1] and len(answer["validationInfo"]["crl"]) == 1
+    assert answer["certificateSerial"] == in_process_tsp.issued[-1] and len(answer["validationInfo"]["crl"]) == 2  # issuing and root CA
     leaf = x509.load_der_x509_certificate(base64.b64decode(answer["validationInfo"]["certificates"][0]))
     public_key = leaf.public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
