@@ -100,7 +100,7 @@ def lab_url(name: str, port: int | str) -> str:
 
 LINKED_SECRETS: tuple[tuple[str, ...], ...] = (
     ("SIGNLAB_IDP_SIGNER_CLIENT_SECRET", "SIGNLAB_SIGNER_IDP_CLIENT_SECRET"),
-    # One trainer token for every trainer and debugger view (DESIGN §6).
+    # One trainer token for every trainer and debugger view (docs/design.md §6).
     ("SIGNLAB_PORTAL_TRAINER_TOKEN", "SIGNLAB_IDP_TRAINER_TOKEN", "SIGNLAB_CA_TRAINER_TOKEN",
      "SIGNLAB_SIGNER_TRAINER_TOKEN"),
 )

@@ -1,4 +1,4 @@
-"""How a document digest is shown to people: one format everywhere (DESIGN §6, fidelity rule).
+"""How a document digest is shown to people: one format everywhere (docs/design.md §6, fidelity rule).
 
 The portal's review page, the SSASP's consent page, the result page and the trace show a digest as
 :func:`digest_fingerprint` formats it — the hash algorithm's name and the whole digest in upper-case

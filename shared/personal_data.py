@@ -1,4 +1,4 @@
-"""Masking of personal data in what SignLab shows and keeps (DESIGN §6, "Personal data").
+"""Masking of personal data in what SignLab shows and keeps (docs/design.md §6, "Personal data").
 
 National identifiers and birth dates of the (synthetic) test persons are masked in every page, API
 answer, log line and trace a person other than the signer could read — the trainer dashboard, the

@@ -1,4 +1,4 @@
-"""The trainer token: who may open the views of other people's transactions (DESIGN §6).
+"""The trainer token: who may open the views of other people's transactions (docs/design.md §6).
 
 One secret, ``TRAINER_TOKEN`` of each service (``signlab up`` generates one value for all of them,
 ``services.registry.LINKED_SECRETS``), guards the portal's trainer dashboard and trace API, the

@@ -26,8 +26,8 @@ data directories), but they share the one SoftHSM token.
 from __future__ import annotations
 
 import importlib
-import shutil
 import secrets
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -130,11 +130,12 @@ class Ecosystem:
         settings = self._settings[instance]
         self._service_of[instance] = service
         shared_key = getattr(self._settings[service], "client_assertion_key_path", None)
-        if instance != service and shared_key is not None and shared_key.exists():
+        own_key = getattr(settings, "client_assertion_key_path", None)
+        if instance != service and shared_key is not None and own_key is not None and shared_key.exists():
             # One partner, one key: a second instance signs its client assertions with the key the
             # signing service already knows (the first instance's JWKS).
-            settings.client_assertion_key_path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(shared_key, settings.client_assertion_key_path)
+            own_key.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shared_key, own_key)
         item.provision(settings)
         with mock.patch.dict("os.environ", {"SIGNLAB_TRACE_DIR": str(self.trace_dir)}):
             app = importlib.import_module(f"services.{service}").create_app(settings)

@@ -37,7 +37,7 @@ def create_app(settings: CaSettings | None = None) -> Flask:
                              role_page_at="/role")
     app.extensions["signlab.ca"] = provider
     app.extensions["signlab.ca.admin_guard"] = SecretGuard(settings.admin_token, "the revoke API")
-    # The issued certificates name their signers: their list is a trainer view (DESIGN §6).
+    # The issued certificates name their signers: their list is a trainer view (docs/design.md §6).
     install_trainer_access(app, settings.trainer_token, env_name=CaSettings.env_name("trainer_token"),
                            landing="/certificates")
     prefetch_started, prefetch_lock = threading.Event(), threading.Lock()

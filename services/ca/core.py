@@ -27,9 +27,9 @@ from services.ca.trusted_list import SERVICE_STATUSES, TL_SERVICES, StatusChange
 from services.ca.tsa import TimeStampAuthority
 from shared.audit import AuditLog
 from shared.client_assertion import ReplayCache
-from shared.remote_jwks import JsonClient, RemoteJwks, idp_jwks_url
 from shared.faults import FaultBoard
 from shared.flow import Role, step
+from shared.remote_jwks import JsonClient, RemoteJwks, idp_jwks_url
 
 __all__ = ["PUBLISHED_CERTIFICATES", "TrustServiceProvider", "build_tsp", "cross_check_installation", "detached_qes_issuer"]
 

@@ -76,7 +76,7 @@ def _show_personal_data() -> bool:
 
 
 def record_json(record: CertificateRecord) -> dict[str, Any]:
-    """The JSON view of a stored certificate (the subject's identifier masked, DESIGN §6)."""
+    """The JSON view of a stored certificate (the subject's identifier masked, docs/design.md §6)."""
     return {
         "serial": record.serial,
         "profile": record.profile,

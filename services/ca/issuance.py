@@ -53,11 +53,11 @@ from services.ca.faults import WRONG_KEY, substitute_public_key
 from services.ca.profiles import Profile, SubjectIdentity
 from services.ca.store import CertificateRecord
 from shared.client_assertion import CLIENT_ASSERTION_TYPE, ReplayCache, verify_client_assertion
-from shared.remote_jwks import RemoteJwks
 from shared.errors import InsufficientStorage, InvalidClient, SignLabError
 from shared.faults import FaultBoard
 from shared.flow import FlowStep
 from shared.identity import IdentityEvidenceError, VerifiedIdentity, loa_rank, verify_id_token
+from shared.remote_jwks import RemoteJwks
 
 __all__ = ["ALLOWED_CURVES", "MIN_RSA_BITS", "IssuanceService", "certified_key", "parse_csr", "subject_from_identity"]
 

@@ -1,4 +1,4 @@
-"""The two end-entity certificate profiles (DESIGN §4): QES (QCP-n-qscd) and AdES (NCP), each in
+"""The two end-entity certificate profiles (docs/design.md §4): QES (QCP-n-qscd) and AdES (NCP), each in
 one of two revocation profiles.
 
 Both: subject C, SN, GN, serialNumber (EN 319 412-1 semantics, e.g. ``PNONO-01017012345``), CN;

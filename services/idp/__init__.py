@@ -37,7 +37,7 @@ def create_app(settings: IdpSettings | None = None) -> Flask:
     # All SignLab services share the host 127.0.0.1 and cookies ignore ports: give ours its own name.
     app.config.update(SESSION_COOKIE_NAME="signlab_idp_session", SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SECURE=settings.browser_base_url.startswith("https://"))
-    # The debugger shows other people's logins and decoded tokens: a trainer view (DESIGN §6).
+    # The debugger shows other people's logins and decoded tokens: a trainer view (docs/design.md §6).
     install_trainer_access(app, settings.trainer_token, env_name=IdpSettings.env_name("trainer_token"),
                            landing="/debugger")
     app.extensions["signlab.idp"] = provider

@@ -214,6 +214,6 @@ class Provider:
     def record(self, kind: str, data: dict[str, Any]) -> None:
         """Append a debugger event (the caller has masked secrets). Nonces and states are kept as
         their first characters; national identifiers and birth dates are masked before they are
-        stored unless ``show_personal_data`` is on (DESIGN §6)."""
+        stored unless ``show_personal_data`` is on (docs/design.md §6)."""
         if self.settings.debugger_enabled:
             self.store.record(kind, mask_personal_data(_bearer_values_masked(data), show=self.settings.show_personal_data))

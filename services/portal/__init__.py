@@ -7,22 +7,23 @@ from joserfc.jwk import ECKey
 
 from services.portal.partners import PartnerApplications
 from services.portal.settings import PortalSettings
-from services.portal.signing import PortalCore, SigningService
+from services.portal.signer_api import SignerApi
+from services.portal.signing import PortalCore
 from services.portal.store import TransactionStore
 from services.portal.trust import TrustStore, TspSource
 from shared.clients.ca import CaClient
 from shared.clients.signer import SignerClient
 from shared.flow import service
-from shared.tracing import trainer_blueprint
 from shared.jose_keys import load_or_create_ec_key
 from shared.periodic import run_periodically
+from shared.tracing import trainer_blueprint
 from shared.trainer_access import install_trainer_access, require_trainer
 from shared.web import create_service_app
 
 __all__ = ["create_app"]
 
 
-def _signer_client(settings: PortalSettings, assertion_key: ECKey) -> SigningService:
+def _signer_client(settings: PortalSettings, assertion_key: ECKey) -> SignerApi:
     """The SSASP client: back channel to ``signer_url`` with ``private_key_jwt``; browsers are sent to
     ``signer_browser_base_url``."""
     return SignerClient(
@@ -34,7 +35,7 @@ def _signer_client(settings: PortalSettings, assertion_key: ECKey) -> SigningSer
 def create_app(
     settings: PortalSettings | None = None,
     *,
-    signer: SigningService | None = None,
+    signer: SignerApi | None = None,
     tsp: TspSource | None = None,
     trust: TrustStore | None = None,
 ) -> Flask:
@@ -80,7 +81,7 @@ def create_app(
         # Transactions the SSASP ended while the signer was away (its restart, an expiry) end here
         # too, with its reason, instead of waiting for the portal's own expiry.
         poll = settings.signer_poll_seconds
-        run_periodically("portal-signer-follow-up", poll, lambda: core.follow_up_pending(poll), at_once=False)
+        run_periodically("portal-signer-follow-up", poll, lambda: core.follow_up.follow_up_pending(poll), at_once=False)
     http.register(app)
     # The trainer dashboard and the live sequence diagrams of every flow: trainer token only
     # (a result page embeds its own flow through the owner's routes in services.portal.http).

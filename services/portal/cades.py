@@ -1,6 +1,6 @@
 """CAdES detached (``.p7s``) for any file: digest, embed, raise the level.
 
-The DTBS/R is the SHA-256 of the file (DESIGN.md step 2); the SSASP returns a detached CMS
+The DTBS/R is the SHA-256 of the file (docs/design.md step 2); the SSASP returns a detached CMS
 ``SignedData`` over it (step 10). B-T adds a signature time-stamp (unsigned attribute, pyHanko's
 ``TSTProvider``); B-LT puts every certificate and CRL/OCSP response needed for validation into
 ``SignedData.certificates`` / ``SignedData.crls`` (OCSP as ``RevocationInfoChoice`` *other*,

@@ -1,4 +1,4 @@
-"""The certificate-first flow's packaging side (DESIGN §2, second flow; ``reference/csc-api.md`` §7.1).
+"""The certificate-first flow's packaging side (docs/design.md §2, second flow; CSC API v1 signHash).
 
 In this flow the one-time key and its certificate exist *before* anything is hashed: the service
 authorization (eID login + consent, steps 3-5) ends with the SSASP creating them (steps 6-7), and
@@ -194,7 +194,8 @@ class PendingSignature:
             raise PackagingFailed(f"{doc.label!r} has no DTBS/R waiting for the signer's approval")
         prepared = None
         if "byte_range_digest" in kept:
-            assert doc.prepared is not None and doc.reserved_start is not None and doc.reserved_end is not None
+            if doc.prepared is None or doc.reserved_start is None or doc.reserved_end is None:
+                raise PackagingFailed(f"document {doc.idx}: the prepared PDF of its approved hash was not kept")
             prepared = pades.PreparedPdf(doc.prepared, base64.b64decode(kept["byte_range_digest"]), doc.reserved_start,
                                          doc.reserved_end, doc.field_name or "Signature1")
         attrs = cms.CMSAttributes.load(base64.b64decode(kept["signed_attrs"])) if "signed_attrs" in kept else None

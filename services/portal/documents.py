@@ -87,7 +87,7 @@ class Qualifier(StrEnum):
 
 
 class Flow(StrEnum):
-    """The two flows of DESIGN.md §2."""
+    """The two flows of docs/design.md §2."""
 
     PERSON_SIGNING = "person-signing"
     CERTIFICATE_FIRST = "certificate-first"

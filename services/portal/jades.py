@@ -1,6 +1,6 @@
 """JAdES (ETSI TS 119 182-1) for JSON payloads: detached, with ``sigD``, JSON serialization.
 
-The DTBS/R is the SHA-256 of the payload file (DESIGN.md step 2); the SSASP returns a JWS whose
+The DTBS/R is the SHA-256 of the payload file (docs/design.md step 2); the SSASP returns a JWS whose
 protected header carries ``sigD`` (``mId`` ObjectIdByURIHash, ``pars`` = the label, ``hashM`` S256,
 ``hashV`` = the base64url digest), ``x5c`` and ``sigT``, with a detached (empty) payload — either
 compact (``header..signature``) or flattened JSON. The portal writes the flattened JSON

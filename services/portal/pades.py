@@ -1,6 +1,6 @@
 """PAdES with pyHanko: prepare without a certificate, embed the returned CMS, raise the level.
 
-Person-signing flow (DESIGN.md steps 2 and 10):
+Person-signing flow (docs/design.md steps 2 and 10):
 
 * :func:`prepare_pdf` adds a signature field in a new incremental revision, reserves
   ``bytes_reserved`` hex characters for the CMS and returns the /ByteRange digest (the DTBS/R sent

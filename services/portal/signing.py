@@ -14,7 +14,7 @@
   exchanges the code for the credential token (the SAD), calls ``signDoc`` with the same digests,
   packages each signature at the chosen level, validates the result and stores it — all-or-nothing.
 
-Certificate-first flow (DESIGN §2, second flow; CSC v1 ``signHash``), two browser round trips
+Certificate-first flow (docs/design.md §2, second flow; CSC v1 ``signHash``), two browser round trips
 because the hashes exist only once the certificate does (SCAL 2: the person approves them):
 
 1. :meth:`PortalCore.confirm` pushes a *service* authorization (``scope=service``,
@@ -29,7 +29,7 @@ because the hashes exist only once the certificate does (SCAL 2: the person appr
    ``signatures/signHash`` signs them once (8-9; the SSASP destroys the key when the budget is
    spent); the portal assembles the CMS / JWS and packages it like the person-signing flow (10).
 
-The SSASP is reached through :class:`SigningService` (``shared.clients.signer.SignerClient``
+The SSASP is reached through :class:`~services.portal.signer_api.SignerApi` (``shared.clients.signer.SignerClient``
 implements it); the TSP through :class:`~services.portal.trust.TrustStore`.
 """
 
@@ -41,16 +41,14 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from services.portal import cades, certificate_first, jades, pades
 from services.portal.documents import Document, Flow, Level, SignatureFormat, SigningOptions
 from services.portal.errors import (
-    AnswerLost,
     CredentialUnsuitable,
     PackagingFailed,
     TransactionExpired,
@@ -61,55 +59,20 @@ from services.portal.errors import (
 )
 from services.portal.ltv import ValidationMaterial
 from services.portal.packaging import package_signature, prepared_pdf_of, sign_doc_validation_material, signed_file_name
+from services.portal.signer_api import SignerApi
+from services.portal.signer_follow_up import SignerFollowUp
 from services.portal.store import EXPIRED, FAILED, PENDING, REVIEW, StoredDocument, Transaction, TransactionStore
 from services.portal.trust import TrustStore
 from services.portal.validation import ValidationReport, validate_document
 from shared.clock import lab_clock
-from shared.errors import InvalidRequest, SignLabError, UpstreamAnswerBroken, UpstreamError, UpstreamUnavailable
+from shared.errors import InvalidRequest, SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import step
 
-__all__ = ["SHA256_OID", "Created", "PortalCore", "SigningService", "review_key"]
+__all__ = ["SHA256_OID", "Created", "PortalCore", "review_key"]
 
 log = logging.getLogger(__name__)
 
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
-
-
-class SigningService(Protocol):
-    """The SSASP calls the portal makes (implemented by ``shared.clients.signer.SignerClient``)."""
-
-    def push_authorization_request(self, *, redirect_uri: str, state: str, code_challenge: str,
-                                   qualifier: str | None = None, documents: Sequence[tuple[bytes, str]] = (),
-                                   hash_algorithm: str = "sha256", login_hint: str | None = None,
-                                   scope: str | None = None, num_signatures: int | None = None) -> Any:
-        """Step 2: PAR with RAR ``credential`` for ``documents`` (digest, label), or ``scope="service"``
-        with ``num_signatures`` (certificate first); the result has ``authorize_url``."""
-
-    def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> Any:
-        """Step 5 (portal side): code → credential token; the result has ``access_token``."""
-
-    def sign_doc(self, access_token: str, *, digests: Sequence[bytes], signature_format: str = "P",
-                 hash_algorithm: str = "sha256", conformance_level: str = "AdES-B-B", qualifier: str | None = None,
-                 return_validation_info: bool = False) -> Any:
-        """Steps 6-10: the result has ``signature_objects``, ``certificates`` and ``validation_info``."""
-
-    def credentials_info(self, access_token: str, credential_id: str, version: int = 1) -> Any:
-        """Certificate first: the one-time credential (``certificates``, ``key_status``, ``scal``, ``multisign``…)."""
-
-    def credentials_authorize(self, access_token: str, credential_id: str, hashes: Sequence[bytes],
-                              version: int = 1) -> tuple[str, int]:
-        """Certificate first: a SAD bound to exactly ``hashes`` (SCAL 2); ``(SAD, expires_in)``."""
-
-    def sign_hash(self, access_token: str, credential_id: str, sad: str, hashes: Sequence[bytes],
-                  sign_algo: str, hash_algorithm: str = "sha256", version: int = 1) -> list[bytes]:
-        """Certificate first: raw signature values (DER for ECDSA) in the order of ``hashes``."""
-
-    def revoke(self, token: str) -> None:
-        """RFC 7009 token revocation."""
-
-    def transaction_status(self, transaction_id: str, *, answer_lost: bool = False) -> Any:
-        """Where the SSASP's transaction is (``state``, ``ended``, ``error``); with ``answer_lost``,
-        report that its signed answer never arrived (the result has ``certificate_revocation``)."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +105,7 @@ class PortalCore:
     :param ttl_seconds: lifetime of a pending transaction.
     """
 
-    def __init__(self, store: TransactionStore, trust: TrustStore, signer: SigningService | None, *,
+    def __init__(self, store: TransactionStore, trust: TrustStore, signer: SignerApi | None, *,
                  callback_url: str, bytes_reserved: int, ttl_seconds: int) -> None:
         self.store = store
         self.trust = trust
@@ -150,6 +113,7 @@ class PortalCore:
         self.callback_url = callback_url
         self.bytes_reserved = bytes_reserved
         self.ttl_seconds = ttl_seconds
+        self.follow_up = SignerFollowUp(store, signer)
 
     # ------------------------------------------------------------------ validation
 
@@ -309,7 +273,7 @@ class PortalCore:
         if tx.expired:
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
-            self._release_credential(tx)
+            self.follow_up.release_credential(tx)
             refreshed = self.store.get(tx_id)
             if refreshed is None:
                 raise TransactionNotFound(tx_id)
@@ -354,7 +318,7 @@ class PortalCore:
             # (certificate first) and no signature exists (person signing).
             expired = self._expired(tx)
             self.store.fail(tx.id, expired.error, expired.error_description, state=EXPIRED)
-            self._release_credential(tx)
+            self.follow_up.release_credential(tx)
             raise expired
         if tx.state != PENDING:
             raise TransactionStateError(f"transaction {tx.id} is already {tx.state}; each authorization can be used once",
@@ -362,7 +326,7 @@ class PortalCore:
         if error:
             refusal = ended_by_signer(error, (error_description or "no reason given")[:300], tx.id)
             self.store.fail(tx.id, refusal.error, refusal.error_description)
-            self._release_credential(tx)
+            self.follow_up.release_credential(tx)
             raise refusal
         if not code:
             self.store.fail(tx.id, "invalid_request", "no code in the redirect")
@@ -398,7 +362,7 @@ class PortalCore:
                 return_validation_info=options.level in (Level.B_LT, Level.B_LTA),
             )
         except UpstreamUnavailable as exc:  # no answer, or one that broke off: the SSASP may have signed
-            raise self._answer_lost(tx, exc) from None
+            raise self.follow_up.answer_lost(tx, exc) from None
         objects = list(result.signature_objects)
         if len(objects) != len(tx.documents):
             raise PackagingFailed(f"the signing service returned {len(objects)} signatures for {len(tx.documents)} documents")
@@ -412,71 +376,6 @@ class PortalCore:
             "certificate_serial": getattr(result, "certificate_serial", None),
         }
         return self._package_all(tx, options, [bytes(o) for o in objects], prepared, material, meta)
-
-    def _answer_lost(self, tx: Transaction, lost: UpstreamUnavailable) -> SignLabError:
-        """signDoc got no (whole) answer: the SSASP may have signed and sent signatures that never
-        arrived. Report it (``answer_lost``): the SSASP audits it and revokes the certificate of a
-        signature it made, so no copy of it stays valid. The error says what happened and what
-        became of that certificate; an answer that broke off is step 10's (the signature delivery)."""
-        assert self.signer is not None
-        signer_tx = tx.meta.get("signer_transaction_id")
-        broken = isinstance(lost, UpstreamAnswerBroken)
-        if not signer_tx:
-            return lost
-        try:
-            status = self.signer.transaction_status(str(signer_tx), answer_lost=True)
-        except SignLabError as exc:
-            log.warning("step 10: could not report the lost answer of %s: %s", signer_tx, exc.error_description,
-                        extra={"step": 10, "transaction_id": tx.id})
-            if not broken:
-                return lost
-            return AnswerLost(lost, f"the signing service could not be told ({exc.description}); a signature it "
-                              f"made may have a valid certificate (transaction {signer_tx})")
-        revocation = getattr(status, "certificate_revocation", None)
-        log.info("step 10: reported the lost answer of %s (%s, certificate %s)", signer_tx, status.state, revocation,
-                 extra={"step": 10, "transaction_id": tx.id})
-        if revocation == "revoked":
-            return AnswerLost(lost, f"the signing service was told and revoked the certificate of the signature "
-                              f"that did not arrive (transaction {signer_tx})")
-        if revocation == "pending":
-            return AnswerLost(lost, f"the signing service was told; it revokes the certificate of the signature "
-                              f"that did not arrive as soon as the TSP answers (transaction {signer_tx})")
-        return lost if not broken else AnswerLost(lost, f"the signing service made no signature for it "
-                                                        f"(transaction {signer_tx}: {status.state})")
-
-    def follow_up_pending(self, waiting_longer_than: float) -> int:
-        """Ask the SSASP about each transaction that has waited for the signer's return (``pending``:
-        eID login and consent, steps 3-5) longer than ``waiting_longer_than`` seconds, and end those
-        the SSASP already ended — a restart of the SSASP, its expiry of the request, a refusal —
-        as failed, with its reason, at once rather than at the portal's own expiry. Returns how
-        many were ended; one the SSASP cannot be asked about now is asked again next time."""
-        assert self.signer is not None
-        ended = 0
-        for tx in self.store.pending_since(lab_clock().time() - waiting_longer_than):
-            signer_tx = tx.meta.get("signer_transaction_id")
-            if not signer_tx:
-                continue  # pushed before the SSASP named its transactions: the portal's expiry ends it
-            try:
-                status = self.signer.transaction_status(str(signer_tx))
-                reason, state = status.error or f"it is {status.state}", status.state
-                if not status.ended or state == "completed":
-                    continue
-            except UpstreamError as exc:
-                if exc.upstream_status != 404:
-                    continue
-                reason, state = "the signing service does not know the transaction (any more)", "unknown"
-            except SignLabError as exc:  # unreachable: ask again next time
-                log.info("could not ask the signing service about %s: %s", signer_tx, exc.error_description)
-                continue
-            error = "expired_transaction" if state == "expired" else "server_error"
-            description = (f"{step(5).label}: the signing service ended its transaction {signer_tx} ({state}: {reason[:300]}) "
-                           "while the signer was at the eID login or consent; nothing was signed — start again")
-            if self.store.abandon(tx.id, error, description):
-                self._release_credential(tx)
-                ended += 1
-                log.info("step 5: the signing service ended %s (%s); transaction abandoned", signer_tx, state,
-                         extra={"step": 5, "transaction_id": tx.id})
-        return ended
 
     def _sign_certificate_first(self, tx: Transaction, code: str) -> Transaction:
         """Certificate first: the first callback makes the credential and asks the person to approve
@@ -495,7 +394,7 @@ class PortalCore:
         token = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
         if not token.credential_id:
             raise CredentialUnsuitable("the service token names no credentialID")
-        with self._discarding(token.access_token):
+        with self.follow_up.discarding(token.access_token):
             info = self.signer.credentials_info(token.access_token, token.credential_id)
             credential = certificate_first.OneTimeCredential.from_info(
                 token.credential_id, info, needed=count, qualifier=options.qualifier.csc_qualifier)
@@ -531,15 +430,18 @@ class PortalCore:
         log.info("step 2: %d DTBS/R hash(es) sent for the signer's approval", count,
                  extra={"step": 2, "transaction_id": tx.id})
         waiting = self.store.get(tx.id)
-        assert waiting is not None
+        if waiting is None:
+            raise TransactionNotFound(tx.id)
         return waiting
 
     def _sign_approved_hashes(self, tx: Transaction, code: str) -> Transaction:
         """Round 2: the SAD of the person's approval → signHash → assemble → package."""
-        assert self.signer is not None and tx.code_verifier is not None and tx.signer_token is not None
+        if self.signer is None or tx.code_verifier is None or tx.signer_token is None:
+            raise SignLabError(f"transaction {tx.id} cannot be completed: no signing service, or its credential "
+                               "or PKCE data were not kept", step=step(10))
         options = SigningOptions.parse(tx.options)
         service_token, credential_id = tx.signer_token, str(tx.meta["credential_id"])
-        with self._discarding(service_token):
+        with self.follow_up.discarding(service_token):
             approval = self.signer.exchange_code(code, self.callback_url, tx.code_verifier)
             info = self.signer.credentials_info(service_token, credential_id)
             credential = certificate_first.OneTimeCredential.from_info(
@@ -562,29 +464,6 @@ class PortalCore:
             "dtbsr_sha256_b64": [base64.b64encode(h).decode("ascii") for h in hashes],
         }
         return self._package_all(tx, options, objects, [p.prepared for p in pending], material, meta)
-
-    @contextmanager
-    def _discarding(self, service_token: str) -> Iterator[None]:
-        """On any failure inside, revoke the service token (the SSASP destroys the credential's key)."""
-        try:
-            yield
-        except BaseException:
-            self._discard(service_token)
-            raise
-
-    def _release_credential(self, tx: Transaction) -> None:
-        """A certificate-first transaction that ends while the person approves the hashes: its
-        one-time credential is of no use any more (revoking the service token destroys its key)."""
-        if tx.signer_token:
-            self._discard(tx.signer_token)
-
-    def _discard(self, token: str) -> None:
-        """Best effort: revoke the service token so the credential cannot be used any more."""
-        try:
-            if self.signer is not None:
-                self.signer.revoke(token)
-        except SignLabError as exc:
-            log.warning("could not revoke the service token: %s", exc.description)
 
     def _package_all(self, tx: Transaction, options: SigningOptions, objects: list[bytes],
                      prepared: Sequence[pades.PreparedPdf | None], material: ValidationMaterial,

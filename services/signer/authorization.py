@@ -44,9 +44,9 @@ from services.signer.clients import Client, ClientRegistry
 from services.signer.credentials import Credentials
 from services.signer.evidence import IdentityEvidence
 from services.signer.lifecycle import TransactionLifecycle
+from services.signer.orphans import PENDING
 from services.signer.sam import SignatureActivationModule
 from services.signer.settings import SignerSettings
-from services.signer.orphans import PENDING
 from services.signer.store import FINAL_STATES, Store, TokenRecord, TransactionRecord, secret_hash
 from services.signer.upstream import IdentityGateway
 from shared.audit import AuditLog, pseudonymise
@@ -61,7 +61,7 @@ PAR_URN = "urn:ietf:params:oauth:request_uri:"
 """The prefix of a pushed request's ``request_uri`` (RFC 9126)."""
 
 
-def _named_credential(request: Mapping[str, Any]) -> dict[str, str]:
+def _named_credential(request: Mapping[str, Any]) -> dict[str, Any]:
     """``{"credential_id": …}`` for a credential authorization's audit entries (the person's approval
     of hashes is found next to the credential's own entries), else nothing."""
     return {"credential_id": request["credential_id"]} if request.get("credential_id") else {}

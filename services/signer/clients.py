@@ -45,7 +45,7 @@ __all__ = ["PRIVATE_KEY_JWT", "CLIENT_SECRET", "Client", "ClientCredentials", "C
 
 PRIVATE_KEY_JWT = "private_key_jwt"
 """RFC 7523 client assertions signed by the client's key (the portal's method)."""
-CLIENT_SECRET = "client_secret_basic"
+CLIENT_SECRET = "client_secret_basic"  # noqa: S105 - the authentication method's name, not a secret
 """A client secret, as HTTP Basic (``client_secret_basic``) or in the form (``client_secret_post``)."""
 
 KeySource = Callable[[str], KeySet]
@@ -170,7 +170,8 @@ class ClientRegistry:
                                 "client assertion); it never uses a client secret")
         if presented.assertion_type != CLIENT_ASSERTION_TYPE:
             raise InvalidClient(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
-        assert client.keys is not None
+        if client.keys is None:
+            raise InvalidClient(f"client {client.client_id} has no registered keys for its client assertions")
         audiences: Sequence[str] = [self.issuer, f"{self.issuer}/oauth2/token", *([endpoint] if endpoint else [])]
         verify_client_assertion(presented.assertion, client.keys(presented.assertion), client_id=client.client_id,
                                 audience=audiences, replay_cache=self.replay_cache)
@@ -178,7 +179,8 @@ class ClientRegistry:
     @staticmethod
     def _check_secret(client: Client, presented: ClientCredentials, peer: str) -> None:
         """The client's secret, in constant time; wrong ones are counted per address."""
-        assert client.guard is not None
+        if client.guard is None:
+            raise InvalidClient(f"client {client.client_id} has no client secret registered")
         if presented.assertion:
             raise InvalidClient(f"client {client.client_id!r} authenticates with a client secret "
                                 "(client_secret_basic or client_secret_post)")

@@ -1,7 +1,7 @@
 """Parsing of CSC and RAR inputs: digests, hash algorithms, authorization details, field spellings,
 and the typed request objects the HTTP layer hands to the core (one per CSC method).
 
-Rules (``reference/csc-api.md`` §2, DESIGN §3): JSON carries standard base64, query parameters carry
+Rules (docs/design.md §3): JSON carries standard base64, query parameters carry
 base64url; both alphabets are accepted, padded or not, and digests are compared as raw bytes.
 v1 and v2 spellings are both accepted (``hash``/``hashes``, ``hashAlgo``/``hashAlgorithmOID``,
 ``AdES-B-B``/``Ades-B-B``, RAR type ``credential`` and its URI form).
@@ -203,7 +203,8 @@ def _credential_detail(entry: dict[str, Any], *, step: FlowStep | None, max_docu
         raise InvalidRequest(f"unsupported signatureQualifier {str(qualifier)[:40]!r}; "
                              f"supported: {', '.join(QUALIFIERS)}", step=step)
     algorithm = hash_algorithm(first(entry, "hashAlgorithmOID", "hashAlgo"), step=step)
-    assert algorithm is not None
+    if algorithm is None:
+        raise InvalidRequest("hashAlgorithmOID is required", step=step)
     documents = _document_digests(entry.get("documentDigests"), algorithm, step=step, max_documents=max_documents)
     number = entry.get("numSignatures")
     if number is not None and number != len(documents):
@@ -369,7 +370,8 @@ class SignHashRequest:
         if implied is not None and given is not None and implied != given:
             raise UnsupportedAlgorithm(f"hashAlgo {given} contradicts signAlgo ({implied})", step=s9)
         algorithm = implied or given
-        assert algorithm is not None
+        if algorithm is None:
+            raise InvalidRequest("hashAlgo (or a signAlgo that implies it) is required", step=s9)
         digests = parse_digest_list(first(body, "hashes", "hash"), algorithm, step=s9)
         return cls(body["credentialID"], body.get("SAD") or None, sign_algo, algorithm, tuple(digests))
 
@@ -483,7 +485,8 @@ class TimestampRequest:
         """
         s10 = flow_step(10)
         algorithm = hash_algorithm(first(body, "hashAlgorithmOID", "hashAlgo"), step=s10)
-        assert algorithm is not None
+        if algorithm is None:
+            raise InvalidRequest("hashAlgorithmOID is required", step=s10)
         digest = decode_digest(first(body, "hash", "hashes"), algorithm, step=s10)
         nonce = body.get("nonce")
         if nonce is None:

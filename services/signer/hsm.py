@@ -38,17 +38,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pkcs11
 from asn1crypto import keys as asn1_keys
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11.types import SignMixin
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 
+from services.signer.settings import SignerSettings
 from shared.errors import ConfigurationError, SignLabError
 from shared.flow import step
-from services.signer.settings import SignerSettings
 
 if TYPE_CHECKING:
     from shared.faults import FaultBoard
@@ -172,10 +173,10 @@ def operation_step(number: int) -> Iterator[None]:
 
 
 _LIBRARY_LOCK = threading.Lock()
-_LIBRARY: tuple[Path, pkcs11.lib] | None = None
+_LIBRARY: tuple[Path, Any] | None = None  # python-pkcs11's lib object (its Cython class is untyped)
 
 
-def _load_library(module: Path, config: Path) -> pkcs11.lib:
+def _load_library(module: Path, config: Path) -> Any:
     """Load the PKCS#11 library once per process; refuse a second, different module or config."""
     global _LIBRARY
     with _LIBRARY_LOCK:
@@ -320,7 +321,10 @@ class Hsm:
                 mechanism = Mechanism.ECDSA if key.is_ec else Mechanism.RSA_PKCS
                 if _OPERATION_STEP.get() == 9:
                     self._inject("hsm-sign", key_id=key.key_id)
-                return bytes(found[0].sign(data, mechanism=mechanism))
+                private_key = found[0]
+                if not isinstance(private_key, SignMixin):
+                    raise HsmError(f"one-time key {key.key_id} is not a private key object")
+                return bytes(private_key.sign(data, mechanism=mechanism))
             except pkcs11.PKCS11Error as exc:
                 raise HsmError(f"the HSM could not sign ({exc.__class__.__name__})",
                                step=step(_OPERATION_STEP.get())) from None

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+from werkzeug.wrappers import Response as BaseResponse
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
 
@@ -47,11 +48,11 @@ _COOKIE_PREFIX = "signlab_tx_"
 
 
 def _service() -> SigningService:
-    return current_app.extensions["signlab.signer"]  # type: ignore[no-any-return]
+    return current_app.extensions["signlab.signer"]
 
 
 def _form() -> dict[str, str]:
-    return {k: v for k, v in request.form.items()}
+    return dict(request.form.items())
 
 
 def _client_credentials() -> ClientCredentials:
@@ -149,7 +150,7 @@ def par() -> tuple[Response, int]:
 
 
 @oauth_blueprint.get("/oauth2/authorize")
-def authorize() -> Response:
+def authorize() -> BaseResponse:
     """Authorization endpoint: resolve the (pushed) request and send the browser to the IdP (step 3)."""
     try:
         url, record, browser = _service().start_authorization(dict(request.args.items()))
@@ -162,7 +163,7 @@ def authorize() -> Response:
 
 
 @oauth_blueprint.get("/oauth2/idp-callback")
-def idp_callback() -> Response:
+def idp_callback() -> BaseResponse:
     """The IdP's redirect back (step 5): verify the identity, then show the consent page."""
     service = _service()
     record = service.store.transaction_by("idp_state", request.args.get("state") or "\0")
@@ -192,9 +193,9 @@ def consent(transaction_id: str) -> Any:
                                             decision == "approve")
     except RedirectError as exc:
         location = exc.location
-    response = redirect(location, 303)
-    response.delete_cookie(_COOKIE_PREFIX + transaction_id, path="/oauth2")
-    return response
+    answer = redirect(location, 303)
+    answer.delete_cookie(_COOKIE_PREFIX + transaction_id, path="/oauth2")
+    return answer
 
 
 @oauth_blueprint.post("/oauth2/token")

@@ -63,6 +63,7 @@ from services.signer.store import Store, TokenRecord, TransactionRecord
 from services.signer.upstream import CertificateGateway, IdentityGateway
 from shared.audit import AuditLog
 from shared.clock import lab_clock
+from shared.errors import InvalidToken
 from shared.flow import step
 
 __all__ = ["SigningService"]
@@ -179,7 +180,8 @@ class SigningService:
         :param access: the ``sign``-kind token, from :meth:`SignatureActivationModule.access_token`.
         """
         transaction = self.store.transaction(access.transaction_id)
-        assert transaction is not None
+        if transaction is None:
+            raise InvalidToken(f"the transaction of this token ({access.transaction_id}) is gone", step=step(6))
         self.sam.activate_sign_doc(access, transaction, request, self.settings.key_algorithm)
         labels = {base64.b64decode(d["hash"]): d["label"] for d in transaction.request["documents"]}
         return self.pipeline.sign_documents(transaction, request.documents, labels,

@@ -29,6 +29,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from services.signer.hsm import Hsm, OneTimeKey
 from shared import jades
 from shared.clock import lab_clock
+from shared.errors import SignLabError
 from shared.flow import Role, step
 from shared.jades import JADES_HASH_METHODS, b64url
 from shared.tracing import flow_span
@@ -100,7 +101,7 @@ class HsmCmsSigner(Signer):
         self._hsm = hsm
         self._key = key
 
-    @property  # type: ignore[override]
+    @property
     def cert_registry(self) -> SimpleCertificateStore:
         """The chain as pyHanko's certificate store (pyHanko's ``async_sign`` embeds it)."""
         if self._registry is None:
@@ -181,13 +182,14 @@ def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str,
     The same SignedData pyHanko's ``Signer.async_sign`` makes (same signed attributes, SignerInfo
     v1 by issuer and serial, the leaf and chain embedded), assembled from DER pieces: pyHanko's
     generic path re-serialises the certificates and attributes several times (11-21 ms per
-    signature, ``reference/person-signing-verified.md`` §5), and even asn1crypto's own assembly of
+    signature, measured), and even asn1crypto's own assembly of
     the SignerInfo and SignedData cost ~1 ms. Tests compare it with pyHanko's and asn1crypto's output.
 
     :param signature_format: ``P`` (PAdES: no signing-time) or ``C`` (CAdES: signing-time now).
     """
     certificate = signer.signing_cert
-    assert certificate is not None
+    if certificate is None:
+        raise SignLabError("the one-time key has no certificate to sign with", step=step(8))
     signing_time = None if signature_format == "P" else lab_clock().now().replace(microsecond=0)
     with flow_span(step(8), "CMS signed attributes", response="signed attributes (DTBS/R)", summary={
             "message_digest": document_digest.hex(), "format": "PAdES" if signature_format == "P" else "CAdES",
@@ -196,13 +198,16 @@ def build_cms(signer: HsmCmsSigner, document_digest: bytes, hash_algorithm: str,
     # Step 9 (its own span, after step 8 ended: a failing HSM fails step 9, not step 8). The
     # signature covers the DER SET OF encoding of the attributes (RFC 5652 §5.4).
     signature = signer.sign_attributes(signed_attrs, hash_algorithm)
+    mechanism = signer.signature_mechanism
+    if mechanism is None:
+        raise SignLabError("the one-time key has no signature mechanism", step=step(9))
     digest_algorithm = _digest_algorithm_der(hash_algorithm)
     signer_info = _tlv(0x30, b"".join((
         _VERSION_1,
         _tlv(0x30, certificate.issuer.dump() + core.Integer(certificate.serial_number).dump()),  # sid
         digest_algorithm,
         b"\xa0" + signed_attrs[1:],  # [0] IMPLICIT: the SET OF's tag replaced, same length and content
-        signer.signature_mechanism.dump(),
+        mechanism.dump(),
         _tlv(0x04, signature),
     )))
     signed_data = _tlv(0x30, b"".join((

@@ -263,7 +263,7 @@ class Store:
         """The transaction whose unique ``column`` (``par_hash``, ``idp_state``, ``code_hash``) is ``value``."""
         if column not in ("par_hash", "idp_state", "code_hash"):
             raise ValueError(column)
-        row = self._connect().execute(f"SELECT * FROM transactions WHERE {column} = ?", (value,)).fetchone()
+        row = self._connect().execute(f"SELECT * FROM transactions WHERE {column} = ?", (value,)).fetchone()  # noqa: S608 - column names are this module's constants; values are bound parameters
         return _transaction(row) if row else None
 
     def advance(self, transaction_id: str, from_states: Iterable[str], to_state: str, **fields: Any) -> TransactionRecord:
@@ -275,7 +275,8 @@ class Store:
         """
         self.move(transaction_id, from_states, to_state, **fields)
         record = self.transaction(transaction_id)
-        assert record is not None
+        if record is None:
+            raise Conflict(f"transaction {transaction_id} vanished while it moved to {to_state}")
         return record
 
     def move(self, transaction_id: str, from_states: Iterable[str], to_state: str, **fields: Any) -> None:
@@ -287,7 +288,7 @@ class Store:
         allowed = tuple(from_states)
         values = {k: (json.dumps(v) if k in ("identity", "request") else v) for k, v in fields.items()}
         assignments = ", ".join(f"{k} = ?" for k in values)
-        sql = (f"UPDATE transactions SET state = ?, updated = ?{', ' + assignments if assignments else ''} "
+        sql = (f"UPDATE transactions SET state = ?, updated = ?{', ' + assignments if assignments else ''} "  # noqa: S608 - column names are this module's constants; values are bound parameters
                f"WHERE id = ? AND state IN ({','.join('?' * len(allowed))})")
         with self._tx() as db:
             changed = db.execute(sql, (to_state, time.time(), *values.values(), transaction_id, *allowed)).rowcount
@@ -301,7 +302,7 @@ class Store:
         """Set fields without a state change (e.g. the error text)."""
         values = {k: (json.dumps(v) if k in ("identity", "request") else v) for k, v in fields.items()}
         with self._tx() as db:
-            db.execute(f"UPDATE transactions SET {', '.join(f'{k} = ?' for k in values)}, updated = ? WHERE id = ?",
+            db.execute(f"UPDATE transactions SET {', '.join(f'{k} = ?' for k in values)}, updated = ? WHERE id = ?",  # noqa: S608 - column names are this module's constants; values are bound parameters
                        (*values.values(), time.time(), transaction_id))
 
     def consume_par(self, par_hash: str, now: float) -> TransactionRecord | None:
@@ -326,7 +327,7 @@ class Store:
     def transactions_to_expire(self, now: float) -> list[TransactionRecord]:
         """Transactions still in flight whose deadline has passed."""
         rows = self._connect().execute(
-            f"SELECT * FROM transactions WHERE state IN ({','.join('?' * len(ACTIVE_STATES))}) AND expires_at < ?",
+            f"SELECT * FROM transactions WHERE state IN ({','.join('?' * len(ACTIVE_STATES))}) AND expires_at < ?",  # noqa: S608 - column names are this module's constants; values are bound parameters
             (*ACTIVE_STATES, now),
         ).fetchall()
         return [_transaction(r) for r in rows]
@@ -343,7 +344,7 @@ class Store:
     def active_transactions(self) -> list[TransactionRecord]:
         """Every transaction still in flight (used at start-up, where all of them end as expired)."""
         rows = self._connect().execute(
-            f"SELECT * FROM transactions WHERE state IN ({','.join('?' * len(ACTIVE_STATES))})", ACTIVE_STATES
+            f"SELECT * FROM transactions WHERE state IN ({','.join('?' * len(ACTIVE_STATES))})", ACTIVE_STATES  # noqa: S608 - column names are this module's constants; values are bound parameters
         ).fetchall()
         return [_transaction(r) for r in rows]
 
@@ -429,8 +430,8 @@ _ADDED_COLUMNS = (("credentials", "scal", "TEXT NOT NULL DEFAULT '2'"),
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     for table, column, kind in _ADDED_COLUMNS:
-        if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:  # noqa: S608 - fixed names
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")  # noqa: S608 - fixed names
+        if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _purge_stored_id_tokens(db: sqlite3.Connection) -> None:

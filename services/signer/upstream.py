@@ -22,8 +22,8 @@ from typing import Any
 
 import requests
 from asn1crypto import ocsp, x509
-from authlib.integrations.requests_client import OAuth2Session
 from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.requests_client import OAuth2Session
 from joserfc.jwk import ECKey
 
 from services.signer.settings import SignerSettings
@@ -71,7 +71,7 @@ class IdentityGateway:
                 redirect_uri=self.callback_url,
                 scope=self.settings.idp_scope,
                 code_challenge_method="S256",
-                token_endpoint_auth_method="client_secret_basic",
+                token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method name, not a secret
             )
             # The IdP is a configured URL: no proxy or .netrc lookup from the environment
             # (requests does both on every request otherwise), as in shared.http_client.
@@ -208,8 +208,8 @@ class CertificateGateway:
         info: dict[str, list[str]] = {"crl": [], "ocsp": []}
         request = ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": {
             "hash_algorithm": {"algorithm": "sha256"},
-            "issuer_name_hash": getattr(certificate.issuer, "sha256"),
-            "issuer_key_hash": getattr(issuer.public_key, "sha256"),
+            "issuer_name_hash": certificate.issuer.sha256,
+            "issuer_key_hash": issuer.public_key.sha256,
             "serial_number": certificate.serial_number,
         }}]}})
         fetches = (("crl", "a CRL", lambda: self.client.crl("issuing")), ("crl", "a CRL", lambda: self.client.crl("root")),

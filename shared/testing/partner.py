@@ -70,3 +70,8 @@ class Portal:
 def browse(url: str, *, approve: bool = True, session: requests.Session | None = None) -> dict[str, list[str]]:
     """Through the IdP and consent like a browser; the query of the redirect to the portal."""
     return parse_qs(urlparse(browse_until(url, PORTAL_REDIRECT, session=session, approve=approve)).query)
+
+
+def no_keys(eco: Any) -> None:
+    """The signer's HSM holds no key object (every one-time key was destroyed)."""
+    assert eco.service.hsm.key_objects() == []

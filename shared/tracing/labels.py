@@ -1,7 +1,7 @@
 """THE table that labels every HTTP exchange between roles with its flow step, roles and message.
 
 One row per route of a service: which flow step (1-10, :mod:`shared.flow`) the request belongs to,
-which role sends it and which receives it (as DESIGN.md section 2 names them, also when the
+which role sends it and which receives it (as docs/design.md §2 names them, also when the
 browser carries the message as a redirect), the protocol message's name, and the same for the
 response. The tracing hooks look the route up for each incoming request; the renderers draw the
 result. Nothing else in SignLab decides what an exchange is called.

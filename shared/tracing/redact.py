@@ -16,7 +16,7 @@ bodies) into a small JSON-able dict where:
 * certificates and CSRs are decoded to subject, issuer, serial, policies, validity and key type;
 * documents and signature objects are reduced to their size and fingerprint;
 * personal data the diagrams do not need is masked (:mod:`shared.personal_data`): birth dates,
-  national identifiers in claims, login hints and certificate subjects (DESIGN §6).
+  national identifiers in claims, login hints and certificate subjects (docs/design.md §6).
 
 Finally :class:`Scrubber` replaces every occurrence of the service's own known secret values (its
 ``SecretStr`` settings) anywhere in the text, and masks every national identifier it finds

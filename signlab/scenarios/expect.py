@@ -393,7 +393,7 @@ def certificate_revocation_state(ca_url: str, serial: str) -> str:
         issuing = x509.load_der_x509_certificate(ca.certificate("issuing"))
         name_hash, key_hash = hashes.Hash(hashes.SHA256()), hashes.Hash(hashes.SHA256())
         name_hash.update(issuing.subject.public_bytes())
-        key_hash.update(issuing.public_key().public_bytes(serialization.Encoding.X962,  # type: ignore[call-arg]
+        key_hash.update(issuing.public_key().public_bytes(serialization.Encoding.X962,
                                                           serialization.PublicFormat.UncompressedPoint))
         request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
             name_hash.finalize(), key_hash.finalize(), int(serial, 16), hashes.SHA256()).build()

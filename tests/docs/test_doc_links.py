@@ -102,6 +102,20 @@ def test_no_document_cites_a_file_outside_the_repository(doc: str) -> None:
         assert outside not in text, f"{doc} cites {outside!r}, which is not in the repository"
 
 
+def test_no_code_cites_a_file_outside_the_repository() -> None:
+    """Docstrings and comments point at docs/design.md, never at the design file or reference notes
+    that sit beside a developer's checkout."""
+    outside = re.compile(r"\bDESIGN\b|shared/reference|reference/[a-z-]+\.md")
+    found = []
+    for folder in ("services", "shared", "signlab", "testkit", "tests", "scenarios", "compose"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in {".py", ".html", ".js", ".yaml", ".yml", ".toml"} and path.name != "test_doc_links.py":
+                for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                    if outside.search(line):
+                        found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
+    assert not found, "citations of files outside the repository:\n" + "\n".join(found)
+
+
 def test_readme_fits_on_a_few_screens() -> None:
     lines = (ROOT / "README.md").read_text().count("\n")
     assert lines < 300, f"README.md has {lines} lines; the reference belongs in docs/"

@@ -126,7 +126,7 @@ def test_qes_pades_b_t_through_the_portal_ui(browser: Any, ecosystem: Any, shots
         signature = page.locator(".sig").first
         expect(signature.locator(".pill-q")).to_have_text("QES")
         expect(signature).to_contain_text("B-T")
-        # The signer's national identifier is masked on the page (DESIGN §6), its type and country kept.
+        # The signer's national identifier is masked on the page (docs/design.md §6), its type and country kept.
         expect(signature).to_contain_text("PNONO-•••••••••05")
         assert "14838540105" not in page.content()
         shots(page, "portal-result-report")

@@ -25,7 +25,8 @@ def test_signer_authorization_server_metadata(ecosystem: Any) -> None:
     metadata = AuthorizationServerMetadata(document)
     metadata.validate()  # every RFC 8414 §2 rule authlib knows
     assert metadata["issuer"] == ecosystem.signer_url
-    assert metadata["pushed_authorization_request_endpoint"] == f"{ecosystem.signer_url}/oauth2/pushed_authorize"  # RFC 9126 §5, CSC v2 path
+    # RFC 9126 §5; the path the CSC API v2 names
+    assert metadata["pushed_authorization_request_endpoint"] == f"{ecosystem.signer_url}/oauth2/pushed_authorize"
     assert metadata["code_challenge_methods_supported"] == ["S256"]  # RFC 7636, no "plain"
     assert "credential" in metadata["authorization_details_types_supported"]  # RFC 9396 §10
     # The endpoints the interop flows use are the advertised ones (conftest.InteropEcosystem.authorize).

@@ -5,7 +5,7 @@ certificate with NSS, which fetches the OCSP answer from the URL in the certific
 (``http://ca.signlab.example.com:<CA port>/ocsp``) through the system resolver. The verdict is
 "Certificate is Trusted", and after the CA revokes that certificate "Certificate has been Revoked":
 the second answer can only come from this CA's live OCSP responder, so the URLs in SignLab's
-certificates really are fetchable here (DESIGN: every URL in a certificate must be).
+certificates really are fetchable here (docs/design.md §4: every URL in a certificate must be).
 
 Needs the lab host name to resolve to 127.0.0.1 (``signlab hosts``; ``make test`` maps it as root).
 The same check on the container deployment is in ``tests/compose/test_real_engine.py``.

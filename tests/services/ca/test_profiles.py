@@ -48,7 +48,7 @@ def issuing(tmp_path_factory: pytest.TempPathFactory) -> KeyedCert:
 
 def _reference(issuer: KeyedCert, public_key: object, profile: Profile, revocation: RevocationProfile, serial: int,
                not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
-    """The profile built one add_extension at a time, as DESIGN §4 lists it."""
+    """The profile built one add_extension at a time, as docs/design.md §4 lists it."""
     ca_issuers = x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
                                         x509.UniformResourceIdentifier(URLS.ca_issuers))
     builder = (

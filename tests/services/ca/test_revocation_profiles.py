@@ -1,4 +1,4 @@
-"""The two revocation profiles of DESIGN §4, checked with cryptography and pyhanko-certvalidator.
+"""The two revocation profiles of docs/design.md §4, checked with cryptography and pyhanko-certvalidator.
 
 * ``crl-ocsp`` (the default CA): CRL DP + AIA OCSP, no noRevAvail / valassured mark; the CA's
   CRL and OCSP vouch for the certificate.

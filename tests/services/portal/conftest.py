@@ -16,7 +16,6 @@ import asyncio
 import base64
 import hashlib
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass

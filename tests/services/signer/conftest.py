@@ -25,12 +25,11 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from services.signer.hsm import Hsm, OneTimeKey
-from services.signer.settings import SignerSettings
-from shared.testing import LiveServer
-from testkit.ecosystem import Ecosystem
-from shared.testing.partner import PORTAL_REDIRECT
-from services.signer.settings import SecretPartner
+from services.signer.settings import SecretPartner, SignerSettings
 from shared.jose_keys import load_or_create_ec_key
+from shared.testing import LiveServer
+from shared.testing.partner import PORTAL_REDIRECT
+from testkit.ecosystem import Ecosystem
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ def test_pushed_request_is_stored_and_single_use(core: SigningService) -> None:
     core.store.consume_par(secret_hash(pushed["request_uri"].removeprefix(PAR_URN)), core.now())  # used once
     with pytest.raises(InvalidRequest, match="already used"):
         core.start_authorization({"client_id": portal(core).client_id, "request_uri": pushed["request_uri"]})
-    with pytest.raises(InvalidRequest, match="step 2.*S256"):
+    with pytest.raises(InvalidRequest, match=r"step 2.*S256"):
         core.push_authorization_request(portal(core), {"response_type": "code", "code_challenge": "c" * 43,
                                                        "code_challenge_method": "plain", "scope": "service"})
     assert events(core) == ["par.accepted", "authorize.refused", "par.refused"]

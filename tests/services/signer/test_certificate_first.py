@@ -15,11 +15,13 @@ import hashlib
 import secrets
 from io import BytesIO
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 import requests
 from asn1crypto import x509
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
@@ -32,13 +34,10 @@ from pyhanko.sign.signers.csc_signer import (
 )
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
-from urllib.parse import urlencode
-
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from shared.digests import digest_fingerprint
 from shared.errors import UpstreamError
-from shared.testing.partner import Portal, make_pdf
+from shared.testing.partner import PORTAL_REDIRECT, Portal, browse, make_pdf, no_keys
 
 pytestmark = pytest.mark.hsm
 
@@ -77,14 +76,14 @@ class PersonApprovalManager(CSCAuthorizationManager):
         verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(8)
         hashes = ",".join(base64.urlsafe_b64encode(base64.b64decode(h)).decode().rstrip("=") for h in hash_b64s)
         url = f"{self.portal.eco.signer_url}/oauth2/authorize?" + urlencode({
-            "response_type": "code", "client_id": "signlab-portal", "redirect_uri": helpers.PORTAL_REDIRECT,
+            "response_type": "code", "client_id": "signlab-portal", "redirect_uri": PORTAL_REDIRECT,
             "scope": "credential", "credentialID": self.csc_session_info.credential_id,
             "numSignatures": str(len(hash_b64s)), "hash": hashes, "state": state,
             "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256",
             "login_hint": "kari-nordmann@no-bankid"})
         session = requests.Session()
-        query = helpers.browse(url, session=_remembering(session, self.consent_pages))
-        token = self.portal.client.exchange_code(query["code"][0], helpers.PORTAL_REDIRECT, verifier)
+        query = browse(url, session=_remembering(session, self.consent_pages))
+        token = self.portal.client.exchange_code(query["code"][0], PORTAL_REDIRECT, verifier)
         self.approved.append(list(hash_b64s))
         return CSCAuthorizationInfo(sad=token.access_token, expires_at=None)
 
@@ -200,7 +199,7 @@ def test_scal2_partner_cannot_get_or_make_a_sad_for_hashes_the_person_never_saw(
     credential = ecosystem.service.store.credential(token.credential_id)
     assert credential.remaining == 1  # the refusals spent nothing
     portal.client.revoke(token.access_token)
-    helpers.no_keys(ecosystem)
+    no_keys(ecosystem)
 
 
 def test_sad_binds_the_hashes_and_is_single_use(portal: Any, ecosystem: Any) -> None:

@@ -23,7 +23,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from services.signer.levels import LEVEL_NAMES, PRODUCED
 from shared.cms_version import version_problems
-from tests.services.signer.test_http import Portal, no_keys
+from shared.testing.partner import Portal, no_keys
 
 SCHEMAS = Path(__file__).parent / "schemas"
 SHA256 = "2.16.840.1.101.3.4.2.1"

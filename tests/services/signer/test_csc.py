@@ -92,9 +92,9 @@ def test_credentials_authorize_and_its_refusals_at_step_2() -> None:
     v2 = CredentialsAuthorizeRequest.parse({"credentialID": "c", "numSignatures": 1, "hashes": [B64URL],
                                             "hashAlgorithmOID": SHA256})
     assert (v1.hash_algorithm, v2.hash_algorithm) == (None, "sha256") and v1.digests == v2.digests == (DIGEST,)
-    with pytest.raises(InvalidRequest, match="step 2.*positive integer"):
+    with pytest.raises(InvalidRequest, match=r"step 2.*positive integer"):
         CredentialsAuthorizeRequest.parse({"credentialID": "c", "numSignatures": True, "hash": [B64]})
-    with pytest.raises(InvalidRequest, match="step 2.*base64"):
+    with pytest.raises(InvalidRequest, match=r"step 2.*base64"):
         CredentialsAuthorizeRequest.parse({"credentialID": "c", "numSignatures": 1, "hash": ["!!"]})
 
 

@@ -51,7 +51,7 @@ def test_wrong_pin_is_a_clear_error(signer_settings: SignerSettings) -> None:
                             for name, value in random_secrets(SignerSettings).items()},
            "SIGNLAB_SIGNER_DATA_DIR": str(wrong.data_dir), "SIGNLAB_SIGNER_HSM_TOKEN_LABEL": wrong.hsm_token_label,
            "SIGNLAB_SIGNER_HSM_USER_PIN": "not-the-pin"}
-    result = subprocess.run([os.sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([os.sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 3, result.stderr
     assert "refused the configured user PIN" in result.stdout
     assert "not-the-pin" not in result.stdout

@@ -6,8 +6,8 @@ import asyncio
 import base64
 import hashlib
 import secrets
-from io import BytesIO
 from collections.abc import Iterator
+from io import BytesIO
 from typing import Any
 from urllib.parse import urljoin
 
@@ -25,7 +25,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from shared.clients.signer import SignerClient
 from shared.errors import UpstreamError
-from shared.testing.partner import PORTAL_REDIRECT, Portal, make_pdf
+from shared.testing.partner import PORTAL_REDIRECT, Portal, make_pdf, no_keys
 
 pytestmark = pytest.mark.hsm
 
@@ -42,9 +42,6 @@ def root(ecosystem: Any) -> x509.Certificate:
 def audit_events(eco: Any, transaction_id: str) -> list[str]:
     return [e.event for e in eco.service.audit.entries() if e.data.get("transaction_id") == transaction_id]
 
-
-def no_keys(eco: Any) -> None:
-    assert eco.service.hsm.key_objects() == []
 
 
 def test_qes_pades_flow_validates_with_pyhanko(portal: Portal, ecosystem: Any, root: x509.Certificate) -> None:
