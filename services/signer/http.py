@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
-from werkzeug.wrappers import Response as BaseResponse
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
+from werkzeug.wrappers import Response as BaseResponse
 
 from services.signer import csc
 from services.signer.authorization import RedirectError
