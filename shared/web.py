@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -30,7 +31,7 @@ from shared.logs import configure_logging, request_id_var
 from shared.navigation import nav_links
 from shared.settings import ServiceSettings
 
-__all__ = ["HealthCheck", "create_service_app", "signlab_version", "wants_html", "writes_nothing"]
+__all__ = ["HealthCheck", "create_service_app", "on_first_request", "signlab_version", "wants_html", "writes_nothing"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,21 @@ def writes_nothing(view: ViewFunction) -> ViewFunction:
     refused with 507 then."""
     setattr(view, _WRITES_NOTHING, True)
     return view
+
+
+def on_first_request(app: Flask, task: Callable[[], object]) -> None:
+    """Run ``task`` once, at the app's first request (the runtime's health check, right after the
+    start) — in the serving worker, after any fork, and never in an app that serves nothing (a test
+    that only builds it). For background work such as fetching a caller's keys ahead."""
+    started, lock = threading.Event(), threading.Lock()
+
+    @app.before_request
+    def _once() -> None:
+        if not started.is_set():
+            with lock:
+                if not started.is_set():
+                    started.set()
+                    task()
 
 
 def signlab_version() -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from flask import Flask
 
 from services.ca.core import build_tsp, cross_check_installation, detached_qes_issuer
@@ -11,7 +9,7 @@ from services.ca.settings import CaSettings
 from shared.flow import service
 from shared.guard import SecretGuard
 from shared.trainer_access import install_trainer_access
-from shared.web import create_service_app
+from shared.web import create_service_app, on_first_request
 
 __all__ = ["CaSettings", "create_app", "cross_check_installation", "detached_qes_issuer"]
 """The public API: the app factory, and what ``signlab`` (audit, bench) needs without HTTP."""
@@ -40,20 +38,9 @@ def create_app(settings: CaSettings | None = None) -> Flask:
     # The issued certificates name their signers: their list is a trainer view (docs/design.md §6).
     install_trainer_access(app, settings.trainer_token, env_name=CaSettings.env_name("trainer_token"),
                            landing="/certificates")
-    prefetch_started, prefetch_lock = threading.Event(), threading.Lock()
-
-    @app.before_request
-    def _prefetch_keys() -> None:
-        # From the first request on (the runtime's health check, right after start), fetch the
-        # callers' JWKS ahead, retrying while they start: the first issuance must not wait for
-        # the signer's JWKS while the signer's own threads wait for that issuance. An app that
-        # serves no request starts no thread.
-        if not prefetch_started.is_set():
-            with prefetch_lock:
-                if not prefetch_started.is_set():
-                    prefetch_started.set()
-                    provider.issuance.signer_keys.prefetch()
-                    provider.issuance.idp_keys.prefetch()
+    # From the first request on, fetch the callers' JWKS ahead, retrying while they start: the
+    # first issuance must not wait for the signer's JWKS while the signer's own threads wait for it.
+    on_first_request(app, lambda: (provider.issuance.signer_keys.prefetch(), provider.issuance.idp_keys.prefetch()))
     from services.ca.http import api, pages, pki
 
     app.register_blueprint(api)

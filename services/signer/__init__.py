@@ -12,7 +12,7 @@ from shared.flow import service as service_info
 from shared.jose_keys import load_or_create_ec_key
 from shared.periodic import run_periodically
 from shared.trainer_access import install_trainer_access
-from shared.web import create_service_app
+from shared.web import create_service_app, on_first_request
 
 __all__ = ["create_app"]
 
@@ -53,6 +53,11 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     install_trainer_access(app, settings.trainer_token, env_name=SignerSettings.env_name("trainer_token"),
                            landing="/trainer/audit")
     app.register_blueprint(trainer_blueprint)
+    portal_jwks = core.clients.portal_jwks
+    if portal_jwks is not None:
+        # The portal's JWKS ahead, from the first request on (retried while the portal starts): the
+        # portal's threads wait on this service during PAR, and one of them must serve the JWKS.
+        on_first_request(app, portal_jwks.prefetch)
     if settings.sweep_interval_seconds > 0:
         # At once (the certificate revocations the start-up marked), then every interval.
         run_periodically("signer-sweeper", settings.sweep_interval_seconds, core.sweep)

@@ -98,16 +98,21 @@ class ClientRegistry:
     :param settings: the signer's settings (registrations, lock-out limits).
     :param audit: the hash-chained audit log (refusals and locks are recorded).
     :param portal_keys: the portal's assertion keys; default: its JWKS at ``portal_jwks_url``,
-        fetched when first needed and cached (refetched for an unknown ``kid``).
+        fetched ahead in the background and cached (refetched for an unknown ``kid``).
     """
 
     def __init__(self, settings: SignerSettings, audit: AuditLog, portal_keys: KeySource | None = None) -> None:
         self.audit = audit
         self.issuer = settings.base_url
         self.replay_cache = ReplayCache()
+        self.portal_jwks: RemoteJwks | None = None
+        """The portal's JWKS when fetched from its URL: the app fetches it ahead (the portal's request
+        threads wait on this service during PAR, so a first fetch inside a PAR could find none of
+        them free to serve the JWKS: at concurrency 8 every first PAR timed out at step 2)."""
         if portal_keys is None:
-            portal_keys = RemoteJwks(settings.portal_jwks_url, Role.SCASP, timeout=settings.http_timeout_seconds,
-                                     step=step(2)).key_set_for
+            self.portal_jwks = RemoteJwks(settings.portal_jwks_url, Role.SCASP, timeout=settings.http_timeout_seconds,
+                                          step=step(2))
+            portal_keys = self.portal_jwks.key_set_for
         self._clients = {
             settings.portal_client_id: Client(settings.portal_client_id, tuple(settings.portal_redirect_uris),
                                               settings.portal_name, tuple(settings.portal_qualifiers),
