@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import requests
-from reliability_lab import Lab, revoked_everywhere, start_lab
 
 from shared.testing import confirm_review
 from signlab.load import BrowserAgent
+from testkit.reliability_lab import Lab, revoked_everywhere, start_lab
 
 pytestmark = [pytest.mark.processes, pytest.mark.hsm]
 
