@@ -40,8 +40,8 @@ def make_pdf() -> bytes:
 class Portal:
     """The partner side of the tests: PAR, a headless browser through IdP and consent, token.
 
-    :param eco: an ecosystem with ``signer_url`` and the signer's ``settings`` (the partner's
-        client secret).
+    :param eco: an ecosystem with ``signer_url`` and ``portal_key`` (the key of the portal's
+        ``private_key_jwt`` client assertions, whose JWKS the signer knows).
     """
 
     def __init__(self, eco: Any) -> None:
@@ -50,13 +50,14 @@ class Portal:
 
     def authorize(self, *, documents: list[tuple[bytes, str]] = (), qualifier: str = "eu_eidas_qes",  # type: ignore[assignment]
                   login_hint: str = "kari-nordmann@no-bankid", approve: bool = True, scope: str | None = None,
-                  num_signatures: int | None = None) -> tuple[dict[str, list[str]], str, str]:
+                  num_signatures: int | None = None, credential_id: str | None = None,
+                  extra: dict[str, str] | None = None) -> tuple[dict[str, list[str]], str, str]:
         """PAR + browser; returns (query of the final redirect to the portal, code_verifier, state)."""
         verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(8)
         par = self.client.push_authorization_request(
             redirect_uri=PORTAL_REDIRECT, state=state, code_challenge=create_s256_code_challenge(verifier),
             qualifier=qualifier, documents=documents, login_hint=login_hint, scope=scope,
-            num_signatures=num_signatures)
+            num_signatures=num_signatures, credential_id=credential_id, extra=extra)
         return browse(par.authorize_url, approve=approve), verifier, state
 
     def token(self, **kwargs: Any) -> Any:

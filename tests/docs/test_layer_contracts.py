@@ -29,7 +29,7 @@ VIOLATIONS = {
     "a service imports another": ("services/portal/store.py", "import services.signer.store",
                                   "Services: independent of each other", "services.portal is not allowed to import services.signer"),
     "the shared library imports a service": ("shared/clock.py", "import services.registry",
-                                             "Layers: the CLI above the services above the shared library",
+                                             "Layers: test support above the CLI above the services above the shared library",
                                              "shared is not allowed to import services"),
     "the CLI imports a service's internals": ("signlab/cli.py", "import services.signer.hsm",
                                               "signlab reaches the services only through services.registry",

@@ -300,7 +300,7 @@ def test_idle_keep_alive_connections_outlive_the_old_two_seconds(fault_lab: Lab)
     time.sleep(3)  # longer than gunicorn's default keep-alive, well under SignLab's
     client.certificate("issuing")
     manager = client.session.get_adapter(fault_lab.urls["ca"]).poolmanager
-    pools = [manager.pools[key] for key in manager.pools]
+    pools = list(manager.pools.values())  # iterating the container itself is refused (not thread-safe)
     assert [(pool.num_connections, pool.num_requests) for pool in pools] == [(1, 2)]
 
 

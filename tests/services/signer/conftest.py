@@ -132,6 +132,10 @@ class SignerEcosystem(Ecosystem):
         return self.signer_service
 
     @property
+    def signer_app(self) -> Any:
+        return self.app("signer")
+
+    @property
     def ca(self) -> LiveServer:
         return self.servers["ca"]
 
