@@ -18,7 +18,7 @@ from services.signer.hsm import provision_token
 from services.signer.settings import SignerSettings
 from services.wallet import create_app as create_wallet_app
 from services.wallet.pid_provider import Register, RegisterEntry
-from services.wallet.service import WalletService
+from services.wallet.service import WalletCore
 from services.wallet.settings import WalletSettings
 from shared.testing import LiveServer, free_port, random_secrets
 
@@ -35,14 +35,14 @@ def signer_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer
 
 
 @pytest.fixture(scope="session")
-def live_wallet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, WalletService]]:
+def live_wallet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, WalletCore]]:
     """The wallet service on a loopback port, holding a PID for every test person of the IdP
     catalogue (the lab's population register), its PID provider's lab API on."""
     port = free_port()
     settings = WalletSettings(data_dir=tmp_path_factory.mktemp("wallet"), port=port, admin_api_enabled=True,
                               log_level="WARNING", **random_secrets(WalletSettings))
     app = create_wallet_app(settings)
-    core: WalletService = app.extensions["signlab.wallet"]
+    core: WalletCore = app.extensions["signlab.wallet"]
     core.wallet.provision(Register(tuple(
         RegisterEntry.from_json({"id": p.id, "given_name": p.given_name, "family_name": p.family_name,
                                  "birthdate": p.birthdate.isoformat(), "nationality": p.nationality,

@@ -1,7 +1,7 @@
 """The TSP assembled from its parts (CA, issuance checks, OCSP, TSA, trusted list). No Flask.
 
 :func:`build_tsp` loads the provisioned state from the data directory; the HTTP layer holds one
-:class:`TrustServiceProvider` per app.
+:class:`CaCore` per app.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from shared.faults import FaultBoard
 from shared.flow import Role, step
 from shared.remote_jwks import JsonClient, RemoteJwks, idp_jwks_url
 
-__all__ = ["PUBLISHED_CERTIFICATES", "TrustServiceProvider", "build_tsp", "cross_check_installation", "detached_qes_issuer"]
+__all__ = ["PUBLISHED_CERTIFICATES", "CaCore", "build_tsp", "cross_check_installation", "detached_qes_issuer"]
 
 PUBLISHED_CERTIFICATES = ("root", "issuing", "tsa", "ocsp", "tl-signer")
 """Certificates downloadable at ``/certs/<name>.crt``."""
 
 
 @dataclass
-class TrustServiceProvider:
+class CaCore:
     """Everything the TSP serves."""
 
     settings: CaSettings
@@ -89,7 +89,7 @@ class TrustServiceProvider:
             return self._tl[0]
 
 
-def build_tsp(settings: CaSettings) -> TrustServiceProvider:
+def build_tsp(settings: CaSettings) -> CaCore:
     """Load the provisioned TSP from ``settings.data_dir``.
 
     :raises FileNotFoundError: provisioning has not run.
@@ -107,7 +107,7 @@ def build_tsp(settings: CaSettings) -> TrustServiceProvider:
                           cache_seconds=settings.jwks_cache_seconds, timeout=timeout, step=step(7))
     issuance = IssuanceService(authority=authority, signer_keys=signer_keys, idp_keys=idp_keys,
                                replay_cache=ReplayCache(), pseudonym_key=load_pseudonym_key(data_dir), faults=faults)
-    return TrustServiceProvider(settings=settings, hierarchy=hierarchy, authority=authority, issuance=issuance,
+    return CaCore(settings=settings, hierarchy=hierarchy, authority=authority, issuance=issuance,
                                 ocsp=OcspResponder(authority),
                                 tsa=TimeStampAuthority(hierarchy.tsa, settings.tsa_policy_oid, faults=faults,
                                                         clock=authority.clock),

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from services.ca.authority import CRL_NAMES, REVOCATION_REASONS
-from services.ca.core import PUBLISHED_CERTIFICATES, TrustServiceProvider
+from services.ca.core import PUBLISHED_CERTIFICATES, CaCore
 from services.ca.describe import describe_certificate, status_of
 from services.ca.errors import AdminAuthFailed, BodyTooLarge, CertificateNotFound, RequestRejected
 from services.ca.faults import DISABLED_HINT
@@ -39,7 +39,7 @@ pages = Blueprint("ca_pages", __name__)
 _DER_TYPES = {"crt": "application/pkix-cert", "crl": "application/pkix-crl"}
 
 
-def tsp() -> TrustServiceProvider:
+def tsp() -> CaCore:
     """The app's TSP."""
     return current_app.extensions["signlab.ca"]
 

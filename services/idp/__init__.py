@@ -1,7 +1,7 @@
 """The IPSP: the mock eID OpenID Connect provider (flow steps 3-5).
 
 ``create_app`` builds the Flask app: the shared frame (errors, health, role page), the domain core
-(:class:`services.idp.provider.Provider`: catalogue, key ring, SQLite state, the lab clock), the
+(:class:`services.idp.provider.IdpCore`: catalogue, key ring, SQLite state, the lab clock), the
 login state machine (:mod:`services.idp.login`), authlib's authorization server
 (:mod:`services.idp.authorization_server` running the grants of :mod:`services.idp.oauth2`) and the
 views (:mod:`services.idp.http`, :mod:`services.idp.openid4vp_http`).
@@ -13,7 +13,7 @@ from flask import Flask
 
 from services.idp.authorization_server import build_server
 from services.idp.login import LoginCore
-from services.idp.provider import Provider, load_or_create_session_secret
+from services.idp.provider import IdpCore, load_or_create_session_secret
 from services.idp.settings import IdpSettings
 from shared.flow import service
 from shared.trainer_access import install_trainer_access
@@ -25,7 +25,7 @@ __all__ = ["create_app"]
 def create_app(settings: IdpSettings | None = None) -> Flask:
     """Build the idp app; settings default to the ``SIGNLAB_IDP_*`` environment."""
     settings = settings or IdpSettings.from_env()
-    provider = Provider(settings)
+    provider = IdpCore(settings)
     app = create_service_app(
         __name__, service("idp"), settings,
         health_checks={

@@ -21,7 +21,7 @@ from flask import Flask, Response, request, session
 
 from services.idp.errors import AuthorizationRefused
 from services.idp.oauth2 import IdpCodeGrant, IdpOpenIDCode, OidcClient, S256CodeChallenge
-from services.idp.provider import Provider, mask
+from services.idp.provider import IdpCore, mask
 from shared.errors import SignLabError
 from shared.flow import step
 
@@ -31,7 +31,7 @@ __all__ = ["IdpAuthorizationServer", "IdpEndSession", "build_server"]
 class IdpEndSession(EndSessionEndpoint):
     """RP-initiated logout: the ``id_token_hint`` must verify against our JWKS."""
 
-    provider: Provider  # set by build_server on a subclass
+    provider: IdpCore  # set by build_server on a subclass
 
     def get_server_jwks(self) -> Any:
         """The published keys."""
@@ -52,7 +52,7 @@ class IdpEndSession(EndSessionEndpoint):
 class IdpAuthorizationServer(AuthorizationServer):
     """authlib's Flask server with SignLab error handling."""
 
-    provider: Provider
+    provider: IdpCore
 
     def create_oauth2_request(self, req: Any) -> OAuth2Request:
         """Use a stored request as is (login completion); otherwise the current Flask request."""
@@ -82,7 +82,7 @@ class IdpAuthorizationServer(AuthorizationServer):
         return Response("", status=302, headers={"Location": add_params_to_uri(redirect_uri, params)})
 
 
-def build_server(app: Flask, provider: Provider) -> IdpAuthorizationServer:
+def build_server(app: Flask, provider: IdpCore) -> IdpAuthorizationServer:
     """Create the authorization server for ``app`` with the grants, PKCE, OIDC and logout."""
 
     def query_client(client_id: str) -> OidcClient | None:

@@ -42,7 +42,7 @@ from services.idp.login import (
     UseWallet,
 )
 from services.idp.oauth2 import stored_request
-from services.idp.provider import Provider, mask
+from services.idp.provider import IdpCore, mask
 from shared.errors import InvalidRequest, InvalidToken, NotFound
 from shared.trainer_access import require_trainer
 
@@ -56,7 +56,7 @@ _ANY_USER = object()
 headless hints and SSO sessions, authlib does not)."""
 
 
-def _provider() -> Provider:
+def _provider() -> IdpCore:
     return current_app.extensions["signlab.idp"]
 
 
@@ -239,7 +239,7 @@ def logout() -> Any:
 
 
 # -- catalogue, debugger ---------------------------------------------------------------------------
-def _person_json(provider: Provider, person: Any) -> dict[str, Any]:
+def _person_json(provider: IdpCore, person: Any) -> dict[str, Any]:
     return {
         "id": person.id, "given_name": person.given_name, "family_name": person.family_name,
         "birthdate": person.birthdate.isoformat(), "nationality": person.nationality,
@@ -304,7 +304,7 @@ DEBUGGER_PAGE = 20
 
 
 # -- admin API (guarded) -------------------------------------------------------------------------------
-def _admin() -> Provider:
+def _admin() -> IdpCore:
     provider = _provider()
     if not provider.settings.admin_api_enabled:
         raise AdminApiDisabled()

@@ -40,7 +40,7 @@ from services.idp.errors import (
 from services.idp.failures import Failure
 from services.idp.identifiers import validate_identifier
 from services.idp.login_hint import parse_login_hint
-from services.idp.provider import Provider, RegisteredClient
+from services.idp.provider import IdpCore, RegisteredClient
 from services.idp.store import StoredPending
 from shared.errors import InvalidRequest
 from shared.eudi import WALLET_MEANS_ID
@@ -249,7 +249,7 @@ Result = Render | Redirect | Completed | Refusal
 class LoginCore:
     """The login state machine over one provider (catalogue, store, settings and its clock)."""
 
-    provider: Provider
+    provider: IdpCore
     _persons: tuple[Person, ...] = field(init=False)
 
     def __post_init__(self) -> None:

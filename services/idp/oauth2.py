@@ -7,7 +7,7 @@ only. The Flask authorization server that runs them is :mod:`services.idp.author
 * :class:`S256CodeChallenge` — PKCE required for every client, ``S256`` only; a missing, malformed
   or wrong ``code_verifier`` is ``invalid_grant``.
 * :class:`IdpOpenIDCode` — nonce required (setting), ID token minted by
-  :meth:`services.idp.provider.Provider.issue_id_token` (ES256, joserfc).
+  :meth:`services.idp.provider.IdpCore.issue_id_token` (ES256, joserfc).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, create_s256_
 from authlib.oidc.core.grants import OpenIDCode
 
 from services.idp.authn import LoginOutcome
-from services.idp.provider import SUPPORTED_SCOPES, Provider, RegisteredClient, mask
+from services.idp.provider import SUPPORTED_SCOPES, IdpCore, RegisteredClient, mask
 from shared.clock import seconds
 
 __all__ = ["AuthCode", "IdpCodeGrant", "IdpOpenIDCode", "OidcClient", "S256CodeChallenge", "stored_request"]
@@ -178,7 +178,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
     """The authorization code grant backed by the provider's store."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-    provider: Provider  # set on a subclass by services.idp.authorization_server.build_server
+    provider: IdpCore  # set on a subclass by services.idp.authorization_server.build_server
 
     @staticmethod
     def validate_authorization_redirect_uri(request: OAuth2Request, client: ClientMixin) -> str:
@@ -228,7 +228,7 @@ class IdpCodeGrant(AuthorizationCodeGrant):
 class IdpOpenIDCode(OpenIDCode):
     """OpenID Connect for the code grant; the provider mints the ID token."""
 
-    provider: Provider  # set on a subclass by services.idp.authorization_server.build_server
+    provider: IdpCore  # set on a subclass by services.idp.authorization_server.build_server
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         """A nonce may not be reused while a code carrying it is outstanding."""

@@ -27,7 +27,7 @@ from services.idp.http import browser_id, check_csrf, login_core, respond
 from services.idp.login import LoginState
 from services.idp.openid4vp import Presentation, Verifier
 from services.idp.pid_presentation import PresentationRefused, identify, masked_claims
-from services.idp.provider import Provider
+from services.idp.provider import IdpCore
 from shared.errors import InvalidRequest, NotFound
 from shared.eudi import REQUEST_OBJECT_TYPE, WALLET_MEANS_ID
 from shared.flow import step
@@ -39,7 +39,7 @@ bp = Blueprint("openid4vp", __name__, url_prefix="/openid4vp")
 STEP_4 = step(4)
 
 
-def register_wallet_login(app: Flask, provider: Provider) -> None:
+def register_wallet_login(app: Flask, provider: IdpCore) -> None:
     """Give the IdP its OpenID4VP verifier and the wallet login's endpoints."""
     settings = provider.settings
     app.extensions["signlab.idp.openid4vp"] = Verifier(
@@ -50,7 +50,7 @@ def register_wallet_login(app: Flask, provider: Provider) -> None:
     app.register_blueprint(bp)
 
 
-def _provider() -> Provider:
+def _provider() -> IdpCore:
     return current_app.extensions["signlab.idp"]
 
 
@@ -71,7 +71,7 @@ def _presentation(presentation_id: str) -> Presentation:
     return item
 
 
-def _purpose(provider: Provider, login: LoginState) -> str:
+def _purpose(provider: IdpCore, login: LoginState) -> str:
     client = provider.client(login.client_id)
     purpose = f"log in to {client.name if client else login.client_id}"
     message = login.params.get("binding_message")

@@ -1,7 +1,7 @@
 """The IdP's domain core (no Flask): clients, catalogue, keys, state, ID tokens, userinfo, failures,
 discovery metadata and the debugger's masked event log.
 
-One :class:`Provider` per app (``app.extensions["signlab.idp"]``); the authlib glue
+One :class:`IdpCore` per app (``app.extensions["signlab.idp"]``); the authlib glue
 (:mod:`services.idp.oauth2`) and the views (:mod:`services.idp.http`) call it.
 """
 
@@ -31,7 +31,7 @@ from shared.guard import SecretGuard, bearer_token
 from shared.identity import LOA_HIGH, LOA_LOW, LOA_SUBSTANTIAL
 from shared.personal_data import mask_personal_data
 
-__all__ = ["Provider", "RegisteredClient", "load_or_create_session_secret", "mask"]
+__all__ = ["IdpCore", "RegisteredClient", "load_or_create_session_secret", "mask"]
 
 SUPPORTED_SCOPES = ("openid", "profile")
 CLAIMS_SUPPORTED = (
@@ -86,7 +86,7 @@ class RegisteredClient:
         return hmac.compare_digest(candidate.encode(), self.secret.get_secret_value().encode())
 
 
-class Provider:
+class IdpCore:
     """Everything the IdP knows and does, independent of HTTP."""
 
     def __init__(self, settings: IdpSettings, catalogue: Catalogue | None = None, clock: LabClock | None = None) -> None:

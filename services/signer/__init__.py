@@ -27,7 +27,7 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     """
     # Imported here: the HTTP layer pulls in the typed clients of the other roles.
     from services.signer.http import csc_blueprint, oauth_blueprint, trainer_blueprint
-    from services.signer.service import SigningService
+    from services.signer.service import SignerCore
     from services.signer.store import Store
     from services.signer.upstream import CertificateGateway, IdentityGateway
 
@@ -38,7 +38,7 @@ def create_app(settings: SignerSettings | None = None) -> Flask:
     app = create_service_app(__name__, service_info("signer"), settings, health_checks={"hsm": hsm.health},
                              state_dir=settings.state_path)
     assertion_key = load_or_create_ec_key(settings.client_assertion_key_path)
-    core = SigningService(
+    core = SignerCore(
         settings, hsm, Store(settings.database_path), AuditLog(settings.audit_path),
         IdentityGateway(settings, f"{settings.base_url}/oauth2/idp-callback"),
         CertificateGateway(settings, assertion_key), pseudonym_key(settings),

@@ -1,6 +1,6 @@
 """HTTP layer of the SSASP: OAuth2 authorization server, IdP callback, consent page, CSC v1/v2.
 
-Views only parse, call :class:`~services.signer.service.SigningService` and serialize; errors are
+Views only parse, call :class:`~services.signer.service.SignerCore` and serialize; errors are
 raised and rendered by :mod:`shared.web` (``{"error", "error_description"}``), except
 authorization errors after the redirect URI is trusted, which go back to the client by redirect.
 
@@ -27,7 +27,7 @@ from services.signer.clients import Client, ClientCredentials
 from services.signer.faults import DISABLED_HINT
 from services.signer.info import csc_info
 from services.signer.openapi import openapi_document, request_schemas
-from services.signer.service import SigningService
+from services.signer.service import SignerCore
 from services.signer.store import TokenRecord
 from shared.errors import InvalidClient, InvalidRequest
 from shared.faults import add_fault_admin_routes
@@ -47,7 +47,7 @@ AUDIT_PAGE_SIZE = 50
 _COOKIE_PREFIX = "signlab_tx_"
 
 
-def _service() -> SigningService:
+def _service() -> SignerCore:
     return current_app.extensions["signlab.signer"]
 
 

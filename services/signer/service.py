@@ -33,8 +33,8 @@ part                                                     responsibility
                                                          did not complete (retried by the sweep)
 =======================================================  =========================================
 
-:class:`SigningService` builds them and is what the HTTP layer holds; every part reads the time
-through :meth:`SigningService.now`, so moving ``clock`` moves it everywhere. Every check that
+:class:`SignerCore` builds them and is what the HTTP layer holds; every part reads the time
+through :meth:`SignerCore.now`, so moving ``clock`` moves it everywhere. Every check that
 refuses something writes an audit entry (``*.refused``) before raising.
 """
 
@@ -66,12 +66,12 @@ from shared.clock import lab_clock
 from shared.errors import InvalidToken
 from shared.flow import step
 
-__all__ = ["SigningService"]
+__all__ = ["SignerCore"]
 
 log = logging.getLogger(__name__)
 
 
-class SigningService:
+class SignerCore:
     """The SSASP core; one per app.
 
     :param settings: the signer's settings.

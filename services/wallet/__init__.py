@@ -1,7 +1,7 @@
 """The EUDI Wallet emulator: the signer's phone (not a provider), and the simulated PID provider.
 
 ``create_app`` builds the Flask app: the shared frame (errors, health, role page), the domain object
-(:class:`services.wallet.service.WalletService`: credentials, device keys, the PID provider's keys
+(:class:`services.wallet.service.WalletCore`: credentials, device keys, the PID provider's keys
 and status list) and the views (:mod:`services.wallet.http`).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from services.wallet.service import WalletService
+from services.wallet.service import WalletCore
 from services.wallet.settings import WalletSettings
 from shared.flow import service
 from shared.web import create_service_app
@@ -20,7 +20,7 @@ __all__ = ["create_app"]
 def create_app(settings: WalletSettings | None = None) -> Flask:
     """Build the wallet app; settings default to the ``SIGNLAB_WALLET_*`` environment."""
     settings = settings or WalletSettings.from_env()
-    core = WalletService(settings)
+    core = WalletCore(settings)
     app = create_service_app(
         __name__, service("wallet"), settings, role_page_at="/role",
         health_checks={

@@ -25,7 +25,7 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, render_te
 
 from services.wallet.faults import WALLET_FAULTS, parse_faults
 from services.wallet.holder import VerifierRequest, invocation_of
-from services.wallet.service import PID_STATUS_NAMES, WalletService
+from services.wallet.service import PID_STATUS_NAMES, WalletCore
 from shared.errors import InvalidRequest, NotFound
 from shared.flow import step
 from shared.status_list import MEDIA_TYPE
@@ -37,7 +37,7 @@ _REQUEST_LIFETIME = 600.0
 """How long a request stays on the wallet's screen (the verifier's own wait is usually shorter)."""
 
 
-def _core() -> WalletService:
+def _core() -> WalletCore:
     return current_app.extensions["signlab.wallet"]
 
 

@@ -8,7 +8,7 @@ IdP is provisioned and started before the wallet.
 
 from __future__ import annotations
 
-from services.wallet.service import WalletService, fetch_register
+from services.wallet.service import WalletCore, fetch_register
 from services.wallet.settings import WalletSettings
 from shared.errors import SignLabError
 
@@ -17,7 +17,7 @@ __all__ = ["provision"]
 
 def provision(settings: WalletSettings) -> list[str]:
     """Create the keys and certificates and issue the missing PIDs; return what was done."""
-    service = WalletService(settings)
+    service = WalletCore(settings)
     try:
         done = [f"data directory {settings.data_dir}",
                 f"PID provider trust anchor and signing certificate under {settings.data_dir / 'pid-provider'}"]

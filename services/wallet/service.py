@@ -1,7 +1,7 @@
 """The wallet service's domain object (no Flask): the wallet, the PID provider it hosts, and the
 lab API that changes a PID's status.
 
-``create_app`` builds one :class:`WalletService` per app; provisioning builds one to issue the PIDs.
+``create_app`` builds one :class:`WalletCore` per app; provisioning builds one to issue the PIDs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from shared.clients.verifier import VerifierClient
 from shared.errors import InvalidRequest, InvalidToken, NotFound
 from shared.status_list import Status
 
-__all__ = ["PID_STATUS_NAMES", "WalletService", "fetch_register"]
+__all__ = ["PID_STATUS_NAMES", "WalletCore", "fetch_register"]
 
 PID_STATUS_NAMES = {"valid": Status.VALID, "revoked": Status.INVALID, "suspended": Status.SUSPENDED}
 """The lab API's words for the Token Status List values."""
@@ -33,7 +33,7 @@ def fetch_register(settings: WalletSettings) -> Register:
         client.close()
 
 
-class WalletService:
+class WalletCore:
     """Everything the wallet service knows and does, independent of HTTP."""
 
     def __init__(self, settings: WalletSettings) -> None:

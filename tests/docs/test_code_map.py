@@ -110,6 +110,6 @@ def test_named_endpoints_are_routes(flow: str, row: tuple[int, str, str, str]) -
 
 def test_the_checks_can_fail() -> None:
     with pytest.raises((ImportError, AttributeError)):
-        _resolve("services.signer.service", "SigningService.no_such_method")
+        _resolve("services.signer.service", "SignerCore.no_such_method")
     assert ("POST", "/csc/v2/signatures/signDoc") in _routes("signer")
     assert ("GET", "/csc/v2/signatures/signDoc") not in _routes("signer")

@@ -28,7 +28,7 @@ from services.idp.login import (
     Unmet,
     UseWallet,
 )
-from services.idp.provider import Provider
+from services.idp.provider import IdpCore
 from services.idp.settings import IdpSettings
 from shared.clock import LabClock
 from shared.errors import InvalidRequest
@@ -60,7 +60,7 @@ def machine() -> MachineTime:
 
 @pytest.fixture
 def core(settings: IdpSettings, machine: MachineTime) -> Iterator[LoginCore]:
-    provider = Provider(settings, clock=LabClock(None, system=machine))
+    provider = IdpCore(settings, clock=LabClock(None, system=machine))
     yield LoginCore(provider)
     provider.close()
 
@@ -230,7 +230,7 @@ def test_deceased_revoked_and_blocked_are_refused_after_the_code(core: LoginCore
 def test_death_is_judged_at_lab_time(settings: IdpSettings) -> None:
     """Before the registered date of death (2025-08-01) on the lab clock, the person still logs in."""
     before = MachineTime(dt.datetime(2025, 7, 1, tzinfo=dt.UTC).timestamp())
-    provider = Provider(settings, clock=LabClock(None, system=before))
+    provider = IdpCore(settings, clock=LabClock(None, system=before))
     try:
         core = LoginCore(provider)
         state = at_code(core, "per-gjenganger", "no-bankid")

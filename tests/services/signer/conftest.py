@@ -296,14 +296,14 @@ def clock() -> Clock:
 
 @pytest.fixture
 def core(fresh_settings: SignerSettings, own_hsm: Hsm, in_process_tsp: InProcessTsp, clock: Clock) -> Any:
-    """The signer's core (``SigningService``) built directly: real HSM, store and audit log, the
+    """The signer's core (``SignerCore``) built directly: real HSM, store and audit log, the
     in-process TSP, the injected clock; its IdP client is never called (no browser login here)."""
-    from services.signer.service import SigningService
+    from services.signer.service import SignerCore
     from services.signer.store import Store
     from services.signer.upstream import IdentityGateway
     from shared.audit import AuditLog
 
-    made = SigningService(fresh_settings, own_hsm, Store(fresh_settings.database_path),
+    made = SignerCore(fresh_settings, own_hsm, Store(fresh_settings.database_path),
                           AuditLog(fresh_settings.audit_path),
                           IdentityGateway(fresh_settings, "http://127.0.0.1:9/never-called"), in_process_tsp,
                           secrets.token_bytes(32), clock=clock)

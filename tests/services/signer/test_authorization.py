@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from services.signer.authorization import PAR_URN, RedirectError
-from services.signer.service import SigningService
+from services.signer.service import SignerCore
 from services.signer.store import secret_hash
 from shared.digests import digest_fingerprint
 from shared.errors import AccessDenied, Conflict, InvalidGrant, InvalidRequest, NotFound
@@ -27,15 +27,15 @@ DETAILS = json.dumps([{"type": "credential", "signatureQualifier": "eu_eidas_qes
                                             "label": "a.pdf"}]}])
 
 
-def events(core: SigningService) -> list[str]:
+def events(core: SignerCore) -> list[str]:
     return [e.event for e in core.audit.entries()]
 
 
-def portal(core: SigningService) -> Any:
+def portal(core: SignerCore) -> Any:
     return core.clients.client(core.settings.portal_client_id)
 
 
-def test_pushed_request_is_stored_and_single_use(core: SigningService) -> None:
+def test_pushed_request_is_stored_and_single_use(core: SignerCore) -> None:
     pushed = core.push_authorization_request(portal(core), {
         "response_type": "code", "code_challenge": "c" * 43, "code_challenge_method": "S256",
         "authorization_details": DETAILS})
@@ -51,7 +51,7 @@ def test_pushed_request_is_stored_and_single_use(core: SigningService) -> None:
     assert events(core) == ["par.accepted", "authorize.refused", "par.refused"]
 
 
-def test_an_expired_pushed_request_fails_its_transaction(core: SigningService, clock: Any) -> None:
+def test_an_expired_pushed_request_fails_its_transaction(core: SignerCore, clock: Any) -> None:
     pushed = core.push_authorization_request(portal(core), {
         "response_type": "code", "code_challenge": "c" * 43, "code_challenge_method": "S256", "scope": "service"})
     record = core.store.transaction_by("par_hash", secret_hash(pushed["request_uri"].removeprefix(PAR_URN)))
@@ -63,7 +63,7 @@ def test_an_expired_pushed_request_fails_its_transaction(core: SigningService, c
     assert ended is not None and ended.state == "failed" and ended.idp_state is None  # the IdP was never asked
 
 
-def authenticated(core: SigningService, consented: Any) -> tuple[str, str]:
+def authenticated(core: SignerCore, consented: Any) -> tuple[str, str]:
     """A transaction right after the IdP callback, and its browser-binding value."""
     transaction_id, _, _ = consented(authorization_details=DETAILS)
     core.store.update_transaction(transaction_id, browser_hash=secret_hash("browser"))
@@ -71,7 +71,7 @@ def authenticated(core: SigningService, consented: Any) -> tuple[str, str]:
     return transaction_id, "browser"
 
 
-def test_consent_needs_the_same_browser_and_the_form_token(core: SigningService, consented: Any) -> None:
+def test_consent_needs_the_same_browser_and_the_form_token(core: SignerCore, consented: Any) -> None:
     transaction_id, browser = authenticated(core, consented)
     with pytest.raises(AccessDenied, match="this browser did not start"):
         core.consent_view(transaction_id, "another browser")
@@ -90,7 +90,7 @@ def test_consent_needs_the_same_browser_and_the_form_token(core: SigningService,
     assert events(core)[-4:] == ["browser.refused", "consent.refused", "consent.refused", "consent.given"]
 
 
-def test_declining_goes_back_to_the_partner(core: SigningService, consented: Any) -> None:
+def test_declining_goes_back_to_the_partner(core: SignerCore, consented: Any) -> None:
     transaction_id, browser = authenticated(core, consented)
     view = core.consent_view(transaction_id, browser)
     with pytest.raises(RedirectError) as declined:
@@ -106,7 +106,7 @@ def test_declining_goes_back_to_the_partner(core: SigningService, consented: Any
     ({"grant_type": "client_credentials"}, "grant_type"),
     ({"code": "unknown"}, "unknown authorization code"),
 ], ids=["pkce", "redirect-uri", "redirect-uri-missing", "grant-type", "unknown-code"])
-def test_token_endpoint_checks(core: SigningService, consented: Any, change: dict[str, str | None],
+def test_token_endpoint_checks(core: SignerCore, consented: Any, change: dict[str, str | None],
                                fragment: str) -> None:
     redirect_uri = portal(core).redirect_uris[0]
     _, code, verifier = consented(authorization_details=DETAILS, redirect_uri=redirect_uri)
@@ -117,7 +117,7 @@ def test_token_endpoint_checks(core: SigningService, consented: Any, change: dic
 
 
 def test_redirect_uri_may_be_left_out_of_the_token_request_only_if_the_authorization_request_did(
-        core: SigningService, consented: Any) -> None:
+        core: SignerCore, consented: Any) -> None:
     """RFC 6749 §4.1.3: the only registered URI may be left out of both; given once, it is required."""
     _, code, verifier = consented(authorization_details=DETAILS)
     answer = core.exchange_code(portal(core), {"grant_type": "authorization_code", "code": code,
@@ -125,14 +125,14 @@ def test_redirect_uri_may_be_left_out_of_the_token_request_only_if_the_authoriza
     assert answer["access_token"]
 
 
-def test_an_expired_code_is_refused_by_the_clock(core: SigningService, consented: Any, clock: Any) -> None:
+def test_an_expired_code_is_refused_by_the_clock(core: SignerCore, consented: Any, clock: Any) -> None:
     _, code, verifier = consented(authorization_details=DETAILS)
     clock.now += 61
     with pytest.raises(InvalidGrant, match="expired"):
         core.exchange_code(portal(core), {"grant_type": "authorization_code", "code": code, "code_verifier": verifier})
 
 
-def test_revoking_a_service_token_destroys_the_credential_key_at_once(core: SigningService, consented: Any) -> None:
+def test_revoking_a_service_token_destroys_the_credential_key_at_once(core: SignerCore, consented: Any) -> None:
     transaction_id, code, verifier = consented(scope="service", numSignatures="1")
     answer = core.exchange_code(portal(core), {"grant_type": "authorization_code", "code": code,
                                                "code_verifier": verifier})

@@ -22,7 +22,7 @@ from services.signer.csc import (
 )
 from services.signer.faults import HSM_SIGN
 from services.signer.hsm import HsmError
-from services.signer.service import SigningService
+from services.signer.service import SignerCore
 from services.signer.store import TokenRecord, TransactionRecord, secret_hash
 
 pytestmark = pytest.mark.hsm
@@ -31,7 +31,7 @@ ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 BEARER = "the-service-token"
 
 
-def service_token(core: SigningService, signatures: int, scal: str = "1", bearer: str = BEARER) -> TokenRecord:
+def service_token(core: SignerCore, signatures: int, scal: str = "1", bearer: str = BEARER) -> TokenRecord:
     """A consented service-scope transaction, its credential (steps 6-7; count-only SCAL 1 unless
     said, so that credentials/authorize issues its SADs) and its service token (whose value is
     :data:`BEARER`)."""
@@ -48,7 +48,7 @@ def service_token(core: SigningService, signatures: int, scal: str = "1", bearer
     return token
 
 
-def test_credential_is_listed_and_described_for_v1_and_v2(core: SigningService, clock: Any) -> None:
+def test_credential_is_listed_and_described_for_v1_and_v2(core: SignerCore, clock: Any) -> None:
     scal2 = service_token(core, 1, scal="2", bearer="scal-2-token")
     assert scal2.credential_id is not None
     described = core.credentials.info(scal2, CredentialInfoRequest(scal2.credential_id), 1)
@@ -74,7 +74,7 @@ def test_credential_is_listed_and_described_for_v1_and_v2(core: SigningService, 
     assert [row for row in core.hsm.key_objects() if row["label"] == token.transaction_id] == []
 
 
-def test_sad_signs_exactly_its_hashes_and_the_last_signature_ends_the_credential(core: SigningService) -> None:
+def test_sad_signs_exactly_its_hashes_and_the_last_signature_ends_the_credential(core: SignerCore) -> None:
     token = service_token(core, 2)
     assert token.credential_id is not None
     first, second = hashlib.sha256(b"first").digest(), hashlib.sha256(b"second").digest()
@@ -99,7 +99,7 @@ def test_sad_signs_exactly_its_hashes_and_the_last_signature_ends_the_credential
     assert [row for row in core.hsm.key_objects() if row["label"] == token.transaction_id] == []
 
 
-def test_hsm_failure_ends_the_credential_with_its_key(core: SigningService, failing_hsm: Any) -> None:
+def test_hsm_failure_ends_the_credential_with_its_key(core: SignerCore, failing_hsm: Any) -> None:
     token = service_token(core, 3)
     assert token.credential_id is not None
     dtbsr = hashlib.sha256(b"attributes").digest()
@@ -121,7 +121,7 @@ def test_hsm_failure_ends_the_credential_with_its_key(core: SigningService, fail
     assert credential is not None and core.ca.status_of(credential.serial) == "revoked"
 
 
-def test_a_credential_that_signed_keeps_its_certificate_when_it_ends(core: SigningService) -> None:
+def test_a_credential_that_signed_keeps_its_certificate_when_it_ends(core: SignerCore) -> None:
     """Its signatures must stay valid: an expiry after a signature keeps the certificate ("kept")."""
     token = service_token(core, 2)
     assert token.credential_id is not None

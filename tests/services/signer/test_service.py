@@ -17,7 +17,7 @@ from asn1crypto import cms
 
 from services.signer.csc import CredentialsAuthorizeRequest, DocumentToSign, SignDocRequest, SignHashRequest
 from services.signer.errors import SadInvalid
-from services.signer.service import SigningService
+from services.signer.service import SignerCore
 from shared.errors import InvalidGrant, InvalidToken
 
 pytestmark = pytest.mark.hsm
@@ -27,16 +27,16 @@ ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 
 
 @pytest.fixture
-def service(core: SigningService) -> SigningService:
+def service(core: SignerCore) -> SignerCore:
     return core
 
 
-def token(service: SigningService, code: str, verifier: str) -> dict[str, Any]:
+def token(service: SignerCore, code: str, verifier: str) -> dict[str, Any]:
     client = service.clients.client(service.settings.portal_client_id)
     return service.exchange_code(client, {"grant_type": "authorization_code", "code": code, "code_verifier": verifier})
 
 
-def test_person_signing_through_the_core(service: SigningService, consented: Any) -> None:
+def test_person_signing_through_the_core(service: SignerCore, consented: Any) -> None:
     digest = hashlib.sha256(b"contract").digest()
     details = [{"type": "credential", "signatureQualifier": "eu_eidas_qes", "hashAlgorithmOID": SHA256,
                 "documentDigests": [{"hash": base64.b64encode(digest).decode(), "label": "contract.pdf"}]}]
@@ -58,7 +58,7 @@ def test_person_signing_through_the_core(service: SigningService, consented: Any
     assert service.audit.verify().ok
 
 
-def test_certificate_first_through_the_core(service: SigningService, consented: Any) -> None:
+def test_certificate_first_through_the_core(service: SignerCore, consented: Any) -> None:
     transaction_id, code, verifier = consented(scope="service", signatureQualifier="eu_eidas_aes", numSignatures="1",
                                                SCAL="1")
     answer = token(service, code, verifier)
@@ -75,7 +75,7 @@ def test_certificate_first_through_the_core(service: SigningService, consented: 
     assert [row for row in service.hsm.key_objects() if row["label"] == transaction_id] == []
 
 
-def test_moving_the_clock_moves_every_part(service: SigningService, consented: Any, clock: Any) -> None:
+def test_moving_the_clock_moves_every_part(service: SignerCore, consented: Any, clock: Any) -> None:
     transaction_id, code, verifier = consented(scope="service", numSignatures="1")
     answer = token(service, code, verifier)
     assert len([row for row in service.hsm.key_objects() if row["label"] == transaction_id]) == 2
@@ -87,7 +87,7 @@ def test_moving_the_clock_moves_every_part(service: SigningService, consented: A
     assert service.store.transaction(transaction_id).state == "expired"  # type: ignore[union-attr]
 
 
-def test_the_audit_page_is_newest_first_with_the_chain_status(service: SigningService) -> None:
+def test_the_audit_page_is_newest_first_with_the_chain_status(service: SignerCore) -> None:
     for number in range(5):
         service.audit.append("test.entry", number=number)
     first = service.audit_page(1, 2)
@@ -106,7 +106,7 @@ def test_the_audit_page_is_newest_first_with_the_chain_status(service: SigningSe
     assert [e["seq"] for e in tampered["entries"]] == [2, 1]
 
 
-def test_startup_cuts_an_interrupted_audit_write_and_records_it(service: SigningService) -> None:
+def test_startup_cuts_an_interrupted_audit_write_and_records_it(service: SignerCore) -> None:
     """#25: a torn last line (a write the crash interrupted) is cut and recorded at start-up."""
     with service.audit.path.open("ab") as log:
         log.write(b'{"seq": 99999, "event": "half a li')

@@ -17,7 +17,7 @@ from joserfc import jws, jwt
 from joserfc.jwk import ECKey
 
 from services.wallet.holder import VerifierRequest
-from services.wallet.service import WalletService
+from services.wallet.service import WalletCore
 from shared.eudi import PID_VCT, X5C_JWS
 
 CLIENT_ID = "x509_hash:" + base64.urlsafe_b64encode(hashlib.sha256(b"test verifier").digest()).rstrip(b"=").decode()
@@ -103,14 +103,14 @@ def _request(nonce: str) -> VerifierRequest:
 
 
 @pytest.fixture
-def made(live_wallet: Any) -> tuple[str, str, WalletService]:
+def made(live_wallet: Any) -> tuple[str, str, WalletCore]:
     _server, core = live_wallet
     nonce = secrets.token_urlsafe(24)
     presentation, _disclosed = core.wallet.presentation(_request(nonce), "kari-nordmann")
     return presentation, nonce, core
 
 
-def test_the_emulators_presentation_verifies_independently(made: tuple[str, str, WalletService]) -> None:
+def test_the_emulators_presentation_verifies_independently(made: tuple[str, str, WalletCore]) -> None:
     presentation, nonce, core = made
     claims = verify_independently(presentation, core.trust.anchor.cert, nonce=nonce, audience=CLIENT_ID)
     assert claims["vct"] == PID_VCT
@@ -134,7 +134,7 @@ def _tamper(presentation: str, claim: str, value: str) -> str:
     return "~".join(parts)
 
 
-def test_a_tampered_disclosure_is_refused_independently(made: tuple[str, str, WalletService]) -> None:
+def test_a_tampered_disclosure_is_refused_independently(made: tuple[str, str, WalletCore]) -> None:
     presentation, nonce, core = made
     tampered = _tamper(presentation, "family_name", "Impostor")
     assert tampered != presentation
