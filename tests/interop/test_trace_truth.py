@@ -224,8 +224,6 @@ def test_the_form_disables_what_cannot_go_together(page: Any, ecosystem: Any) ->
     expect(page.locator('input[name="signer_name"]')).to_be_disabled()
 
 
-@pytest.mark.xfail(strict=True, reason="the SSASP's consent page shows the digest as lower-case hex; the signer "
-                                       "follow-up (#20's consent-page fingerprints) shows shared.digests' format there")
 def test_the_consent_page_shows_the_review_pages_fingerprint_as_it_is(page: Any, ecosystem: Any) -> None:
     fingerprint = _upload_and_review(page, ecosystem.portal_url)
     _log_in(page, ecosystem.idp_url)
