@@ -96,13 +96,13 @@ class Credentials:
         """Steps 6-7 at the service-scope token exchange: the one-time credential (key + certificate)."""
         key, issued = self.pipeline.step6_7_create_credential_key(transaction)
         now = self.clock()
-        not_after = issued.certificate["tbs_certificate"]["validity"]["not_after"].native.timestamp()
+        not_after = issued.leaf["tbs_certificate"]["validity"]["not_after"].native.timestamp()
         signatures = int(transaction.request["num_signatures"])
         credential = CredentialRecord(
             id="cred-" + secrets.token_hex(12), transaction_id=transaction.id, client_id=transaction.client_id,
             subject=transaction.subject or "", key_id=key.key_id, algorithm=key.algorithm,
-            public_key=_b64(key.public_key_info.dump()), certificate=_b64(issued.certificate.dump()),
-            chain=[_b64(c.dump()) for c in issued.chain], qualifier=transaction.request["qualifier"],
+            public_key=_b64(key.public_key_info.dump()), certificate=_b64(issued.leaf.dump()),
+            chain=[_b64(c.dump()) for c in issued.issuers], qualifier=transaction.request["qualifier"],
             serial=issued.serial, multisign=signatures, remaining=signatures, status="enabled",
             expires_at=min(not_after, now + self.token_lifetime), created=now,
             scal=str(transaction.request.get("scal", "2")),

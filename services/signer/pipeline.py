@@ -61,8 +61,9 @@ from services.signer.lifecycle import TransactionLifecycle
 from services.signer.orphans import PENDING
 from services.signer.signing import HsmCmsSigner, build_cms, build_csr, build_jades
 from services.signer.store import CredentialRecord, Store, TransactionRecord
-from services.signer.upstream import CertificateGateway, IssuedCertificate
+from services.signer.upstream import CertificateGateway
 from shared.audit import AuditLog
+from shared.clients.ca import IssuedCertificate
 from shared.clock import seconds
 from shared.errors import SignLabError, UpstreamError, UpstreamUnavailable
 from shared.flow import Role, step
@@ -106,7 +107,7 @@ def check_issued_certificate(issued: IssuedCertificate, key: OneTimeKey, qualifi
     try:
         # Extensions and validity read with cryptography: asn1crypto's extension parsing
         # (certificate_policies_value) was the costlier half of this check.
-        checked = cx509.load_der_x509_certificate(issued.certificate.dump())
+        checked = cx509.load_der_x509_certificate(issued.leaf.dump())
         try:
             policies = checked.extensions.get_extension_for_class(cx509.CertificatePolicies).value
             policy_oids = {p.policy_identifier.dotted_string for p in policies}
@@ -117,7 +118,7 @@ def check_issued_certificate(issued: IssuedCertificate, key: OneTimeKey, qualifi
         raise SignLabError(f"the certificate from the TSP is unusable: it cannot be parsed ({exc})",
                            status=502, step=step(7)) from None
     problems = []
-    if issued.certificate["tbs_certificate"]["subject_public_key_info"].dump() != key.public_key_info.dump():
+    if issued.leaf["tbs_certificate"]["subject_public_key_info"].dump() != key.public_key_info.dump():
         problems.append("its public key is not the one-time key")
     if POLICY[qualifier] not in policy_oids:
         problems.append(f"it lacks the {qualifier} policy {POLICY[qualifier]} (has {sorted(policy_oids)})")
@@ -210,12 +211,12 @@ class SigningPipeline:
         """Steps 8-9 for one digest: signed attributes (CMS) or protected header (JAdES), signed in
         the HSM; the B-B signature object (DER CMS, or the ASCII compact JWS)."""
         if document.signature_format == "J":
-            jws = build_jades(self.hsm, key, issued.certificate, issued.chain, document.digest,
+            jws = build_jades(self.hsm, key, issued.leaf, issued.issuers, document.digest,
                               document.hash_algorithm, label)
             signature_object = jws.encode("ascii")
             dtbsr = hashlib.sha256(jws.split(".")[0].encode("ascii") + b".").hexdigest()
         else:
-            signer = HsmCmsSigner(self.hsm, key, issued.certificate, issued.chain, document.hash_algorithm)
+            signer = HsmCmsSigner(self.hsm, key, issued.leaf, issued.issuers, document.hash_algorithm)
             signature_object = build_cms(signer, document.digest, document.hash_algorithm, document.signature_format)
             dtbsr = _signed_attrs_digest(signature_object, document.hash_algorithm)
         self.audit.append("dtbsr.built", step=8, transaction_id=transaction.id, document_digest=document.digest.hex(),
@@ -255,7 +256,7 @@ class SigningPipeline:
         a B-LT signature, so a failure fails the transaction; otherwise best effort)."""
         with flow_span(step(10), "validation data (CRL, OCSP)", target=Role.TSP, response="CRL and OCSP response",
                        summary={"certificate_serial": issued.serial}):
-            return self.ca.validation_info(issued.certificate, issued.chain[0], required=required)
+            return self.ca.validation_info(issued.leaf, issued.issuers[0], required=required)
 
     def step10_response(self, transaction: TransactionRecord, issued: IssuedCertificate, objects: list[bytes],
                         documents: Sequence[DocumentToSign], *, with_revocation: bool,
@@ -263,9 +264,9 @@ class SigningPipeline:
         """Step 10: the ``signDoc`` answer; the chain always, the CRLs and OCSP response when asked
         (``material``: those already fetched for a B-LT signature)."""
         info: dict[str, list[str]] = {"crl": [], "ocsp": []}
-        if with_revocation and issued.chain:
+        if with_revocation and issued.issuers:
             info = material or self.step10_validation_data(issued, required=False)
-        certificates = [_b64(c.dump()) for c in (issued.certificate, *issued.chain)]
+        certificates = [_b64(c.dump()) for c in (issued.leaf, *issued.issuers)]
         self.audit.append("transaction.completed", step=10, transaction_id=transaction.id, signatures=len(objects))
         return {
             "SignatureObject": [_b64(o) for o in objects],
@@ -307,7 +308,7 @@ class SigningPipeline:
                 else None
             objects = [self.step8_9_sign_document(transaction, key, issued, d, labels.get(d.digest, ""))
                        for d in documents]
-            chain = [issued.certificate, *issued.chain]
+            chain = [issued.leaf, *issued.issuers]
             objects = [self.step10_raise_level(transaction, o, d, material, chain) for o, d in zip(objects, documents, strict=True)]
             self.store.move(transaction.id, ["certificate_issued"], "signed")
             signed = True

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -28,13 +27,13 @@ from joserfc.jwk import ECKey
 
 from services.signer.settings import SignerSettings
 from shared.client_assertion import create_client_assertion
-from shared.clients.ca import CaClient
+from shared.clients.ca import CaClient, IssuedCertificate
 from shared.clients.idp import IdpClient
 from shared.errors import UpstreamError, UpstreamUnavailable
 from shared.flow import Role, step
 from shared.identity import IdentityEvidenceError, VerifiedIdentity
 
-__all__ = ["CertificateGateway", "IdentityGateway", "IssuedCertificate"]
+__all__ = ["CertificateGateway", "IdentityGateway"]
 
 log = logging.getLogger(__name__)
 
@@ -139,17 +138,6 @@ class IdentityGateway:
         )
 
 
-@dataclass(frozen=True)
-class IssuedCertificate:
-    """A certificate the TSP issued for a one-time key (step 7)."""
-
-    serial: str
-    certificate: x509.Certificate
-    chain: list[x509.Certificate]
-    profile: str
-    policy_oid: str
-
-
 class CertificateGateway:
     """Client of the TSP for the SSASP.
 
@@ -167,15 +155,8 @@ class CertificateGateway:
         """Ask the TSP for a short-term certificate (step 7) with identity evidence and a client assertion."""
         assertion = create_client_assertion(self.assertion_key, client_id=self.settings.ca_client_id,
                                             audience=self.client.issuance_url)
-        issued = self.client.issue_certificate(csr_der=csr_der, profile=profile, id_token=id_token,
-                                               client_assertion=assertion, transaction_id=transaction_id)
-        return IssuedCertificate(
-            serial=str(issued.serial),
-            certificate=x509.Certificate.load(_der(issued.certificate)),
-            chain=[x509.Certificate.load(_der(c)) for c in issued.chain],
-            profile=str(issued.profile),
-            policy_oid=str(issued.policy_oid),
-        )
+        return self.client.issue_certificate(csr_der=csr_der, profile=profile, id_token=id_token,
+                                             client_assertion=assertion, transaction_id=transaction_id)
 
     def revoke_for_transaction(self, transaction_id: str, *, note: str) -> list[str]:
         """Ask the TSP to revoke every certificate it issued to this service for ``transaction_id``
@@ -222,8 +203,3 @@ class CertificateGateway:
                     raise
                 log.warning("step 10: no %s for validationInfo: %s", what, exc)
         return info
-
-
-def _der(value: Any) -> bytes:
-    """DER bytes from bytes or standard base64 text."""
-    return value if isinstance(value, bytes | bytearray) else base64.b64decode(value)

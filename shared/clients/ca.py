@@ -13,9 +13,11 @@ import threading
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import requests
+from asn1crypto import x509 as asn1_x509
 from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers, FetchLimits
 from pyhanko_certvalidator.fetchers.common_utils import FetchBudget
 from pyhanko_certvalidator.fetchers.requests_fetchers.cert_fetch_client import RequestsCertificateFetcher
@@ -45,6 +47,26 @@ class IssuedCertificate:
     ocsp_url: str | None
     """The certificate's OCSP pointer (None in the CA's short-term-no-revocation profile)."""
     crl_urls: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, answer: dict[str, Any]) -> IssuedCertificate:
+        """The issuance API's JSON answer (base64 DER certificates)."""
+        return cls(
+            serial=str(answer["serial"]), certificate=base64.b64decode(answer["certificate"]),
+            chain=tuple(base64.b64decode(c) for c in answer["chain"]), profile=str(answer["profile"]),
+            policy_oid=str(answer["policy_oid"]), not_before=str(answer["not_before"]),
+            not_after=str(answer["not_after"]), ocsp_url=answer.get("ocsp_url"), crl_urls=tuple(answer["crl_urls"]),
+        )
+
+    @cached_property
+    def leaf(self) -> asn1_x509.Certificate:
+        """The certificate, parsed (asn1crypto)."""
+        return asn1_x509.Certificate.load(self.certificate)
+
+    @cached_property
+    def issuers(self) -> list[asn1_x509.Certificate]:
+        """The chain above it, parsed: issuing CA, then root."""
+        return [asn1_x509.Certificate.load(der) for der in self.chain]
 
 
 @dataclass(frozen=True)
@@ -116,12 +138,7 @@ class CaClient(ServiceClient):
             body["transaction_id"] = transaction_id
         answer = self.request_json("POST", "/api/v1/certificates", step=step(7), json=body, expected=(201,),
                                    idempotent=True)
-        return IssuedCertificate(
-            serial=answer["serial"], certificate=base64.b64decode(answer["certificate"]),
-            chain=tuple(base64.b64decode(c) for c in answer["chain"]), profile=answer["profile"],
-            policy_oid=answer["policy_oid"], not_before=answer["not_before"], not_after=answer["not_after"],
-            ocsp_url=answer["ocsp_url"], crl_urls=tuple(answer["crl_urls"]),
-        )
+        return IssuedCertificate.from_json(answer)
 
     def revoke_issued(self, *, client_assertion: str, serial: str | None = None, transaction_id: str | None = None,
                       reason: str = "cessationOfOperation", note: str | None = None) -> list[CertificateStatus]:

@@ -218,7 +218,7 @@ class InProcessTsp:
         from services.ca.faults import substitute_public_key
         from services.ca.issuance import parse_csr
         from services.ca.profiles import Profile, SubjectIdentity
-        from services.signer.upstream import IssuedCertificate
+        from shared.clients.ca import IssuedCertificate
         from shared.errors import UpstreamError, UpstreamUnavailable
         from shared.flow import Role, step
 
@@ -235,10 +235,7 @@ class InProcessTsp:
             profile=Profile(profile), subject_id="ps-unit-test", loa="high", requester="signlab-signer",
             transaction_id=transaction_id)
         self.issued.append(issued.serial)
-        return IssuedCertificate(
-            serial=issued.serial, certificate=asn1_x509.Certificate.load(issued.der),
-            chain=[asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in issued.chain],
-            profile=str(issued.profile), policy_oid=issued.policy_oid)
+        return IssuedCertificate.from_json(issued.to_json())  # what the issuance API would answer
 
     def revoke_for_transaction(self, transaction_id: str, *, note: str) -> list[str]:
         """The TSP's revocation of what it issued for ``transaction_id`` (its own code, in process)."""

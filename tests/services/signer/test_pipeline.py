@@ -195,7 +195,7 @@ def test_certificate_first_key_signs_hashes_as_given_until_destroyed(parts: Part
                                   "", "", [], "eu_eidas_aes", issued.serial, 1, 1, "enabled", 0.0, 0.0)
     dtbsr = hashlib.sha256(b"signed attributes from the portal").digest()
     [signature] = parts.pipeline.step9_sign_hashes(credential, [dtbsr], "sha256")
-    public_key = x509.load_der_x509_certificate(issued.certificate.dump()).public_key()
+    public_key = x509.load_der_x509_certificate(issued.leaf.dump()).public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
     public_key.verify(signature, dtbsr, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # never hashed again
     parts.keys.step9_destroy(key.key_id, transaction.id)
@@ -228,7 +228,7 @@ def test_issued_certificate_check_names_the_missing_policy(parts: Parts) -> None
         with pytest.raises(SignLabError, match="not valid now: it expired at") as expired:
             check_issued_certificate(issued, key, "eu_eidas_aes", now + timedelta(days=1))
         assert expired.value.status == 502
-        not_before = x509.load_der_x509_certificate(issued.certificate.dump()).not_valid_before_utc
+        not_before = x509.load_der_x509_certificate(issued.leaf.dump()).not_valid_before_utc
         with pytest.raises(SignLabError) as early:  # this service's clock 31 s behind the TSP's
             check_issued_certificate(issued, key, "eu_eidas_aes", not_before - timedelta(seconds=31))
         assert "its notBefore" in early.value.description and " is 31 s after this service's clock" in early.value.description
