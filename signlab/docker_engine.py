@@ -123,7 +123,7 @@ COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"
 ENV_FILE = COMPOSE_DIR / ".env"
 """The default deployment's env file: compose reads it by itself (it sits next to the compose file)."""
 DOCKERFILE = "compose/Dockerfile"
-BUILD_CONTEXT_PATHS = ("pyproject.toml", "README.md", "shared", "services", "signlab", "compose")
+BUILD_CONTEXT_PATHS = ("pyproject.toml", "README.md", "shared", "services", "signlab", "testkit", "compose")
 """What the image build sees (relative to the repository root); the root ``.dockerignore`` says the same."""
 ENV_FILE_HEADER = ("SignLab on Docker: the project name, published ports and secrets of one deployment "
                    "(read by docker compose and by signlab --engine docker). Keep private; never commit.")

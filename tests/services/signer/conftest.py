@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,7 +29,7 @@ from services.signer.hsm import Hsm, OneTimeKey
 from services.signer.settings import SecretPartner, SignerSettings
 from shared.jose_keys import load_or_create_ec_key
 from shared.testing import LiveServer
-from shared.testing.partner import PORTAL_REDIRECT
+from shared.testing.partner import PORTAL_REDIRECT, Portal
 from testkit.ecosystem import Ecosystem
 
 
@@ -178,6 +179,18 @@ def ecosystem(start_ecosystem: Callable[..., SignerEcosystem],
     """Real IdP + CA + signer on loopback (one per test module)."""
     with start_ecosystem(tmp_path_factory.mktemp("eco")) as env:
         yield env
+
+
+@pytest.fixture(scope="module")
+def portal(ecosystem: SignerEcosystem) -> Portal:
+    """The tests' partner (the portal's client at the signer) against the module's ecosystem."""
+    return Portal(ecosystem)
+
+
+@pytest.fixture(scope="module")
+def root(ecosystem: SignerEcosystem) -> asn1_x509.Certificate:
+    """The SignLab root, as a relying party downloads it from the CA."""
+    return asn1_x509.Certificate.load(requests.get(f"{ecosystem.ca_url}/certs/root.crt", timeout=10).content)
 
 
 # ---------------------------------------------------------------------------- the core without HTTP

@@ -29,16 +29,6 @@ SCHEMAS = Path(__file__).parent / "schemas"
 SHA256 = "2.16.840.1.101.3.4.2.1"
 
 
-@pytest.fixture(scope="module")
-def portal(ecosystem: Any) -> Portal:
-    return Portal(ecosystem)
-
-
-@pytest.fixture(scope="module")
-def root(ecosystem: Any) -> x509.Certificate:
-    return x509.Certificate.load(requests.get(f"{ecosystem.ca_url}/certs/root.crt", timeout=10).content)
-
-
 def _sign_doc(ecosystem: Any, token: str, entry: dict[str, Any], **body: Any) -> requests.Response:
     return requests.post(f"{ecosystem.signer_url}/csc/v2/signatures/signDoc", timeout=60,
                          headers={"Authorization": f"Bearer {token}"}, json={"documentDigests": [entry], **body})

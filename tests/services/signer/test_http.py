@@ -29,16 +29,6 @@ from shared.testing.partner import PORTAL_REDIRECT, Portal, make_pdf, no_keys
 
 pytestmark = pytest.mark.hsm
 
-@pytest.fixture(scope="module")
-def portal(ecosystem: Any) -> Portal:
-    return Portal(ecosystem)
-
-
-@pytest.fixture(scope="module")
-def root(ecosystem: Any) -> x509.Certificate:
-    return x509.Certificate.load(requests.get(f"{ecosystem.ca_url}/certs/root.crt", timeout=10).content)
-
-
 def audit_events(eco: Any, transaction_id: str) -> list[str]:
     return [e.event for e in eco.service.audit.entries() if e.data.get("transaction_id") == transaction_id]
 
