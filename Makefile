@@ -25,18 +25,21 @@ demo: system-packages $(STAMP)
 diagrams: $(STAMP)
 	$(VENV)/bin/signlab docs diagrams
 
-# The Docker stage (tests/compose: its own engine, base image and stack; mostly waiting on dpkg,
-# image builds and containers) runs alongside the rest of the suite, in its own pytest process
-# with its own log, printed when both are done; either failing fails make test.
+# Three pytest processes at once, so the two cores stay busy: the Docker stage (tests/compose: its
+# own engine, base image and stack; mostly waiting on dpkg, image builds and containers), the CLI
+# stage (tests/signlab: real runtimes started and stopped, the bench) and the rest of the suite.
+# Each has its own session (SoftHSM token, ports, temporary folders); the two side stages' logs are
+# in var/ and printed when all are done; any failing fails make test. Alone: pytest tests/<dir>.
 test: system-packages engine-packages $(STAMP) lab-hosts lint
 	@mkdir -p var; \
-	$(VENV)/bin/python -m pytest tests/compose -p no:cacheprovider > var/docker-stage.log 2>&1 & stage=$$!; \
-	$(VENV)/bin/python -m pytest --ignore=tests/compose; suite=$$?; \
-	wait $$stage; docker=$$?; \
-	echo; echo "==== the Docker stage (tests/compose), run alongside the suite: var/docker-stage.log ===="; \
-	cat var/docker-stage.log; \
-	echo "suite exit $$suite, Docker stage exit $$docker"; \
-	[ $$suite -eq 0 ] && [ $$docker -eq 0 ]
+	$(VENV)/bin/python -m pytest tests/compose -p no:cacheprovider > var/docker-stage.log 2>&1 & docker=$$!; \
+	$(VENV)/bin/python -m pytest tests/signlab -p no:cacheprovider > var/cli-stage.log 2>&1 & cli=$$!; \
+	$(VENV)/bin/python -m pytest --ignore=tests/compose --ignore=tests/signlab --durations=15; suite=$$?; \
+	wait $$cli; cli_status=$$?; wait $$docker; docker_status=$$?; \
+	echo; echo "==== the CLI stage (tests/signlab), run alongside: var/cli-stage.log ===="; cat var/cli-stage.log; \
+	echo; echo "==== the Docker stage (tests/compose), run alongside: var/docker-stage.log ===="; cat var/docker-stage.log; \
+	echo "suite exit $$suite, CLI stage exit $$cli_status, Docker stage exit $$docker_status"; \
+	[ $$suite -eq 0 ] && [ $$cli_status -eq 0 ] && [ $$docker_status -eq 0 ]
 
 # The static checks (docs/development.md), all three run and any finding fails: ruff with the rule
 # set of pyproject.toml, mypy over the source packages, import-linter's layer contracts.
