@@ -300,7 +300,8 @@ def test_idle_keep_alive_connections_outlive_the_old_two_seconds(fault_lab: Lab)
     time.sleep(3)  # longer than gunicorn's default keep-alive, well under SignLab's
     client.certificate("issuing")
     manager = client.session.get_adapter(fault_lab.urls["ca"]).poolmanager
-    pools = list(manager.pools.values())  # iterating the container itself is refused (not thread-safe)
+    keys = manager.pools.keys()  # a locked snapshot: urllib3 refuses to iterate its pool container itself
+    pools = [manager.pools[key] for key in keys]
     assert [(pool.num_connections, pool.num_requests) for pool in pools] == [(1, 2)]
 
 
