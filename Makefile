@@ -28,13 +28,17 @@ diagrams: $(STAMP)
 # Three pytest processes at once, so the two cores stay busy: the Docker stage (tests/compose: its
 # own engine, base image and stack; mostly waiting on dpkg, image builds and containers), the CLI
 # stage (tests/signlab: real runtimes started and stopped, the bench) and the rest of the suite.
-# Each has its own session (SoftHSM token, ports, temporary folders); the two side stages' logs are
+# Each has its own session (SoftHSM token, temporary folders) and its own range of test ports
+# (SIGNLAB_TEST_PORTS, shared/testing); the two side stages' logs are
 # in var/ and printed when all are done; any failing fails make test. Alone: pytest tests/<dir>.
 test: system-packages engine-packages $(STAMP) lab-hosts lint
 	@mkdir -p var; \
-	$(VENV)/bin/python -m pytest tests/compose -p no:cacheprovider > var/docker-stage.log 2>&1 & docker=$$!; \
-	$(VENV)/bin/python -m pytest tests/signlab -p no:cacheprovider > var/cli-stage.log 2>&1 & cli=$$!; \
-	$(VENV)/bin/python -m pytest --ignore=tests/compose --ignore=tests/signlab --durations=15; suite=$$?; \
+	SIGNLAB_TEST_PORTS=30000-32000 $(VENV)/bin/python -m pytest tests/compose -p no:cacheprovider \
+	  > var/docker-stage.log 2>&1 & docker=$$!; \
+	SIGNLAB_TEST_PORTS=26000-29999 $(VENV)/bin/python -m pytest tests/signlab -p no:cacheprovider \
+	  > var/cli-stage.log 2>&1 & cli=$$!; \
+	SIGNLAB_TEST_PORTS=20000-25999 $(VENV)/bin/python -m pytest --ignore=tests/compose --ignore=tests/signlab \
+	  --durations=15; suite=$$?; \
 	wait $$cli; cli_status=$$?; wait $$docker; docker_status=$$?; \
 	echo; echo "==== the CLI stage (tests/signlab), run alongside: var/cli-stage.log ===="; cat var/cli-stage.log; \
 	echo; echo "==== the Docker stage (tests/compose), run alongside: var/docker-stage.log ===="; cat var/docker-stage.log; \

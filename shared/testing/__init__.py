@@ -50,11 +50,37 @@ def random_secrets(cls: type[ServiceSettings]) -> dict[str, SecretStr]:
     return {name: SecretStr(secrets.token_urlsafe(12)) for name in secret_fields(cls)}
 
 
+TEST_PORTS_VARIABLE = "SIGNLAB_TEST_PORTS"
+"""``FIRST-LAST``: the ports :func:`free_port` hands out in this test session. ``make test`` runs
+three sessions at once and gives each its own range below the OS's ephemeral ports, so a port one
+session picked (and binds a moment later) is never picked by another, nor taken by an outgoing
+connection. Unset: the OS picks."""
+
+_next_port: dict[str, int] = {}
+_port_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago: from the session's range
+    (:data:`TEST_PORTS_VARIABLE`), in turn, else the one the OS picks."""
+    span = os.environ.get(TEST_PORTS_VARIABLE, "")
+    if not span:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    first, last = (int(part) for part in span.split("-", 1))
+    with _port_lock:
+        start = _next_port.get(span, first + secrets.randbelow(last - first + 1))
+        for offset in range(last - first + 1):
+            port = first + (start - first + offset) % (last - first + 1)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _next_port[span] = first + (port - first + 1) % (last - first + 1)
+            return port
+    raise OSError(errno.EADDRINUSE, f"no free port in {TEST_PORTS_VARIABLE}={span}")
 
 
 class LiveServer:
