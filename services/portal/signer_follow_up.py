@@ -1,7 +1,8 @@
-"""The SSASP's side of a portal transaction that did not end normally (design §8, crash
-consistency): a signDoc answer lost on the way (step 10), a transaction the SSASP ended while the
-person was still at the eID login or consent (a restart, an expiry, a refusal), and the one-time
-credential of a certificate-first transaction that will not be used any more.
+"""The SSASP's side of a portal transaction that did not end normally (docs/reliability.md;
+design §8: nothing already stored is lost): a signDoc answer lost on the way (step 10), a
+transaction the SSASP ended while the person was still at the eID login or consent (a restart, an
+expiry, a refusal), and the one-time credential of a certificate-first transaction that will not be
+used any more.
 
 Limits: a signHash answer lost in the certificate-first flow is not reported (that flow keeps the
 certificate that signed); if the SSASP cannot be reached when an answer broke off, it cannot be told
