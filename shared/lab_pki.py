@@ -4,7 +4,8 @@ The wallet service's PID provider (trust anchor → signing certificate, the lis
 IPSP's OpenID4VP verifier certificate are made here; the IPSP checks a PID's ``x5c`` chain against
 the anchors of the trusted list with :func:`verify_chain` (cryptography's X.509 path validation).
 
-These are not the TSP's certificates (``services/ca``): they belong to the simulated EU wallet
+These are not the TSP's certificates (``services/ca`` makes those with its own profiles and only
+shares :class:`KeyPair`, a certificate with its key): they belong to the simulated EU wallet
 ecosystem, are EC P-256, and carry only what the checks need (basic constraints, key usage, key
 identifiers).
 

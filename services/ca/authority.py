@@ -44,7 +44,7 @@ from services.ca.faults import (
     UNLISTED_CA,
 )
 from services.ca.issuance_log import IssuanceGate, IssuanceLog, cross_check
-from services.ca.pki import Hierarchy, KeyedCert, unlisted_ca
+from services.ca.pki import Hierarchy, unlisted_ca
 from services.ca.profiles import (
     CertificateUrls,
     Profile,
@@ -57,6 +57,7 @@ from services.ca.settings import CaSettings
 from services.ca.store import CertificateRecord, CertificateStore
 from shared.clock import LabClock, lab_clock
 from shared.faults import FaultBoard
+from shared.lab_pki import KeyPair
 
 __all__ = ["CRL_NAMES", "RECONCILER", "REVOCATION_REASONS", "CertificateAuthority", "IssuedCertificate",
            "PublishedCrl"]
@@ -406,7 +407,7 @@ class CertificateAuthority:
             revoked = [r for r in known if r.revoked_at is not None and r.revoked_at <= now]
             upcoming = min((r.revoked_at for r in known if r.revoked_at is not None and r.revoked_at > now), default=None)
             number = self.store.next_crl_number(name)
-            issuer: KeyedCert = self.hierarchy.root if name == "root" else self.hierarchy.issuing
+            issuer: KeyPair = self.hierarchy.root if name == "root" else self.hierarchy.issuing
             builder = (
                 x509.CertificateRevocationListBuilder()
                 .issuer_name(issuer.cert.subject)

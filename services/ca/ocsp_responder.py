@@ -20,8 +20,8 @@ from cryptography.x509 import ocsp
 
 from services.ca.authority import REVOCATION_REASONS, CertificateAuthority
 from services.ca.faults import OCSP_UNAVAILABLE, OcspUnavailable
-from services.ca.pki import KeyedCert
 from services.ca.profiles import has_no_rev_avail
+from shared.lab_pki import KeyPair
 
 __all__ = ["OcspResponder"]
 
@@ -64,7 +64,7 @@ class OcspResponder:
                 serialization.Encoding.DER)
         now = (now or self.authority.clock.now()).replace(microsecond=0)
         hierarchy = self.authority.hierarchy
-        signer: KeyedCert
+        signer: KeyPair
         revoked_at: dt.datetime | None = None
         reason: x509.ReasonFlags | None = None
         if self._matches(hierarchy.issuing.cert, algorithm, issuer_key_hash, issuer_name_hash):

@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from shared.lab_pki import KeyPair
+
 __all__ = [
     "CA_NAMES",
     "Hierarchy",
-    "KeyedCert",
     "ORGANIZATION",
     "ORGANIZATION_ID",
     "TSL_SIGNING_EKU",
@@ -45,29 +46,16 @@ CA_NAMES = ("root", "issuing", "tsa", "ocsp", "tl-signer")
 
 
 @dataclass(frozen=True)
-class KeyedCert:
-    """A certificate and its private key."""
-
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    @property
-    def der(self) -> bytes:
-        """The certificate, DER."""
-        return self.cert.public_bytes(serialization.Encoding.DER)
-
-
-@dataclass(frozen=True)
 class Hierarchy:
     """The provisioned hierarchy: root, issuing CA, TSA, OCSP responder, trusted-list signer."""
 
-    root: KeyedCert
-    issuing: KeyedCert
-    tsa: KeyedCert
-    ocsp: KeyedCert
-    tl_signer: KeyedCert
+    root: KeyPair
+    issuing: KeyPair
+    tsa: KeyPair
+    ocsp: KeyPair
+    tl_signer: KeyPair
 
-    def by_name(self, name: str) -> KeyedCert:
+    def by_name(self, name: str) -> KeyPair:
         """The pair called ``name`` (one of :data:`CA_NAMES`)."""
         return {"root": self.root, "issuing": self.issuing, "tsa": self.tsa, "ocsp": self.ocsp,
                 "tl-signer": self.tl_signer}[name]
@@ -104,7 +92,7 @@ def _key_usage(*, cert_sign: bool = False, digital_signature: bool = False,
     )
 
 
-def _builder(subject: x509.Name, issuer: KeyedCert | None, public_key: ec.EllipticCurvePublicKey,
+def _builder(subject: x509.Name, issuer: KeyPair | None, public_key: ec.EllipticCurvePublicKey,
              now: dt.datetime, days: int) -> x509.CertificateBuilder:
     issuer_name = issuer.cert.subject if issuer else subject
     builder = (
@@ -141,7 +129,7 @@ BuildFn = Callable[[ec.EllipticCurvePrivateKey], x509.Certificate]
 
 
 @functools.cache
-def unlisted_ca() -> KeyedCert:
+def unlisted_ca() -> KeyPair:
     """A self-signed CA outside the hierarchy and the trusted list, made in memory once per process
     (the lab fault ``unlisted-ca``: the certificates it issues chain to nothing a validator trusts)."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -150,7 +138,7 @@ def unlisted_ca() -> KeyedCert:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_key_usage(cert_sign=True), critical=True)
             .sign(key, hashes.SHA256()))
-    return KeyedCert(cert, key)
+    return KeyPair(key, cert)
 
 
 def create_hierarchy(data_dir: Path, public_base: str, *, now: dt.datetime | None = None) -> Hierarchy:
@@ -160,9 +148,9 @@ def create_hierarchy(data_dir: Path, public_base: str, *, now: dt.datetime | Non
     """
     now = now or dt.datetime.now(dt.UTC)
     pki = _pki_dir(data_dir)
-    made: dict[str, KeyedCert] = {}
+    made: dict[str, KeyPair] = {}
 
-    def ensure(name: str, curve: ec.EllipticCurve, build: BuildFn) -> KeyedCert:
+    def ensure(name: str, curve: ec.EllipticCurve, build: BuildFn) -> KeyPair:
         key_path, cert_path = pki / f"{name}.key.pem", pki / f"{name}.crt.pem"
         if key_path.exists() and cert_path.exists():
             pair = _load_pair(key_path, cert_path)
@@ -174,7 +162,7 @@ def create_hierarchy(data_dir: Path, public_base: str, *, now: dt.datetime | Non
             _write_private(key_path, key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
             cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            pair = KeyedCert(cert, key)
+            pair = KeyPair(key, cert)
         made[name] = pair
         return pair
 
@@ -248,11 +236,11 @@ def create_hierarchy(data_dir: Path, public_base: str, *, now: dt.datetime | Non
                      tl_signer=made["tl-signer"])
 
 
-def _load_pair(key_path: Path, cert_path: Path) -> KeyedCert:
+def _load_pair(key_path: Path, cert_path: Path) -> KeyPair:
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{key_path} is not an EC private key")
-    return KeyedCert(x509.load_pem_x509_certificate(cert_path.read_bytes()), key)
+    return KeyPair(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
 
 
 def load_hierarchy(data_dir: Path) -> Hierarchy:

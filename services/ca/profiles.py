@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from services.ca.pki import KeyedCert
+from shared.lab_pki import KeyPair
 
 __all__ = [
     "NCP",
@@ -212,7 +212,7 @@ class CertificateUrls:
 
 def build_end_entity(
     *,
-    issuer: KeyedCert,
+    issuer: KeyPair,
     public_key: CertificateIssuerPublicKeyTypes,
     subject: SubjectIdentity,
     profile: Profile,

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.ca.faults import TSA_UNAVAILABLE, TsaUnavailable
-from services.ca.pki import KeyedCert
 from services.ca.profiles import QC_STATEMENTS, QcStatement, QcStatements
 from shared.clock import LabClock, lab_clock
 from shared.faults import FaultBoard
+from shared.lab_pki import KeyPair
 
 __all__ = ["ACCEPTED_DIGESTS", "ESI4_QTST_STATEMENT_1", "QUALIFIED_TST_EXTENSIONS", "TimeStampAuthority"]
 
@@ -52,7 +52,7 @@ class _StatusOnlyResp(core.Sequence):
 class TimeStampAuthority:
     """Issues RFC 3161 time-stamp tokens with one TSA certificate and policy."""
 
-    def __init__(self, tsa: KeyedCert, policy_oid: str, faults: FaultBoard | None = None,
+    def __init__(self, tsa: KeyPair, policy_oid: str, faults: FaultBoard | None = None,
                  clock: LabClock | None = None) -> None:
         self.tsa = tsa
         self.clock = clock or lab_clock()  # genTime is the lab clock's

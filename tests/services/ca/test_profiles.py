@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ObjectIdentifier
 from pydantic import SecretStr
 
-from services.ca.pki import KeyedCert, load_hierarchy
+from services.ca.pki import load_hierarchy
 from services.ca.profiles import (
     NO_REV_AVAIL,
     QC_STATEMENTS,
@@ -29,6 +29,7 @@ from services.ca.profiles import (
 )
 from services.ca.provision import provision
 from services.ca.settings import CaSettings
+from shared.lab_pki import KeyPair
 
 URLS = CertificateUrls(ca_issuers="http://ca.signlab.example.com/certs/issuing.crt",
                        ocsp="http://ca.signlab.example.com/ocsp", crl="http://ca.signlab.example.com/crl/issuing.crl")
@@ -38,7 +39,7 @@ SUBJECT = SubjectIdentity(country="NO", given_name="Åse Marit", family_name="Æ
 
 
 @pytest.fixture(scope="module")
-def issuing(tmp_path_factory: pytest.TempPathFactory) -> KeyedCert:
+def issuing(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     data_dir: Path = tmp_path_factory.mktemp("ca-profiles")
     settings = CaSettings(data_dir=data_dir, admin_token=SecretStr("t" * 24), trainer_token=SecretStr("trainer-token-of-the-tests"),
                           log_level="WARNING")
@@ -46,7 +47,7 @@ def issuing(tmp_path_factory: pytest.TempPathFactory) -> KeyedCert:
     return load_hierarchy(settings.service_dir()).issuing
 
 
-def _reference(issuer: KeyedCert, public_key: object, profile: Profile, revocation: RevocationProfile, serial: int,
+def _reference(issuer: KeyPair, public_key: object, profile: Profile, revocation: RevocationProfile, serial: int,
                not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
     """The profile built one add_extension at a time, as docs/design.md §4 lists it."""
     ca_issuers = x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
@@ -84,7 +85,7 @@ def _reference(issuer: KeyedCert, public_key: object, profile: Profile, revocati
 @pytest.mark.parametrize("revocation", list(RevocationProfile))
 @pytest.mark.parametrize("profile", list(Profile))
 @pytest.mark.parametrize("key_type", ["ec", "rsa"])
-def test_cached_extensions_give_the_same_certificate(issuing: KeyedCert, profile: Profile, key_type: str,
+def test_cached_extensions_give_the_same_certificate(issuing: KeyPair, profile: Profile, key_type: str,
                                                      revocation: RevocationProfile) -> None:
     private = ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -98,7 +99,7 @@ def test_cached_extensions_give_the_same_certificate(issuing: KeyedCert, profile
 
 
 @pytest.mark.parametrize("profile", list(Profile))
-def test_cached_qc_statements_equal_freshly_built(issuing: KeyedCert, profile: Profile) -> None:
+def test_cached_qc_statements_equal_freshly_built(issuing: KeyPair, profile: Profile) -> None:
     _, tail = _static_extensions(profile, URLS, PDS, issuing.cert)
     cached = next(e for e in tail if e.oid == QC_STATEMENTS)
     assert cached.value.value == qc_statements_der(profile, PDS)
